@@ -1,0 +1,152 @@
+#requires -Version 7.2
+<#
+.SYNOPSIS
+    Builds, tests and demonstrates the AgentSandbox module.
+.EXAMPLE
+    dotnet tool restore && dotnet pwsh ./build.ps1 demo
+.EXAMPLE
+    dotnet tool restore && dotnet pwsh ./build.ps1 test
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Position = 0)]
+    [ValidateSet('build', 'test', 'demo', 'clean')]
+    [string] $Task = 'build',
+
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release',
+
+    # Pester tests to run (file or folder); all of tests/Pester by default.
+    [string] $PesterPath
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+$root = $PSScriptRoot
+$out = Join-Path $root 'out'
+$moduleOut = Join-Path $out 'AgentSandbox'
+$PesterVersion = '5.7.1'
+
+function Invoke-Native {
+    param([string] $File, [string[]] $Arguments)
+    & $File @Arguments
+    if ($LASTEXITCODE -ne 0) { throw "$File $($Arguments -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+function Invoke-Build {
+    Write-Host "Building the module ($Configuration)" -ForegroundColor Cyan
+    $bin = Join-Path $out 'bin'
+    Invoke-Native dotnet @('build', "$root/src/AgentSandbox.PowerShell/AgentSandbox.PowerShell.csproj", '-c', $Configuration, '-o', $bin, '--nologo', '-v', 'quiet', '-clp:ErrorsOnly')
+    if (Test-Path $moduleOut) { Remove-Item $moduleOut -Recurse -Force }
+    New-Item -ItemType Directory -Path $moduleOut | Out-Null
+    Copy-Item "$bin/AgentSandbox.Core.dll", "$bin/AgentSandbox.PowerShell.dll" -Destination $moduleOut
+    Copy-Item "$root/module/*" -Destination $moduleOut -Recurse
+    Write-Host "Module ready: $moduleOut/AgentSandbox.psd1"
+}
+
+function Get-PesterModule {
+    $packages = Join-Path $out 'packages'
+    $manifest = Join-Path $packages "pester/$PesterVersion/tools/Pester.psd1"
+    if (-not (Test-Path $manifest)) {
+        Write-Host "Fetching Pester $PesterVersion from NuGet" -ForegroundColor Cyan
+        Invoke-Native dotnet @('restore', "$root/tests/TestTools.proj", '--packages', $packages, '--nologo', '-v', 'quiet')
+    }
+    $manifest
+}
+
+# What the integration tests need on Linux; installed when missing (as root with apt), else named precisely.
+function Install-TestPrerequisites {
+    if (-not $IsLinux) { return }
+    $needed = [ordered]@{
+        'systemd-nspawn' = 'systemd-container'
+        'busybox'        = 'busybox-static'
+        'nsenter'        = 'util-linux'
+        'setpriv'        = 'util-linux'
+        'unshare'        = 'util-linux'
+        'ip'             = 'iproute2'
+    }
+    $missing = @($needed.Keys | Where-Object { -not (Get-Command $_ -CommandType Application -ErrorAction Ignore) } |
+        ForEach-Object { $needed[$_] } | Select-Object -Unique)
+    if ($missing.Count -eq 0) { return }
+    $isRoot = (id -u) -eq '0'
+    if ($isRoot -and (Get-Command apt-get -ErrorAction Ignore)) {
+        Write-Host "Installing $($missing -join ', ') with apt-get" -ForegroundColor Cyan
+        $env:DEBIAN_FRONTEND = 'noninteractive'
+        Invoke-Native apt-get @('update', '-qq')
+        Invoke-Native apt-get @('install', '-y', '-qq', '--no-install-recommends') + $missing
+    }
+    else {
+        Write-Warning "The integration tests need: $($missing -join ', '). Install them (as root: apt-get install $($missing -join ' ')) and run the tests as root."
+    }
+}
+
+function Invoke-CoreTests {
+    $results = Join-Path $out 'test-results'
+    New-Item -ItemType Directory -Force -Path $results | Out-Null
+    $trx = Join-Path $results 'core.trx'
+    Remove-Item $trx -ErrorAction Ignore
+    Write-Host 'Running the core tests (xunit)' -ForegroundColor Cyan
+    & dotnet test "$root/tests/AgentSandbox.Core.Tests/AgentSandbox.Core.Tests.csproj" -c $Configuration --nologo `
+        --logger "trx;LogFileName=$trx" --logger 'console;verbosity=minimal'
+    if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
+    $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
+    [pscustomobject]@{
+        Passed  = [int]$counters.passed
+        Failed  = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
+        Skipped = [int]$counters.notExecuted
+    }
+}
+
+function Invoke-PesterTests {
+    $pester = Get-PesterModule
+    Write-Host "Running the module tests (Pester $PesterVersion)" -ForegroundColor Cyan
+    # A child pwsh: the tests import the built module into a clean session.
+    $path = if ($PesterPath) { $PesterPath } else { Join-Path $root 'tests/Pester' }
+    $summary = Join-Path $out 'test-results/pester.json'
+    $script = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$pester'
+`$config = New-PesterConfiguration
+`$config.Run.Path = '$path'
+`$config.Run.PassThru = `$true
+`$config.Output.Verbosity = 'Detailed'
+`$config.TestResult.Enabled = `$true
+`$config.TestResult.OutputPath = '$out/test-results/pester.xml'
+`$r = Invoke-Pester -Configuration `$config
+[pscustomobject]@{ Passed = `$r.PassedCount; Failed = `$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount; Skipped = `$r.SkippedCount } |
+    ConvertTo-Json | Set-Content '$summary'
+"@
+    Remove-Item $summary -ErrorAction Ignore
+    $env:AGENTSANDBOX_MODULE = Join-Path $moduleOut 'AgentSandbox.psd1'
+    & ([System.Diagnostics.Process]::GetCurrentProcess().MainModule.FileName) -NoProfile -NonInteractive -Command $script
+    if (-not (Test-Path $summary)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
+    Get-Content $summary -Raw | ConvertFrom-Json
+}
+
+switch ($Task) {
+    'clean' {
+        Remove-Item $out -Recurse -Force -ErrorAction Ignore
+        Get-ChildItem $root -Recurse -Directory -Include bin, obj | Remove-Item -Recurse -Force
+    }
+    'build' { Invoke-Build }
+    'test' {
+        Install-TestPrerequisites
+        Invoke-Build
+        $core = Invoke-CoreTests
+        $module = Invoke-PesterTests
+        $passed = $core.Passed + $module.Passed
+        $failed = $core.Failed + $module.Failed
+        $skipped = $core.Skipped + $module.Skipped
+        Write-Host ''
+        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
+        $line = "$passed passed, $failed failed"
+        if ($skipped -gt 0) { $line += ", $skipped skipped" }
+        Write-Output $line
+        if ($failed -gt 0) { exit 1 }
+    }
+    'demo' {
+        Invoke-Build
+        & ([System.Diagnostics.Process]::GetCurrentProcess().MainModule.FileName) -NoProfile -File (Join-Path $root 'docs/demo.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1')
+        exit $LASTEXITCODE
+    }
+}

@@ -1,0 +1,32 @@
+@{
+    RootModule           = 'AgentSandbox.PowerShell.dll'
+    ModuleVersion        = '0.1.0'
+    GUID                 = '6f0f8a53-3c1e-4f43-9a55-2b8e4a3c7d21'
+    Author               = 'AgentSandbox'
+    CompanyName          = 'AgentSandbox'
+    Copyright            = '(c) AgentSandbox. MIT licence.'
+    Description          = 'Isolated places for AI agents to run commands: chroot and systemd-nspawn on Linux, with typed sandbox objects on the PowerShell pipeline and isolation claims that can be checked.'
+    PowerShellVersion    = '5.1'
+    CompatiblePSEditions = @('Desktop', 'Core')
+    RequiredAssemblies   = @('AgentSandbox.Core.dll')
+    FormatsToProcess     = @('AgentSandbox.format.ps1xml')
+    CmdletsToExport      = @(
+        'Get-AgentSandboxBackend'
+        'New-AgentSandbox'
+        'Get-AgentSandbox'
+        'Invoke-InSandbox'
+        'Start-AgentSandbox'
+        'Stop-AgentSandbox'
+        'Remove-AgentSandbox'
+    )
+    FunctionsToExport    = @()
+    AliasesToExport      = @()
+    VariablesToExport    = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags       = @('sandbox', 'agent', 'AI', 'chroot', 'nspawn', 'container', 'isolation', 'Linux')
+            LicenseUri = 'https://opensource.org/licenses/MIT'
+            ProjectUri = 'https://github.com/agentsandbox/agentsandbox'
+        }
+    }
+}

@@ -1,0 +1,135 @@
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using AgentSandbox.Linux;
+using AgentSandbox.Processes;
+using AgentSandbox.State;
+
+namespace AgentSandbox.Backends.Chroot
+{
+    /// <summary>
+    /// A chroot with the hardening that makes it worth having: an unprivileged user of its own,
+    /// no_new_privs, read-only system binds, cgroup limits and (unless -Network Host) a private
+    /// network namespace. Host processes stay visible in /proc: that weakness is stated, not hidden.
+    /// </summary>
+    internal sealed class ChrootBackend : LinuxBackend
+    {
+        private const ulong ReadOnlyBind = Native.MS_REMOUNT | Native.MS_BIND | Native.MS_RDONLY | Native.MS_NOSUID | Native.MS_NODEV;
+
+        public ChrootBackend(SandboxStore store) : base(store) { }
+
+        public override string Name => "Chroot";
+        protected override int Weight => 10;
+
+        protected override SandboxBoundary[] Boundaries => new[]
+        {
+            SandboxBoundary.Filesystem, SandboxBoundary.Network, SandboxBoundary.Privilege, SandboxBoundary.Devices, SandboxBoundary.Limits,
+        };
+
+        protected override string[] Weaknesses => new[]
+        {
+            "Host processes are visible in /proc (no PID namespace); their command lines and owners can be read.",
+            "IPC objects and the hostname are shared with the host.",
+            "Root inside a chroot can leave it: commands run as an unprivileged user unless -User root is given.",
+            "The host kernel is shared.",
+            "-Network Host shares the host's network stack.",
+        };
+
+        protected override IEnumerable<string> Problems()
+        {
+            foreach (var p in CommonProblems()) yield return p;
+            if (HostTools.Find("ip") == null) yield return "'ip' is missing (apt-get install iproute2)";
+            if (HostTools.Find("unshare") == null) yield return "'unshare' is missing (apt-get install util-linux)";
+        }
+
+        private static string NetnsFile(Sandbox s) => Path.Combine(s.Location!, "netns");
+
+        protected override void Prepare(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
+        {
+            var root = RootOf(s);
+            s.Privilege = PrivilegeMode.UnprivilegedUser;
+            int id = AllocateHostId(s);
+            s.BackendData["uid"] = s.BackendData["gid"] = id.ToString(CultureInfo.InvariantCulture);
+            if (spec.Image == null)
+            {
+                progress.Milestone("Deriving the root from the host (read-only binds, private /etc, /tmp and /workspace)");
+                s.BackendData["binds"] = string.Join(":", RootFs.CreateHostDerived(root));
+            }
+            else
+            {
+                RootFs.Import(spec.Image, root, progress);
+            }
+            cancellation.ThrowIfCancellationRequested();
+            RootFs.Finish(root, Hostname.For(s.Name), id, id);
+        }
+
+        protected override bool IsRunning(Sandbox s) => Mounts.IsMountPoint(Path.Combine(RootOf(s), "proc"));
+
+        protected override void StartCore(Sandbox s, IProgressSink progress)
+        {
+            var dir = s.Location!;
+            var root = RootOf(s);
+            // A private anchor: nothing mounted below propagates to other mount namespaces.
+            Native.Mount(dir, dir, null, Native.MS_BIND);
+            Native.Mount(null, dir, null, Native.MS_PRIVATE);
+
+            CreateCgroup(s);
+            foreach (var name in (s.Data("binds") ?? "").Split(':').Where(n => n.Length > 0))
+                BindReadOnly(name, FileTree.ResolveInside(root, name, createDirectories: true));
+            foreach (var m in s.Mounts)
+            {
+                var target = FileTree.ResolveInside(root, m.Destination, createDirectories: !File.Exists(m.Source));
+                if (File.Exists(m.Source) && !File.Exists(target)) File.WriteAllText(target, "");
+                Native.Mount(m.Source, target, null, Native.MS_BIND);
+                Native.Mount(null, target, null, m.ReadWrite ? Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NOSUID | Native.MS_NODEV : ReadOnlyBind);
+            }
+            MountDev(FileTree.ResolveInside(root, "/dev", createDirectories: true));
+            if (s.Network == SandboxNetwork.None)
+            {
+                var netns = NetnsFile(s);
+                File.WriteAllText(netns, "");
+                // unshare keeps the namespace alive by binding it to the file; ip brings loopback up inside it.
+                ProcessRunner.Run(HostTools.Require("unshare", "util-linux"), "--net=" + netns, HostTools.Require("ip", "iproute2"), "link", "set", "lo", "up");
+            }
+            // /proc last: it is what marks the sandbox as running.
+            Native.Mount("proc", FileTree.ResolveInside(root, "/proc", createDirectories: true), "proc", Native.MS_NOSUID | Native.MS_NODEV | Native.MS_NOEXEC);
+        }
+
+        private static void BindReadOnly(string hostPath, string target)
+        {
+            Native.Mount(hostPath, target, null, Native.MS_BIND);
+            Native.Mount(null, target, null, ReadOnlyBind);
+        }
+
+        /// <summary>A minimal /dev: the harmless character devices, nothing that reaches hardware.</summary>
+        private static void MountDev(string dev)
+        {
+            Native.Mount("tmpfs", dev, "tmpfs", Native.MS_NOSUID | Native.MS_NOEXEC, "mode=755,size=1m");
+            foreach (var (name, major, minor) in new[] { ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0) })
+                Native.MakeCharDevice(Path.Combine(dev, name), major, minor, 0x1b6 /* 0666 */);
+            foreach (var (link, target) in new[] { ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2") })
+                Native.Symlink(target, Path.Combine(dev, link));
+            var shm = Path.Combine(dev, "shm");
+            Directory.CreateDirectory(shm);
+            Native.Chmod(shm, 0x3ff);
+        }
+
+        protected override void StopCore(Sandbox s, IProgressSink progress)
+        {
+            DeleteCgroup(s);
+            Mounts.UnmountAll(s.Location!);
+            var netns = NetnsFile(s);
+            if (File.Exists(netns)) File.Delete(netns);
+        }
+
+        protected override IList<string> NsenterOptions(Sandbox s)
+        {
+            var options = new List<string>();
+            if (s.Network == SandboxNetwork.None) options.Add("--net=" + NetnsFile(s));
+            options.Add("--root=" + RootOf(s));
+            return options;
+        }
+    }
+}

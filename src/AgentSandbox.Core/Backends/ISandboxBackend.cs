@@ -1,0 +1,50 @@
+using System.Collections.Generic;
+using System.Threading;
+
+namespace AgentSandbox.Backends
+{
+    /// <summary>
+    /// The one contract every isolation technology implements. A backend owns where its sandboxes live
+    /// (files on disk, containers, VMs) so that any process on the host can list them.
+    /// </summary>
+    public interface ISandboxBackend
+    {
+        string Name { get; }
+
+        /// <summary>Whether the backend works on this host right now, and why not.</summary>
+        BackendInfo Describe();
+
+        /// <summary>Every sandbox of this backend on the host, with its live state.</summary>
+        IEnumerable<Sandbox> List();
+
+        /// <summary>The sandbox of this name, or null.</summary>
+        Sandbox? Find(string name);
+
+        /// <summary>Makes and starts the sandbox; on failure leaves nothing behind and throws.</summary>
+        Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation);
+
+        void Start(Sandbox sandbox, IProgressSink progress);
+
+        void Stop(Sandbox sandbox, IProgressSink progress);
+
+        /// <summary>Removes everything the sandbox holds. Idempotent: a half-made or vanished sandbox is cleaned too.</summary>
+        void Remove(Sandbox sandbox, IProgressSink progress);
+
+        /// <summary>Runs one command, streaming its output; kills every process it started on timeout or cancellation.</summary>
+        CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation);
+    }
+
+    /// <summary>Milestones and progress of long work, for Write-Progress and Write-Verbose.</summary>
+    public interface IProgressSink
+    {
+        void Milestone(string message);
+        void Progress(string activity, string status, int percent);
+    }
+
+    public sealed class NullProgress : IProgressSink
+    {
+        public static readonly NullProgress Instance = new NullProgress();
+        public void Milestone(string message) { }
+        public void Progress(string activity, string status, int percent) { }
+    }
+}

@@ -1,0 +1,277 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using AgentSandbox.Linux;
+using AgentSandbox.State;
+
+namespace AgentSandbox.Backends
+{
+    /// <summary>
+    /// What the chroot and nspawn backends share: records on disk, cgroup limits, the exec chain and
+    /// the create/remove discipline (a failed create undoes itself).
+    /// </summary>
+    internal abstract class LinuxBackend : ISandboxBackend
+    {
+        /// <summary>Host uids for sandboxes without a user namespace: above every range nspawn picks.</summary>
+        private const int HostIdBase = 0x70000000;
+
+        protected LinuxBackend(SandboxStore store)
+        {
+            Store = store;
+        }
+
+        protected SandboxStore Store { get; }
+        public abstract string Name { get; }
+        protected abstract int Weight { get; }
+        protected abstract SandboxBoundary[] Boundaries { get; }
+        protected abstract string[] Weaknesses { get; }
+
+        /// <summary>What this host lacks for the backend, each with its fix.</summary>
+        protected abstract IEnumerable<string> Problems();
+
+        /// <summary>Builds the root tree and fills backend data; the sandbox record already exists.</summary>
+        protected abstract void Prepare(Sandbox sandbox, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation);
+        protected abstract void StartCore(Sandbox sandbox, IProgressSink progress);
+        /// <summary>Ends every process and undoes every mount; must succeed on a half-made sandbox.</summary>
+        protected abstract void StopCore(Sandbox sandbox, IProgressSink progress);
+        protected abstract bool IsRunning(Sandbox sandbox);
+        protected abstract IList<string> NsenterOptions(Sandbox sandbox);
+
+        protected CgroupLayout Layout => _layout ??= CgroupLayout.Detect();
+        private CgroupLayout? _layout;
+
+        protected static string RootOf(Sandbox s) => Path.Combine(s.Location!, "root");
+        protected Cgroup CgroupOf(Sandbox s) => Cgroup.ForSandbox(Layout, s.Name);
+
+        public BackendInfo Describe()
+        {
+            var problems = HostTools.IsLinux ? Problems().ToList() : new List<string> { "needs a Linux host" };
+            return new BackendInfo
+            {
+                Name = Name,
+                Available = problems.Count == 0,
+                Reason = problems.Count == 0 ? null : string.Join("; ", problems),
+                Platform = "Linux",
+                Boundaries = Boundaries,
+                Weaknesses = Weaknesses,
+                Weight = Weight,
+            };
+        }
+
+        /// <summary>Problems every Linux backend shares: root, cgroups, util-linux.</summary>
+        protected IEnumerable<string> CommonProblems()
+        {
+            if (!Native.IsRoot) yield return "must run as root (sudo pwsh)";
+            if (Layout.Problem is string cg) yield return "cgroups: " + cg;
+            if (HostTools.Find("nsenter") == null || HostTools.Find("setpriv") == null)
+                yield return "nsenter and setpriv are missing (apt-get install util-linux)";
+        }
+
+        protected void EnsureAvailable()
+        {
+            var info = Describe();
+            if (!info.Available)
+                throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
+                    $"The {Name} backend is not available here: {info.Reason}.", Name);
+        }
+
+        public IEnumerable<Sandbox> List()
+        {
+            foreach (var name in Store.Names())
+            {
+                var s = Load(name);
+                if (s != null) yield return s;
+            }
+        }
+
+        public Sandbox? Find(string name) => Load(name);
+
+        private Sandbox? Load(string name)
+        {
+            Sandbox? s;
+            try { s = Store.Load(name); }
+            catch (SandboxException) { return null; }
+            if (s == null || s.Backend != Name) return null;
+            s.State = !Directory.Exists(RootOf(s)) ? SandboxState.Missing
+                : IsRunning(s) ? SandboxState.Running : SandboxState.Stopped;
+            return s;
+        }
+
+        private Sandbox Reload(Sandbox s) => Load(s.Name) ?? throw SandboxException.NotFound(s.Name);
+
+        public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
+        {
+            EnsureAvailable();
+            using var claim = Store.Reserve(spec.Name)
+                ?? throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
+                    $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);
+            var s = new Sandbox
+            {
+                Name = spec.Name,
+                Id = Guid.NewGuid().ToString("N").Substring(0, 12),
+                Backend = Name,
+                Image = spec.Image,
+                CreatedAt = DateTime.UtcNow,
+                MemoryBytes = spec.MemoryBytes,
+                CpuCount = spec.CpuCount,
+                ProcessLimit = spec.ProcessLimit,
+                Network = spec.Network,
+                Environment = new Dictionary<string, string>(spec.Environment),
+                Mounts = spec.Mounts.ToList(),
+                WorkingDirectory = spec.WorkingDirectory,
+                Location = Store.DirectoryOf(spec.Name),
+            };
+            try
+            {
+                // Saved first, so a maker that dies half-way leaves a record that Remove can clean.
+                Store.Save(s);
+                Prepare(s, spec, progress, cancellation);
+                Store.Save(s);
+                cancellation.ThrowIfCancellationRequested();
+                progress.Milestone($"Starting sandbox '{s.Name}'");
+                StartCore(s, progress);
+                Store.Save(s);
+                s.State = SandboxState.Running;
+                return s;
+            }
+            catch (Exception e)
+            {
+                progress.Milestone($"Creating '{s.Name}' failed; undoing what was made");
+                try { StopCore(s, progress); Store.Delete(s.Name); }
+                catch (Exception cleanup)
+                {
+                    throw Wrap(e, $"and cleaning up failed too ({cleanup.Message}); Remove-AgentSandbox '{s.Name}' -Force retries it", s.Name);
+                }
+                throw Wrap(e, null, s.Name);
+            }
+        }
+
+        private static Exception Wrap(Exception e, string? extra, string name)
+        {
+            if (e is SandboxException se && extra == null) return se;
+            if (e is OperationCanceledException && extra == null) return e;
+            return new SandboxException(e is SandboxException s2 ? s2.ErrorId : ErrorIds.SandboxCreateFailed,
+                e is SandboxException s3 ? s3.Kind : SandboxErrorKind.Failed,
+                $"Could not create sandbox '{name}': {e.Message}" + (extra != null ? " " + extra : ""), name, e);
+        }
+
+        public void Start(Sandbox sandbox, IProgressSink progress)
+        {
+            using var held = Store.Lock(sandbox.Name);
+            var s = Reload(sandbox);
+            if (s.State == SandboxState.Missing) throw Missing(s);
+            if (s.State == SandboxState.Running) return;
+            try
+            {
+                StartCore(s, progress);
+                Store.Save(s);
+            }
+            catch (Exception e) when (!(e is SandboxException))
+            {
+                try { StopCore(s, progress); } catch (Exception) { }
+                throw new SandboxException(ErrorIds.SandboxStartFailed, SandboxErrorKind.Failed,
+                    $"Could not start sandbox '{s.Name}': {e.Message}", s.Name, e);
+            }
+        }
+
+        public void Stop(Sandbox sandbox, IProgressSink progress)
+        {
+            using var held = Store.Lock(sandbox.Name);
+            var s = Reload(sandbox);
+            try
+            {
+                StopCore(s, progress);
+                Store.Save(s);
+            }
+            catch (Exception e) when (!(e is SandboxException))
+            {
+                throw new SandboxException(ErrorIds.SandboxStopFailed, SandboxErrorKind.Failed,
+                    $"Could not stop sandbox '{s.Name}': {e.Message}", s.Name, e);
+            }
+        }
+
+        public void Remove(Sandbox sandbox, IProgressSink progress)
+        {
+            using (var held = Store.Lock(sandbox.Name))
+            {
+                var s = Store.Load(sandbox.Name) ?? sandbox;
+                s.Location ??= Store.DirectoryOf(s.Name);
+                try
+                {
+                    StopCore(s, progress);
+                    progress.Milestone($"Deleting the files of '{s.Name}'");
+                    Store.Delete(s.Name);
+                }
+                catch (Exception e) when (!(e is SandboxException))
+                {
+                    throw new SandboxException(ErrorIds.SandboxRemoveFailed, SandboxErrorKind.Failed,
+                        $"Could not remove sandbox '{s.Name}': {e.Message}", s.Name, e);
+                }
+            }
+        }
+
+        public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
+        {
+            var s = Reload(sandbox);
+            if (s.State == SandboxState.Missing) throw Missing(s);
+            if (s.State != SandboxState.Running)
+                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
+                    $"Sandbox '{s.Name}' is stopped; start it with Start-AgentSandbox '{s.Name}'.", s.Name);
+            var user = ResolveUser(s, request.User);
+            return ExecChain.Run(s, CgroupOf(s), NsenterOptions(s), user, request, output, cancellation);
+        }
+
+        protected virtual (int Uid, int Gid) ResolveUser(Sandbox s, string? user)
+        {
+            if (string.IsNullOrEmpty(user) || user == s.DefaultUser)
+                return (int.Parse(s.Data("uid")!, CultureInfo.InvariantCulture), int.Parse(s.Data("gid")!, CultureInfo.InvariantCulture));
+            return UserDb.Resolve(RootOf(s), user!);
+        }
+
+        private static SandboxException Missing(Sandbox s) =>
+            new SandboxException(ErrorIds.SandboxMissing, SandboxErrorKind.InvalidState,
+                $"Sandbox '{s.Name}' has a record but its files are gone ({RootOf(s)}); remove it with Remove-AgentSandbox '{s.Name}'.", s.Name);
+
+        /// <summary>A host uid no other sandbox uses, so sandboxes cannot signal each other's processes.</summary>
+        protected int AllocateHostId(Sandbox sandbox)
+        {
+            using var held = Native.LockFile(Path.Combine(Store.Root, ".ids.lock"));
+            var used = new HashSet<int>();
+            foreach (var name in Store.Names())
+            {
+                try
+                {
+                    var other = Store.Load(name);
+                    if (other?.Data("hostId") is string id) used.Add(int.Parse(id, CultureInfo.InvariantCulture));
+                }
+                catch (SandboxException) { }
+            }
+            int candidate = HostIdBase;
+            while (used.Contains(candidate)) candidate++;
+            // Saved under the lock, so a concurrent create sees it taken.
+            sandbox.BackendData["hostId"] = candidate.ToString(CultureInfo.InvariantCulture);
+            Store.Save(sandbox);
+            return candidate;
+        }
+
+        /// <summary>Sets up the sandbox's cgroup with its limits.</summary>
+        protected void CreateCgroup(Sandbox s)
+        {
+            var cg = CgroupOf(s);
+            cg.Create();
+            cg.ApplyLimits(s.MemoryBytes, s.CpuCount, s.ProcessLimit);
+        }
+
+        /// <summary>Kills whatever is left in the sandbox's cgroup and removes it.</summary>
+        protected void DeleteCgroup(Sandbox s)
+        {
+            var cg = CgroupOf(s);
+            if (!cg.Exists) return;
+            cg.KillAll();
+            cg.Delete();
+        }
+    }
+}

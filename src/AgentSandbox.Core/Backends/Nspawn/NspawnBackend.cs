@@ -1,0 +1,203 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using AgentSandbox.Linux;
+using AgentSandbox.Processes;
+using AgentSandbox.State;
+
+namespace AgentSandbox.Backends.Nspawn
+{
+    /// <summary>
+    /// One long-lived systemd-nspawn container per sandbox (PID, mount, IPC, UTS and network
+    /// namespaces); commands enter its leader with nsenter instead of starting a container each time.
+    /// Runs where systemd is not PID 1 (--keep-unit --register=no) and manages cgroups itself.
+    /// </summary>
+    internal sealed class NspawnBackend : LinuxBackend
+    {
+        /// <summary>Host shell: join the sandbox cgroup, then start nspawn detached with its output in a log.</summary>
+        private const string SpawnStub =
+            "log=$1; shift; for f; do shift; [ \"$f\" = -- ] && break; echo $$ > \"$f\" || exit 125; done; " +
+            "setsid \"$@\" </dev/null >>\"$log\" 2>&1 & echo $!";
+
+        /// <summary>The agent's uid inside a user namespace (mapped to an unprivileged host uid).</summary>
+        private const int AgentIdInNamespace = 1000;
+
+        public NspawnBackend(SandboxStore store) : base(store) { }
+
+        public override string Name => "Nspawn";
+        protected override int Weight => 20;
+
+        protected override SandboxBoundary[] Boundaries => new[]
+        {
+            SandboxBoundary.Filesystem, SandboxBoundary.Process, SandboxBoundary.Network, SandboxBoundary.IPC,
+            SandboxBoundary.Hostname, SandboxBoundary.Privilege, SandboxBoundary.Devices, SandboxBoundary.Limits,
+        };
+
+        protected override string[] Weaknesses => new[]
+        {
+            "The host kernel is shared: a kernel exploit reaches the host.",
+            UserNamespacesWork
+                ? "-Network Host shares the host's network stack."
+                : "User namespaces are unavailable here: commands run as an unprivileged host user and -User root is refused.",
+        };
+
+        private static bool UserNamespacesWork =>
+            File.Exists("/proc/self/ns/user") &&
+            (!File.Exists("/proc/sys/user/max_user_namespaces") || File.ReadAllText("/proc/sys/user/max_user_namespaces").Trim() != "0");
+
+        protected override IEnumerable<string> Problems()
+        {
+            foreach (var p in CommonProblems()) yield return p;
+            if (HostTools.Find("systemd-nspawn") == null) yield return "systemd-nspawn is missing (apt-get install systemd-container)";
+        }
+
+        private static string LogFile(Sandbox s) => Path.Combine(s.Location!, "nspawn.log");
+        private static string MachineName(Sandbox s) => "agentsandbox-" + s.Id;
+
+        protected override void Prepare(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
+        {
+            var root = RootOf(s);
+            int id;
+            if (UserNamespacesWork)
+            {
+                s.Privilege = PrivilegeMode.UserNamespace;
+                id = AgentIdInNamespace;
+            }
+            else
+            {
+                s.Privilege = PrivilegeMode.UnprivilegedUser;
+                id = AllocateHostId(s);
+            }
+            s.BackendData["uid"] = s.BackendData["gid"] = id.ToString(CultureInfo.InvariantCulture);
+            if (spec.Image == null)
+            {
+                progress.Milestone("Deriving the root from the host (read-only binds, private /etc, /tmp and /workspace)");
+                s.BackendData["binds"] = string.Join(":", RootFs.CreateHostDerived(root));
+            }
+            else
+            {
+                RootFs.Import(spec.Image, root, progress);
+            }
+            cancellation.ThrowIfCancellationRequested();
+            RootFs.Finish(root, Hostname.For(s.Name), id, id);
+        }
+
+        protected override bool IsRunning(Sandbox s) =>
+            int.TryParse(s.Data("leader"), out var leader) && ProcInfo.IsSame(leader, s.Data("leaderStart"));
+
+        protected override void StartCore(Sandbox s, IProgressSink progress)
+        {
+            CreateCgroup(s);
+            var nspawn = HostTools.Require("systemd-nspawn", "systemd-container");
+            var argv = new List<string> { "/bin/sh", "-c", SpawnStub, "agentsandbox-spawn", LogFile(s) };
+            argv.AddRange(CgroupOf(s).ProcsFiles);
+            argv.Add("--");
+            argv.Add(nspawn);
+            argv.AddRange(NspawnArguments(s));
+            File.WriteAllText(LogFile(s), "");
+
+            var output = ProcessRunner.Run(argv[0], argv.Skip(1).ToList(), new Dictionary<string, string> { ["PATH"] = ExecChain.DefaultPath });
+            int nspawnPid = int.Parse(output.Trim(), CultureInfo.InvariantCulture);
+            s.BackendData["nspawn"] = nspawnPid.ToString(CultureInfo.InvariantCulture);
+            s.BackendData["nspawnStart"] = ProcInfo.StartTime(nspawnPid) ?? "";
+
+            var (leader, start) = AwaitLeader(s, nspawnPid);
+            s.BackendData["leader"] = leader.ToString(CultureInfo.InvariantCulture);
+            s.BackendData["leaderStart"] = start;
+            progress.Milestone($"Container {MachineName(s)} is up (leader pid {leader})");
+        }
+
+        private List<string> NspawnArguments(Sandbox s)
+        {
+            var args = new List<string>
+            {
+                "--quiet", "--keep-unit", "--register=no",
+                "--machine=" + MachineName(s), "--hostname=" + Hostname.For(s.Name),
+                "--directory=" + RootOf(s),
+                "--console=passive", "--link-journal=no", "--timezone=off", "--resolv-conf=off",
+                "--as-pid2", "--kill-signal=SIGKILL", "--no-new-privileges=yes",
+                "--chdir=" + Sandbox.DefaultWorkspace,
+            };
+            bool userns = s.Privilege == PrivilegeMode.UserNamespace;
+            // chown only touches the private root tree: host directories are bound in by nspawn, never pre-mounted into it.
+            args.AddRange(userns ? new[] { "--private-users=pick", "--private-users-ownership=chown" } : new[] { "--private-users=no" });
+            if (s.Network == SandboxNetwork.None) args.Add("--private-network");
+            foreach (var dir in (s.Data("binds") ?? "").Split(':').Where(d => d.Length > 0))
+                args.Add($"--bind-ro={dir}:{dir}");
+            foreach (var m in s.Mounts)
+            {
+                // idmap lets the container's users own what they write to a writable host folder.
+                if (m.ReadWrite) args.Add($"--bind={m.Source}:{m.Destination}" + (userns ? ":idmap" : ""));
+                else args.Add($"--bind-ro={m.Source}:{m.Destination}");
+            }
+            args.Add("--");
+            args.AddRange(new[] { "/bin/sh", "-c", "exec sleep 2147483647" });
+            return args;
+        }
+
+        /// <summary>Waits for nspawn's child (the container's PID 1) to have started the payload.</summary>
+        private (int Leader, string Start) AwaitLeader(Sandbox s, int nspawnPid)
+        {
+            var watch = Stopwatch.StartNew();
+            var nspawnStart = s.Data("nspawnStart");
+            while (watch.Elapsed < TimeSpan.FromSeconds(60))
+            {
+                if (!ProcInfo.IsSame(nspawnPid, nspawnStart))
+                    throw new IOException("systemd-nspawn exited: " + ReadLog(s));
+                foreach (var child in ProcInfo.Children(nspawnPid))
+                {
+                    // Ready once PID 1 (the stub init) has started the payload.
+                    if (ProcInfo.Children(child).Length > 0 && ProcInfo.StartTime(child) is string start)
+                        return (child, start);
+                }
+                Thread.Sleep(5);
+            }
+            throw new IOException("systemd-nspawn did not start the container within 60 s: " + ReadLog(s));
+        }
+
+        private static string ReadLog(Sandbox s)
+        {
+            try { return File.ReadAllText(LogFile(s)).Trim(); }
+            catch (IOException) { return "(no log)"; }
+        }
+
+        protected override void StopCore(Sandbox s, IProgressSink progress)
+        {
+            // PID 1 of a PID namespace ignores SIGTERM from outside: SIGKILL ends the whole namespace.
+            if (int.TryParse(s.Data("leader"), out var leader) && ProcInfo.IsSame(leader, s.Data("leaderStart")))
+                Native.Signal(leader, Native.SIGKILL);
+            if (int.TryParse(s.Data("nspawn"), out var nspawn))
+            {
+                var watch = Stopwatch.StartNew();
+                while (ProcInfo.IsSame(nspawn, s.Data("nspawnStart")) && watch.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+                if (ProcInfo.IsSame(nspawn, s.Data("nspawnStart"))) Native.Signal(nspawn, Native.SIGKILL);
+            }
+            DeleteCgroup(s);
+            // nspawn leaves its propagation directory behind when /run is not a tmpfs.
+            var propagate = Path.Combine("/run/systemd/nspawn/propagate", MachineName(s));
+            if (Directory.Exists(propagate) && Mounts.Under(propagate).Count == 0) Directory.Delete(propagate, true);
+            s.BackendData.Remove("leader");
+            s.BackendData.Remove("leaderStart");
+        }
+
+        protected override IList<string> NsenterOptions(Sandbox s)
+        {
+            var options = new List<string> { "--target=" + s.Data("leader"), "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--root" };
+            if (s.Privilege == PrivilegeMode.UserNamespace) options.Add("--user");
+            return options;
+        }
+
+        protected override (int Uid, int Gid) ResolveUser(Sandbox s, string? user)
+        {
+            var resolved = base.ResolveUser(s, user);
+            if (resolved.Uid == 0 && s.Privilege != PrivilegeMode.UserNamespace)
+                throw new SandboxException(ErrorIds.InvalidUser, SandboxErrorKind.InvalidArgument,
+                    $"Sandbox '{s.Name}' has no user namespace, so root inside it would be root on the host; run as an unprivileged user.", user);
+            return resolved;
+        }
+    }
+}

@@ -1,0 +1,231 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Threading;
+
+namespace AgentSandbox.Linux
+{
+    /// <summary>
+    /// One cgroup at the same relative path in every hierarchy (v1) or in the unified tree (v2):
+    /// limits, membership, kill-all and removal.
+    /// </summary>
+    internal sealed class Cgroup
+    {
+        public const string ModuleRoot = "agentsandbox";
+        private static readonly string[] V2Controllers = { "memory", "pids", "cpu" };
+
+        public Cgroup(CgroupLayout layout, string relativePath)
+        {
+            Layout = layout;
+            RelativePath = relativePath;
+        }
+
+        public CgroupLayout Layout { get; }
+        public string RelativePath { get; }
+
+        public static Cgroup ForSandbox(CgroupLayout layout, string sandboxName) =>
+            new Cgroup(layout, ModuleRoot + "/" + sandboxName);
+
+        public Cgroup Child(string name) => new Cgroup(Layout, RelativePath + "/" + name);
+
+        public bool Exists => Layout.Directories(RelativePath).Any(Directory.Exists);
+
+        /// <summary>Every cgroup.procs file a new process must be written to, one per hierarchy.</summary>
+        public IEnumerable<string> ProcsFiles => Layout.Directories(RelativePath).Select(d => Path.Combine(d, "cgroup.procs"));
+
+        public void Create()
+        {
+            if (Layout.Unified) EnableV2Controllers();
+            foreach (var dir in Layout.Directories(RelativePath)) Directory.CreateDirectory(dir);
+        }
+
+        /// <summary>v2 only lets a child use a controller its parent lists in cgroup.subtree_control.</summary>
+        private void EnableV2Controllers()
+        {
+            var root = Layout.UnifiedRoot!;
+            var wanted = string.Join(" ", V2Controllers.Where(Layout.Has).Select(c => "+" + c));
+            if (wanted.Length == 0) return;
+            var parts = RelativePath.Split('/');
+            var dir = root;
+            for (int i = 0; i < parts.Length - 1; i++)
+            {
+                try { Write(Path.Combine(dir, "cgroup.subtree_control"), wanted); }
+                catch (IOException e)
+                {
+                    throw new IOException(
+                        $"cannot enable the {wanted.Replace("+", "")} controllers in {dir} ({e.Message}). " +
+                        "On cgroup v2 this happens when that cgroup holds processes itself, as in a container " +
+                        "without a delegated cgroup: move them into a child cgroup first " +
+                        $"(mkdir {root}/init; for p in $(cat {root}/cgroup.procs); do echo $p > {root}/init/cgroup.procs; done).", e);
+                }
+                dir = Path.Combine(dir, parts[i]);
+                Directory.CreateDirectory(dir);
+            }
+        }
+
+        public void ApplyLimits(long? memoryBytes, double? cpuCount, int? processLimit)
+        {
+            if (memoryBytes is long mem)
+            {
+                if (Layout.Unified)
+                {
+                    Write(File("memory", "memory.max"), mem.ToString(CultureInfo.InvariantCulture));
+                    WriteIfExists(File("memory", "memory.swap.max"), "0");
+                }
+                else
+                {
+                    Write(File("memory", "memory.limit_in_bytes"), mem.ToString(CultureInfo.InvariantCulture));
+                    // Without a swap limit a hog would page out instead of being stopped.
+                    WriteIfExists(File("memory", "memory.memsw.limit_in_bytes"), mem.ToString(CultureInfo.InvariantCulture));
+                }
+            }
+            if (cpuCount is double cpus)
+            {
+                const int period = 100000;
+                var quota = Math.Max(1000, (long)Math.Round(cpus * period)).ToString(CultureInfo.InvariantCulture);
+                if (Layout.Unified) Write(File("cpu", "cpu.max"), quota + " " + period);
+                else
+                {
+                    Write(File("cpu", "cpu.cfs_period_us"), period.ToString(CultureInfo.InvariantCulture));
+                    Write(File("cpu", "cpu.cfs_quota_us"), quota);
+                }
+            }
+            if (processLimit is int pids)
+                Write(File("pids", "pids.max"), pids.ToString(CultureInfo.InvariantCulture));
+        }
+
+        private string File(string controller, string file)
+        {
+            var dir = Layout.DirectoryFor(controller, RelativePath)
+                ?? throw new IOException($"the {controller} cgroup controller is not available on this host");
+            return Path.Combine(dir, file);
+        }
+
+        /// <summary>Reads a limit or counter file of this group, or null when it does not exist.</summary>
+        public string? Read(string controller, string file)
+        {
+            var dir = Layout.DirectoryFor(controller, RelativePath);
+            if (dir == null) return null;
+            var path = Path.Combine(dir, file);
+            return System.IO.File.Exists(path) ? System.IO.File.ReadAllText(path).Trim() : null;
+        }
+
+        /// <summary>Every process in this group and its descendants.</summary>
+        public List<int> Processes()
+        {
+            var pids = new HashSet<int>();
+            foreach (var dir in Layout.Directories(RelativePath).Where(Directory.Exists))
+            {
+                foreach (var procs in EnumerateTree(dir).Select(d => Path.Combine(d, "cgroup.procs")))
+                {
+                    string text;
+                    try { text = System.IO.File.ReadAllText(procs); }
+                    catch (IOException) { continue; }
+                    catch (UnauthorizedAccessException) { continue; }
+                    foreach (var line in text.Split('\n'))
+                        if (int.TryParse(line, out var pid)) pids.Add(pid);
+                }
+            }
+            return pids.ToList();
+        }
+
+        /// <summary>Kills every process in the group and its descendants, racing forks until none is left.</summary>
+        public void KillAll(TimeSpan? patience = null)
+        {
+            var deadline = DateTime.UtcNow + (patience ?? TimeSpan.FromSeconds(10));
+            var killFile = Layout.Unified ? Path.Combine(Layout.UnifiedRoot!, RelativePath, "cgroup.kill") : null;
+            var freezer = Layout.Unified ? null : Layout.DirectoryFor("freezer", RelativePath);
+            bool frozen = false;
+            try
+            {
+                while (true)
+                {
+                    var pids = Processes();
+                    if (pids.Count == 0) return;
+                    if (killFile != null && System.IO.File.Exists(killFile))
+                    {
+                        Write(killFile, "1");
+                    }
+                    else
+                    {
+                        // Freezing first stops a fork loop from outrunning the kills.
+                        if (freezer != null && Directory.Exists(freezer) && !frozen)
+                        {
+                            TryWrite(Path.Combine(freezer, "freezer.state"), "FROZEN");
+                            frozen = true;
+                            pids = Processes();
+                        }
+                        foreach (var pid in pids) Native.Signal(pid, Native.SIGKILL);
+                        if (frozen) { TryWrite(Path.Combine(freezer!, "freezer.state"), "THAWED"); frozen = false; }
+                    }
+                    if (DateTime.UtcNow > deadline)
+                        throw new IOException($"processes {string.Join(", ", pids)} in cgroup {RelativePath} would not die");
+                    Thread.Sleep(5);
+                }
+            }
+            finally
+            {
+                if (frozen) TryWrite(Path.Combine(freezer!, "freezer.state"), "THAWED");
+            }
+        }
+
+        /// <summary>Removes the group and all descendants in every hierarchy; processes must be gone.</summary>
+        public void Delete()
+        {
+            foreach (var dir in Layout.Directories(RelativePath).Where(Directory.Exists))
+            {
+                foreach (var d in EnumerateTree(dir).OrderByDescending(d => d.Length))
+                {
+                    for (int attempt = 0; ; attempt++)
+                    {
+                        try { Directory.Delete(d); break; }
+                        catch (DirectoryNotFoundException) { break; }
+                        catch (IOException) when (attempt < 200) { Thread.Sleep(10); }
+                    }
+                }
+            }
+        }
+
+        /// <summary>Deletes the group when it holds no process; leaves it otherwise (background work lives on).</summary>
+        public void DeleteIfEmpty()
+        {
+            if (Processes().Count > 0) return;
+            foreach (var dir in Layout.Directories(RelativePath).Where(Directory.Exists))
+            {
+                try { Directory.Delete(dir); }
+                catch (IOException) { }
+            }
+        }
+
+        private static IEnumerable<string> EnumerateTree(string dir)
+        {
+            yield return dir;
+            string[] children;
+            try { children = Directory.GetDirectories(dir); }
+            catch (DirectoryNotFoundException) { yield break; }
+            foreach (var child in children)
+                foreach (var d in EnumerateTree(child)) yield return d;
+        }
+
+        /// <summary>cgroupfs wants one write per value, without truncation or buffering games.</summary>
+        internal static void Write(string path, string value)
+        {
+            var bytes = Encoding.ASCII.GetBytes(value);
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1);
+            fs.Write(bytes, 0, bytes.Length);
+        }
+
+        private static void WriteIfExists(string path, string value)
+        {
+            if (System.IO.File.Exists(path)) Write(path, value);
+        }
+
+        private static void TryWrite(string path, string value)
+        {
+            try { Write(path, value); } catch (IOException) { }
+        }
+    }
+}

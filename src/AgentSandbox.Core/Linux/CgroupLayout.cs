@@ -1,0 +1,72 @@
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+
+namespace AgentSandbox.Linux
+{
+    /// <summary>Which cgroup hierarchies this host has mounted: one unified (v2) tree, or v1 controllers apart.</summary>
+    internal sealed class CgroupLayout
+    {
+        /// <summary>The v1 controllers a sandbox uses; "systemd" is the name=systemd hierarchy nspawn writes to.</summary>
+        internal static readonly string[] V1Controllers = { "memory", "pids", "cpu", "freezer", "systemd" };
+
+        public bool Unified { get; private set; }
+        public string? UnifiedRoot { get; private set; }
+        /// <summary>v1 only: controller → mount point.</summary>
+        public IReadOnlyDictionary<string, string> V1 { get; private set; } = new Dictionary<string, string>();
+
+        public static CgroupLayout Detect() => Detect(Mounts.Read());
+
+        internal static CgroupLayout Detect(IEnumerable<MountEntry> mounts)
+        {
+            var list = mounts.ToList();
+            var v1 = new Dictionary<string, string>();
+            foreach (var m in list.Where(m => m.FsType == "cgroup"))
+            {
+                foreach (var opt in m.SuperOptions.Split(','))
+                {
+                    var key = opt == "name=systemd" ? "systemd" : opt;
+                    if (V1Controllers.Contains(key) && !v1.ContainsKey(key)) v1[key] = m.MountPoint;
+                }
+            }
+            if (v1.Count > 0) return new CgroupLayout { V1 = v1 };
+            var unified = list.FirstOrDefault(m => m.FsType == "cgroup2");
+            return new CgroupLayout { Unified = unified != null, UnifiedRoot = unified?.MountPoint };
+        }
+
+        /// <summary>Why sandboxes cannot get limits here, or null.</summary>
+        public string? Problem
+        {
+            get
+            {
+                if (Unified) return UnifiedRoot == null ? "no cgroup file system is mounted" : null;
+                if (!V1.ContainsKey("memory") || !V1.ContainsKey("pids"))
+                    return V1.Count == 0
+                        ? "no cgroup file system is mounted (mount cgroup2 on /sys/fs/cgroup)"
+                        : "the memory and pids cgroup controllers are not both mounted";
+                return null;
+            }
+        }
+
+        public bool Has(string controller)
+        {
+            if (!Unified) return V1.ContainsKey(controller);
+            if (controller == "freezer" || controller == "systemd") return false;
+            var available = File.Exists(Path.Combine(UnifiedRoot!, "cgroup.controllers"))
+                ? File.ReadAllText(Path.Combine(UnifiedRoot!, "cgroup.controllers")) : "";
+            return available.Split(' ', '\n').Contains(controller);
+        }
+
+        /// <summary>The directory of relativePath in every hierarchy the module uses.</summary>
+        public IEnumerable<string> Directories(string relativePath) =>
+            Unified ? new[] { Path.Combine(UnifiedRoot!, relativePath) }
+                    : V1.Values.Distinct().Select(root => Path.Combine(root, relativePath));
+
+        /// <summary>The directory for one controller's files.</summary>
+        public string? DirectoryFor(string controller, string relativePath)
+        {
+            if (Unified) return Path.Combine(UnifiedRoot!, relativePath);
+            return V1.TryGetValue(controller, out var root) ? Path.Combine(root, relativePath) : null;
+        }
+    }
+}

@@ -1,0 +1,102 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using AgentSandbox.Processes;
+
+namespace AgentSandbox.Linux
+{
+    /// <summary>
+    /// How a command enters a Linux sandbox: a host shell stub joins the command's own cgroup (so it
+    /// is counted against the limits and can be killed as a tree), setpriv sets no_new_privs, and
+    /// nsenter enters the sandbox's root and namespaces and drops to the target user.
+    /// </summary>
+    internal static class ExecChain
+    {
+        /// <summary>Writes its pid to each cgroup.procs named before "--", then execs the rest; refuses to run unconfined.</summary>
+        private const string CgroupStub =
+            "for f; do shift; [ \"$f\" = -- ] && break; echo $$ > \"$f\" || { echo \"agentsandbox: cannot join cgroup $f\" >&2; exit 125; }; done; exec \"$@\"";
+
+        /// <summary>Variables the host's dynamic loader and libc obey; they must never reach the host-side tools, which run as root.</summary>
+        private static readonly string[] LoaderVariables =
+            { "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS" };
+
+        public const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+        public static CommandResult Run(
+            Sandbox sandbox,
+            Cgroup sandboxCgroup,
+            IList<string> nsenterOptions,
+            (int Uid, int Gid) user,
+            CommandRequest request,
+            ICommandOutput output,
+            CancellationToken cancellation)
+        {
+            var sh = "/bin/sh";
+            var setpriv = HostTools.Require("setpriv", "util-linux");
+            var nsenter = HostTools.Require("nsenter", "util-linux");
+
+            var environment = Environment(sandbox, request, user.Uid);
+            var inner = request.Argv().ToList();
+            var workdir = request.WorkingDirectory ?? sandbox.WorkingDirectory;
+            Dictionary<string, string> chainEnvironment = environment;
+            if (environment.Keys.Any(IsLoaderVariable))
+            {
+                // Apply these only inside the sandbox, after the host tools have run.
+                chainEnvironment = new Dictionary<string, string> { ["PATH"] = DefaultPath };
+                inner = new[] { "/bin/sh", "-c", "exec env -i \"$@\"", "sh" }
+                    .Concat(environment.Select(kv => kv.Key + "=" + kv.Value)).Concat(inner).ToList();
+            }
+
+            var execCgroup = sandboxCgroup.Child("exec-" + Guid.NewGuid().ToString("N").Substring(0, 12));
+            execCgroup.Create();
+            var argv = new List<string> { sh, "-c", CgroupStub, "agentsandbox-exec" };
+            argv.AddRange(execCgroup.ProcsFiles);
+            argv.Add("--");
+            argv.AddRange(new[] { setpriv, "--no-new-privs", "--", nsenter });
+            argv.AddRange(nsenterOptions);
+            argv.Add("--setuid=" + user.Uid);
+            argv.Add("--setgid=" + user.Gid);
+            argv.Add("--wdns=" + workdir);
+            argv.Add("--");
+            argv.AddRange(inner);
+
+            CommandResult? result = null;
+            try
+            {
+                result = ProcessRunner.Stream(argv, chainEnvironment, request.StandardInput, output, request.Timeout, cancellation,
+                    () => execCgroup.KillAll());
+                result.Sandbox = sandbox.Name;
+                return result;
+            }
+            finally
+            {
+                // A command's background children may outlive it; its group goes once they are gone.
+                if (result == null || result.TimedOut || result.Cancelled) { SafeKill(execCgroup); execCgroup.Delete(); }
+                else execCgroup.DeleteIfEmpty();
+            }
+        }
+
+        private static void SafeKill(Cgroup group)
+        {
+            try { group.KillAll(); } catch (System.IO.IOException) { }
+        }
+
+        private static bool IsLoaderVariable(string name) =>
+            name.StartsWith("LD_", StringComparison.Ordinal) || LoaderVariables.Contains(name);
+
+        private static Dictionary<string, string> Environment(Sandbox sandbox, CommandRequest request, int uid)
+        {
+            var env = new Dictionary<string, string>(StringComparer.Ordinal)
+            {
+                ["PATH"] = DefaultPath,
+                ["HOME"] = uid == 0 ? "/root" : Sandbox.DefaultWorkspace,
+                ["LANG"] = "C.UTF-8",
+                ["AGENTSANDBOX"] = sandbox.Name,
+            };
+            foreach (var kv in sandbox.Environment) env[kv.Key] = kv.Value;
+            foreach (var kv in request.Environment) env[kv.Key] = kv.Value;
+            return env;
+        }
+    }
+}

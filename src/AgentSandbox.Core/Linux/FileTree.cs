@@ -1,0 +1,52 @@
+using System.IO;
+using System.Linq;
+
+namespace AgentSandbox.Linux
+{
+    /// <summary>File-tree operations that must never reach host files through a mount or a link.</summary>
+    internal static class FileTree
+    {
+        /// <summary>
+        /// Deletes a tree the module made. Refuses while anything is still mounted below it: a leftover
+        /// bind of a host directory would otherwise have its host files deleted.
+        /// </summary>
+        public static void DeleteTree(string dir)
+        {
+            var mounted = Mounts.Under(dir);
+            if (mounted.Count > 0)
+                throw new IOException($"refusing to delete {dir}: {string.Join(", ", mounted.Select(m => m.MountPoint))} still mounted");
+            if (IsSymlink(dir)) { File.Delete(dir); return; }
+            // .NET removes symbolic links themselves, never what they point to.
+            Directory.Delete(dir, recursive: true);
+        }
+
+        public static bool IsSymlink(string path)
+        {
+            try { return (File.GetAttributes(path) & FileAttributes.ReparsePoint) != 0; }
+            catch (FileNotFoundException) { return false; }
+            catch (DirectoryNotFoundException) { return false; }
+        }
+
+        /// <summary>
+        /// The host path of a path inside a root, checked component by component so that no symbolic
+        /// link planted inside can lead outside. Creates missing directories when asked.
+        /// </summary>
+        public static string ResolveInside(string root, string insidePath, bool createDirectories)
+        {
+            if (!insidePath.StartsWith("/"))
+                throw new IOException($"'{insidePath}' is not an absolute path");
+            var current = root;
+            foreach (var part in insidePath.Split('/').Where(p => p.Length > 0))
+            {
+                if (part == "..") throw new IOException($"'{insidePath}' contains '..'");
+                if (part == ".") continue;
+                current = Path.Combine(current, part);
+                if (IsSymlink(current))
+                    throw new IOException($"'{insidePath}' passes through a symbolic link inside the sandbox");
+                if (!Directory.Exists(current) && !File.Exists(current) && createDirectories)
+                    Directory.CreateDirectory(current);
+            }
+            return current;
+        }
+    }
+}

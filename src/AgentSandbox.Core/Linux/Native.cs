@@ -1,0 +1,139 @@
+using System;
+using System.IO;
+using System.Runtime.InteropServices;
+
+namespace AgentSandbox.Linux
+{
+    /// <summary>The few libc calls the Linux backends need that .NET does not offer.</summary>
+    internal static class Native
+    {
+        private const string Libc = "libc";
+
+        public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_REMOUNT = 32,
+            MS_BIND = 4096, MS_REC = 16384, MS_PRIVATE = 1 << 18;
+        public const int MNT_DETACH = 2;
+        public const int SIGKILL = 9, SIGTERM = 15;
+        public const int ESRCH = 3, ENOENT = 2, EINVAL = 22, EBUSY = 16;
+        public const int S_IFCHR = 0x2000;
+        private const int O_RDWR = 2, O_CREAT = 0x40, O_CLOEXEC = 0x80000;
+        private const int LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11, EEXIST = 17;
+
+        [DllImport(Libc, SetLastError = true)] public static extern uint geteuid();
+        [DllImport(Libc, SetLastError = true)] private static extern int mount(string? source, string target, string? fstype, ulong flags, string? data);
+        [DllImport(Libc, SetLastError = true)] private static extern int umount2(string target, int flags);
+        [DllImport(Libc, SetLastError = true)] private static extern int mknod(string path, uint mode, ulong dev);
+        [DllImport(Libc, SetLastError = true)] public static extern int kill(int pid, int sig);
+        [DllImport(Libc, SetLastError = true)] private static extern int open(string path, int flags, int mode);
+        [DllImport(Libc, SetLastError = true)] private static extern int close(int fd);
+        [DllImport(Libc, SetLastError = true)] private static extern int flock(int fd, int op);
+        [DllImport(Libc, SetLastError = true)] private static extern int chown(string path, int uid, int gid);
+        [DllImport(Libc, SetLastError = true)] private static extern int lchown(string path, int uid, int gid);
+        [DllImport(Libc, SetLastError = true)] private static extern int chmod(string path, int mode);
+        [DllImport(Libc, SetLastError = true)] private static extern int mkdir(string path, int mode);
+        [DllImport(Libc, SetLastError = true)] private static extern int symlink(string target, string linkPath);
+        [DllImport(Libc, SetLastError = true)] private static extern long readlink(string path, byte[] buffer, long size);
+        [DllImport(Libc)] private static extern IntPtr strerror(int errnum);
+
+        public static void Symlink(string target, string linkPath)
+        {
+            if (symlink(target, linkPath) != 0) throw Fail($"symlink {linkPath}", Marshal.GetLastWin32Error());
+        }
+
+        public static string ReadLink(string path)
+        {
+            var buffer = new byte[4096];
+            long n = readlink(path, buffer, buffer.Length);
+            if (n < 0) throw Fail($"readlink {path}", Marshal.GetLastWin32Error());
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, (int)n);
+        }
+
+        public static bool IsRoot => geteuid() == 0;
+
+        public static string ErrorText(int errno) => Marshal.PtrToStringAnsi(strerror(errno)) ?? $"errno {errno}";
+
+        private static IOException Fail(string what, int errno) => new IOException($"{what}: {ErrorText(errno)}", errno);
+
+        public static void Mount(string? source, string target, string? fstype, ulong flags, string? data = null)
+        {
+            if (mount(source, target, fstype, flags, data) != 0)
+                throw Fail($"mount {source ?? fstype} on {target}", Marshal.GetLastWin32Error());
+        }
+
+        /// <summary>Unmounts; returns false when nothing was mounted there.</summary>
+        public static bool Unmount(string target, bool detach)
+        {
+            if (umount2(target, detach ? MNT_DETACH : 0) == 0) return true;
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == EINVAL || errno == ENOENT) return false;
+            throw Fail($"umount {target}", errno);
+        }
+
+        public static void MakeCharDevice(string path, int major, int minor, int mode)
+        {
+            uint maj = (uint)major, min = (uint)minor;
+            ulong dev = ((ulong)(maj & 0xfff) << 8) | (min & 0xff) | ((ulong)(min & 0xffffff00) << 12);
+            if (mknod(path, (uint)(S_IFCHR | mode), dev) != 0)
+                throw Fail($"mknod {path}", Marshal.GetLastWin32Error());
+            Chmod(path, mode); // mknod applies the umask
+        }
+
+        public static void Chown(string path, int uid, int gid, bool followLinks = true)
+        {
+            int rc = followLinks ? chown(path, uid, gid) : lchown(path, uid, gid);
+            if (rc != 0) throw Fail($"chown {path}", Marshal.GetLastWin32Error());
+        }
+
+        public static void Chmod(string path, int mode)
+        {
+            if (chmod(path, mode) != 0) throw Fail($"chmod {path}", Marshal.GetLastWin32Error());
+        }
+
+        /// <summary>Sends a signal; false when the process is already gone.</summary>
+        public static bool Signal(int pid, int sig)
+        {
+            if (kill(pid, sig) == 0) return true;
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == ESRCH) return false;
+            throw Fail($"kill {pid}", errno);
+        }
+
+        /// <summary>Creates a directory; false when it already exists (an atomic claim on a name).</summary>
+        public static bool MakeDirectory(string path, int mode)
+        {
+            if (mkdir(path, mode) == 0) { Chmod(path, mode); return true; }
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == EEXIST) return false;
+            throw Fail($"mkdir {path}", errno);
+        }
+
+        /// <summary>An exclusive advisory lock held until disposed; blocks while another process holds it.</summary>
+        public static IDisposable LockFile(string path) => TakeLock(path, wait: true)!;
+
+        /// <summary>The lock, or null at once when another process holds it.</summary>
+        public static IDisposable? TryLockFile(string path) => TakeLock(path, wait: false);
+
+        private static IDisposable? TakeLock(string path, bool wait)
+        {
+            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0x180);
+            if (fd < 0) throw Fail($"open {path}", Marshal.GetLastWin32Error());
+            if (flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                close(fd);
+                if (!wait && errno == EWOULDBLOCK) return null;
+                throw Fail($"lock {path}", errno);
+            }
+            return new FdLock(fd);
+        }
+
+        private sealed class FdLock : IDisposable
+        {
+            private int _fd;
+            public FdLock(int fd) { _fd = fd; }
+            public void Dispose()
+            {
+                if (_fd >= 0) { close(_fd); _fd = -1; }
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+using System.Collections.Generic;
+using System.IO;
+using AgentSandbox.Backends;
+using AgentSandbox.Processes;
+
+namespace AgentSandbox.Linux
+{
+    /// <summary>
+    /// Builds a sandbox's root tree: a private copy of an image, or a skeleton derived from the host
+    /// whose system directories are bound read-only (never copied, never chowned).
+    /// </summary>
+    internal static class RootFs
+    {
+        private static readonly string[] SystemDirs = { "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32" };
+        /// <summary>Host /etc entries a working userland needs; nothing secret.</summary>
+        private static readonly string[] EtcCopies = { "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "alternatives", "os-release", "localtime", "ssl", "mime.types", "protocols", "services" };
+
+        /// <summary>Makes the skeleton and returns the host directories to bind read-only at the same paths.</summary>
+        public static List<string> CreateHostDerived(string root)
+        {
+            Directory.CreateDirectory(root);
+            var binds = new List<string>();
+            foreach (var name in SystemDirs)
+            {
+                var host = "/" + name;
+                var inside = Path.Combine(root, name);
+                if (FileTree.IsSymlink(host))
+                {
+                    // Merged-/usr hosts: /bin -> usr/bin; keep the same link inside.
+                    Native.Symlink(Native.ReadLink(host), inside);
+                }
+                else if (Directory.Exists(host))
+                {
+                    Directory.CreateDirectory(inside);
+                    binds.Add(host);
+                }
+            }
+            var etc = Path.Combine(root, "etc");
+            Directory.CreateDirectory(etc);
+            foreach (var name in EtcCopies)
+            {
+                var host = Path.Combine("/etc", name);
+                if (!File.Exists(host) && !Directory.Exists(host)) continue;
+                // -L for single files (os-release is a link into /usr/lib), -a keeps alternatives' links as links.
+                if (Directory.Exists(host)) ProcessRunner.Run("/bin/cp", "-a", host, etc);
+                else ProcessRunner.Run("/bin/cp", "-L", "--preserve=mode,timestamps", host, Path.Combine(etc, name));
+            }
+            File.WriteAllText(Path.Combine(etc, "passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+            File.WriteAllText(Path.Combine(etc, "group"), "root:x:0:\nnogroup:x:65534:\n");
+            Directory.CreateDirectory(Path.Combine(root, "root"));
+            Native.Chmod(Path.Combine(root, "root"), 0x1c0);
+            if (!File.Exists(Path.Combine(etc, "os-release")))
+                File.WriteAllText(Path.Combine(etc, "os-release"), "ID=agentsandbox\nNAME=AgentSandbox\n");
+            return binds;
+        }
+
+        /// <summary>Copies an image (a root filesystem directory or tarball) into root.</summary>
+        public static void Import(string image, string root, IProgressSink progress)
+        {
+            Directory.CreateDirectory(root);
+            if (Directory.Exists(image))
+            {
+                progress.Milestone($"Copying root filesystem {image}");
+                ProcessRunner.Run("/bin/cp", "-a", "--reflink=auto", image.TrimEnd('/') + "/.", root);
+            }
+            else if (File.Exists(image))
+            {
+                progress.Milestone($"Unpacking root filesystem {image}");
+                // --numeric-owner: ids as stored, not as the host's names map them.
+                ProcessRunner.Run("/bin/tar", "-xf", image, "-C", root, "--numeric-owner");
+            }
+            else
+            {
+                throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
+                    $"Image '{image}' was not found: give a root filesystem directory or tarball.", image);
+            }
+            var sh = Path.Combine(root, "bin", "sh");
+            if (!File.Exists(sh) && !FileTree.IsSymlink(sh))
+                throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
+                    $"Image '{image}' has no /bin/sh: it does not look like a root filesystem.", image);
+        }
+
+        /// <summary>The directories every sandbox root has, owned so that the agent can work.</summary>
+        public static void Finish(string root, string hostname, int agentUid, int agentGid)
+        {
+            foreach (var d in new[] { "proc", "dev", "sys", "run", "etc" })
+                FileTree.ResolveInside(root, "/" + d, createDirectories: true);
+            var tmp = FileTree.ResolveInside(root, "/tmp", createDirectories: true);
+            Native.Chmod(tmp, 0x3ff /* 1777 */);
+            var workspace = FileTree.ResolveInside(root, Sandbox.DefaultWorkspace, createDirectories: true);
+            Native.Chown(workspace, agentUid, agentGid, followLinks: false);
+            Native.Chmod(workspace, 0x1ed);
+            var etc = FileTree.ResolveInside(root, "/etc", createDirectories: false);
+            WritePrivate(Path.Combine(etc, "hostname"), hostname + "\n");
+            WritePrivate(Path.Combine(etc, "hosts"), $"127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+            UserDb.EnsureAgent(root, agentUid, agentGid);
+        }
+
+        private static void WritePrivate(string path, string text)
+        {
+            if (FileTree.IsSymlink(path)) File.Delete(path);
+            File.WriteAllText(path, text);
+        }
+    }
+}

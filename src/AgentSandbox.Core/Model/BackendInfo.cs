@@ -1,0 +1,22 @@
+using System.Collections.Generic;
+
+namespace AgentSandbox
+{
+    /// <summary>What Get-AgentSandboxBackend shows: whether a backend works here, why not, and what it isolates.</summary>
+    public sealed class BackendInfo
+    {
+        public string Name { get; set; } = "";
+        public bool Available { get; set; }
+        /// <summary>Why the backend cannot be used here, and how to fix it; null when available.</summary>
+        public string? Reason { get; set; }
+        public string Platform { get; set; } = "";
+        /// <summary>The boundaries this backend enforces with its default settings.</summary>
+        public SandboxBoundary[] Boundaries { get; set; } = new SandboxBoundary[0];
+        /// <summary>Known weaknesses, stated plainly.</summary>
+        public string[] Weaknesses { get; set; } = new string[0];
+        /// <summary>Relative cost: lower is lighter. Auto picks the lightest available.</summary>
+        public int Weight { get; set; }
+
+        public override string ToString() => Name;
+    }
+}

@@ -1,0 +1,42 @@
+namespace AgentSandbox
+{
+    /// <summary>Where a sandbox stands, as read from the live system rather than a cached flag.</summary>
+    public enum SandboxState
+    {
+        Running,
+        Stopped,
+        /// <summary>The record exists but what it describes (root tree, container) has vanished.</summary>
+        Missing,
+    }
+
+    public enum SandboxNetwork
+    {
+        /// <summary>A private network namespace holding only loopback.</summary>
+        None,
+        /// <summary>The host's network stack, shared.</summary>
+        Host,
+    }
+
+    /// <summary>The boundaries a backend can enforce; each backend claims only those it really holds.</summary>
+    public enum SandboxBoundary
+    {
+        Filesystem,
+        Process,
+        Network,
+        IPC,
+        Hostname,
+        Privilege,
+        Devices,
+        Kernel,
+        Limits,
+    }
+
+    /// <summary>How a sandbox keeps untrusted commands away from host root.</summary>
+    public enum PrivilegeMode
+    {
+        /// <summary>Commands run in a user namespace: even root inside maps to an unprivileged host user.</summary>
+        UserNamespace,
+        /// <summary>Commands run as an unprivileged host user with no capabilities and no_new_privs.</summary>
+        UnprivilegedUser,
+    }
+}

@@ -1,0 +1,43 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.Serialization;
+
+namespace AgentSandbox
+{
+    /// <summary>
+    /// One sandbox: what the pipeline carries and, for the file-backed backends, what is stored on disk.
+    /// </summary>
+    [DataContract]
+    public sealed class Sandbox
+    {
+        public const string DefaultWorkspace = "/workspace";
+
+        [DataMember(Order = 0)] public string Name { get; set; } = "";
+        [DataMember(Order = 1)] public string Id { get; set; } = "";
+        [DataMember(Order = 2)] public string Backend { get; set; } = "";
+        [DataMember(Order = 3)] public string? Image { get; set; }
+        [DataMember(Order = 4)] public DateTime CreatedAt { get; set; }
+        [DataMember(Order = 5)] public long? MemoryBytes { get; set; }
+        [DataMember(Order = 6)] public double? CpuCount { get; set; }
+        [DataMember(Order = 7)] public int? ProcessLimit { get; set; }
+        [DataMember(Order = 8)] public SandboxNetwork Network { get; set; }
+        [DataMember(Order = 9)] public Dictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
+        [DataMember(Order = 10)] public List<SandboxMount> Mounts { get; set; } = new List<SandboxMount>();
+        [DataMember(Order = 11)] public string WorkingDirectory { get; set; } = DefaultWorkspace;
+        [DataMember(Order = 12)] public PrivilegeMode Privilege { get; set; }
+        /// <summary>The user commands run as unless -User says otherwise.</summary>
+        [DataMember(Order = 13)] public string DefaultUser { get; set; } = "agent";
+        /// <summary>Backend-private facts (host uid, leader pid, …); not part of the public contract.</summary>
+        [DataMember(Order = 14)] public Dictionary<string, string> BackendData { get; set; } = new Dictionary<string, string>();
+
+        /// <summary>Read from the live system each time the sandbox is listed.</summary>
+        public SandboxState State { get; set; }
+
+        /// <summary>Where the backend keeps this sandbox on the host (a directory, a container id…).</summary>
+        public string? Location { get; set; }
+
+        public override string ToString() => Name;
+
+        internal string? Data(string key) => BackendData.TryGetValue(key, out var v) ? v : null;
+    }
+}

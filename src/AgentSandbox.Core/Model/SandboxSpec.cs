@@ -1,0 +1,21 @@
+using System.Collections.Generic;
+
+namespace AgentSandbox
+{
+    /// <summary>What a caller asks for when creating a sandbox.</summary>
+    public sealed class SandboxSpec
+    {
+        public string Name { get; set; } = "";
+        /// <summary>A backend's name, or "Auto" for the lightest one available.</summary>
+        public string Backend { get; set; } = "Auto";
+        /// <summary>Null for the backend's default root; else a root filesystem directory or tarball.</summary>
+        public string? Image { get; set; }
+        public long? MemoryBytes { get; set; }
+        public double? CpuCount { get; set; }
+        public int? ProcessLimit { get; set; }
+        public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
+        public IDictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
+        public IList<SandboxMount> Mounts { get; set; } = new List<SandboxMount>();
+        public string WorkingDirectory { get; set; } = Sandbox.DefaultWorkspace;
+    }
+}

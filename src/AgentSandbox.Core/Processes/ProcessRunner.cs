@@ -1,0 +1,167 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Threading;
+
+namespace AgentSandbox.Processes
+{
+    /// <summary>Starts processes with an exact argv and environment, streaming their output.</summary>
+    internal static class ProcessRunner
+    {
+        /// <summary>Runs a helper tool to completion; throws with its stderr when it fails.</summary>
+        public static string Run(string file, params string[] args) => Run(file, args, null);
+
+        public static string Run(string file, IList<string> args, IDictionary<string, string>? environment)
+        {
+            var collector = new Collector();
+            var result = Stream(new[] { file }.Concat(args).ToList(), environment, null, collector, null, CancellationToken.None, null);
+            if (result.ExitCode != 0)
+                throw new IOException($"{Path.GetFileName(file)} failed (exit {result.ExitCode}): {result.StdErr.Trim()}");
+            return result.StdOut;
+        }
+
+        /// <summary>Runs a helper tool and returns its exit code and output without throwing.</summary>
+        public static CommandResult TryRun(string file, params string[] args) =>
+            Stream(new[] { file }.Concat(args).ToList(), null, null, new Collector(), null, CancellationToken.None, null);
+
+        /// <summary>
+        /// Runs argv, handing each output line to <paramref name="output"/> as it comes. On timeout or
+        /// cancellation calls <paramref name="killTree"/> (which must end every process the command
+        /// started) and then waits for the direct child to exit.
+        /// </summary>
+        public static CommandResult Stream(
+            IList<string> argv,
+            IDictionary<string, string>? environment,
+            string? standardInput,
+            ICommandOutput output,
+            TimeSpan? timeout,
+            CancellationToken cancellation,
+            Action? killTree)
+        {
+            var psi = new ProcessStartInfo(argv[0], ArgvQuoting.Join(argv.Skip(1)))
+            {
+                UseShellExecute = false,
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            if (environment != null)
+            {
+                psi.Environment.Clear();
+                foreach (var kv in environment) psi.Environment[kv.Key] = kv.Value;
+            }
+
+            var watch = Stopwatch.StartNew();
+            using var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+            using var exited = new ManualResetEventSlim();
+            process.Exited += (_, __) => exited.Set();
+            process.Start();
+
+            var stdout = new LineReader(process.StandardOutput.BaseStream, output.StandardOutput);
+            var stderr = new LineReader(process.StandardError.BaseStream, output.StandardError);
+            FeedInput(process.StandardInput.BaseStream, standardInput);
+
+            bool timedOut = false, cancelled = false;
+            var wait = timeout.HasValue ? timeout.Value : Timeout.InfiniteTimeSpan;
+            try
+            {
+                if (!exited.Wait(wait, cancellation)) timedOut = true;
+            }
+            catch (OperationCanceledException) { cancelled = true; }
+
+            if (timedOut || cancelled)
+            {
+                killTree?.Invoke();
+                if (!process.WaitForExit(10000))
+                    try { process.Kill(); } catch (InvalidOperationException) { }
+            }
+            process.WaitForExit();
+            // Output still in the pipes arrives quickly; a background child holding them open is not waited for.
+            stdout.Finish(TimeSpan.FromMilliseconds(timedOut || cancelled ? 200 : 1000));
+            stderr.Finish(TimeSpan.FromMilliseconds(200));
+
+            return new CommandResult
+            {
+                ExitCode = process.ExitCode,
+                StdOut = stdout.Text,
+                StdErr = stderr.Text,
+                Duration = watch.Elapsed,
+                TimedOut = timedOut,
+                Cancelled = cancelled,
+            };
+        }
+
+        private static void FeedInput(Stream stdin, string? text)
+        {
+            if (text == null) { stdin.Dispose(); return; }
+            var bytes = new UTF8Encoding(false).GetBytes(text);
+            var t = new Thread(() =>
+            {
+                try { stdin.Write(bytes, 0, bytes.Length); } catch (IOException) { }
+                finally { try { stdin.Dispose(); } catch (IOException) { } }
+            }) { IsBackground = true, Name = "sandbox-stdin" };
+            t.Start();
+        }
+
+        /// <summary>Collects a command's output when nobody streams it.</summary>
+        internal sealed class Collector : ICommandOutput
+        {
+            public void StandardOutput(string line) { }
+            public void StandardError(string line) { }
+        }
+
+        /// <summary>Reads a pipe on its own thread, decoding UTF-8 and cutting lines as they complete.</summary>
+        private sealed class LineReader
+        {
+            private readonly StringBuilder _all = new StringBuilder();
+            private readonly Thread _thread;
+            private readonly Action<string> _onLine;
+
+            public LineReader(Stream stream, Action<string> onLine)
+            {
+                _onLine = onLine;
+                _thread = new Thread(() => Pump(stream)) { IsBackground = true, Name = "sandbox-output" };
+                _thread.Start();
+            }
+
+            public string Text { get { lock (_all) return _all.ToString(); } }
+
+            public void Finish(TimeSpan patience) => _thread.Join(patience);
+
+            private void Pump(Stream stream)
+            {
+                var decoder = new UTF8Encoding(false).GetDecoder();
+                var bytes = new byte[16384];
+                var chars = new char[16384 + 4];
+                var line = new StringBuilder();
+                try
+                {
+                    int n;
+                    while ((n = stream.Read(bytes, 0, bytes.Length)) > 0)
+                    {
+                        int count = decoder.GetChars(bytes, 0, n, chars, 0);
+                        lock (_all) _all.Append(chars, 0, count);
+                        for (int i = 0; i < count; i++)
+                        {
+                            if (chars[i] == '\n') { Emit(line); }
+                            else line.Append(chars[i]);
+                        }
+                    }
+                }
+                catch (IOException) { }
+                catch (ObjectDisposedException) { }
+                if (line.Length > 0) Emit(line);
+            }
+
+            private void Emit(StringBuilder line)
+            {
+                if (line.Length > 0 && line[line.Length - 1] == '\r') line.Length--;
+                _onLine(line.ToString());
+                line.Clear();
+            }
+        }
+    }
+}

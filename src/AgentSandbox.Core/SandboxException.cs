@@ -1,0 +1,69 @@
+using System;
+
+namespace AgentSandbox
+{
+    /// <summary>The kind of failure, so any front end can map it to its own categories.</summary>
+    public enum SandboxErrorKind
+    {
+        NotFound,
+        InvalidArgument,
+        AlreadyExists,
+        NotAvailable,
+        InvalidState,
+        Timeout,
+        PermissionDenied,
+        Failed,
+    }
+
+    /// <summary>
+    /// A failure with a stable identifier: scripts catch on ErrorId, so identifiers never change meaning.
+    /// </summary>
+    public class SandboxException : Exception
+    {
+        public SandboxException(string errorId, SandboxErrorKind kind, string message, string? target = null, Exception? inner = null)
+            : base(message, inner)
+        {
+            ErrorId = errorId;
+            Kind = kind;
+            Target = target;
+        }
+
+        public string ErrorId { get; }
+        public SandboxErrorKind Kind { get; }
+        /// <summary>The name, path or value the failure is about.</summary>
+        public string? Target { get; }
+
+        internal static SandboxException NotFound(string name) =>
+            new SandboxException(ErrorIds.SandboxNotFound, SandboxErrorKind.NotFound, $"No sandbox named '{name}' exists on this host.", name);
+
+        internal static SandboxException Failed(string errorId, string message, string? target = null, Exception? inner = null) =>
+            new SandboxException(errorId, SandboxErrorKind.Failed, message, target, inner);
+    }
+
+    /// <summary>Every ErrorId the module raises, in one place.</summary>
+    public static class ErrorIds
+    {
+        public const string SandboxNotFound = "SandboxNotFound";
+        public const string SandboxExists = "SandboxExists";
+        public const string InvalidSandboxName = "InvalidSandboxName";
+        public const string BackendUnavailable = "BackendUnavailable";
+        public const string BackendNotFound = "BackendNotFound";
+        public const string ImageNotFound = "ImageNotFound";
+        public const string ImageInvalid = "ImageInvalid";
+        public const string InvalidMount = "InvalidMount";
+        public const string InvalidLimit = "InvalidLimit";
+        public const string InvalidUser = "InvalidUser";
+        public const string InvalidPath = "InvalidPath";
+        public const string SandboxNotRunning = "SandboxNotRunning";
+        public const string SandboxMissing = "SandboxMissing";
+        public const string SandboxCreateFailed = "SandboxCreateFailed";
+        public const string SandboxStartFailed = "SandboxStartFailed";
+        public const string SandboxStopFailed = "SandboxStopFailed";
+        public const string SandboxRemoveFailed = "SandboxRemoveFailed";
+        public const string SandboxCommandFailed = "SandboxCommandFailed";
+        public const string SandboxCommandTimedOut = "SandboxCommandTimedOut";
+        public const string SandboxCommandStartFailed = "SandboxCommandStartFailed";
+        public const string NotRoot = "NotRoot";
+        public const string StateCorrupt = "StateCorrupt";
+    }
+}

@@ -1,0 +1,156 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+using System.Threading;
+using AgentSandbox.Backends;
+using AgentSandbox.Backends.Chroot;
+using AgentSandbox.Backends.Nspawn;
+using AgentSandbox.State;
+
+namespace AgentSandbox
+{
+    /// <summary>
+    /// The front door of the core: validates requests, picks a backend, and routes each sandbox to
+    /// the backend that owns it. Knows nothing of PowerShell.
+    /// </summary>
+    public sealed class SandboxManager
+    {
+        public const string AutoBackend = "Auto";
+        public const int MaxNameLength = 63;
+        private static readonly Regex NamePattern = new Regex("^[A-Za-z0-9][A-Za-z0-9_.-]*$", RegexOptions.CultureInvariant);
+
+        private readonly List<ISandboxBackend> _backends;
+
+        public SandboxManager() : this(SandboxStore.DefaultRoot) { }
+
+        public SandboxManager(string stateRoot)
+        {
+            var store = new SandboxStore(stateRoot);
+            _backends = new List<ISandboxBackend> { new ChrootBackend(store), new NspawnBackend(store) };
+        }
+
+        public IReadOnlyList<string> BackendNames => _backends.Select(b => b.Name).ToList();
+
+        public IReadOnlyList<BackendInfo> DescribeBackends() => _backends.Select(b => b.Describe()).ToList();
+
+        public static void ValidateName(string? name)
+        {
+            string? problem =
+                string.IsNullOrEmpty(name) ? "it is empty"
+                : name!.Length > MaxNameLength ? $"it is longer than {MaxNameLength} characters"
+                : name.Contains("..") ? "it contains '..'"
+                : !NamePattern.IsMatch(name) ? "it may hold only letters, digits, '_', '.' and '-', and must start with a letter or digit"
+                : null;
+            if (problem != null)
+                throw new SandboxException(ErrorIds.InvalidSandboxName, SandboxErrorKind.InvalidArgument,
+                    $"'{name}' is not a valid sandbox name: {problem}.", name);
+        }
+
+        /// <summary>A fresh name for a sandbox the caller did not name.</summary>
+        public static string NewName() => "sbx-" + Guid.NewGuid().ToString("N").Substring(0, 8);
+
+        public ISandboxBackend ResolveBackend(string? name)
+        {
+            if (string.IsNullOrEmpty(name) || string.Equals(name, AutoBackend, StringComparison.OrdinalIgnoreCase))
+            {
+                var infos = DescribeBackends();
+                var best = infos.Where(i => i.Available).OrderBy(i => i.Weight).FirstOrDefault();
+                if (best == null)
+                    throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
+                        "No sandbox backend is available on this host: " +
+                        string.Join("; ", infos.Select(i => $"{i.Name}: {i.Reason}")) + ".", AutoBackend);
+                return Backend(best.Name);
+            }
+            return Backend(name!);
+        }
+
+        private ISandboxBackend Backend(string name) =>
+            _backends.FirstOrDefault(b => string.Equals(b.Name, name, StringComparison.OrdinalIgnoreCase))
+            ?? throw new SandboxException(ErrorIds.BackendNotFound, SandboxErrorKind.InvalidArgument,
+                $"There is no backend named '{name}'. Known backends: {string.Join(", ", BackendNames)} (or Auto).", name);
+
+        public Sandbox Create(SandboxSpec spec, IProgressSink? progress = null, CancellationToken cancellation = default)
+        {
+            ValidateName(spec.Name);
+            ValidateSpec(spec);
+            var backend = ResolveBackend(spec.Backend);
+            if (Find(spec.Name) != null)
+                throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
+                    $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);
+            return backend.Create(spec, progress ?? NullProgress.Instance, cancellation);
+        }
+
+        private static void ValidateSpec(SandboxSpec spec)
+        {
+            if (spec.MemoryBytes is long m && m < 8L * 1024 * 1024)
+                throw Invalid(ErrorIds.InvalidLimit, $"-Memory {m} is too small: give at least 8MB.", m.ToString());
+            if (spec.CpuCount is double c && (c <= 0 || double.IsNaN(c) || c > 1024))
+                throw Invalid(ErrorIds.InvalidLimit, $"-CpuCount {c} must be above 0.", c.ToString());
+            if (spec.ProcessLimit is int p && p < 8)
+                throw Invalid(ErrorIds.InvalidLimit, $"-ProcessLimit {p} is too small for a shell and its helpers: give at least 8.", p.ToString());
+            if (!spec.WorkingDirectory.StartsWith("/"))
+                throw Invalid(ErrorIds.InvalidPath, $"-WorkingDirectory '{spec.WorkingDirectory}' must be an absolute path inside the sandbox.", spec.WorkingDirectory);
+            foreach (var mount in spec.Mounts) ValidateMount(mount);
+            foreach (var key in spec.Environment.Keys)
+                if (key.Length == 0 || key.Contains("=") || key.Contains("\0"))
+                    throw Invalid("InvalidEnvironment", $"'{key}' is not a valid environment variable name.", key);
+        }
+
+        private static readonly string[] ReservedTargets = { "/", "/proc", "/dev", "/sys", "/etc", "/usr", Sandbox.DefaultWorkspace };
+
+        private static void ValidateMount(SandboxMount mount)
+        {
+            if (string.IsNullOrEmpty(mount.Source) || !(File.Exists(mount.Source) || Directory.Exists(mount.Source)))
+                throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' does not exist on the host.", mount.Source);
+            if (!Path.IsPathRooted(mount.Source))
+                throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' must be an absolute host path.", mount.Source);
+            var dest = mount.Destination;
+            if (string.IsNullOrEmpty(dest) || !dest.StartsWith("/") || dest.Split('/').Contains("..") || dest.Contains(":") || dest.Contains(","))
+                throw Invalid(ErrorIds.InvalidMount, $"Mount destination '{dest}' must be an absolute path inside the sandbox, without '..', ':' or ','.", dest);
+            var normal = "/" + string.Join("/", dest.Split('/').Where(p => p.Length > 0 && p != "."));
+            if (ReservedTargets.Contains(normal) || normal.StartsWith("/proc/") || normal.StartsWith("/dev/") || normal.StartsWith("/sys/"))
+                throw Invalid(ErrorIds.InvalidMount, $"Mount destination '{dest}' would hide a directory the sandbox needs; mount below it instead (for example {Sandbox.DefaultWorkspace}/data).", dest);
+            mount.Destination = normal;
+        }
+
+        private static SandboxException Invalid(string id, string message, string target) =>
+            new SandboxException(id, SandboxErrorKind.InvalidArgument, message, target);
+
+        /// <summary>Every sandbox on this host, whichever process made it.</summary>
+        public IReadOnlyList<Sandbox> List(string? backend = null) =>
+            _backends.Where(b => backend == null || string.Equals(b.Name, backend, StringComparison.OrdinalIgnoreCase))
+                .SelectMany(b => b.List()).OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+
+        public Sandbox? Find(string name) => _backends.Select(b => b.Find(name)).FirstOrDefault(s => s != null);
+
+        public Sandbox Get(string name) => Find(name) ?? throw SandboxException.NotFound(name);
+
+        private ISandboxBackend Owner(Sandbox sandbox) => Backend(sandbox.Backend);
+
+        public Sandbox Start(Sandbox sandbox, IProgressSink? progress = null)
+        {
+            Owner(sandbox).Start(sandbox, progress ?? NullProgress.Instance);
+            return Get(sandbox.Name);
+        }
+
+        public Sandbox Stop(Sandbox sandbox, IProgressSink? progress = null)
+        {
+            Owner(sandbox).Stop(sandbox, progress ?? NullProgress.Instance);
+            return Get(sandbox.Name);
+        }
+
+        public void Remove(Sandbox sandbox, IProgressSink? progress = null) =>
+            Owner(sandbox).Remove(sandbox, progress ?? NullProgress.Instance);
+
+        public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation = default)
+        {
+            if (request.Command == null && string.IsNullOrEmpty(request.FilePath))
+                throw Invalid("NoCommand", "Give -Command or -FilePath.", sandbox.Name);
+            if (request.Timeout is TimeSpan t && t <= TimeSpan.Zero)
+                throw Invalid("InvalidTimeout", "-TimeoutSec must be positive.", t.ToString());
+            return Owner(sandbox).Execute(sandbox, request, output, cancellation);
+        }
+    }
+}

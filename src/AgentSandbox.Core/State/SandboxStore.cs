@@ -1,0 +1,132 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Runtime.Serialization;
+using System.Runtime.Serialization.Json;
+using System.Text;
+using AgentSandbox.Linux;
+
+namespace AgentSandbox.State
+{
+    /// <summary>
+    /// Sandbox records of the file-backed backends, one directory per sandbox under a host-wide root,
+    /// so any process on the host sees them. Writes are atomic (temp file and rename) and each
+    /// sandbox has a lock file that serialises lifecycle changes across processes.
+    /// </summary>
+    internal sealed class SandboxStore
+    {
+        public const string RecordFile = "sandbox.json";
+        private const string LockName = ".lock";
+
+        private static readonly DataContractJsonSerializerSettings JsonSettings = new DataContractJsonSerializerSettings
+        {
+            UseSimpleDictionaryFormat = true,
+            DateTimeFormat = new DateTimeFormat("yyyy-MM-ddTHH:mm:ss.fffffffZ"),
+        };
+
+        public SandboxStore(string root)
+        {
+            Root = root;
+        }
+
+        /// <summary>The host-wide state directory: AGENTSANDBOX_HOME, else /var/lib/agentsandbox.</summary>
+        public static string DefaultRoot =>
+            Environment.GetEnvironmentVariable("AGENTSANDBOX_HOME") is string home && home.Length > 0
+                ? home : "/var/lib/agentsandbox";
+
+        public string Root { get; }
+        public string SandboxesDir => Path.Combine(Root, "sandboxes");
+
+        public string DirectoryOf(string name) => Path.Combine(SandboxesDir, name);
+
+        private void EnsureRoot()
+        {
+            if (Directory.Exists(SandboxesDir)) return;
+            Directory.CreateDirectory(Root);
+            Native.Chmod(Root, 0x1ed /* 0755 */);
+            Native.MakeDirectory(SandboxesDir, 0x1c0 /* 0700: other users must not reach sandbox trees */);
+        }
+
+        /// <summary>Claims the name atomically; the returned lock is held while the sandbox is made.</summary>
+        public IDisposable? Reserve(string name)
+        {
+            EnsureRoot();
+            if (!Native.MakeDirectory(DirectoryOf(name), 0x1c0)) return null;
+            return Lock(name);
+        }
+
+        public IDisposable Lock(string name) => Native.LockFile(Path.Combine(DirectoryOf(name), LockName));
+
+        public void Save(Sandbox sandbox)
+        {
+            var dir = DirectoryOf(sandbox.Name);
+            var tmp = Path.Combine(dir, $".{RecordFile}.{Environment.CurrentManagedThreadId}.{Guid.NewGuid():N}.tmp");
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                new DataContractJsonSerializer(typeof(Sandbox), JsonSettings).WriteObject(fs, sandbox);
+                fs.Flush(true);
+            }
+            Rename(tmp, Path.Combine(dir, RecordFile));
+        }
+
+        private static void Rename(string from, string to)
+        {
+            // File.Move refuses to overwrite on netstandard2.0; rename(2) replaces atomically.
+            if (File.Exists(to)) File.Replace(from, to, null);
+            else File.Move(from, to);
+        }
+
+        public Sandbox? Load(string name)
+        {
+            var path = Path.Combine(DirectoryOf(name), RecordFile);
+            if (!File.Exists(path)) return null;
+            try
+            {
+                using var fs = File.OpenRead(path);
+                var s = (Sandbox?)new DataContractJsonSerializer(typeof(Sandbox), JsonSettings).ReadObject(fs);
+                if (s == null) return null;
+                s.Environment ??= new Dictionary<string, string>();
+                s.Mounts ??= new List<SandboxMount>();
+                s.BackendData ??= new Dictionary<string, string>();
+                s.Location = DirectoryOf(name);
+                return s;
+            }
+            catch (SerializationException e)
+            {
+                throw new SandboxException(ErrorIds.StateCorrupt, SandboxErrorKind.Failed,
+                    $"The record of sandbox '{name}' at {path} is unreadable: {e.Message}", name, e);
+            }
+        }
+
+        /// <summary>Names with a directory, including half-made sandboxes whose maker died.</summary>
+        public IEnumerable<string> Names()
+        {
+            if (!Directory.Exists(SandboxesDir)) return Enumerable.Empty<string>();
+            return Directory.GetDirectories(SandboxesDir).Select(Path.GetFileName).Where(n => n != null)!
+                .OrderBy(n => n, StringComparer.Ordinal)!;
+        }
+
+        /// <summary>True while another process is still making (or changing) the sandbox.</summary>
+        public bool IsBusy(string name)
+        {
+            var lockPath = Path.Combine(DirectoryOf(name), LockName);
+            if (!File.Exists(lockPath)) return false;
+            try
+            {
+                using var held = Native.TryLockFile(lockPath);
+                return held == null;
+            }
+            catch (IOException) { return false; } // removed meanwhile
+
+        }
+
+        public bool HasRecord(string name) => File.Exists(Path.Combine(DirectoryOf(name), RecordFile));
+
+        public void Delete(string name)
+        {
+            var dir = DirectoryOf(name);
+            if (Directory.Exists(dir)) FileTree.DeleteTree(dir);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using System.Threading;
+
+namespace AgentSandbox.PowerShell.Commands
+{
+    /// <summary>Creates and starts a sandbox on the backend that fits.</summary>
+    [Cmdlet(VerbsCommon.New, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    [OutputType(typeof(Sandbox))]
+    public sealed class NewAgentSandboxCommand : SandboxCmdlet
+    {
+        private readonly CancellationTokenSource _cancel = new CancellationTokenSource();
+
+        /// <summary>Defaults to a generated sbx-xxxxxxxx name.</summary>
+        [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+        public string? Name { get; set; }
+
+        [Parameter]
+        [ArgumentCompleter(typeof(BackendCompleter))]
+        public string Backend { get; set; } = SandboxManager.AutoBackend;
+
+        /// <summary>A root filesystem directory or tarball; none for the backend's default root.</summary>
+        [Parameter]
+        public string? Image { get; set; }
+
+        /// <summary>Memory limit in bytes (256MB works).</summary>
+        [Parameter]
+        [ValidateRange(1, long.MaxValue)]
+        public long Memory { get; set; }
+
+        [Parameter]
+        [ValidateRange(0.01, 1024)]
+        public double CpuCount { get; set; }
+
+        [Parameter]
+        [ValidateRange(1, int.MaxValue)]
+        public int ProcessLimit { get; set; }
+
+        [Parameter]
+        public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
+
+        [Parameter]
+        public Hashtable? Environment { get; set; }
+
+        /// <summary>"host:sandbox[:rw]" strings, @{Source=…; Destination=…; ReadWrite=$true}, or @{ '/host' = '/sandbox' }.</summary>
+        [Parameter]
+        public object[]? Mount { get; set; }
+
+        [Parameter]
+        public string WorkingDirectory { get; set; } = Sandbox.DefaultWorkspace;
+
+        protected override void ProcessRecord()
+        {
+            var name = string.IsNullOrEmpty(Name) ? SandboxManager.NewName() : Name!;
+            SandboxSpec spec;
+            try
+            {
+                spec = new SandboxSpec
+                {
+                    Name = name,
+                    Backend = Backend,
+                    Image = Image == null ? null : GetUnresolvedProviderPathFromPSPath(Image),
+                    MemoryBytes = MyInvocation.BoundParameters.ContainsKey(nameof(Memory)) ? Memory : (long?)null,
+                    CpuCount = MyInvocation.BoundParameters.ContainsKey(nameof(CpuCount)) ? CpuCount : (double?)null,
+                    ProcessLimit = MyInvocation.BoundParameters.ContainsKey(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
+                    Network = Network,
+                    Environment = Hashtables.ToStrings(Environment),
+                    Mounts = ParseMounts(Mount),
+                    WorkingDirectory = WorkingDirectory,
+                };
+                SandboxManager.ValidateName(name);
+            }
+            catch (SandboxException e)
+            {
+                WriteError(ToErrorRecord(e, name));
+                return;
+            }
+            catch (ArgumentException e)
+            {
+                WriteError(new ErrorRecord(e, ErrorIds.InvalidMount, ErrorCategory.InvalidArgument, Mount));
+                return;
+            }
+
+            if (!ShouldProcess($"sandbox '{name}' on backend {Backend}", "Create")) return;
+            const string activity = "New-AgentSandbox";
+            Try(name, () =>
+            {
+                var sandbox = Manager.Create(spec, Progress(activity), _cancel.Token);
+                CompleteProgress(activity);
+                WriteVerbose($"Sandbox '{sandbox.Name}' ({sandbox.Backend}, id {sandbox.Id}) is running.");
+                WriteObject(sandbox);
+            });
+        }
+
+        protected override void StopProcessing() => _cancel.Cancel();
+
+        internal static List<SandboxMount> ParseMounts(object[]? values)
+        {
+            var mounts = new List<SandboxMount>();
+            foreach (var raw in values ?? new object[0])
+            {
+                var value = raw is PSObject pso ? pso.BaseObject : raw;
+                switch (value)
+                {
+                    case SandboxMount m: mounts.Add(m); break;
+                    case string s: mounts.Add(new SandboxMount(s)); break;
+                    case IDictionary d when HasKey(d, "Source"):
+                        mounts.Add(new SandboxMount(
+                            Convert.ToString(Value(d, "Source")) ?? "",
+                            Convert.ToString(Value(d, "Destination") ?? Value(d, "Source")) ?? "",
+                            LanguagePrimitives.IsTrue(Value(d, "ReadWrite"))));
+                        break;
+                    case IDictionary d:
+                        foreach (DictionaryEntry e in d)
+                            mounts.Add(new SandboxMount(Convert.ToString(e.Key) ?? "", Convert.ToString(e.Value) ?? ""));
+                        break;
+                    default:
+                        throw new ArgumentException($"'{value}' is not a mount: use 'hostPath:sandboxPath[:rw]' or @{{ Source = ...; Destination = ...; ReadWrite = $true }}.");
+                }
+            }
+            return mounts;
+        }
+
+        private static bool HasKey(IDictionary d, string key) => d.Keys.Cast<object>().Any(k => string.Equals(k?.ToString(), key, StringComparison.OrdinalIgnoreCase));
+
+        private static object? Value(IDictionary d, string key)
+        {
+            foreach (DictionaryEntry e in d)
+                if (string.Equals(e.Key?.ToString(), key, StringComparison.OrdinalIgnoreCase))
+                    return e.Value is PSObject p ? p.BaseObject : e.Value;
+            return null;
+        }
+    }
+
+    internal static class Hashtables
+    {
+        public static Dictionary<string, string> ToStrings(IDictionary? table)
+        {
+            var result = new Dictionary<string, string>(StringComparer.Ordinal);
+            if (table == null) return result;
+            foreach (DictionaryEntry e in table)
+                result[Convert.ToString(e.Key) ?? ""] = Convert.ToString(e.Value is PSObject p ? p.BaseObject : e.Value) ?? "";
+            return result;
+        }
+    }
+}

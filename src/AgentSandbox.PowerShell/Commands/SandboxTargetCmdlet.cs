@@ -1,0 +1,100 @@
+using System.Collections.Generic;
+using System.Management.Automation;
+
+namespace AgentSandbox.PowerShell.Commands
+{
+    /// <summary>The two ways to name the sandboxes a cmdlet acts on: -Name with wildcards, or objects from the pipeline.</summary>
+    public abstract class SandboxTargetCmdlet : SandboxCmdlet
+    {
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
+        [SupportsWildcards]
+        [ArgumentCompleter(typeof(SandboxNameCompleter))]
+        public string[] Name { get; set; } = new string[0];
+
+        [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectSet)]
+        public Sandbox[] InputObject { get; set; } = new Sandbox[0];
+
+        internal IEnumerable<Sandbox> Targets() =>
+            ParameterSetName == ObjectSet ? InputObject : ResolveNames(Name);
+    }
+
+    /// <summary>Starts stopped sandboxes; the workspace is as it was left.</summary>
+    [Cmdlet(VerbsLifecycle.Start, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = NameSet)]
+    [OutputType(typeof(Sandbox))]
+    public sealed class StartAgentSandboxCommand : SandboxTargetCmdlet
+    {
+        [Parameter] public SwitchParameter PassThru { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            foreach (var s in Targets())
+            {
+                if (!ShouldProcess($"sandbox '{s.Name}' ({s.Backend})", "Start")) continue;
+                Try(s, () =>
+                {
+                    var started = Manager.Start(s, Progress("Start-AgentSandbox"));
+                    CompleteProgress("Start-AgentSandbox");
+                    WriteVerbose($"Sandbox '{s.Name}' is {started.State}.");
+                    if (PassThru) WriteObject(started);
+                });
+            }
+        }
+    }
+
+    /// <summary>Stops sandboxes: every process inside ends; files stay.</summary>
+    [Cmdlet(VerbsLifecycle.Stop, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = NameSet)]
+    [OutputType(typeof(Sandbox))]
+    public sealed class StopAgentSandboxCommand : SandboxTargetCmdlet
+    {
+        [Parameter] public SwitchParameter PassThru { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            foreach (var s in Targets())
+            {
+                if (!ShouldProcess($"sandbox '{s.Name}' ({s.Backend}): every process inside ends", "Stop")) continue;
+                Try(s, () =>
+                {
+                    var stopped = Manager.Stop(s, Progress("Stop-AgentSandbox"));
+                    CompleteProgress("Stop-AgentSandbox");
+                    WriteVerbose($"Sandbox '{s.Name}' is {stopped.State}.");
+                    if (PassThru) WriteObject(stopped);
+                });
+            }
+        }
+    }
+
+    /// <summary>Removes sandboxes and everything they hold: processes, mounts, cgroups, files, records.</summary>
+    [Cmdlet(VerbsCommon.Remove, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
+    public sealed class RemoveAgentSandboxCommand : SandboxTargetCmdlet
+    {
+        /// <summary>Removes without asking for confirmation.</summary>
+        [Parameter] public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            foreach (var s in Targets())
+            {
+                var description = $"sandbox '{s.Name}' ({s.Backend}, {s.State}) and all its files";
+                if (!Confirmed(description)) continue;
+                Try(s, () =>
+                {
+                    Manager.Remove(s, Progress("Remove-AgentSandbox"));
+                    CompleteProgress("Remove-AgentSandbox");
+                    WriteVerbose($"Sandbox '{s.Name}' is removed.");
+                });
+            }
+        }
+
+        /// <summary>-Force skips the prompt that ConfirmImpact High brings, but never -WhatIf or an explicit -Confirm.</summary>
+        private bool Confirmed(string description)
+        {
+            bool explicitConfirm = MyInvocation.BoundParameters.TryGetValue("Confirm", out var c) && ((SwitchParameter)c).IsPresent;
+            if (!Force || explicitConfirm) return ShouldProcess(description, "Remove");
+            bool whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) ? ((SwitchParameter)w).IsPresent
+                : LanguagePrimitives.IsTrue(SessionState.PSVariable.GetValue("WhatIfPreference"));
+            if (whatIf) { ShouldProcess(description, "Remove"); return false; }
+            return true;
+        }
+    }
+}

@@ -1,0 +1,90 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using AgentSandbox.Backends;
+
+namespace AgentSandbox.PowerShell
+{
+    /// <summary>What every AgentSandbox cmdlet shares: the core manager, error mapping, progress and name resolution.</summary>
+    public abstract class SandboxCmdlet : PSCmdlet
+    {
+        internal const string NameSet = "Name";
+        internal const string ObjectSet = "InputObject";
+
+        private SandboxManager? _manager;
+        internal SandboxManager Manager => _manager ??= new SandboxManager();
+
+        internal ErrorRecord ToErrorRecord(SandboxException e, object? target = null) =>
+            new ErrorRecord(e, e.ErrorId, Category(e.Kind), target ?? e.Target);
+
+        internal static ErrorCategory Category(SandboxErrorKind kind) => kind switch
+        {
+            SandboxErrorKind.NotFound => ErrorCategory.ObjectNotFound,
+            SandboxErrorKind.InvalidArgument => ErrorCategory.InvalidArgument,
+            SandboxErrorKind.AlreadyExists => ErrorCategory.ResourceExists,
+            SandboxErrorKind.NotAvailable => ErrorCategory.NotInstalled,
+            SandboxErrorKind.InvalidState => ErrorCategory.InvalidOperation,
+            SandboxErrorKind.Timeout => ErrorCategory.OperationTimeout,
+            SandboxErrorKind.PermissionDenied => ErrorCategory.PermissionDenied,
+            _ => ErrorCategory.NotSpecified,
+        };
+
+        /// <summary>Runs one per-item action, turning a sandbox failure into a non-terminating error.</summary>
+        internal void Try(object? target, Action action)
+        {
+            try { action(); }
+            catch (SandboxException e) { WriteError(ToErrorRecord(e, target)); }
+        }
+
+        /// <summary>
+        /// Sandboxes named by the caller: wildcards match any number (none is fine); a plain name that
+        /// matches nothing is a SandboxNotFound error.
+        /// </summary>
+        internal IEnumerable<Sandbox> ResolveNames(string[]? names, string? backend = null)
+        {
+            var all = Manager.List(backend);
+            if (names == null || names.Length == 0)
+            {
+                foreach (var s in all) yield return s;
+                yield break;
+            }
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var name in names)
+            {
+                bool wildcard = WildcardPattern.ContainsWildcardCharacters(name);
+                var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
+                var matches = all.Where(s => pattern.IsMatch(s.Name)).ToList();
+                if (matches.Count == 0 && !wildcard)
+                {
+                    WriteError(ToErrorRecord(SandboxException.NotFound(name), name));
+                    continue;
+                }
+                foreach (var s in matches)
+                    if (seen.Add(s.Name)) yield return s;
+            }
+        }
+
+        /// <summary>Core milestones become verbose messages (automation hides progress bars) and progress records.</summary>
+        internal IProgressSink Progress(string activity) => new CmdletProgress(this, activity);
+
+        private sealed class CmdletProgress : IProgressSink
+        {
+            private readonly SandboxCmdlet _cmdlet;
+            private readonly string _activity;
+            public CmdletProgress(SandboxCmdlet cmdlet, string activity) { _cmdlet = cmdlet; _activity = activity; }
+
+            public void Milestone(string message)
+            {
+                _cmdlet.WriteVerbose(message);
+                _cmdlet.WriteProgress(new ProgressRecord(1, _activity, message));
+            }
+
+            public void Progress(string activity, string status, int percent) =>
+                _cmdlet.WriteProgress(new ProgressRecord(1, activity, status) { PercentComplete = percent });
+        }
+
+        internal void CompleteProgress(string activity) =>
+            WriteProgress(new ProgressRecord(1, activity, "Done") { RecordType = ProgressRecordType.Completed });
+    }
+}
