@@ -26,6 +26,8 @@ $root = $PSScriptRoot
 $out = Join-Path $root 'out'
 $moduleOut = Join-Path $out 'AgentSandbox'
 $PesterVersion = '5.7.1'
+# The running PowerShell (under `dotnet pwsh` the process itself is dotnet).
+$pwsh = Join-Path $PSHOME ($IsWindows ? 'pwsh.exe' : 'pwsh')
 
 function Invoke-Native {
     param([string] $File, [string[]] $Arguments)
@@ -118,7 +120,7 @@ Import-Module '$pester'
 "@
     Remove-Item $summary -ErrorAction Ignore
     $env:AGENTSANDBOX_MODULE = Join-Path $moduleOut 'AgentSandbox.psd1'
-    & ([System.Diagnostics.Process]::GetCurrentProcess().MainModule.FileName) -NoProfile -NonInteractive -Command $script
+    & $pwsh -NoProfile -NonInteractive -Command $script
     if (-not (Test-Path $summary)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
     Get-Content $summary -Raw | ConvertFrom-Json
 }
@@ -146,7 +148,7 @@ switch ($Task) {
     }
     'demo' {
         Invoke-Build
-        & ([System.Diagnostics.Process]::GetCurrentProcess().MainModule.FileName) -NoProfile -File (Join-Path $root 'docs/demo.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1')
+        & $pwsh -NoProfile -File (Join-Path $root 'docs/demo.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1')
         exit $LASTEXITCODE
     }
 }
