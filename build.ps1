@@ -43,6 +43,9 @@ function Invoke-Build {
     New-Item -ItemType Directory -Path $moduleOut | Out-Null
     Copy-Item "$bin/AgentSandbox.Core.dll", "$bin/AgentSandbox.PowerShell.dll" -Destination $moduleOut
     Copy-Item "$root/module/*" -Destination $moduleOut -Recurse
+    # Help is written as markdown in docs/help and turned into MAML here (platyPS is not needed).
+    $helpBuilder = Join-Path $root 'docs/help/Build-Help.ps1'
+    if (Test-Path $helpBuilder) { & $helpBuilder -OutputPath $moduleOut }
     Write-Host "Module ready: $moduleOut/AgentSandbox.psd1"
 }
 
