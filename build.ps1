@@ -78,7 +78,7 @@ function Install-TestPrerequisites {
         Write-Host "Installing $($missing -join ', ') with apt-get" -ForegroundColor Cyan
         $env:DEBIAN_FRONTEND = 'noninteractive'
         Invoke-Native apt-get @('update', '-qq')
-        Invoke-Native apt-get @('install', '-y', '-qq', '--no-install-recommends') + $missing
+        Invoke-Native apt-get (@('install', '-y', '-qq', '--no-install-recommends') + $missing)
     }
     else {
         Write-Warning "The integration tests need: $($missing -join ', '). Install them (as root: apt-get install $($missing -join ' ')) and run the tests as root."
