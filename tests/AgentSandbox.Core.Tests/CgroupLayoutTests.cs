@@ -74,18 +74,40 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(new[] { "/sys/fs/cgroup/all/g" }, l.Directories("g"));
         }
 
+        private static TempDir FakeV2Root(string controllers)
+        {
+            var tmp = new TempDir();
+            System.IO.File.WriteAllText(tmp.Combine("cgroup.controllers"), controllers);
+            return tmp;
+        }
+
         [Fact]
         public void PureV2()
         {
-            var l = CgroupLayout.Detect(new[] { Root, M("/sys/fs/cgroup", "cgroup2", "rw,nsdelegate,memory_recursiveprot") });
+            using var root = FakeV2Root("cpuset cpu io memory hugetlb pids rdma misc\n");
+            var l = CgroupLayout.Detect(new[] { Root, M(root.Path, "cgroup2", "rw,nsdelegate,memory_recursiveprot") });
             Assert.True(l.Unified);
-            Assert.Equal("/sys/fs/cgroup", l.UnifiedRoot);
+            Assert.Equal(root.Path, l.UnifiedRoot);
             Assert.Empty(l.V1);
             Assert.Null(l.Problem);
+            Assert.True(l.Has("memory"));
+            Assert.True(l.Has("misc"));
             Assert.False(l.Has("freezer"));
             Assert.False(l.Has("systemd"));
-            Assert.Equal(new[] { "/sys/fs/cgroup/agentsandbox/x" }, l.Directories("agentsandbox/x"));
-            Assert.Equal("/sys/fs/cgroup/agentsandbox/x", l.DirectoryFor("memory", "agentsandbox/x"));
+            Assert.Equal(new[] { root.Path + "/agentsandbox/x" }, l.Directories("agentsandbox/x"));
+            Assert.Equal(root.Path + "/agentsandbox/x", l.DirectoryFor("memory", "agentsandbox/x"));
+        }
+
+        [Theory]
+        [InlineData("cpu io memory\n")]
+        [InlineData("cpu io pids\n")]
+        [InlineData("")]
+        public void V2WithoutMemoryOrPidsControllers(string controllers)
+        {
+            using var root = FakeV2Root(controllers);
+            var l = CgroupLayout.Detect(new[] { M(root.Path, "cgroup2", "rw") });
+            Assert.True(l.Unified);
+            Assert.Equal($"the memory and pids controllers are not both enabled in {root.Path}/cgroup.controllers", l.Problem);
         }
 
         [Fact]
@@ -115,14 +137,15 @@ namespace AgentSandbox.Core.Tests
         {
             // A container of an old systemd on a v2 host: only the name=systemd v1 hierarchy is mounted
             // beside cgroup2; every resource controller lives in the unified tree.
+            using var root = FakeV2Root("cpu memory pids\n");
             var l = CgroupLayout.Detect(new[]
             {
                 Root,
-                M("/sys/fs/cgroup", "cgroup2", "rw,nsdelegate"),
-                M("/sys/fs/cgroup/systemd", "cgroup", "rw,name=systemd"),
+                M(root.Path, "cgroup2", "rw,nsdelegate"),
+                M(root.Path + "/systemd", "cgroup", "rw,name=systemd"),
             });
             Assert.True(l.Unified);
-            Assert.Equal("/sys/fs/cgroup", l.UnifiedRoot);
+            Assert.Equal(root.Path, l.UnifiedRoot);
             Assert.Null(l.Problem);
         }
 
