@@ -92,7 +92,7 @@ function Invoke-CoreTests {
     Remove-Item $trx -ErrorAction Ignore
     Write-Host 'Running the core tests (xunit)' -ForegroundColor Cyan
     & dotnet test "$root/tests/AgentSandbox.Core.Tests/AgentSandbox.Core.Tests.csproj" -c $Configuration --nologo `
-        --logger "trx;LogFileName=$trx" --logger 'console;verbosity=minimal'
+        --logger "trx;LogFileName=$trx" --logger 'console;verbosity=minimal' | Out-Host
     if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
     $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
     [pscustomobject]@{
@@ -123,7 +123,7 @@ Import-Module '$pester'
 "@
     Remove-Item $summary -ErrorAction Ignore
     $env:AGENTSANDBOX_MODULE = Join-Path $moduleOut 'AgentSandbox.psd1'
-    & $pwsh -NoProfile -NonInteractive -Command $script
+    & $pwsh -NoProfile -NonInteractive -Command $script | Out-Host
     if (-not (Test-Path $summary)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
     Get-Content $summary -Raw | ConvertFrom-Json
 }

@@ -63,7 +63,9 @@ namespace AgentSandbox
         public const string SandboxCommandFailed = "SandboxCommandFailed";
         public const string SandboxCommandTimedOut = "SandboxCommandTimedOut";
         public const string SandboxCommandStartFailed = "SandboxCommandStartFailed";
-        public const string NotRoot = "NotRoot";
+        public const string InvalidEnvironment = "InvalidEnvironment";
+        public const string InvalidTimeout = "InvalidTimeout";
+        public const string NoCommand = "NoCommand";
         public const string StateCorrupt = "StateCorrupt";
     }
 }

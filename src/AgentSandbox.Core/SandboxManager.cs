@@ -19,7 +19,7 @@ namespace AgentSandbox
     {
         public const string AutoBackend = "Auto";
         public const int MaxNameLength = 63;
-        private static readonly Regex NamePattern = new Regex("^[A-Za-z0-9][A-Za-z0-9_.-]*$", RegexOptions.CultureInvariant);
+        private static readonly Regex NamePattern = new Regex(@"\A[A-Za-z0-9][A-Za-z0-9_.-]*\z", RegexOptions.CultureInvariant);
 
         private readonly List<ISandboxBackend> _backends;
 
@@ -98,7 +98,7 @@ namespace AgentSandbox
             foreach (var mount in spec.Mounts) ValidateMount(mount);
             foreach (var key in spec.Environment.Keys)
                 if (key.Length == 0 || key.Contains("=") || key.Contains("\0"))
-                    throw Invalid("InvalidEnvironment", $"'{key}' is not a valid environment variable name.", key);
+                    throw Invalid(ErrorIds.InvalidEnvironment, $"'{key}' is not a valid environment variable name.", key);
         }
 
         private static readonly string[] ReservedTargets = { "/", "/proc", "/dev", "/sys", "/etc", "/usr", Sandbox.DefaultWorkspace };
@@ -123,7 +123,7 @@ namespace AgentSandbox
 
         /// <summary>Every sandbox on this host, whichever process made it.</summary>
         public IReadOnlyList<Sandbox> List(string? backend = null) =>
-            _backends.Where(b => backend == null || string.Equals(b.Name, backend, StringComparison.OrdinalIgnoreCase))
+            (backend == null ? _backends : new List<ISandboxBackend> { Backend(backend) })
                 .SelectMany(b => b.List()).OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
 
         public Sandbox? Find(string name) => _backends.Select(b => b.Find(name)).FirstOrDefault(s => s != null);
@@ -150,9 +150,9 @@ namespace AgentSandbox
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation = default)
         {
             if (request.Command == null && string.IsNullOrEmpty(request.FilePath))
-                throw Invalid("NoCommand", "Give -Command or -FilePath.", sandbox.Name);
+                throw Invalid(ErrorIds.NoCommand, "Give -Command or -FilePath.", sandbox.Name);
             if (request.Timeout is TimeSpan t && t <= TimeSpan.Zero)
-                throw Invalid("InvalidTimeout", "-TimeoutSec must be positive.", t.ToString());
+                throw Invalid(ErrorIds.InvalidTimeout, "-TimeoutSec must be positive.", t.ToString());
             return Owner(sandbox).Execute(sandbox, request, output, cancellation);
         }
     }

@@ -107,7 +107,7 @@ namespace AgentSandbox.Core.Tests
         public void SaveLoadKeepsNullLimitsAndEmptyCollections()
         {
             using var l = _store.Reserve("bare");
-            _store.Save(new Sandbox { Name = "bare", CreatedAt = DateTime.UtcNow });
+            _store.Save(new Sandbox { Name = "bare", Id = "0123456789ab", Backend = "Chroot", CreatedAt = DateTime.UtcNow });
             var r = _store.Load("bare")!;
             Assert.Null(r.Image);
             Assert.Null(r.MemoryBytes);

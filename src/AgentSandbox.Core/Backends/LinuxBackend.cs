@@ -93,14 +93,31 @@ namespace AgentSandbox.Backends
 
         private Sandbox? Load(string name)
         {
+            if (!Directory.Exists(Store.DirectoryOf(name))) return null;
             Sandbox? s;
             try { s = Store.Load(name); }
-            catch (SandboxException) { return null; }
-            if (s == null || s.Backend != Name) return null;
+            catch (SandboxException) { return ClaimsOrphans ? Orphan(name) : null; }
+            if (s == null) return ClaimsOrphans && !Store.IsBusy(name) ? Orphan(name) : null;
+            if (s.Backend != Name) return null;
             s.State = !Directory.Exists(RootOf(s)) ? SandboxState.Missing
                 : IsRunning(s) ? SandboxState.Running : SandboxState.Stopped;
             return s;
         }
+
+        /// <summary>
+        /// One backend lists directories whose record is unreadable or was never written (the maker
+        /// died), as Missing, so that Remove-AgentSandbox can clean them; its Stop kills by cgroup and
+        /// unmounts by path, which undoes what either Linux backend made.
+        /// </summary>
+        protected virtual bool ClaimsOrphans => false;
+
+        private Sandbox Orphan(string name) => new Sandbox
+        {
+            Name = name,
+            Backend = Name,
+            Location = Store.DirectoryOf(name),
+            State = SandboxState.Missing,
+        };
 
         private Sandbox Reload(Sandbox s) => Load(s.Name) ?? throw SandboxException.NotFound(s.Name);
 
@@ -199,7 +216,9 @@ namespace AgentSandbox.Backends
         {
             using (var held = Store.Lock(sandbox.Name))
             {
-                var s = Store.Load(sandbox.Name) ?? sandbox;
+                Sandbox s;
+                try { s = Store.Load(sandbox.Name) ?? sandbox; }
+                catch (SandboxException) { s = sandbox; }
                 s.Location ??= Store.DirectoryOf(s.Name);
                 try
                 {
@@ -223,7 +242,15 @@ namespace AgentSandbox.Backends
                 throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
                     $"Sandbox '{s.Name}' is stopped; start it with Start-AgentSandbox '{s.Name}'.", s.Name);
             var user = ResolveUser(s, request.User);
-            return ExecChain.Run(s, CgroupOf(s), NsenterOptions(s), user, request, output, cancellation);
+            try
+            {
+                return ExecChain.Run(s, CgroupOf(s), NsenterOptions(s), user, request, output, cancellation);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is System.ComponentModel.Win32Exception)
+            {
+                throw new SandboxException(ErrorIds.SandboxCommandStartFailed, SandboxErrorKind.Failed,
+                    $"Could not run the command in sandbox '{s.Name}': {e.Message}", s.Name, e);
+            }
         }
 
         protected virtual (int Uid, int Gid) ResolveUser(Sandbox s, string? user)

@@ -42,7 +42,10 @@ namespace AgentSandbox.Linux
             foreach (var dir in Layout.Directories(RelativePath)) Directory.CreateDirectory(dir);
         }
 
-        /// <summary>v2 only lets a child use a controller its parent lists in cgroup.subtree_control.</summary>
+        /// <summary>
+        /// v2 only lets a child use a controller its parent lists in cgroup.subtree_control: enable them
+        /// in the root and in agentsandbox/, never in a sandbox group (it may hold processes itself).
+        /// </summary>
         private void EnableV2Controllers()
         {
             var root = Layout.UnifiedRoot!;
@@ -50,7 +53,7 @@ namespace AgentSandbox.Linux
             if (wanted.Length == 0) return;
             var parts = RelativePath.Split('/');
             var dir = root;
-            for (int i = 0; i < parts.Length - 1; i++)
+            for (int i = 0; i < Math.Min(parts.Length, 2); i++)
             {
                 try { Write(Path.Combine(dir, "cgroup.subtree_control"), wanted); }
                 catch (IOException e)
@@ -77,9 +80,20 @@ namespace AgentSandbox.Linux
                 }
                 else
                 {
-                    Write(File("memory", "memory.limit_in_bytes"), mem.ToString(CultureInfo.InvariantCulture));
-                    // Without a swap limit a hog would page out instead of being stopped.
-                    WriteIfExists(File("memory", "memory.memsw.limit_in_bytes"), mem.ToString(CultureInfo.InvariantCulture));
+                    // Without a swap limit a hog would page out instead of being stopped. The kernel wants
+                    // memory <= memory+swap at every step, so the order depends on the direction.
+                    var value = mem.ToString(CultureInfo.InvariantCulture);
+                    var memsw = File("memory", "memory.memsw.limit_in_bytes");
+                    try
+                    {
+                        Write(File("memory", "memory.limit_in_bytes"), value);
+                        WriteIfExists(memsw, value);
+                    }
+                    catch (IOException) when (System.IO.File.Exists(memsw))
+                    {
+                        Write(memsw, value);
+                        Write(File("memory", "memory.limit_in_bytes"), value);
+                    }
                 }
             }
             if (cpuCount is double cpus)

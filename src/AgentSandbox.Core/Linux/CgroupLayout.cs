@@ -29,8 +29,9 @@ namespace AgentSandbox.Linux
                     if (V1Controllers.Contains(key) && !v1.ContainsKey(key)) v1[key] = m.MountPoint;
                 }
             }
-            if (v1.Count > 0) return new CgroupLayout { V1 = v1 };
             var unified = list.FirstOrDefault(m => m.FsType == "cgroup2");
+            // A lone name=systemd hierarchy (old systemd in a container on a v2 host) controls no resource.
+            if (v1.Keys.Any(k => k != "systemd") || (v1.Count > 0 && unified == null)) return new CgroupLayout { V1 = v1 };
             return new CgroupLayout { Unified = unified != null, UnifiedRoot = unified?.MountPoint };
         }
 

@@ -68,8 +68,12 @@ namespace AgentSandbox.Linux
         private static bool IsOctal(string s, int at) =>
             at + 3 <= s.Length && s.Skip(at).Take(3).All(c => c >= '0' && c <= '7');
 
-        public static bool IsUnder(string path, string root) =>
-            path == root || path.StartsWith(root.TrimEnd('/') + "/", StringComparison.Ordinal);
+        public static bool IsUnder(string path, string root)
+        {
+            var trimmed = root.Length > 1 ? root.TrimEnd('/') : root;
+            if (trimmed.Length == 0) trimmed = "/";
+            return path == trimmed || path.StartsWith(trimmed == "/" ? "/" : trimmed + "/", StringComparison.Ordinal);
+        }
 
         /// <summary>Mount points at or below root, deepest (newest) first.</summary>
         public static List<MountEntry> Under(string root) =>

@@ -31,6 +31,13 @@ namespace AgentSandbox.Linux
         [DllImport(Libc, SetLastError = true)] private static extern int chmod(string path, int mode);
         [DllImport(Libc, SetLastError = true)] private static extern int mkdir(string path, int mode);
         [DllImport(Libc, SetLastError = true)] private static extern int symlink(string target, string linkPath);
+        [DllImport(Libc, SetLastError = true)] private static extern int rename(string from, string to);
+
+        /// <summary>rename(2): replaces the target atomically, which File.Move on netstandard2.0 cannot.</summary>
+        public static void Rename(string from, string to)
+        {
+            if (rename(from, to) != 0) throw Fail($"rename {from}", Marshal.GetLastWin32Error());
+        }
         [DllImport(Libc, SetLastError = true)] private static extern long readlink(string path, byte[] buffer, long size);
         [DllImport(Libc)] private static extern IntPtr strerror(int errnum);
 

@@ -81,7 +81,7 @@ namespace AgentSandbox.Linux
         }
 
         /// <summary>The directories every sandbox root has, owned so that the agent can work.</summary>
-        public static void Finish(string root, string hostname, int agentUid, int agentGid)
+        public static void Finish(string root, string hostname, int agentUid, int agentGid, string workingDirectory)
         {
             foreach (var d in new[] { "proc", "dev", "sys", "run", "etc" })
                 FileTree.ResolveInside(root, "/" + d, createDirectories: true);
@@ -94,6 +94,11 @@ namespace AgentSandbox.Linux
             WritePrivate(Path.Combine(etc, "hostname"), hostname + "\n");
             WritePrivate(Path.Combine(etc, "hosts"), $"127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
             UserDb.EnsureAgent(root, agentUid, agentGid);
+            if (!Directory.Exists(FileTree.ResolveInside(root, workingDirectory, createDirectories: false)))
+            {
+                var dir = FileTree.ResolveInside(root, workingDirectory, createDirectories: true);
+                Native.Chown(dir, agentUid, agentGid, followLinks: false);
+            }
         }
 
         private static void WritePrivate(string path, string text)

@@ -12,11 +12,11 @@ namespace AgentSandbox
     {
         public const string DefaultWorkspace = "/workspace";
 
-        [DataMember(Order = 0)] public string Name { get; set; } = "";
-        [DataMember(Order = 1)] public string Id { get; set; } = "";
-        [DataMember(Order = 2)] public string Backend { get; set; } = "";
+        [DataMember(Order = 0, IsRequired = true)] public string Name { get; set; } = "";
+        [DataMember(Order = 1, IsRequired = true)] public string Id { get; set; } = "";
+        [DataMember(Order = 2, IsRequired = true)] public string Backend { get; set; } = "";
         [DataMember(Order = 3)] public string? Image { get; set; }
-        [DataMember(Order = 4)] public DateTime CreatedAt { get; set; }
+        [DataMember(Order = 4, IsRequired = true)] public DateTime CreatedAt { get; set; }
         [DataMember(Order = 5)] public long? MemoryBytes { get; set; }
         [DataMember(Order = 6)] public double? CpuCount { get; set; }
         [DataMember(Order = 7)] public int? ProcessLimit { get; set; }
@@ -28,7 +28,7 @@ namespace AgentSandbox
         /// <summary>The user commands run as unless -User says otherwise.</summary>
         [DataMember(Order = 13)] public string DefaultUser { get; set; } = "agent";
         /// <summary>Backend-private facts (host uid, leader pid, …); not part of the public contract.</summary>
-        [DataMember(Order = 14)] public Dictionary<string, string> BackendData { get; set; } = new Dictionary<string, string>();
+        [DataMember(Order = 14, IsRequired = true)] public Dictionary<string, string> BackendData { get; set; } = new Dictionary<string, string>();
 
         /// <summary>Read from the live system each time the sandbox is listed.</summary>
         public SandboxState State { get; set; }

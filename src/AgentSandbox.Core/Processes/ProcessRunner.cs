@@ -129,7 +129,14 @@ namespace AgentSandbox.Processes
 
             public string Text { get { lock (_all) return _all.ToString(); } }
 
-            public void Finish(TimeSpan patience) => _thread.Join(patience);
+            /// <summary>Waits a little for the rest of the output; after this no line is handed on, whatever still arrives.</summary>
+            public void Finish(TimeSpan patience)
+            {
+                _thread.Join(patience);
+                lock (_all) _finished = true;
+            }
+
+            private bool _finished;
 
             private void Pump(Stream stream)
             {
@@ -143,7 +150,11 @@ namespace AgentSandbox.Processes
                     while ((n = stream.Read(bytes, 0, bytes.Length)) > 0)
                     {
                         int count = decoder.GetChars(bytes, 0, n, chars, 0);
-                        lock (_all) _all.Append(chars, 0, count);
+                        lock (_all)
+                        {
+                            if (_finished) return;
+                            _all.Append(chars, 0, count);
+                        }
                         for (int i = 0; i < count; i++)
                         {
                             if (chars[i] == '\n') { Emit(line); }
@@ -159,7 +170,11 @@ namespace AgentSandbox.Processes
             private void Emit(StringBuilder line)
             {
                 if (line.Length > 0 && line[line.Length - 1] == '\r') line.Length--;
-                _onLine(line.ToString());
+                // Under the lock, so no line is delivered once Finish has returned.
+                lock (_all)
+                {
+                    if (!_finished) _onLine(line.ToString());
+                }
                 line.Clear();
             }
         }

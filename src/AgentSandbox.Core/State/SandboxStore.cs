@@ -67,14 +67,7 @@ namespace AgentSandbox.State
                 new DataContractJsonSerializer(typeof(Sandbox), JsonSettings).WriteObject(fs, sandbox);
                 fs.Flush(true);
             }
-            Rename(tmp, Path.Combine(dir, RecordFile));
-        }
-
-        private static void Rename(string from, string to)
-        {
-            // File.Move refuses to overwrite on netstandard2.0; rename(2) replaces atomically.
-            if (File.Exists(to)) File.Replace(from, to, null);
-            else File.Move(from, to);
+            Native.Rename(tmp, Path.Combine(dir, RecordFile));
         }
 
         public Sandbox? Load(string name)
@@ -85,7 +78,8 @@ namespace AgentSandbox.State
             {
                 using var fs = File.OpenRead(path);
                 var s = (Sandbox?)new DataContractJsonSerializer(typeof(Sandbox), JsonSettings).ReadObject(fs);
-                if (s == null) return null;
+                if (s == null || s.Name != name || string.IsNullOrEmpty(s.Backend) || string.IsNullOrEmpty(s.Id))
+                    throw new SerializationException("it does not describe this sandbox (cut short or overwritten?)");
                 s.Environment ??= new Dictionary<string, string>();
                 s.Mounts ??= new List<SandboxMount>();
                 s.BackendData ??= new Dictionary<string, string>();

@@ -110,9 +110,7 @@ namespace AgentSandbox.PowerShell.Commands
                 if (isError) WriteStandardError(line);
                 else WriteObject(line);
             }
-            CommandResult result;
-            try { result = run.GetAwaiter().GetResult(); }
-            catch (AggregateException e) when (e.InnerException is SandboxException se) { throw se; }
+            var result = run.GetAwaiter().GetResult();
 
             SessionState.PSVariable.Set("global:LASTEXITCODE", result.ExitCode);
             if (result.TimedOut)

@@ -23,6 +23,7 @@ namespace AgentSandbox.Backends.Chroot
         public override string Name => "Chroot";
         protected override int Weight => 10;
         protected override PrivilegeMode Privilege => PrivilegeMode.UnprivilegedUser;
+        protected override bool ClaimsOrphans => true;
 
         protected override SandboxBoundary[] Boundaries => new[]
         {
@@ -63,7 +64,7 @@ namespace AgentSandbox.Backends.Chroot
                 RootFs.Import(spec.Image, root, progress);
             }
             cancellation.ThrowIfCancellationRequested();
-            RootFs.Finish(root, Hostname.For(s.Name), id, id);
+            RootFs.Finish(root, Hostname.For(s.Name), id, id, s.WorkingDirectory);
         }
 
         protected override bool IsRunning(Sandbox s) => Mounts.IsMountPoint(Path.Combine(RootOf(s), "proc"));

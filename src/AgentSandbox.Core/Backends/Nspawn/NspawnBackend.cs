@@ -38,13 +38,20 @@ namespace AgentSandbox.Backends.Nspawn
             SandboxBoundary.Hostname, SandboxBoundary.Privilege, SandboxBoundary.Devices, SandboxBoundary.Limits,
         };
 
-        protected override string[] Weaknesses => new[]
+        protected override string[] Weaknesses
         {
-            "The host kernel is shared: a kernel exploit reaches the host.",
-            UserNamespacesWork
-                ? "-Network Host shares the host's network stack."
-                : "User namespaces are unavailable here: commands run as an unprivileged host user and -User root is refused.",
-        };
+            get
+            {
+                var list = new List<string>
+                {
+                    "The host kernel is shared: a kernel exploit reaches the host.",
+                    "-Network Host shares the host's network stack.",
+                };
+                if (!UserNamespacesWork)
+                    list.Add("User namespaces are unavailable here: commands run as an unprivileged host user and -User root is refused.");
+                return list.ToArray();
+            }
+        }
 
         private static bool UserNamespacesWork =>
             File.Exists("/proc/self/ns/user") &&
@@ -84,7 +91,7 @@ namespace AgentSandbox.Backends.Nspawn
                 RootFs.Import(spec.Image, root, progress);
             }
             cancellation.ThrowIfCancellationRequested();
-            RootFs.Finish(root, Hostname.For(s.Name), id, id);
+            RootFs.Finish(root, Hostname.For(s.Name), id, id, s.WorkingDirectory);
         }
 
         protected override bool IsRunning(Sandbox s) =>
