@@ -26,6 +26,8 @@ $root = $PSScriptRoot
 $out = Join-Path $root 'out'
 $moduleOut = Join-Path $out 'AgentSandbox'
 $PesterVersion = '5.7.1'
+# The running PowerShell (under `dotnet pwsh` the process itself is dotnet).
+$pwsh = Join-Path $PSHOME ($IsWindows ? 'pwsh.exe' : 'pwsh')
 
 function Invoke-Native {
     param([string] $File, [string[]] $Arguments)
@@ -41,6 +43,9 @@ function Invoke-Build {
     New-Item -ItemType Directory -Path $moduleOut | Out-Null
     Copy-Item "$bin/AgentSandbox.Core.dll", "$bin/AgentSandbox.PowerShell.dll" -Destination $moduleOut
     Copy-Item "$root/module/*" -Destination $moduleOut -Recurse
+    # Help is written as markdown in docs/help and turned into MAML here (platyPS is not needed).
+    $helpBuilder = Join-Path $root 'docs/help/Build-Help.ps1'
+    if (Test-Path $helpBuilder) { & $helpBuilder -OutputPath $moduleOut }
     Write-Host "Module ready: $moduleOut/AgentSandbox.psd1"
 }
 
@@ -73,7 +78,7 @@ function Install-TestPrerequisites {
         Write-Host "Installing $($missing -join ', ') with apt-get" -ForegroundColor Cyan
         $env:DEBIAN_FRONTEND = 'noninteractive'
         Invoke-Native apt-get @('update', '-qq')
-        Invoke-Native apt-get @('install', '-y', '-qq', '--no-install-recommends') + $missing
+        Invoke-Native apt-get (@('install', '-y', '-qq', '--no-install-recommends') + $missing)
     }
     else {
         Write-Warning "The integration tests need: $($missing -join ', '). Install them (as root: apt-get install $($missing -join ' ')) and run the tests as root."
@@ -118,7 +123,7 @@ Import-Module '$pester'
 "@
     Remove-Item $summary -ErrorAction Ignore
     $env:AGENTSANDBOX_MODULE = Join-Path $moduleOut 'AgentSandbox.psd1'
-    & ([System.Diagnostics.Process]::GetCurrentProcess().MainModule.FileName) -NoProfile -NonInteractive -Command $script
+    & $pwsh -NoProfile -NonInteractive -Command $script
     if (-not (Test-Path $summary)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
     Get-Content $summary -Raw | ConvertFrom-Json
 }
@@ -146,7 +151,7 @@ switch ($Task) {
     }
     'demo' {
         Invoke-Build
-        & ([System.Diagnostics.Process]::GetCurrentProcess().MainModule.FileName) -NoProfile -File (Join-Path $root 'docs/demo.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1')
+        & $pwsh -NoProfile -File (Join-Path $root 'docs/demo.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1')
         exit $LASTEXITCODE
     }
 }

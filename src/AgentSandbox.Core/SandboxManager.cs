@@ -92,6 +92,9 @@ namespace AgentSandbox
                 throw Invalid(ErrorIds.InvalidLimit, $"-ProcessLimit {p} is too small for a shell and its helpers: give at least 8.", p.ToString());
             if (!spec.WorkingDirectory.StartsWith("/"))
                 throw Invalid(ErrorIds.InvalidPath, $"-WorkingDirectory '{spec.WorkingDirectory}' must be an absolute path inside the sandbox.", spec.WorkingDirectory);
+            if (spec.Image != null && !File.Exists(spec.Image) && !Directory.Exists(spec.Image))
+                throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
+                    $"Image '{spec.Image}' was not found: give a root filesystem directory or tarball.", spec.Image);
             foreach (var mount in spec.Mounts) ValidateMount(mount);
             foreach (var key in spec.Environment.Keys)
                 if (key.Length == 0 || key.Contains("=") || key.Contains("\0"))
@@ -104,8 +107,8 @@ namespace AgentSandbox
         {
             if (string.IsNullOrEmpty(mount.Source) || !(File.Exists(mount.Source) || Directory.Exists(mount.Source)))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' does not exist on the host.", mount.Source);
-            if (!Path.IsPathRooted(mount.Source))
-                throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' must be an absolute host path.", mount.Source);
+            if (!Path.IsPathRooted(mount.Source) || mount.Source.Contains(":") || mount.Source.Contains(","))
+                throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' must be an absolute host path without ':' or ','.", mount.Source);
             var dest = mount.Destination;
             if (string.IsNullOrEmpty(dest) || !dest.StartsWith("/") || dest.Split('/').Contains("..") || dest.Contains(":") || dest.Contains(","))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount destination '{dest}' must be an absolute path inside the sandbox, without '..', ':' or ','.", dest);

@@ -28,6 +28,7 @@ namespace AgentSandbox.Backends
         protected abstract int Weight { get; }
         protected abstract SandboxBoundary[] Boundaries { get; }
         protected abstract string[] Weaknesses { get; }
+        protected abstract PrivilegeMode Privilege { get; }
 
         /// <summary>What this host lacks for the backend, each with its fix.</summary>
         protected abstract IEnumerable<string> Problems();
@@ -57,6 +58,7 @@ namespace AgentSandbox.Backends
                 Platform = "Linux",
                 Boundaries = Boundaries,
                 Weaknesses = Weaknesses,
+                Privilege = Privilege,
                 Weight = Weight,
             };
         }

@@ -39,7 +39,10 @@ namespace AgentSandbox.Linux
         {
             get
             {
-                if (Unified) return UnifiedRoot == null ? "no cgroup file system is mounted" : null;
+                if (Unified)
+                    return UnifiedRoot == null ? "no cgroup file system is mounted"
+                        : !Has("memory") || !Has("pids") ? $"the memory and pids controllers are not both enabled in {UnifiedRoot}/cgroup.controllers"
+                        : null;
                 if (!V1.ContainsKey("memory") || !V1.ContainsKey("pids"))
                     return V1.Count == 0
                         ? "no cgroup file system is mounted (mount cgroup2 on /sys/fs/cgroup)"

@@ -12,6 +12,8 @@ namespace AgentSandbox
         public string Platform { get; set; } = "";
         /// <summary>The boundaries this backend enforces with its default settings.</summary>
         public SandboxBoundary[] Boundaries { get; set; } = new SandboxBoundary[0];
+        /// <summary>How untrusted commands are kept from host root on this host.</summary>
+        public PrivilegeMode Privilege { get; set; }
         /// <summary>Known weaknesses, stated plainly.</summary>
         public string[] Weaknesses { get; set; } = new string[0];
         /// <summary>Relative cost: lower is lighter. Auto picks the lightest available.</summary>

@@ -68,7 +68,7 @@ namespace AgentSandbox.PowerShell.Commands
                     ProcessLimit = MyInvocation.BoundParameters.ContainsKey(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
                     Network = Network,
                     Environment = Hashtables.ToStrings(Environment),
-                    Mounts = ParseMounts(Mount),
+                    Mounts = ParseMounts(Mount).Select(m => { m.Source = GetUnresolvedProviderPathFromPSPath(m.Source); return m; }).ToList(),
                     WorkingDirectory = WorkingDirectory,
                 };
                 SandboxManager.ValidateName(name);

@@ -22,6 +22,7 @@ namespace AgentSandbox.Backends.Chroot
 
         public override string Name => "Chroot";
         protected override int Weight => 10;
+        protected override PrivilegeMode Privilege => PrivilegeMode.UnprivilegedUser;
 
         protected override SandboxBoundary[] Boundaries => new[]
         {

@@ -30,6 +30,7 @@ namespace AgentSandbox.Backends.Nspawn
 
         public override string Name => "Nspawn";
         protected override int Weight => 20;
+        protected override PrivilegeMode Privilege => UserNamespacesWork ? PrivilegeMode.UserNamespace : PrivilegeMode.UnprivilegedUser;
 
         protected override SandboxBoundary[] Boundaries => new[]
         {

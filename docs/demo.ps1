@@ -1,0 +1,79 @@
+<#
+.SYNOPSIS
+    What an agent would do in a sandbox, shown end to end; run by `build.ps1 demo`.
+#>
+param([Parameter(Mandatory)] [string] $ModulePath)
+
+$ErrorActionPreference = 'Stop'
+Import-Module $ModulePath
+
+function Step([string] $Text) { Write-Host "`n== $Text" -ForegroundColor Cyan }
+
+Step 'Backends on this host'
+$backends = Get-AgentSandboxBackend
+$backends | Format-Table -AutoSize | Out-Host
+$usable = @($backends | Where-Object Available)
+if ($usable.Count -eq 0) {
+    Write-Host 'No backend is available here:' -ForegroundColor Yellow
+    $backends | ForEach-Object { Write-Host "  $($_.Name): $($_.Reason)" }
+    exit 1
+}
+# The best one here is the one that enforces the most boundaries.
+$best = $usable | Sort-Object { $_.Boundaries.Count } -Descending | Select-Object -First 1
+
+$name = "demo-$([guid]::NewGuid().ToString('N').Substring(0, 6))"
+$marker = "/tmp/agentsandbox-demo-$name"
+Set-Content -Path $marker -Value 'host secret'
+$proved = [System.Collections.Generic.List[string]]::new()
+try {
+    Step "New-AgentSandbox -Name $name -Backend $($best.Name) -Memory 256MB -ProcessLimit 128"
+    $sandbox = New-AgentSandbox -Name $name -Backend $best.Name -Memory 256MB -ProcessLimit 128
+    $sandbox | Format-List Name, Backend, State, Privilege, DefaultUser, Network, MemoryBytes, ProcessLimit | Out-Host
+
+    Step 'The agent writes a file and runs a script in /workspace'
+    $sandbox | Invoke-InSandbox -Command 'printf "print(sum(range(10)))\n" > job.py; cat > job.sh <<"EOS"
+echo "working in $(pwd) as $(id -un) (uid $(id -u))"
+for i in 1 2 3; do echo "step $i"; done
+EOS
+sh job.sh' | Out-Host
+    $files = @($sandbox | Invoke-InSandbox -Command 'ls /workspace')
+    if ($files -contains 'job.sh') { $proved.Add('files written by one command are there for the next (/workspace persists)') }
+
+    Step 'The agent lists /proc'
+    $procs = @($sandbox | Invoke-InSandbox -Command 'ls /proc' | Where-Object { $_ -match '^\d+$' })
+    $hostProcs = @(Get-ChildItem /proc -Directory | Where-Object Name -match '^\d+$').Count
+    Write-Host "$($procs.Count) processes visible inside; $hostProcs on the host"
+    if ($best.Boundaries -contains 'Process') {
+        if ($procs.Count -lt 10) { $proved.Add("only the sandbox's own $($procs.Count) processes are visible in /proc (host has $hostProcs)") }
+    }
+    else {
+        $proved.Add("WEAKNESS, as stated: host processes are visible in /proc ($($procs.Count) of $hostProcs)")
+    }
+
+    Step "The agent tries to reach the host: read and overwrite $marker, write /usr, reach the network"
+    $result = $sandbox | Invoke-InSandbox -PassThru -Command "cat $marker; echo pwned > $marker; touch /usr/pwned; cat /proc/net/dev | tail -n +3 | cut -d: -f1"
+    $result | Format-List ExitCode, StdOut, StdErr | Out-Host
+    if ((Get-Content $marker) -eq 'host secret' -and $result.StdOut -notmatch 'host secret') { $proved.Add('a host file outside the sandbox could not be read or changed') }
+    if (-not (Test-Path /usr/pwned)) { $proved.Add('the host system directories are read-only inside') }
+    $interfaces = @($result.StdOut -split "`n" | ForEach-Object Trim | Where-Object { $_ })
+    if ($interfaces.Count -eq 1 -and $interfaces[0] -eq 'lo') { $proved.Add('the only network interface inside is loopback') }
+
+    Step 'A runaway command is cut off by -TimeoutSec, with everything it started'
+    $timed = $sandbox | Invoke-InSandbox -Command 'sleep 600 & sleep 600' -TimeoutSec 2 -PassThru -ErrorAction SilentlyContinue
+    $timed | Format-Table | Out-Host
+    if ($timed.TimedOut) { $proved.Add("a command past its timeout was killed after $([int]$timed.Duration.TotalSeconds) s") }
+
+    Step 'Results as objects'
+    Get-AgentSandbox $name | Out-Host
+}
+finally {
+    Step "Remove-AgentSandbox $name"
+    Remove-AgentSandbox -Name $name -Force -ErrorAction Continue
+    Remove-Item $marker -ErrorAction Ignore
+}
+$left = @(Get-AgentSandbox -Name "$name*")
+if ($left.Count -eq 0) { $proved.Add('after Remove-AgentSandbox nothing of the sandbox is listed') }
+
+Step 'What this demo proved'
+$proved | ForEach-Object { Write-Host "  - $_" }
+exit 0
