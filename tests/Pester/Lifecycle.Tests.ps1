@@ -74,6 +74,20 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
     }
 }
 
+Describe 'A new sandbox is running at once on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll { $names = 1..5 | ForEach-Object { New-TestName } }
+    AfterAll { Remove-TestSandbox $names }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'Get-AgentSandbox and Invoke-InSandbox see it running straight after New (5 times)' {
+        foreach ($n in $names) {
+            $null = New-AgentSandbox -Name $n -Backend $Backend
+            (Get-AgentSandbox -Name $n).State | Should -Be 'Running' -Because "$n was just made"
+            Invoke-InSandbox -Name $n -Command 'echo up' | Should -Be 'up'
+        }
+    }
+}
+
 Describe 'Pipelines and wildcards on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
     BeforeAll {
         $prefix = New-TestName
