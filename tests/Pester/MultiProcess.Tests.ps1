@@ -1,11 +1,13 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+    # The running PowerShell: pwsh itself, or dotnet hosting pwsh.dll (as `dotnet pwsh` does).
     $pwsh = [Diagnostics.Process]::GetCurrentProcess().MainModule.FileName
+    [string[]] $pwshArgs = if ([IO.Path]::GetFileNameWithoutExtension($pwsh) -eq 'dotnet') { @(Join-Path $PSHOME 'pwsh.dll') } else { @() }
 
     # Starts a separate pwsh process that imports the module and runs Script; returns the Process.
     function Start-ChildPwsh([string] $Script) {
         $psi = [Diagnostics.ProcessStartInfo]::new($pwsh)
-        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', "`$ErrorActionPreference = 'Stop'; Import-Module '$(Get-TestModulePath)'; $Script") {
+        foreach ($a in $pwshArgs + '-NoProfile', '-NonInteractive', '-Command', "`$ErrorActionPreference = 'Stop'; Import-Module '$(Get-TestModulePath)'; $Script") {
             $psi.ArgumentList.Add($a)
         }
         $psi.RedirectStandardOutput = $true
