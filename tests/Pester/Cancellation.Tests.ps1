@@ -1,0 +1,74 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+
+    # A sleep duration no other process on the host has: its command line is the marker.
+    function New-SleepMarker { '300.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999) }
+
+    function Wait-Until([scriptblock] $Condition, [double] $Seconds) {
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        while ($watch.Elapsed.TotalSeconds -lt $Seconds) {
+            if (& $Condition) { return $true }
+            Start-Sleep -Milliseconds 100
+        }
+        [bool](& $Condition)
+    }
+}
+
+Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It '-TimeoutSec kills the command and every process it started' {
+        $marker = New-SleepMarker
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        $r = Invoke-InSandbox -InputObject $sb -Command "sleep $marker & sleep $marker & wait" -TimeoutSec 2 -PassThru `
+            -ErrorVariable failure -ErrorAction SilentlyContinue
+        $watch.Elapsed.TotalSeconds | Should -BeLessThan 15
+        $watch.Elapsed.TotalSeconds | Should -BeGreaterOrEqual 1.9
+        $r.TimedOut | Should -BeTrue
+        $r.ExitCode | Should -Not -Be 0
+        @($failure).Count | Should -Be 1
+        $failure[0].FullyQualifiedErrorId | Should -BeLike 'SandboxCommandTimedOut*'
+        Get-HostPidsByMarker -Marker $marker | Should -BeNullOrEmpty
+    }
+
+    It 'a timed-out command is a terminating error with -ErrorAction Stop' {
+        { Invoke-InSandbox -InputObject $sb -Command 'sleep 30' -TimeoutSec 1 -ErrorAction Stop } |
+            Should -Throw -ErrorId 'SandboxCommandTimedOut*'
+    }
+
+    It 'the sandbox answers the next command after a timeout' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo still-here' | Should -Be 'still-here'
+    }
+
+    It 'a command that ends before its timeout is not affected' {
+        $r = Invoke-InSandbox -InputObject $sb -Command 'echo quick' -TimeoutSec 30 -PassThru
+        $r.TimedOut | Should -BeFalse
+        $r.ExitCode | Should -Be 0
+        $r.StdOut.Trim() | Should -Be 'quick'
+    }
+
+    It 'stopping the pipeline (Ctrl+C) ends the command and its processes' {
+        $marker = New-SleepMarker
+        $ps = [PowerShell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep $marker & sleep $marker & wait; echo finished'")
+            $async = $ps.BeginInvoke()
+            Wait-Until { @(Get-HostPidsByMarker -Marker $marker).Count -ge 2 } 20 | Should -BeTrue -Because 'both sleeps start'
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            $ps.Stop()
+            $watch.Elapsed.TotalSeconds | Should -BeLessThan 10 -Because 'Stop() returns promptly'
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            Wait-Until { @(Get-HostPidsByMarker -Marker $marker).Count -eq 0 } 5 | Should -BeTrue -Because 'the sleeps are killed'
+        }
+        finally {
+            $ps.Dispose()
+            Get-HostPidsByMarker -Marker $marker | ForEach-Object { Stop-Process -Id $_ -Force -ErrorAction Ignore }
+        }
+        Invoke-InSandbox -InputObject $sb -Command 'echo after-stop' | Should -Be 'after-stop'
+    }
+}

@@ -1,0 +1,78 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+    $rootfs = Get-TestRootfs
+}
+
+Describe 'The busybox test image' {
+    It 'is a directory with bin/sh and a tarball of it' {
+        Test-Path "$($rootfs.Directory)/bin/busybox" | Should -BeTrue
+        (Get-Item "$($rootfs.Directory)/bin/sh").LinkTarget | Should -Be 'busybox'
+        Test-Path "$($rootfs.Directory)/etc/passwd" | Should -BeTrue
+        tar -tf $rootfs.Tarball | Should -Contain './bin/sh'
+    }
+}
+
+Describe '-Image on <Backend>' -ForEach @(
+    @{ Backend = 'Chroot'; Kind = 'Directory' }, @{ Backend = 'Chroot'; Kind = 'Tarball' }
+    @{ Backend = 'Nspawn'; Kind = 'Directory' }, @{ Backend = 'Nspawn'; Kind = 'Tarball' }
+) {
+    BeforeAll {
+        $name = New-TestName
+        $image = $rootfs[$Kind]
+        $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend -Image $image }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'makes a running sandbox from the <Kind>' {
+        $sb.State | Should -Be 'Running'
+        $sb.Image | Should -Be $image
+    }
+
+    It 'commands run on the image, not on the host root' {
+        Invoke-InSandbox -InputObject $sb -Command 'readlink /bin/sh' | Should -Be 'busybox'
+        Invoke-InSandbox -InputObject $sb -Command 'if [ -e /usr/bin ]; then echo host-usr; else echo no-usr; fi' | Should -Be 'no-usr'
+        Invoke-InSandbox -InputObject $sb -Command 'pwd' | Should -Be '/workspace'
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Not -Be '0'
+    }
+
+    It 'works on a private copy: the image is not changed' {
+        Invoke-InSandbox -InputObject $sb -Command "echo x > /workspace/$name; echo y > /tmp/$name"
+        $LASTEXITCODE | Should -Be 0
+        Test-Path "$($rootfs.Directory)/workspace/$name" | Should -BeFalse
+        Test-Path "$($rootfs.Directory)/tmp/$name" | Should -BeFalse
+        (Get-Content "$($rootfs.Directory)/etc/passwd") -join "`n" | Should -Not -Match 'agent'
+    }
+}
+
+Describe 'Images that cannot be used on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $notRoot = Join-Path ([IO.Path]::GetTempPath()) "pt-notroot-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $null = New-Item -ItemType Directory -Path "$notRoot/etc"
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        Remove-Item $notRoot -Recurse -Force -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a missing image is ImageNotFound and leaves nothing behind' {
+        { New-AgentSandbox -Name $name -Backend $Backend -Image "/nonexistent/pt-$name.tar" -ErrorAction Stop } |
+            Should -Throw -ErrorId 'ImageNotFound*'
+        @(Get-AgentSandbox "$name*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+
+    It 'a directory without /bin/sh is ImageInvalid and leaves nothing behind' {
+        { New-AgentSandbox -Name $name -Backend $Backend -Image $notRoot -ErrorAction Stop } |
+            Should -Throw -ErrorId 'ImageInvalid*'
+        @(Get-AgentSandbox "$name*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+
+    It 'the name is free again afterwards' {
+        $sb = New-AgentSandbox -Name $name -Backend $Backend -Image $rootfs.Tarball
+        $sb.State | Should -Be 'Running'
+    }
+}

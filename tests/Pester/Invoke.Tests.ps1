@@ -1,0 +1,163 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+}
+
+Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $sb = $null
+        if (Test-BackendAvailable $Backend) {
+            $sb = New-AgentSandbox -Name $name -Backend $Backend -Environment @{ PT_SANDBOX_VAR = 'from-new'; PT_BOTH = 'new' }
+        }
+        # Set in this (host) process: must never reach the sandbox.
+        $hostVar = 'PT_HOST_' + [guid]::NewGuid().ToString('N').Substring(0, 8).ToUpper()
+        Set-Item "env:$hostVar" 'host-secret'
+    }
+    AfterAll {
+        Remove-Item "env:$hostVar" -ErrorAction Ignore
+        Remove-TestSandbox $name
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It '-FilePath passes each argument exactly, without a shell' {
+        $argv = @('a b', 'it''s', 'say "hi"', 'back\slash', '', '$HOME', '*', 'semi;colon')
+        $out = Invoke-InSandbox -InputObject $sb -FilePath /bin/sh -ArgumentList (@('-c', 'for a; do printf "[%s]\n" "$a"; done', 'sh') + $argv)
+        $out | Should -Be ($argv | ForEach-Object { "[$_]" })
+    }
+
+    It '-FilePath with a program and no arguments' {
+        Invoke-InSandbox -InputObject $sb -FilePath /bin/pwd | Should -Be '/workspace'
+    }
+
+    It '-Command is run by /bin/sh -c (expansion, pipes, quoting)' {
+        Invoke-InSandbox -InputObject $sb -Command 'x="a  b"; echo "$x" | tr a A; echo ''single $x''' |
+            Should -Be @('A  b', 'single $x')
+    }
+
+    It '-StandardInput feeds the command; an array is sent as lines' {
+        Invoke-InSandbox -InputObject $sb -Command 'cat' -StandardInput 'one', 'two words', '' |
+            Should -Be @('one', 'two words', '')
+        Invoke-InSandbox -InputObject $sb -Command 'wc -l' -StandardInput 'x', 'y', 'z' | ForEach-Object Trim | Should -Be '3'
+    }
+
+    It 'without -StandardInput the command does not wait for input' {
+        $r = Invoke-InSandbox -InputObject $sb -Command 'cat; echo done' -TimeoutSec 10 -PassThru
+        $r.TimedOut | Should -BeFalse
+        $r.StdOut.Trim() | Should -Be 'done'
+    }
+
+    It '-Environment of New-AgentSandbox is seen by every command' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo "$PT_SANDBOX_VAR"' | Should -Be 'from-new'
+    }
+
+    It '-Environment of Invoke-InSandbox adds and overrides for that command only' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo "$PT_BOTH $PT_ONLY"' -Environment @{ PT_BOTH = 'invoke'; PT_ONLY = 'x y' } |
+            Should -Be 'invoke x y'
+        Invoke-InSandbox -InputObject $sb -Command 'echo "$PT_BOTH [$PT_ONLY]"' | Should -Be 'new []'
+    }
+
+    It 'the host process environment is not visible inside' {
+        (Get-Item "env:$hostVar").Value | Should -Be 'host-secret'
+        $envOut = Invoke-InSandbox -InputObject $sb -Command 'env'
+        $envOut | Should -Not -BeNullOrEmpty
+        ($envOut -join "`n") | Should -Not -Match $hostVar
+        ($envOut -join "`n") | Should -Not -Match 'host-secret'
+    }
+
+    It '-WorkingDirectory changes where the command runs' {
+        Invoke-InSandbox -InputObject $sb -Command 'pwd' -WorkingDirectory /tmp | Should -Be '/tmp'
+    }
+
+    It 'streams stdout lines down the pipeline before the command ends' {
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        $arrivals = Invoke-InSandbox -InputObject $sb -Command 'echo a; sleep 2; echo b' |
+            ForEach-Object { [pscustomobject]@{ Line = $_; At = $watch.Elapsed.TotalSeconds } }
+        $arrivals.Line | Should -Be @('a', 'b')
+        $arrivals[0].At | Should -BeLessThan 1.5 -Because 'the first line is written 2 s before the command ends'
+        ($arrivals[1].At - $arrivals[0].At) | Should -BeGreaterThan 1.5
+    }
+
+    It 'stderr goes to the information stream tagged stderr, not to stdout' {
+        $out = Invoke-InSandbox -InputObject $sb -Command 'echo to-out; echo to-err >&2' -InformationVariable info 6>$null
+        $out | Should -Be 'to-out'
+        $errs = @($info | Where-Object { $_.Tags -contains 'stderr' })
+        $errs.Count | Should -Be 1
+        "$($errs[0].MessageData)" | Should -Be 'to-err'
+        $errs[0].Tags | Should -Contain 'PSHOST'
+    }
+
+    It 'stderr can be captured with 6>&1' {
+        $all = Invoke-InSandbox -InputObject $sb -Command 'echo e1 >&2' 6>&1
+        $all | ForEach-Object { "$_" } | Should -Be 'e1'
+        $all[0] | Should -BeOfType ([System.Management.Automation.InformationRecord])
+    }
+
+    It 'sets $LASTEXITCODE to the exit code' {
+        Invoke-InSandbox -InputObject $sb -Command 'exit 7'
+        $LASTEXITCODE | Should -Be 7
+        Invoke-InSandbox -InputObject $sb -Command 'true'
+        $LASTEXITCODE | Should -Be 0
+    }
+
+    It '-PassThru returns one result object with the output' {
+        $r = Invoke-InSandbox -InputObject $sb -Command 'echo out; echo err >&2; exit 3' -PassThru
+        @($r).Count | Should -Be 1
+        $r | Should -BeOfType ([AgentSandbox.CommandResult])
+        $r.Sandbox | Should -Be $name
+        $r.ExitCode | Should -Be 3
+        $r.StdOut.Trim() | Should -Be 'out'
+        $r.StdErr.Trim() | Should -Be 'err'
+        $r.TimedOut | Should -BeFalse
+        $r.Cancelled | Should -BeFalse
+        $r.Duration | Should -BeOfType ([timespan])
+    }
+
+    It 'a missing program fails with a non-zero exit code' {
+        Invoke-InSandbox -InputObject $sb -FilePath /no/such/program 2>$null 6>$null
+        $LASTEXITCODE | Should -Not -Be 0
+    }
+}
+
+Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'the default user is not root, inside or on the host' {
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Not -Be '0'
+        Invoke-InSandbox -InputObject $sb -Command 'touch /workspace/by-agent'
+        (stat -c %u "$($sb.Location)/root/workspace/by-agent") | Should -Not -Be '0'
+    }
+
+    It 'an unknown -User is InvalidUser' {
+        { Invoke-InSandbox -InputObject $sb -Command 'true' -User 'no-such-user' -ErrorAction Stop } |
+            Should -Throw -ErrorId 'InvalidUser*'
+    }
+
+    It '-User nobody runs as nobody' {
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' -User nobody | Should -Be '65534'
+    }
+}
+
+Describe 'Root in a user namespace (Nspawn)' {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable Nspawn) { New-AgentSandbox -Name $name -Backend Nspawn }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Nspawn }
+
+    It '-User root is uid 0 inside but not host root' {
+        if ($sb.Privilege -ne 'UserNamespace') { Set-ItResult -Skipped -Because 'user namespaces are unavailable here' }
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' -User root | Should -Be '0'
+        $map = (Invoke-InSandbox -InputObject $sb -Command 'cat /proc/self/uid_map' -User root) -split '\s+' | Where-Object { $_ }
+        $map[0] | Should -Be '0'
+        [long]$map[1] | Should -BeGreaterThan 0 -Because 'uid 0 inside must map to an unprivileged host uid'
+        Invoke-InSandbox -InputObject $sb -Command 'touch /workspace/by-root' -User root
+        $LASTEXITCODE | Should -Be 0
+        [long](stat -c %u "$($sb.Location)/root/workspace/by-root") | Should -Be ([long]$map[1])
+    }
+}

@@ -1,0 +1,142 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+}
+
+Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $made = $null
+        if (Test-BackendAvailable $Backend) { $made = New-AgentSandbox -Name $name -Backend $Backend }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'New-AgentSandbox returns one running sandbox on the requested backend' {
+        @($made).Count | Should -Be 1
+        $made | Should -BeOfType ([AgentSandbox.Sandbox])
+        $made.Name | Should -Be $name
+        $made.Backend | Should -Be $Backend
+        $made.State | Should -Be 'Running'
+        $made.Location | Should -Be "/var/lib/agentsandbox/sandboxes/$name"
+        $made.Id | Should -Not -BeNullOrEmpty
+        Test-Path "$($made.Location)/sandbox.json" | Should -BeTrue
+    }
+
+    It 'is listed by Get-AgentSandbox, by name and by backend' {
+        $got = Get-AgentSandbox -Name $name
+        $got.Name | Should -Be $name
+        $got.State | Should -Be 'Running'
+        (Get-AgentSandbox -Backend $Backend).Name | Should -Contain $name
+        $other = if ($Backend -eq 'Chroot') { 'Nspawn' } else { 'Chroot' }
+        (Get-AgentSandbox -Backend $other).Name | Should -Not -Contain $name
+    }
+
+    It 'runs commands in /workspace as a user that is not root' {
+        $made.DefaultUser | Should -Not -Be 'root'
+        Invoke-InSandbox -Name $name -Command 'pwd' | Should -Be '/workspace'
+        Invoke-InSandbox -Name $name -Command 'id -u' | Should -Not -Be '0'
+        Invoke-InSandbox -Name $name -Command 'id -un' | Should -Be $made.DefaultUser
+    }
+
+    It 'keeps workspace files from one command to the next' {
+        Invoke-InSandbox -Name $name -Command 'echo persisted-1 > note.txt'
+        $LASTEXITCODE | Should -Be 0
+        Invoke-InSandbox -Name $name -Command 'cat /workspace/note.txt' | Should -Be 'persisted-1'
+    }
+
+    It 'Stop-AgentSandbox stops it and commands are refused while stopped' {
+        $stopped = Stop-AgentSandbox -Name $name -PassThru
+        $stopped.State | Should -Be 'Stopped'
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
+        { Invoke-InSandbox -Name $name -Command 'true' -ErrorAction Stop } |
+            Should -Throw -ErrorId 'SandboxNotRunning*'
+    }
+
+    It 'Start-AgentSandbox runs it again with the workspace as it was left' {
+        $started = Start-AgentSandbox -Name $name -PassThru
+        $started.State | Should -Be 'Running'
+        Invoke-InSandbox -Name $name -Command 'cat note.txt' | Should -Be 'persisted-1'
+    }
+
+    It 'Stop and Start write nothing without -PassThru' {
+        Stop-AgentSandbox -Name $name | Should -BeNullOrEmpty
+        Start-AgentSandbox -Name $name | Should -BeNullOrEmpty
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+    }
+
+    It 'Remove-AgentSandbox -Force leaves no state dir, cgroup, mount or process behind' {
+        Invoke-InSandbox -Name $name -Command 'sleep 1000 &' # a background process for Remove to end
+        $id = (Get-AgentSandbox -Name $name).Id
+        Remove-AgentSandbox -Name $name -Force
+        { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        Get-SandboxLeftovers -Name $name -Id $id | Should -BeNullOrEmpty
+        Get-HostPidsByMarker -Marker $name | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'A new sandbox is running at once on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll { $names = 1..5 | ForEach-Object { New-TestName } }
+    AfterAll { Remove-TestSandbox $names }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'Get-AgentSandbox and Invoke-InSandbox see it running straight after New (5 times)' {
+        foreach ($n in $names) {
+            $null = New-AgentSandbox -Name $n -Backend $Backend
+            (Get-AgentSandbox -Name $n).State | Should -Be 'Running' -Because "$n was just made"
+            Invoke-InSandbox -Name $n -Command 'echo up' | Should -Be 'up'
+        }
+    }
+}
+
+Describe 'Pipelines and wildcards on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $prefix = New-TestName
+        $names = @("$prefix-a", "$prefix-b")
+    }
+    AfterAll { Remove-TestSandbox $names }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'New-AgentSandbox | Invoke-InSandbox runs the command in the new sandbox' {
+        $out = New-AgentSandbox -Name $names[0] -Backend $Backend | Invoke-InSandbox -Command 'uname -a; cat /etc/hostname'
+        $out[0] | Should -Match '^Linux '
+        $LASTEXITCODE | Should -Be 0
+    }
+
+    It 'Get-AgentSandbox with a wildcard finds exactly the matching sandboxes' {
+        $null = New-AgentSandbox -Name $names[1] -Backend $Backend
+        $found = @(Get-AgentSandbox "$prefix*")
+        ($found.Name | Sort-Object) | Should -Be ($names | Sort-Object)
+        @(Get-AgentSandbox "$prefix-zz*").Count | Should -Be 0
+    }
+
+    It 'a wildcard that matches nothing is not an error' {
+        { Get-AgentSandbox "$prefix-nothing*" -ErrorAction Stop } | Should -Not -Throw
+    }
+
+    It "Get-AgentSandbox 'prefix*' | Remove-AgentSandbox -Force removes them all" {
+        $ids = (Get-AgentSandbox "$prefix*").Id
+        Get-AgentSandbox "$prefix*" | Remove-AgentSandbox -Force
+        @(Get-AgentSandbox "$prefix*").Count | Should -Be 0
+        foreach ($n in $names) { Get-SandboxLeftovers -Name $n | Should -BeNullOrEmpty }
+        foreach ($id in $ids) { Get-HostPidsByMarker -Marker "agentsandbox-$id" | Should -BeNullOrEmpty }
+    }
+}
+
+Describe 'A sandbox whose root vanished on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'shows State Missing, refuses commands, and Remove cleans it' {
+        $s = New-AgentSandbox -Name $name -Backend $Backend
+        Stop-AgentSandbox -Name $name
+        Get-MountsUnder -Path $s.Location | Should -BeNullOrEmpty -Because 'a stopped sandbox holds no mounts'
+        Remove-Item -LiteralPath "$($s.Location)/root" -Recurse -Force
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Missing'
+        { Invoke-InSandbox -Name $name -Command 'true' -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxMissing*'
+        { Start-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxMissing*'
+        Remove-AgentSandbox -Name $name -Force
+        @(Get-AgentSandbox "$name*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $name -Id $s.Id | Should -BeNullOrEmpty
+    }
+}

@@ -1,0 +1,152 @@
+# Shared helpers for the AgentSandbox integration tests. They run as root against the real backends.
+# Every sandbox a test makes is named pt-<random>, and tests clean up only what they made.
+
+Set-StrictMode -Version Latest
+
+$script:RepoRoot = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
+$script:ModulePath = if ($env:AGENTSANDBOX_MODULE) { $env:AGENTSANDBOX_MODULE } else { Join-Path $script:RepoRoot 'out/AgentSandbox/AgentSandbox.psd1' }
+if (-not (Test-Path $script:ModulePath)) { throw "The module under test is not built: $script:ModulePath (run ./build.ps1 build)." }
+# -Global: the test files call the cmdlets directly.
+Import-Module $script:ModulePath -Global -Force -ErrorAction Stop
+
+$script:StateRoot = '/var/lib/agentsandbox/sandboxes'
+$script:Backends = @('Chroot', 'Nspawn')
+
+function Get-TestModulePath { $script:ModulePath }
+
+function Get-TestBackends {
+    <# The backends every backend-dependent block runs on, as -ForEach data. #>
+    $script:Backends | ForEach-Object { @{ Backend = $_ } }
+}
+
+function New-TestName {
+    <# A sandbox name this test run owns: pt- and a random suffix. #>
+    param([string] $Tag = '')
+    $suffix = [guid]::NewGuid().ToString('N').Substring(0, 8)
+    if ($Tag) { "pt-$Tag-$suffix" } else { "pt-$suffix" }
+}
+
+function Test-BackendAvailable {
+    param([Parameter(Mandatory)] [string] $Backend)
+    $info = Get-AgentSandboxBackend -Name $Backend
+    [bool]($info -and $info.Available)
+}
+
+function Assert-BackendOrSkip {
+    <#
+    Call first thing in an It of a backend-dependent block. When the backend is not available the
+    test is skipped with the reason, except on CI ($env:CI -eq 'true') where it fails.
+    #>
+    param([Parameter(Mandatory)] [string] $Backend)
+    $info = Get-AgentSandboxBackend -Name $Backend
+    if (-not $info) { throw "No backend named '$Backend' is listed by Get-AgentSandboxBackend." }
+    if ($info.Available) { return }
+    $reason = "backend $Backend is not available: $($info.Reason)"
+    if ($env:CI -eq 'true') { throw $reason }
+    Set-ItResult -Skipped -Because $reason
+}
+
+function Get-TestRootfs {
+    <#
+    A busybox root filesystem (directory and tarball of it) made from the host's busybox-static,
+    built once and cached under out/test-images/. Returns @{ Directory; Tarball }.
+    #>
+    $images = Join-Path $script:RepoRoot 'out/test-images'
+    $dir = Join-Path $images 'busybox-rootfs'
+    $tar = Join-Path $images 'busybox-rootfs.tar'
+    if ((Test-Path "$dir/bin/sh") -and (Test-Path $tar)) { return @{ Directory = $dir; Tarball = $tar } }
+
+    $busybox = '/bin/busybox'
+    if (-not (Test-Path $busybox)) { throw "$busybox is missing: apt-get install busybox-static" }
+    $null = New-Item -ItemType Directory -Force -Path $images
+    $tmp = Join-Path $images ".busybox-rootfs.$PID.tmp"
+    Remove-Item $tmp -Recurse -Force -ErrorAction Ignore
+    foreach ($d in 'bin', 'etc', 'tmp', 'root', 'workspace') { $null = New-Item -ItemType Directory -Path (Join-Path $tmp $d) }
+    Copy-Item $busybox (Join-Path $tmp 'bin/busybox')
+    chmod 0755 (Join-Path $tmp 'bin/busybox')
+    chmod 1777 (Join-Path $tmp 'tmp')
+    foreach ($applet in (& $busybox --list)) {
+        if ($applet -and $applet -ne 'busybox') { ln -s busybox (Join-Path $tmp "bin/$applet") }
+    }
+    Set-Content -NoNewline -Path (Join-Path $tmp 'etc/passwd') -Value "root:x:0:0:root:/root:/bin/sh`nnobody:x:65534:65534:nobody:/nonexistent:/bin/false`n"
+    Set-Content -NoNewline -Path (Join-Path $tmp 'etc/group') -Value "root:x:0:`nnogroup:x:65534:`n"
+    if (-not (Test-Path (Join-Path $tmp 'bin/sh'))) { throw 'busybox --list has no sh applet' }
+
+    Remove-Item $dir -Recurse -Force -ErrorAction Ignore
+    Move-Item $tmp $dir
+    $tarTmp = "$tar.$PID.tmp"
+    tar -C $dir --numeric-owner -cf $tarTmp .
+    if ($LASTEXITCODE -ne 0) { throw "tar failed with $LASTEXITCODE" }
+    Move-Item $tarTmp $tar -Force
+    @{ Directory = $dir; Tarball = $tar }
+}
+
+function Get-SandboxStateDir {
+    param([Parameter(Mandatory)] [string] $Name)
+    Join-Path $script:StateRoot $Name
+}
+
+function Get-SandboxCgroupDir {
+    <# The sandbox's cgroup directory in one v1 controller hierarchy (or the unified tree). #>
+    param([Parameter(Mandatory)] [string] $Name, [string] $Controller = 'pids')
+    $v1 = "/sys/fs/cgroup/$Controller"
+    if (Test-Path $v1) { "$v1/agentsandbox/$Name" } else { "/sys/fs/cgroup/agentsandbox/$Name" }
+}
+
+function Get-SandboxCgroupPids {
+    <# Every pid in the sandbox's pids cgroup and its children (exec-* groups). #>
+    param([Parameter(Mandatory)] [string] $Name)
+    $dir = Get-SandboxCgroupDir -Name $Name -Controller 'pids'
+    if (-not (Test-Path $dir)) { return @() }
+    @(Get-ChildItem $dir -Recurse -Filter cgroup.procs -ErrorAction Ignore |
+        ForEach-Object { Get-Content $_.FullName -ErrorAction Ignore } | Where-Object { $_ } | ForEach-Object { [int]$_ })
+}
+
+function Get-HostPidsByMarker {
+    <# Host pids whose command line contains Marker (a unique string the test put in an argument). #>
+    param([Parameter(Mandatory)] [string] $Marker)
+    @(Get-ChildItem /proc -Directory -ErrorAction Ignore | Where-Object Name -match '^\d+$' | ForEach-Object {
+            $cmd = try { [IO.File]::ReadAllText("$($_.FullName)/cmdline") } catch { '' }
+            if ($cmd.Contains($Marker) -and [int]$_.Name -ne $PID) { [int]$_.Name }
+        })
+}
+
+function Get-MountsUnder {
+    <# Mount points (from this process's /proc/self/mountinfo) at or below Path. #>
+    param([Parameter(Mandatory)] [string] $Path)
+    $prefix = $Path.TrimEnd('/')
+    @(Get-Content /proc/self/mountinfo | ForEach-Object { ($_ -split ' ')[4] } |
+        Where-Object { $_ -eq $prefix -or $_.StartsWith("$prefix/") })
+}
+
+function Get-SandboxLeftovers {
+    <#
+    What a removed (or never made) sandbox must not leave: its state directory, a cgroup directory
+    in any hierarchy, mounts under its directory, processes of its nspawn machine. Returns descriptions.
+    #>
+    param([Parameter(Mandatory)] [string] $Name, [string] $Id)
+    $dir = Get-SandboxStateDir -Name $Name
+    $left = [Collections.Generic.List[string]]::new()
+    if (Test-Path -LiteralPath $dir) { $left.Add("state dir $dir") }
+    foreach ($cg in Get-ChildItem /sys/fs/cgroup -Directory -ErrorAction Ignore) {
+        foreach ($candidate in "$($cg.FullName)/agentsandbox/$Name", "/sys/fs/cgroup/agentsandbox/$Name") {
+            if (Test-Path -LiteralPath $candidate) { $left.Add("cgroup $candidate") }
+        }
+    }
+    foreach ($m in Get-MountsUnder -Path $dir) { $left.Add("mount $m") }
+    if ($Id) { foreach ($p in Get-HostPidsByMarker -Marker "agentsandbox-$Id") { $left.Add("process $p") } }
+    @($left | Select-Object -Unique)
+}
+
+function Remove-TestSandbox {
+    <# Cleanup for AfterAll/AfterEach: removes the named sandboxes (exact pt- names) if they exist. #>
+    param([string[]] $Name)
+    foreach ($n in $Name) {
+        if (-not $n -or -not $n.StartsWith('pt-')) { continue }
+        if (Test-Path -LiteralPath (Get-SandboxStateDir -Name $n)) {
+            Remove-AgentSandbox -Name $n -Force -Confirm:$false -ErrorAction Continue
+        }
+    }
+}
+
+Export-ModuleMember -Function *

@@ -1,0 +1,105 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+}
+
+Describe 'Sandbox names' {
+    It "'<Bad>' is refused with InvalidSandboxName and nothing is made" -ForEach @(
+        @{ Bad = 'pt-a/b' }, @{ Bad = '..' }, @{ Bad = 'pt-x..y' }, @{ Bad = '-x' }, @{ Bad = 'pt-' + ('x' * 61) }
+        @{ Bad = 'pt-a b' }, @{ Bad = '.hidden' }, @{ Bad = 'pt-ä' }
+    ) {
+        $before = @(Get-ChildItem /var/lib/agentsandbox/sandboxes -Directory -ErrorAction Ignore).Name
+        { New-AgentSandbox -Name $Bad -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidSandboxName*'
+        $after = @(Get-ChildItem /var/lib/agentsandbox/sandboxes -Directory -ErrorAction Ignore).Name
+        $after | Where-Object { $_ -like '*x..y*' -or $_ -like 'pt-a*' -or $_ -eq 'b' } |
+            Where-Object { $before -notcontains $_ } | Should -BeNullOrEmpty
+    }
+
+    It 'an empty -Name is refused with InvalidSandboxName' {
+        # -WhatIf: should the module accept '' it must not make a sandbox without a pt- name.
+        { New-AgentSandbox -Name '' -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidSandboxName*'
+    }
+
+    It 'a 63-character name is accepted, 64 is not' {
+        $ok = 'pt-' + ('a' * 60)
+        $ok.Length | Should -Be 63
+        { New-AgentSandbox -Name $ok -WhatIf -ErrorAction Stop } | Should -Not -Throw
+        { New-AgentSandbox -Name "$($ok)b" -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidSandboxName*'
+    }
+}
+
+Describe 'Unknown sandboxes and backends' {
+    BeforeAll { $missing = New-TestName -Tag 'missing' }
+
+    It '<Command> -Name of an unknown sandbox is SandboxNotFound' -ForEach @(
+        @{ Command = 'Get-AgentSandbox' }, @{ Command = 'Start-AgentSandbox' }, @{ Command = 'Stop-AgentSandbox' }
+        @{ Command = 'Remove-AgentSandbox' }
+    ) {
+        { & $Command -Name $missing -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+    }
+
+    It 'Invoke-InSandbox -Name of an unknown sandbox is SandboxNotFound' {
+        { Invoke-InSandbox -Name $missing -Command 'true' -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+    }
+
+    It 'an unknown -Backend is BackendNotFound' {
+        { New-AgentSandbox -Name (New-TestName) -Backend 'NoSuchBackend' -ErrorAction Stop } | Should -Throw -ErrorId 'BackendNotFound*'
+    }
+}
+
+Describe 'Invalid limits and mounts' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+
+    It '<Case> is <ErrorId> and leaves nothing behind' -ForEach @(
+        @{ Case = '-Memory 1MB'; ErrorId = 'InvalidLimit'; Extra = @{ Memory = 1MB } }
+        @{ Case = '-ProcessLimit 2'; ErrorId = 'InvalidLimit'; Extra = @{ ProcessLimit = 2 } }
+        @{ Case = 'a missing mount source'; ErrorId = 'InvalidMount'; Extra = @{ Mount = '/nonexistent/pt-src:/workspace/data' } }
+        @{ Case = 'a mount over /etc'; ErrorId = 'InvalidMount'; Extra = @{ Mount = '/tmp:/etc' } }
+        @{ Case = 'a relative mount destination'; ErrorId = 'InvalidMount'; Extra = @{ Mount = @{ Source = '/tmp'; Destination = 'data' } } }
+    ) {
+        { New-AgentSandbox -Name $name @Extra -ErrorAction Stop } | Should -Throw -ErrorId "$ErrorId*"
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Duplicates and -WhatIf on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a second sandbox with the same name is SandboxExists, on any backend, and the first is untouched' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo mine > keep.txt'
+        foreach ($b in 'Chroot', 'Nspawn', 'Auto') {
+            { New-AgentSandbox -Name $name -Backend $b -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxExists*'
+        }
+        $now = Get-AgentSandbox -Name $name
+        $now.Id | Should -Be $sb.Id
+        $now.Backend | Should -Be $Backend
+        $now.State | Should -Be 'Running'
+        Invoke-InSandbox -InputObject $sb -Command 'cat keep.txt' | Should -Be 'mine'
+    }
+
+    It 'New-AgentSandbox -WhatIf makes nothing' {
+        $other = New-TestName
+        New-AgentSandbox -Name $other -Backend $Backend -WhatIf | Should -BeNullOrEmpty
+        { Get-AgentSandbox -Name $other -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        Get-SandboxLeftovers -Name $other | Should -BeNullOrEmpty
+    }
+
+    It 'Stop-AgentSandbox -WhatIf leaves it running' {
+        Stop-AgentSandbox -Name $name -WhatIf
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+    }
+
+    It 'Remove-AgentSandbox -WhatIf (even with -Force) removes nothing' {
+        Remove-AgentSandbox -Name $name -WhatIf
+        $sb | Remove-AgentSandbox -Force -WhatIf
+        Get-AgentSandbox "$name*" | Remove-AgentSandbox -Force -WhatIf
+        $now = Get-AgentSandbox -Name $name
+        $now.State | Should -Be 'Running'
+        Test-Path "$($now.Location)/root/workspace/keep.txt" | Should -BeTrue
+    }
+}
