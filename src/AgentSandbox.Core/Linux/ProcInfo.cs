@@ -34,6 +34,13 @@ namespace AgentSandbox.Linux
         public static bool IsSame(int pid, string? startTime) =>
             startTime != null && StartTime(pid) == startTime && State(pid) != 'Z';
 
+        /// <summary>The PID namespace a process lives in ("pid:[inode]"), or null when it is gone.</summary>
+        public static string? PidNamespace(int pid)
+        {
+            try { return Native.ReadLink($"/proc/{pid}/ns/pid"); }
+            catch (IOException) { return null; }
+        }
+
         public static int[] Children(int pid)
         {
             try

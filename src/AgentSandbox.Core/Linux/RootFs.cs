@@ -83,7 +83,8 @@ namespace AgentSandbox.Linux
         /// <summary>The directories every sandbox root has, owned so that the agent can work.</summary>
         public static void Finish(string root, string hostname, int agentUid, int agentGid, string workingDirectory)
         {
-            foreach (var d in new[] { "proc", "dev", "sys", "run", "etc" })
+            // nspawn refuses a tree without /usr, which small images (busybox) lack.
+            foreach (var d in new[] { "proc", "dev", "sys", "run", "etc", "usr" })
                 FileTree.ResolveInside(root, "/" + d, createDirectories: true);
             var tmp = FileTree.ResolveInside(root, "/tmp", createDirectories: true);
             Native.Chmod(tmp, 0x3ff /* 1777 */);

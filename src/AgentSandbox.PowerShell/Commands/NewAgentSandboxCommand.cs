@@ -54,7 +54,8 @@ namespace AgentSandbox.PowerShell.Commands
 
         protected override void ProcessRecord()
         {
-            var name = string.IsNullOrEmpty(Name) ? SandboxManager.NewName() : Name!;
+            // An explicit empty -Name is an error; only an absent one gets a generated name.
+            var name = MyInvocation.BoundParameters.ContainsKey(nameof(Name)) ? Name ?? "" : SandboxManager.NewName();
             SandboxSpec spec;
             try
             {

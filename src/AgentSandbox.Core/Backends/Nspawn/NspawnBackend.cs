@@ -156,10 +156,13 @@ namespace AgentSandbox.Backends.Nspawn
             {
                 if (!ProcInfo.IsSame(nspawnPid, nspawnStart))
                     throw new IOException("systemd-nspawn exited: " + ReadLog(s));
+                var hostPidNamespace = ProcInfo.PidNamespace(nspawnPid);
                 foreach (var child in ProcInfo.Children(nspawnPid))
                 {
-                    // Ready once PID 1 (the stub init) has started the payload.
-                    if (ProcInfo.Children(child).Length > 0 && ProcInfo.StartTime(child) is string start)
+                    // The container's PID 1 is the child in a new PID namespace (nspawn's short-lived
+                    // outer child is not); it is ready once it has started the payload.
+                    if (ProcInfo.PidNamespace(child) is string ns && ns != hostPidNamespace &&
+                        ProcInfo.Children(child).Length > 0 && ProcInfo.StartTime(child) is string start)
                         return (child, start);
                 }
                 Thread.Sleep(5);
