@@ -113,8 +113,9 @@ Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
     }
 
     It 'a missing program fails with a non-zero exit code' {
-        Invoke-InSandbox -InputObject $sb -FilePath /no/such/program 2>$null 6>$null
-        $LASTEXITCODE | Should -Not -Be 0
+        (Invoke-InSandbox -InputObject $sb -FilePath /no/such/program -PassThru).ExitCode | Should -BeGreaterThan 0
+        Invoke-InSandbox -InputObject $sb -FilePath /no/such/program 6>$null
+        $LASTEXITCODE | Should -BeGreaterThan 0
     }
 }
 

@@ -65,12 +65,15 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
     }
 
     It 'Remove-AgentSandbox -Force leaves no state dir, cgroup, mount or process behind' {
-        Invoke-InSandbox -Name $name -Command 'sleep 1000 &' # a background process for Remove to end
+        # A background process for Remove to end; its duration is a marker no other process has.
+        $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
+        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -Be 1
         $id = (Get-AgentSandbox -Name $name).Id
         Remove-AgentSandbox -Name $name -Force
         { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
         Get-SandboxLeftovers -Name $name -Id $id | Should -BeNullOrEmpty
-        Get-HostPidsByMarker -Marker $name | Should -BeNullOrEmpty
+        Get-HostPidsByMarker -Marker $sleep | Should -BeNullOrEmpty
     }
 }
 

@@ -1,0 +1,64 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+}
+
+Describe 'Get-AgentSandboxBackend' {
+    It 'lists the Chroot and Nspawn backends for Linux' {
+        $all = @(Get-AgentSandboxBackend)
+        $all.Name | Should -Contain 'Chroot'
+        $all.Name | Should -Contain 'Nspawn'
+        $all | ForEach-Object { $_ | Should -BeOfType ([AgentSandbox.BackendInfo]) }
+        ($all | Where-Object Name -in 'Chroot', 'Nspawn').Platform | Should -Be @('Linux', 'Linux')
+    }
+
+    It 'gives a Reason exactly when a backend is not available' {
+        foreach ($b in Get-AgentSandboxBackend) {
+            if ($b.Available) { $b.Reason | Should -BeNullOrEmpty -Because $b.Name }
+            else { $b.Reason | Should -Not -BeNullOrEmpty -Because $b.Name }
+        }
+    }
+
+    It '-Available lists only the available backends' {
+        $expected = @(Get-AgentSandboxBackend | Where-Object Available).Name
+        @(Get-AgentSandboxBackend -Available).Name | Should -Be $expected
+    }
+
+    It '-Name takes wildcards, case-insensitively' {
+        (Get-AgentSandboxBackend -Name 'nsp*').Name | Should -Be 'Nspawn'
+        (Get-AgentSandboxBackend -Name 'CHROOT').Name | Should -Be 'Chroot'
+        Get-AgentSandboxBackend -Name 'no-such-backend*' | Should -BeNullOrEmpty
+    }
+
+    It 'no backend claims the Kernel boundary: both share the host kernel, and say so' {
+        foreach ($b in Get-AgentSandboxBackend -Name Chroot, Nspawn) {
+            $b.Boundaries | Should -Not -Contain ([AgentSandbox.SandboxBoundary]::Kernel)
+            ($b.Weaknesses -join ' ') | Should -Match 'kernel'
+        }
+    }
+
+    It 'Nspawn claims the namespaces Chroot lacks' {
+        $chroot = (Get-AgentSandboxBackend Chroot).Boundaries
+        $nspawn = (Get-AgentSandboxBackend Nspawn).Boundaries
+        foreach ($b in 'Process', 'IPC', 'Hostname') {
+            $chroot | Should -Not -Contain ([AgentSandbox.SandboxBoundary]$b)
+            $nspawn | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
+        }
+        foreach ($b in 'Filesystem', 'Network', 'Limits') {
+            $chroot | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
+            $nspawn | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
+        }
+    }
+}
+
+Describe '-Backend Auto' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+
+    It 'picks the lightest available backend' {
+        $lightest = Get-AgentSandboxBackend -Available | Sort-Object Weight | Select-Object -First 1
+        if (-not $lightest) { Set-ItResult -Skipped -Because 'no backend is available here' }
+        $sb = New-AgentSandbox -Name $name
+        $sb.Backend | Should -Be $lightest.Name
+        Invoke-InSandbox -InputObject $sb -Command 'echo auto' | Should -Be 'auto'
+    }
+}

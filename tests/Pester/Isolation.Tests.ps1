@@ -1,0 +1,148 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+
+    function Get-Interfaces([string[]] $NetDev) {
+        @($NetDev | Select-Object -Skip 2 | ForEach-Object { ($_ -split ':')[0].Trim() } | Where-Object { $_ } | Sort-Object)
+    }
+}
+
+Describe 'Process isolation' {
+    BeforeAll {
+        $chroot = New-TestName
+        $nspawn = New-TestName
+        $c = if (Test-BackendAvailable Chroot) { New-AgentSandbox -Name $chroot -Backend Chroot }
+        $n = if (Test-BackendAvailable Nspawn) { New-AgentSandbox -Name $nspawn -Backend Nspawn }
+    }
+    AfterAll { Remove-TestSandbox $chroot, $nspawn }
+
+    It 'Chroot does not claim the Process boundary and does show host processes in /proc' {
+        Assert-BackendOrSkip Chroot
+        (Get-AgentSandboxBackend Chroot).Boundaries | Should -Not -Contain ([AgentSandbox.SandboxBoundary]::Process)
+        (Get-AgentSandboxBackend Chroot).Weaknesses -join ' ' | Should -Match '/proc'
+        $pids = @(Invoke-InSandbox -InputObject $c -Command 'ls /proc' | Where-Object { $_ -match '^\d+$' })
+        $pids | Should -Contain "$PID" -Because 'the test process is a host process'
+        $pids.Count | Should -BeGreaterThan 10
+    }
+
+    It 'Nspawn claims the Process boundary and shows only its own few processes' {
+        Assert-BackendOrSkip Nspawn
+        (Get-AgentSandboxBackend Nspawn).Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]::Process)
+        $pids = @(Invoke-InSandbox -InputObject $n -Command 'ls /proc' | Where-Object { $_ -match '^\d+$' })
+        $pids | Should -Not -Contain "$PID"
+        $pids.Count | Should -BeLessThan 10
+        $pids | Should -Contain '1'
+    }
+
+    It 'Nspawn has its own hostname' {
+        Assert-BackendOrSkip Nspawn
+        (Get-AgentSandboxBackend Nspawn).Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]::Hostname)
+        $inside = Invoke-InSandbox -InputObject $n -Command 'hostname'
+        $inside | Should -Be $nspawn
+        $inside | Should -Not -Be ([Net.Dns]::GetHostName())
+    }
+}
+
+Describe 'Network isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $none = New-TestName
+        $shared = New-TestName
+        if (Test-BackendAvailable $Backend) {
+            $sbNone = New-AgentSandbox -Name $none -Backend $Backend -Network None
+            $sbHost = New-AgentSandbox -Name $shared -Backend $Backend -Network Host
+        }
+        $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+        $listener.Start()
+        $port = $listener.LocalEndpoint.Port
+        $probe = "if bash -c 'echo hi > /dev/tcp/127.0.0.1/$port' 2>/dev/null; then echo reached; else echo unreachable; fi"
+    }
+    AfterAll {
+        $listener.Stop()
+        Remove-TestSandbox $none, $shared
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It '-Network None has only the loopback interface' {
+        $sbNone.Network | Should -Be 'None'
+        Get-Interfaces (Invoke-InSandbox -InputObject $sbNone -Command 'cat /proc/net/dev') | Should -Be @('lo')
+    }
+
+    It '-Network None cannot reach a listener on the host loopback' {
+        Invoke-InSandbox -InputObject $sbNone -Command $probe -TimeoutSec 20 | Should -Be 'unreachable'
+    }
+
+    It '-Network Host sees the host interfaces' {
+        $hostIfs = Get-Interfaces (Get-Content /proc/net/dev)
+        Get-Interfaces (Invoke-InSandbox -InputObject $sbHost -Command 'cat /proc/net/dev') | Should -Be $hostIfs
+    }
+
+    It '-Network Host reaches a listener on the host loopback' {
+        Invoke-InSandbox -InputObject $sbHost -Command $probe -TimeoutSec 20 | Should -Be 'reached'
+    }
+}
+
+Describe 'Filesystem isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $tag = [guid]::NewGuid().ToString('N').Substring(0, 8)
+        $marker = "/tmp/pt-marker-$tag"
+        Set-Content -Path $marker -Value 'host-only'
+        chmod 0666 $marker
+        # World-writable, so that only the mount mode decides whether the sandbox may write.
+        $ro = "/tmp/pt-ro-$tag"; $rw = "/tmp/pt-rw-$tag"
+        foreach ($d in $ro, $rw) { $null = New-Item -ItemType Directory -Path $d; chmod 0777 $d; Set-Content "$d/data.txt" "in-$(Split-Path $d -Leaf)"; chmod 0666 "$d/data.txt" }
+        $sb = if (Test-BackendAvailable $Backend) {
+            New-AgentSandbox -Name $name -Backend $Backend -Mount "$($ro):/workspace/ro", @{ Source = $rw; Destination = '/workspace/rw'; ReadWrite = $true }
+        }
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        Remove-Item $marker, $ro, $rw -Recurse -Force -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a host file outside the sandbox cannot be read' {
+        $r = Invoke-InSandbox -InputObject $sb -Command "cat $marker" -PassThru
+        $r.ExitCode | Should -BeGreaterThan 0
+        $r.StdOut | Should -Not -Match 'host-only'
+        Invoke-InSandbox -InputObject $sb -Command 'ls -a /tmp; echo listed' | Should -Not -Contain "pt-marker-$tag"
+        $LASTEXITCODE | Should -Be 0
+    }
+
+    It 'a host file outside the sandbox cannot be written (its /tmp is private)' {
+        $r = Invoke-InSandbox -InputObject $sb -Command "echo sandbox-was-here > $marker && cat $marker" -PassThru
+        $r | Should -Not -BeNullOrEmpty
+        Get-Content $marker | Should -Be 'host-only'
+        Invoke-InSandbox -InputObject $sb -Command "echo x > /tmp/pt-from-sandbox-$tag && echo written" | Should -Be 'written'
+        Test-Path "/tmp/pt-from-sandbox-$tag" | Should -BeFalse
+    }
+
+    It 'host state and secrets are not reachable' {
+        $r = Invoke-InSandbox -InputObject $sb -Command 'ls /var/lib/agentsandbox' -PassThru
+        $r.ExitCode | Should -BeGreaterThan 0
+        $r.StdOut | Should -BeNullOrEmpty
+        $r = Invoke-InSandbox -InputObject $sb -Command 'cat /etc/shadow' -PassThru
+        $r.ExitCode | Should -BeGreaterThan 0
+        $r.StdOut | Should -BeNullOrEmpty
+    }
+
+    It '/usr cannot be written, by the agent or by root' {
+        (Invoke-InSandbox -InputObject $sb -Command "touch /usr/pt-$tag" -PassThru).ExitCode | Should -BeGreaterThan 0
+        (Invoke-InSandbox -InputObject $sb -Command "touch /usr/pt-$tag" -User root -PassThru).ExitCode | Should -BeGreaterThan 0
+        Test-Path "/usr/pt-$tag" | Should -BeFalse
+        Remove-Item "/usr/pt-$tag" -ErrorAction Ignore
+    }
+
+    It 'a read-only -Mount can be read but not written' {
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/ro/data.txt' | Should -Be "in-pt-ro-$tag"
+        (Invoke-InSandbox -InputObject $sb -Command 'echo new > /workspace/ro/new.txt' -PassThru).ExitCode | Should -BeGreaterThan 0
+        (Invoke-InSandbox -InputObject $sb -Command 'echo changed > /workspace/ro/data.txt' -PassThru).ExitCode | Should -BeGreaterThan 0
+        Test-Path "$ro/new.txt" | Should -BeFalse
+        Get-Content "$ro/data.txt" | Should -Be "in-pt-ro-$tag"
+    }
+
+    It 'a :rw -Mount can be written and the host sees the change' {
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/rw/data.txt; echo from-sandbox > /workspace/rw/new.txt'
+        $LASTEXITCODE | Should -Be 0
+        Get-Content "$rw/new.txt" | Should -Be 'from-sandbox'
+    }
+}

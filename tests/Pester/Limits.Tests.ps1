@@ -1,0 +1,75 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+}
+
+Describe 'Memory limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend -Memory 64MB }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'reports the limit' {
+        $sb.MemoryBytes | Should -Be 64MB
+        (Get-AgentSandbox -Name $name).MemoryBytes | Should -Be 64MB
+    }
+
+    It 'a small allocation works' {
+        # tail keeps a line without a newline in memory: 16 MB fits under 64 MB.
+        $r = Invoke-InSandbox -InputObject $sb -Command 'head -c 16m /dev/zero | tail | wc -c' -TimeoutSec 60 -PassThru
+        $r.ExitCode | Should -Be 0
+        $r.StdOut.Trim() | Should -Be "$(16MB)"
+    }
+
+    It 'a process allocating 200 MB is killed' {
+        # The pipeline's status is tail's: killed (137) rather than 0.
+        $r = Invoke-InSandbox -InputObject $sb -Command 'head -c 200m /dev/zero | tail > /dev/null' -TimeoutSec 60 -PassThru
+        $r.TimedOut | Should -BeFalse
+        $r.ExitCode | Should -BeGreaterThan 0
+    }
+
+    It 'the sandbox still runs and answers the next command' {
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+        Invoke-InSandbox -InputObject $sb -Command 'echo alive' | Should -Be 'alive'
+    }
+}
+
+Describe 'Process limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $limit = 32
+        $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend -ProcessLimit $limit }
+        # A sleep duration no other process has: its command line marks the bomb's processes.
+        $marker = '60.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        Get-HostPidsByMarker -Marker $marker | ForEach-Object { Stop-Process -Id $_ -Force -ErrorAction Ignore }
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'reports the limit and sets pids.max' {
+        $sb.ProcessLimit | Should -Be $limit
+        Get-Content "$(Get-SandboxCgroupDir -Name $name -Controller pids)/pids.max" | Should -Be "$limit"
+    }
+
+    It 'a fork bomb cannot exceed the limit and the host stays responsive' {
+        $bomb = "i=0; while [ `$i -lt 200 ]; do sleep $marker >/dev/null 2>&1 & i=`$((i+1)); done 2>/dev/null; echo spawned"
+        $r = Invoke-InSandbox -InputObject $sb -Command $bomb -TimeoutSec 60 -PassThru
+        $r.TimedOut | Should -BeFalse
+        $running = @(Get-HostPidsByMarker -Marker $marker).Count
+        $running | Should -BeGreaterThan 5 -Because 'the bomb did start processes'
+        $running | Should -BeLessOrEqual $limit
+        [int](Get-Content "$(Get-SandboxCgroupDir -Name $name -Controller pids)/pids.current") | Should -BeLessOrEqual $limit
+        (Measure-Command { $null = & /bin/sh -c 'echo host-ok' }).TotalSeconds | Should -BeLessThan 3
+        $LASTEXITCODE | Should -Be 0
+    }
+
+    It 'after Stop and Start the bomb is gone and the sandbox is usable' {
+        Stop-AgentSandbox -Name $name
+        Get-HostPidsByMarker -Marker $marker | Should -BeNullOrEmpty
+        Start-AgentSandbox -Name $name
+        Invoke-InSandbox -InputObject $sb -Command 'echo usable' | Should -Be 'usable'
+    }
+}
