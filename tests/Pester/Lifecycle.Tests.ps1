@@ -44,8 +44,12 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         Invoke-InSandbox -Name $name -Command 'cat /workspace/note.txt' | Should -Be 'persisted-1'
     }
 
-    It 'Stop-AgentSandbox stops it and commands are refused while stopped' {
+    It 'Stop-AgentSandbox stops it, ends its processes, and commands are refused while stopped' {
+        $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
+        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -Be 1
         $stopped = Stop-AgentSandbox -Name $name -PassThru
+        Get-HostPidsByMarker -Marker $sleep | Should -BeNullOrEmpty
         $stopped.State | Should -Be 'Stopped'
         (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
         { Invoke-InSandbox -Name $name -Command 'true' -ErrorAction Stop } |
@@ -56,6 +60,20 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         $started = Start-AgentSandbox -Name $name -PassThru
         $started.State | Should -Be 'Running'
         Invoke-InSandbox -Name $name -Command 'cat note.txt' | Should -Be 'persisted-1'
+    }
+
+    It 'Stop on a stopped sandbox and Start on a running one change nothing' {
+        Stop-AgentSandbox -Name $name
+        { Stop-AgentSandbox -Name $name -ErrorAction Stop } | Should -Not -Throw
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
+        Start-AgentSandbox -Name $name
+        { Start-AgentSandbox -Name $name -ErrorAction Stop } | Should -Not -Throw
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+        Invoke-InSandbox -Name $name -Command 'cat note.txt' | Should -Be 'persisted-1'
+    }
+
+    It 'Invoke-InSandbox -Name takes wildcards' {
+        Invoke-InSandbox -Name "$name*" -Command 'echo $AGENTSANDBOX' | Should -Be $name
     }
 
     It 'Stop and Start write nothing without -PassThru' {
