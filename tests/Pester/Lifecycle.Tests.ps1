@@ -47,7 +47,7 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
     It 'Stop-AgentSandbox stops it, ends its processes, and commands are refused while stopped' {
         $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
         Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
-        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -Be 1
+        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -BeGreaterThan 0
         $stopped = Stop-AgentSandbox -Name $name -PassThru
         Get-HostPidsByMarker -Marker $sleep | Should -BeNullOrEmpty
         $stopped.State | Should -Be 'Stopped'
@@ -86,7 +86,7 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         # A background process for Remove to end; its duration is a marker no other process has.
         $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
         Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
-        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -Be 1
+        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -BeGreaterThan 0
         $id = (Get-AgentSandbox -Name $name).Id
         Remove-AgentSandbox -Name $name -Force
         { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
