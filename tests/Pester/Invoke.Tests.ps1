@@ -56,6 +56,19 @@ Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
         Invoke-InSandbox -InputObject $sb -Command 'echo "$PT_BOTH [$PT_ONLY]"' | Should -Be 'new []'
     }
 
+    It "an invalid -Environment name '<Key>' is refused with InvalidEnvironment, as New-AgentSandbox does" -ForEach @(
+        @{ Key = 'PT_A=B' }, @{ Key = '' }, @{ Key = 'GCONV_PATH=/tmp/pt' }
+    ) {
+        $other = New-TestName
+        try {
+            { New-AgentSandbox -Name $other -Backend $Backend -Environment @{ $Key = 'x' } -ErrorAction Stop } |
+                Should -Throw -ErrorId 'InvalidEnvironment*'
+        }
+        finally { Remove-TestSandbox $other }
+        { Invoke-InSandbox -InputObject $sb -Command 'true' -Environment @{ $Key = 'x' } -ErrorAction Stop } |
+            Should -Throw -ErrorId 'InvalidEnvironment*'
+    }
+
     It 'the host process environment is not visible inside' {
         (Get-Item "env:$hostVar").Value | Should -Be 'host-secret'
         $envOut = Invoke-InSandbox -InputObject $sb -Command 'env'
