@@ -43,6 +43,28 @@ Describe 'Unknown sandboxes and backends' {
 
     It 'an unknown -Backend is BackendNotFound' {
         { New-AgentSandbox -Name (New-TestName) -Backend 'NoSuchBackend' -ErrorAction Stop } | Should -Throw -ErrorId 'BackendNotFound*'
+        { Get-AgentSandbox -Backend 'NoSuchBackend' -ErrorAction Stop } | Should -Throw -ErrorId 'BackendNotFound*'
+    }
+}
+
+Describe 'A sandbox object whose sandbox was removed on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $stale = $null
+        if (Test-BackendAvailable $Backend) {
+            $stale = New-AgentSandbox -Name $name -Backend $Backend
+            Remove-AgentSandbox -Name $name -Force
+        }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It '<Command> of it from the pipeline is SandboxNotFound and makes nothing' -ForEach @(
+        @{ Command = 'Start-AgentSandbox'; Extra = @{} }, @{ Command = 'Stop-AgentSandbox'; Extra = @{} }
+        @{ Command = 'Remove-AgentSandbox'; Extra = @{ Force = $true } }, @{ Command = 'Invoke-InSandbox'; Extra = @{ Command = 'true' } }
+    ) {
+        { $stale | & $Command @Extra -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        Get-SandboxLeftovers -Name $name -Id $stale.Id | Should -BeNullOrEmpty
     }
 }
 
