@@ -58,7 +58,7 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
         try {
             $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep $marker & sleep $marker & wait; echo finished'")
             $async = $ps.BeginInvoke()
-            Wait-Until { @(Get-HostPidsByMarker -Marker $marker).Count -ge 2 } 20 | Should -BeTrue -Because 'both sleeps start'
+            Wait-Until { @(Get-HostPidsByMarker -Marker $marker).Count -ge 3 } 20 | Should -BeTrue -Because 'the shell and both sleeps start'
             $watch = [Diagnostics.Stopwatch]::StartNew()
             $ps.Stop()
             $watch.Elapsed.TotalSeconds | Should -BeLessThan 10 -Because 'Stop() returns promptly'

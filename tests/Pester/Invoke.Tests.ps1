@@ -112,6 +112,37 @@ Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
         $r.Duration | Should -BeOfType ([timespan])
     }
 
+    It 'passes UTF-8 text through stdout, stderr and stdin unchanged' {
+        $text = 'grüße € 日本 😀'
+        Invoke-InSandbox -InputObject $sb -Command 'cat' -StandardInput $text | Should -BeExactly $text
+        $r = Invoke-InSandbox -InputObject $sb -FilePath /bin/sh -ArgumentList '-c', 'printf "%s\n" "$1"; printf "%s\n" "$1" >&2', 'sh', $text -PassThru
+        $r.StdOut.TrimEnd("`n") | Should -BeExactly $text
+        $r.StdErr.TrimEnd("`n") | Should -BeExactly $text
+    }
+
+    It 'delivers every line of a large output, in order, and a last line without a newline' {
+        $lines = Invoke-InSandbox -InputObject $sb -Command 'seq 1 20000; printf tail'
+        $lines.Count | Should -Be 20001
+        $lines[0] | Should -Be '1'
+        $lines[19999] | Should -Be '20000'
+        $lines[-1] | Should -Be 'tail'
+    }
+
+    It 'a command killed by a signal has exit code 128+signal' {
+        (Invoke-InSandbox -InputObject $sb -Command 'kill -9 $$' -PassThru).ExitCode | Should -Be 137
+    }
+
+    It 'a loader variable (LD_*) given with -Environment reaches the command' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo "[$LD_PT_TEST]"' -Environment @{ LD_PT_TEST = 'x y' } | Should -Be '[x y]'
+    }
+
+    It 'with $PSNativeCommandUseErrorActionPreference a non-zero exit is an error' {
+        $PSNativeCommandUseErrorActionPreference = $true
+        { Invoke-InSandbox -InputObject $sb -Command 'exit 3' -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxCommandFailed*'
+        $PSNativeCommandUseErrorActionPreference = $false
+        { Invoke-InSandbox -InputObject $sb -Command 'exit 3' -ErrorAction Stop } | Should -Not -Throw
+    }
+
     It 'a missing program fails with a non-zero exit code' {
         (Invoke-InSandbox -InputObject $sb -FilePath /no/such/program -PassThru).ExitCode | Should -BeGreaterThan 0
         Invoke-InSandbox -InputObject $sb -FilePath /no/such/program 6>$null

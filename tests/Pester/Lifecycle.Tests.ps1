@@ -44,8 +44,12 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         Invoke-InSandbox -Name $name -Command 'cat /workspace/note.txt' | Should -Be 'persisted-1'
     }
 
-    It 'Stop-AgentSandbox stops it and commands are refused while stopped' {
+    It 'Stop-AgentSandbox stops it, ends its processes, and commands are refused while stopped' {
+        $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
+        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -BeGreaterThan 0
         $stopped = Stop-AgentSandbox -Name $name -PassThru
+        Get-HostPidsByMarker -Marker $sleep | Should -BeNullOrEmpty
         $stopped.State | Should -Be 'Stopped'
         (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
         { Invoke-InSandbox -Name $name -Command 'true' -ErrorAction Stop } |
@@ -58,6 +62,20 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         Invoke-InSandbox -Name $name -Command 'cat note.txt' | Should -Be 'persisted-1'
     }
 
+    It 'Stop on a stopped sandbox and Start on a running one change nothing' {
+        Stop-AgentSandbox -Name $name
+        { Stop-AgentSandbox -Name $name -ErrorAction Stop } | Should -Not -Throw
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
+        Start-AgentSandbox -Name $name
+        { Start-AgentSandbox -Name $name -ErrorAction Stop } | Should -Not -Throw
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+        Invoke-InSandbox -Name $name -Command 'cat note.txt' | Should -Be 'persisted-1'
+    }
+
+    It 'Invoke-InSandbox -Name takes wildcards' {
+        Invoke-InSandbox -Name "$name*" -Command 'echo $AGENTSANDBOX' | Should -Be $name
+    }
+
     It 'Stop and Start write nothing without -PassThru' {
         Stop-AgentSandbox -Name $name | Should -BeNullOrEmpty
         Start-AgentSandbox -Name $name | Should -BeNullOrEmpty
@@ -68,7 +86,7 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         # A background process for Remove to end; its duration is a marker no other process has.
         $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
         Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
-        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -Be 1
+        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -BeGreaterThan 0
         $id = (Get-AgentSandbox -Name $name).Id
         Remove-AgentSandbox -Name $name -Force
         { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
