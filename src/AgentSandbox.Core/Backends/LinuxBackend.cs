@@ -286,6 +286,23 @@ namespace AgentSandbox.Backends
             return candidate;
         }
 
+        /// <summary>The root tree: a private copy of the image, or the host-derived skeleton whose binds are recorded.</summary>
+        protected static void BuildRoot(Sandbox s, SandboxSpec spec, int agentId, IProgressSink progress, CancellationToken cancellation)
+        {
+            var root = RootOf(s);
+            if (spec.Image == null)
+            {
+                progress.Milestone("Deriving the root from the host (read-only binds, private /etc, /tmp and /workspace)");
+                s.BackendData["binds"] = string.Join(":", RootFs.CreateHostDerived(root));
+            }
+            else
+            {
+                RootFs.Import(spec.Image, root, progress);
+            }
+            cancellation.ThrowIfCancellationRequested();
+            RootFs.Finish(root, Hostname.For(s.Name), agentId, agentId, s.WorkingDirectory);
+        }
+
         /// <summary>Sets up the sandbox's cgroup with its limits.</summary>
         protected void CreateCgroup(Sandbox s)
         {

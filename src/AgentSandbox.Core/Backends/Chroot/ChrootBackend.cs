@@ -50,21 +50,10 @@ namespace AgentSandbox.Backends.Chroot
 
         protected override void Prepare(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
-            var root = RootOf(s);
             s.Privilege = PrivilegeMode.UnprivilegedUser;
             int id = AllocateHostId(s);
             s.BackendData["uid"] = s.BackendData["gid"] = id.ToString(CultureInfo.InvariantCulture);
-            if (spec.Image == null)
-            {
-                progress.Milestone("Deriving the root from the host (read-only binds, private /etc, /tmp and /workspace)");
-                s.BackendData["binds"] = string.Join(":", RootFs.CreateHostDerived(root));
-            }
-            else
-            {
-                RootFs.Import(spec.Image, root, progress);
-            }
-            cancellation.ThrowIfCancellationRequested();
-            RootFs.Finish(root, Hostname.For(s.Name), id, id, s.WorkingDirectory);
+            BuildRoot(s, spec, id, progress, cancellation);
         }
 
         protected override bool IsRunning(Sandbox s) => Mounts.IsMountPoint(Path.Combine(RootOf(s), "proc"));

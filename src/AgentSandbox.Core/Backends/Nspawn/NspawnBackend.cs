@@ -68,7 +68,6 @@ namespace AgentSandbox.Backends.Nspawn
 
         protected override void Prepare(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
-            var root = RootOf(s);
             int id;
             if (UserNamespacesWork)
             {
@@ -81,17 +80,7 @@ namespace AgentSandbox.Backends.Nspawn
                 id = AllocateHostId(s);
             }
             s.BackendData["uid"] = s.BackendData["gid"] = id.ToString(CultureInfo.InvariantCulture);
-            if (spec.Image == null)
-            {
-                progress.Milestone("Deriving the root from the host (read-only binds, private /etc, /tmp and /workspace)");
-                s.BackendData["binds"] = string.Join(":", RootFs.CreateHostDerived(root));
-            }
-            else
-            {
-                RootFs.Import(spec.Image, root, progress);
-            }
-            cancellation.ThrowIfCancellationRequested();
-            RootFs.Finish(root, Hostname.For(s.Name), id, id, s.WorkingDirectory);
+            BuildRoot(s, spec, id, progress, cancellation);
         }
 
         protected override bool IsRunning(Sandbox s) =>
