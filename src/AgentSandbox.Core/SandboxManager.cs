@@ -73,8 +73,7 @@ namespace AgentSandbox
 
         public Sandbox Create(SandboxSpec spec, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
-            ValidateName(spec.Name);
-            ValidateSpec(spec);
+            Validate(spec);
             var backend = ResolveBackend(spec.Backend);
             if (Find(spec.Name) != null)
                 throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
@@ -82,8 +81,10 @@ namespace AgentSandbox
             return backend.Create(spec, progress ?? NullProgress.Instance, cancellation);
         }
 
-        private static void ValidateSpec(SandboxSpec spec)
+        /// <summary>Everything about a request that can be checked without making anything (so -WhatIf reports it too).</summary>
+        public static void Validate(SandboxSpec spec)
         {
+            ValidateName(spec.Name);
             if (spec.MemoryBytes is long m && m < 8L * 1024 * 1024)
                 throw Invalid(ErrorIds.InvalidLimit, $"-Memory {m} is too small: give at least 8MB.", m.ToString());
             if (spec.CpuCount is double c && (c <= 0 || double.IsNaN(c) || c > 1024))
@@ -96,9 +97,19 @@ namespace AgentSandbox
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
                     $"Image '{spec.Image}' was not found: give a root filesystem directory or tarball.", spec.Image);
             foreach (var mount in spec.Mounts) ValidateMount(mount);
-            foreach (var key in spec.Environment.Keys)
-                if (key.Length == 0 || key.Contains("=") || key.Contains("\0"))
-                    throw Invalid(ErrorIds.InvalidEnvironment, $"'{key}' is not a valid environment variable name.", key);
+            ValidateEnvironment(spec.Environment);
+        }
+
+        /// <summary>A name with '=' would smuggle another variable (LD_PRELOAD=…) past the checks that keep loader variables off host tools.</summary>
+        private static void ValidateEnvironment(IDictionary<string, string> environment)
+        {
+            foreach (var kv in environment)
+            {
+                if (kv.Key.Length == 0 || kv.Key.Contains("=") || kv.Key.Contains("\0"))
+                    throw Invalid(ErrorIds.InvalidEnvironment, $"'{kv.Key}' is not a valid environment variable name.", kv.Key);
+                if (kv.Value != null && kv.Value.Contains("\0"))
+                    throw Invalid(ErrorIds.InvalidEnvironment, $"The value of '{kv.Key}' holds a NUL character.", kv.Key);
+            }
         }
 
         private static readonly string[] ReservedTargets = { "/", "/proc", "/dev", "/sys", "/etc", "/usr", Sandbox.DefaultWorkspace };
@@ -151,6 +162,7 @@ namespace AgentSandbox
         {
             if (request.Command == null && string.IsNullOrEmpty(request.FilePath))
                 throw Invalid(ErrorIds.NoCommand, "Give -Command or -FilePath.", sandbox.Name);
+            ValidateEnvironment(request.Environment);
             if (request.Timeout is TimeSpan t && t <= TimeSpan.Zero)
                 throw Invalid(ErrorIds.InvalidTimeout, "-TimeoutSec must be positive.", t.ToString());
             return Owner(sandbox).Execute(sandbox, request, output, cancellation);

@@ -72,7 +72,7 @@ namespace AgentSandbox.PowerShell.Commands
                     Mounts = ParseMounts(Mount).Select(m => { m.Source = GetUnresolvedProviderPathFromPSPath(m.Source); return m; }).ToList(),
                     WorkingDirectory = WorkingDirectory,
                 };
-                SandboxManager.ValidateName(name);
+                SandboxManager.Validate(spec);
             }
             catch (SandboxException e)
             {
