@@ -41,7 +41,8 @@ function Invoke-Build {
     Invoke-Native dotnet @('build', "$root/src/AgentSandbox.PowerShell/AgentSandbox.PowerShell.csproj", '-c', $Configuration, '-o', $bin, '--nologo', '-v', 'quiet', '-clp:ErrorsOnly')
     if (Test-Path $moduleOut) { Remove-Item $moduleOut -Recurse -Force }
     New-Item -ItemType Directory -Path $moduleOut | Out-Null
-    Copy-Item "$bin/AgentSandbox.Core.dll", "$bin/AgentSandbox.PowerShell.dll" -Destination $moduleOut
+    # The module's assemblies and their dependencies (Docker.DotNet and what it needs on Windows PowerShell).
+    Copy-Item "$bin/*.dll" -Destination $moduleOut
     Copy-Item "$root/module/*" -Destination $moduleOut -Recurse
     # Help is written as markdown in docs/help and turned into MAML here (platyPS is not needed).
     $helpBuilder = Join-Path $root 'docs/help/Build-Help.ps1'

@@ -63,6 +63,8 @@ namespace AgentSandbox
         public const string SandboxCommandFailed = "SandboxCommandFailed";
         public const string SandboxCommandTimedOut = "SandboxCommandTimedOut";
         public const string SandboxCommandStartFailed = "SandboxCommandStartFailed";
+        public const string ImagePullFailed = "ImagePullFailed";
+        public const string DockerSocketRefused = "DockerSocketRefused";
         public const string InvalidEnvironment = "InvalidEnvironment";
         public const string InvalidTimeout = "InvalidTimeout";
         public const string NoCommand = "NoCommand";

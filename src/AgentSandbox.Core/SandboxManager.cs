@@ -6,6 +6,7 @@ using System.Text.RegularExpressions;
 using System.Threading;
 using AgentSandbox.Backends;
 using AgentSandbox.Backends.Chroot;
+using AgentSandbox.Backends.Docker;
 using AgentSandbox.Backends.Nspawn;
 using AgentSandbox.State;
 
@@ -28,7 +29,7 @@ namespace AgentSandbox
         public SandboxManager(string stateRoot)
         {
             var store = new SandboxStore(stateRoot);
-            _backends = new List<ISandboxBackend> { new ChrootBackend(store), new NspawnBackend(store) };
+            _backends = new List<ISandboxBackend> { new ChrootBackend(store), new NspawnBackend(store), new DockerBackend() };
         }
 
         public IReadOnlyList<string> BackendNames => _backends.Select(b => b.Name).ToList();

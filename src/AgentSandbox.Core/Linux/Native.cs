@@ -32,6 +32,17 @@ namespace AgentSandbox.Linux
         [DllImport(Libc, SetLastError = true)] private static extern int mkdir(string path, int mode);
         [DllImport(Libc, SetLastError = true)] private static extern int symlink(string target, string linkPath);
         [DllImport(Libc, SetLastError = true)] private static extern int rename(string from, string to);
+        [DllImport(Libc, SetLastError = true)] private static extern IntPtr realpath(string path, IntPtr resolved);
+        [DllImport(Libc)] private static extern void free(IntPtr p);
+
+        /// <summary>The canonical path with every link resolved, or null when it does not exist.</summary>
+        public static string? RealPath(string path)
+        {
+            var p = realpath(path, IntPtr.Zero);
+            if (p == IntPtr.Zero) return null;
+            try { return Marshal.PtrToStringAnsi(p); }
+            finally { free(p); }
+        }
 
         /// <summary>rename(2): replaces the target atomically, which File.Move on netstandard2.0 cannot.</summary>
         public static void Rename(string from, string to)

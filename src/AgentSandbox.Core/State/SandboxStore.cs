@@ -19,12 +19,6 @@ namespace AgentSandbox.State
         public const string RecordFile = "sandbox.json";
         private const string LockName = ".lock";
 
-        private static readonly DataContractJsonSerializerSettings JsonSettings = new DataContractJsonSerializerSettings
-        {
-            UseSimpleDictionaryFormat = true,
-            DateTimeFormat = new DateTimeFormat("yyyy-MM-ddTHH:mm:ss.fffffffZ"),
-        };
-
         public SandboxStore(string root)
         {
             Root = root;
@@ -64,7 +58,7 @@ namespace AgentSandbox.State
             var tmp = Path.Combine(dir, $".{RecordFile}.{Environment.CurrentManagedThreadId}.{Guid.NewGuid():N}.tmp");
             using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
             {
-                new DataContractJsonSerializer(typeof(Sandbox), JsonSettings).WriteObject(fs, sandbox);
+                RecordJson.Write(fs, sandbox);
                 fs.Flush(true);
             }
             Native.Rename(tmp, Path.Combine(dir, RecordFile));
@@ -77,7 +71,7 @@ namespace AgentSandbox.State
             try
             {
                 using var fs = File.OpenRead(path);
-                var s = (Sandbox?)new DataContractJsonSerializer(typeof(Sandbox), JsonSettings).ReadObject(fs);
+                var s = RecordJson.Read(fs);
                 if (s == null || s.Name != name || string.IsNullOrEmpty(s.Backend) || string.IsNullOrEmpty(s.Id))
                     throw new SerializationException("it does not describe this sandbox (cut short or overwritten?)");
                 s.Environment ??= new Dictionary<string, string>();

@@ -1,0 +1,286 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using AgentSandbox.Linux;
+using AgentSandbox.State;
+using Docker.DotNet;
+using Docker.DotNet.Models;
+
+namespace AgentSandbox.Backends.Docker
+{
+    /// <summary>
+    /// One container per sandbox, driven through the Engine API, hardened by default: no network,
+    /// no capabilities, no_new_privs, pids/memory/CPU limits, never privileged. The container is the
+    /// state: its labels carry the sandbox record, so any process on the host lists it.
+    /// </summary>
+    internal sealed class DockerBackend : ISandboxBackend
+    {
+        public const string SandboxLabel = "agentsandbox.sandbox";
+        public const string RecordLabel = "agentsandbox.record";
+        private const string AgentId = "1000";
+        /// <summary>PID 1 of the container: it reaps orphans each second (docker-init cannot be mounted over a host-derived /sbin link).</summary>
+        private static readonly string[] KeepAlive = { "/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1 & wait $!; done" };
+
+        public string Name => "Docker";
+
+        private static DockerEndpoint Endpoint => DockerEndpoint.Current();
+
+        private static DockerClient Client =>
+            Endpoint.Client ?? throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
+                $"The Docker backend is not available here: {Endpoint.Problem}.", "Docker");
+
+        /// <summary>Host paths only mean something to a daemon on this machine.</summary>
+        private static bool DaemonIsLocal => Endpoint.Uri.Scheme == "unix" || Endpoint.Uri.Scheme == "npipe";
+
+        public BackendInfo Describe()
+        {
+            var endpoint = Endpoint;
+            return new BackendInfo
+            {
+                Name = Name,
+                Available = endpoint.Client != null,
+                Reason = endpoint.Client == null ? endpoint.Problem : null,
+                Platform = "Linux, Windows (Docker Engine or Docker Desktop)",
+                Boundaries = new[]
+                {
+                    SandboxBoundary.Filesystem, SandboxBoundary.Process, SandboxBoundary.Network, SandboxBoundary.IPC,
+                    SandboxBoundary.Hostname, SandboxBoundary.Privilege, SandboxBoundary.Devices, SandboxBoundary.Limits,
+                },
+                Weaknesses = new[]
+                {
+                    "The host kernel is shared: a kernel exploit reaches the host.",
+                    "Without user-namespace remapping in the daemon, root inside is host uid 0 (with no capabilities and no_new_privs); commands run as uid 1000 unless -User says otherwise.",
+                    "Whoever can reach the Docker daemon controls the host; the daemon is part of the attack surface.",
+                    "-Network Host shares the host's network stack.",
+                },
+                Privilege = PrivilegeMode.UnprivilegedUser,
+                Weight = 30,
+            };
+        }
+
+        public IEnumerable<Sandbox> List()
+        {
+            if (Endpoint.Client == null) return Enumerable.Empty<Sandbox>();
+            var containers = Call(() => Client.Containers.ListContainersAsync(new ContainersListParameters
+            {
+                All = true,
+                Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [SandboxLabel + "=1"] = true } },
+            }), "Listing Docker sandboxes failed", null);
+            return containers.Select(c => FromLabels(c.Labels, c.ID, c.State)).Where(s => s != null).Select(s => s!).ToList();
+        }
+
+        public Sandbox? Find(string name)
+        {
+            if (Endpoint.Client == null) return null;
+            try
+            {
+                var c = Call(() => Client.Containers.InspectContainerAsync(name), "Inspecting the container failed", name);
+                if (c.Config?.Labels == null || !c.Config.Labels.ContainsKey(SandboxLabel)) return null; // never touch containers we did not make
+                return FromLabels(c.Config.Labels, c.ID, c.State?.Running == true ? "running" : "exited");
+            }
+            catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { return null; }
+        }
+
+        private static Sandbox? FromLabels(IDictionary<string, string>? labels, string id, string? state)
+        {
+            if (labels == null || !labels.TryGetValue(RecordLabel, out var json)) return null;
+            Sandbox? s;
+            try { s = RecordJson.FromText(json); }
+            catch (System.Runtime.Serialization.SerializationException) { return null; }
+            if (s == null) return null;
+            s.Environment ??= new Dictionary<string, string>();
+            s.Mounts ??= new List<SandboxMount>();
+            s.BackendData ??= new Dictionary<string, string>();
+            s.Location = "container " + id.Substring(0, Math.Min(12, id.Length));
+            s.BackendData["container"] = id;
+            s.State = state == "running" ? SandboxState.Running : SandboxState.Stopped;
+            return s;
+        }
+
+        public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
+        {
+            var client = Client;
+            RefuseDaemonSocket(spec.Mounts);
+            if (spec.Image == null && !DaemonIsLocal)
+                throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.InvalidArgument,
+                    $"The Docker daemon at {Endpoint.Uri} is not on this machine, so the host cannot be its root: give -Image.", spec.Name);
+            var sandbox = new Sandbox
+            {
+                Name = spec.Name,
+                Id = Guid.NewGuid().ToString("N").Substring(0, 12),
+                Backend = Name,
+                Image = spec.Image,
+                CreatedAt = DateTime.UtcNow,
+                MemoryBytes = spec.MemoryBytes,
+                CpuCount = spec.CpuCount,
+                ProcessLimit = spec.ProcessLimit,
+                Network = spec.Network,
+                Environment = new Dictionary<string, string>(spec.Environment),
+                Mounts = spec.Mounts.ToList(),
+                WorkingDirectory = spec.WorkingDirectory,
+                Privilege = PrivilegeMode.UnprivilegedUser,
+            };
+            sandbox.BackendData["uid"] = sandbox.BackendData["gid"] = AgentId;
+
+            string? containerId = null;
+            try
+            {
+                return CallerThread.Run(progress, async relay =>
+                {
+                    var (image, binds) = spec.Image == null
+                        ? await HostRoot.EnsureAsync(client, relay, cancellation).ConfigureAwait(false)
+                        : (await DockerImages.EnsureAsync(client, spec.Image, relay, cancellation).ConfigureAwait(false), new List<string>());
+                    relay.Milestone($"Creating container '{spec.Name}' from {image}");
+                    var created = await client.Containers.CreateContainerAsync(Parameters(sandbox, image, binds), cancellation).ConfigureAwait(false);
+                    containerId = created.ID;
+                    await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), cancellation).ConfigureAwait(false);
+                    await PrepareAsync(client, sandbox, containerId, cancellation).ConfigureAwait(false);
+                    relay.Milestone($"Container {containerId.Substring(0, 12)} is running");
+                    sandbox.BackendData["container"] = containerId;
+                    sandbox.Location = "container " + containerId.Substring(0, 12);
+                    sandbox.State = SandboxState.Running;
+                    return sandbox;
+                });
+            }
+            catch (Exception e)
+            {
+                // A failed create leaves no container behind.
+                if (containerId != null) TryRemove(client, containerId);
+                if (e is OperationCanceledException) throw;
+                if (DockerErrors.IsConflict(e))
+                    throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
+                        $"A container named '{spec.Name}' already exists on the Docker daemon ({DockerErrors.Describe(e)}); choose another name.", spec.Name, e);
+                throw DockerErrors.Wrap(e, ErrorIds.SandboxCreateFailed, $"Could not create sandbox '{spec.Name}'", spec.Name);
+            }
+        }
+
+        private static CreateContainerParameters Parameters(Sandbox s, string image, List<string> hostBinds)
+        {
+            var record = RecordJson.ToText(s);
+            var binds = hostBinds.Select(d => $"{d}:{d}:ro").Concat(s.Mounts.Select(m => $"{m.Source}:{m.Destination}:{(m.ReadWrite ? "rw" : "ro")}")).ToList();
+            return new CreateContainerParameters
+            {
+                Name = s.Name,
+                Image = image,
+                Hostname = Hostname.For(s.Name),
+                Entrypoint = KeepAlive.ToList(),
+                Cmd = new List<string>(),
+                User = AgentId + ":" + AgentId,
+                WorkingDir = Sandbox.DefaultWorkspace,
+                Env = s.Environment.Select(kv => kv.Key + "=" + kv.Value).ToList(),
+                // An anonymous volume: it survives Stop/Start and goes with the container.
+                Volumes = new Dictionary<string, EmptyStruct> { [Sandbox.DefaultWorkspace] = new EmptyStruct() },
+                Labels = new Dictionary<string, string> { [SandboxLabel] = "1", ["agentsandbox.name"] = s.Name, ["agentsandbox.id"] = s.Id, [RecordLabel] = record },
+                NetworkDisabled = s.Network == SandboxNetwork.None,
+                HostConfig = new HostConfig
+                {
+                    NetworkMode = s.Network == SandboxNetwork.None ? "none" : "host",
+                    CapDrop = new List<string> { "ALL" },
+                    SecurityOpt = new List<string> { "no-new-privileges" },
+                    Privileged = false,
+                    PidsLimit = s.ProcessLimit,
+                    Memory = s.MemoryBytes ?? 0,
+                    // Equal to Memory: no swap, so a hog is stopped rather than paged out.
+                    MemorySwap = s.MemoryBytes ?? 0,
+                    NanoCPUs = s.CpuCount.HasValue ? (long)(s.CpuCount.Value * 1e9) : 0,
+                    Binds = binds,
+                },
+            };
+        }
+
+        /// <summary>Lets the agent user write /workspace and gives it a name; needs a shell in the image.</summary>
+        private static async Task PrepareAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
+        {
+            var script = $"mkdir -p {Sandbox.DefaultWorkspace} '{s.WorkingDirectory}' && chmod 1777 {Sandbox.DefaultWorkspace} '{s.WorkingDirectory}'; " +
+                         $"grep -q '^agent:' /etc/passwd 2>/dev/null || echo 'agent:x:{AgentId}:{AgentId}:sandbox agent:{Sandbox.DefaultWorkspace}:/bin/sh' >> /etc/passwd; " +
+                         $"grep -q '^agent:' /etc/group 2>/dev/null || echo 'agent:x:{AgentId}:' >> /etc/group; true";
+            var result = await DockerExec.RunAsync(client, containerId, new CommandRequest { Command = script, User = "0:0" }, s, null, ct).ConfigureAwait(false);
+            if (result.ExitCode != 0)
+                throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
+                    $"The image cannot host a sandbox (it needs /bin/sh): {result.StdErr.Trim()}", s.Image);
+        }
+
+        /// <summary>The Docker socket inside a sandbox hands the host to whoever is inside.</summary>
+        private static void RefuseDaemonSocket(IEnumerable<SandboxMount> mounts)
+        {
+            var sockets = new List<string> { "/var/run/docker.sock", "/run/docker.sock" };
+            if (Endpoint.Uri.Scheme == "unix") sockets.Add(Endpoint.Uri.LocalPath);
+            var real = sockets.Select(p => Native.RealPath(p) ?? p).Concat(sockets).Distinct().ToList();
+            foreach (var m in mounts)
+            {
+                var source = Native.RealPath(m.Source) ?? m.Source;
+                if (real.Any(sock => sock == source || Mounts.IsUnder(sock, source)) || Path.GetFileName(source).Contains("docker.sock"))
+                    throw new SandboxException(ErrorIds.DockerSocketRefused, SandboxErrorKind.InvalidArgument,
+                        $"Mount '{m.Source}' would put the Docker daemon's socket inside the sandbox, which hands the host to whoever is inside; it is refused.", m.Source);
+            }
+        }
+
+        public void Start(Sandbox sandbox, IProgressSink progress)
+        {
+            var id = ContainerOf(sandbox);
+            Call(() => Client.Containers.StartContainerAsync(id, new ContainerStartParameters()), $"Could not start sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStartFailed);
+        }
+
+        public void Stop(Sandbox sandbox, IProgressSink progress)
+        {
+            var id = ContainerOf(sandbox);
+            // The keep-alive shell exits on TERM at once; KILL follows after 5 s if anything lingers.
+            Call(() => Client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = 5 }), $"Could not stop sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStopFailed);
+        }
+
+        public void Remove(Sandbox sandbox, IProgressSink progress)
+        {
+            var id = ContainerOf(sandbox);
+            progress.Milestone($"Removing container {id.Substring(0, Math.Min(12, id.Length))} and its anonymous volumes");
+            try
+            {
+                Call(() => Client.Containers.RemoveContainerAsync(id, new ContainerRemoveParameters { Force = true, RemoveVolumes = true }),
+                    $"Could not remove sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxRemoveFailed);
+            }
+            catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { }
+        }
+
+        public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
+        {
+            var current = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            if (current.State != SandboxState.Running)
+                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
+                    $"Sandbox '{sandbox.Name}' is stopped; start it with Start-AgentSandbox '{sandbox.Name}'.", sandbox.Name);
+            var id = ContainerOf(current);
+            try
+            {
+                var result = Task.Run(() => DockerExec.RunAsync(Client, id, request, current, output, cancellation)).GetAwaiter().GetResult();
+                result.Sandbox = sandbox.Name;
+                return result;
+            }
+            catch (Exception e) when (!(e is SandboxException) && !(e is OperationCanceledException))
+            {
+                throw DockerErrors.Wrap(e, ErrorIds.SandboxCommandStartFailed, $"Could not run the command in sandbox '{sandbox.Name}'", sandbox.Name);
+            }
+        }
+
+        private static string ContainerOf(Sandbox s) => s.Data("container") ?? s.Name;
+
+        private static void TryRemove(DockerClient client, string id)
+        {
+            try { client.Containers.RemoveContainerAsync(id, new ContainerRemoveParameters { Force = true, RemoveVolumes = true }).GetAwaiter().GetResult(); }
+            catch (Exception) { }
+        }
+
+        private static T Call<T>(Func<Task<T>> call, string what, string? target, string errorId = ErrorIds.SandboxCommandFailed)
+        {
+            try { return Task.Run(call).GetAwaiter().GetResult(); }
+            catch (Exception e) when (!(e is SandboxException))
+            {
+                if (!(e is DockerApiException)) Endpoint.Invalidate(DockerErrors.Describe(e));
+                throw DockerErrors.Wrap(e, errorId, what, target);
+            }
+        }
+
+        private static void Call(Func<Task> call, string what, string? target, string errorId) =>
+            Call(async () => { await call().ConfigureAwait(false); return true; }, what, target, errorId);
+    }
+}

@@ -1,0 +1,82 @@
+using System;
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Threading;
+using System.Threading.Tasks;
+using Docker.DotNet;
+
+namespace AgentSandbox.Backends.Docker
+{
+    /// <summary>
+    /// Where the Docker Engine listens (DOCKER_HOST, else the platform's default) and a client speaking
+    /// the API version the daemon offers: a pinned version breaks on the next daemon upgrade.
+    /// </summary>
+    internal sealed class DockerEndpoint
+    {
+        /// <summary>The newest API version this client library models.</summary>
+        private static readonly Version LibraryMaxVersion = new Version(1, 43);
+        private static readonly ConcurrentDictionary<string, DockerEndpoint> Cache = new ConcurrentDictionary<string, DockerEndpoint>();
+
+        private DockerEndpoint(Uri uri) { Uri = uri; }
+
+        public Uri Uri { get; }
+        public DockerClient? Client { get; private set; }
+        public Version? ApiVersion { get; private set; }
+        public string? ServerVersion { get; private set; }
+        public string? Problem { get; private set; }
+        private DateTime _checkedAt;
+
+        public static string DefaultAddress =>
+            RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? "npipe://./pipe/docker_engine" : "unix:///var/run/docker.sock";
+
+        public static string Address =>
+            Environment.GetEnvironmentVariable("DOCKER_HOST") is string host && host.Length > 0 ? host : DefaultAddress;
+
+        /// <summary>The endpoint for the current address, connected and negotiated (rechecked after a failure).</summary>
+        public static DockerEndpoint Current()
+        {
+            var address = Address;
+            var endpoint = Cache.GetOrAdd(address, a => new DockerEndpoint(new Uri(a)));
+            lock (endpoint)
+            {
+                if (endpoint.Client == null && DateTime.UtcNow - endpoint._checkedAt > TimeSpan.FromSeconds(2))
+                    endpoint.Connect();
+            }
+            return endpoint;
+        }
+
+        /// <summary>Forgets a connection that failed mid-use, so the next call reconnects.</summary>
+        public void Invalidate(string problem)
+        {
+            lock (this)
+            {
+                Client = null;
+                Problem = problem;
+                _checkedAt = DateTime.UtcNow;
+            }
+        }
+
+        private void Connect()
+        {
+            _checkedAt = DateTime.UtcNow;
+            try
+            {
+                using var probe = new DockerClientConfiguration(Uri, null, TimeSpan.FromSeconds(5)).CreateClient();
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                var version = Task.Run(() => probe.System.GetVersionAsync(cts.Token)).GetAwaiter().GetResult();
+                var server = Version.Parse(version.APIVersion);
+                ApiVersion = server < LibraryMaxVersion ? server : LibraryMaxVersion;
+                ServerVersion = version.Version;
+                // Long operations (pulls, long commands) must not hit the client's default timeout.
+                Client = new DockerClientConfiguration(Uri, null, Timeout.InfiniteTimeSpan).CreateClient(ApiVersion);
+                Problem = null;
+            }
+            catch (Exception e)
+            {
+                Client = null;
+                Problem = $"the Docker daemon at {Uri} did not answer ({DockerErrors.Describe(e)}). " +
+                          "Start it (systemctl start docker, or dockerd as root) or point DOCKER_HOST at a running daemon";
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
+using AgentSandbox.Linux;
+using Docker.DotNet;
+using Docker.DotNet.Models;
+
+namespace AgentSandbox.Backends.Docker
+{
+    /// <summary>
+    /// A command through the Engine API's exec endpoints: streams demultiplexed, stdin written and
+    /// closed, exit code from exec inspect; on timeout or cancellation the process tree inside the
+    /// container is killed, not just abandoned.
+    /// </summary>
+    internal static class DockerExec
+    {
+        public static async Task<CommandResult> RunAsync(DockerClient client, string containerId, CommandRequest request, Sandbox sandbox,
+            ICommandOutput? output, CancellationToken cancellation)
+        {
+            var env = new Dictionary<string, string>(StringComparer.Ordinal) { ["AGENTSANDBOX"] = sandbox.Name };
+            foreach (var kv in request.Environment) env[kv.Key] = kv.Value;
+            var user = string.IsNullOrEmpty(request.User) || request.User == sandbox.DefaultUser
+                ? sandbox.Data("uid") + ":" + sandbox.Data("gid") : request.User!;
+            var watch = Stopwatch.StartNew();
+            var exec = await client.Exec.ExecCreateContainerAsync(containerId, new ContainerExecCreateParameters
+            {
+                AttachStdin = request.StandardInput != null,
+                AttachStdout = true,
+                AttachStderr = true,
+                Tty = false,
+                Cmd = request.Argv().ToList(),
+                Env = env.Select(kv => kv.Key + "=" + kv.Value).ToList(),
+                User = user,
+                WorkingDir = request.WorkingDirectory ?? sandbox.WorkingDirectory,
+            }, CancellationToken.None).ConfigureAwait(false);
+
+            using var timeout = request.Timeout.HasValue ? new CancellationTokenSource(request.Timeout.Value) : new CancellationTokenSource();
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellation);
+            using var stream = await client.Exec.StartAndAttachContainerExecAsync(exec.ID, false, CancellationToken.None).ConfigureAwait(false);
+
+            var stdout = new LineSplitter(output == null ? null : (Action<string>)output.StandardOutput);
+            var stderr = new LineSplitter(output == null ? null : (Action<string>)output.StandardError);
+            var pump = PumpAsync(stream, stdout, stderr, request.StandardInput);
+            bool stopped = false;
+            using (linked.Token.Register(() => stopped = true))
+            {
+                var finished = await Task.WhenAny(pump, Task.Delay(Timeout.Infinite, linked.Token)).ConfigureAwait(false);
+                if (finished != pump)
+                {
+                    await KillTreeAsync(client, containerId, exec.ID).ConfigureAwait(false);
+                    // The streams close once every process holding them is gone.
+                    await Task.WhenAny(pump, Task.Delay(5000)).ConfigureAwait(false);
+                }
+            }
+            if (pump.IsFaulted && !stopped) await pump.ConfigureAwait(false);
+            stdout.Flush();
+            stderr.Flush();
+
+            var inspect = await WaitForExitAsync(client, exec.ID).ConfigureAwait(false);
+            return new CommandResult
+            {
+                ExitCode = (int)inspect.ExitCode,
+                StdOut = stdout.Text,
+                StdErr = stderr.Text,
+                Duration = watch.Elapsed,
+                TimedOut = stopped && timeout.IsCancellationRequested,
+                Cancelled = stopped && !timeout.IsCancellationRequested,
+            };
+        }
+
+        private static async Task PumpAsync(MultiplexedStream stream, LineSplitter stdout, LineSplitter stderr, string? stdin)
+        {
+            var writer = stdin == null ? Task.CompletedTask : Task.Run(async () =>
+            {
+                var bytes = new UTF8Encoding(false).GetBytes(stdin);
+                try { await stream.WriteAsync(bytes, 0, bytes.Length, CancellationToken.None).ConfigureAwait(false); }
+                catch (IOException) { }
+                finally { stream.CloseWrite(); }
+            });
+            var buffer = new byte[16384];
+            while (true)
+            {
+                var read = await stream.ReadOutputAsync(buffer, 0, buffer.Length, CancellationToken.None).ConfigureAwait(false);
+                if (read.EOF) break;
+                (read.Target == MultiplexedStream.TargetStream.StandardError ? stderr : stdout).Add(buffer, read.Count);
+            }
+            await writer.ConfigureAwait(false);
+        }
+
+        private static async Task<ContainerExecInspectResponse> WaitForExitAsync(DockerClient client, string execId)
+        {
+            var watch = Stopwatch.StartNew();
+            while (true)
+            {
+                var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
+                if (!inspect.Running || watch.Elapsed > TimeSpan.FromSeconds(10)) return inspect;
+                await Task.Delay(5).ConfigureAwait(false);
+            }
+        }
+
+        /// <summary>
+        /// Freezes the container (so nothing forks meanwhile), SIGKILLs the exec's process and every
+        /// descendant by host pid, then thaws it. Host pids are visible when the daemon runs here.
+        /// </summary>
+        private static async Task KillTreeAsync(DockerClient client, string containerId, string execId)
+        {
+            var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
+            if (!inspect.Running || inspect.Pid <= 0) return;
+            var root = (int)inspect.Pid;
+            if (!File.Exists($"/proc/{root}/stat"))
+                throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
+                    "The command could not be killed: the Docker daemon is not on this machine, so its processes are out of reach.", containerId);
+            await client.Containers.PauseContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                foreach (var pid in Descendants(root).Prepend(root)) Native.Signal(pid, Native.SIGKILL);
+            }
+            finally
+            {
+                await client.Containers.UnpauseContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+
+        private static IEnumerable<int> Descendants(int pid)
+        {
+            var all = new List<int>();
+            var queue = new Queue<int>(ProcInfo.Children(pid));
+            while (queue.Count > 0)
+            {
+                var p = queue.Dequeue();
+                all.Add(p);
+                foreach (var c in ProcInfo.Children(p)) queue.Enqueue(c);
+            }
+            return all;
+        }
+
+        /// <summary>Cuts demultiplexed bytes into lines as they complete, keeping the whole text too.</summary>
+        private sealed class LineSplitter
+        {
+            private readonly Action<string>? _onLine;
+            private readonly Decoder _decoder = new UTF8Encoding(false).GetDecoder();
+            private readonly StringBuilder _all = new StringBuilder();
+            private readonly StringBuilder _line = new StringBuilder();
+            private char[] _chars = new char[16384 + 4];
+
+            public LineSplitter(Action<string>? onLine) { _onLine = onLine; }
+
+            public string Text => _all.ToString();
+
+            public void Add(byte[] bytes, int count)
+            {
+                if (_chars.Length < count + 4) _chars = new char[count + 4];
+                int n = _decoder.GetChars(bytes, 0, count, _chars, 0);
+                _all.Append(_chars, 0, n);
+                for (int i = 0; i < n; i++)
+                {
+                    if (_chars[i] == '\n') Emit();
+                    else _line.Append(_chars[i]);
+                }
+            }
+
+            public void Flush()
+            {
+                if (_line.Length > 0) Emit();
+            }
+
+            private void Emit()
+            {
+                if (_line.Length > 0 && _line[_line.Length - 1] == '\r') _line.Length--;
+                _onLine?.Invoke(_line.ToString());
+                _line.Clear();
+            }
+        }
+    }
+}
