@@ -70,6 +70,8 @@ function Install-TestPrerequisites {
         'setpriv'        = 'util-linux'
         'unshare'        = 'util-linux'
         'ip'             = 'iproute2'
+        'dockerd'        = 'docker.io'
+        'docker-registry' = 'docker-registry'
     }
     $missing = @($needed.Keys | Where-Object { -not (Get-Command $_ -CommandType Application -ErrorAction Ignore) } |
         ForEach-Object { $needed[$_] } | Select-Object -Unique)
@@ -84,6 +86,39 @@ function Install-TestPrerequisites {
     else {
         Write-Warning "The integration tests need: $($missing -join ', '). Install them (as root: apt-get install $($missing -join ' ')) and run the tests as root."
     }
+}
+
+# A private dockerd for the run when none answers; returns its process so it can be stopped afterwards.
+function Start-TestDocker {
+    if (-not $IsLinux -or -not (Get-Command dockerd -ErrorAction Ignore)) { return $null }
+    $socket = '/var/run/docker.sock'
+    if ((Test-Path $socket) -and (Test-DockerAnswers)) { Write-Host 'Using the Docker daemon that is already running'; return $null }
+    Write-Host 'Starting a private dockerd for the tests (no bridge, no iptables: sandboxes use network none)' -ForegroundColor Cyan
+    New-Item -ItemType Directory -Force -Path (Join-Path $out 'test-results') | Out-Null
+    $log = Join-Path $out 'test-results/dockerd.log'
+    $daemon = Start-Process dockerd -ArgumentList '--bridge=none', '--iptables=false', '--ip6tables=false', "--host=unix://$socket" `
+        -RedirectStandardOutput $log -RedirectStandardError "$log.err" -PassThru
+    $deadline = [DateTime]::UtcNow.AddSeconds(60)
+    while (-not (Test-DockerAnswers)) {
+        if ($daemon.HasExited -or [DateTime]::UtcNow -gt $deadline) {
+            Get-Content "$log.err" -Tail 20 -ErrorAction Ignore | Write-Warning
+            throw 'dockerd did not start; see the lines above'
+        }
+        Start-Sleep -Milliseconds 200
+    }
+    $daemon
+}
+
+function Test-DockerAnswers {
+    $null = & docker version --format '{{.Server.Version}}' 2>$null
+    $LASTEXITCODE -eq 0
+}
+
+function Stop-TestDocker($Daemon) {
+    if (-not $Daemon -or $Daemon.HasExited) { return }
+    Write-Host "Stopping the private dockerd (pid $($Daemon.Id))"
+    & kill -TERM $Daemon.Id
+    if (-not $Daemon.WaitForExit(30000)) { & kill -KILL $Daemon.Id }
 }
 
 function Invoke-CoreTests {
@@ -139,7 +174,9 @@ switch ($Task) {
         Install-TestPrerequisites
         Invoke-Build
         $core = Invoke-CoreTests
-        $module = Invoke-PesterTests
+        $daemon = Start-TestDocker
+        try { $module = Invoke-PesterTests }
+        finally { Stop-TestDocker $daemon }
         $passed = $core.Passed + $module.Passed
         $failed = $core.Failed + $module.Failed
         $skipped = $core.Skipped + $module.Skipped
