@@ -94,7 +94,8 @@ namespace AgentSandbox
                 throw Invalid(ErrorIds.InvalidLimit, $"-ProcessLimit {p} is too small for a shell and its helpers: give at least 8.", p.ToString());
             if (!spec.WorkingDirectory.StartsWith("/"))
                 throw Invalid(ErrorIds.InvalidPath, $"-WorkingDirectory '{spec.WorkingDirectory}' must be an absolute path inside the sandbox.", spec.WorkingDirectory);
-            if (spec.Image != null && !File.Exists(spec.Image) && !Directory.Exists(spec.Image))
+            // Paths must exist; anything else is an image reference, which only some backends take.
+            if (spec.Image != null && spec.Image.StartsWith("/") && !File.Exists(spec.Image) && !Directory.Exists(spec.Image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
                     $"Image '{spec.Image}' was not found: give a root filesystem directory or tarball.", spec.Image);
             foreach (var mount in spec.Mounts) ValidateMount(mount);
