@@ -245,16 +245,24 @@ namespace AgentSandbox.Backends.Docker
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
         {
-            var current = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
-            if (current.State != SandboxState.Running)
-                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
-                    $"Sandbox '{sandbox.Name}' is stopped; start it with Start-AgentSandbox '{sandbox.Name}'.", sandbox.Name);
+            // The sandbox object carries the container id and record; the daemon says if it is gone or stopped,
+            // which spares every command an inspect round trip.
+            var current = sandbox.Data("container") != null ? sandbox : Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
             var id = ContainerOf(current);
             try
             {
                 var result = Task.Run(() => DockerExec.RunAsync(Client, id, request, current, output, cancellation)).GetAwaiter().GetResult();
                 result.Sandbox = sandbox.Name;
                 return result;
+            }
+            catch (Exception e) when (DockerErrors.IsNotFound(e))
+            {
+                throw SandboxException.NotFound(sandbox.Name);
+            }
+            catch (Exception e) when (DockerErrors.IsConflict(e))
+            {
+                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
+                    $"Sandbox '{sandbox.Name}' is stopped; start it with Start-AgentSandbox '{sandbox.Name}'.", sandbox.Name, e);
             }
             catch (Exception e) when (!(e is SandboxException) && !(e is OperationCanceledException))
             {
