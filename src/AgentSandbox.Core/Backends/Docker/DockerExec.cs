@@ -7,6 +7,7 @@ using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using AgentSandbox.Linux;
+using AgentSandbox.Processes;
 using Docker.DotNet;
 using Docker.DotNet.Models;
 
@@ -43,8 +44,8 @@ namespace AgentSandbox.Backends.Docker
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellation);
             using var stream = await client.Exec.StartAndAttachContainerExecAsync(exec.ID, false, CancellationToken.None).ConfigureAwait(false);
 
-            var stdout = new LineSplitter(output == null ? null : (Action<string>)output.StandardOutput);
-            var stderr = new LineSplitter(output == null ? null : (Action<string>)output.StandardError);
+            var stdout = new LineAssembler(output == null ? null : (Action<string>)output.StandardOutput);
+            var stderr = new LineAssembler(output == null ? null : (Action<string>)output.StandardError);
             var pump = PumpAsync(stream, stdout, stderr, request.StandardInput);
             bool stopped = false;
             using (linked.Token.Register(() => stopped = true))
@@ -73,7 +74,7 @@ namespace AgentSandbox.Backends.Docker
             };
         }
 
-        private static async Task PumpAsync(MultiplexedStream stream, LineSplitter stdout, LineSplitter stderr, string? stdin)
+        private static async Task PumpAsync(MultiplexedStream stream, LineAssembler stdout, LineAssembler stderr, string? stdin)
         {
             var writer = stdin == null ? Task.CompletedTask : Task.Run(async () =>
             {
@@ -137,44 +138,6 @@ namespace AgentSandbox.Backends.Docker
                 foreach (var c in ProcInfo.Children(p)) queue.Enqueue(c);
             }
             return all;
-        }
-
-        /// <summary>Cuts demultiplexed bytes into lines as they complete, keeping the whole text too.</summary>
-        private sealed class LineSplitter
-        {
-            private readonly Action<string>? _onLine;
-            private readonly Decoder _decoder = new UTF8Encoding(false).GetDecoder();
-            private readonly StringBuilder _all = new StringBuilder();
-            private readonly StringBuilder _line = new StringBuilder();
-            private char[] _chars = new char[16384 + 4];
-
-            public LineSplitter(Action<string>? onLine) { _onLine = onLine; }
-
-            public string Text => _all.ToString();
-
-            public void Add(byte[] bytes, int count)
-            {
-                if (_chars.Length < count + 4) _chars = new char[count + 4];
-                int n = _decoder.GetChars(bytes, 0, count, _chars, 0);
-                _all.Append(_chars, 0, n);
-                for (int i = 0; i < n; i++)
-                {
-                    if (_chars[i] == '\n') Emit();
-                    else _line.Append(_chars[i]);
-                }
-            }
-
-            public void Flush()
-            {
-                if (_line.Length > 0) Emit();
-            }
-
-            private void Emit()
-            {
-                if (_line.Length > 0 && _line[_line.Length - 1] == '\r') _line.Length--;
-                _onLine?.Invoke(_line.ToString());
-                _line.Clear();
-            }
         }
     }
 }
