@@ -20,10 +20,14 @@ namespace AgentSandbox.Backends.Docker
     /// </summary>
     internal static class DockerExec
     {
+        private const string MarkerVariable = "AGENTSANDBOX_EXEC";
+
         public static async Task<CommandResult> RunAsync(DockerClient client, string containerId, CommandRequest request, Sandbox sandbox,
             ICommandOutput? output, CancellationToken cancellation)
         {
-            var env = new Dictionary<string, string>(StringComparer.Ordinal) { ["AGENTSANDBOX"] = sandbox.Name };
+            // The marker lets a kill find processes that left the exec's tree (daemonized, reparented to PID 1).
+            var marker = Guid.NewGuid().ToString("N");
+            var env = new Dictionary<string, string>(StringComparer.Ordinal) { ["AGENTSANDBOX"] = sandbox.Name, [MarkerVariable] = marker };
             foreach (var kv in request.Environment) env[kv.Key] = kv.Value;
             var user = string.IsNullOrEmpty(request.User) || request.User == sandbox.DefaultUser
                 ? sandbox.Data("uid") + ":" + sandbox.Data("gid") : request.User!;
@@ -53,7 +57,7 @@ namespace AgentSandbox.Backends.Docker
                 var finished = await Task.WhenAny(pump, Task.Delay(Timeout.Infinite, linked.Token)).ConfigureAwait(false);
                 if (finished != pump)
                 {
-                    await KillTreeAsync(client, containerId, exec.ID).ConfigureAwait(false);
+                    await KillAsync(client, containerId, exec.ID, marker).ConfigureAwait(false);
                     // The streams close once every process holding them is gone.
                     await Task.WhenAny(pump, Task.Delay(5000)).ConfigureAwait(false);
                 }
@@ -93,38 +97,62 @@ namespace AgentSandbox.Backends.Docker
             await writer.ConfigureAwait(false);
         }
 
+        /// <summary>The streams close just before the daemon records the exit; wait for the record, never guess it.</summary>
         private static async Task<ContainerExecInspectResponse> WaitForExitAsync(DockerClient client, string execId)
         {
             var watch = Stopwatch.StartNew();
             while (true)
             {
                 var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
-                if (!inspect.Running || watch.Elapsed > TimeSpan.FromSeconds(10)) return inspect;
+                if (!inspect.Running) return inspect;
+                if (watch.Elapsed > TimeSpan.FromSeconds(30))
+                    throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
+                        $"The daemon still reports exec {execId.Substring(0, 12)} as running 30 s after its output ended; its exit code is unknown.", execId);
                 await Task.Delay(5).ConfigureAwait(false);
             }
         }
 
         /// <summary>
-        /// Freezes the container (so nothing forks meanwhile), SIGKILLs the exec's process and every
-        /// descendant by host pid, then thaws it. Host pids are visible when the daemon runs here.
+        /// Freezes the container (so nothing forks meanwhile), SIGKILLs the exec's process tree and every
+        /// process of the container that carries the exec's marker, then thaws it. Host pids come from
+        /// the daemon (docker top) and are checked against the container's cgroup before any signal,
+        /// so a pid that means something else on this machine is never touched.
         /// </summary>
-        private static async Task KillTreeAsync(DockerClient client, string containerId, string execId)
+        private static async Task KillAsync(DockerClient client, string containerId, string execId, string marker)
         {
             var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
-            if (!inspect.Running || inspect.Pid <= 0) return;
-            var root = (int)inspect.Pid;
-            if (!File.Exists($"/proc/{root}/stat"))
-                throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
-                    "The command could not be killed: the Docker daemon is not on this machine, so its processes are out of reach.", containerId);
+            if (!inspect.Running) return;
             await client.Containers.PauseContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
             try
             {
-                foreach (var pid in Descendants(root).Prepend(root)) Native.Signal(pid, Native.SIGKILL);
+                var top = await client.Containers.ListProcessesAsync(containerId, new ContainerListProcessesParameters { PsArgs = "-o pid" }, CancellationToken.None).ConfigureAwait(false);
+                var inContainer = top.Processes.Select(p => int.TryParse(p.FirstOrDefault(), out var pid) ? pid : 0).Where(p => p > 0 && BelongsTo(p, containerId)).ToList();
+                if (inContainer.Count == 0)
+                    throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
+                        "The command could not be killed: the Docker daemon is not on this machine, so its processes are out of reach.", containerId);
+                var doomed = new HashSet<int>(inContainer.Where(p => HasMarker(p, marker)));
+                if (inspect.Pid > 0 && inContainer.Contains((int)inspect.Pid))
+                    foreach (var p in Descendants((int)inspect.Pid).Prepend((int)inspect.Pid)) doomed.Add(p);
+                foreach (var pid in doomed.Where(inContainer.Contains)) Native.Signal(pid, Native.SIGKILL);
             }
             finally
             {
                 await client.Containers.UnpauseContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
             }
+        }
+
+        private static bool BelongsTo(int pid, string containerId)
+        {
+            try { return File.ReadAllText($"/proc/{pid}/cgroup").Contains(containerId); }
+            catch (IOException) { return false; }
+            catch (UnauthorizedAccessException) { return false; }
+        }
+
+        private static bool HasMarker(int pid, string marker)
+        {
+            try { return File.ReadAllText($"/proc/{pid}/environ").Contains(MarkerVariable + "=" + marker); }
+            catch (IOException) { return false; }
+            catch (UnauthorizedAccessException) { return false; }
         }
 
         private static IEnumerable<int> Descendants(int pid)
