@@ -144,7 +144,15 @@ namespace AgentSandbox.Backends.Docker
                     sandbox.BackendData["image"] = image;
                     var created = await client.Containers.CreateContainerAsync(Parameters(sandbox, image, binds), cancellation).ConfigureAwait(false);
                     containerId = created.ID;
-                    await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), cancellation).ConfigureAwait(false);
+                    try
+                    {
+                        await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), cancellation).ConfigureAwait(false);
+                    }
+                    catch (DockerApiException e) when (DockerErrors.Message(e).Contains("/bin/sh"))
+                    {
+                        throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
+                            $"Image '{spec.Image}' has no /bin/sh, which a sandbox needs: {DockerErrors.Message(e)}", spec.Image, e);
+                    }
                     await PrepareAsync(client, sandbox, containerId, cancellation).ConfigureAwait(false);
                     relay.Milestone($"Container {containerId.Substring(0, 12)} is running");
                     sandbox.BackendData["container"] = containerId;
@@ -272,6 +280,10 @@ namespace AgentSandbox.Backends.Docker
             {
                 var result = Task.Run(() => DockerExec.RunAsync(Client, id, request, current, output, cancellation)).GetAwaiter().GetResult();
                 result.Sandbox = sandbox.Name;
+                // The daemon resolves -User itself and reports an unknown one as exit 126 with this text.
+                if (result.ExitCode == 126 && result.StdErr.Contains("unable to find user"))
+                    throw new SandboxException(ErrorIds.InvalidUser, SandboxErrorKind.InvalidArgument,
+                        $"User '{request.User}' does not exist in sandbox '{sandbox.Name}' (its /etc/passwd); give a known name or a numeric uid[:gid].", request.User);
                 return result;
             }
             catch (Exception e) when (DockerErrors.IsNotFound(e))
