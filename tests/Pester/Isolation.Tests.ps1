@@ -42,7 +42,7 @@ Describe 'Process isolation' {
     }
 }
 
-Describe 'Network isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Network isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $none = New-TestName
         $shared = New-TestName
@@ -80,7 +80,7 @@ Describe 'Network isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
     }
 }
 
-Describe 'Filesystem isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Filesystem isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $tag = [guid]::NewGuid().ToString('N').Substring(0, 8)
