@@ -10,7 +10,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('build', 'test', 'demo', 'clean')]
+    [ValidateSet('build', 'test', 'demo', 'bench', 'clean')]
     [string] $Task = 'build',
 
     [ValidateSet('Debug', 'Release')]
@@ -186,6 +186,13 @@ switch ($Task) {
         if ($skipped -gt 0) { $line += ", $skipped skipped" }
         Write-Output $line
         if ($failed -gt 0) { exit 1 }
+    }
+    'bench' {
+        Invoke-Build
+        $daemon = Start-TestDocker
+        try { & $pwsh -NoProfile -File (Join-Path $root 'bench/Invoke-Benchmark.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1') -OutFile (Join-Path $root 'docs/benchmarks.md') }
+        finally { Stop-TestDocker $daemon }
+        exit $LASTEXITCODE
     }
     'demo' {
         Invoke-Build

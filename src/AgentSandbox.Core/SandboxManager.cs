@@ -94,7 +94,8 @@ namespace AgentSandbox
                 throw Invalid(ErrorIds.InvalidLimit, $"-ProcessLimit {p} is too small for a shell and its helpers: give at least 8.", p.ToString());
             if (!spec.WorkingDirectory.StartsWith("/"))
                 throw Invalid(ErrorIds.InvalidPath, $"-WorkingDirectory '{spec.WorkingDirectory}' must be an absolute path inside the sandbox.", spec.WorkingDirectory);
-            if (spec.Image != null && !File.Exists(spec.Image) && !Directory.Exists(spec.Image))
+            // Paths must exist; anything else is an image reference, which only some backends take.
+            if (spec.Image != null && spec.Image.StartsWith("/") && !File.Exists(spec.Image) && !Directory.Exists(spec.Image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
                     $"Image '{spec.Image}' was not found: give a root filesystem directory or tarball.", spec.Image);
             foreach (var mount in spec.Mounts) ValidateMount(mount);
@@ -134,11 +135,20 @@ namespace AgentSandbox
             new SandboxException(id, SandboxErrorKind.InvalidArgument, message, target);
 
         /// <summary>Every sandbox on this host, whichever process made it.</summary>
-        public IReadOnlyList<Sandbox> List(string? backend = null) =>
-            (backend == null ? _backends : new List<ISandboxBackend> { Backend(backend) })
-                .SelectMany(b => b.List()).OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+        /// <param name="problems">Receives why a backend's sandboxes could not be listed (a daemon that is down); null throws instead.</param>
+        public IReadOnlyList<Sandbox> List(string? backend = null, ICollection<string>? problems = null)
+        {
+            var result = new List<Sandbox>();
+            foreach (var b in backend == null ? _backends : new List<ISandboxBackend> { Backend(backend) })
+            {
+                try { result.AddRange(b.List()); }
+                catch (SandboxException e) when (problems != null && e.ErrorId == ErrorIds.BackendUnavailable) { problems.Add(e.Message); }
+            }
+            return result.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+        }
 
         public Sandbox? Find(string name) => _backends.Select(b => b.Find(name)).FirstOrDefault(s => s != null);
+
 
         public Sandbox Get(string name) => Find(name) ?? throw SandboxException.NotFound(name);
 

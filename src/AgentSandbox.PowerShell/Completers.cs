@@ -14,7 +14,7 @@ namespace AgentSandbox.PowerShell
             CommandAst commandAst, IDictionary fakeBoundParameters)
         {
             IEnumerable<Sandbox> sandboxes;
-            try { sandboxes = new SandboxManager().List(); }
+            try { sandboxes = new SandboxManager().List(null, new List<string>()); }
             catch (Exception) { yield break; }
             var prefix = (wordToComplete ?? "").Trim('\'', '"');
             foreach (var s in sandboxes.Where(s => s.Name.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)))

@@ -43,7 +43,9 @@ namespace AgentSandbox.PowerShell
         /// </summary>
         internal IEnumerable<Sandbox> ResolveNames(string[]? names, string? backend = null)
         {
-            var all = Manager.List(backend);
+            var problems = new List<string>();
+            var all = Manager.List(backend, problems);
+            foreach (var problem in problems) WriteWarning(problem);
             if (names == null || names.Length == 0)
             {
                 foreach (var s in all) yield return s;

@@ -72,7 +72,8 @@ namespace AgentSandbox.Linux
             else
             {
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
-                    $"Image '{image}' was not found: give a root filesystem directory or tarball.", image);
+                    $"Image '{image}' is not a root filesystem directory or tarball on this host, which is what this backend takes " +
+                    "(image references such as 'debian:12' work with -Backend Docker).", image);
             }
             var sh = Path.Combine(root, "bin", "sh");
             if (!File.Exists(sh) && !FileTree.IsSymlink(sh))

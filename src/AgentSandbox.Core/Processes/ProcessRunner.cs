@@ -113,69 +113,51 @@ namespace AgentSandbox.Processes
             public void StandardError(string line) { }
         }
 
-        /// <summary>Reads a pipe on its own thread, decoding UTF-8 and cutting lines as they complete.</summary>
+        /// <summary>Reads a pipe on its own thread; after Finish no line is handed on, whatever still arrives.</summary>
         private sealed class LineReader
         {
-            private readonly StringBuilder _all = new StringBuilder();
+            private readonly object _gate = new object();
+            private readonly LineAssembler _lines;
             private readonly Thread _thread;
-            private readonly Action<string> _onLine;
+            private bool _finished;
 
             public LineReader(Stream stream, Action<string> onLine)
             {
-                _onLine = onLine;
+                _lines = new LineAssembler(line => { if (!_finished) onLine(line); });
                 _thread = new Thread(() => Pump(stream)) { IsBackground = true, Name = "sandbox-output" };
                 _thread.Start();
             }
 
-            public string Text { get { lock (_all) return _all.ToString(); } }
+            public string Text { get { lock (_gate) return _lines.Text; } }
 
-            /// <summary>Waits a little for the rest of the output; after this no line is handed on, whatever still arrives.</summary>
             public void Finish(TimeSpan patience)
             {
                 _thread.Join(patience);
-                lock (_all) _finished = true;
+                lock (_gate) _finished = true;
             }
-
-            private bool _finished;
 
             private void Pump(Stream stream)
             {
-                var decoder = new UTF8Encoding(false).GetDecoder();
                 var bytes = new byte[16384];
-                var chars = new char[16384 + 4];
-                var line = new StringBuilder();
                 try
                 {
                     int n;
                     while ((n = stream.Read(bytes, 0, bytes.Length)) > 0)
                     {
-                        int count = decoder.GetChars(bytes, 0, n, chars, 0);
-                        lock (_all)
+                        // Under the gate, so no line is delivered once Finish has returned.
+                        lock (_gate)
                         {
                             if (_finished) return;
-                            _all.Append(chars, 0, count);
-                        }
-                        for (int i = 0; i < count; i++)
-                        {
-                            if (chars[i] == '\n') { Emit(line); }
-                            else line.Append(chars[i]);
+                            _lines.Add(bytes, n);
                         }
                     }
                 }
                 catch (IOException) { }
                 catch (ObjectDisposedException) { }
-                if (line.Length > 0) Emit(line);
-            }
-
-            private void Emit(StringBuilder line)
-            {
-                if (line.Length > 0 && line[line.Length - 1] == '\r') line.Length--;
-                // Under the lock, so no line is delivered once Finish has returned.
-                lock (_all)
+                lock (_gate)
                 {
-                    if (!_finished) _onLine(line.ToString());
+                    if (!_finished) _lines.Flush();
                 }
-                line.Clear();
             }
         }
     }

@@ -63,7 +63,7 @@ namespace AgentSandbox.PowerShell.Commands
                 {
                     Name = name,
                     Backend = Backend,
-                    Image = Image == null ? null : GetUnresolvedProviderPathFromPSPath(Image),
+                    Image = Image == null ? null : ResolveImage(Image),
                     MemoryBytes = MyInvocation.BoundParameters.ContainsKey(nameof(Memory)) ? Memory : (long?)null,
                     CpuCount = MyInvocation.BoundParameters.ContainsKey(nameof(CpuCount)) ? CpuCount : (double?)null,
                     ProcessLimit = MyInvocation.BoundParameters.ContainsKey(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
@@ -97,6 +97,19 @@ namespace AgentSandbox.PowerShell.Commands
         }
 
         protected override void StopProcessing() => _cancel.Cancel();
+
+        /// <summary>A path (relative to the current location) when one exists there; otherwise an image reference such as 'debian:12'.</summary>
+        private string ResolveImage(string image)
+        {
+            try
+            {
+                var path = GetUnresolvedProviderPathFromPSPath(image);
+                if (System.IO.File.Exists(path) || System.IO.Directory.Exists(path) || image.StartsWith("/") || image.StartsWith("."))
+                    return path;
+            }
+            catch (Exception e) when (e is ItemNotFoundException || e is DriveNotFoundException || e is ProviderNotFoundException || e is NotSupportedException) { }
+            return image;
+        }
 
         internal static List<SandboxMount> ParseMounts(object[]? values)
         {

@@ -63,7 +63,14 @@ namespace AgentSandbox.Backends.Docker
 
         public IEnumerable<Sandbox> List()
         {
-            if (Endpoint.Client == null) return Enumerable.Empty<Sandbox>();
+            if (Endpoint.Client == null)
+            {
+                // Silence only when no daemon is configured at all; a configured one that is down must be said.
+                if (Environment.GetEnvironmentVariable("DOCKER_HOST") is string h && h.Length > 0 || File.Exists("/var/run/docker.sock"))
+                    throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
+                        $"Docker sandboxes cannot be listed: {Endpoint.Problem}.", Name);
+                return Enumerable.Empty<Sandbox>();
+            }
             var containers = Call(() => Client.Containers.ListContainersAsync(new ContainersListParameters
             {
                 All = true,
@@ -134,6 +141,7 @@ namespace AgentSandbox.Backends.Docker
                         ? await HostRoot.EnsureAsync(client, relay, cancellation).ConfigureAwait(false)
                         : (await DockerImages.EnsureAsync(client, spec.Image, relay, cancellation).ConfigureAwait(false), new List<string>());
                     relay.Milestone($"Creating container '{spec.Name}' from {image}");
+                    sandbox.BackendData["image"] = image;
                     var created = await client.Containers.CreateContainerAsync(Parameters(sandbox, image, binds), cancellation).ConfigureAwait(false);
                     containerId = created.ID;
                     await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), cancellation).ConfigureAwait(false);
@@ -194,13 +202,18 @@ namespace AgentSandbox.Backends.Docker
         /// <summary>Lets the agent user write /workspace and gives it a name; needs a shell in the image.</summary>
         private static async Task PrepareAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
         {
-            var script = $"mkdir -p {Sandbox.DefaultWorkspace} '{s.WorkingDirectory}' && chmod 1777 {Sandbox.DefaultWorkspace} '{s.WorkingDirectory}'; " +
-                         $"grep -q '^agent:' /etc/passwd 2>/dev/null || echo 'agent:x:{AgentId}:{AgentId}:sandbox agent:{Sandbox.DefaultWorkspace}:/bin/sh' >> /etc/passwd; " +
-                         $"grep -q '^agent:' /etc/group 2>/dev/null || echo 'agent:x:{AgentId}:' >> /etc/group; true";
-            var result = await DockerExec.RunAsync(client, containerId, new CommandRequest { Command = script, User = "0:0" }, s, null, ct).ConfigureAwait(false);
+            // The working directory travels as an argument, never inside the script text; only what
+            // this script creates is opened up (root here has no CAP_FOWNER: it cannot chmod others' files anyway).
+            const string script =
+                "for d in /workspace \"$1\"; do [ -d \"$d\" ] || { mkdir -p \"$d\" && chmod 1777 \"$d\"; }; done; " +
+                "[ -w /workspace ] && [ \"$(stat -c %u /workspace 2>/dev/null)\" = 0 ] && chmod 1777 /workspace; " +
+                "grep -q '^agent:' /etc/passwd 2>/dev/null || echo 'agent:x:" + AgentId + ":" + AgentId + ":sandbox agent:/workspace:/bin/sh' >> /etc/passwd; " +
+                "grep -q '^agent:' /etc/group 2>/dev/null || echo 'agent:x:" + AgentId + ":' >> /etc/group; true";
+            var request = new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", script, "sh", s.WorkingDirectory }, User = "0:0", WorkingDirectory = "/" };
+            var result = await DockerExec.RunAsync(client, containerId, request, s, null, ct).ConfigureAwait(false);
             if (result.ExitCode != 0)
                 throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
-                    $"The image cannot host a sandbox (it needs /bin/sh): {result.StdErr.Trim()}", s.Image);
+                    $"The image cannot host a sandbox (it needs /bin/sh; setup exited with {result.ExitCode}): {result.StdErr.Trim()}", s.Image);
         }
 
         /// <summary>The Docker socket inside a sandbox hands the host to whoever is inside.</summary>
@@ -241,20 +254,34 @@ namespace AgentSandbox.Backends.Docker
                     $"Could not remove sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxRemoveFailed);
             }
             catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { }
+            // A directory import belongs to this sandbox alone; tarball and host images are shared caches.
+            if (sandbox.Data("image") is string image && image.StartsWith(DockerImages.RootfsRepository + ":dir-", StringComparison.Ordinal))
+            {
+                try { Task.Run(() => Client.Images.DeleteImageAsync(image, new ImageDeleteParameters())).GetAwaiter().GetResult(); }
+                catch (Exception) { }
+            }
         }
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
         {
-            var current = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
-            if (current.State != SandboxState.Running)
-                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
-                    $"Sandbox '{sandbox.Name}' is stopped; start it with Start-AgentSandbox '{sandbox.Name}'.", sandbox.Name);
+            // The sandbox object carries the container id and record; the daemon says if it is gone or stopped,
+            // which spares every command an inspect round trip.
+            var current = sandbox.Data("container") != null ? sandbox : Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
             var id = ContainerOf(current);
             try
             {
                 var result = Task.Run(() => DockerExec.RunAsync(Client, id, request, current, output, cancellation)).GetAwaiter().GetResult();
                 result.Sandbox = sandbox.Name;
                 return result;
+            }
+            catch (Exception e) when (DockerErrors.IsNotFound(e))
+            {
+                throw SandboxException.NotFound(sandbox.Name);
+            }
+            catch (Exception e) when (DockerErrors.IsConflict(e))
+            {
+                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
+                    $"Sandbox '{sandbox.Name}' is stopped; start it with Start-AgentSandbox '{sandbox.Name}'.", sandbox.Name, e);
             }
             catch (Exception e) when (!(e is SandboxException) && !(e is OperationCanceledException))
             {

@@ -7,6 +7,7 @@ using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using AgentSandbox.Linux;
+using AgentSandbox.Processes;
 using Docker.DotNet;
 using Docker.DotNet.Models;
 
@@ -19,10 +20,14 @@ namespace AgentSandbox.Backends.Docker
     /// </summary>
     internal static class DockerExec
     {
+        private const string MarkerVariable = "AGENTSANDBOX_EXEC";
+
         public static async Task<CommandResult> RunAsync(DockerClient client, string containerId, CommandRequest request, Sandbox sandbox,
             ICommandOutput? output, CancellationToken cancellation)
         {
-            var env = new Dictionary<string, string>(StringComparer.Ordinal) { ["AGENTSANDBOX"] = sandbox.Name };
+            // The marker lets a kill find processes that left the exec's tree (daemonized, reparented to PID 1).
+            var marker = Guid.NewGuid().ToString("N");
+            var env = new Dictionary<string, string>(StringComparer.Ordinal) { ["AGENTSANDBOX"] = sandbox.Name, [MarkerVariable] = marker };
             foreach (var kv in request.Environment) env[kv.Key] = kv.Value;
             var user = string.IsNullOrEmpty(request.User) || request.User == sandbox.DefaultUser
                 ? sandbox.Data("uid") + ":" + sandbox.Data("gid") : request.User!;
@@ -43,8 +48,8 @@ namespace AgentSandbox.Backends.Docker
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellation);
             using var stream = await client.Exec.StartAndAttachContainerExecAsync(exec.ID, false, CancellationToken.None).ConfigureAwait(false);
 
-            var stdout = new LineSplitter(output == null ? null : (Action<string>)output.StandardOutput);
-            var stderr = new LineSplitter(output == null ? null : (Action<string>)output.StandardError);
+            var stdout = new LineAssembler(output == null ? null : (Action<string>)output.StandardOutput);
+            var stderr = new LineAssembler(output == null ? null : (Action<string>)output.StandardError);
             var pump = PumpAsync(stream, stdout, stderr, request.StandardInput);
             bool stopped = false;
             using (linked.Token.Register(() => stopped = true))
@@ -52,7 +57,7 @@ namespace AgentSandbox.Backends.Docker
                 var finished = await Task.WhenAny(pump, Task.Delay(Timeout.Infinite, linked.Token)).ConfigureAwait(false);
                 if (finished != pump)
                 {
-                    await KillTreeAsync(client, containerId, exec.ID).ConfigureAwait(false);
+                    await KillAsync(client, containerId, exec.ID, marker).ConfigureAwait(false);
                     // The streams close once every process holding them is gone.
                     await Task.WhenAny(pump, Task.Delay(5000)).ConfigureAwait(false);
                 }
@@ -73,7 +78,7 @@ namespace AgentSandbox.Backends.Docker
             };
         }
 
-        private static async Task PumpAsync(MultiplexedStream stream, LineSplitter stdout, LineSplitter stderr, string? stdin)
+        private static async Task PumpAsync(MultiplexedStream stream, LineAssembler stdout, LineAssembler stderr, string? stdin)
         {
             var writer = stdin == null ? Task.CompletedTask : Task.Run(async () =>
             {
@@ -92,38 +97,62 @@ namespace AgentSandbox.Backends.Docker
             await writer.ConfigureAwait(false);
         }
 
+        /// <summary>The streams close just before the daemon records the exit; wait for the record, never guess it.</summary>
         private static async Task<ContainerExecInspectResponse> WaitForExitAsync(DockerClient client, string execId)
         {
             var watch = Stopwatch.StartNew();
             while (true)
             {
                 var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
-                if (!inspect.Running || watch.Elapsed > TimeSpan.FromSeconds(10)) return inspect;
+                if (!inspect.Running) return inspect;
+                if (watch.Elapsed > TimeSpan.FromSeconds(30))
+                    throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
+                        $"The daemon still reports exec {execId.Substring(0, 12)} as running 30 s after its output ended; its exit code is unknown.", execId);
                 await Task.Delay(5).ConfigureAwait(false);
             }
         }
 
         /// <summary>
-        /// Freezes the container (so nothing forks meanwhile), SIGKILLs the exec's process and every
-        /// descendant by host pid, then thaws it. Host pids are visible when the daemon runs here.
+        /// Freezes the container (so nothing forks meanwhile), SIGKILLs the exec's process tree and every
+        /// process of the container that carries the exec's marker, then thaws it. Host pids come from
+        /// the daemon (docker top) and are checked against the container's cgroup before any signal,
+        /// so a pid that means something else on this machine is never touched.
         /// </summary>
-        private static async Task KillTreeAsync(DockerClient client, string containerId, string execId)
+        private static async Task KillAsync(DockerClient client, string containerId, string execId, string marker)
         {
             var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
-            if (!inspect.Running || inspect.Pid <= 0) return;
-            var root = (int)inspect.Pid;
-            if (!File.Exists($"/proc/{root}/stat"))
-                throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
-                    "The command could not be killed: the Docker daemon is not on this machine, so its processes are out of reach.", containerId);
+            if (!inspect.Running) return;
             await client.Containers.PauseContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
             try
             {
-                foreach (var pid in Descendants(root).Prepend(root)) Native.Signal(pid, Native.SIGKILL);
+                var top = await client.Containers.ListProcessesAsync(containerId, new ContainerListProcessesParameters { PsArgs = "-o pid" }, CancellationToken.None).ConfigureAwait(false);
+                var inContainer = top.Processes.Select(p => int.TryParse(p.FirstOrDefault(), out var pid) ? pid : 0).Where(p => p > 0 && BelongsTo(p, containerId)).ToList();
+                if (inContainer.Count == 0)
+                    throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
+                        "The command could not be killed: the Docker daemon is not on this machine, so its processes are out of reach.", containerId);
+                var doomed = new HashSet<int>(inContainer.Where(p => HasMarker(p, marker)));
+                if (inspect.Pid > 0 && inContainer.Contains((int)inspect.Pid))
+                    foreach (var p in Descendants((int)inspect.Pid).Prepend((int)inspect.Pid)) doomed.Add(p);
+                foreach (var pid in doomed.Where(inContainer.Contains)) Native.Signal(pid, Native.SIGKILL);
             }
             finally
             {
                 await client.Containers.UnpauseContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
             }
+        }
+
+        private static bool BelongsTo(int pid, string containerId)
+        {
+            try { return File.ReadAllText($"/proc/{pid}/cgroup").Contains(containerId); }
+            catch (IOException) { return false; }
+            catch (UnauthorizedAccessException) { return false; }
+        }
+
+        private static bool HasMarker(int pid, string marker)
+        {
+            try { return File.ReadAllText($"/proc/{pid}/environ").Contains(MarkerVariable + "=" + marker); }
+            catch (IOException) { return false; }
+            catch (UnauthorizedAccessException) { return false; }
         }
 
         private static IEnumerable<int> Descendants(int pid)
@@ -137,44 +166,6 @@ namespace AgentSandbox.Backends.Docker
                 foreach (var c in ProcInfo.Children(p)) queue.Enqueue(c);
             }
             return all;
-        }
-
-        /// <summary>Cuts demultiplexed bytes into lines as they complete, keeping the whole text too.</summary>
-        private sealed class LineSplitter
-        {
-            private readonly Action<string>? _onLine;
-            private readonly Decoder _decoder = new UTF8Encoding(false).GetDecoder();
-            private readonly StringBuilder _all = new StringBuilder();
-            private readonly StringBuilder _line = new StringBuilder();
-            private char[] _chars = new char[16384 + 4];
-
-            public LineSplitter(Action<string>? onLine) { _onLine = onLine; }
-
-            public string Text => _all.ToString();
-
-            public void Add(byte[] bytes, int count)
-            {
-                if (_chars.Length < count + 4) _chars = new char[count + 4];
-                int n = _decoder.GetChars(bytes, 0, count, _chars, 0);
-                _all.Append(_chars, 0, n);
-                for (int i = 0; i < n; i++)
-                {
-                    if (_chars[i] == '\n') Emit();
-                    else _line.Append(_chars[i]);
-                }
-            }
-
-            public void Flush()
-            {
-                if (_line.Length > 0) Emit();
-            }
-
-            private void Emit()
-            {
-                if (_line.Length > 0 && _line[_line.Length - 1] == '\r') _line.Length--;
-                _onLine?.Invoke(_line.ToString());
-                _line.Clear();
-            }
         }
     }
 }

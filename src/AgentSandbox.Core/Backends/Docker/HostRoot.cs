@@ -16,7 +16,17 @@ namespace AgentSandbox.Backends.Docker
     /// </summary>
     internal static class HostRoot
     {
+        /// <summary>Built once per process: the skeleton only changes when the host's /etc does.</summary>
+        private static (string Image, List<string> Binds)? _built;
+
         public static async Task<(string Image, List<string> Binds)> EnsureAsync(DockerClient client, IProgressSink progress, CancellationToken ct)
+        {
+            if (_built is { } built && await DockerImages.ExistsAsync(client, built.Image, ct).ConfigureAwait(false)) return built;
+            _built = await BuildAsync(client, progress, ct).ConfigureAwait(false);
+            return _built.Value;
+        }
+
+        private static async Task<(string Image, List<string> Binds)> BuildAsync(DockerClient client, IProgressSink progress, CancellationToken ct)
         {
             var work = Path.Combine(Path.GetTempPath(), "agentsandbox-hostroot-" + System.Guid.NewGuid().ToString("N"));
             try
