@@ -29,8 +29,19 @@ Describe 'Get-AgentSandboxBackend' {
         Get-AgentSandboxBackend -Name 'no-such-backend*' | Should -BeNullOrEmpty
     }
 
-    It 'no backend claims the Kernel boundary: both share the host kernel, and say so' {
-        foreach ($b in Get-AgentSandboxBackend -Name Chroot, Nspawn) {
+    It 'lists the Docker backend with what it isolates and its weaknesses' {
+        $d = Get-AgentSandboxBackend -Name Docker
+        $d | Should -Not -BeNullOrEmpty
+        $d.Platform | Should -Match 'Linux'
+        foreach ($b in 'Filesystem', 'Process', 'Network', 'IPC', 'Hostname', 'Privilege', 'Limits') {
+            $d.Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
+        }
+        ($d.Weaknesses -join ' ') | Should -Match 'daemon'
+        $d.Weight | Should -BeGreaterThan (Get-AgentSandboxBackend -Name Nspawn).Weight -Because 'Auto prefers the lighter backends'
+    }
+
+    It 'no backend claims the Kernel boundary: all share the host kernel, and say so' {
+        foreach ($b in Get-AgentSandboxBackend -Name Chroot, Nspawn, Docker) {
             $b.Boundaries | Should -Not -Contain ([AgentSandbox.SandboxBoundary]::Kernel)
             ($b.Weaknesses -join ' ') | Should -Match 'kernel'
         }

@@ -15,6 +15,7 @@ Describe 'The busybox test image' {
 Describe '-Image on <Backend>' -ForEach @(
     @{ Backend = 'Chroot'; Kind = 'Directory' }, @{ Backend = 'Chroot'; Kind = 'Tarball' }
     @{ Backend = 'Nspawn'; Kind = 'Directory' }, @{ Backend = 'Nspawn'; Kind = 'Tarball' }
+    @{ Backend = 'Docker'; Kind = 'Directory' }, @{ Backend = 'Docker'; Kind = 'Tarball' }
 ) {
     BeforeAll {
         $name = New-TestName
@@ -25,8 +26,13 @@ Describe '-Image on <Backend>' -ForEach @(
             # A failed create is reported by the first test rather than as a setup failure.
             $sb = New-AgentSandbox -Name $name -Backend $Backend -Image $image -ErrorAction SilentlyContinue -ErrorVariable createError
         }
+        # Docker imports a directory as an image of its own for this sandbox: remove it afterwards.
+        $imported = if ($Backend -eq 'Docker' -and $Kind -eq 'Directory' -and $sb) { & docker inspect -f '{{.Config.Image}}' $name }
     }
-    AfterAll { Remove-TestSandbox $name }
+    AfterAll {
+        Remove-TestSandbox $name
+        if ($imported -like 'agentsandbox/rootfs:dir-*') { $null = & docker rmi $imported 2>&1 }
+    }
     BeforeEach { Assert-BackendOrSkip $Backend }
 
     It 'makes a running sandbox from the <Kind>' {
@@ -51,7 +57,7 @@ Describe '-Image on <Backend>' -ForEach @(
     }
 }
 
-Describe 'Images that cannot be used on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Images that cannot be used on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $notRoot = Join-Path ([IO.Path]::GetTempPath()) "pt-notroot-$([guid]::NewGuid().ToString('N').Substring(0, 8))"

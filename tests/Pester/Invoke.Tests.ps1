@@ -2,7 +2,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
 }
 
-Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $sb = $null
@@ -163,7 +163,7 @@ Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
     }
 }
 
-Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend }
@@ -174,7 +174,13 @@ Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = '
     It 'the default user is not root, inside or on the host' {
         Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Not -Be '0'
         Invoke-InSandbox -InputObject $sb -Command 'touch /workspace/by-agent'
-        (stat -c %u "$($sb.Location)/root/workspace/by-agent") | Should -Not -Be '0'
+        $workspace = if ($Backend -eq 'Docker') {
+            # The host directory behind the container's /workspace volume.
+            & docker inspect -f '{{range .Mounts}}{{if eq .Destination "/workspace"}}{{.Source}}{{end}}{{end}}' $name
+        }
+        else { "$($sb.Location)/root/workspace" }
+        $workspace | Should -Not -BeNullOrEmpty
+        (stat -c %u "$workspace/by-agent") | Should -Not -Be '0'
     }
 
     It 'an unknown -User is InvalidUser' {
@@ -204,5 +210,37 @@ Describe 'Root in a user namespace (Nspawn)' {
         Invoke-InSandbox -InputObject $sb -Command 'touch /workspace/by-root' -User root
         $LASTEXITCODE | Should -Be 0
         [long](stat -c %u "$($sb.Location)/root/workspace/by-root") | Should -Be ([long]$map[1])
+    }
+}
+
+Describe 'Root without privileges (Docker)' {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable Docker) { New-AgentSandbox -Name $name -Backend Docker }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'the default user is uid 1000 with no capabilities' {
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Be '1000'
+        Invoke-InSandbox -InputObject $sb -Command 'grep ^CapEff: /proc/self/status' | Should -Match '^CapEff:\s+0+$'
+    }
+
+    It '-User root is uid 0 with no effective, permitted or bounding capabilities, and no_new_privs' {
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' -User root | Should -Be '0'
+        $status = Invoke-InSandbox -InputObject $sb -Command 'grep -E "^(CapEff|CapPrm|CapBnd|NoNewPrivs):" /proc/self/status' -User root
+        $fields = @{}
+        foreach ($line in $status) { $k, $v = $line -split ':\s+', 2; $fields[$k] = $v }
+        $fields['CapEff'] | Should -Match '^0+$'
+        $fields['CapPrm'] | Should -Match '^0+$'
+        $fields['CapBnd'] | Should -Match '^0+$'
+        $fields['NoNewPrivs'] | Should -Be '1'
+    }
+
+    It 'root without capabilities cannot do what needs them' {
+        # mount needs CAP_SYS_ADMIN, chown of another's file CAP_CHOWN, a raw socket CAP_NET_RAW.
+        (Invoke-InSandbox -InputObject $sb -Command 'mount -t tmpfs none /mnt' -User root -PassThru).ExitCode | Should -BeGreaterThan 0
+        Invoke-InSandbox -InputObject $sb -Command 'touch /workspace/agent-file'
+        (Invoke-InSandbox -InputObject $sb -Command 'chown 0:0 /workspace/agent-file' -User root -PassThru).ExitCode | Should -BeGreaterThan 0
     }
 }

@@ -10,10 +10,12 @@ Describe 'Process isolation' {
     BeforeAll {
         $chroot = New-TestName
         $nspawn = New-TestName
+        $docker = New-TestName
         $c = if (Test-BackendAvailable Chroot) { New-AgentSandbox -Name $chroot -Backend Chroot }
         $n = if (Test-BackendAvailable Nspawn) { New-AgentSandbox -Name $nspawn -Backend Nspawn }
+        $d = if (Test-BackendAvailable Docker) { New-AgentSandbox -Name $docker -Backend Docker }
     }
-    AfterAll { Remove-TestSandbox $chroot, $nspawn }
+    AfterAll { Remove-TestSandbox $chroot, $nspawn, $docker }
 
     It 'Chroot does not claim the Process boundary and does show host processes in /proc' {
         Assert-BackendOrSkip Chroot
@@ -40,9 +42,26 @@ Describe 'Process isolation' {
         $inside | Should -Be $nspawn
         $inside | Should -Not -Be ([Net.Dns]::GetHostName())
     }
+
+    It 'Docker claims the Process boundary and shows only its own few processes' {
+        Assert-BackendOrSkip Docker
+        (Get-AgentSandboxBackend Docker).Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]::Process)
+        $pids = @(Invoke-InSandbox -InputObject $d -Command 'ls /proc' | Where-Object { $_ -match '^\d+$' })
+        $pids | Should -Not -Contain "$PID"
+        $pids.Count | Should -BeLessThan 10
+        $pids | Should -Contain '1'
+    }
+
+    It 'Docker has its own hostname' {
+        Assert-BackendOrSkip Docker
+        (Get-AgentSandboxBackend Docker).Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]::Hostname)
+        $inside = Invoke-InSandbox -InputObject $d -Command 'hostname'
+        $inside | Should -Be $docker
+        $inside | Should -Not -Be ([Net.Dns]::GetHostName())
+    }
 }
 
-Describe 'Network isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Network isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $none = New-TestName
         $shared = New-TestName
@@ -80,7 +99,7 @@ Describe 'Network isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
     }
 }
 
-Describe 'Filesystem isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Filesystem isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $tag = [guid]::NewGuid().ToString('N').Substring(0, 8)

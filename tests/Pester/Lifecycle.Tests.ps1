@@ -2,7 +2,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
 }
 
-Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $made = $null
@@ -17,9 +17,17 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         $made.Name | Should -Be $name
         $made.Backend | Should -Be $Backend
         $made.State | Should -Be 'Running'
-        $made.Location | Should -Be "/var/lib/agentsandbox/sandboxes/$name"
         $made.Id | Should -Not -BeNullOrEmpty
-        Test-Path "$($made.Location)/sandbox.json" | Should -BeTrue
+        if ($Backend -eq 'Docker') {
+            # The container is the state: named after the sandbox, nothing under the state root.
+            $id = & docker inspect -f '{{.Id}}' $name
+            $made.Location | Should -Be "container $($id.Substring(0, 12))"
+            Test-Path (Get-SandboxStateDir -Name $name) | Should -BeFalse
+        }
+        else {
+            $made.Location | Should -Be "/var/lib/agentsandbox/sandboxes/$name"
+            Test-Path "$($made.Location)/sandbox.json" | Should -BeTrue
+        }
     }
 
     It 'is listed by Get-AgentSandbox, by name and by backend' {
@@ -27,8 +35,9 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         $got.Name | Should -Be $name
         $got.State | Should -Be 'Running'
         (Get-AgentSandbox -Backend $Backend).Name | Should -Contain $name
-        $other = if ($Backend -eq 'Chroot') { 'Nspawn' } else { 'Chroot' }
-        (Get-AgentSandbox -Backend $other).Name | Should -Not -Contain $name
+        foreach ($other in @('Chroot', 'Nspawn', 'Docker') -ne $Backend) {
+            (Get-AgentSandbox -Backend $other).Name | Should -Not -Contain $name -Because "it is not a $other sandbox"
+        }
     }
 
     It 'runs commands in /workspace as a user that is not root' {
@@ -82,20 +91,25 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
     }
 
-    It 'Remove-AgentSandbox -Force leaves no state dir, cgroup, mount or process behind' {
+    It 'Remove-AgentSandbox -Force leaves no state dir, cgroup, mount, container, volume or process behind' {
         # A background process for Remove to end; its duration is a marker no other process has.
         $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
         Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
         @(Get-HostPidsByMarker -Marker $sleep).Count | Should -BeGreaterThan 0
         $id = (Get-AgentSandbox -Name $name).Id
+        $volumes = @()
+        if ($Backend -eq 'Docker') {
+            $volumes = Get-DockerVolumes -Name $name
+            @($volumes).Count | Should -BeGreaterThan 0 -Because 'the container has its /workspace volume'
+        }
         Remove-AgentSandbox -Name $name -Force
         { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
-        Get-SandboxLeftovers -Name $name -Id $id | Should -BeNullOrEmpty
+        Get-SandboxLeftovers -Name $name -Id $id -Volume $volumes | Should -BeNullOrEmpty
         Get-HostPidsByMarker -Marker $sleep | Should -BeNullOrEmpty
     }
 }
 
-Describe 'A new sandbox is running at once on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'A new sandbox is running at once on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll { $names = 1..5 | ForEach-Object { New-TestName } }
     AfterAll { Remove-TestSandbox $names }
     BeforeEach { Assert-BackendOrSkip $Backend }
@@ -109,7 +123,7 @@ Describe 'A new sandbox is running at once on <Backend>' -ForEach @(@{ Backend =
     }
 }
 
-Describe 'Pipelines and wildcards on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Pipelines and wildcards on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $prefix = New-TestName
         $names = @("$prefix-a", "$prefix-b")
@@ -136,9 +150,10 @@ Describe 'Pipelines and wildcards on <Backend>' -ForEach @(@{ Backend = 'Chroot'
 
     It "Get-AgentSandbox 'prefix*' | Remove-AgentSandbox -Force removes them all" {
         $ids = (Get-AgentSandbox "$prefix*").Id
+        $volumes = if ($Backend -eq 'Docker') { $names | ForEach-Object { Get-DockerVolumes -Name $_ } } else { @() }
         Get-AgentSandbox "$prefix*" | Remove-AgentSandbox -Force
         @(Get-AgentSandbox "$prefix*").Count | Should -Be 0
-        foreach ($n in $names) { Get-SandboxLeftovers -Name $n | Should -BeNullOrEmpty }
+        foreach ($n in $names) { Get-SandboxLeftovers -Name $n -Volume $volumes | Should -BeNullOrEmpty }
         foreach ($id in $ids) { Get-HostPidsByMarker -Marker "agentsandbox-$id" | Should -BeNullOrEmpty }
     }
 }

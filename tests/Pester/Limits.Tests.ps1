@@ -2,7 +2,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
 }
 
-Describe 'Memory limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Memory limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend -Memory 64MB }
@@ -35,7 +35,7 @@ Describe 'Memory limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Back
     }
 }
 
-Describe 'Process limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Process limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $limit = 32
@@ -51,7 +51,7 @@ Describe 'Process limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Bac
 
     It 'reports the limit and sets pids.max' {
         $sb.ProcessLimit | Should -Be $limit
-        Get-Content "$(Get-SandboxCgroupDir -Name $name -Controller pids)/pids.max" | Should -Be "$limit"
+        Get-Content "$(Get-SandboxCgroupDir -Name $name -Controller pids -Backend $Backend)/pids.max" | Should -Be "$limit"
     }
 
     It 'a fork bomb cannot exceed the limit and the host stays responsive' {
@@ -61,7 +61,7 @@ Describe 'Process limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Bac
         $running = @(Get-HostPidsByMarker -Marker $marker).Count
         $running | Should -BeGreaterThan 5 -Because 'the bomb did start processes'
         $running | Should -BeLessOrEqual $limit
-        [int](Get-Content "$(Get-SandboxCgroupDir -Name $name -Controller pids)/pids.current") | Should -BeLessOrEqual $limit
+        [int](Get-Content "$(Get-SandboxCgroupDir -Name $name -Controller pids -Backend $Backend)/pids.current") | Should -BeLessOrEqual $limit
         (Measure-Command { $null = & /bin/sh -c 'echo host-ok' }).TotalSeconds | Should -BeLessThan 3
         $LASTEXITCODE | Should -Be 0
     }

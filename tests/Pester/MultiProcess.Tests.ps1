@@ -26,7 +26,7 @@ BeforeAll {
     function Invoke-ChildPwsh([string] $Script) { Wait-ChildPwsh (Start-ChildPwsh $Script) }
 }
 
-Describe 'Sandboxes shared between processes on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Sandboxes shared between processes on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll { $name = New-TestName }
     AfterAll { Remove-TestSandbox $name }
     BeforeEach { Assert-BackendOrSkip $Backend }
@@ -51,7 +51,7 @@ Describe 'Sandboxes shared between processes on <Backend>' -ForEach @(@{ Backend
     }
 }
 
-Describe 'Concurrent creates of one name on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Concurrent creates of one name on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll { $name = New-TestName }
     AfterAll { Remove-TestSandbox $name }
     BeforeEach { Assert-BackendOrSkip $Backend }

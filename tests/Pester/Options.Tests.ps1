@@ -2,7 +2,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
 }
 
-Describe 'Creation options on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Creation options on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $file = "/tmp/pt-file-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
@@ -25,7 +25,7 @@ Describe 'Creation options on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
 
     It '-CpuCount 0.5 sets a CPU quota of half a period' {
         $sb.CpuCount | Should -Be 0.5
-        $dir = Get-SandboxCgroupDir -Name $name -Controller cpu
+        $dir = Get-SandboxCgroupDir -Name $name -Controller cpu -Backend $Backend
         $quota = [double](Get-Content "$dir/cpu.cfs_quota_us")
         $period = [double](Get-Content "$dir/cpu.cfs_period_us")
         $quota / $period | Should -Be 0.5
@@ -38,7 +38,7 @@ Describe 'Creation options on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
     }
 }
 
-Describe 'Removing a sandbox while a command runs on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Removing a sandbox while a command runs on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll { $name = New-TestName }
     AfterAll { Remove-TestSandbox $name }
     BeforeEach { Assert-BackendOrSkip $Backend }

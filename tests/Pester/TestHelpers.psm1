@@ -10,7 +10,9 @@ if (-not (Test-Path $script:ModulePath)) { throw "The module under test is not b
 Import-Module $script:ModulePath -Global -Force -ErrorAction Stop
 
 $script:StateRoot = '/var/lib/agentsandbox/sandboxes'
-$script:Backends = @('Chroot', 'Nspawn')
+$script:Backends = @('Chroot', 'Nspawn', 'Docker')
+
+$script:HasDocker = [bool](Get-Command docker -CommandType Application -ErrorAction Ignore)
 
 function Get-TestModulePath { $script:ModulePath }
 
@@ -87,10 +89,36 @@ function Get-SandboxStateDir {
 }
 
 function Get-SandboxCgroupDir {
-    <# The sandbox's cgroup directory in one v1 controller hierarchy (or the unified tree). #>
-    param([Parameter(Mandatory)] [string] $Name, [string] $Controller = 'pids')
+    <#
+    The sandbox's cgroup directory in one v1 controller hierarchy (or the unified tree). For -Backend
+    Docker it is the container's, read from /proc/<its pid 1>/cgroup.
+    #>
+    param([Parameter(Mandatory)] [string] $Name, [string] $Controller = 'pids', [string] $Backend)
+    if ($Backend -eq 'Docker') {
+        $pid1 = & docker inspect -f '{{.State.Pid}}' $Name 2>$null
+        if ($LASTEXITCODE -ne 0 -or -not $pid1 -or $pid1 -eq '0') { throw "container $Name is not running" }
+        foreach ($line in Get-Content "/proc/$pid1/cgroup") {
+            $parts = $line -split ':', 3
+            if ($parts[1] -eq '' -and -not (Test-Path "/sys/fs/cgroup/$Controller")) { return "/sys/fs/cgroup$($parts[2])" }
+            if (($parts[1] -split ',') -contains $Controller) { return "/sys/fs/cgroup/$Controller$($parts[2])" }
+        }
+        throw "no $Controller cgroup for container $Name"
+    }
     $v1 = "/sys/fs/cgroup/$Controller"
     if (Test-Path $v1) { "$v1/agentsandbox/$Name" } else { "/sys/fs/cgroup/agentsandbox/$Name" }
+}
+
+function Get-DockerVolumes {
+    <# The names of the volumes container Name has mounted (record them before removing it). #>
+    param([Parameter(Mandatory)] [string] $Name)
+    @((& docker inspect -f '{{range .Mounts}}{{.Name}} {{end}}' $Name 2>$null) -split '\s+' | Where-Object { $_ })
+}
+
+function Test-DockerCli {
+    <# Whether the docker CLI is here and its daemon answers. #>
+    if (-not (Get-Command docker -CommandType Application -ErrorAction Ignore)) { return $false }
+    $null = & docker version --format '{{.Server.Version}}' 2>$null
+    $LASTEXITCODE -eq 0
 }
 
 function Get-SandboxCgroupPids {
@@ -124,7 +152,7 @@ function Get-SandboxLeftovers {
     What a removed (or never made) sandbox must not leave: its state directory, a cgroup directory
     in any hierarchy, mounts under its directory, processes of its nspawn machine. Returns descriptions.
     #>
-    param([Parameter(Mandatory)] [string] $Name, [string] $Id)
+    param([Parameter(Mandatory)] [string] $Name, [string] $Id, [string[]] $Volume = @())
     $dir = Get-SandboxStateDir -Name $Name
     $left = [Collections.Generic.List[string]]::new()
     if (Test-Path -LiteralPath $dir) { $left.Add("state dir $dir") }
@@ -135,6 +163,14 @@ function Get-SandboxLeftovers {
     }
     foreach ($m in Get-MountsUnder -Path $dir) { $left.Add("mount $m") }
     if ($Id) { foreach ($p in Get-HostPidsByMarker -Marker "agentsandbox-$Id") { $left.Add("process $p") } }
+    # Docker: a container of that name (any), and the volumes the container had.
+    if ($script:HasDocker) {
+        foreach ($c in & docker ps -a -q --filter "name=^/$Name`$" 2>$null) { if ($c) { $left.Add("container $c") } }
+        foreach ($v in $Volume) {
+            $null = & docker volume inspect $v 2>$null
+            if ($LASTEXITCODE -eq 0) { $left.Add("volume $v") }
+        }
+    }
     @($left | Select-Object -Unique)
 }
 
@@ -143,8 +179,13 @@ function Remove-TestSandbox {
     param([string[]] $Name)
     foreach ($n in $Name) {
         if (-not $n -or -not $n.StartsWith('pt-')) { continue }
-        if (Test-Path -LiteralPath (Get-SandboxStateDir -Name $n)) {
+        if ((Test-Path -LiteralPath (Get-SandboxStateDir -Name $n)) -or (Get-AgentSandbox -Name $n -ErrorAction Ignore)) {
             Remove-AgentSandbox -Name $n -Force -Confirm:$false -ErrorAction Continue
+        }
+        # A container of ours the module did not remove (or no longer lists): only one with the module's label.
+        if ($script:HasDocker) {
+            $ids = @(& docker ps -a -q --filter "name=^/$n`$" --filter 'label=agentsandbox.sandbox' 2>$null | Where-Object { $_ })
+            if ($ids) { $null = & docker rm -f -v @ids 2>&1 }
         }
     }
 }

@@ -47,7 +47,7 @@ Describe 'Unknown sandboxes and backends' {
     }
 }
 
-Describe 'A sandbox object whose sandbox was removed on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'A sandbox object whose sandbox was removed on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $stale = $null
@@ -84,7 +84,7 @@ Describe 'Invalid limits and mounts' {
     }
 }
 
-Describe 'Duplicates and -WhatIf on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Duplicates and -WhatIf on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
         $name = New-TestName
         $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend }
@@ -94,7 +94,8 @@ Describe 'Duplicates and -WhatIf on <Backend>' -ForEach @(@{ Backend = 'Chroot' 
 
     It 'a second sandbox with the same name is SandboxExists, on any backend, and the first is untouched' {
         Invoke-InSandbox -InputObject $sb -Command 'echo mine > keep.txt'
-        foreach ($b in 'Chroot', 'Nspawn', 'Auto') {
+        $others = @('Chroot', 'Nspawn', 'Docker') | Where-Object { Test-BackendAvailable $_ }
+        foreach ($b in @($others) + 'Auto') {
             { New-AgentSandbox -Name $name -Backend $b -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxExists*'
         }
         $now = Get-AgentSandbox -Name $name
@@ -122,6 +123,6 @@ Describe 'Duplicates and -WhatIf on <Backend>' -ForEach @(@{ Backend = 'Chroot' 
         Get-AgentSandbox "$name*" | Remove-AgentSandbox -Force -WhatIf
         $now = Get-AgentSandbox -Name $name
         $now.State | Should -Be 'Running'
-        Test-Path "$($now.Location)/root/workspace/keep.txt" | Should -BeTrue
+        Invoke-InSandbox -InputObject $now -Command 'cat keep.txt' | Should -Be 'mine'
     }
 }

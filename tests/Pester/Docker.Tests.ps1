@@ -1,0 +1,354 @@
+# What only the Docker backend does: hardened container settings, labels as state, killing inside a
+# container, containers it did not make, the daemon's socket, an unreachable daemon, pulling images.
+# Every container, image and registry made here is named pt-... and removed afterwards.
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+    $rootfs = Get-TestRootfs
+
+    function Wait-Until([scriptblock] $Condition, [double] $Seconds) {
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        while ($watch.Elapsed.TotalSeconds -lt $Seconds) {
+            if (& $Condition) { return $true }
+            Start-Sleep -Milliseconds 100
+        }
+        [bool](& $Condition)
+    }
+
+    # The command lines of the processes in container Name, as `docker top` shows them.
+    function Get-DockerTop([string] $Name) {
+        $lines = @(& docker top $Name -o pid,args 2>$null)
+        if ($LASTEXITCODE -ne 0) { throw "docker top $Name failed" }
+        @($lines | Select-Object -Skip 1)
+    }
+
+    function Get-ContainerJson([string] $Name) {
+        $json = & docker inspect $Name 2>$null
+        if ($LASTEXITCODE -ne 0) { return $null }
+        ($json | ConvertFrom-Json)[0]
+    }
+
+    # A separate pwsh process with the module imported: Script runs after Prelude (e.g. setting DOCKER_HOST).
+    function Invoke-ChildPwsh([string] $Script, [string] $Prelude = '') {
+        $pwsh = Join-Path $PSHOME 'pwsh'
+        $psi = [Diagnostics.ProcessStartInfo]::new($pwsh)
+        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', "$Prelude; `$ErrorActionPreference = 'Stop'; Import-Module '$(Get-TestModulePath)'; $Script") {
+            $psi.ArgumentList.Add($a)
+        }
+        $psi.RedirectStandardOutput = $true
+        $psi.RedirectStandardError = $true
+        $psi.UseShellExecute = $false
+        $p = [Diagnostics.Process]::Start($psi)
+        $out = $p.StandardOutput.ReadToEndAsync()
+        $err = $p.StandardError.ReadToEndAsync()
+        if (-not $p.WaitForExit(120000)) { $p.Kill($true); throw 'the child pwsh did not finish in 120 s' }
+        [pscustomobject]@{ ExitCode = $p.ExitCode; Out = @($out.Result -split "`n" | ForEach-Object Trim | Where-Object { $_ }); Err = $err.Result.Trim() }
+    }
+
+    # The busybox root as an image of our own, for containers made without the module.
+    $testImage = "pt-img-$([guid]::NewGuid().ToString('N').Substring(0, 8))/busybox:1"
+    if (Test-DockerCli) {
+        $null = & docker import $rootfs.Tarball $testImage
+        if ($LASTEXITCODE -ne 0) { throw "docker import of $($rootfs.Tarball) failed" }
+    }
+}
+
+AfterAll {
+    if ($testImage -and (Test-DockerCli)) { $null = & docker rmi -f $testImage 2>&1 }
+}
+
+Describe 'A new Docker sandbox is a hardened container' {
+    BeforeAll {
+        $name = New-TestName
+        $hostNet = New-TestName
+        $sb = $null
+        if (Test-BackendAvailable Docker) {
+            $sb = New-AgentSandbox -Name $name -Backend Docker -Memory 96MB -ProcessLimit 48 -CpuCount 1.5 -Environment @{ PT_E = 'v' }
+            $c = Get-ContainerJson $name
+        }
+    }
+    AfterAll { Remove-TestSandbox $name, $hostNet }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'one container named after the sandbox, running' {
+        $c | Should -Not -BeNullOrEmpty
+        $c.Name | Should -Be "/$name"
+        $c.State.Running | Should -BeTrue
+        $sb.Location | Should -Be "container $($c.Id.Substring(0, 12))"
+    }
+
+    It 'has no network, no capabilities, no_new_privs and is not privileged' {
+        $c.HostConfig.NetworkMode | Should -Be 'none'
+        $c.HostConfig.CapDrop | Should -Contain 'ALL'
+        $c.HostConfig.CapAdd | Should -BeNullOrEmpty
+        $c.HostConfig.SecurityOpt | Should -Contain 'no-new-privileges'
+        $c.HostConfig.Privileged | Should -BeFalse
+    }
+
+    It 'has the limits asked for: PidsLimit, Memory equal to MemorySwap, NanoCpus' {
+        $c.HostConfig.PidsLimit | Should -Be 48
+        $c.HostConfig.Memory | Should -Be 96MB
+        $c.HostConfig.MemorySwap | Should -Be $c.HostConfig.Memory -Because 'no swap beyond the memory limit'
+        $c.HostConfig.NanoCpus | Should -Be 1500000000
+    }
+
+    It 'carries the labels agentsandbox.sandbox=1 and the sandbox record' {
+        $c.Config.Labels.'agentsandbox.sandbox' | Should -Be '1'
+        $record = $c.Config.Labels.'agentsandbox.record' | ConvertFrom-Json
+        $record.Name | Should -Be $name
+        $record.Id | Should -Be $sb.Id
+        $record.Backend | Should -Be 'Docker'
+    }
+
+    It 'runs as uid 1000 with an anonymous /workspace volume the agent owns (host-derived root: 0755, as documented)' {
+        $c.Config.User | Should -Be '1000:1000'
+        $ws = @($c.Mounts | Where-Object Destination -eq '/workspace')
+        $ws.Count | Should -Be 1
+        $ws[0].Type | Should -Be 'volume'
+        $ws[0].Name | Should -Match '^[0-9a-f]{64}$' -Because 'the volume is anonymous'
+        Invoke-InSandbox -InputObject $sb -Command 'stat -c "%u %a" /workspace' | Should -Be '1000 755'
+        Invoke-InSandbox -InputObject $sb -Command 'grep ^agent: /etc/passwd | cut -d: -f3' | Should -Be '1000'
+    }
+
+    It 'binds the host /usr read-only when no -Image is given' {
+        $usr = @($c.Mounts | Where-Object Destination -eq '/usr')
+        $usr.Count | Should -Be 1
+        $usr[0].RW | Should -BeFalse
+    }
+
+    It '-Network Host is NetworkMode host, still without capabilities' {
+        $null = New-AgentSandbox -Name $hostNet -Backend Docker -Network Host
+        $h = Get-ContainerJson $hostNet
+        $h.HostConfig.NetworkMode | Should -Be 'host'
+        $h.HostConfig.CapDrop | Should -Contain 'ALL'
+        $h.HostConfig.Privileged | Should -BeFalse
+    }
+}
+
+Describe 'Timeouts and Ctrl+C kill the command inside the container' {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable Docker) { New-AgentSandbox -Name $name -Backend Docker }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'a timed-out command and its children are gone from docker top, and the container still runs' {
+        $marker = '3001.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $r = Invoke-InSandbox -InputObject $sb -Command "sleep $marker & sleep $marker & wait" -TimeoutSec 1 -PassThru -ErrorAction SilentlyContinue
+        $r.TimedOut | Should -BeTrue
+        Get-DockerTop $name | Where-Object { $_ -match [regex]::Escape($marker) } | Should -BeNullOrEmpty
+        (Get-ContainerJson $name).State.Status | Should -Be 'running' -Because 'the container is unpaused after the kill'
+        Invoke-InSandbox -InputObject $sb -Command 'echo alive' | Should -Be 'alive'
+    }
+
+    It 'stopping the pipeline (Ctrl+C) leaves no process of the command in docker top' {
+        $marker = '3002.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $ps = [PowerShell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep $marker & sleep $marker & wait'")
+            $null = $ps.BeginInvoke()
+            Wait-Until { @(Get-DockerTop $name | Where-Object { $_ -match [regex]::Escape($marker) }).Count -ge 3 } 20 |
+                Should -BeTrue -Because 'the shell and both sleeps start'
+            $ps.Stop()
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            Wait-Until { @(Get-DockerTop $name | Where-Object { $_ -match [regex]::Escape($marker) }).Count -eq 0 } 5 |
+                Should -BeTrue -Because 'the command tree is killed'
+        }
+        finally { $ps.Dispose() }
+        (Get-ContainerJson $name).State.Status | Should -Be 'running'
+        Invoke-InSandbox -InputObject $sb -Command 'echo after-stop' | Should -Be 'after-stop'
+    }
+}
+
+Describe 'A container the module did not make' {
+    BeforeAll {
+        $foreign = "pt-foreign-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $before = $null
+        if (Test-DockerCli) {
+            $null = & docker run -d --name $foreign --network none $testImage sleep 300
+            if ($LASTEXITCODE -ne 0) { throw "docker run $foreign failed" }
+            $before = Get-ContainerJson $foreign
+        }
+    }
+    AfterAll { if (Test-DockerCli) { $null = & docker rm -f -v $foreign 2>&1 } }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'is not listed by Get-AgentSandbox' {
+        (Get-AgentSandbox).Name | Should -Not -Contain $foreign
+        (Get-AgentSandbox -Backend Docker).Name | Should -Not -Contain $foreign
+        { Get-AgentSandbox -Name $foreign -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+    }
+
+    It 'New-AgentSandbox with its name is SandboxExists and leaves it untouched' {
+        { New-AgentSandbox -Name $foreign -Backend Docker -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxExists*'
+        $after = Get-ContainerJson $foreign
+        $after.Id | Should -Be $before.Id
+        $after.State.Running | Should -BeTrue
+        $after.State.StartedAt | Should -Be $before.State.StartedAt
+        $after.Config.Labels.PSObject.Properties.Name | Where-Object { $_ -like 'agentsandbox*' } | Should -BeNullOrEmpty
+    }
+
+    It 'Stop, Remove and Invoke by its name are SandboxNotFound and leave it running' {
+        { Stop-AgentSandbox -Name $foreign -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        { Remove-AgentSandbox -Name $foreign -Force -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        { Invoke-InSandbox -Name $foreign -Command 'true' -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        $after = Get-ContainerJson $foreign
+        $after.Id | Should -Be $before.Id
+        $after.State.StartedAt | Should -Be $before.State.StartedAt
+        $after.State.Running | Should -BeTrue
+    }
+}
+
+Describe 'The Docker socket is never mounted into a sandbox' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It '-Mount <Mount> is DockerSocketRefused and nothing is made' -ForEach @(
+        @{ Mount = '/var/run/docker.sock:/var/run/docker.sock' }
+        @{ Mount = '/run:/hostrun' }
+        @{ Mount = '/var/run:/workspace/hostrun' }
+        @{ Mount = '/run/docker.sock:/workspace/d.sock' }
+    ) {
+        { New-AgentSandbox -Name $name -Backend Docker -Mount $Mount -ErrorAction Stop } | Should -Throw -ErrorId 'DockerSocketRefused*'
+        { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'An unreachable Docker daemon' {
+    It 'Get-AgentSandboxBackend says why, New-AgentSandbox is BackendUnavailable, other backends still list' {
+        $name = New-TestName
+        $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+        $listener.Start(); $closedPort = $listener.LocalEndpoint.Port; $listener.Stop()
+        $script = @"
+foreach (`$address in 'unix:///nonexistent.sock', 'tcp://127.0.0.1:$closedPort') {
+    `$env:DOCKER_HOST = `$address
+    `$b = Get-AgentSandboxBackend Docker
+    "available=`$(`$b.Available)"
+    "reason=`$(`$b.Reason)"
+    try { `$null = New-AgentSandbox -Name '$name' -Backend Docker -ErrorAction Stop; 'created' } catch { "error=`$(`$_.FullyQualifiedErrorId)" }
+    try { `$null = Get-AgentSandbox -ErrorAction Stop; 'list=ok' } catch { "list=`$(`$_.FullyQualifiedErrorId)" }
+}
+"@
+        $child = Invoke-ChildPwsh $script
+        $child.ExitCode | Should -Be 0 -Because $child.Err
+        # Listing warns that Docker sandboxes cannot be listed; the other lines are the script's.
+        $warnings = @($child.Out | Where-Object { $_ -match 'WARNING:' })
+        $child.Out = @($child.Out | Where-Object { $_ -notmatch 'WARNING:' })
+        $child.Out | Should -HaveCount 8 -Because "$($child.Out -join ' | ') $($child.Err)"
+        foreach ($i in 0, 4) {
+            $address = ('unix:///nonexistent.sock', "tcp://127.0.0.1:$closedPort")[$i / 4]
+            $child.Out[$i] | Should -Be 'available=False'
+            $child.Out[$i + 1] | Should -BeLike "reason=*$address*"
+            $child.Out[$i + 1] | Should -Match 'DOCKER_HOST' -Because 'the reason says how to fix it'
+            $child.Out[$i + 2] | Should -BeLike 'error=BackendUnavailable*'
+            $child.Out[$i + 3] | Should -Be 'list=ok'
+        }
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Images pulled from a registry' {
+    BeforeAll {
+        $name = New-TestName
+        $registryPid = $null
+        $work = Join-Path ([IO.Path]::GetTempPath()) "pt-registry-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $repo = "pt-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+        $listener.Start(); $port = $listener.LocalEndpoint.Port; $listener.Stop()
+        $reference = "127.0.0.1:$port/$repo/busybox:1"
+        $missing = "127.0.0.1:$port/$repo/missing:1"
+        if (Test-DockerCli) {
+            $null = New-Item -ItemType Directory -Path "$work/storage"
+            Set-Content "$work/config.yml" @"
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $work/storage
+http:
+  addr: 127.0.0.1:$port
+"@
+            $registry = Start-Process /usr/bin/docker-registry -ArgumentList 'serve', "$work/config.yml" -PassThru `
+                -RedirectStandardOutput "$work/registry.out" -RedirectStandardError "$work/registry.err"
+            $registryPid = $registry.Id
+            $up = $false
+            foreach ($i in 1..100) {
+                try { $null = Invoke-WebRequest "http://127.0.0.1:$port/v2/" -TimeoutSec 2; $up = $true; break } catch { Start-Sleep -Milliseconds 100 }
+            }
+            if (-not $up) { throw "the registry did not answer on 127.0.0.1:$($port): $(Get-Content "$work/registry.err" -Raw)" }
+            # Push an image and drop the local copy, so that New-AgentSandbox must pull it.
+            $null = & docker tag $testImage $reference
+            $null = & docker push $reference 2>&1
+            if ($LASTEXITCODE -ne 0) { throw "docker push $reference failed" }
+            $null = & docker rmi $reference
+        }
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        if ($registryPid) { Stop-Process -Id $registryPid -Force -ErrorAction Ignore }
+        if (Test-DockerCli) { $null = & docker rmi -f $reference $missing 2>&1 }
+        Remove-Item $work -Recurse -Force -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'New-AgentSandbox -Image of a registry reference pulls it, says so on the verbose stream, and runs on it' {
+        $null = & docker image inspect $reference 2>$null
+        $LASTEXITCODE | Should -Not -Be 0 -Because 'the image is only in the registry'
+        $all = New-AgentSandbox -Name $name -Backend Docker -Image $reference -Verbose 4>&1
+        $sb = @($all | Where-Object { $_ -is [AgentSandbox.Sandbox] })
+        $verbose = @($all | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message)
+        $sb.Count | Should -Be 1
+        $sb[0].Image | Should -Be $reference
+        ($verbose -join "`n") | Should -Match ([regex]::Escape("Pulling image $reference"))
+        ($verbose -join "`n") | Should -Match ([regex]::Escape("Pulled $reference"))
+        (Get-ContainerJson $name).Config.Image | Should -Be $reference
+        Invoke-InSandbox -InputObject $sb[0] -FilePath busybox -ArgumentList true
+        $LASTEXITCODE | Should -Be 0
+        Invoke-InSandbox -InputObject $sb[0] -Command 'readlink /bin/sh; id -u' | Should -Be @('busybox', '1000')
+    }
+
+    It 'a reference the registry does not have is ImageNotFound, names the image, and makes nothing' {
+        $other = New-TestName
+        $err = $null
+        try { New-AgentSandbox -Name $other -Backend Docker -Image $missing -ErrorAction Stop } catch { $err = $_ }
+        $err | Should -Not -BeNullOrEmpty
+        $err.FullyQualifiedErrorId | Should -BeLike 'ImageNotFound*'
+        $err.Exception.Message | Should -BeLike "*$missing*"
+        { Get-AgentSandbox -Name $other -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        Get-SandboxLeftovers -Name $other | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'An image reference already on the daemon' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It '-Image repository/name:tag is used as it is, not taken for a path' {
+        $sb = New-AgentSandbox -Name $name -Backend Docker -Image $testImage
+        $sb.Image | Should -Be $testImage
+        (Get-ContainerJson $name).Config.Image | Should -Be $testImage
+        Invoke-InSandbox -InputObject $sb -Command 'readlink /bin/sh' | Should -Be 'busybox'
+    }
+}
+
+Describe 'Images the module imports for a sandbox' {
+    BeforeAll { $name = New-TestName; $imported = $null }
+    AfterAll {
+        Remove-TestSandbox $name
+        if ($imported -like 'agentsandbox/rootfs:dir-*') { $null = & docker rmi $imported 2>&1 }
+    }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'the image imported from a -Image directory goes with the sandbox' {
+        $null = New-AgentSandbox -Name $name -Backend Docker -Image $rootfs.Directory
+        $imported = & docker inspect -f '{{.Config.Image}}' $name
+        $imported | Should -BeLike 'agentsandbox/rootfs:dir-*'
+        Remove-AgentSandbox -Name $name -Force
+        $null = & docker image inspect $imported 2>$null
+        $LASTEXITCODE | Should -Not -Be 0 -Because "each sandbox from a directory imports an image ($imported) that nothing else uses"
+    }
+}
