@@ -280,8 +280,8 @@ namespace AgentSandbox.Backends.Docker
             {
                 var result = Task.Run(() => DockerExec.RunAsync(Client, id, request, current, output, cancellation)).GetAwaiter().GetResult();
                 result.Sandbox = sandbox.Name;
-                // The daemon resolves -User itself and reports an unknown one as exit 126 with this text.
-                if (result.ExitCode == 126 && result.StdErr.Contains("unable to find user"))
+                // The daemon resolves -User itself and reports an unknown one as exit 126 with this text (on the stdout stream).
+                if (result.ExitCode == 126 && (result.StdOut + result.StdErr).Contains("unable to find user"))
                     throw new SandboxException(ErrorIds.InvalidUser, SandboxErrorKind.InvalidArgument,
                         $"User '{request.User}' does not exist in sandbox '{sandbox.Name}' (its /etc/passwd); give a known name or a numeric uid[:gid].", request.User);
                 return result;
