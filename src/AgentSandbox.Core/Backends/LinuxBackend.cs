@@ -127,22 +127,8 @@ namespace AgentSandbox.Backends
             using var claim = Store.Reserve(spec.Name)
                 ?? throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                     $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);
-            var s = new Sandbox
-            {
-                Name = spec.Name,
-                Id = Guid.NewGuid().ToString("N").Substring(0, 12),
-                Backend = Name,
-                Image = spec.Image,
-                CreatedAt = DateTime.UtcNow,
-                MemoryBytes = spec.MemoryBytes,
-                CpuCount = spec.CpuCount,
-                ProcessLimit = spec.ProcessLimit,
-                Network = spec.Network,
-                Environment = new Dictionary<string, string>(spec.Environment),
-                Mounts = spec.Mounts.ToList(),
-                WorkingDirectory = spec.WorkingDirectory,
-                Location = Store.DirectoryOf(spec.Name),
-            };
+            var s = Sandbox.FromSpec(spec, Name);
+            s.Location = Store.DirectoryOf(spec.Name);
             try
             {
                 // Saved first, so a maker that dies half-way leaves a record that Remove can clean.

@@ -38,6 +38,23 @@ namespace AgentSandbox
 
         public override string ToString() => Name;
 
+        /// <summary>A new sandbox record for what the caller asked, with a fresh id.</summary>
+        internal static Sandbox FromSpec(SandboxSpec spec, string backend) => new Sandbox
+        {
+            Name = spec.Name,
+            Id = Guid.NewGuid().ToString("N").Substring(0, 12),
+            Backend = backend,
+            Image = spec.Image,
+            CreatedAt = DateTime.UtcNow,
+            MemoryBytes = spec.MemoryBytes,
+            CpuCount = spec.CpuCount,
+            ProcessLimit = spec.ProcessLimit,
+            Network = spec.Network,
+            Environment = new Dictionary<string, string>(spec.Environment),
+            Mounts = new List<SandboxMount>(spec.Mounts),
+            WorkingDirectory = spec.WorkingDirectory,
+        };
+
         internal string? Data(string key) => BackendData.TryGetValue(key, out var v) ? v : null;
     }
 }

@@ -114,22 +114,8 @@ namespace AgentSandbox.Backends.Docker
             if (spec.Image == null && !DaemonIsLocal)
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.InvalidArgument,
                     $"The Docker daemon at {Endpoint.Uri} is not on this machine, so the host cannot be its root: give -Image.", spec.Name);
-            var sandbox = new Sandbox
-            {
-                Name = spec.Name,
-                Id = Guid.NewGuid().ToString("N").Substring(0, 12),
-                Backend = Name,
-                Image = spec.Image,
-                CreatedAt = DateTime.UtcNow,
-                MemoryBytes = spec.MemoryBytes,
-                CpuCount = spec.CpuCount,
-                ProcessLimit = spec.ProcessLimit,
-                Network = spec.Network,
-                Environment = new Dictionary<string, string>(spec.Environment),
-                Mounts = spec.Mounts.ToList(),
-                WorkingDirectory = spec.WorkingDirectory,
-                Privilege = PrivilegeMode.UnprivilegedUser,
-            };
+            var sandbox = Sandbox.FromSpec(spec, Name);
+            sandbox.Privilege = PrivilegeMode.UnprivilegedUser;
             sandbox.BackendData["uid"] = sandbox.BackendData["gid"] = AgentId;
 
             string? containerId = null;
