@@ -18,6 +18,7 @@
         'Start-AgentSandbox'
         'Stop-AgentSandbox'
         'Remove-AgentSandbox'
+        'Test-AgentSandbox'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

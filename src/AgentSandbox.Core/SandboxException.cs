@@ -64,6 +64,8 @@ namespace AgentSandbox
         public const string SandboxCommandTimedOut = "SandboxCommandTimedOut";
         public const string SandboxCommandStartFailed = "SandboxCommandStartFailed";
         public const string ImagePullFailed = "ImagePullFailed";
+        public const string IsolationUnavailable = "IsolationUnavailable";
+        public const string IsolationNotMet = "IsolationNotMet";
         public const string DockerSocketRefused = "DockerSocketRefused";
         public const string InvalidEnvironment = "InvalidEnvironment";
         public const string InvalidTimeout = "InvalidTimeout";

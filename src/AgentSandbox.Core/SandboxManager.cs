@@ -9,6 +9,7 @@ using AgentSandbox.Backends.Chroot;
 using AgentSandbox.Backends.Docker;
 using AgentSandbox.Backends.Nspawn;
 using AgentSandbox.State;
+using AgentSandbox.Verification;
 
 namespace AgentSandbox
 {
@@ -67,6 +68,43 @@ namespace AgentSandbox
             return Backend(name!);
         }
 
+        /// <summary>Auto: the lightest available backend whose claims meet the level. Named: refused when it falls short, unless forced.</summary>
+        private ISandboxBackend ResolveForIsolation(string? name, IsolationLevel level, bool force)
+        {
+            var infos = DescribeBackends();
+            string Offer() => string.Join("; ", infos.Select(i =>
+                $"{i.Name}: {(i.Isolation?.ToString() ?? "none")}{(i.Available ? "" : " (not available here: " + i.Reason + ")")}"));
+            if (string.IsNullOrEmpty(name) || string.Equals(name, AutoBackend, StringComparison.OrdinalIgnoreCase))
+            {
+                var fit = infos.Where(i => i.Available && IsolationLevels.Meets(i.Boundaries, level)).OrderBy(i => i.Weight).FirstOrDefault();
+                if (fit != null) return Backend(fit.Name);
+                var needed = string.Join(", ", IsolationLevels.Required(level));
+                throw new SandboxException(ErrorIds.IsolationUnavailable, SandboxErrorKind.NotAvailable,
+                    $"No available backend gives {level} isolation (it needs the boundaries {needed}). Backends and their levels: {Offer()}." +
+                    (level == IsolationLevel.Kernel ? " Kernel isolation needs a virtual machine of its own per sandbox (a Hyper-V or WSL2 backend on Windows); none is available on this host." : ""),
+                    level.ToString());
+            }
+            var backend = Backend(name!);
+            var info = backend.Describe();
+            if (!IsolationLevels.Meets(info.Boundaries, level) && !force)
+            {
+                var missing = string.Join(", ", IsolationLevels.Required(level).Where(b => !info.Boundaries.Contains(b)));
+                throw new SandboxException(ErrorIds.IsolationNotMet, SandboxErrorKind.InvalidArgument,
+                    $"The {info.Name} backend does not give {level} isolation: it does not enforce {missing}. Choose another backend (levels here: {Offer()}), or add -Force to accept it.",
+                    info.Name);
+            }
+            return backend;
+        }
+
+        /// <summary>The boundaries a sandbox claims with its own settings: no network claim with -Network Host, no limits claim without limits.</summary>
+        public IReadOnlyList<SandboxBoundary> ClaimsFor(Sandbox sandbox)
+        {
+            var claims = Backend(sandbox.Backend).Describe().Boundaries.ToList();
+            if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
+            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null) claims.Remove(SandboxBoundary.Limits);
+            return claims;
+        }
+
         private ISandboxBackend Backend(string name) =>
             _backends.FirstOrDefault(b => string.Equals(b.Name, name, StringComparison.OrdinalIgnoreCase))
             ?? throw new SandboxException(ErrorIds.BackendNotFound, SandboxErrorKind.InvalidArgument,
@@ -75,7 +113,7 @@ namespace AgentSandbox
         public Sandbox Create(SandboxSpec spec, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
             Validate(spec);
-            var backend = ResolveBackend(spec.Backend);
+            var backend = spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend);
             if (Find(spec.Name) != null)
                 throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                     $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);

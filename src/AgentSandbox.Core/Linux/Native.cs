@@ -32,6 +32,25 @@ namespace AgentSandbox.Linux
         [DllImport(Libc, SetLastError = true)] private static extern int mkdir(string path, int mode);
         [DllImport(Libc, SetLastError = true)] private static extern int symlink(string target, string linkPath);
         [DllImport(Libc, SetLastError = true)] private static extern int rename(string from, string to);
+        [DllImport(Libc, SetLastError = true)] private static extern int fcntl(int fd, int cmd, int arg);
+        private const int F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
+
+        /// <summary>
+        /// Marks every descriptor above stderr close-on-exec. The runtime opens its own that way, but a
+        /// process can inherit open ones from whatever started it, and those must not reach a sandbox.
+        /// </summary>
+        public static void CloseOnExecAboveStandardStreams()
+        {
+            string[] entries;
+            try { entries = System.IO.Directory.GetFileSystemEntries("/proc/self/fd"); }
+            catch (System.IO.IOException) { return; }
+            foreach (var entry in entries)
+            {
+                if (!int.TryParse(System.IO.Path.GetFileName(entry), out var fd) || fd <= 2) continue;
+                int flags = fcntl(fd, F_GETFD, 0);
+                if (flags >= 0 && (flags & FD_CLOEXEC) == 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+            }
+        }
         [DllImport(Libc, SetLastError = true)] private static extern IntPtr realpath(string path, IntPtr resolved);
         [DllImport(Libc)] private static extern void free(IntPtr p);
 

@@ -16,6 +16,8 @@ namespace AgentSandbox
         public PrivilegeMode Privilege { get; set; }
         /// <summary>Known weaknesses, stated plainly.</summary>
         public string[] Weaknesses { get; set; } = new string[0];
+        /// <summary>The highest isolation level the claims reach (Filesystem, Process, Kernel), or null.</summary>
+        public Verification.IsolationLevel? Isolation => Verification.IsolationLevels.Highest(Boundaries);
         /// <summary>Relative cost: lower is lighter. Auto picks the lightest available.</summary>
         public int Weight { get; set; }
 

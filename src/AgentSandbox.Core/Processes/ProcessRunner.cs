@@ -54,6 +54,7 @@ namespace AgentSandbox.Processes
                 foreach (var kv in environment) psi.Environment[kv.Key] = kv.Value;
             }
 
+            if (Linux.HostTools.IsLinux) Linux.Native.CloseOnExecAboveStandardStreams();
             var watch = Stopwatch.StartNew();
             using var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
             using var exited = new ManualResetEventSlim();

@@ -52,6 +52,14 @@ namespace AgentSandbox.PowerShell.Commands
         [Parameter]
         public string WorkingDirectory { get; set; } = Sandbox.DefaultWorkspace;
 
+        /// <summary>The least isolation accepted: with -Backend Auto the lightest backend that gives it; a named backend that falls short is refused.</summary>
+        [Parameter]
+        public Verification.IsolationLevel Isolation { get; set; }
+
+        /// <summary>Accept a named backend that falls short of -Isolation.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
         protected override void ProcessRecord()
         {
             // An explicit empty -Name is an error; only an absent one gets a generated name.
@@ -71,6 +79,8 @@ namespace AgentSandbox.PowerShell.Commands
                     Environment = Hashtables.ToStrings(Environment),
                     Mounts = ParseMounts(Mount).Select(m => { m.Source = GetUnresolvedProviderPathFromPSPath(m.Source); return m; }).ToList(),
                     WorkingDirectory = WorkingDirectory,
+                    Isolation = MyInvocation.BoundParameters.ContainsKey(nameof(Isolation)) ? Isolation : (Verification.IsolationLevel?)null,
+                    Force = Force,
                 };
                 SandboxManager.Validate(spec);
             }

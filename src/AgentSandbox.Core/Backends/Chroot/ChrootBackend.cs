@@ -27,7 +27,8 @@ namespace AgentSandbox.Backends.Chroot
 
         protected override SandboxBoundary[] Boundaries => new[]
         {
-            SandboxBoundary.Filesystem, SandboxBoundary.Network, SandboxBoundary.Privilege, SandboxBoundary.Devices, SandboxBoundary.Limits,
+            // No Privilege claim: -User root is real root, and root can leave a chroot.
+            SandboxBoundary.Filesystem, SandboxBoundary.Network, SandboxBoundary.Devices, SandboxBoundary.Limits,
         };
 
         protected override string[] Weaknesses => new[]

@@ -1,0 +1,162 @@
+using System;
+using System.Collections.Generic;
+
+namespace AgentSandbox.Verification
+{
+    /// <summary>One escape attempt: a script run inside the sandbox and, where the host can tell better, a host-side verdict.</summary>
+    internal sealed class Attempt
+    {
+        public Attempt(string id, SandboxBoundary boundary, bool asRoot, string description, string script,
+            Func<Fixtures, CommandResult, (AttemptOutcome, string)?>? judge = null)
+        {
+            Id = id; Boundary = boundary; AsRoot = asRoot; Description = description; Script = script; Judge = judge;
+        }
+
+        public string Id { get; }
+        public SandboxBoundary Boundary { get; }
+        /// <summary>Run as root where the sandbox allows root; otherwise as the default user.</summary>
+        public bool AsRoot { get; }
+        public string Description { get; }
+        /// <summary>POSIX sh; ends by printing "BLOCKED: …", "SUCCEEDED: …" or "INCONCLUSIVE: …".</summary>
+        public string Script { get; }
+        public Func<Fixtures, CommandResult, (AttemptOutcome, string)?>? Judge { get; }
+    }
+
+    /// <summary>
+    /// The escape battery. Scripts see the fixtures through P_* variables and use only sh, coreutils
+    /// or busybox, and perl where the attempt needs a system call (perl-base is in every Debian root).
+    /// </summary>
+    internal static class Attempts
+    {
+        public const string Prelude =
+            "r() { echo \"$1: $2\"; exit 0; }\n" +
+            "need() { command -v \"$1\" >/dev/null 2>&1 || r INCONCLUSIVE \"$1 is not in the sandbox\"; }\n" +
+            "readmarker() { out=$(cat \"$1\" 2>&1); case \"$out\" in *\"$P_TEXT\"*) r SUCCEEDED \"read the host marker through $1\";; esac; r BLOCKED \"cat $1: ${out:-nothing}\"; }\n" +
+            "arch_nr() { case $(uname -m) in x86_64) echo $1;; aarch64) echo $2;; *) echo;; esac; }\n";
+
+        public static IReadOnlyList<Attempt> All { get; } = new List<Attempt>
+        {
+            // Filesystem, as the agent's user.
+            new Attempt("fs-read-marker", SandboxBoundary.Filesystem, false, "read a host file by its host path",
+                "readmarker \"$P_MARKER\""),
+            new Attempt("fs-dotdot", SandboxBoundary.Filesystem, false, "climb out with ../.. from /workspace",
+                "readmarker \"/workspace/../../../../../../..$P_MARKER\""),
+            new Attempt("fs-symlink", SandboxBoundary.Filesystem, false, "plant a symbolic link to the host file and follow it",
+                "ln -sf \"$P_MARKER\" /tmp/agentsandbox-probe-link 2>/dev/null || r INCONCLUSIVE 'cannot create a link in /tmp'; readmarker /tmp/agentsandbox-probe-link"),
+            new Attempt("fs-proc1-root", SandboxBoundary.Filesystem, false, "reach the host root through /proc/1/root",
+                "readmarker \"/proc/1/root$P_MARKER\""),
+            new Attempt("fs-proc-hostpid-root", SandboxBoundary.Filesystem, false, "reach the host root through /proc/<host pid>/root",
+                "readmarker \"/proc/$P_HOSTPID/root$P_MARKER\""),
+            new Attempt("fs-write-host", SandboxBoundary.Filesystem, false, "write a file into a world-writable host folder",
+                "echo pwned > \"$P_DROP/from-sandbox\" 2>/dev/null; r BLOCKED \"wrote nothing the host can see (judged on the host)\"",
+                (f, _) => System.IO.File.Exists(System.IO.Path.Combine(f.Drop, "from-sandbox"))
+                    ? (AttemptOutcome.Succeeded, $"a file appeared in the host folder {f.Drop}")
+                    : (AttemptOutcome.Blocked, $"nothing appeared in the host folder {f.Drop}")),
+            new Attempt("fs-write-usr", SandboxBoundary.Filesystem, false, "write into the system directory /usr",
+                "if touch /usr/agentsandbox-probe-$P_TOKEN 2>/tmp/agentsandbox-probe-$$.err; then rm -f /usr/agentsandbox-probe-$P_TOKEN; r SUCCEEDED 'created a file in /usr'; fi; r BLOCKED \"touch /usr/...: $(cat /tmp/agentsandbox-probe-$$.err)\""),
+
+            new Attempt("fs-inherited-fd", SandboxBoundary.Filesystem, false, "use a descriptor inherited from the host (a directory would let fchdir leave)",
+                // No command substitution before the check: it would open a pipe of its own.
+                "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -le 2 ] && continue; " +
+                "if [ -d \"$f/\" ]; then kind=directory; elif [ -p \"$f\" ]; then kind=pipe; elif [ -S \"$f\" ]; then kind=socket; elif [ -f \"$f\" ]; then kind=file; else continue; fi; " +
+                "r SUCCEEDED \"descriptor $n is an open $kind from outside: $(readlink $f)\"; done; r BLOCKED 'only stdin, stdout and stderr are open'"),
+
+            // Processes, as the agent's user.
+            new Attempt("proc-see-host", SandboxBoundary.Process, false, "see a host process in /proc",
+                "if grep -q \"$P_SLEEP\" /proc/$P_HOSTPID/cmdline 2>/dev/null; then r SUCCEEDED \"host process $P_HOSTPID (sleep $P_SLEEP) is visible\"; fi; r BLOCKED \"/proc/$P_HOSTPID is not the host process; $(ls /proc | grep -c '^[0-9]') processes visible\""),
+            new Attempt("proc-environ-host", SandboxBoundary.Process, false, "read a host process's environment from /proc/<pid>/environ",
+                "grep -q \"$P_SLEEP\" /proc/$P_HOSTPID/cmdline 2>/dev/null || r BLOCKED 'the host process is not visible'; " +
+                "if tr '\\0' '\\n' < /proc/$P_HOSTPID/environ 2>/dev/null | grep -q AGENTSANDBOX_PROBE_SECRET=; then r SUCCEEDED 'read the secret in its environment'; fi; r BLOCKED \"$(cat /proc/$P_HOSTPID/environ 2>&1 >/dev/null | head -1)\""),
+            new Attempt("proc-host-env", SandboxBoundary.Process, false, "read the host's environment variables (the PowerShell process's)",
+                "[ -n \"${AGENTSANDBOX_HOST_SECRET:-}\" ] && r SUCCEEDED 'the host variable is in the sandbox environment'; " +
+                "for e in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $e 2>/dev/null | grep -q '^AGENTSANDBOX_HOST_SECRET=' && r SUCCEEDED \"found in $e\"; done; r BLOCKED 'not in the environment, nor in any readable /proc/*/environ'"),
+            new Attempt("proc-ptrace-host", SandboxBoundary.Process, false, "attach to a host process with ptrace",
+                "need perl; nr=$(arch_nr 101 117); [ -n \"$nr\" ] || r INCONCLUSIVE 'unknown architecture'; " +
+                "perl -e 'my $r = syscall('$nr', 16, '$P_HOSTPID', 0, 0); if ($r == 0) { syscall('$nr', 17, '$P_HOSTPID', 0, 0); print \"SUCCEEDED: attached to host process '$P_HOSTPID'\\n\" } else { print \"BLOCKED: ptrace(ATTACH, '$P_HOSTPID'): $!\\n\" }'"),
+            new Attempt("proc-kill-host", SandboxBoundary.Process, false, "kill a host process",
+                "kill -9 $P_HOSTPID 2>/tmp/agentsandbox-probe-$$.err; r BLOCKED \"kill -9 $P_HOSTPID: $(cat /tmp/agentsandbox-probe-$$.err) (judged on the host)\"",
+                (f, _) => f.HostProcessAlive
+                    ? (AttemptOutcome.Blocked, $"host process {f.HostPid} still runs")
+                    : (AttemptOutcome.Succeeded, $"host process {f.HostPid} was killed")),
+
+            // Network, as the agent's user.
+            new Attempt("net-interfaces", SandboxBoundary.Network, false, "list network interfaces",
+                "n=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' '); [ \"$n\" = \"lo \" ] && r BLOCKED 'only lo'; r SUCCEEDED \"interfaces: $n\""),
+            new Attempt("net-host-loopback", SandboxBoundary.Network, false, "connect to a service on the host's 127.0.0.1",
+                "if command -v perl >/dev/null; then perl -MIO::Socket::INET -e 'IO::Socket::INET->new(PeerAddr => \"127.0.0.1:'$P_PORT'\", Timeout => 3) or print \"$!\\n\"' 2>&1; " +
+                "elif command -v nc >/dev/null; then nc -w 3 127.0.0.1 $P_PORT </dev/null 2>&1; else r INCONCLUSIVE 'neither perl nor nc in the sandbox'; fi; r BLOCKED 'judged on the host'",
+                (f, result) => result.StdOut.Contains("INCONCLUSIVE") ? ((AttemptOutcome, string)?)null
+                    : f.TakeConnections() > 0
+                        ? (AttemptOutcome.Succeeded, $"the host listener on 127.0.0.1:{f.Port} accepted a connection")
+                        : (AttemptOutcome.Blocked, $"the host listener on 127.0.0.1:{f.Port} saw no connection ({result.StdOut.Trim().Split('\n')[0]})")),
+
+            // IPC and hostname, as the agent's user.
+            new Attempt("ipc-host-shm", SandboxBoundary.IPC, false, "see a host SysV shared-memory segment",
+                "[ -n \"$P_SHMID\" ] || r INCONCLUSIVE 'the host has no ipcmk to make a segment'; " +
+                "awk -v id=\"$P_SHMID\" 'NR>1 && $2==id {f=1} END {exit !f}' /proc/sysvipc/shm 2>/dev/null && r SUCCEEDED \"host segment $P_SHMID is listed in /proc/sysvipc/shm\"; r BLOCKED \"segment $P_SHMID is not visible\""),
+            new Attempt("uts-hostname", SandboxBoundary.Hostname, false, "read the host's hostname",
+                "h=$(cat /proc/sys/kernel/hostname); [ \"$h\" = \"$P_HOSTNAME\" ] && r SUCCEEDED \"hostname is the host's ($h)\"; r BLOCKED \"hostname is $h\""),
+
+            // Devices and the kernel, as the agent's user.
+            new Attempt("dev-block", SandboxBoundary.Devices, false, "read a host block device",
+                "for d in /dev/sd? /dev/vd? /dev/xvd? /dev/nvme?n1; do [ -e \"$d\" ] || continue; n=$(head -c 512 \"$d\" 2>/dev/null | wc -c); [ \"$n\" -gt 0 ] && r SUCCEEDED \"read $n bytes from $d\"; done; r BLOCKED \"no readable disk in /dev ($(ls /dev | tr '\\n' ' '))\""),
+            new Attempt("dev-mem", SandboxBoundary.Devices, false, "read /dev/mem, /dev/kmem, /dev/port or /dev/kmsg",
+                "for d in /dev/mem /dev/kmem /dev/port /dev/kmsg; do [ -e \"$d\" ] || continue; n=$(timeout 2 head -c 1 \"$d\" 2>/dev/null | wc -c); [ \"$n\" -gt 0 ] && r SUCCEEDED \"read from $d\"; done; r BLOCKED 'none of them is readable'"),
+            new Attempt("kernel-shared", SandboxBoundary.Kernel, false, "compare the running kernel with the host's",
+                "k=$(cat /proc/sys/kernel/osrelease); [ \"$k\" = \"$P_KERNEL\" ] && r SUCCEEDED \"runs on the host's kernel $k\"; r BLOCKED \"kernel $k differs from the host's\""),
+
+            // Privilege: what root inside can do (run as root where the sandbox allows root).
+            new Attempt("priv-host-root", SandboxBoundary.Privilege, true, "be root on the host with capabilities",
+                "id=$(id -u); eff=$(awk '/^CapEff/ {print $2}' /proc/self/status); map=$(awk 'NR==1 {print $1\" \"$2\" \"$3}' /proc/self/uid_map); " +
+                "[ \"$id\" = 0 ] && [ \"$map\" = '0 0 4294967295' ] && [ \"$eff\" != 0000000000000000 ] && r SUCCEEDED \"uid 0 of the host with capabilities $eff\"; r BLOCKED \"uid $id, uid_map '$map', CapEff $eff\""),
+            new Attempt("priv-double-chroot", SandboxBoundary.Privilege, true, "leave the root with the double-chroot trick",
+                "need perl; perl -e 'mkdir \"/tmp/agentsandbox-probe-jail\"; chroot(\"/tmp/agentsandbox-probe-jail\") or do { print \"BLOCKED: chroot: $!\\n\"; exit }; chdir(\"..\") for 1..64; chroot(\".\"); open(my $f, \"<\", $ENV{P_MARKER}) or do { print \"BLOCKED: escaped nothing: $!\\n\"; exit }; my $l = <$f>; print index($l, $ENV{P_TEXT}) >= 0 ? \"SUCCEEDED: read the host marker after the escape\\n\" : \"BLOCKED: reached a different file\\n\"'"),
+            new Attempt("priv-fchdir", SandboxBoundary.Privilege, true, "leave the root through a directory descriptor opened before a chroot",
+                "need perl; perl -e 'opendir(my $d, \"/\") or die; mkdir \"/tmp/agentsandbox-probe-jail2\"; chroot(\"/tmp/agentsandbox-probe-jail2\") or do { print \"BLOCKED: chroot: $!\\n\"; exit }; chdir($d) or do { print \"BLOCKED: fchdir: $!\\n\"; exit }; chdir(\"..\") for 1..64; chroot(\".\"); open(my $f, \"<\", $ENV{P_MARKER}) or do { print \"BLOCKED: escaped nothing: $!\\n\"; exit }; print \"SUCCEEDED: read the host marker after the escape\\n\"'"),
+            new Attempt("priv-mknod-disk", SandboxBoundary.Privilege, true, "make a device node for the host's root disk and read it",
+                "[ -n \"$P_DEV\" ] || r INCONCLUSIVE 'the host root is not on a block device'; " +
+                "mknod /tmp/agentsandbox-probe-disk b ${P_DEV%%:*} ${P_DEV##*:} 2>/tmp/agentsandbox-probe-$$.err || r BLOCKED \"mknod: $(cat /tmp/agentsandbox-probe-$$.err)\"; " +
+                "n=$(head -c 512 /tmp/agentsandbox-probe-disk 2>/tmp/agentsandbox-probe-$$.err | wc -c); rm -f /tmp/agentsandbox-probe-disk; [ \"$n\" -gt 0 ] && r SUCCEEDED \"read $n bytes of the host disk $P_DEV\"; r BLOCKED \"made the node, but reading it failed: $(cat /tmp/agentsandbox-probe-$$.err)\""),
+            new Attempt("priv-mount", SandboxBoundary.Privilege, true, "mount a file system in the host's mount namespace",
+                "mkdir -p /tmp/agentsandbox-probe-mnt; mount -t tmpfs agentsandbox-probe-$P_TOKEN /tmp/agentsandbox-probe-mnt 2>/tmp/agentsandbox-probe-$$.err; " +
+                "echo \"mount said: $(cat /tmp/agentsandbox-probe-$$.err)\"; r BLOCKED 'judged on the host'",
+                (f, result) =>
+                {
+                    var hostMounts = Linux.Mounts.Read().FindAll(m => m.Source == "agentsandbox-probe-" + f.Token);
+                    foreach (var m in hostMounts) { try { Linux.Native.Unmount(m.MountPoint, detach: true); } catch (System.IO.IOException) { } }
+                    var said = result.StdOut.Split('\n')[0];
+                    return hostMounts.Count > 0
+                        ? (AttemptOutcome.Succeeded, "a tmpfs appeared in the host's mount table (removed again)")
+                        : (AttemptOutcome.Blocked, said.Length > 13 && said != "mount said: " ? $"no mount reached the host; {said}" : "a mount succeeded only inside the sandbox's own namespaces; none reached the host");
+                }),
+            new Attempt("priv-load-module", SandboxBoundary.Privilege, true, "load a kernel module",
+                "need perl; nr=$(arch_nr 175 105); [ -n \"$nr\" ] || r INCONCLUSIVE 'unknown architecture'; " +
+                "res=$(perl -e 'my $args = \"\"; syscall('$nr', 0, 0, $args); print $!{EPERM} ? \"EPERM\" : $!{ENOSYS} ? \"ENOSYS\" : \"$!\"'); " +
+                "[ \"$res\" = EPERM ] && r BLOCKED 'init_module: Operation not permitted'; " +
+                // A kernel without module support answers ENOSYS to everyone: judge by the capability instead.
+                "eff=$(awk '/^CapEff/ {print $2}' /proc/self/status); map=$(awk 'NR==1 {print $1\" \"$2\" \"$3}' /proc/self/uid_map); " +
+                "if [ \"$res\" = ENOSYS ]; then [ \"$map\" = '0 0 4294967295' ] && [ $(( 0x$eff >> 16 & 1 )) = 1 ] && r SUCCEEDED 'holds CAP_SYS_MODULE in the host user namespace (this kernel has no module loading)'; r BLOCKED 'no CAP_SYS_MODULE in the host user namespace (this kernel has no module loading)'; fi; " +
+                "r SUCCEEDED \"init_module passed the permission check ($res)\""),
+            new Attempt("priv-sysrq", SandboxBoundary.Privilege, true, "write to /proc/sysrq-trigger (h: harmless help text)",
+                "[ -e /proc/sysrq-trigger ] || r INCONCLUSIVE 'this kernel has no /proc/sysrq-trigger'; if { echo h > /proc/sysrq-trigger; } 2>/tmp/agentsandbox-probe-$$.err; then r SUCCEEDED 'the kernel accepted a sysrq command'; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\""),
+            new Attempt("priv-procfs-write", SandboxBoundary.Privilege, true, "write a kernel setting in /proc/sys (its own value back)",
+                "v=$(cat /proc/sys/kernel/printk 2>/dev/null) || r INCONCLUSIVE 'no /proc/sys/kernel/printk'; if { echo \"$v\" > /proc/sys/kernel/printk; } 2>/tmp/agentsandbox-probe-$$.err; then r SUCCEEDED 'wrote /proc/sys/kernel/printk'; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\""),
+            new Attempt("priv-sysfs-write", SandboxBoundary.Privilege, true, "write a kernel setting in /sys (its own value back)",
+                "[ -d /sys/kernel ] || r BLOCKED 'no sysfs in the sandbox'; for f in /sys/kernel/uevent_helper /sys/kernel/mm/ksm/run; do [ -e $f ] || continue; v=$(cat $f); " +
+                "if { printf '%s\\n' \"$v\" > $f; } 2>/tmp/agentsandbox-probe-$$.err; then r SUCCEEDED \"wrote $f\"; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\"; done; r INCONCLUSIVE 'no writable-by-root setting found in /sys'"),
+            new Attempt("priv-setuid", SandboxBoundary.Privilege, false, "gain root through a setuid binary",
+                "nnp=$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status); [ \"$nnp\" = 1 ] && r BLOCKED 'no_new_privs is set: setuid bits are ignored'; " +
+                "f=$(find /bin /usr/bin /sbin /usr/sbin -perm -4000 -user root 2>/dev/null | head -1); [ -n \"$f\" ] && r SUCCEEDED \"no_new_privs is off and $f is setuid root\"; r BLOCKED 'no setuid-root binary to use'"),
+
+            // Limits, as the agent's user, where the sandbox has them.
+            new Attempt("limits-memory", SandboxBoundary.Limits, false, "allocate 64 MB past -Memory",
+                "[ -n \"$P_MEM\" ] || r INCONCLUSIVE 'the sandbox has no -Memory'; need perl; " +
+                "perl -e 'my $s = \"x\" x ('$P_MEM' + 64*1024*1024); print \"SUCCEEDED: held \", length($s) >> 20, \" MB\\n\"'; rc=$?; " +
+                "r BLOCKED \"the allocating process was stopped (exit $rc$([ $rc = 137 ] && echo ': killed at the memory limit'))\""),
+            new Attempt("limits-fork", SandboxBoundary.Limits, false, "start processes past -ProcessLimit",
+                "[ -n \"$P_PIDS\" ] || r INCONCLUSIVE 'the sandbox has no -ProcessLimit'; need perl; " +
+                "perl -e 'my $want = '$P_PIDS' + 20; my @k; for (1..$want) { my $p = fork; last unless defined $p; if (!$p) { sleep 30; exit 0 } push @k, $p } " +
+                "my $n = @k; kill 9, @k; waitpid($_, 0) for @k; print $n >= $want ? \"SUCCEEDED: ran $n processes past the limit of '$P_PIDS'\\n\" : \"BLOCKED: fork failed after $n of $want processes (limit '$P_PIDS'): $!\\n\"'"),
+        };
+    }
+}

@@ -1,0 +1,47 @@
+using System.Linq;
+using System.Management.Automation;
+using System.Threading;
+using AgentSandbox.Verification;
+
+namespace AgentSandbox.PowerShell.Commands
+{
+    /// <summary>
+    /// Makes real escape attempts inside sandboxes and reports, per boundary, whether it is claimed,
+    /// whether it held, and the evidence. A claimed boundary that did not hold is also an error
+    /// (IsolationClaimViolated), so scripts can stop on it.
+    /// </summary>
+    [Cmdlet(VerbsDiagnostic.Test, "AgentSandbox", DefaultParameterSetName = NameSet)]
+    [OutputType(typeof(BoundaryVerdict), typeof(IsolationAttempt))]
+    public sealed class TestAgentSandboxCommand : Commands.SandboxTargetCmdlet
+    {
+        private readonly CancellationTokenSource _cancel = new CancellationTokenSource();
+
+        /// <summary>Return one object per attempt instead of one per boundary.</summary>
+        [Parameter]
+        public SwitchParameter Attempt { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            foreach (var sandbox in Targets().ToList())
+            {
+                Try(sandbox, () =>
+                {
+                    WriteVerbose($"Running {IsolationProbe.Battery.Count} escape attempts in '{sandbox.Name}' ({sandbox.Backend})");
+                    var attempts = new IsolationProbe(Manager).Run(sandbox, Progress("Test-AgentSandbox"), _cancel.Token);
+                    CompleteProgress("Test-AgentSandbox");
+                    var verdicts = IsolationProbe.Summarize(sandbox, Manager.ClaimsFor(sandbox), attempts);
+                    if (Attempt) WriteObject(attempts, true);
+                    else WriteObject(verdicts, true);
+                    foreach (var v in verdicts.Where(v => v.Violated))
+                    {
+                        var e = new SandboxException("IsolationClaimViolated", SandboxErrorKind.Failed,
+                            $"Sandbox '{sandbox.Name}' ({sandbox.Backend}) claims the {v.Boundary} boundary, but an attempt got through: {v.Evidence}", sandbox.Name);
+                        WriteError(ToErrorRecord(e, sandbox));
+                    }
+                });
+            }
+        }
+
+        protected override void StopProcessing() => _cancel.Cancel();
+    }
+}
