@@ -1,0 +1,251 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+
+    $script:AllBoundaries = [enum]::GetValues([AgentSandbox.SandboxBoundary])
+
+    function Get-ExpectedClaims {
+        <# What the sandbox claims: its backend's boundaries, minus Network with -Network Host and Limits without limits. #>
+        param([Parameter(Mandatory)] $Sandbox, [switch] $HostNetwork, [switch] $NoLimits)
+        $claims = [Collections.Generic.List[AgentSandbox.SandboxBoundary]]::new()
+        foreach ($b in (Get-AgentSandboxBackend -Name $Sandbox.Backend).Boundaries) { $claims.Add($b) }
+        if ($HostNetwork) { $null = $claims.Remove([AgentSandbox.SandboxBoundary]::Network) }
+        if ($NoLimits) { $null = $claims.Remove([AgentSandbox.SandboxBoundary]::Limits) }
+        , $claims.ToArray()
+    }
+
+    function Get-Outcome([object[]] $Attempts, [string] $Id) {
+        $a = @($Attempts | Where-Object Id -EQ $Id)
+        if ($a.Count -ne 1) { throw "attempt $Id ran $($a.Count) times" }
+        $a[0]
+    }
+
+    function Format-Attempts([object[]] $Attempts) {
+        ($Attempts | ForEach-Object { "$($_.Id) [$($_.Boundary), $($_.User)]: $($_.Outcome) ($($_.Evidence))" }) -join "`n"
+    }
+
+    function Resume-FrozenTestContainer([string] $Name) {
+        <# Cleanup: thaws a test container of ours left frozen (cgroup v1 freezer), so it can be removed. #>
+        if (-not $Name.StartsWith('pt-') -or -not (Test-DockerCli)) { return }
+        $id = & timeout 10 docker ps -aq --no-trunc --filter "name=^/$Name`$" 2>$null
+        if (-not $id) { return }
+        foreach ($state in Get-ChildItem "/sys/fs/cgroup/freezer" -Recurse -Filter freezer.state -ErrorAction Ignore | Where-Object { $_.DirectoryName -like "*$id*" }) {
+            if ((Get-Content $state.FullName) -ne 'THAWED') { Set-Content -Path $state.FullName -Value THAWED }
+        }
+    }
+
+    function Get-ProbeDirectories { @(Get-ChildItem /var/tmp -Directory -Filter 'agentsandbox-probe-*' -ErrorAction Ignore | ForEach-Object FullName) }
+
+    function Get-ProbeSleepPids {
+        <# The probe's host process: /bin/sleep 600.NNNNN started by this PowerShell process (not zombies). #>
+        @(Get-ChildItem /proc -Directory -ErrorAction Ignore | Where-Object Name -match '^\d+$' | ForEach-Object {
+                $cmd = try { [IO.File]::ReadAllText("$($_.FullName)/cmdline") } catch { '' }
+                if ($cmd -match '^(/bin/)?sleep\x00600\.\d+\x00?$') {
+                    $stat = try { [IO.File]::ReadAllText("$($_.FullName)/stat") } catch { '' }
+                    $fields = ($stat -replace '^.*\)\s*', '') -split ' '
+                    if ($fields.Count -gt 1 -and [int]$fields[1] -eq $PID) { [int]$_.Name }
+                }
+            })
+    }
+}
+
+Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
+    @{ Backend = 'Chroot'; Expected = @(
+            # Host processes are visible (Process is not claimed); root leaves a chroot (Privilege is not claimed).
+            @{ Id = 'proc-see-host'; Outcome = 'Succeeded'; User = 'agent' }
+            @{ Id = 'priv-double-chroot'; Outcome = 'Succeeded'; User = 'root' }) }
+    @{ Backend = 'Nspawn'; Expected = @(
+            @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }) }
+    @{ Backend = 'Docker'; Expected = @(
+            @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }) }
+) {
+    BeforeAll {
+        $name = New-TestName -Tag 'verify'
+        $sb = $null; $attempts = @(); $verdicts = @(); $verdictErrors = @()
+        if (Test-BackendAvailable $Backend) {
+            $sb = New-AgentSandbox -Name $name -Backend $Backend -Memory 128MB -ProcessLimit 64 -ErrorAction Stop
+            $attempts = @(Test-AgentSandbox -Name $name -Attempt -ErrorAction SilentlyContinue)
+            $verdicts = @($sb | Test-AgentSandbox -ErrorVariable verdictErrors -ErrorAction SilentlyContinue)
+            $claims = Get-ExpectedClaims -Sandbox $sb
+        }
+    }
+    AfterAll { Resume-FrozenTestContainer $name; Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'runs at least 25 distinct escape attempts, each with evidence' {
+        $attempts | ForEach-Object { $_ | Should -BeOfType ([AgentSandbox.Verification.IsolationAttempt]) }
+        @($attempts.Id | Select-Object -Unique).Count | Should -BeGreaterOrEqual 25
+        $attempts.Count | Should -Be @($attempts.Id | Select-Object -Unique).Count -Because 'each attempt runs once'
+        foreach ($a in $attempts) {
+            $a.Evidence | Should -Not -BeNullOrEmpty -Because $a.Id
+            $a.Sandbox | Should -Be $name
+            $a.User | Should -Not -BeNullOrEmpty -Because $a.Id
+        }
+    }
+
+    It 'no attempt gets through a boundary the sandbox claims' {
+        $claims | Should -Not -BeNullOrEmpty
+        $broken = @($attempts | Where-Object { $_.Outcome -eq 'Succeeded' -and $claims -contains $_.Boundary })
+        $broken | Should -BeNullOrEmpty -Because "claimed: $($claims -join ', ')`n$(Format-Attempts $broken)"
+    }
+
+    It 'gives one verdict per boundary, claimed as the backend claims, none violated' {
+        $verdicts | ForEach-Object { $_ | Should -BeOfType ([AgentSandbox.Verification.BoundaryVerdict]) }
+        $verdicts.Count | Should -Be 9
+        @($verdicts.Boundary | Sort-Object -Unique).Count | Should -Be 9
+        @($verdicts.Boundary | Sort-Object) | Should -Be @($script:AllBoundaries | Sort-Object)
+        $backendClaims = (Get-AgentSandboxBackend -Name $Backend).Boundaries
+        foreach ($v in $verdicts) {
+            $v.Sandbox | Should -Be $name
+            $v.Backend | Should -Be $Backend
+            $v.Claimed | Should -Be ($backendClaims -contains $v.Boundary) -Because "$($v.Boundary) is claimed by $Backend only if listed in its Boundaries"
+            $v.Violated | Should -BeFalse -Because "$($v.Boundary): $($v.Evidence)"
+            $v.Evidence | Should -Not -BeNullOrEmpty -Because $v.Boundary
+            if ($v.Claimed) { $v.Held | Should -Not -BeFalse -Because "$($v.Boundary): $($v.Evidence)" }
+        }
+        @($verdictErrors | Where-Object { $_.FullyQualifiedErrorId -like 'IsolationClaimViolated*' }) | Should -BeNullOrEmpty
+        @($verdictErrors) | Should -BeNullOrEmpty
+    }
+
+    It 'the verdicts agree with the attempts: Held is false exactly where an attempt got through' {
+        foreach ($v in $verdicts) {
+            $mine = @($attempts | Where-Object Boundary -EQ $v.Boundary)
+            $conclusive = @($mine | Where-Object Outcome -NE 'Inconclusive')
+            $expected = if ($conclusive.Count -eq 0) { $null } else { -not ($conclusive | Where-Object Outcome -EQ 'Succeeded') }
+            $v.Held | Should -Be $expected -Because "$($v.Boundary): $($v.Evidence)"
+        }
+    }
+
+    It 'kernel-shared got through: no backend here has a kernel of its own, and none claims one' {
+        (Get-Outcome $attempts 'kernel-shared').Outcome | Should -Be 'Succeeded'
+        $claims | Should -Not -Contain ([AgentSandbox.SandboxBoundary]::Kernel)
+        ($verdicts | Where-Object Boundary -EQ Kernel).Held | Should -BeFalse
+        ($verdicts | Where-Object Boundary -EQ Kernel).Claimed | Should -BeFalse
+    }
+
+    It 'Network None: net-interfaces and net-host-loopback are blocked' {
+        $sb.Network | Should -Be 'None'
+        (Get-Outcome $attempts 'net-interfaces').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'net-interfaces').Evidence
+        (Get-Outcome $attempts 'net-host-loopback').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'net-host-loopback').Evidence
+    }
+
+    It 'limits-memory and limits-fork are blocked by -Memory 128MB and -ProcessLimit 64' {
+        (Get-Outcome $attempts 'limits-memory').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-memory').Evidence
+        (Get-Outcome $attempts 'limits-fork').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-fork').Evidence
+        ($verdicts | Where-Object Boundary -EQ Limits).Claimed | Should -BeTrue
+        ($verdicts | Where-Object Boundary -EQ Limits).Held | Should -BeTrue
+    }
+
+    It 'root attempts run as root (the sandbox allows root)' {
+        $root = Invoke-InSandbox -InputObject $sb -Command 'id -u' -User root
+        $root | Should -Be '0'
+        (Get-Outcome $attempts 'priv-double-chroot').User | Should -Be 'root'
+        (Get-Outcome $attempts 'priv-host-root').User | Should -Be 'root'
+        (Get-Outcome $attempts 'fs-read-marker').User | Should -Be $sb.DefaultUser
+    }
+
+    It '<Id> as <User> is <Outcome> on <Backend>' -ForEach $Expected {
+        $a = Get-Outcome $attempts $Id
+        $a.Outcome | Should -Be $Outcome -Because "${Id}: $($a.Evidence)"
+        if ($User -eq 'root') { $a.User | Should -Be 'root' }
+        # Whatever got through must belong to a boundary this backend does not claim.
+        if ($Outcome -eq 'Succeeded') {
+            $claims | Should -Not -Contain $a.Boundary
+            ($verdicts | Where-Object Boundary -EQ $a.Boundary).Violated | Should -BeFalse
+        }
+    }
+
+    It 'a run stopped midway ends promptly and removes its host fixtures (probe folder, host sleep process)' {
+        $before = Get-ProbeDirectories
+        $ps = [powershell]::Create()
+        $stopped = $false
+        try {
+            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Test-AgentSandbox -Name '$name' -Attempt")
+            $handle = $ps.BeginInvoke()
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            # A progress record comes with each attempt: the fixtures exist by the third.
+            while ($ps.Streams.Progress.Count -lt 3 -and -not $handle.IsCompleted -and $watch.Elapsed.TotalSeconds -lt 30) { Start-Sleep -Milliseconds 5 }
+            $mine = @(Get-ProbeDirectories | Where-Object { $before -notcontains $_ })
+            $sleepers = @(Get-ProbeSleepPids)
+            $stop = $ps.BeginStop($null, $null)
+            $stopped = $stop.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(30))
+            $stopped | Should -BeTrue -Because 'stopping Test-AgentSandbox must end it within 30 s'
+            $ps.EndStop($stop)
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped' -Because 'the run was stopped before its end'
+            $mine | Should -Not -BeNullOrEmpty -Because 'the run had planted its fixtures'
+            $sleepers | Should -Not -BeNullOrEmpty -Because 'the run had started its host process'
+        }
+        finally {
+            # Cleanup only (the assertion above has failed already): a container left frozen blocks every later exec and removal.
+            if (-not $stopped) { Resume-FrozenTestContainer $name; $null = $stop.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(30)) }
+            $ps.Dispose()
+        }
+        foreach ($d in $mine) { Test-Path -LiteralPath $d | Should -BeFalse -Because "$d is the stopped run's probe folder" }
+        @(Get-ProbeSleepPids) | Should -BeNullOrEmpty -Because 'the probe kills its host sleep process'
+        if ($Backend -eq 'Docker') {
+            docker inspect -f '{{.State.Paused}}' $name | Should -Be 'false' -Because 'a stopped exec must not leave the container paused'
+        }
+        # The sandbox still works afterwards.
+        Invoke-InSandbox -InputObject $sb -Command 'echo alive' -TimeoutSec 30 | Should -Be 'alive'
+    }
+}
+
+Describe 'Test-AgentSandbox with -Network Host and no limits on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+    BeforeAll {
+        $name = New-TestName -Tag 'verifyhost'
+        $sb = $null; $attempts = @(); $verdicts = @(); $verdictErrors = @()
+        if (Test-BackendAvailable $Backend) {
+            $sb = New-AgentSandbox -Name $name -Backend $Backend -Network Host -ErrorAction Stop
+            $attempts = @(Test-AgentSandbox -Name $name -Attempt -ErrorAction SilentlyContinue)
+            $verdicts = @(Test-AgentSandbox -Name $name -ErrorVariable verdictErrors -ErrorAction SilentlyContinue)
+            $claims = Get-ExpectedClaims -Sandbox $sb -HostNetwork -NoLimits
+        }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'the host network is visible, and Network is not claimed: no violation' {
+        $a = Get-Outcome $attempts 'net-interfaces'
+        $a.Outcome | Should -Be 'Succeeded' -Because $a.Evidence
+        $v = $verdicts | Where-Object Boundary -EQ Network
+        $v.Claimed | Should -BeFalse
+        $v.Held | Should -BeFalse -Because $v.Evidence
+        $v.Violated | Should -BeFalse
+        @($verdicts | Where-Object Violated) | Should -BeNullOrEmpty -Because (($verdicts | Where-Object Violated).Evidence -join "`n")
+        @($verdictErrors) | Should -BeNullOrEmpty
+    }
+
+    It 'limits-memory and limits-fork are inconclusive without limits, and Limits is not claimed' {
+        foreach ($id in 'limits-memory', 'limits-fork') {
+            $a = Get-Outcome $attempts $id
+            $a.Outcome | Should -Be 'Inconclusive' -Because "${id}: $($a.Evidence)"
+            $a.Evidence | Should -Not -BeNullOrEmpty
+        }
+        $v = $verdicts | Where-Object Boundary -EQ Limits
+        $v.Claimed | Should -BeFalse
+        $v.Held | Should -BeNullOrEmpty -Because 'no limits attempt was conclusive'
+        $v.Violated | Should -BeFalse
+    }
+
+    It 'Claimed follows the sandbox settings, and no claimed boundary is broken' {
+        $verdicts.Count | Should -Be 9
+        foreach ($v in $verdicts) {
+            $v.Claimed | Should -Be ($claims -contains $v.Boundary) -Because $v.Boundary
+            $v.Evidence | Should -Not -BeNullOrEmpty
+        }
+        $broken = @($attempts | Where-Object { $_.Outcome -eq 'Succeeded' -and $claims -contains $_.Boundary })
+        $broken | Should -BeNullOrEmpty -Because (Format-Attempts $broken)
+    }
+}
+
+Describe 'Test-AgentSandbox input' {
+    It 'a sandbox that does not exist is a non-terminating error' {
+        $missing = New-TestName -Tag 'missing'
+        $out = Test-AgentSandbox -Name $missing -ErrorVariable err -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        @($err).Count | Should -Be 1
+    }
+}
