@@ -1,0 +1,128 @@
+<#
+.SYNOPSIS
+Runs Test-AgentSandbox -Attempt on every available Linux backend and writes docs/isolation.md.
+.DESCRIPTION
+For Chroot, Nspawn and Docker (those available here) it creates a sandbox with -Memory 128MB
+-ProcessLimit 64, runs the escape battery, removes the sandbox, and writes a markdown report:
+one row per attempt, one column per backend, then a verdict table per backend and the evidence of
+every attempt that got through. Run as root.
+#>
+param(
+    [string] $ModulePath = (Join-Path $PSScriptRoot '../out/AgentSandbox/AgentSandbox.psd1'),
+    [string] $OutFile = (Join-Path $PSScriptRoot 'isolation.md')
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+Import-Module $ModulePath -Force
+
+function Escape-Cell([string] $Text) { ($Text -replace '\|', '\|' -replace '\r?\n', ' ').Trim() }
+
+$results = [ordered]@{}   # backend -> @{ Attempts; Verdicts; Claims }
+foreach ($backend in 'Chroot', 'Nspawn', 'Docker') {
+    $info = Get-AgentSandboxBackend -Name $backend
+    if (-not $info -or -not $info.Available) { Write-Warning "$backend is not available here: $($info.Reason)"; continue }
+    $name = 'pt-report-{0}-{1}' -f $backend.ToLowerInvariant(), [guid]::NewGuid().ToString('N').Substring(0, 8)
+    try {
+        Write-Host "Testing $backend ($name)"
+        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory 128MB -ProcessLimit 64
+        $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorAction Continue)
+        $verdicts = @(Test-AgentSandbox -InputObject $sb -ErrorAction SilentlyContinue)
+        $results[$backend] = @{ Attempts = $attempts; Verdicts = $verdicts; Sandbox = $sb }
+    }
+    finally {
+        if (Get-AgentSandbox -Name $name -ErrorAction Ignore) { Remove-AgentSandbox -Name $name -Force -Confirm:$false }
+    }
+}
+if ($results.Count -eq 0) { throw 'No Linux backend is available here.' }
+
+$backends = @($results.Keys)
+$first = $results[$backends[0]].Attempts
+$claimed = @{}
+foreach ($b in $backends) { $claimed[$b] = @($results[$b].Verdicts | Where-Object Claimed | ForEach-Object { "$($_.Boundary)" }) }
+
+$os = if (Test-Path /etc/os-release) {
+    $line = Get-Content /etc/os-release | Where-Object { $_ -like 'PRETTY_NAME=*' } | Select-Object -First 1
+    if ($line) { $line.Substring(12).Trim('"') } else { 'unknown' }
+} else { 'unknown' }
+$dockerVersion = try { (& docker version --format '{{.Server.Version}}' 2>$null) } catch { $null }
+if (-not $dockerVersion) { $dockerVersion = 'not available' }
+
+$md = [Text.StringBuilder]::new()
+function Add([string] $Line = '') { $null = $md.AppendLine($Line) }
+
+Add '# AgentSandbox isolation report'
+Add
+Add "Generated $((Get-Date).ToUniversalTime().ToString('yyyy-MM-dd HH:mm')) UTC by ``docs/Update-IsolationReport.ps1``."
+Add
+Add '| Host | |'
+Add '|---|---|'
+Add "| Hostname | $(Escape-Cell ([Net.Dns]::GetHostName())) |"
+Add "| Kernel | $(Escape-Cell (Get-Content /proc/sys/kernel/osrelease)) |"
+Add "| CPUs | $([Environment]::ProcessorCount) |"
+Add "| Distribution | $(Escape-Cell $os) |"
+Add "| Docker | $(Escape-Cell $dockerVersion) |"
+Add
+Add '## How to read this'
+Add
+Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64` and the default network (None), and `Test-AgentSandbox -Attempt` ' +
+    'made every escape attempt of its battery inside it. Attempts about what root can do ran as root where the sandbox allows root ' +
+    '(all three do here); the others ran as the sandbox''s default user. A backend only **claims** some boundaries ' +
+    '(`Get-AgentSandboxBackend` shows them): an attempt that got through a boundary the backend does not claim is expected and marked ' +
+    '"(not claimed)"; one that got through a claimed boundary is a broken claim, marked **CLAIM BROKEN**. "inconclusive" means the attempt ' +
+    'could not be made here (a tool or a kernel feature is missing).')
+Add
+foreach ($b in $backends) {
+    $level = (Get-AgentSandboxBackend -Name $b).Isolation
+    Add "- **$b** ($level isolation) claims: $($claimed[$b] -join ', ')"
+}
+Add
+Add '## Attempts'
+Add
+Add ('| Attempt | What it tries | Boundary | User | ' + ($backends -join ' | ') + ' |')
+Add ('|---|---|---|---|' + (($backends | ForEach-Object { '---' }) -join '|') + '|')
+foreach ($a in $first) {
+    $cells = foreach ($b in $backends) {
+        $r = $results[$b].Attempts | Where-Object Id -EQ $a.Id | Select-Object -First 1
+        if (-not $r) { 'not run'; continue }
+        $isClaimed = $claimed[$b] -contains "$($r.Boundary)"
+        switch ("$($r.Outcome)") {
+            'Blocked' { 'blocked' }
+            'Inconclusive' { 'inconclusive' }
+            'Succeeded' { if ($isClaimed) { '**got through — CLAIM BROKEN**' } else { '**got through** (not claimed)' } }
+        }
+    }
+    $users = @($backends | ForEach-Object { ($results[$_].Attempts | Where-Object Id -EQ $a.Id | Select-Object -First 1).User } | Select-Object -Unique)
+    Add "| ``$($a.Id)`` | $(Escape-Cell $a.Description) | $($a.Boundary) | $($users -join ' / ') | $($cells -join ' | ') |"
+}
+Add
+Add '## Verdicts'
+foreach ($b in $backends) {
+    Add
+    Add "### $b"
+    Add
+    Add '| Boundary | Claimed | Held |'
+    Add '|---|---|---|'
+    foreach ($v in $results[$b].Verdicts) {
+        $held = if ($null -eq $v.Held) { 'inconclusive' } elseif ($v.Held) { 'yes' } else { 'no' }
+        if ($v.Violated) { $held = '**no — CLAIM BROKEN**' }
+        Add "| $($v.Boundary) | $(if ($v.Claimed) { 'yes' } else { 'no' }) | $held |"
+    }
+}
+Add
+Add '## Notes: what got through'
+Add
+$any = $false
+foreach ($b in $backends) {
+    foreach ($r in $results[$b].Attempts | Where-Object Outcome -EQ 'Succeeded') {
+        $any = $true
+        $tag = if ($claimed[$b] -contains "$($r.Boundary)") { ' **CLAIM BROKEN**' } else { '' }
+        Add "- **$b** ``$($r.Id)`` as $($r.User) ($($r.Boundary), $(if ($tag) { 'claimed' } else { 'not claimed' }))${tag}: $(Escape-Cell $r.Evidence)"
+    }
+}
+if (-not $any) { Add 'Nothing got through.' }
+
+$dir = Split-Path -Parent $OutFile
+if ($dir -and -not (Test-Path $dir)) { $null = New-Item -ItemType Directory -Path $dir }
+Set-Content -Path $OutFile -Value $md.ToString() -NoNewline -Encoding utf8
+Write-Host "Wrote $OutFile"
