@@ -1,0 +1,97 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+}
+
+Describe 'Get-AgentSandboxBackend -> Isolation' {
+    It '<Name> gives <Level> isolation' -ForEach @(
+        @{ Name = 'Chroot'; Level = 'Filesystem' }
+        @{ Name = 'Nspawn'; Level = 'Process' }
+        @{ Name = 'Docker'; Level = 'Process' }
+    ) {
+        $b = Get-AgentSandboxBackend -Name $Name
+        $b.Isolation | Should -Be ([AgentSandbox.Verification.IsolationLevel]$Level)
+    }
+
+    It 'Chroot claims Filesystem, Network, Devices and Limits only; Nspawn and Docker all but Kernel' {
+        $chroot = @((Get-AgentSandboxBackend Chroot).Boundaries | ForEach-Object { "$_" } | Sort-Object)
+        $chroot | Should -Be @('Devices', 'Filesystem', 'Limits', 'Network')
+        $allButKernel = @([enum]::GetNames([AgentSandbox.SandboxBoundary]) | Where-Object { $_ -ne 'Kernel' } | Sort-Object)
+        foreach ($n in 'Nspawn', 'Docker') {
+            @((Get-AgentSandboxBackend $n).Boundaries | ForEach-Object { "$_" } | Sort-Object) | Should -Be $allButKernel -Because $n
+        }
+    }
+}
+
+Describe 'New-AgentSandbox -Isolation' {
+    BeforeAll { $names = [Collections.Generic.List[string]]::new() }
+    AfterAll { Remove-TestSandbox $names }
+
+    It '-Isolation Filesystem with -Backend Auto picks Chroot, the lightest that gives it' {
+        Assert-BackendOrSkip Chroot
+        $name = New-TestName -Tag 'iso'; $names.Add($name)
+        $sb = New-AgentSandbox -Name $name -Backend Auto -Isolation Filesystem -ErrorAction Stop
+        $sb.Backend | Should -Be 'Chroot'
+        Invoke-InSandbox -InputObject $sb -Command 'echo fs' | Should -Be 'fs'
+    }
+
+    It '-Isolation Process with Auto (the default backend) picks Nspawn' {
+        Assert-BackendOrSkip Nspawn
+        $name = New-TestName -Tag 'iso'; $names.Add($name)
+        $sb = New-AgentSandbox -Name $name -Isolation Process -ErrorAction Stop
+        $sb.Backend | Should -Be 'Nspawn'
+    }
+
+    It '-Isolation Kernel fails with IsolationUnavailable, naming the level, the backends and what is needed' {
+        $name = New-TestName -Tag 'iso'; $names.Add($name)
+        $out = New-AgentSandbox -Name $name -Isolation Kernel -ErrorVariable err -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        @($err).Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'IsolationUnavailable*'
+        $message = $err[0].Exception.Message
+        $message | Should -Match 'Kernel'
+        foreach ($b in 'Chroot', 'Nspawn', 'Docker') { $message | Should -Match $b }
+        $message | Should -Match 'Filesystem' -Because 'it names the levels the backends give'
+        $message | Should -Match 'virtual machine' -Because 'it says what Kernel isolation needs'
+        Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+        { New-AgentSandbox -Name $name -Isolation Kernel -ErrorAction Stop } | Should -Throw -ErrorId 'IsolationUnavailable*'
+    }
+
+    It '-Backend Chroot -Isolation Process fails with IsolationNotMet and creates nothing' {
+        $name = New-TestName -Tag 'iso'; $names.Add($name)
+        $out = New-AgentSandbox -Name $name -Backend Chroot -Isolation Process -ErrorVariable err -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        @($err).Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'IsolationNotMet*'
+        $err[0].Exception.Message | Should -Match 'Chroot'
+        $err[0].Exception.Message | Should -Match 'Process'
+        $err[0].Exception.Message | Should -Match '-Force'
+        Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+
+    It '-Backend Chroot -Isolation Process -Force creates a Chroot sandbox' {
+        Assert-BackendOrSkip Chroot
+        $name = New-TestName -Tag 'iso'; $names.Add($name)
+        $sb = New-AgentSandbox -Name $name -Backend Chroot -Isolation Process -Force -ErrorAction Stop
+        $sb.Backend | Should -Be 'Chroot'
+        (Get-AgentSandbox -Name $name).Backend | Should -Be 'Chroot'
+    }
+
+    It '-Backend Docker -Isolation Process creates a Docker sandbox' {
+        Assert-BackendOrSkip Docker
+        $name = New-TestName -Tag 'iso'; $names.Add($name)
+        $sb = New-AgentSandbox -Name $name -Backend Docker -Isolation Process -ErrorAction Stop
+        $sb.Backend | Should -Be 'Docker'
+    }
+
+    It '-WhatIf with -Isolation creates nothing' {
+        foreach ($splat in @(@{ Isolation = 'Filesystem' }, @{ Isolation = 'Process'; Backend = 'Docker' }, @{ Isolation = 'Process'; Backend = 'Chroot'; Force = $true })) {
+            $name = New-TestName -Tag 'iso'; $names.Add($name)
+            $out = New-AgentSandbox -Name $name @splat -WhatIf
+            $out | Should -BeNullOrEmpty
+            Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
+            Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+        }
+    }
+}
