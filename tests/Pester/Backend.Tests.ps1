@@ -47,14 +47,15 @@ Describe 'Get-AgentSandboxBackend' {
         }
     }
 
-    It 'Nspawn claims the namespaces Chroot lacks' {
+    It 'Nspawn claims the namespaces and the privilege boundary Chroot lacks' {
         $chroot = (Get-AgentSandboxBackend Chroot).Boundaries
         $nspawn = (Get-AgentSandboxBackend Nspawn).Boundaries
-        foreach ($b in 'Process', 'IPC', 'Hostname') {
+        # Root inside a chroot leaves it (double chroot): Chroot does not claim Privilege.
+        foreach ($b in 'Process', 'IPC', 'Hostname', 'Privilege') {
             $chroot | Should -Not -Contain ([AgentSandbox.SandboxBoundary]$b)
             $nspawn | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
         }
-        foreach ($b in 'Filesystem', 'Network', 'Limits') {
+        foreach ($b in 'Filesystem', 'Network', 'Devices', 'Limits') {
             $chroot | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
             $nspawn | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
         }
