@@ -10,7 +10,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('build', 'test', 'demo', 'bench', 'clean')]
+    [ValidateSet('build', 'test', 'demo', 'bench', 'isolation', 'clean')]
     [string] $Task = 'build',
 
     [ValidateSet('Debug', 'Release')]
@@ -191,6 +191,14 @@ switch ($Task) {
         Invoke-Build
         $daemon = Start-TestDocker
         try { & $pwsh -NoProfile -File (Join-Path $root 'bench/Invoke-Benchmark.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1') -OutFile (Join-Path $root 'docs/benchmarks.md') }
+        finally { Stop-TestDocker $daemon }
+        exit $LASTEXITCODE
+    }
+    'isolation' {
+        # docs/isolation.md from a real run of the escape battery on every backend available here.
+        Invoke-Build
+        $daemon = Start-TestDocker
+        try { & $pwsh -NoProfile -File (Join-Path $root 'docs/Update-IsolationReport.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1') -OutFile (Join-Path $root 'docs/isolation.md') }
         finally { Stop-TestDocker $daemon }
         exit $LASTEXITCODE
     }

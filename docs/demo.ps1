@@ -63,6 +63,17 @@ sh job.sh' | Out-Host
     $timed | Format-Table | Out-Host
     if ($timed.TimedOut) { $proved.Add("a command past its timeout was killed after $([int]$timed.Duration.TotalSeconds) s") }
 
+    Step "Test-AgentSandbox: real escape attempts, one verdict per boundary"
+    $verdicts = $sandbox | Test-AgentSandbox
+    $verdicts | Format-Table | Out-Host
+    $claimed = @($verdicts | Where-Object Claimed)
+    if ($claimed.Count -and -not ($claimed | Where-Object Violated)) {
+        $proved.Add("every boundary $($best.Name) claims held against $(@($verdicts.Attempts).Count) escape attempts ($(($claimed.Boundary) -join ', '))")
+    }
+    foreach ($v in $verdicts | Where-Object { -not $_.Claimed -and $_.Held -eq $false }) {
+        $proved.Add("NOT CLAIMED, and shown: $($v.Boundary) is not isolated ($((@($v.Attempts | Where-Object Outcome -eq 'Succeeded').Id) -join ', ') got through)")
+    }
+
     Step 'Results as objects'
     Get-AgentSandbox $name | Out-Host
 }

@@ -68,6 +68,12 @@ namespace AgentSandbox
             return Backend(name!);
         }
 
+        /// <summary>The backend a create would use, so -WhatIf can name it and refuse what a create would refuse.</summary>
+        public string ChooseBackend(SandboxSpec spec) => Choose(spec).Name;
+
+        private ISandboxBackend Choose(SandboxSpec spec) =>
+            spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend);
+
         /// <summary>Auto: the lightest available backend whose claims meet the level. Named: refused when it falls short, unless forced.</summary>
         private ISandboxBackend ResolveForIsolation(string? name, IsolationLevel level, bool force)
         {
@@ -101,7 +107,8 @@ namespace AgentSandbox
         {
             var claims = Backend(sandbox.Backend).Describe().Boundaries.ToList();
             if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
-            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null) claims.Remove(SandboxBoundary.Limits);
+            // CPU quotas slow a sandbox but no attempt can show them failing, so only memory and process limits make the claim.
+            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null) claims.Remove(SandboxBoundary.Limits);
             return claims;
         }
 
@@ -113,7 +120,7 @@ namespace AgentSandbox
         public Sandbox Create(SandboxSpec spec, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
             Validate(spec);
-            var backend = spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend);
+            var backend = Choose(spec);
             if (Find(spec.Name) != null)
                 throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                     $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);

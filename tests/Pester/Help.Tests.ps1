@@ -31,7 +31,7 @@ Describe 'Module help' {
     It 'exports the seven cmdlets' {
         $module.ExportedCmdlets.Keys | Sort-Object | Should -Be @(
             'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Invoke-InSandbox', 'New-AgentSandbox',
-            'Remove-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox')
+            'Remove-AgentSandbox', 'Test-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox')
     }
 
     It 'ships the MAML and about files next to the module' {

@@ -29,7 +29,9 @@ namespace AgentSandbox.Verification
         public Fixtures()
         {
             Token = Guid.NewGuid().ToString("N").Substring(0, 12);
-            Directory = Path.Combine("/var/tmp", "agentsandbox-probe-" + Token);
+            SweepOrphans();
+            // The creator's pid in the name lets a later probe remove what a killed one left behind.
+            Directory = Path.Combine("/var/tmp", $"agentsandbox-probe-{Process.GetCurrentProcess().Id}-{Token}");
             System.IO.Directory.CreateDirectory(Directory);
             Native.Chmod(Directory, 0x1ed);
             Marker = Path.Combine(Directory, "marker");
@@ -124,14 +126,30 @@ namespace AgentSandbox.Verification
             return null;
         }
 
+        /// <summary>Each step on its own: one failing must not leave the others undone.</summary>
         public void Dispose()
         {
-            try { if (!_hostProcess.HasExited) _hostProcess.Kill(); } catch (InvalidOperationException) { }
-            _hostProcess.Dispose();
-            _listener.Stop();
-            Environment.SetEnvironmentVariable(HostSecretVariable, _previousSecret);
-            if (SharedMemoryId != null && HostTools.Find("ipcrm") is string ipcrm) ProcessRunner.TryRun(ipcrm, "-m", SharedMemoryId);
-            try { FileTree.DeleteTree(Directory); } catch (IOException) { }
+            Quietly(() => FileTree.DeleteTree(Directory));
+            Quietly(() => { if (!_hostProcess.HasExited) _hostProcess.Kill(); _hostProcess.Dispose(); });
+            Quietly(() => _listener.Stop());
+            Quietly(() => Environment.SetEnvironmentVariable(HostSecretVariable, _previousSecret));
+            Quietly(() => { if (SharedMemoryId != null && HostTools.Find("ipcrm") is string ipcrm) ProcessRunner.TryRun(ipcrm, "-m", SharedMemoryId); });
+        }
+
+        private static void Quietly(Action step)
+        {
+            try { step(); }
+            catch (Exception) { }
+        }
+
+        private static void SweepOrphans()
+        {
+            foreach (var dir in System.IO.Directory.GetDirectories("/var/tmp", "agentsandbox-probe-*"))
+            {
+                var parts = Path.GetFileName(dir).Split('-');
+                if (parts.Length == 4 && int.TryParse(parts[2], out var pid) && !System.IO.Directory.Exists($"/proc/{pid}"))
+                    Quietly(() => FileTree.DeleteTree(dir));
+            }
         }
     }
 }

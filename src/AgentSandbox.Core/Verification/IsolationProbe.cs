@@ -27,7 +27,7 @@ namespace AgentSandbox.Verification
             progress ??= NullProgress.Instance;
             var results = new List<IsolationAttempt>();
             using var fixtures = new Fixtures();
-            bool rootAllowed = RootAllowed(sandbox);
+            bool rootAllowed = RootAllowed(sandbox, cancellation);
             var all = Attempts.All;
             for (int i = 0; i < all.Count; i++)
             {
@@ -40,12 +40,12 @@ namespace AgentSandbox.Verification
             return results;
         }
 
-        private bool RootAllowed(Sandbox sandbox)
+        private bool RootAllowed(Sandbox sandbox, CancellationToken cancellation)
         {
             try
             {
                 var result = _manager.Execute(sandbox, new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", "id -u" }, User = "0" },
-                    new Silent(), CancellationToken.None);
+                    new Silent(), cancellation);
                 return result.StdOut.Trim() == "0";
             }
             catch (SandboxException e) when (e.ErrorId == ErrorIds.InvalidUser) { return false; }

@@ -48,7 +48,7 @@ namespace AgentSandbox.Verification
     {
         /// <summary>The sandbox cannot read or write host files outside its view.</summary>
         Filesystem,
-        /// <summary>Also: its own process tree, IPC, network and hostname, and no host root.</summary>
+        /// <summary>Also: its own process tree, IPC and hostname, and no host root (network is a setting of its own: -Network).</summary>
         Process,
         /// <summary>Also: a kernel of its own (a virtual machine).</summary>
         Kernel,

@@ -95,7 +95,14 @@ namespace AgentSandbox.PowerShell.Commands
                 return;
             }
 
-            if (!ShouldProcess($"sandbox '{name}' on backend {Backend}", "Create")) return;
+            string backend;
+            try { backend = Manager.ChooseBackend(spec); }
+            catch (SandboxException e)
+            {
+                WriteError(ToErrorRecord(e, name));
+                return;
+            }
+            if (!ShouldProcess($"sandbox '{name}' on backend {backend}", "Create")) return;
             const string activity = "New-AgentSandbox";
             Try(name, () =>
             {
