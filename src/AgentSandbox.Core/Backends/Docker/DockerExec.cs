@@ -113,31 +113,32 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>
-        /// Freezes the container (so nothing forks meanwhile), SIGKILLs the exec's process tree and every
-        /// process of the container that carries the exec's marker, then thaws it. Host pids come from
-        /// the daemon (docker top) and are checked against the container's cgroup before any signal,
-        /// so a pid that means something else on this machine is never touched.
+        /// SIGKILLs the exec's process tree and every process of the container that carries the exec's
+        /// marker, round after round until none is left (a fork race loses against repetition; the pids
+        /// limit bounds it). Host pids come from the daemon (docker top) and are checked against the
+        /// container's cgroup before any signal, so a pid that means something else here is never touched.
+        /// No pause: freezing the container while runc is still setting the exec up can deadlock the daemon.
         /// </summary>
         private static async Task KillAsync(DockerClient client, string containerId, string execId, string marker)
         {
-            var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
-            if (!inspect.Running) return;
-            await client.Containers.PauseContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
-            try
+            var watch = Stopwatch.StartNew();
+            bool sawAny = false;
+            while (watch.Elapsed < TimeSpan.FromSeconds(10))
             {
+                var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
                 var top = await client.Containers.ListProcessesAsync(containerId, new ContainerListProcessesParameters { PsArgs = "-o pid" }, CancellationToken.None).ConfigureAwait(false);
                 var inContainer = top.Processes.Select(p => int.TryParse(p.FirstOrDefault(), out var pid) ? pid : 0).Where(p => p > 0 && BelongsTo(p, containerId)).ToList();
-                if (inContainer.Count == 0)
+                if (inContainer.Count == 0 && top.Processes.Count > 0)
                     throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
                         "The command could not be killed: the Docker daemon is not on this machine, so its processes are out of reach.", containerId);
                 var doomed = new HashSet<int>(inContainer.Where(p => HasMarker(p, marker)));
-                if (inspect.Pid > 0 && inContainer.Contains((int)inspect.Pid))
+                if (inspect.Running && inspect.Pid > 0 && inContainer.Contains((int)inspect.Pid))
                     foreach (var p in Descendants((int)inspect.Pid).Prepend((int)inspect.Pid)) doomed.Add(p);
-                foreach (var pid in doomed.Where(inContainer.Contains)) Native.Signal(pid, Native.SIGKILL);
-            }
-            finally
-            {
-                await client.Containers.UnpauseContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
+                doomed.IntersectWith(inContainer);
+                if (doomed.Count == 0 && (!inspect.Running || sawAny)) return;
+                sawAny |= doomed.Count > 0;
+                foreach (var pid in doomed) Native.Signal(pid, Native.SIGKILL);
+                await Task.Delay(20).ConfigureAwait(false);
             }
         }
 
