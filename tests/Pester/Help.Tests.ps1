@@ -28,10 +28,10 @@ BeforeAll {
 }
 
 Describe 'Module help' {
-    It 'exports the seven cmdlets' {
+    It 'exports the eight cmdlets' {
         $module.ExportedCmdlets.Keys | Sort-Object | Should -Be @(
             'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Invoke-InSandbox', 'New-AgentSandbox',
-            'Remove-AgentSandbox', 'Test-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox')
+            'Remove-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Test-AgentSandbox')
     }
 
     It 'ships the MAML and about files next to the module' {
