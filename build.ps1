@@ -121,6 +121,17 @@ function Stop-TestDocker($Daemon) {
     if (-not $Daemon.WaitForExit(30000)) { & kill -KILL $Daemon.Id }
 }
 
+function Invoke-ReportScript([string] $Script, [string] $OutFile) {
+    Invoke-Build
+    $daemon = Start-TestDocker
+    try {
+        & $pwsh -NoProfile -File (Join-Path $root $Script) -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1') -OutFile (Join-Path $root $OutFile) | Out-Host
+        $code = $LASTEXITCODE
+    }
+    finally { Stop-TestDocker $daemon }
+    $code
+}
+
 function Invoke-CoreTests {
     $results = Join-Path $out 'test-results'
     New-Item -ItemType Directory -Force -Path $results | Out-Null
@@ -187,21 +198,9 @@ switch ($Task) {
         Write-Output $line
         if ($failed -gt 0) { exit 1 }
     }
-    'bench' {
-        Invoke-Build
-        $daemon = Start-TestDocker
-        try { & $pwsh -NoProfile -File (Join-Path $root 'bench/Invoke-Benchmark.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1') -OutFile (Join-Path $root 'docs/benchmarks.md') }
-        finally { Stop-TestDocker $daemon }
-        exit $LASTEXITCODE
-    }
-    'isolation' {
-        # docs/isolation.md from a real run of the escape battery on every backend available here.
-        Invoke-Build
-        $daemon = Start-TestDocker
-        try { & $pwsh -NoProfile -File (Join-Path $root 'docs/Update-IsolationReport.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1') -OutFile (Join-Path $root 'docs/isolation.md') }
-        finally { Stop-TestDocker $daemon }
-        exit $LASTEXITCODE
-    }
+    # Measurements and the isolation report run against a Docker daemon too; docs/ receives what they write.
+    'bench' { exit (Invoke-ReportScript 'bench/Invoke-Benchmark.ps1' 'docs/benchmarks.md') }
+    'isolation' { exit (Invoke-ReportScript 'docs/Update-IsolationReport.ps1' 'docs/isolation.md') }
     'demo' {
         Invoke-Build
         & $pwsh -NoProfile -File (Join-Path $root 'docs/demo.ps1') -ModulePath (Join-Path $moduleOut 'AgentSandbox.psd1')
