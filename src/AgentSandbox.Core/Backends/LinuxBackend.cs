@@ -13,7 +13,7 @@ namespace AgentSandbox.Backends
     /// What the chroot and nspawn backends share: records on disk, cgroup limits, the exec chain and
     /// the create/remove discipline (a failed create undoes itself).
     /// </summary>
-    internal abstract class LinuxBackend : ISandboxBackend
+    internal abstract partial class LinuxBackend : ISandboxBackend
     {
         /// <summary>Host uids for sandboxes without a user namespace: above every range nspawn picks.</summary>
         private const int HostIdBase = 0x70000000;

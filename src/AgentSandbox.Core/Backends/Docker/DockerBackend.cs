@@ -16,7 +16,7 @@ namespace AgentSandbox.Backends.Docker
     /// no capabilities, no_new_privs, pids/memory/CPU limits, never privileged. The container is the
     /// state: its labels carry the sandbox record, so any process on the host lists it.
     /// </summary>
-    internal sealed class DockerBackend : ISandboxBackend
+    internal sealed partial class DockerBackend : ISandboxBackend
     {
         public const string SandboxLabel = "agentsandbox.sandbox";
         public const string RecordLabel = "agentsandbox.record";
