@@ -19,6 +19,7 @@
         'Stop-AgentSandbox'
         'Remove-AgentSandbox'
         'Test-AgentSandbox'
+        'Set-AgentSandbox'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

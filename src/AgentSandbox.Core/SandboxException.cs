@@ -65,6 +65,8 @@ namespace AgentSandbox
         public const string SandboxCommandStartFailed = "SandboxCommandStartFailed";
         public const string ImagePullFailed = "ImagePullFailed";
         public const string IsolationUnavailable = "IsolationUnavailable";
+        public const string SandboxExpired = "SandboxExpired";
+        public const string InvalidTimeToLive = "InvalidTimeToLive";
         public const string IsolationNotMet = "IsolationNotMet";
         public const string DockerSocketRefused = "DockerSocketRefused";
         public const string InvalidEnvironment = "InvalidEnvironment";

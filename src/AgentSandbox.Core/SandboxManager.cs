@@ -68,6 +68,65 @@ namespace AgentSandbox
             return Backend(name!);
         }
 
+        /// <summary>A bare number binds to a TimeSpan as ticks (300 → 30 µs): anything under a second is a mistake.</summary>
+        private static void CheckTimeToLive(TimeSpan? ttl)
+        {
+            if (ttl is TimeSpan t && t < TimeSpan.FromSeconds(1))
+                throw Invalid(ErrorIds.InvalidTimeToLive, $"-TimeToLive {t} is under a second; write it as a time span, such as 00:30:00 or (New-TimeSpan -Minutes 30).", t.ToString());
+        }
+
+        internal static SandboxException Expired(Sandbox s) =>
+            new SandboxException(ErrorIds.SandboxExpired, SandboxErrorKind.InvalidState,
+                $"Sandbox '{s.Name}' expired at {s.ExpiresAt:u}; its processes were ended and it takes no more commands. " +
+                $"Extend a sandbox before it expires with Set-AgentSandbox -TimeToLive; remove expired ones with Remove-AgentSandbox -Expired.", s.Name);
+
+        /// <summary>Ends the processes of an expired sandbox; its files stay until it is removed.</summary>
+        private void EndExpired(Sandbox s)
+        {
+            try { Owner(s).Stop(s, NullProgress.Instance); }
+            catch (SandboxException) { }
+        }
+
+        /// <summary>Gives the sandbox a new lifetime counted from now; null lets it live until removed.</summary>
+        public Sandbox SetTimeToLive(Sandbox sandbox, TimeSpan? timeToLive)
+        {
+            CheckTimeToLive(timeToLive);
+            var current = Get(sandbox.Name);
+            if (current.IsExpired(DateTime.UtcNow))
+            {
+                EndExpired(current);
+                throw Expired(current);
+            }
+            Owner(current).SetExpiry(current, timeToLive.HasValue ? DateTime.UtcNow + timeToLive.Value : (DateTime?)null);
+            return Get(sandbox.Name);
+        }
+
+        public IReadOnlyList<Sandbox> ListExpired(ICollection<string>? problems = null) =>
+            List(null, problems).Where(s => s.IsExpired(DateTime.UtcNow)).ToList();
+
+        private static DateTime _lastSweep = DateTime.MinValue;
+        private static readonly object SweepGate = new object();
+
+        /// <summary>
+        /// Removes expired sandboxes, at most once a minute per process, so that any cmdlet keeps the
+        /// host tidy without slowing a hot loop. Returns what it removed and what it could not.
+        /// </summary>
+        public IReadOnlyList<string> SweepExpired(TimeSpan? interval = null)
+        {
+            lock (SweepGate)
+            {
+                if (DateTime.UtcNow - _lastSweep < (interval ?? TimeSpan.FromMinutes(1))) return new string[0];
+                _lastSweep = DateTime.UtcNow;
+            }
+            var report = new List<string>();
+            foreach (var s in ListExpired(new List<string>()))
+            {
+                try { Remove(s); report.Add($"Removed expired sandbox '{s.Name}' (expired {s.ExpiresAt:u})."); }
+                catch (SandboxException e) { report.Add($"Could not remove expired sandbox '{s.Name}': {e.Message}"); }
+            }
+            return report;
+        }
+
         /// <summary>The backend a create would use, so -WhatIf can name it and refuse what a create would refuse.</summary>
         public string ChooseBackend(SandboxSpec spec) => Choose(spec).Name;
 
@@ -131,6 +190,7 @@ namespace AgentSandbox
         public static void Validate(SandboxSpec spec)
         {
             ValidateName(spec.Name);
+            CheckTimeToLive(spec.TimeToLive);
             if (spec.MemoryBytes is long m && m < 8L * 1024 * 1024)
                 throw Invalid(ErrorIds.InvalidLimit, $"-Memory {m} is too small: give at least 8MB.", m.ToString());
             if (spec.CpuCount is double c && (c <= 0 || double.IsNaN(c) || c > 1024))
@@ -201,6 +261,7 @@ namespace AgentSandbox
 
         public Sandbox Start(Sandbox sandbox, IProgressSink? progress = null)
         {
+            if (Get(sandbox.Name) is var current && current.IsExpired(DateTime.UtcNow)) throw Expired(current);
             Owner(sandbox).Start(sandbox, progress ?? NullProgress.Instance);
             return Get(sandbox.Name);
         }
@@ -216,12 +277,23 @@ namespace AgentSandbox
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation = default)
         {
+            // The object may be stale (another process may have extended it): only the live record decides.
+            if (sandbox.IsExpired(DateTime.UtcNow) && Get(sandbox.Name) is var current && current.IsExpired(DateTime.UtcNow))
+            {
+                EndExpired(current);
+                throw Expired(current);
+            }
             if (request.Command == null && string.IsNullOrEmpty(request.FilePath))
                 throw Invalid(ErrorIds.NoCommand, "Give -Command or -FilePath.", sandbox.Name);
             ValidateEnvironment(request.Environment);
             if (request.Timeout is TimeSpan t && t <= TimeSpan.Zero)
                 throw Invalid(ErrorIds.InvalidTimeout, "-TimeoutSec must be positive.", t.ToString());
-            return Owner(sandbox).Execute(sandbox, request, output, cancellation);
+            try { return Owner(sandbox).Execute(sandbox, request, output, cancellation); }
+            catch (SandboxException e) when (e.ErrorId == ErrorIds.SandboxExpired)
+            {
+                EndExpired(Get(sandbox.Name));
+                throw;
+            }
         }
     }
 }

@@ -15,6 +15,16 @@ namespace AgentSandbox.PowerShell
         private SandboxManager? _manager;
         internal SandboxManager Manager => _manager ??= new SandboxManager();
 
+        /// <summary>Any cmdlet removes expired sandboxes (at most once a minute per process).</summary>
+        protected override void BeginProcessing()
+        {
+            IReadOnlyList<string> report;
+            try { report = Manager.SweepExpired(); }
+            catch (SandboxException e) { WriteWarning("Removing expired sandboxes failed: " + e.Message); return; }
+            foreach (var line in report)
+                if (line.StartsWith("Removed", StringComparison.Ordinal)) WriteVerbose(line); else WriteWarning(line);
+        }
+
         internal ErrorRecord ToErrorRecord(SandboxException e, object? target = null) =>
             new ErrorRecord(e, e.ErrorId, Category(e.Kind), target ?? e.Target);
 

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Threading;
 
@@ -29,6 +30,9 @@ namespace AgentSandbox.Backends
 
         /// <summary>Removes everything the sandbox holds. Idempotent: a half-made or vanished sandbox is cleaned too.</summary>
         void Remove(Sandbox sandbox, IProgressSink progress);
+
+        /// <summary>Sets when the sandbox expires (UTC); null: never.</summary>
+        void SetExpiry(Sandbox sandbox, DateTime? expiresAt);
 
         /// <summary>Runs one command, streaming its output; kills every process it started on timeout or cancellation.</summary>
         CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation);

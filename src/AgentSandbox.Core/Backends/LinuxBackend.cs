@@ -100,6 +100,7 @@ namespace AgentSandbox.Backends
             if (s == null) return ClaimsOrphans && !Store.IsBusy(name) ? Orphan(name) : null;
             if (s.Backend != Name) return null;
             s.State = !Directory.Exists(RootOf(s)) ? SandboxState.Missing
+                : s.IsExpired(DateTime.UtcNow) ? SandboxState.Expired
                 : IsRunning(s) ? SandboxState.Running : SandboxState.Stopped;
             return s;
         }
@@ -168,7 +169,8 @@ namespace AgentSandbox.Backends
             using var held = Store.Lock(sandbox.Name);
             var s = Reload(sandbox);
             if (s.State == SandboxState.Missing) throw Missing(s);
-            if (s.State == SandboxState.Running) return;
+            if (s.State == SandboxState.Expired) throw SandboxManager.Expired(s);
+            if (IsRunning(s)) return;
             try
             {
                 StartCore(s, progress);
@@ -224,6 +226,7 @@ namespace AgentSandbox.Backends
         {
             var s = Reload(sandbox);
             if (s.State == SandboxState.Missing) throw Missing(s);
+            if (s.State == SandboxState.Expired) throw SandboxManager.Expired(s);
             if (s.State != SandboxState.Running)
                 throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
                     $"Sandbox '{s.Name}' is stopped; start it with Start-AgentSandbox '{s.Name}'.", s.Name);

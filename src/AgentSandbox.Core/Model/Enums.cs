@@ -7,6 +7,8 @@ namespace AgentSandbox
         Stopped,
         /// <summary>The record exists but what it describes (root tree, container) has vanished.</summary>
         Missing,
+        /// <summary>Its time to live has run out: it refuses commands and is removed by the next sweep.</summary>
+        Expired,
     }
 
     public enum SandboxNetwork

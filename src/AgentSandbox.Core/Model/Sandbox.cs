@@ -30,6 +30,11 @@ namespace AgentSandbox
         /// <summary>Backend-private facts (host uid, leader pid, …); not part of the public contract.</summary>
         [DataMember(Order = 14, IsRequired = true)] public Dictionary<string, string> BackendData { get; set; } = new Dictionary<string, string>();
 
+        /// <summary>When the sandbox's time to live runs out (UTC); null when it lives until removed.</summary>
+        [DataMember(Order = 15)] public DateTime? ExpiresAt { get; set; }
+
+        public bool IsExpired(DateTime now) => ExpiresAt is DateTime at && at <= now;
+
         /// <summary>Read from the live system each time the sandbox is listed.</summary>
         public SandboxState State { get; set; }
 
@@ -53,6 +58,7 @@ namespace AgentSandbox
             Environment = new Dictionary<string, string>(spec.Environment),
             Mounts = new List<SandboxMount>(spec.Mounts),
             WorkingDirectory = spec.WorkingDirectory,
+            ExpiresAt = spec.TimeToLive is TimeSpan ttl ? DateTime.UtcNow + ttl : (DateTime?)null,
         };
 
         internal string? Data(string key) => BackendData.TryGetValue(key, out var v) ? v : null;

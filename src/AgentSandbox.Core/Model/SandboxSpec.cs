@@ -17,6 +17,8 @@ namespace AgentSandbox
         public IDictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
         public IList<SandboxMount> Mounts { get; set; } = new List<SandboxMount>();
         public string WorkingDirectory { get; set; } = Sandbox.DefaultWorkspace;
+        /// <summary>How long the sandbox may live; null: until removed.</summary>
+        public System.TimeSpan? TimeToLive { get; set; }
         /// <summary>The least isolation accepted; null accepts any.</summary>
         public Verification.IsolationLevel? Isolation { get; set; }
         /// <summary>Create on an explicitly named backend even when it falls short of Isolation.</summary>

@@ -56,6 +56,10 @@ namespace AgentSandbox.PowerShell.Commands
         [Parameter]
         public Verification.IsolationLevel Isolation { get; set; }
 
+        /// <summary>How long the sandbox may live; after that it refuses commands, its processes end, and a sweep removes it.</summary>
+        [Parameter]
+        public TimeSpan TimeToLive { get; set; }
+
         /// <summary>Accept a named backend that falls short of -Isolation.</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
@@ -81,6 +85,7 @@ namespace AgentSandbox.PowerShell.Commands
                     WorkingDirectory = WorkingDirectory,
                     Isolation = MyInvocation.BoundParameters.ContainsKey(nameof(Isolation)) ? Isolation : (Verification.IsolationLevel?)null,
                     Force = Force,
+                    TimeToLive = MyInvocation.BoundParameters.ContainsKey(nameof(TimeToLive)) ? TimeToLive : (TimeSpan?)null,
                 };
                 SandboxManager.Validate(spec);
             }

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Management.Automation;
 
@@ -68,12 +69,21 @@ namespace AgentSandbox.PowerShell.Commands
     [Cmdlet(VerbsCommon.Remove, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
     public sealed class RemoveAgentSandboxCommand : SandboxTargetCmdlet
     {
+        internal const string ExpiredSet = "Expired";
+
+        /// <summary>Removes every expired sandbox on this host; schedule it to end expired sandboxes promptly.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = ExpiredSet)]
+        public SwitchParameter Expired { get; set; }
+
         /// <summary>Removes without asking for confirmation.</summary>
         [Parameter] public SwitchParameter Force { get; set; }
 
         protected override void ProcessRecord()
         {
-            foreach (var s in Targets())
+            var problems = new List<string>();
+            var targets = ParameterSetName == ExpiredSet ? Manager.ListExpired(problems) : Targets();
+            foreach (var p in problems) WriteWarning(p);
+            foreach (var s in targets)
             {
                 var description = $"sandbox '{s.Name}' ({s.Backend}, {s.State}) and all its files";
                 if (!Confirmed(description)) continue;

@@ -76,7 +76,9 @@ namespace AgentSandbox.Backends.Docker
                 All = true,
                 Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [SandboxLabel + "=1"] = true } },
             }), "Listing Docker sandboxes failed", null);
-            return containers.Select(c => FromLabels(c.Labels, c.ID, c.State)).Where(s => s != null).Select(s => s!).ToList();
+            var sandboxes = containers.Select(c => FromLabels(c.Labels, c.ID, c.State)).Where(s => s != null).Select(s => s!).ToList();
+            Call(() => Task.WhenAll(sandboxes.Select(ApplyExpiryAsync)), "Reading sandbox lifetimes failed", null);
+            return sandboxes;
         }
 
         public Sandbox? Find(string name)
@@ -86,7 +88,9 @@ namespace AgentSandbox.Backends.Docker
             {
                 var c = Call(() => Client.Containers.InspectContainerAsync(name), "Inspecting the container failed", name);
                 if (c.Config?.Labels == null || !c.Config.Labels.ContainsKey(SandboxLabel)) return null; // never touch containers we did not make
-                return FromLabels(c.Config.Labels, c.ID, c.State?.Running == true ? "running" : "exited");
+                var s = FromLabels(c.Config.Labels, c.ID, c.State?.Running == true ? "running" : "exited");
+                if (s != null) Call(() => ApplyExpiryAsync(s), "Reading the sandbox lifetime failed", name);
+                return s;
             }
             catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { return null; }
         }
@@ -105,6 +109,13 @@ namespace AgentSandbox.Backends.Docker
             s.BackendData["container"] = id;
             s.State = state == "running" ? SandboxState.Running : SandboxState.Stopped;
             return s;
+        }
+
+        private static async Task<bool> ApplyExpiryAsync(Sandbox s)
+        {
+            s.ExpiresAt = await ReadExpiryAsync(Endpoint.Client!, ContainerOf(s), s.ExpiresAt).ConfigureAwait(false);
+            if (s.IsExpired(DateTime.UtcNow)) s.State = SandboxState.Expired;
+            return true;
         }
 
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
