@@ -1,0 +1,78 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+}
+
+Describe 'Lifetimes on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+    BeforeAll {
+        $short = New-TestName
+        $kept = New-TestName
+        $plain = New-TestName
+        # A unique sleep length marks the background process the expired sandbox must lose.
+        $marker = "$(Get-Random -Minimum 3000 -Maximum 3999)"
+        if (Test-BackendAvailable $Backend) {
+            $sbShort = New-AgentSandbox -Name $short -Backend $Backend -TimeToLive 00:00:05
+            $sbKept = New-AgentSandbox -Name $kept -Backend $Backend -TimeToLive 00:00:05
+            $sbPlain = New-AgentSandbox -Name $plain -Backend $Backend
+            Invoke-InSandbox -InputObject $sbShort -Command "sleep $marker >/dev/null 2>&1 &"
+            $extended = Set-AgentSandbox -InputObject $sbKept -TimeToLive 00:10:00 -PassThru
+            $before = Invoke-InSandbox -InputObject $sbShort -Command 'echo before'
+            Start-Sleep -Seconds 6
+        }
+    }
+    AfterAll { Remove-TestSandbox $short; Remove-TestSandbox $kept; Remove-TestSandbox $plain }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a sandbox runs commands before it expires, and says when it will' {
+        $before | Should -Be 'before'
+        $sbShort.ExpiresAt | Should -BeGreaterThan $sbShort.CreatedAt
+        ($sbShort.ExpiresAt - $sbShort.CreatedAt).TotalSeconds | Should -BeGreaterOrEqual 4
+        $sbPlain.ExpiresAt | Should -BeNullOrEmpty
+    }
+
+    It 'an expired sandbox is listed as Expired' {
+        (Get-AgentSandbox -Name $short).State | Should -Be 'Expired'
+    }
+
+    It 'an expired sandbox refuses commands with SandboxExpired and its processes are ended' {
+        { Invoke-InSandbox -Name $short -Command 'echo no' -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxExpired*'
+        Get-HostPidsByMarker -Marker "sleep $marker" | Should -BeNullOrEmpty
+    }
+
+    It 'Set-AgentSandbox -TimeToLive extends a sandbox past its first expiry' {
+        $extended.ExpiresAt | Should -BeGreaterThan ([datetime]::UtcNow.AddMinutes(9))
+        (Get-AgentSandbox -Name $kept).ExpiresAt | Should -BeGreaterThan ([datetime]::UtcNow.AddMinutes(9))
+        Invoke-InSandbox -Name $kept -Command 'echo alive' | Should -Be 'alive'
+    }
+
+    It 'an expired sandbox cannot be extended or started' {
+        { Set-AgentSandbox -Name $short -TimeToLive 01:00:00 -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxExpired*'
+        { Start-AgentSandbox -Name $short -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxExpired*'
+    }
+
+    It 'Remove-AgentSandbox -Expired removes the expired sandbox and no other' {
+        Remove-AgentSandbox -Expired -Force
+        Get-AgentSandbox -Name $short -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        Get-AgentSandbox -Name $kept | Should -Not -BeNullOrEmpty
+        Get-AgentSandbox -Name $plain | Should -Not -BeNullOrEmpty
+        Get-SandboxLeftovers -Name $short | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'The lazy sweep' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+
+    It 'any cmdlet in a new process removes a sandbox that has expired' {
+        $null = New-AgentSandbox -Name $name -Backend Chroot -TimeToLive 00:00:02
+        Start-Sleep -Seconds 3
+        $pwsh = Join-Path $PSHOME 'pwsh'
+        & $pwsh -NoProfile -NonInteractive -Command "Import-Module '$(Get-TestModulePath)'; Get-AgentSandboxBackend | Out-Null" | Out-Null
+        Get-AgentSandbox -Name $name -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Lifetime input' {
+    It 'a lifetime under a second (a bare number binds as ticks) is refused with InvalidTimeToLive' {
+        { New-AgentSandbox -Name (New-TestName) -TimeToLive 300 -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidTimeToLive*'
+    }
+}
