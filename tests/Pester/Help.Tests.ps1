@@ -28,10 +28,10 @@ BeforeAll {
 }
 
 Describe 'Module help' {
-    It 'exports the eight cmdlets' {
+    It 'exports the nine cmdlets' {
         $module.ExportedCmdlets.Keys | Sort-Object | Should -Be @(
             'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Invoke-InSandbox', 'New-AgentSandbox',
-            'Remove-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Test-AgentSandbox')
+            'Remove-AgentSandbox', 'Set-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Test-AgentSandbox')
     }
 
     It 'ships the MAML and about files next to the module' {
