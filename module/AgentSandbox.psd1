@@ -19,6 +19,7 @@
         'Stop-AgentSandbox'
         'Remove-AgentSandbox'
         'Test-AgentSandbox'
+        'Copy-AgentSandboxItem'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

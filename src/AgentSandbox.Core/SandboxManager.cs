@@ -223,5 +223,11 @@ namespace AgentSandbox
                 throw Invalid(ErrorIds.InvalidTimeout, "-TimeoutSec must be positive.", t.ToString());
             return Owner(sandbox).Execute(sandbox, request, output, cancellation);
         }
+
+        public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default) =>
+            Owner(sandbox).CopyToSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
+
+        public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default) =>
+            Owner(sandbox).CopyFromSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
     }
 }
