@@ -24,7 +24,7 @@ namespace AgentSandbox.Backends
                 {
                     var (srcDir, srcName, srcDisplay) = CopyRunner.OpenHostSource(request.Source);
                     handles.Add(srcDir);
-                    var root = DirHandle.OpenTrusted(RootOf(s));
+                    var root = DirHandle.OpenTrusted(FilesRoot(s));
                     handles.Add(root);
                     var (uid, gid) = AgentOwner(s, root);
                     var (dstDir, dstName, into) = OpenTarget(root, parts, srcName, handles);
@@ -48,7 +48,7 @@ namespace AgentSandbox.Backends
                 var handles = new List<System.IDisposable>();
                 try
                 {
-                    var dir = DirHandle.OpenTrusted(RootOf(s));
+                    var dir = DirHandle.OpenTrusted(FilesRoot(s));
                     handles.Add(dir);
                     for (int i = 0; i < parts.Length - 1; i++)
                     {
@@ -69,6 +69,14 @@ namespace AgentSandbox.Backends
             });
         }
 
+        /// <summary>
+        /// The root as the sandbox sees it. A running nspawn container has mounts of its own (a tmpfs
+        /// on /tmp, binds) that only its mount namespace shows: its leader's root is that view.
+        /// </summary>
+        private static string FilesRoot(Sandbox s) =>
+            s.State == SandboxState.Running && int.TryParse(s.Data("leader"), out var leader) && Linux.ProcInfo.IsSame(leader, s.Data("leaderStart"))
+                ? $"/proc/{leader}/root" : RootOf(s);
+
         /// <summary>The host uid and gid of the sandbox's agent user: with a user namespace, shifted by the base nspawn chose (the owner of the root).</summary>
         private static (int Uid, int Gid) AgentOwner(Sandbox s, DirHandle root)
         {
@@ -76,7 +84,8 @@ namespace AgentSandbox.Backends
             int gid = int.Parse(s.Data("gid") ?? "0", CultureInfo.InvariantCulture);
             if (s.Privilege == PrivilegeMode.UserNamespace)
             {
-                var rootInfo = root.Stat();
+                using var tree = DirHandle.OpenTrusted(RootOf(s));
+                var rootInfo = tree.Stat();
                 uid += rootInfo.Uid;
                 gid += rootInfo.Gid;
             }

@@ -101,20 +101,47 @@ namespace AgentSandbox.Backends.Docker
                     return CallerThread.Run(progress, async relay =>
                     {
                         var response = await Client.Containers.GetArchiveFromContainerAsync(id, new GetArchiveFromContainerParameters { Path = source }, false, cancellation).ConfigureAwait(false);
-                        using var stream = new BufferedStream(response.Stream, 64 * 1024);
+                        using var stream = new BufferedStream(new EndTolerantStream(response.Stream), 64 * 1024);
                         return CopyRunner.Run(s, "FromSandbox", source, hostDisplay, new TarTreeSource(stream), sink, request.Force, relay, cancellation, totals ?? (0, 0));
                     });
                 }
             });
         }
 
-        private static T WithArchive<T>(string id, string path, Sandbox s, Func<Stream, T> read) =>
-            Call(async () =>
+        private static T WithArchive<T>(string id, string path, Sandbox s, Func<Stream, T> read)
+        {
+            try
             {
-                var response = await Client.Containers.GetArchiveFromContainerAsync(id, new GetArchiveFromContainerParameters { Path = path }, false, default).ConfigureAwait(false);
-                using var stream = new BufferedStream(response.Stream, 64 * 1024);
-                return read(stream);
-            }, $"Reading '{path}' in sandbox '{s.Name}' failed", s.Name, ErrorIds.SandboxCopyFailed);
+                return Task.Run(async () =>
+                {
+                    var response = await Client.Containers.GetArchiveFromContainerAsync(id, new GetArchiveFromContainerParameters { Path = path }, false, default).ConfigureAwait(false);
+                    using var stream = new BufferedStream(new EndTolerantStream(response.Stream), 64 * 1024);
+                    return read(stream);
+                }).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (!(e is SandboxException) && !(e is IOException))
+            {
+                throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Reading '{path}' in sandbox '{s.Name}' failed", s.Name);
+            }
+        }
+
+        /// <summary>The daemon's response body stops being readable once it has ended; that is the end, not an error.</summary>
+        private sealed class EndTolerantStream : Stream
+        {
+            private readonly Stream _inner;
+            public EndTolerantStream(Stream inner) { _inner = inner; }
+            public override int Read(byte[] buffer, int offset, int count) => _inner.CanRead ? _inner.Read(buffer, offset, count) : 0;
+            public override bool CanRead => true;
+            public override bool CanSeek => false;
+            public override bool CanWrite => false;
+            public override long Length => throw new NotSupportedException();
+            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+            public override void Flush() { }
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+            public override void SetLength(long value) => throw new NotSupportedException();
+            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+            protected override void Dispose(bool disposing) { if (disposing) _inner.Dispose(); base.Dispose(disposing); }
+        }
 
         /// <summary>What is at a path inside the container (the daemon's lstat); a missing path is not an error.</summary>
         private static NodeInfo Stat(string id, string path)
