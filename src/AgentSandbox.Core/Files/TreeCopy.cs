@@ -341,18 +341,20 @@ namespace AgentSandbox.Files
 
         public static void Copy(ITreeSource source, ITreeSink sink, CopyMeter meter, CancellationToken ct)
         {
+            // Checked per buffer, so a large file stops promptly (its temporary file is removed).
+            Action<long> copied = n => { ct.ThrowIfCancellationRequested(); meter.Add(n); };
             foreach (var (e, open) in source.Walk())
             {
                 ct.ThrowIfCancellationRequested();
                 if (e.Type == TarEntryType.File)
                 {
                     using var content = open!();
-                    sink.Write(e, content, meter.Add);
+                    sink.Write(e, content, copied);
                     meter.Files++;
                 }
                 else
                 {
-                    sink.Write(e, null, meter.Add);
+                    sink.Write(e, null, copied);
                     if (e.Type == TarEntryType.Symlink) meter.Files++;
                 }
             }

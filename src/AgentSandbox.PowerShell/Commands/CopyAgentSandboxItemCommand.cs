@@ -50,13 +50,22 @@ namespace AgentSandbox.PowerShell.Commands
 
         [Parameter] public SwitchParameter PassThru { get; set; }
 
+        private readonly System.Threading.CancellationTokenSource _stop = new System.Threading.CancellationTokenSource();
+
+        /// <summary>Ctrl+C stops a copy between buffers; the file being written is removed.</summary>
+        protected override void StopProcessing() => _stop.Cancel();
+
         protected override void ProcessRecord()
         {
             var sandbox = Target();
             if (sandbox == null) return;
-            if (ToSandbox) CopyIn(sandbox);
-            else CopyOut(sandbox);
-            CompleteProgress(Activity);
+            try
+            {
+                if (ToSandbox) CopyIn(sandbox);
+                else CopyOut(sandbox);
+            }
+            catch (System.OperationCanceledException) when (_stop.IsCancellationRequested) { return; }
+            finally { CompleteProgress(Activity); }
         }
 
         /// <summary>The one sandbox this call acts on: -Name must match exactly one.</summary>
@@ -97,7 +106,7 @@ namespace AgentSandbox.PowerShell.Commands
                     if (!ShouldProcess($"sandbox '{sandbox.Name}' ({sandbox.Backend}): {destination}", $"Copy '{hostPath}' into")) continue;
                     Try(hostPath, () =>
                     {
-                        var result = Manager.CopyToSandbox(sandbox, new SandboxCopyRequest { Source = hostPath, Destination = destination, Force = Force }, Progress(Activity));
+                        var result = Manager.CopyToSandbox(sandbox, new SandboxCopyRequest { Source = hostPath, Destination = destination, Force = Force }, Progress(Activity), _stop.Token);
                         if (PassThru) WriteObject(result);
                     });
                 }
@@ -112,7 +121,7 @@ namespace AgentSandbox.PowerShell.Commands
                 if (!ShouldProcess($"sandbox '{sandbox.Name}' ({sandbox.Backend}): {path}", $"Copy to '{destination}'")) continue;
                 Try(path, () =>
                 {
-                    var result = Manager.CopyFromSandbox(sandbox, new SandboxCopyRequest { Source = path, Destination = destination, Force = Force }, Progress(Activity));
+                    var result = Manager.CopyFromSandbox(sandbox, new SandboxCopyRequest { Source = path, Destination = destination, Force = Force }, Progress(Activity), _stop.Token);
                     if (PassThru) WriteObject(result);
                 });
             }

@@ -68,7 +68,10 @@ namespace AgentSandbox.Backends.Docker
                         catch (Exception e)
                         {
                             reader.Dispose();
-                            try { await producer.ConfigureAwait(false); } catch (Exception) { }
+                            // The producer's failure (a file that vanished, a cancellation) is the cause; the daemon's is its echo.
+                            try { await producer.ConfigureAwait(false); }
+                            catch (Exception cause) when (cause is SandboxException || cause is OperationCanceledException || cause is IOException) { throw; }
+                            catch (Exception) { }
                             throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Copying into sandbox '{s.Name}' failed", s.Name);
                         }
                         return await producer.ConfigureAwait(false);
@@ -100,7 +103,12 @@ namespace AgentSandbox.Backends.Docker
                     else if (!info.IsDirectory) totals = (1, info.Size);
                     return CallerThread.Run(progress, async relay =>
                     {
-                        var response = await Client.Containers.GetArchiveFromContainerAsync(id, new GetArchiveFromContainerParameters { Path = source }, false, cancellation).ConfigureAwait(false);
+                        GetArchiveFromContainerResponse response;
+                        try { response = await Client.Containers.GetArchiveFromContainerAsync(id, new GetArchiveFromContainerParameters { Path = source }, false, cancellation).ConfigureAwait(false); }
+                        catch (Exception e) when (!(e is OperationCanceledException))
+                        {
+                            throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Reading '{source}' in sandbox '{s.Name}' failed", s.Name);
+                        }
                         using var stream = new BufferedStream(new EndTolerantStream(response.Stream), 64 * 1024);
                         return CopyRunner.Run(s, "FromSandbox", source, hostDisplay, new TarTreeSource(stream), sink, request.Force, relay, cancellation, totals ?? (0, 0));
                     });
