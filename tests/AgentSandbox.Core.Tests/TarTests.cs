@@ -202,5 +202,22 @@ namespace AgentSandbox.Core.Tests
             Assert.ThrowsAny<Exception>(() => TreeCopy.Copy(new TarTreeSource(ms), sink, new CopyMeter(Backends.NullProgress.Instance, "t", 0), default));
             Assert.Empty(Directory.GetFileSystemEntries(outside));
         }
+
+        [Fact]
+        public void ATopThatIsALinkIsRefusedAndAFifoIsNeverOpened()
+        {
+            var dir = _tmp.Combine("d");
+            Directory.CreateDirectory(dir);
+            Linux.Native.Symlink("/etc/passwd", Path.Combine(dir, "top"));
+            var fifo = System.Diagnostics.Process.Start("mkfifo", Path.Combine(dir, "pipe"));
+            fifo!.WaitForExit();
+            using var handle = DirHandle.OpenTrusted(dir);
+            Assert.Throws<UnsafePathException>(() => new DirTreeSource(handle, "top").Walk().ToList());
+            Assert.Throws<UnsafePathException>(() => handle.OpenDirectory("top"));
+            Assert.Throws<UnsafePathException>(() => handle.OpenRead("top"));
+            // A FIFO would block a plain open forever; it is refused at once.
+            Assert.Throws<UnsafePathException>(() => handle.OpenRead("pipe"));
+            Assert.Empty(new DirTreeSource(handle, "pipe").Walk());
+        }
     }
 }

@@ -46,6 +46,8 @@ namespace AgentSandbox.Files
             }
             else if (info.IsSymlink)
             {
+                // The top itself was checked not to be a link; one that appears since is refused, never recreated.
+                if (relative.Length == 0) throw new UnsafePathException($"{dir.Display}/{name} is a symbolic link");
                 entry.Type = TarEntryType.Symlink;
                 entry.LinkName = dir.ReadLink(name);
                 yield return (entry, null);
@@ -268,6 +270,8 @@ namespace AgentSandbox.Files
                 top ??= parts[0];
                 if (parts[0] != top) throw new UnsafePathException($"the archive holds '{e.Name}' outside '{top}'");
                 e.Name = string.Join("/", parts.Skip(1));
+                if (e.Name.Length == 0 && e.Type == TarEntryType.Symlink)
+                    throw new UnsafePathException($"'{top}' is a symbolic link");
                 var c = content;
                 yield return (e, e.Type == TarEntryType.File ? () => c : (Func<Stream>?)null);
             }
