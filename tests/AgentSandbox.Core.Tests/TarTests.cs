@@ -219,5 +219,23 @@ namespace AgentSandbox.Core.Tests
             Assert.Throws<UnsafePathException>(() => handle.OpenRead("pipe"));
             Assert.Empty(new DirTreeSource(handle, "pipe").Walk());
         }
+
+        [Fact]
+        public void CopiedFilesAreNeverSetuidOrSetgid()
+        {
+            var ms = new MemoryStream();
+            var w = new TarWriter(ms);
+            w.Write(new TarEntry { Name = "top", Type = TarEntryType.Directory, Mode = 0x1ed });
+            w.Write(new TarEntry { Name = "top/suid", Type = TarEntryType.File, Size = 1, Mode = 0xded /* 06755 */ }, new MemoryStream(new byte[1]));
+            w.Finish();
+            ms.Position = 0;
+            var dest = _tmp.Combine("dest");
+            Directory.CreateDirectory(dest);
+            using (var parent = DirHandle.OpenTrusted(dest))
+            using (var sink = new DirTreeSink(parent, "top", null, null, force: false))
+                TreeCopy.Copy(new TarTreeSource(ms), sink, new CopyMeter(Backends.NullProgress.Instance, "t", 0), default);
+            using var top = DirHandle.OpenTrusted(Path.Combine(dest, "top"));
+            Assert.Equal(0x1ed, top.Stat("suid").Mode);
+        }
     }
 }

@@ -168,7 +168,8 @@ namespace AgentSandbox.Files
                                 copied(n);
                             }
                             file.Flush();
-                            DirHandle.SetAttributes(file, entry.Mode & 0xfff, _uid, _gid, entry.ModifiedUtc);
+                            // Never setuid or setgid: a file the sandbox made would become a root-owned setuid program on the host.
+                            DirHandle.SetAttributes(file, entry.Mode & 0x3ff, _uid, _gid, entry.ModifiedUtc);
                         }
                         dir.Rename(temp, leaf);
                     }
@@ -244,6 +245,8 @@ namespace AgentSandbox.Files
                 Type = entry.Type, Mode = entry.Mode, Size = entry.Size, LinkName = entry.LinkName, ModifiedUtc = entry.ModifiedUtc,
                 Uid = _uid ?? entry.Uid, Gid = _gid ?? entry.Gid,
             };
+            // Never setuid or setgid (see DirTreeSink).
+            if (e.Type == TarEntryType.File) e.Mode &= 0x3ff;
             _writer.Write(e, content, copied);
         }
 
