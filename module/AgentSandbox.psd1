@@ -20,6 +20,7 @@
         'Remove-AgentSandbox'
         'Test-AgentSandbox'
         'Set-AgentSandbox'
+        'Copy-AgentSandboxItem'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -73,5 +73,9 @@ namespace AgentSandbox
         public const string InvalidTimeout = "InvalidTimeout";
         public const string NoCommand = "NoCommand";
         public const string StateCorrupt = "StateCorrupt";
+        public const string SandboxItemNotFound = "SandboxItemNotFound";
+        public const string SandboxItemExists = "SandboxItemExists";
+        public const string UnsafeSandboxPath = "UnsafeSandboxPath";
+        public const string SandboxCopyFailed = "SandboxCopyFailed";
     }
 }

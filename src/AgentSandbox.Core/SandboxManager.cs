@@ -295,5 +295,11 @@ namespace AgentSandbox
                 throw;
             }
         }
+
+        public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default) =>
+            Owner(sandbox).CopyToSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
+
+        public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default) =>
+            Owner(sandbox).CopyFromSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
     }
 }

@@ -28,9 +28,9 @@ BeforeAll {
 }
 
 Describe 'Module help' {
-    It 'exports the nine cmdlets' {
+    It 'exports the ten cmdlets' {
         $module.ExportedCmdlets.Keys | Sort-Object | Should -Be @(
-            'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Invoke-InSandbox', 'New-AgentSandbox',
+            'Copy-AgentSandboxItem', 'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Invoke-InSandbox', 'New-AgentSandbox',
             'Remove-AgentSandbox', 'Set-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Test-AgentSandbox')
     }
 

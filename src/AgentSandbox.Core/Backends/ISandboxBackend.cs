@@ -36,6 +36,12 @@ namespace AgentSandbox.Backends
 
         /// <summary>Runs one command, streaming its output; kills every process it started on timeout or cancellation.</summary>
         CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation);
+
+        /// <summary>Copies a host file or tree into the sandbox, resolving the destination as the sandbox sees it.</summary>
+        SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation);
+
+        /// <summary>Copies a file or tree out of the sandbox, resolving the source as the sandbox sees it.</summary>
+        SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation);
     }
 
     /// <summary>Milestones and progress of long work, for Write-Progress and Write-Verbose.</summary>

@@ -1,0 +1,180 @@
+using System;
+using System.IO;
+using System.IO.Pipes;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using AgentSandbox.Files;
+using Docker.DotNet.Models;
+
+namespace AgentSandbox.Backends.Docker
+{
+    /// <summary>
+    /// Copies through the Engine API's archive endpoints, which work on stopped containers too: the
+    /// daemon resolves every path inside the container's root. Tar streams are made and read on the
+    /// fly, so memory does not grow with file sizes.
+    /// </summary>
+    internal sealed partial class DockerBackend
+    {
+        private const uint GoModeDir = 1u << 31, GoModeSymlink = 1u << 27;
+
+        public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
+        {
+            var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            var id = ContainerOf(s);
+            var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
+            return CopyRunner.Guard(s, () =>
+            {
+                var (srcDir, srcName, srcDisplay) = CopyRunner.OpenHostSource(request.Source);
+                using (srcDir)
+                {
+                    var destPath = SandboxPath.Join(parts);
+                    var dest = Stat(id, destPath);
+                    string putDir, top;
+                    if (dest.IsSymlink) throw SandboxPath.Unsafe(destPath, "it is a symbolic link, which is never followed");
+                    if (dest.IsDirectory) { putDir = destPath; top = srcName; }
+                    else
+                    {
+                        putDir = SandboxPath.Join(parts.Take(parts.Length - 1));
+                        top = parts[parts.Length - 1];
+                        if (!Stat(id, putDir).IsDirectory)
+                            throw SandboxPath.NotFound(putDir, $"as a folder in sandbox '{s.Name}' (the destination folder must exist)");
+                    }
+                    var target = (putDir.TrimEnd('/') + "/" + top);
+                    var topInfo = Stat(id, target);
+                    if (topInfo.IsSymlink) throw SandboxPath.Unsafe(target, "it is a symbolic link, which is never followed");
+                    Func<string, NodeInfo> stat = rel => rel.Length == 0 ? topInfo : !topInfo.Exists ? new NodeInfo() : Stat(id, target + "/" + rel);
+                    var tree = new DirTreeSource(srcDir, srcName);
+                    var totals = TreeCopy.Plan(tree, new TarTreeSink(Stream.Null, top, null, null, stat), request.Force, target, cancellation);
+                    return CallerThread.Run(progress, async relay =>
+                    {
+                        using var pipe = new AnonymousPipeServerStream(PipeDirection.Out);
+                        using var reader = new AnonymousPipeClientStream(PipeDirection.In, pipe.ClientSafePipeHandle);
+                        var producer = Task.Run(() =>
+                        {
+                            try
+                            {
+                                using var buffered = new BufferedStream(pipe, 64 * 1024);
+                                return CopyRunner.Run(s, "ToSandbox", srcDisplay, target, tree,
+                                    new TarTreeSink(buffered, top, int.Parse(AgentId), int.Parse(AgentId), stat), request.Force, relay, cancellation, totals);
+                            }
+                            finally { pipe.Dispose(); }
+                        });
+                        try
+                        {
+                            await Client.Containers.ExtractArchiveToContainerAsync(id,
+                                new ContainerPathStatParameters { Path = putDir, AllowOverwriteDirWithFile = false }, reader, cancellation).ConfigureAwait(false);
+                        }
+                        catch (Exception e)
+                        {
+                            reader.Dispose();
+                            // The producer's failure (a file that vanished, a cancellation) is the cause; the daemon's is its echo.
+                            try { await producer.ConfigureAwait(false); }
+                            catch (Exception cause) when (cause is SandboxException || cause is OperationCanceledException || cause is IOException) { throw; }
+                            catch (Exception) { }
+                            throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Copying into sandbox '{s.Name}' failed", s.Name);
+                        }
+                        return await producer.ConfigureAwait(false);
+                    });
+                }
+            });
+        }
+
+        public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
+        {
+            var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            var id = ContainerOf(s);
+            var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
+            if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");
+            var source = SandboxPath.Join(parts);
+            return CopyRunner.Guard(s, () =>
+            {
+                var info = Stat(id, source);
+                if (!info.Exists) throw SandboxPath.NotFound(source, $"in sandbox '{s.Name}'");
+                if (info.IsSymlink) throw SandboxPath.Unsafe(source, "it is a symbolic link, which is never followed");
+                var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, parts[parts.Length - 1]);
+                using (hostDir)
+                using (var sink = new DirTreeSink(hostDir, hostName, null, null, request.Force))
+                {
+                    // Nothing is written when a target exists without -Force: a first pass reads only the headers.
+                    (int, long)? totals = null;
+                    if (sink.Stat("").Exists)
+                        totals = WithArchive(id, source, s, stream => TreeCopy.Plan(new TarTreeSource(stream), sink, request.Force, hostDisplay, cancellation));
+                    else if (!info.IsDirectory) totals = (1, info.Size);
+                    return CallerThread.Run(progress, async relay =>
+                    {
+                        GetArchiveFromContainerResponse response;
+                        try { response = await Client.Containers.GetArchiveFromContainerAsync(id, new GetArchiveFromContainerParameters { Path = source }, false, cancellation).ConfigureAwait(false); }
+                        catch (Exception e) when (!(e is OperationCanceledException))
+                        {
+                            throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Reading '{source}' in sandbox '{s.Name}' failed", s.Name);
+                        }
+                        using var stream = new BufferedStream(new EndTolerantStream(response.Stream), 64 * 1024);
+                        return CopyRunner.Run(s, "FromSandbox", source, hostDisplay, new TarTreeSource(stream), sink, request.Force, relay, cancellation, totals ?? (0, 0));
+                    });
+                }
+            });
+        }
+
+        private static T WithArchive<T>(string id, string path, Sandbox s, Func<Stream, T> read)
+        {
+            try
+            {
+                return Task.Run(async () =>
+                {
+                    var response = await Client.Containers.GetArchiveFromContainerAsync(id, new GetArchiveFromContainerParameters { Path = path }, false, default).ConfigureAwait(false);
+                    using var stream = new BufferedStream(new EndTolerantStream(response.Stream), 64 * 1024);
+                    return read(stream);
+                }).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (!(e is SandboxException) && !(e is IOException))
+            {
+                throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Reading '{path}' in sandbox '{s.Name}' failed", s.Name);
+            }
+        }
+
+        /// <summary>The daemon's response body stops being readable once it has ended; that is the end, not an error.</summary>
+        private sealed class EndTolerantStream : Stream
+        {
+            private readonly Stream _inner;
+            public EndTolerantStream(Stream inner) { _inner = inner; }
+            public override int Read(byte[] buffer, int offset, int count) => _inner.CanRead ? _inner.Read(buffer, offset, count) : 0;
+            public override bool CanRead => true;
+            public override bool CanSeek => false;
+            public override bool CanWrite => false;
+            public override long Length => throw new NotSupportedException();
+            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+            public override void Flush() { }
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+            public override void SetLength(long value) => throw new NotSupportedException();
+            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+            protected override void Dispose(bool disposing) { if (disposing) _inner.Dispose(); base.Dispose(disposing); }
+        }
+
+        /// <summary>What is at a path inside the container (the daemon's lstat); a missing path is not an error.</summary>
+        private static NodeInfo Stat(string id, string path)
+        {
+            try
+            {
+                var r = Task.Run(() => Client.Containers.GetArchiveFromContainerAsync(id, new GetArchiveFromContainerParameters { Path = path }, true, default)).GetAwaiter().GetResult();
+                var st = r.Stat;
+                if (st == null) return new NodeInfo();
+                return new NodeInfo
+                {
+                    Exists = true,
+                    Type = (st.Mode & GoModeDir) != 0 ? 0x4000 : (st.Mode & GoModeSymlink) != 0 ? 0xA000 : 0x8000,
+                    Mode = (int)(st.Mode & 0x1ff),
+                    Size = st.Size,
+                };
+            }
+            catch (Exception e) when (DockerErrors.IsNotFound(e) || e is global::Docker.DotNet.DockerApiException api && (int)api.StatusCode == 400)
+            {
+                return new NodeInfo();
+            }
+            catch (Exception e) when (!(e is SandboxException))
+            {
+                throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Inspecting '{path}' failed", id);
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+using System;
+using System.IO;
+using System.Threading;
+using AgentSandbox.Backends;
+
+namespace AgentSandbox.Files
+{
+    /// <summary>The host side of a copy and what every backend's copy shares: planning, metering, error mapping.</summary>
+    internal static class CopyRunner
+    {
+        /// <summary>A host source: the user's path with its links resolved (as Copy-Item does), as its parent directory and name.</summary>
+        public static (DirHandle Parent, string Name, string Display) OpenHostSource(string hostPath)
+        {
+            var real = Linux.Native.RealPath(hostPath);
+            if (real == null || (!File.Exists(real) && !Directory.Exists(real)))
+                throw new SandboxException(ErrorIds.SandboxItemNotFound, SandboxErrorKind.NotFound, $"'{hostPath}' does not exist on the host.", hostPath);
+            if (real == "/") throw new SandboxException(ErrorIds.InvalidPath, SandboxErrorKind.InvalidArgument, "Copying the host's root directory is refused.", hostPath);
+            var parent = Path.GetDirectoryName(real)!;
+            return (DirHandle.OpenTrusted(parent), Path.GetFileName(real), real);
+        }
+
+        /// <summary>
+        /// A host destination as Copy-Item treats it: an existing directory receives the source inside
+        /// it; anything else is the new name, in a directory that must exist.
+        /// </summary>
+        public static (DirHandle Parent, string Name, string Display) OpenHostTarget(string hostPath, string sourceName)
+        {
+            var full = Path.GetFullPath(hostPath);
+            if (Directory.Exists(full)) return (DirHandle.OpenTrusted(full), sourceName, Path.Combine(full, sourceName));
+            var parent = Path.GetDirectoryName(full.TrimEnd('/'));
+            if (parent == null || !Directory.Exists(parent))
+                throw new SandboxException(ErrorIds.SandboxItemNotFound, SandboxErrorKind.NotFound,
+                    $"The destination folder '{parent}' does not exist on the host.", hostPath);
+            return (DirHandle.OpenTrusted(parent), Path.GetFileName(full.TrimEnd('/')), full.TrimEnd('/'));
+        }
+
+        /// <summary>Plans (nothing written when a target exists without force), then copies with progress.</summary>
+        public static SandboxCopyResult Run(Sandbox s, string direction, string source, string destination,
+            ITreeSource tree, ITreeSink sink, bool force, IProgressSink progress, CancellationToken ct,
+            (int Files, long Bytes)? knownTotals = null)
+        {
+            var totals = knownTotals ?? TreeCopy.Plan(tree, sink, force, destination, ct);
+            var activity = $"Copying {source} to {destination}";
+            progress.Milestone($"{activity} ({totals.Files} files, {CopyMeter.Format(totals.Bytes)})");
+            var meter = new CopyMeter(progress, activity, totals.Bytes);
+            TreeCopy.Copy(tree, sink, meter, ct);
+            progress.Milestone($"Copied {meter.Files} files ({CopyMeter.Format(meter.Bytes)}) to {destination}");
+            return new SandboxCopyResult
+            {
+                Sandbox = s.Name, Direction = direction, Source = source, Destination = destination, Files = meter.Files, Bytes = meter.Bytes,
+            };
+        }
+
+        /// <summary>File-system failures as the module's errors: links refused, missing items, the rest as copy failures.</summary>
+        public static T Guard<T>(Sandbox s, Func<T> work)
+        {
+            try { return work(); }
+            catch (UnsafePathException e)
+            {
+                throw new SandboxException(ErrorIds.UnsafeSandboxPath, SandboxErrorKind.PermissionDenied,
+                    $"Refusing to copy in sandbox '{s.Name}': {e.Message}; symbolic links are never followed.", s.Name, e);
+            }
+            catch (FileNotFoundException e)
+            {
+                throw new SandboxException(ErrorIds.SandboxItemNotFound, SandboxErrorKind.NotFound, $"{e.Message}.", e.FileName ?? s.Name, e);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is InvalidDataException)
+            {
+                throw new SandboxException(ErrorIds.SandboxCopyFailed, SandboxErrorKind.Failed,
+                    $"Copying in sandbox '{s.Name}' failed: {e.Message}", s.Name, e);
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+namespace AgentSandbox
+{
+    /// <summary>What one Copy-AgentSandboxItem source became: where it went, how many files and bytes.</summary>
+    public sealed class SandboxCopyResult
+    {
+        public string Sandbox { get; set; } = "";
+        /// <summary>ToSandbox or FromSandbox.</summary>
+        public string Direction { get; set; } = "";
+        public string Source { get; set; } = "";
+        public string Destination { get; set; } = "";
+        /// <summary>Files and symbolic links copied (directories are not counted).</summary>
+        public int Files { get; set; }
+        public long Bytes { get; set; }
+    }
+
+    /// <summary>One copy between the host and a sandbox; paths inside the sandbox are absolute.</summary>
+    public sealed class SandboxCopyRequest
+    {
+        public string Source { get; set; } = "";
+        public string Destination { get; set; } = "";
+        public bool Force { get; set; }
+    }
+}
