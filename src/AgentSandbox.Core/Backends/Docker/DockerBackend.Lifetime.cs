@@ -5,6 +5,7 @@ using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using Docker.DotNet;
+using AgentSandbox.Archives;
 using Docker.DotNet.Models;
 
 namespace AgentSandbox.Backends.Docker
@@ -45,54 +46,24 @@ namespace AgentSandbox.Backends.Docker
             catch (Exception e) when (DockerErrors.IsNotFound(e)) { return fromLabel; }
         }
 
-        /// <summary>A ustar archive holding one directory and one file: all the archive API needs here.</summary>
+        /// <summary>A tar of the expiry directory and file: what the archive endpoint takes.</summary>
         private static MemoryStream SingleFileTar(string path, byte[] content)
         {
             var ms = new MemoryStream();
-            var dir = path.Substring(0, path.LastIndexOf('/') + 1);
-            WriteHeader(ms, dir, 0, '5', 0x1ed);
-            WriteHeader(ms, path, content.Length, '0', 0x1a4);
-            ms.Write(content, 0, content.Length);
-            ms.Write(new byte[(512 - content.Length % 512) % 512], 0, (512 - content.Length % 512) % 512);
-            ms.Write(new byte[1024], 0, 1024);
+            var tar = new TarWriter(ms);
+            tar.Write(new TarEntry { Name = path.Substring(0, path.LastIndexOf('/') + 1), Type = TarEntryType.Directory, Mode = 0x1ed });
+            using (var body = new MemoryStream(content))
+                tar.Write(new TarEntry { Name = path, Type = TarEntryType.File, Mode = 0x1a4, Size = content.Length }, body);
+            tar.Finish();
             ms.Position = 0;
             return ms;
         }
 
-        private static void WriteHeader(Stream s, string name, long size, char type, int mode)
-        {
-            var h = new byte[512];
-            void Put(int at, string value) => Encoding.ASCII.GetBytes(value, 0, value.Length, h, at);
-            Put(0, name);
-            Put(100, Convert.ToString(mode, 8).PadLeft(7, '0'));
-            Put(108, "0000000");
-            Put(116, "0000000");
-            Put(124, Convert.ToString(size, 8).PadLeft(11, '0'));
-            Put(136, Convert.ToString(DateTimeOffset.UtcNow.ToUnixTimeSeconds(), 8).PadLeft(11, '0'));
-            Put(148, "        ");
-            h[156] = (byte)type;
-            Put(257, "ustar");
-            Put(263, "00");
-            int sum = 0;
-            foreach (var b in h) sum += b;
-            Put(148, Convert.ToString(sum, 8).PadLeft(6, '0') + "\0 ");
-            s.Write(h, 0, 512);
-        }
-
         private static string ReadSingleFileTar(Stream stream)
         {
-            var header = ReadExactly(stream, 512);
-            var size = Convert.ToInt64(Encoding.ASCII.GetString(header, 124, 12).Trim('\0', ' '), 8);
-            return Encoding.ASCII.GetString(ReadExactly(stream, (int)Math.Min(size, 4096)));
-        }
-
-        private static byte[] ReadExactly(Stream stream, int count)
-        {
-            var buffer = new byte[count];
-            int read = 0, n;
-            while (read < count && (n = stream.Read(buffer, read, count - read)) > 0) read += n;
-            if (read < count) throw new IOException("the archive ended early");
-            return buffer;
+            var entry = new TarReader(stream).Next(out var content) ?? throw new IOException("the archive is empty");
+            using var reader = new StreamReader(content, Encoding.ASCII);
+            return entry.Type == TarEntryType.File ? reader.ReadToEnd() : "";
         }
     }
 }
