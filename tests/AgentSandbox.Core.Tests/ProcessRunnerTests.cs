@@ -227,5 +227,25 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(7, r.ExitCode);
             Assert.Equal("x\n", r.StdOut);
         }
+
+        [Fact]
+        public void KeepsABoundedHeadOfHugeOutputWhileStreamingAllOfIt()
+        {
+            var counter = new LineCounter();
+            // 24 M characters in 1,000-character lines: more than is kept, all of it streamed.
+            var result = ProcessRunner.Stream(new[] { "/bin/sh", "-c", "yes $(head -c 999 /dev/zero | tr '\\0' a) | head -n 24000" },
+                null, null, counter, null, System.Threading.CancellationToken.None, null);
+            Assert.Equal(0, result.ExitCode);
+            Assert.Equal(24000, counter.Count);
+            Assert.True(result.StdOut.Length < LineAssembler.KeptCharacters + 200);
+            Assert.EndsWith("was streamed but not kept]\n", result.StdOut);
+        }
+
+        private sealed class LineCounter : ICommandOutput
+        {
+            public int Count;
+            public void StandardOutput(string line) { if (line.Length == 999) System.Threading.Interlocked.Increment(ref Count); }
+            public void StandardError(string line) { }
+        }
     }
 }

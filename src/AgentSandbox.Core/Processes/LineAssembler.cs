@@ -15,15 +15,23 @@ namespace AgentSandbox.Processes
         private readonly StringBuilder _line = new StringBuilder();
         private char[] _chars = new char[16388];
 
+        /// <summary>How much of the whole text is kept for results; lines still stream past it.</summary>
+        public const int KeptCharacters = 16 * 1024 * 1024;
+
         public LineAssembler(Action<string>? onLine) { _onLine = onLine; }
 
-        public string Text => _all.ToString();
+        public string Text => _truncated ? _all + $"\n[output past {KeptCharacters} characters was streamed but not kept]\n" : _all.ToString();
+
+        private bool _truncated;
 
         public void Add(byte[] bytes, int count)
         {
             if (_chars.Length < count + 4) _chars = new char[count + 4];
             int n = _decoder.GetChars(bytes, 0, count, _chars, 0);
-            _all.Append(_chars, 0, n);
+            // A long-running command must not grow memory without bound: keep the head, stream the rest.
+            int keep = Math.Min(n, KeptCharacters - _all.Length);
+            if (keep > 0) _all.Append(_chars, 0, keep);
+            if (keep < n) _truncated = true;
             for (int i = 0; i < n; i++)
             {
                 if (_chars[i] == '\n') Emit();
