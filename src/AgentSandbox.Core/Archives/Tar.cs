@@ -338,7 +338,7 @@ namespace AgentSandbox.Archives
             return result;
         }
 
-        private sealed class EntryStream : Stream
+        private sealed class EntryStream : ReadOnlyStream
         {
             private readonly Stream _inner;
             public long Remaining { get; private set; }
@@ -351,15 +351,6 @@ namespace AgentSandbox.Archives
                 Remaining -= n;
                 return n;
             }
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush() { }
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 }

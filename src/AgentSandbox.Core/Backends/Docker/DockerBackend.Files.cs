@@ -134,20 +134,11 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>The daemon's response body stops being readable once it has ended; that is the end, not an error.</summary>
-        private sealed class EndTolerantStream : Stream
+        private sealed class EndTolerantStream : Archives.ReadOnlyStream
         {
             private readonly Stream _inner;
             public EndTolerantStream(Stream inner) { _inner = inner; }
             public override int Read(byte[] buffer, int offset, int count) => _inner.CanRead ? _inner.Read(buffer, offset, count) : 0;
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush() { }
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
             protected override void Dispose(bool disposing) { if (disposing) _inner.Dispose(); base.Dispose(disposing); }
         }
 
