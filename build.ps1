@@ -141,11 +141,14 @@ function Invoke-CoreTests {
     & dotnet test "$root/tests/AgentSandbox.Core.Tests/AgentSandbox.Core.Tests.csproj" -c $Configuration --nologo `
         --logger "trx;LogFileName=$trx" --logger 'console;verbosity=minimal' | Out-Host
     if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
-    $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
+    $run = ([xml](Get-Content $trx -Raw)).TestRun
+    $counters = $run.ResultSummary.Counters
     [pscustomobject]@{
         Passed  = [int]$counters.passed
         Failed  = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
         Skipped = [int]$counters.notExecuted
+        FailedNames = @($run.Results.UnitTestResult | Where-Object outcome -ne 'Passed' | Where-Object outcome -ne 'NotExecuted' |
+            ForEach-Object { "$($_.testName): $(("$($_.Output.ErrorInfo.Message)" -split "`n")[0])" })
     }
 }
 
@@ -165,7 +168,9 @@ Import-Module '$pester'
 `$config.TestResult.Enabled = `$true
 `$config.TestResult.OutputPath = '$out/test-results/pester.xml'
 `$r = Invoke-Pester -Configuration `$config
-[pscustomobject]@{ Passed = `$r.PassedCount; Failed = `$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount; Skipped = `$r.SkippedCount } |
+`$names = @(`$r.Failed | ForEach-Object { "`$(`$_.ExpandedPath): `$((`"`$(`$_.ErrorRecord | Select-Object -First 1)`" -split `"``n`")[0])" }) +
+    @(`$r.FailedBlocks + `$r.FailedContainers | ForEach-Object { "`$(`$_.Name)`$(`$_.Item): setup failed" })
+[pscustomobject]@{ Passed = `$r.PassedCount; Failed = `$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount; Skipped = `$r.SkippedCount; FailedNames = `$names } |
     ConvertTo-Json | Set-Content '$summary'
 "@
     Remove-Item $summary -ErrorAction Ignore
@@ -192,6 +197,8 @@ switch ($Task) {
         $failed = $core.Failed + $module.Failed
         $skipped = $core.Skipped + $module.Skipped
         Write-Host ''
+        # Repeated at the end: a log is often read from its tail only.
+        foreach ($name in @($core.FailedNames) + @($module.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
         Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
         $line = "$passed passed, $failed failed"
         if ($skipped -gt 0) { $line += ", $skipped skipped" }
