@@ -77,5 +77,13 @@ namespace AgentSandbox
         public const string SandboxItemExists = "SandboxItemExists";
         public const string UnsafeSandboxPath = "UnsafeSandboxPath";
         public const string SandboxCopyFailed = "SandboxCopyFailed";
+        public const string CheckpointNotFound = "CheckpointNotFound";
+        public const string CheckpointExists = "CheckpointExists";
+        public const string InvalidCheckpointName = "InvalidCheckpointName";
+        public const string CheckpointFailed = "CheckpointFailed";
+        public const string RestoreFailed = "RestoreFailed";
+        /// <summary>A checkpoint of another sandbox, or of another backend, was given.</summary>
+        public const string CheckpointMismatch = "CheckpointMismatch";
+        public const string CheckpointRemoveFailed = "CheckpointRemoveFailed";
     }
 }

@@ -17,7 +17,7 @@ namespace AgentSandbox
     /// The front door of the core: validates requests, picks a backend, and routes each sandbox to
     /// the backend that owns it. Knows nothing of PowerShell.
     /// </summary>
-    public sealed class SandboxManager
+    public sealed partial class SandboxManager
     {
         public const string AutoBackend = "Auto";
         public const int MaxNameLength = 63;
@@ -179,6 +179,7 @@ namespace AgentSandbox
         public Sandbox Create(SandboxSpec spec, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
             Validate(spec);
+            if (spec.FromCheckpoint != null) CheckFork(spec);
             var backend = Choose(spec);
             if (Find(spec.Name) != null)
                 throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,

@@ -42,6 +42,23 @@ namespace AgentSandbox.Backends
 
         /// <summary>Copies a file or tree out of the sandbox, resolving the source as the sandbox sees it.</summary>
         SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation);
+
+        /// <summary>
+        /// Saves the sandbox's file-system state (everything writable, not host mounts) under a name
+        /// unique for the sandbox; a running sandbox keeps running and is held still while it is read.
+        /// </summary>
+        SandboxCheckpoint Checkpoint(Sandbox sandbox, string name, bool keep, IProgressSink progress, CancellationToken cancellation);
+
+        /// <summary>Every checkpoint of this backend on the host, kept ones of removed sandboxes too.</summary>
+        IEnumerable<SandboxCheckpoint> ListCheckpoints();
+
+        /// <summary>
+        /// Rolls the sandbox's files back to the checkpoint. Its processes end; it comes back running
+        /// if it was. The checkpoint stays, so it can be restored again.
+        /// </summary>
+        void Restore(Sandbox sandbox, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation);
+
+        void RemoveCheckpoint(SandboxCheckpoint checkpoint, IProgressSink progress);
     }
 
     /// <summary>Milestones and progress of long work, for Write-Progress and Write-Verbose.</summary>

@@ -33,6 +33,9 @@ namespace AgentSandbox
         /// <summary>When the sandbox's time to live runs out (UTC); null when it lives until removed.</summary>
         [DataMember(Order = 15)] public DateTime? ExpiresAt { get; set; }
 
+        /// <summary>The checkpoint ("sandbox/checkpoint") this sandbox was forked from; null when made from an image.</summary>
+        [DataMember(Order = 16)] public string? FromCheckpoint { get; set; }
+
         public bool IsExpired(DateTime now) => ExpiresAt is DateTime at && at <= now;
 
         /// <summary>Read from the live system each time the sandbox is listed.</summary>
@@ -49,7 +52,8 @@ namespace AgentSandbox
             Name = spec.Name,
             Id = Guid.NewGuid().ToString("N").Substring(0, 12),
             Backend = backend,
-            Image = spec.Image,
+            Image = spec.FromCheckpoint?.Source.Image ?? spec.Image,
+            FromCheckpoint = spec.FromCheckpoint?.ToString(),
             CreatedAt = DateTime.UtcNow,
             MemoryBytes = spec.MemoryBytes,
             CpuCount = spec.CpuCount,

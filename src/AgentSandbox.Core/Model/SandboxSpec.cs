@@ -23,5 +23,7 @@ namespace AgentSandbox
         public Verification.IsolationLevel? Isolation { get; set; }
         /// <summary>Create on an explicitly named backend even when it falls short of Isolation.</summary>
         public bool Force { get; set; }
+        /// <summary>Start from this checkpoint's files instead of an image (a fork); its backend is the only one allowed.</summary>
+        public SandboxCheckpoint? FromCheckpoint { get; set; }
     }
 }

@@ -14,23 +14,31 @@ namespace AgentSandbox.State
             DateTimeFormat = new DateTimeFormat("yyyy-MM-ddTHH:mm:ss.fffffffZ"),
         };
 
-        private static DataContractJsonSerializer Serializer => new DataContractJsonSerializer(typeof(Sandbox), Settings);
+        private static DataContractJsonSerializer SerializerFor<T>() => new DataContractJsonSerializer(typeof(T), Settings);
 
-        public static void Write(Stream stream, Sandbox sandbox) => Serializer.WriteObject(stream, sandbox);
+        public static void Write(Stream stream, Sandbox sandbox) => Write<Sandbox>(stream, sandbox);
 
-        public static Sandbox? Read(Stream stream) => (Sandbox?)Serializer.ReadObject(stream);
+        public static Sandbox? Read(Stream stream) => Read<Sandbox>(stream);
 
-        public static string ToText(Sandbox sandbox)
+        public static string ToText(Sandbox sandbox) => ToText<Sandbox>(sandbox);
+
+        public static Sandbox? FromText(string text) => FromText<Sandbox>(text);
+
+        public static void Write<T>(Stream stream, T record) where T : class => SerializerFor<T>().WriteObject(stream, record);
+
+        public static T? Read<T>(Stream stream) where T : class => (T?)SerializerFor<T>().ReadObject(stream);
+
+        public static string ToText<T>(T record) where T : class
         {
             using var ms = new MemoryStream();
-            Write(ms, sandbox);
+            Write(ms, record);
             return Encoding.UTF8.GetString(ms.ToArray());
         }
 
-        public static Sandbox? FromText(string text)
+        public static T? FromText<T>(string text) where T : class
         {
             using var ms = new MemoryStream(Encoding.UTF8.GetBytes(text));
-            return Read(ms);
+            return Read<T>(ms);
         }
     }
 }
