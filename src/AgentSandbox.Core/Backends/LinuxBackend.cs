@@ -213,6 +213,7 @@ namespace AgentSandbox.Backends
                     StopCore(s, progress);
                     progress.Milestone($"Deleting the files of '{s.Name}'");
                     Store.Delete(s.Name);
+                    RemoveCheckpointsOf(s, progress);
                 }
                 catch (Exception e) when (!(e is SandboxException))
                 {
@@ -276,10 +277,14 @@ namespace AgentSandbox.Backends
         }
 
         /// <summary>The root tree: a private copy of the image, or the host-derived skeleton whose binds are recorded.</summary>
-        protected static void BuildRoot(Sandbox s, SandboxSpec spec, int agentId, IProgressSink progress, CancellationToken cancellation)
+        protected void BuildRoot(Sandbox s, SandboxSpec spec, int agentId, IProgressSink progress, CancellationToken cancellation)
         {
             var root = RootOf(s);
-            if (spec.Image == null)
+            if (spec.FromCheckpoint != null)
+            {
+                CopyForkRoot(s, spec.FromCheckpoint, agentId, progress, cancellation);
+            }
+            else if (spec.Image == null)
             {
                 progress.Milestone("Deriving the root from the host (read-only binds, private /etc, /tmp and /workspace)");
                 s.BackendData["binds"] = string.Join(":", RootFs.CreateHostDerived(root));

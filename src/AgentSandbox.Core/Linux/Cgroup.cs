@@ -186,6 +186,67 @@ namespace AgentSandbox.Linux
             }
         }
 
+        /// <summary>
+        /// Holds every process of the group still (v1 freezer, v2 cgroup.freeze) until disposed, so a
+        /// copy of its files is consistent. Throws when the group would not freeze in time.
+        /// </summary>
+        public IDisposable Freeze(TimeSpan? patience = null)
+        {
+            var deadline = DateTime.UtcNow + (patience ?? TimeSpan.FromSeconds(10));
+            string control, frozenFile;
+            Func<string, bool> isFrozen;
+            string freeze, thaw;
+            if (Layout.Unified)
+            {
+                var dir = Path.Combine(Layout.UnifiedRoot!, RelativePath);
+                control = Path.Combine(dir, "cgroup.freeze");
+                frozenFile = Path.Combine(dir, "cgroup.events");
+                isFrozen = text => text.Split('\n').Any(l => l.Trim() == "frozen 1");
+                freeze = "1";
+                thaw = "0";
+            }
+            else
+            {
+                var dir = Layout.DirectoryFor("freezer", RelativePath)
+                    ?? throw new IOException("the freezer cgroup controller is not mounted");
+                control = frozenFile = Path.Combine(dir, "freezer.state");
+                isFrozen = text => text.Trim() == "FROZEN";
+                freeze = "FROZEN";
+                thaw = "THAWED";
+            }
+            if (!System.IO.File.Exists(control)) throw new IOException($"cgroup {RelativePath} cannot be frozen ({control} is missing)");
+            var held = new Thawer(control, thaw);
+            try
+            {
+                Write(control, freeze);
+                while (!isFrozen(System.IO.File.ReadAllText(frozenFile)))
+                {
+                    if (DateTime.UtcNow > deadline) throw new IOException($"cgroup {RelativePath} did not freeze within the time allowed");
+                    Thread.Sleep(2);
+                }
+                return held;
+            }
+            catch
+            {
+                held.Dispose();
+                throw;
+            }
+        }
+
+        private sealed class Thawer : IDisposable
+        {
+            private readonly string _control;
+            private readonly string _value;
+            private bool _done;
+            public Thawer(string control, string value) { _control = control; _value = value; }
+            public void Dispose()
+            {
+                if (_done) return;
+                _done = true;
+                TryWrite(_control, _value);
+            }
+        }
+
         /// <summary>Removes the group and all descendants in every hierarchy; processes must be gone.</summary>
         public void Delete()
         {

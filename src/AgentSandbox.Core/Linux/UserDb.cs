@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
@@ -43,18 +44,31 @@ namespace AgentSandbox.Linux
         public static void EnsureAgent(string root, int uid, int gid)
         {
             var etc = FileTree.ResolveInside(root, "/etc", createDirectories: true);
-            AppendUnlessPresent(Path.Combine(etc, "passwd"), AgentUser, $"{AgentUser}:x:{uid}:{gid}:sandbox agent:{Sandbox.DefaultWorkspace}:/bin/sh");
-            AppendUnlessPresent(Path.Combine(etc, "group"), AgentUser, $"{AgentUser}:x:{gid}:");
+            SetEntry(Path.Combine(etc, "passwd"), AgentUser, $"{AgentUser}:x:{uid}:{gid}:sandbox agent:{Sandbox.DefaultWorkspace}:/bin/sh");
+            SetEntry(Path.Combine(etc, "group"), AgentUser, $"{AgentUser}:x:{gid}:");
         }
 
-        private static void AppendUnlessPresent(string file, string name, string line)
+        /// <summary>
+        /// Adds the entry, or rewrites an existing one of that name whose ids differ: a fork gets a
+        /// host uid of its own, and the name must follow it.
+        /// </summary>
+        private static void SetEntry(string file, string name, string line)
         {
             if (FileTree.IsSymlink(file)) throw new IOException($"{file} is a symbolic link; refusing to edit it");
-            var lines = File.Exists(file) ? File.ReadAllLines(file) : new string[0];
-            if (lines.Any(l => l.StartsWith(name + ":", StringComparison.Ordinal))) return;
-            var text = File.Exists(file) ? File.ReadAllText(file) : "";
-            if (text.Length > 0 && !text.EndsWith("\n")) text += "\n";
-            File.WriteAllText(file, text + line + "\n");
+            var lines = File.Exists(file) ? File.ReadAllLines(file).ToList() : new List<string>();
+            int at = lines.FindIndex(l => l.StartsWith(name + ":", StringComparison.Ordinal));
+            if (at >= 0 && SameIds(lines[at], line)) return;
+            if (at >= 0) lines[at] = line;
+            else lines.Add(line);
+            File.WriteAllText(file, string.Join("\n", lines) + "\n");
+        }
+
+        /// <summary>Fields 3 and 4 (uid and gid; for group files the gid) match.</summary>
+        private static bool SameIds(string a, string b)
+        {
+            var x = a.Split(':');
+            var y = b.Split(':');
+            return x.Length > 2 && y.Length > 2 && x[2] == y[2] && (y.Length < 4 || (x.Length > 3 && x[3] == y[3]) || y[3].Length == 0);
         }
     }
 }

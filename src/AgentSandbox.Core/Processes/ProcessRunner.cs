@@ -75,7 +75,9 @@ namespace AgentSandbox.Processes
 
             if (timedOut || cancelled)
             {
-                killTree?.Invoke();
+                // Without a tree to kill, the direct child is all there is (helpers exec their last step).
+                if (killTree != null) killTree();
+                else try { process.Kill(); } catch (InvalidOperationException) { }
                 if (!process.WaitForExit(10000))
                     try { process.Kill(); } catch (InvalidOperationException) { }
             }
