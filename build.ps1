@@ -206,7 +206,11 @@ switch ($Task) {
         if ($failed -gt 0) { exit 1 }
     }
     # Measurements and the isolation report run against a Docker daemon too; docs/ receives what they write.
-    'bench' { exit (Invoke-ReportScript 'bench/Invoke-Benchmark.ps1' 'docs/benchmarks.md') }
+    'bench' {
+        # The raw baselines need the same tools as the tests (busybox-static for their root, nspawn, Docker).
+        Install-TestPrerequisites
+        exit (Invoke-ReportScript 'bench/Invoke-Benchmark.ps1' 'docs/benchmarks.md')
+    }
     'isolation' { exit (Invoke-ReportScript 'docs/Update-IsolationReport.ps1' 'docs/isolation.md') }
     'demo' {
         Invoke-Build
