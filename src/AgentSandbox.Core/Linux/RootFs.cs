@@ -13,7 +13,13 @@ namespace AgentSandbox.Linux
     {
         private static readonly string[] SystemDirs = { "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32" };
         /// <summary>Host /etc entries a working userland needs; nothing secret.</summary>
-        private static readonly string[] EtcCopies = { "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "alternatives", "os-release", "localtime", "ssl", "mime.types", "protocols", "services" };
+        private static readonly string[] EtcCopies = { "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "os-release", "localtime", "mime.types", "protocols", "services" };
+        /// <summary>
+        /// Host /etc directories bound read-only like the system directories: hundreds of links and
+        /// certificates that cost 300 ms to copy on every create, and that nothing in a sandbox can
+        /// change anyway (the tools that maintain them write to the read-only /usr too).
+        /// </summary>
+        private static readonly string[] EtcBinds = { "alternatives", "ssl" };
 
         /// <summary>Makes the skeleton and returns the host directories to bind read-only at the same paths.</summary>
         public static List<string> CreateHostDerived(string root)
@@ -37,13 +43,23 @@ namespace AgentSandbox.Linux
             }
             var etc = Path.Combine(root, "etc");
             Directory.CreateDirectory(etc);
+            foreach (var name in EtcBinds)
+            {
+                var host = Path.Combine("/etc", name);
+                if (!Directory.Exists(host)) continue;
+                if (FileTree.IsSymlink(host)) { ProcessRunner.Run("/bin/cp", "-a", host, etc); continue; }
+                Directory.CreateDirectory(Path.Combine(etc, name));
+                binds.Add(host);
+            }
             foreach (var name in EtcCopies)
             {
                 var host = Path.Combine("/etc", name);
                 if (!File.Exists(host) && !Directory.Exists(host)) continue;
-                // -L for single files (os-release is a link into /usr/lib), -a keeps alternatives' links as links.
+                // -a keeps a directory's links as links; single files are followed (os-release is a link
+                // into /usr/lib) and copied here, which spares a cp process per file.
                 if (Directory.Exists(host)) ProcessRunner.Run("/bin/cp", "-a", host, etc);
-                else ProcessRunner.Run("/bin/cp", "-L", "--preserve=mode,timestamps", host, Path.Combine(etc, name));
+                // File.Copy on Unix is cp -L --preserve=mode,timestamps: content behind the link, mode, times.
+                else File.Copy(host, Path.Combine(etc, name));
             }
             File.WriteAllText(Path.Combine(etc, "passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
             File.WriteAllText(Path.Combine(etc, "group"), "root:x:0:\nnogroup:x:65534:\n");
