@@ -79,7 +79,11 @@ namespace AgentSandbox.Linux
         public static List<MountEntry> Under(string root) =>
             Read().Where(m => IsUnder(m.MountPoint, root)).OrderByDescending(m => m.Id).ToList();
 
-        public static bool IsMountPoint(string path) => Read().Any(m => m.MountPoint == path);
+        /// <summary>
+        /// Whether something is mounted at path. statx answers without the whole mount table, which
+        /// grows by several lines per running sandbox and is read on every command.
+        /// </summary>
+        public static bool IsMountPoint(string path) => Native.IsMountRoot(path) ?? Read().Any(m => m.MountPoint == path);
 
         /// <summary>Unmounts everything at or below root; falls back to a lazy detach for busy mounts.</summary>
         public static void UnmountAll(string root)

@@ -13,7 +13,7 @@ namespace AgentSandbox.Linux
             MS_BIND = 4096, MS_REC = 16384, MS_PRIVATE = 1 << 18;
         public const int MNT_DETACH = 2;
         public const int SIGKILL = 9, SIGTERM = 15;
-        public const int ESRCH = 3, ENOENT = 2, EINVAL = 22, EBUSY = 16;
+        public const int ESRCH = 3, ENOENT = 2, EINVAL = 22, EBUSY = 16, ENOSYS = 38;
         public const int S_IFCHR = 0x2000;
         private const int O_RDWR = 2, O_CREAT = 0x40, O_CLOEXEC = 0x80000;
         private const int LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11, EEXIST = 17;
@@ -62,6 +62,33 @@ namespace AgentSandbox.Linux
                 if (flags >= 0 && (flags & FD_CLOEXEC) == 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
             }
         }
+        [DllImport(Libc, SetLastError = true)] private static extern int statx(int dirfd, string path, int flags, uint mask, byte[] buffer);
+        private const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100;
+        private const ulong STATX_ATTR_MOUNT_ROOT = 0x2000;
+        private static volatile bool _statxWorks = true;
+
+        /// <summary>
+        /// Whether path is the root of a mount, from statx (Linux 5.8+); null when this kernel or libc
+        /// cannot tell, or the path cannot be looked up.
+        /// </summary>
+        public static bool? IsMountRoot(string path)
+        {
+            if (!_statxWorks) return null;
+            // struct statx is 256 bytes: stx_attributes at 0x08, stx_attributes_mask at 0x38.
+            var buffer = new byte[256];
+            try
+            {
+                if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, 0, buffer) != 0)
+                {
+                    if (Marshal.GetLastWin32Error() == ENOSYS) _statxWorks = false;
+                    return null;
+                }
+            }
+            catch (EntryPointNotFoundException) { _statxWorks = false; return null; }
+            if ((BitConverter.ToUInt64(buffer, 0x38) & STATX_ATTR_MOUNT_ROOT) == 0) { _statxWorks = false; return null; }
+            return (BitConverter.ToUInt64(buffer, 0x08) & STATX_ATTR_MOUNT_ROOT) != 0;
+        }
+
         [DllImport(Libc, SetLastError = true)] private static extern IntPtr realpath(string path, IntPtr resolved);
         [DllImport(Libc)] private static extern void free(IntPtr p);
 
