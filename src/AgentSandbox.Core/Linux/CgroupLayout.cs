@@ -15,7 +15,20 @@ namespace AgentSandbox.Linux
         /// <summary>v1 only: controller → mount point.</summary>
         public IReadOnlyDictionary<string, string> V1 { get; private set; } = new Dictionary<string, string>();
 
-        public static CgroupLayout Detect() => Detect(Mounts.Read());
+        /// <summary>
+        /// The host's layout. Every cmdlet makes its own manager, and reading the mount table for it
+        /// costs more than the rest of a command's bookkeeping on a host with many sandboxes; a usable
+        /// layout does not change while the process runs, so it is detected once.
+        /// </summary>
+        public static CgroupLayout Detect()
+        {
+            if (_usable is CgroupLayout known) return known;
+            var layout = Detect(Mounts.Read());
+            if (layout.Problem == null) _usable = layout;
+            return layout;
+        }
+
+        private static CgroupLayout? _usable;
 
         internal static CgroupLayout Detect(IEnumerable<MountEntry> mounts)
         {
