@@ -267,8 +267,9 @@ namespace AgentSandbox.Linux
         /// <summary>Deletes the group when it holds no process; leaves it otherwise (background work lives on).</summary>
         public void DeleteIfEmpty()
         {
-            if (Processes().Count > 0) return;
-            foreach (var dir in Layout.Directories(RelativePath).Where(Directory.Exists))
+            // The kernel refuses to remove a group that holds a process (EBUSY), so no need to read
+            // cgroup.procs in every hierarchy first.
+            foreach (var dir in Layout.Directories(RelativePath))
             {
                 try { Directory.Delete(dir); }
                 catch (IOException) { }
