@@ -13,9 +13,12 @@ namespace AgentSandbox.Linux
     /// </summary>
     internal static class ExecChain
     {
-        /// <summary>Writes its pid to each cgroup.procs named before "--", then execs the rest; refuses to run unconfined.</summary>
+        /// <summary>
+        /// Moves itself (one thread: sh) into each cgroup file named before "--" by writing "0", then
+        /// execs the rest; refuses to run unconfined.
+        /// </summary>
         private const string CgroupStub =
-            "for f; do shift; [ \"$f\" = -- ] && break; echo $$ > \"$f\" || { echo \"agentsandbox: cannot join cgroup $f\" >&2; exit 125; }; done; exec \"$@\"";
+            "for f; do shift; [ \"$f\" = -- ] && break; echo 0 > \"$f\" || { echo \"agentsandbox: cannot join cgroup $f\" >&2; exit 125; }; done; exec \"$@\"";
 
         /// <summary>Variables the host's dynamic loader and libc obey; they must never reach the host-side tools, which run as root.</summary>
         private static readonly string[] LoaderVariables =
@@ -51,7 +54,7 @@ namespace AgentSandbox.Linux
             var execCgroup = sandboxCgroup.Child("exec-" + Guid.NewGuid().ToString("N").Substring(0, 12));
             execCgroup.Create();
             var argv = new List<string> { sh, "-c", CgroupStub, "agentsandbox-exec" };
-            argv.AddRange(execCgroup.ProcsFiles);
+            argv.AddRange(execCgroup.SelfJoinFiles);
             argv.Add("--");
             argv.AddRange(new[] { setpriv, "--no-new-privs", "--", nsenter });
             argv.AddRange(nsenterOptions);
