@@ -89,6 +89,21 @@ namespace AgentSandbox.Linux
             return (BitConverter.ToUInt64(buffer, 0x08) & STATX_ATTR_MOUNT_ROOT) != 0;
         }
 
+        private const uint STATX_MODE = 0x2, STATX_UID = 0x8, STATX_GID = 0x10;
+        public const int S_IFMT = 0xf000, S_IFREG = 0x8000;
+
+        /// <summary>Type and mode bits, owner and group of path itself (a link is not followed), or null when statx cannot say.</summary>
+        public static (int Mode, int Uid, int Gid)? Lstat(string path)
+        {
+            const uint wanted = STATX_MODE | STATX_UID | STATX_GID;
+            var buffer = new byte[256];
+            try { if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, wanted, buffer) != 0) return null; }
+            catch (EntryPointNotFoundException) { return null; }
+            // stx_mask at 0x00, stx_uid at 0x14, stx_gid at 0x18, stx_mode at 0x1c.
+            if ((BitConverter.ToUInt32(buffer, 0) & wanted) != wanted) return null;
+            return (BitConverter.ToUInt16(buffer, 0x1c), (int)BitConverter.ToUInt32(buffer, 0x14), (int)BitConverter.ToUInt32(buffer, 0x18));
+        }
+
         [DllImport(Libc, SetLastError = true)] private static extern IntPtr realpath(string path, IntPtr resolved);
         [DllImport(Libc)] private static extern void free(IntPtr p);
 

@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using AgentSandbox.Backends;
 using AgentSandbox.Processes;
 
@@ -55,9 +56,8 @@ namespace AgentSandbox.Linux
             {
                 var host = Path.Combine("/etc", name);
                 if (!File.Exists(host) && !Directory.Exists(host)) continue;
-                // -a keeps a directory's links as links; single files are followed (os-release is a link
-                // into /usr/lib) and copied here, which spares a cp process per file.
-                if (Directory.Exists(host)) ProcessRunner.Run("/bin/cp", "-a", host, etc);
+                // Single files are followed (os-release is a link into /usr/lib); copying them here spares a cp process each.
+                if (Directory.Exists(host)) CopyDirectory(host, etc);
                 // File.Copy on Unix is cp -L --preserve=mode,timestamps: content behind the link, mode, times.
                 else File.Copy(host, Path.Combine(etc, name));
             }
@@ -68,6 +68,30 @@ namespace AgentSandbox.Linux
             if (!File.Exists(Path.Combine(etc, "os-release")))
                 File.WriteAllText(Path.Combine(etc, "os-release"), "ID=agentsandbox\nNAME=AgentSandbox\n");
             return binds;
+        }
+
+        /// <summary>
+        /// cp -a of a directory into parent. A directory of root-owned regular files (ld.so.conf.d on
+        /// most hosts) is copied here, which spares a cp process; links, subdirectories or other owners
+        /// are left to cp -a.
+        /// </summary>
+        private static void CopyDirectory(string host, string parent)
+        {
+            var entries = Directory.GetFileSystemEntries(host);
+            var dir = Native.Lstat(host);
+            bool RootOwned((int Mode, int Uid, int Gid)? st, int type) =>
+                st.HasValue && (st.Value.Mode & Native.S_IFMT) == type && st.Value.Uid == 0 && st.Value.Gid == 0;
+            if (!RootOwned(dir, 0x4000) || !entries.All(e => RootOwned(Native.Lstat(e), Native.S_IFREG)))
+            {
+                ProcessRunner.Run("/bin/cp", "-a", host, parent);
+                return;
+            }
+            var target = Path.Combine(parent, Path.GetFileName(host));
+            if (!Native.MakeDirectory(target, dir!.Value.Mode & 0xfff)) throw new IOException($"{target} already exists");
+            // File.Copy keeps mode and times; the directory's times are set once its files are in.
+            foreach (var entry in entries) File.Copy(entry, Path.Combine(target, Path.GetFileName(entry)));
+            Directory.SetLastWriteTimeUtc(target, Directory.GetLastWriteTimeUtc(host));
+            Directory.SetLastAccessTimeUtc(target, Directory.GetLastAccessTimeUtc(host));
         }
 
         /// <summary>Copies an image (a root filesystem directory or tarball) into root.</summary>
