@@ -6,7 +6,9 @@
 function New-FloorCommand { New-RawCommand unshare @('--fork', '--pid', '--mount-proc', '--net', '--ipc', '--uts', '/bin/true') }
 
 function ModuleImageArgs([string] $Backend) {
-    if ($Backend -eq 'Docker') { @{ Image = $Bench.Image } } else { @{ Image = $Bench.Root } }
+    # Docker runs the image the raw docker commands run; Chroot and Nspawn use their default root, derived
+    # from the host, which is what New-AgentSandbox makes without -Image.
+    if ($Backend -eq 'Docker') { @{ Image = $Bench.Image } } else { @{} }
 }
 
 function Measure-WarmExec([string] $Backend) {
