@@ -265,6 +265,7 @@ namespace AgentSandbox.Backends
                 (oldUid != agentId || oldGid != agentId))
             {
                 TreeCopy.ChangeOwner(RootOf(s), oldUid, oldGid, agentId, agentId);
+                UserDb.EnsureAgent(RootOf(s), agentId, agentId, replaceExisting: true);
             }
         }
     }
