@@ -49,8 +49,9 @@ function Invoke-Helper([string] $File, [string[]] $Arguments) {
 
 # Interleaves the named actions, one of each per round in rotating order, so that load that comes
 # and goes on the machine falls on all of them alike. Each action returns its own time (ms) or an
-# object with Total (and FirstOutput); the first -Warmup rounds are discarded.
-function Measure-Interleaved([Collections.Specialized.OrderedDictionary] $Actions, [int] $Count, [int] $Warmup = 2) {
+# object with Total (and FirstOutput); the first -Warmup rounds are discarded. -PauseMs idles before
+# each action, as an agent does between commands.
+function Measure-Interleaved([Collections.Specialized.OrderedDictionary] $Actions, [int] $Count, [int] $Warmup = 2, [int] $PauseMs = 0) {
     # Names that cannot shadow what the actions read from their caller's scope.
     $miNames = @($Actions.Keys)
     $miResults = [ordered]@{}
@@ -58,6 +59,7 @@ function Measure-Interleaved([Collections.Specialized.OrderedDictionary] $Action
     for ($miRound = 0; $miRound -lt $Count + $Warmup; $miRound++) {
         for ($miK = 0; $miK -lt $miNames.Count; $miK++) {
             $miName = $miNames[($miRound + $miK) % $miNames.Count]
+            if ($PauseMs) { Start-Sleep -Milliseconds $PauseMs }
             $miValue = & $Actions[$miName]
             if ($miRound -ge $Warmup) { $miResults[$miName].Add($miValue) }
         }

@@ -71,7 +71,7 @@ try {
         $steps = [ordered]@{
             Exec      = { Measure-WarmExec $b }
             Lifecycle = { Measure-Lifecycle $b }
-            Parallel  = { foreach ($n in $ParallelCount) { Measure-Parallel $b $n } }
+            Parallel  = { Measure-Parallel $b 2 -WarmUp; foreach ($n in $ParallelCount) { Measure-Parallel $b $n } }
             Memory    = { Measure-IdleMemory $b }
         }
         foreach ($step in $steps.Keys | Where-Object { $_ -in $Measure }) {

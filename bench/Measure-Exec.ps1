@@ -48,6 +48,11 @@ function Measure-WarmExec([string] $Backend) {
             }
         }
         $r = Measure-Interleaved $actions -Count ($Bench.Repetitions * 3) -Warmup 5
+        # The same with a pause before each command, as an agent sends them: kernel state that a
+        # tight loop keeps warm (cgroup locks, caches) has time to go cold.
+        $first = @($actions.Keys)[1]
+        $paced = [ordered]@{ Module = $actions.Module; $first = $actions[$first] }
+        $idle = Measure-Interleaved $paced -Count $Bench.Repetitions -Warmup 1 -PauseMs 250
     }
     finally {
         Remove-AgentSandbox -InputObject $sb -Force -ErrorAction Continue
@@ -67,6 +72,8 @@ function Measure-WarmExec([string] $Backend) {
         }
         'Docker' { Add-Row $Backend $what $module 'docker exec' (Get-Summary (Get-Times $r.Exec)) 0.5 }
     }
+    $baseline = @{ Chroot = 'namespace floor (unshare)'; Nspawn = 'namespace floor (unshare)'; Docker = 'docker exec' }[$Backend]
+    Add-Row $Backend 'exec /bin/true, 250 ms apart' (Get-Summary (Get-Times $idle.Module)) "$baseline, 250 ms apart" (Get-Summary (Get-Times $idle[$first]))
 }
 
 # New-AgentSandbox, first output of `echo hi`, Remove-AgentSandbox: the whole cycle is timed, and the first output apart.

@@ -1,10 +1,11 @@
 # Many sandboxes at once: N runspaces of one process (ForEach-Object -Parallel, ThrottleLimit N), each
 # importing the module before the clock starts, then all released together to make and use one
-# sandbox each; once every one has been used, all are released to remove theirs.
+# sandbox each; once every one has been used, all are released to remove theirs. A small warm-up run
+# first compiles what only the parallel path uses, as the warm-up rounds do for the other measures.
 
-function Measure-Parallel([string] $Backend, [int] $Count) {
-    Write-Step "${Backend}: $Count sandboxes in parallel"
-    $prefix = "$($Bench.Prefix)-par$Count-$($Backend.ToLower())"
+function Measure-Parallel([string] $Backend, [int] $Count, [switch] $WarmUp) {
+    Write-Step "${Backend}: $Count sandboxes in parallel$(if ($WarmUp) { ' (warm-up, not reported)' })"
+    $prefix = "$($Bench.Prefix)-par$Count$(if ($WarmUp) { 'w' })-$($Backend.ToLower())"
     $volumesBefore = if ($Backend -eq 'Docker') { @(& docker volume ls -q --filter dangling=true) } else { @() }
     $sync = @{
         Ready    = [Threading.CountdownEvent]::new($Count)
@@ -67,6 +68,13 @@ function Measure-Parallel([string] $Backend, [int] $Count) {
     foreach ($l in $leftovers) { $problems.Add("left behind: $l") }
     if ($leftovers) { Remove-Leftovers $Backend $prefix }
 
+    if ($WarmUp) {
+        if ($problems.Count) {
+            foreach ($p in $problems | Select-Object -First 20) { Write-Host "  FAILED ${Backend} x${Count} warm-up: $p" -ForegroundColor Red }
+            $Bench.Failures.Add("${Backend} x${Count} (warm-up): $failures failed, $($leftovers.Count) left behind")
+        }
+        return
+    }
     $one = $Bench.Lifecycle[$Backend]
     $perSandbox = $totalWall / $Count
     $ratio = if ($one) { $perSandbox / $one.Median } else { [double]::NaN }
