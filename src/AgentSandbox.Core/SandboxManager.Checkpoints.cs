@@ -34,6 +34,7 @@ namespace AgentSandbox
         /// <summary>Every checkpoint on the host, of every backend, kept ones of removed sandboxes too.</summary>
         public IReadOnlyList<SandboxCheckpoint> ListCheckpoints(string? backend = null, ICollection<string>? problems = null)
         {
+            if (string.IsNullOrEmpty(backend)) backend = null;
             var result = new List<SandboxCheckpoint>();
             var liveIds = new HashSet<string>(List(backend, problems ?? new List<string>()).Select(s => s.Id));
             foreach (var b in backend == null ? _backends : new List<ISandboxBackend> { Backend(backend) })

@@ -122,6 +122,30 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void FreezeHoldsEveryMemberStillUntilDisposed()
+        {
+            _cg.Create();
+            using var tmp = new TempDir();
+            var counter = tmp.Combine("count");
+            StartInto($"i=0; while :; do i=$((i+1)); echo $i > {counter}; done");
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (!File.Exists(counter) && DateTime.UtcNow < deadline) Thread.Sleep(10);
+
+            string frozenAt;
+            using (_cg.Freeze())
+            {
+                Assert.Equal("FROZEN", _cg.Read("freezer", "freezer.state"));
+                frozenAt = File.ReadAllText(counter);
+                Thread.Sleep(300);
+                Assert.Equal(frozenAt, File.ReadAllText(counter));
+            }
+            Assert.Equal("THAWED", _cg.Read("freezer", "freezer.state"));
+            deadline = DateTime.UtcNow.AddSeconds(10);
+            while (File.ReadAllText(counter) == frozenAt && DateTime.UtcNow < deadline) Thread.Sleep(10);
+            Assert.NotEqual(frozenAt, File.ReadAllText(counter));
+        }
+
+        [Fact]
         public void KillAllLeavesTheGroupThawed()
         {
             _cg.Create();

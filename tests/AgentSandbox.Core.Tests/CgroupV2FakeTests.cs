@@ -161,6 +161,45 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void FreezeWaitsForTheKernelToReportFrozenAndThawsOnDispose()
+        {
+            var dir = Path.Combine(_root, "agentsandbox", "sbx10");
+            MakeCgroup(Path.Combine(_root, "agentsandbox"));
+            MakeCgroup(dir);
+            File.WriteAllText(Path.Combine(dir, "cgroup.freeze"), "0");
+            File.WriteAllText(Path.Combine(dir, "cgroup.events"), "populated 1\nfrozen 0\n");
+            // The fake kernel reports the freeze a little after it is asked for.
+            var kernel = new Thread(() =>
+            {
+                var until = DateTime.UtcNow.AddSeconds(10);
+                while (File.ReadAllText(Path.Combine(dir, "cgroup.freeze")) != "1" && DateTime.UtcNow < until) Thread.Sleep(5);
+                Thread.Sleep(50);
+                File.WriteAllText(Path.Combine(dir, "cgroup.events"), "populated 1\nfrozen 1\n");
+            }) { IsBackground = true };
+            kernel.Start();
+
+            using (Cgroup.ForSandbox(Layout(), "sbx10").Freeze())
+            {
+                Assert.Equal("1", Text("agentsandbox", "sbx10", "cgroup.freeze"));
+                Assert.Contains("frozen 1", Text("agentsandbox", "sbx10", "cgroup.events"));
+            }
+            Assert.Equal("0", Text("agentsandbox", "sbx10", "cgroup.freeze"));
+        }
+
+        [Fact]
+        public void FreezeThatNeverCompletesThawsAndThrows()
+        {
+            var dir = Path.Combine(_root, "agentsandbox", "sbx11");
+            MakeCgroup(Path.Combine(_root, "agentsandbox"));
+            MakeCgroup(dir);
+            File.WriteAllText(Path.Combine(dir, "cgroup.freeze"), "0");
+            File.WriteAllText(Path.Combine(dir, "cgroup.events"), "populated 1\nfrozen 0\n");
+            var e = Assert.Throws<IOException>(() => Cgroup.ForSandbox(Layout(), "sbx11").Freeze(TimeSpan.FromMilliseconds(200)));
+            Assert.Contains("did not freeze", e.Message);
+            Assert.Equal("0", Text("agentsandbox", "sbx11", "cgroup.freeze"));
+        }
+
+        [Fact]
         public void ProcessesListsTheWholeSubtree()
         {
             var dir = Path.Combine(_root, "agentsandbox", "sbx8");

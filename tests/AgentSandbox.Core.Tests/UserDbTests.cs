@@ -105,6 +105,18 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void EnsureAgentRewritesAForksCopiedEntryToItsOwnIds()
+        {
+            UserDb.EnsureAgent(_root, 100042, 100042);
+            UserDb.EnsureAgent(_root, 100050, 100050, replaceExisting: true);
+            Assert.Equal((100050, 100050), UserDb.Resolve(_root, "agent"));
+            Assert.Single(File.ReadAllLines(Path.Combine(_root, "etc", "passwd")), l => l.StartsWith("agent:"));
+            Assert.Equal(new[] { "agent:x:100050:" }, File.ReadAllLines(Path.Combine(_root, "etc", "group")).Where(l => l.StartsWith("agent:")));
+            // The other entries are untouched, in their order.
+            Assert.StartsWith(Passwd, File.ReadAllText(Path.Combine(_root, "etc", "passwd")));
+        }
+
+        [Fact]
         public void EnsureAgentEndsAnUnterminatedLastLine()
         {
             File.WriteAllText(Path.Combine(_root, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh");

@@ -10,13 +10,15 @@ Describe 'Lifetimes on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend
         # A unique sleep length marks the background process the expired sandbox must lose.
         $marker = "$(Get-Random -Minimum 3000 -Maximum 3999)"
         if (Test-BackendAvailable $Backend) {
-            $sbShort = New-AgentSandbox -Name $short -Backend $Backend -TimeToLive 00:00:05
-            $sbKept = New-AgentSandbox -Name $kept -Backend $Backend -TimeToLive 00:00:05
+            # The lifetimes are short but not tight: a slow host must not expire them before they are used.
             $sbPlain = New-AgentSandbox -Name $plain -Backend $Backend
-            Invoke-InSandbox -InputObject $sbShort -Command "sleep $marker >/dev/null 2>&1 &"
+            $sbKept = New-AgentSandbox -Name $kept -Backend $Backend -TimeToLive 00:00:10
             $extended = Set-AgentSandbox -InputObject $sbKept -TimeToLive 00:10:00 -PassThru
+            $sbShort = New-AgentSandbox -Name $short -Backend $Backend -TimeToLive 00:00:05
+            Invoke-InSandbox -InputObject $sbShort -Command "sleep $marker >/dev/null 2>&1 &"
             $before = Invoke-InSandbox -InputObject $sbShort -Command 'echo before'
-            Start-Sleep -Seconds 6
+            $wait = $sbShort.ExpiresAt.AddSeconds(1) - [datetime]::UtcNow
+            if ($wait -gt [TimeSpan]::Zero) { Start-Sleep -Milliseconds $wait.TotalMilliseconds }
         }
     }
     AfterAll { Remove-TestSandbox $short; Remove-TestSandbox $kept; Remove-TestSandbox $plain }

@@ -22,20 +22,40 @@ namespace AgentSandbox.Backends
         private string CheckpointDir(string sandboxId, string name) => Path.Combine(CheckpointsDir, sandboxId, name);
         private static string CheckpointRoot(string dir) => Path.Combine(dir, "root");
 
-        /// <summary>One lock per sandbox id: taking, restoring from, forking from and removing its checkpoints never overlap.</summary>
-        private IDisposable LockCheckpoints(string sandboxId)
-        {
-            EnsureCheckpointsDir();
-            var dir = Path.Combine(CheckpointsDir, sandboxId);
-            Native.MakeDirectory(dir, 0x1c0);
-            return Native.LockFile(Path.Combine(dir, ".lock"));
-        }
+        private const string CheckpointLock = ".lock";
 
-        private void EnsureCheckpointsDir()
+        /// <summary>
+        /// Claims a new checkpoint directory, its lock held exclusively until the copy is complete, so
+        /// nobody reads or removes a half-made checkpoint. Null when the name is taken.
+        /// </summary>
+        private IDisposable? ClaimCheckpointDir(string dir)
         {
             Directory.CreateDirectory(Store.Root);
             // 0700: checkpoints hold the sandbox's files, which other host users must not reach.
             Native.MakeDirectory(CheckpointsDir, 0x1c0);
+            for (int attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    Native.MakeDirectory(Path.GetDirectoryName(dir)!, 0x1c0);
+                    if (!Native.MakeDirectory(dir, 0x1c0)) return null;
+                    return Native.LockFile(Path.Combine(dir, CheckpointLock));
+                }
+                // The sandbox's last checkpoint was removed meanwhile, and its now empty parent with it.
+                catch (IOException) when (attempt < 3 && !Directory.Exists(Path.GetDirectoryName(dir))) { }
+            }
+        }
+
+        /// <summary>Readers share the checkpoint's lock (a removal waits for them); null when it is gone or unfinished.</summary>
+        private static IDisposable? ReadLock(string dir, out SandboxCheckpoint? checkpoint)
+        {
+            checkpoint = null;
+            var held = Native.LockExistingShared(Path.Combine(dir, CheckpointLock));
+            if (held == null) return null;
+            checkpoint = LoadCheckpoint(dir);
+            if (checkpoint != null) return held;
+            held.Dispose();
+            return null;
         }
 
         public SandboxCheckpoint Checkpoint(Sandbox sandbox, string name, bool keep, IProgressSink progress, CancellationToken cancellation)
@@ -43,10 +63,9 @@ namespace AgentSandbox.Backends
             using var held = Store.Lock(sandbox.Name);
             var s = Reload(sandbox);
             if (s.State == SandboxState.Missing) throw Missing(s);
-            using var checkpoints = LockCheckpoints(s.Id);
             var dir = CheckpointDir(s.Id, name);
-            if (!Native.MakeDirectory(dir, 0x1c0))
-                throw new SandboxException(ErrorIds.CheckpointExists, SandboxErrorKind.AlreadyExists,
+            using var claim = ClaimCheckpointDir(dir)
+                ?? throw new SandboxException(ErrorIds.CheckpointExists, SandboxErrorKind.AlreadyExists,
                     $"Sandbox '{s.Name}' already has a checkpoint named '{name}'.", name);
             try
             {
@@ -67,6 +86,7 @@ namespace AgentSandbox.Backends
             catch (Exception e)
             {
                 TryDeleteCheckpointDir(dir);
+                TryDeleteEmptyIdDir(s.Id);
                 if (e is OperationCanceledException || e is SandboxException) throw;
                 throw new SandboxException(ErrorIds.CheckpointFailed, SandboxErrorKind.Failed,
                     $"Could not checkpoint sandbox '{s.Name}': {e.Message}", s.Name, e);
@@ -90,7 +110,7 @@ namespace AgentSandbox.Backends
             if (!Directory.Exists(CheckpointsDir)) yield break;
             foreach (var idDir in Directory.GetDirectories(CheckpointsDir))
             {
-                foreach (var dir in Directory.GetDirectories(idDir))
+                foreach (var dir in Directory.GetDirectories(idDir).Where(d => !IsDeletion(d)))
                 {
                     var checkpoint = LoadCheckpoint(dir);
                     if (checkpoint != null && checkpoint.Backend == Name) yield return checkpoint;
@@ -130,10 +150,9 @@ namespace AgentSandbox.Backends
             {
                 // Leftovers of a restore that died half-way go first.
                 foreach (var stale in new[] { incoming, outgoing }) if (Directory.Exists(stale)) FileTree.DeleteTree(stale);
-                using (LockCheckpoints(s.Id))
+                var dir = CheckpointDir(s.Id, checkpoint.Name);
+                using (ReadLock(dir, out _) ?? throw CheckpointGone(checkpoint))
                 {
-                    var dir = CheckpointDir(s.Id, checkpoint.Name);
-                    if (LoadCheckpoint(dir) == null) throw CheckpointGone(checkpoint);
                     progress.Milestone($"Copying checkpoint '{checkpoint.Name}' back while '{s.Name}' still runs");
                     progress.Progress("Restore", $"Copying checkpoint '{checkpoint.Name}'", -1);
                     TreeCopy.CopyRoot(CheckpointRoot(dir), incoming, cancellation);
@@ -165,44 +184,57 @@ namespace AgentSandbox.Backends
 
         public void RemoveCheckpoint(SandboxCheckpoint checkpoint, IProgressSink progress)
         {
-            using var held = LockCheckpoints(checkpoint.SandboxId);
             var dir = CheckpointDir(checkpoint.SandboxId, checkpoint.Name);
-            if (LoadCheckpoint(dir) == null) throw CheckpointGone(checkpoint);
             progress.Milestone($"Deleting checkpoint '{checkpoint}'");
-            DeleteCheckpointDir(dir);
+            if (!DeleteCheckpointDir(dir)) throw CheckpointGone(checkpoint);
+            TryDeleteEmptyIdDir(checkpoint.SandboxId);
         }
 
         /// <summary>What Remove-AgentSandbox does to the sandbox's checkpoints: all go but the kept ones.</summary>
         private void RemoveCheckpointsOf(Sandbox s, IProgressSink progress)
         {
             if (string.IsNullOrEmpty(s.Id) || !Directory.Exists(Path.Combine(CheckpointsDir, s.Id))) return;
-            using (LockCheckpoints(s.Id))
+            foreach (var dir in Directory.GetDirectories(Path.Combine(CheckpointsDir, s.Id)))
             {
-                foreach (var dir in Directory.GetDirectories(Path.Combine(CheckpointsDir, s.Id)))
-                {
-                    var checkpoint = LoadCheckpoint(dir);
-                    if (checkpoint?.Keep == true) continue;
-                    progress.Milestone($"Deleting checkpoint '{s.Name}/{Path.GetFileName(dir)}'");
-                    DeleteCheckpointDir(dir);
-                }
+                // Half-made ones (no record: their maker died) go too, and deletions cut short.
+                if (IsDeletion(dir)) { TryDeleteCheckpointDir(dir); continue; }
+                if (LoadCheckpoint(dir)?.Keep == true) continue;
+                progress.Milestone($"Deleting checkpoint '{s.Name}/{Path.GetFileName(dir)}'");
+                DeleteCheckpointDir(dir);
             }
             TryDeleteEmptyIdDir(s.Id);
         }
 
         private void TryDeleteEmptyIdDir(string sandboxId)
         {
-            var idDir = Path.Combine(CheckpointsDir, sandboxId);
-            if (Directory.GetDirectories(idDir).Length > 0) return;
-            try { FileTree.DeleteTree(idDir); }
+            // rmdir fails on a parent that is not empty, which is the point.
+            try { Directory.Delete(Path.Combine(CheckpointsDir, sandboxId), recursive: false); }
             catch (IOException) { }
         }
 
-        /// <summary>Renamed away first, so a half-deleted checkpoint is never listed.</summary>
-        private static void DeleteCheckpointDir(string dir)
+        private static bool IsDeletion(string dir) => Path.GetFileName(dir).StartsWith(DeletionPrefix, StringComparison.Ordinal);
+
+        private const string DeletionPrefix = ".deleting-";
+
+        /// <summary>
+        /// Waits for readers (exclusive lock), then renames the checkpoint away so it is never listed
+        /// half-deleted, and deletes it. False when it was already gone.
+        /// </summary>
+        private static bool DeleteCheckpointDir(string dir)
         {
-            var doomed = Path.Combine(Path.GetDirectoryName(dir)!, ".deleting-" + Guid.NewGuid().ToString("N"));
-            Native.Rename(dir, doomed);
+            if (!File.Exists(Path.Combine(dir, CheckpointLock)) && !Directory.Exists(dir)) return false;
+            var doomed = Path.Combine(Path.GetDirectoryName(dir)!, DeletionPrefix + Guid.NewGuid().ToString("N"));
+            try
+            {
+                using (Native.LockFile(Path.Combine(dir, CheckpointLock)))
+                {
+                    if (!Directory.Exists(dir)) return false;
+                    Native.Rename(dir, doomed);
+                }
+            }
+            catch (IOException) when (!Directory.Exists(dir) && !Directory.Exists(doomed)) { return false; }
             FileTree.DeleteTree(doomed);
+            return true;
         }
 
         private static void TryDeleteCheckpointDir(string dir)
@@ -219,10 +251,9 @@ namespace AgentSandbox.Backends
         /// <summary>A fork's root: the checkpoint's files, owned by the fork's own agent uid.</summary>
         protected void CopyForkRoot(Sandbox s, SandboxCheckpoint checkpoint, int agentId, IProgressSink progress, CancellationToken cancellation)
         {
-            using (LockCheckpoints(checkpoint.SandboxId))
+            var dir = CheckpointDir(checkpoint.SandboxId, checkpoint.Name);
+            using (ReadLock(dir, out _) ?? throw CheckpointGone(checkpoint))
             {
-                var dir = CheckpointDir(checkpoint.SandboxId, checkpoint.Name);
-                if (LoadCheckpoint(dir) == null) throw CheckpointGone(checkpoint);
                 progress.Milestone($"Copying checkpoint '{checkpoint}' into the new root");
                 TreeCopy.CopyRoot(CheckpointRoot(dir), RootOf(s), cancellation);
             }
@@ -234,6 +265,7 @@ namespace AgentSandbox.Backends
                 (oldUid != agentId || oldGid != agentId))
             {
                 TreeCopy.ChangeOwner(RootOf(s), oldUid, oldGid, agentId, agentId);
+                UserDb.EnsureAgent(RootOf(s), agentId, agentId, replaceExisting: true);
             }
         }
     }

@@ -16,7 +16,7 @@ namespace AgentSandbox.Linux
         public const int ESRCH = 3, ENOENT = 2, EINVAL = 22, EBUSY = 16;
         public const int S_IFCHR = 0x2000;
         private const int O_RDWR = 2, O_CREAT = 0x40, O_CLOEXEC = 0x80000;
-        private const int LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11, EEXIST = 17;
+        private const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11, EEXIST = 17;
 
         [DllImport(Libc, SetLastError = true)] public static extern uint geteuid();
         [DllImport(Libc, SetLastError = true)] private static extern int mount(string? source, string target, string? fstype, ulong flags, string? data);
@@ -148,6 +148,28 @@ namespace AgentSandbox.Linux
 
         /// <summary>The lock, or null at once when another process holds it.</summary>
         public static IDisposable? TryLockFile(string path) => TakeLock(path, wait: false);
+
+        /// <summary>
+        /// A shared lock on an existing file (readers share it; an exclusive holder excludes them), or
+        /// null when the file does not exist: the caller reads that as "gone".
+        /// </summary>
+        public static IDisposable? LockExistingShared(string path)
+        {
+            int fd = open(path, O_RDWR | O_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == ENOENT) return null;
+                throw Fail($"open {path}", errno);
+            }
+            if (flock(fd, LOCK_SH) != 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                close(fd);
+                throw Fail($"lock {path}", errno);
+            }
+            return new FdLock(fd);
+        }
 
         private static IDisposable? TakeLock(string path, bool wait)
         {

@@ -41,23 +41,24 @@ namespace AgentSandbox.Linux
         }
 
         /// <summary>Adds the agent user and group unless the image already has a user of that name.</summary>
-        public static void EnsureAgent(string root, int uid, int gid)
+        /// <param name="replaceExisting">
+        /// Rewrite an agent entry with other ids (a fork's copy of the entry this module wrote for its
+        /// source); otherwise an image's own agent user is left as it is.
+        /// </param>
+        public static void EnsureAgent(string root, int uid, int gid, bool replaceExisting = false)
         {
             var etc = FileTree.ResolveInside(root, "/etc", createDirectories: true);
-            SetEntry(Path.Combine(etc, "passwd"), AgentUser, $"{AgentUser}:x:{uid}:{gid}:sandbox agent:{Sandbox.DefaultWorkspace}:/bin/sh");
-            SetEntry(Path.Combine(etc, "group"), AgentUser, $"{AgentUser}:x:{gid}:");
+            SetEntry(Path.Combine(etc, "passwd"), AgentUser, $"{AgentUser}:x:{uid}:{gid}:sandbox agent:{Sandbox.DefaultWorkspace}:/bin/sh", replaceExisting);
+            SetEntry(Path.Combine(etc, "group"), AgentUser, $"{AgentUser}:x:{gid}:", replaceExisting);
         }
 
-        /// <summary>
-        /// Adds the entry, or rewrites an existing one of that name whose ids differ: a fork gets a
-        /// host uid of its own, and the name must follow it.
-        /// </summary>
-        private static void SetEntry(string file, string name, string line)
+        /// <summary>Adds the entry; an existing one of that name is rewritten only when asked and its ids differ.</summary>
+        private static void SetEntry(string file, string name, string line, bool replace)
         {
             if (FileTree.IsSymlink(file)) throw new IOException($"{file} is a symbolic link; refusing to edit it");
             var lines = File.Exists(file) ? File.ReadAllLines(file).ToList() : new List<string>();
             int at = lines.FindIndex(l => l.StartsWith(name + ":", StringComparison.Ordinal));
-            if (at >= 0 && SameIds(lines[at], line)) return;
+            if (at >= 0 && (!replace || SameIds(lines[at], line))) return;
             if (at >= 0) lines[at] = line;
             else lines.Add(line);
             File.WriteAllText(file, string.Join("\n", lines) + "\n");
