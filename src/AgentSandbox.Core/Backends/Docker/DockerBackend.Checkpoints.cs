@@ -21,8 +21,8 @@ namespace AgentSandbox.Backends.Docker
         public const string CheckpointRepository = "agentsandbox-checkpoint";
         private const string CheckpointLabel = "agentsandbox.checkpoint";
         private const string CheckpointNameLabel = CheckpointLabel + ".name";
-        private const string CheckpointSandboxNameLabel = CheckpointLabel + ".sandbox-name";
-        private const string CheckpointSandboxIdLabel = CheckpointLabel + ".sandbox-id";
+        private const string CheckpointSandboxNameLabel = CheckpointLabel + ".sandboxname";
+        private const string CheckpointSandboxIdLabel = CheckpointLabel + ".sandboxid";
         private const string CheckpointKeepLabel = CheckpointLabel + ".keep";
         private const string CheckpointCreatedLabel = CheckpointLabel + ".created";
         private const string CheckpointSourceLabel = CheckpointLabel + ".source";
@@ -40,6 +40,7 @@ namespace AgentSandbox.Backends.Docker
             var client = Client;
             var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
             var tag = CheckpointTag(s.Id, name);
+            string? committedId = null;
             try
             {
                 return CallerThread.Run(progress, async relay =>
@@ -71,6 +72,7 @@ namespace AgentSandbox.Backends.Docker
                         Comment = $"AgentSandbox checkpoint '{name}' of sandbox '{s.Name}'",
                         Config = new Config { Env = BaseEnvironment(baseImage), Labels = CheckpointLabels(checkpoint) },
                     }, CancellationToken.None).ConfigureAwait(false);
+                    committedId = committed.ID;
                     var image = await client.Images.InspectImageAsync(committed.ID, CancellationToken.None).ConfigureAwait(false);
                     checkpoint.SizeBytes = Math.Max(0, image.Size - baseImage.Size);
                     relay.Milestone($"Checkpoint '{name}' of '{s.Name}' holds {checkpoint.SizeBytes} bytes");
@@ -79,6 +81,12 @@ namespace AgentSandbox.Backends.Docker
             }
             catch (Exception e) when (!(e is OperationCanceledException))
             {
+                // A commit whose checkpoint is not handed back must not linger as one.
+                if (committedId != null)
+                {
+                    try { Task.Run(() => RemoveCheckpointImageAsync(client, tag, committedId)).GetAwaiter().GetResult(); }
+                    catch (Exception) { }
+                }
                 throw DockerErrors.Wrap(e, ErrorIds.CheckpointFailed, $"Could not checkpoint sandbox '{s.Name}'", s.Name);
             }
         }

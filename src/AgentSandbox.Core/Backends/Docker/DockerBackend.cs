@@ -191,7 +191,9 @@ namespace AgentSandbox.Backends.Docker
                 Cmd = new List<string>(),
                 User = AgentId + ":" + AgentId,
                 WorkingDir = Sandbox.DefaultWorkspace,
-                Env = s.Environment.Select(kv => kv.Key + "=" + kv.Value).ToList(),
+                // The sandbox's -Environment goes with each exec, not into the container's config: a commit
+                // (checkpoint) would bake it into the image and hand it to forks that were given another.
+                Env = new List<string>(),
                 // No volume for /workspace: it stays in the container's own layer, which a commit (checkpoint) captures whole.
                 Labels = new Dictionary<string, string> { [SandboxLabel] = "1", ["agentsandbox.name"] = s.Name, ["agentsandbox.id"] = s.Id, [RecordLabel] = record },
                 NetworkDisabled = s.Network == SandboxNetwork.None,

@@ -33,7 +33,10 @@ namespace AgentSandbox.Backends.Docker
         {
             // The marker lets a kill find processes that left the exec's tree (daemonized, reparented to PID 1).
             var marker = Guid.NewGuid().ToString("N");
-            var env = new Dictionary<string, string>(StringComparer.Ordinal) { ["AGENTSANDBOX"] = sandbox.Name, [MarkerVariable] = marker };
+            var env = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var kv in sandbox.Environment) env[kv.Key] = kv.Value;
+            env["AGENTSANDBOX"] = sandbox.Name;
+            env[MarkerVariable] = marker;
             foreach (var kv in request.Environment) env[kv.Key] = kv.Value;
             var user = string.IsNullOrEmpty(request.User) || request.User == sandbox.DefaultUser
                 ? sandbox.Data("uid") + ":" + sandbox.Data("gid") : request.User!;
