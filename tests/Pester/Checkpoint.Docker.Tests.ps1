@@ -336,3 +336,29 @@ Describe 'Nothing is left of Docker checkpoints, whatever the order of removal' 
         Get-CheckpointImage $s.Id, $f.Id, $g.Id | Should -BeNullOrEmpty
     }
 }
+
+Describe 'A Docker sandbox made by an earlier version, with /workspace in a volume' {
+    BeforeAll { $name = New-TestName -Tag legacy; $legacyIds = [Collections.Generic.List[string]]::new() }
+    AfterAll { Remove-CheckpointTestState -Name $name -SandboxId $legacyIds }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'is not checkpointed (CheckpointFailed), since a commit would miss its volume, and is still removed with the volume' {
+        # The same container as the module makes, remade by hand with the anonymous volume earlier versions had.
+        $made = New-DockerSandbox -Name $name
+        $legacyId = $made.Id
+        $legacyIds.Add($legacyId)
+        $c = (& docker inspect $name | ConvertFrom-Json)[0]
+        $manager.Remove($made)
+        $labels = foreach ($p in $c.Config.Labels.PSObject.Properties) { '--label'; "$($p.Name)=$($p.Value)" }
+        $null = & docker create --name $name --network none -v /workspace @labels $c.Config.Image /bin/sh -c 'sleep 600'
+        $LASTEXITCODE | Should -Be 0
+        $volumes = Get-DockerVolumes -Name $name
+        @($volumes).Count | Should -Be 1
+        $sb = Get-AgentSandbox -Name $name
+        $sb.Id | Should -Be $legacyId
+        Get-ErrorId { $manager.Checkpoint($sb, 'c', $false) } | Should -Be 'CheckpointFailed'
+        Get-CheckpointImage $legacyId | Should -BeNullOrEmpty
+        $manager.Remove($sb)
+        Get-SandboxLeftovers -Name $name -Volume $volumes | Should -BeNullOrEmpty
+    }
+}
