@@ -98,7 +98,7 @@ namespace AgentSandbox.Backends.Docker
         private static List<string> BaseEnvironment(ImageInspectResponse baseImage) =>
             baseImage.Config?.Env is IList<string> env && env.Count > 0 ? env.ToList() : new List<string> { DefaultPath };
 
-        private static Dictionary<string, string> CheckpointLabels(SandboxCheckpoint checkpoint) => new Dictionary<string, string>
+        internal static Dictionary<string, string> CheckpointLabels(SandboxCheckpoint checkpoint) => new Dictionary<string, string>
         {
             [CheckpointLabel] = "1",
             [CheckpointNameLabel] = checkpoint.Name,
@@ -119,13 +119,13 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>The host directories bound read-only under a host-derived root: the container's binds that are not the sandbox's mounts.</summary>
-        private static List<string> HostBindsOf(ContainerInspectResponse c, Sandbox s)
+        internal static List<string> HostBindsOf(ContainerInspectResponse c, Sandbox s)
         {
             var mounts = new HashSet<string>(s.Mounts.Select(m => $"{m.Source}:{m.Destination}:{(m.ReadWrite ? "rw" : "ro")}"));
             return (c.HostConfig?.Binds ?? new List<string>()).Where(b => !mounts.Contains(b)).Select(b => b.Split(':')[0]).ToList();
         }
 
-        private static List<string> HostBindsOf(Sandbox source) =>
+        internal static List<string> HostBindsOf(Sandbox source) =>
             (source.Data(HostBindsKey) ?? "").Split(new[] { '\n' }, StringSplitOptions.RemoveEmptyEntries).ToList();
 
         public IEnumerable<SandboxCheckpoint> ListCheckpoints()
@@ -145,7 +145,7 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>The checkpoint an image holds; null unless it still bears the checkpoint's own tag.</summary>
-        private SandboxCheckpoint? FromImageLabels(IDictionary<string, string>? labels, IList<string>? tags)
+        internal SandboxCheckpoint? FromImageLabels(IDictionary<string, string>? labels, IList<string>? tags)
         {
             string Label(string key) => labels != null && labels.TryGetValue(key, out var v) ? v : "";
             if (Label(CheckpointLabel) != "1") return null;

@@ -76,7 +76,7 @@ namespace AgentSandbox.Backends.Docker
                 All = true,
                 Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [SandboxLabel + "=1"] = true } },
             }), "Listing Docker sandboxes failed", null);
-            var sandboxes = containers.Select(c => FromLabels(c.Labels, c.ID, c.Names?.FirstOrDefault(), c.State)).Where(s => s != null).Select(s => s!).ToList();
+            var sandboxes = containers.Select(c => FromLabels(c.Labels, c.ID, c.Names, c.State)).Where(s => s != null).Select(s => s!).ToList();
             Call(() => Task.WhenAll(sandboxes.Select(ApplyExpiryAsync)), "Reading sandbox lifetimes failed", null);
             return sandboxes;
         }
@@ -89,21 +89,21 @@ namespace AgentSandbox.Backends.Docker
                 var c = Call(() => Client.Containers.InspectContainerAsync(name), "Inspecting the container failed", name);
                 // Never touch containers we did not make (a container run by hand from a checkpoint image carries the label blank).
                 if (c.Config?.Labels == null || !c.Config.Labels.TryGetValue(SandboxLabel, out var mark) || mark != "1") return null;
-                var s = FromLabels(c.Config.Labels, c.ID, c.Name, c.State?.Running == true ? "running" : "exited");
+                var s = FromLabels(c.Config.Labels, c.ID, new[] { c.Name }, c.State?.Running == true ? "running" : "exited");
                 if (s != null) Call(() => ApplyExpiryAsync(s), "Reading the sandbox lifetime failed", name);
                 return s;
             }
             catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { return null; }
         }
 
-        private static Sandbox? FromLabels(IDictionary<string, string>? labels, string id, string? containerName, string? state)
+        private static Sandbox? FromLabels(IDictionary<string, string>? labels, string id, IEnumerable<string>? containerNames, string? state)
         {
             if (labels == null || !labels.TryGetValue(RecordLabel, out var json)) return null;
             Sandbox? s;
             try { s = RecordJson.FromText(json); }
             catch (System.Runtime.Serialization.SerializationException) { return null; }
             // The container must still bear the sandbox's name: the one a restore set aside is not the sandbox.
-            if (s == null || containerName?.TrimStart('/') != s.Name) return null;
+            if (s == null || containerNames?.Any(n => n?.TrimStart('/') == s.Name) != true) return null;
             s.Environment ??= new Dictionary<string, string>();
             s.Mounts ??= new List<SandboxMount>();
             s.BackendData ??= new Dictionary<string, string>();
