@@ -11,6 +11,9 @@ namespace AgentSandbox.Processes
     /// <summary>Starts processes with an exact argv and environment, streaming their output.</summary>
     internal static class ProcessRunner
     {
+        /// <summary>How often a wait for a command's exit looks at its timeout and cancellation.</summary>
+        private const int ExitCheckMilliseconds = 50;
+
         /// <summary>Runs a helper tool to completion; throws with its stderr when it fails.</summary>
         public static string Run(string file, params string[] args) => Run(file, args, null);
 
@@ -56,9 +59,7 @@ namespace AgentSandbox.Processes
 
             if (Linux.HostTools.IsLinux) Linux.Native.CloseOnExecAboveStandardStreams();
             var watch = Stopwatch.StartNew();
-            using var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
-            using var exited = new ManualResetEventSlim();
-            process.Exited += (_, __) => exited.Set();
+            using var process = new Process { StartInfo = psi };
             process.Start();
 
             var stdout = new LineReader(process.StandardOutput.BaseStream, output.StandardOutput);
@@ -66,12 +67,22 @@ namespace AgentSandbox.Processes
             FeedInput(process.StandardInput.BaseStream, standardInput);
 
             bool timedOut = false, cancelled = false;
-            var wait = timeout.HasValue ? timeout.Value : Timeout.InfiniteTimeSpan;
-            try
+            // WaitForExit wakes on the exit the runtime records on its own signal thread. The Exited
+            // event is raised on a thread-pool thread instead, and with dozens of commands at once (each
+            // cmdlet blocks a pool thread while its command runs) none was free for up to a second.
+            var deadline = timeout.HasValue ? watch.Elapsed + timeout.Value : (TimeSpan?)null;
+            while (true)
             {
-                if (!exited.Wait(wait, cancellation)) timedOut = true;
+                if (cancellation.IsCancellationRequested) { cancelled = true; break; }
+                int slice = ExitCheckMilliseconds;
+                if (deadline is TimeSpan end)
+                {
+                    var left = end - watch.Elapsed;
+                    if (left <= TimeSpan.Zero) { timedOut = true; break; }
+                    slice = (int)Math.Min(slice, Math.Ceiling(left.TotalMilliseconds));
+                }
+                if (process.WaitForExit(slice)) break;
             }
-            catch (OperationCanceledException) { cancelled = true; }
 
             if (timedOut || cancelled)
             {
