@@ -141,7 +141,8 @@ namespace AgentSandbox.PowerShell.Commands
         private SandboxSpec ForkSpec(string name, SandboxCheckpoint checkpoint)
         {
             var spec = SandboxManager.SpecFromCheckpoint(checkpoint, name);
-            if (Bound(nameof(Backend))) spec.Backend = Backend;
+            // Auto means the checkpoint's backend here, also for what -WhatIf names.
+            if (Bound(nameof(Backend)) && !string.Equals(Backend, SandboxManager.AutoBackend, StringComparison.OrdinalIgnoreCase)) spec.Backend = Backend;
             if (Bound(nameof(Memory))) spec.MemoryBytes = Memory;
             if (Bound(nameof(CpuCount))) spec.CpuCount = CpuCount;
             if (Bound(nameof(ProcessLimit))) spec.ProcessLimit = ProcessLimit;
