@@ -208,7 +208,7 @@ function Get-CheckpointLeftovers {
     foreach ($id in $SandboxId | Where-Object { $_ }) {
         if (Test-Path -LiteralPath (Join-Path $root $id)) { $left.Add("checkpoint dir $(Join-Path $root $id)") }
         if ($script:HasDocker) {
-            foreach ($image in & docker images -q --filter "label=agentsandbox.checkpoint.sandbox-id=$id" 2>$null) { if ($image) { $left.Add("checkpoint image $image") } }
+            foreach ($image in & docker images -a -q --filter "label=agentsandbox.checkpoint.sandboxid=$id" 2>$null) { if ($image) { $left.Add("checkpoint image $image") } }
         }
     }
     @($left | Select-Object -Unique)
