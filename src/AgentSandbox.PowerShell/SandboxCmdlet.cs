@@ -15,9 +15,13 @@ namespace AgentSandbox.PowerShell
         private SandboxManager? _manager;
         internal SandboxManager Manager => _manager ??= new SandboxManager();
 
+        /// <summary>Turns the lazy sweep off for a process (0), so expired sandboxes stay until removed on purpose.</summary>
+        internal const string LazySweepVariable = "AGENTSANDBOX_LAZY_SWEEP";
+
         /// <summary>Any cmdlet removes expired sandboxes (at most once a minute per process).</summary>
         protected override void BeginProcessing()
         {
+            if (Environment.GetEnvironmentVariable(LazySweepVariable) == "0") return;
             IReadOnlyList<string> report;
             try { report = Manager.SweepExpired(); }
             catch (SandboxException e) { WriteWarning("Removing expired sandboxes failed: " + e.Message); return; }

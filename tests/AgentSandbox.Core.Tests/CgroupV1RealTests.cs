@@ -140,9 +140,13 @@ namespace AgentSandbox.Core.Tests
                 Assert.Equal(frozenAt, File.ReadAllText(counter));
             }
             Assert.Equal("THAWED", _cg.Read("freezer", "freezer.state"));
+            // The loop may have been frozen between truncating the file and writing it: an empty read is no progress.
             deadline = DateTime.UtcNow.AddSeconds(10);
-            while (File.ReadAllText(counter) == frozenAt && DateTime.UtcNow < deadline) Thread.Sleep(10);
-            Assert.NotEqual(frozenAt, File.ReadAllText(counter));
+            string after;
+            do { after = File.ReadAllText(counter); Thread.Sleep(5); }
+            while ((after == frozenAt || after.Length == 0) && DateTime.UtcNow < deadline);
+            Assert.NotEqual(frozenAt, after);
+            Assert.NotEmpty(after);
         }
 
         [Fact]

@@ -99,12 +99,12 @@ Describe 'A new Docker sandbox is a hardened container' {
         $record.Backend | Should -Be 'Docker'
     }
 
-    It 'runs as uid 1000 with an anonymous /workspace volume the agent owns (host-derived root: 0755, as documented)' {
+    It 'runs as uid 1000 with /workspace in the container layer, owned by the agent (host-derived root: 0755, as documented)' {
         $c.Config.User | Should -Be '1000:1000'
-        $ws = @($c.Mounts | Where-Object Destination -eq '/workspace')
-        $ws.Count | Should -Be 1
-        $ws[0].Type | Should -Be 'volume'
-        $ws[0].Name | Should -Match '^[0-9a-f]{64}$' -Because 'the volume is anonymous'
+        # No volume and no mount: a commit (checkpoint) captures /workspace with the rest of the container's files.
+        @($c.Mounts | Where-Object Destination -eq '/workspace').Count | Should -Be 0
+        @($c.Mounts | Where-Object Type -eq 'volume').Count | Should -Be 0
+        $c.Config.Volumes | Should -BeNullOrEmpty
         Invoke-InSandbox -InputObject $sb -Command 'stat -c "%u %a" /workspace' | Should -Be '1000 755'
         Invoke-InSandbox -InputObject $sb -Command 'grep ^agent: /etc/passwd | cut -d: -f3' | Should -Be '1000'
     }

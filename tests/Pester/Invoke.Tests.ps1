@@ -175,8 +175,10 @@ Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = '
         Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Not -Be '0'
         Invoke-InSandbox -InputObject $sb -Command 'touch /workspace/by-agent'
         $workspace = if ($Backend -eq 'Docker') {
-            # The host directory behind the container's /workspace volume.
-            & docker inspect -f '{{range .Mounts}}{{if eq .Destination "/workspace"}}{{.Source}}{{end}}{{end}}' $name
+            # /workspace is in the container's own layer: on the host, the overlay upper directory holds what was written there.
+            $upper = & docker inspect -f '{{.GraphDriver.Name}} {{.GraphDriver.Data.UpperDir}}' $name
+            if ($upper -notmatch '^overlay2 (/.+)$') { Set-ItResult -Skipped -Because "the daemon's storage driver is not overlay2 ($upper)"; return }
+            "$($Matches[1])/workspace"
         }
         else { "$($sb.Location)/root/workspace" }
         $workspace | Should -Not -BeNullOrEmpty

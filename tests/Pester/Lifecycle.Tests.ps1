@@ -98,13 +98,18 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         @(Get-HostPidsByMarker -Marker $sleep).Count | Should -BeGreaterThan 0
         $id = (Get-AgentSandbox -Name $name).Id
         $volumes = @()
+        $layer = $null
         if ($Backend -eq 'Docker') {
+            # /workspace is in the container's own layer (a checkpoint commits it): no volume, the layer goes with the container.
             $volumes = Get-DockerVolumes -Name $name
-            @($volumes).Count | Should -BeGreaterThan 0 -Because 'the container has its /workspace volume'
+            $volumes | Should -BeNullOrEmpty -Because 'the container has no volume to outlive it'
+            $layer = & docker inspect -f '{{.GraphDriver.Data.UpperDir}}' $name
+            Invoke-InSandbox -Name $name -Command 'cat /workspace/note.txt' | Should -Be 'persisted-1'
         }
         Remove-AgentSandbox -Name $name -Force
         { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
         Get-SandboxLeftovers -Name $name -Id $id -Volume $volumes | Should -BeNullOrEmpty
+        if ($layer) { Test-Path -LiteralPath $layer | Should -BeFalse -Because "the layer holding /workspace ($layer) goes with the container" }
         Get-HostPidsByMarker -Marker $sleep | Should -BeNullOrEmpty
     }
 }

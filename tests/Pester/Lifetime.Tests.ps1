@@ -4,6 +4,8 @@ BeforeAll {
 
 Describe 'Lifetimes on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeAll {
+        # These tests watch expired sandboxes: the lazy sweep of this process must not remove them first.
+        $env:AGENTSANDBOX_LAZY_SWEEP = '0'
         $short = New-TestName
         $kept = New-TestName
         $plain = New-TestName
@@ -21,7 +23,10 @@ Describe 'Lifetimes on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend
             if ($wait -gt [TimeSpan]::Zero) { Start-Sleep -Milliseconds $wait.TotalMilliseconds }
         }
     }
-    AfterAll { Remove-TestSandbox $short; Remove-TestSandbox $kept; Remove-TestSandbox $plain }
+    AfterAll {
+        Remove-Item Env:AGENTSANDBOX_LAZY_SWEEP -ErrorAction Ignore
+        Remove-TestSandbox $short; Remove-TestSandbox $kept; Remove-TestSandbox $plain
+    }
     BeforeEach { Assert-BackendOrSkip $Backend }
 
     It 'a sandbox runs commands before it expires, and says when it will' {
@@ -61,15 +66,31 @@ Describe 'Lifetimes on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend
 }
 
 Describe 'The lazy sweep' {
-    BeforeAll { $name = New-TestName }
-    AfterAll { Remove-TestSandbox $name }
+    BeforeAll {
+        # Only the child processes below may sweep: this one must not remove what they are tested on.
+        $env:AGENTSANDBOX_LAZY_SWEEP = '0'
+        $name = New-TestName
+        $keptName = New-TestName
+        $pwsh = Join-Path $PSHOME 'pwsh'
+    }
+    AfterAll {
+        Remove-Item Env:AGENTSANDBOX_LAZY_SWEEP -ErrorAction Ignore
+        Remove-TestSandbox $name; Remove-TestSandbox $keptName
+    }
 
     It 'any cmdlet in a new process removes a sandbox that has expired' {
         $null = New-AgentSandbox -Name $name -Backend Chroot -TimeToLive 00:00:02
         Start-Sleep -Seconds 3
-        $pwsh = Join-Path $PSHOME 'pwsh'
-        & $pwsh -NoProfile -NonInteractive -Command "Import-Module '$(Get-TestModulePath)'; Get-AgentSandboxBackend | Out-Null" | Out-Null
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Expired'
+        & $pwsh -NoProfile -NonInteractive -Command "Remove-Item Env:AGENTSANDBOX_LAZY_SWEEP; Import-Module '$(Get-TestModulePath)'; Get-AgentSandboxBackend | Out-Null" | Out-Null
         Get-AgentSandbox -Name $name -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
+    It 'AGENTSANDBOX_LAZY_SWEEP=0 keeps a new process from sweeping' {
+        $null = New-AgentSandbox -Name $keptName -Backend Chroot -TimeToLive 00:00:02
+        Start-Sleep -Seconds 3
+        & $pwsh -NoProfile -NonInteractive -Command "Import-Module '$(Get-TestModulePath)'; Get-AgentSandboxBackend | Out-Null" | Out-Null
+        (Get-AgentSandbox -Name $keptName).State | Should -Be 'Expired'
     }
 }
 

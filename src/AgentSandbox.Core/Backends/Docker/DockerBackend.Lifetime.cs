@@ -20,15 +20,16 @@ namespace AgentSandbox.Backends.Docker
         private const string ExpiryDirectory = "/.agentsandbox";
         private const string ExpiryName = "expires";
 
-        public void SetExpiry(Sandbox sandbox, DateTime? expiresAt)
+        public void SetExpiry(Sandbox sandbox, DateTime? expiresAt) =>
+            OnContainer(sandbox, id => Call(() => WriteExpiryAsync(Client, id, expiresAt),
+                $"Could not set the lifetime of sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxCommandFailed));
+
+        /// <summary>Writes the expiry file ("none": lives until removed); works on created and stopped containers too.</summary>
+        private static async Task WriteExpiryAsync(DockerClient client, string containerId, DateTime? expiresAt)
         {
-            var id = ContainerOf(sandbox);
             var text = expiresAt?.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture) ?? "none";
-            Call(async () =>
-            {
-                using var tar = SingleFileTar(ExpiryDirectory.TrimStart('/') + "/" + ExpiryName, Encoding.ASCII.GetBytes(text));
-                await Client.Containers.ExtractArchiveToContainerAsync(id, new ContainerPathStatParameters { Path = "/", AllowOverwriteDirWithFile = false }, tar, CancellationToken.None).ConfigureAwait(false);
-            }, $"Could not set the lifetime of sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxCommandFailed);
+            using var tar = SingleFileTar(ExpiryDirectory.TrimStart('/') + "/" + ExpiryName, Encoding.ASCII.GetBytes(text));
+            await client.Containers.ExtractArchiveToContainerAsync(containerId, new ContainerPathStatParameters { Path = "/", AllowOverwriteDirWithFile = false }, tar, CancellationToken.None).ConfigureAwait(false);
         }
 
         /// <summary>The expiry written after create, or the label's when none was.</summary>

@@ -76,7 +76,7 @@ namespace AgentSandbox.Backends.Docker
                 All = true,
                 Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [SandboxLabel + "=1"] = true } },
             }), "Listing Docker sandboxes failed", null);
-            var sandboxes = containers.Select(c => FromLabels(c.Labels, c.ID, c.State)).Where(s => s != null).Select(s => s!).ToList();
+            var sandboxes = containers.Select(c => FromLabels(c.Labels, c.ID, c.Names, c.State)).Where(s => s != null).Select(s => s!).ToList();
             Call(() => Task.WhenAll(sandboxes.Select(ApplyExpiryAsync)), "Reading sandbox lifetimes failed", null);
             return sandboxes;
         }
@@ -87,21 +87,23 @@ namespace AgentSandbox.Backends.Docker
             try
             {
                 var c = Call(() => Client.Containers.InspectContainerAsync(name), "Inspecting the container failed", name);
-                if (c.Config?.Labels == null || !c.Config.Labels.ContainsKey(SandboxLabel)) return null; // never touch containers we did not make
-                var s = FromLabels(c.Config.Labels, c.ID, c.State?.Running == true ? "running" : "exited");
+                // Never touch containers we did not make (a container run by hand from a checkpoint image carries the label blank).
+                if (c.Config?.Labels == null || !c.Config.Labels.TryGetValue(SandboxLabel, out var mark) || mark != "1") return null;
+                var s = FromLabels(c.Config.Labels, c.ID, new[] { c.Name }, c.State?.Running == true ? "running" : "exited");
                 if (s != null) Call(() => ApplyExpiryAsync(s), "Reading the sandbox lifetime failed", name);
                 return s;
             }
             catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { return null; }
         }
 
-        private static Sandbox? FromLabels(IDictionary<string, string>? labels, string id, string? state)
+        private static Sandbox? FromLabels(IDictionary<string, string>? labels, string id, IEnumerable<string>? containerNames, string? state)
         {
             if (labels == null || !labels.TryGetValue(RecordLabel, out var json)) return null;
             Sandbox? s;
             try { s = RecordJson.FromText(json); }
             catch (System.Runtime.Serialization.SerializationException) { return null; }
-            if (s == null) return null;
+            // The container must still bear the sandbox's name: the one a restore set aside is not the sandbox.
+            if (s == null || containerNames?.Any(n => n?.TrimStart('/') == s.Name) != true) return null;
             s.Environment ??= new Dictionary<string, string>();
             s.Mounts ??= new List<SandboxMount>();
             s.BackendData ??= new Dictionary<string, string>();
@@ -122,7 +124,7 @@ namespace AgentSandbox.Backends.Docker
         {
             var client = Client;
             RefuseDaemonSocket(spec.Mounts);
-            if (spec.Image == null && !DaemonIsLocal)
+            if (spec.Image == null && spec.FromCheckpoint == null && !DaemonIsLocal)
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.InvalidArgument,
                     $"The Docker daemon at {Endpoint.Uri} is not on this machine, so the host cannot be its root: give -Image.", spec.Name);
             var sandbox = Sandbox.FromSpec(spec, Name);
@@ -134,12 +136,16 @@ namespace AgentSandbox.Backends.Docker
             {
                 return CallerThread.Run(progress, async relay =>
                 {
-                    var (image, binds) = spec.Image == null
-                        ? await HostRoot.EnsureAsync(client, relay, cancellation).ConfigureAwait(false)
+                    var fork = spec.FromCheckpoint == null ? null : await ForkBaseAsync(client, spec.FromCheckpoint, cancellation).ConfigureAwait(false);
+                    var (image, binds) = fork != null ? (fork.ID, HostBindsOf(spec.FromCheckpoint!.Source))
+                        : spec.Image == null ? await HostRoot.EnsureAsync(client, relay, cancellation).ConfigureAwait(false)
                         : (await DockerImages.EnsureAsync(client, spec.Image, relay, cancellation).ConfigureAwait(false), new List<string>());
-                    relay.Milestone($"Creating container '{spec.Name}' from {image}");
-                    sandbox.BackendData["image"] = image;
-                    var created = await client.Containers.CreateContainerAsync(Parameters(sandbox, image, binds), cancellation).ConfigureAwait(false);
+                    var shown = fork != null ? CheckpointTag(spec.FromCheckpoint!.SandboxId, spec.FromCheckpoint.Name) : image;
+                    relay.Milestone($"Creating container '{spec.Name}' from {shown}");
+                    sandbox.BackendData["image"] = shown;
+                    var parameters = Parameters(sandbox, image, binds);
+                    if (fork != null) BlankCheckpointLabels(parameters, fork.Config?.Labels);
+                    var created = await client.Containers.CreateContainerAsync(parameters, cancellation).ConfigureAwait(false);
                     containerId = created.ID;
                     try
                     {
@@ -151,6 +157,8 @@ namespace AgentSandbox.Backends.Docker
                             $"Image '{spec.Image}' has no /bin/sh, which a sandbox needs: {DockerErrors.Message(e)}", spec.Image, e);
                     }
                     await PrepareAsync(client, sandbox, containerId, cancellation).ConfigureAwait(false);
+                    // A fork lives by its own -TimeToLive, not by the expiry file its checkpoint holds.
+                    if (fork != null) await WriteExpiryAsync(client, containerId, sandbox.ExpiresAt).ConfigureAwait(false);
                     relay.Milestone($"Container {containerId.Substring(0, 12)} is running");
                     sandbox.BackendData["container"] = containerId;
                     sandbox.Location = "container " + containerId.Substring(0, 12);
@@ -183,9 +191,10 @@ namespace AgentSandbox.Backends.Docker
                 Cmd = new List<string>(),
                 User = AgentId + ":" + AgentId,
                 WorkingDir = Sandbox.DefaultWorkspace,
-                Env = s.Environment.Select(kv => kv.Key + "=" + kv.Value).ToList(),
-                // An anonymous volume: it survives Stop/Start and goes with the container.
-                Volumes = new Dictionary<string, EmptyStruct> { [Sandbox.DefaultWorkspace] = new EmptyStruct() },
+                // The sandbox's -Environment goes with each exec, not into the container's config: a commit
+                // (checkpoint) would bake it into the image and hand it to forks that were given another.
+                Env = new List<string>(),
+                // No volume for /workspace: it stays in the container's own layer, which a commit (checkpoint) captures whole.
                 Labels = new Dictionary<string, string> { [SandboxLabel] = "1", ["agentsandbox.name"] = s.Name, ["agentsandbox.id"] = s.Id, [RecordLabel] = record },
                 NetworkDisabled = s.Network == SandboxNetwork.None,
                 HostConfig = new HostConfig
@@ -236,35 +245,42 @@ namespace AgentSandbox.Backends.Docker
             }
         }
 
-        public void Start(Sandbox sandbox, IProgressSink progress)
-        {
-            var id = ContainerOf(sandbox);
-            Call(() => Client.Containers.StartContainerAsync(id, new ContainerStartParameters()), $"Could not start sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStartFailed);
-        }
+        public void Start(Sandbox sandbox, IProgressSink progress) =>
+            OnContainer(sandbox, id => Call(() => Client.Containers.StartContainerAsync(id, new ContainerStartParameters()),
+                $"Could not start sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStartFailed));
 
-        public void Stop(Sandbox sandbox, IProgressSink progress)
-        {
-            var id = ContainerOf(sandbox);
-            // The keep-alive shell exits on TERM at once; KILL follows after 5 s if anything lingers.
-            Call(() => Client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = 5 }), $"Could not stop sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStopFailed);
-        }
+        // The keep-alive shell exits on TERM at once; KILL follows after 5 s if anything lingers.
+        public void Stop(Sandbox sandbox, IProgressSink progress) =>
+            OnContainer(sandbox, id => Call(() => Client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = 5 }),
+                $"Could not stop sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStopFailed));
 
         public void Remove(Sandbox sandbox, IProgressSink progress)
         {
-            var id = ContainerOf(sandbox);
-            progress.Milestone($"Removing container {id.Substring(0, Math.Min(12, id.Length))} and its anonymous volumes");
-            try
+            var client = Client;
+            var container = InspectOrNull(ContainerOf(sandbox), sandbox.Name);
+            if (container == null && Relocated(sandbox) is Sandbox moved) container = InspectOrNull(ContainerOf(moved), sandbox.Name);
+            if (container != null && !OwnedBy(container, sandbox.Id)) container = null;
+            if (container != null)
             {
-                Call(() => Client.Containers.RemoveContainerAsync(id, new ContainerRemoveParameters { Force = true, RemoveVolumes = true }),
-                    $"Could not remove sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxRemoveFailed);
+                progress.Milestone($"Removing container {container.ID.Substring(0, 12)}");
+                try
+                {
+                    Call(() => client.Containers.RemoveContainerAsync(container.ID, new ContainerRemoveParameters { Force = true, RemoveVolumes = true }),
+                        $"Could not remove sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxRemoveFailed);
+                }
+                catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { }
             }
-            catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { }
+            // The old container of a restore that died half-way.
+            if (InspectOrNull(AsideName(sandbox.Name), sandbox.Name) is { } aside && OwnedBy(aside, sandbox.Id)) TryRemove(client, aside.ID);
             // A directory import belongs to this sandbox alone; tarball and host images are shared caches.
             if (sandbox.Data("image") is string image && image.StartsWith(DockerImages.RootfsRepository + ":dir-", StringComparison.Ordinal))
             {
-                try { Task.Run(() => Client.Images.DeleteImageAsync(image, new ImageDeleteParameters())).GetAwaiter().GetResult(); }
+                try { Task.Run(() => client.Images.DeleteImageAsync(image, new ImageDeleteParameters())).GetAwaiter().GetResult(); }
                 catch (Exception) { }
             }
+            RemoveCheckpointsOf(sandbox, progress);
+            // After a restore or as a fork, the container ran from a checkpoint image, which may have been waiting for it to go.
+            if (container != null) Call(() => ReleaseImageAsync(client, container.Image), "Removing an unused checkpoint image failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
         }
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
@@ -272,10 +288,13 @@ namespace AgentSandbox.Backends.Docker
             // The sandbox object carries the container id and record; the daemon says if it is gone or stopped,
             // which spares every command an inspect round trip.
             var current = sandbox.Data("container") != null ? sandbox : Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
-            var id = ContainerOf(current);
+            CommandResult Run(Sandbox s) => Task.Run(() => DockerExec.RunAsync(Client, ContainerOf(s), request, s, output, cancellation)).GetAwaiter().GetResult();
             try
             {
-                var result = Task.Run(() => DockerExec.RunAsync(Client, id, request, current, output, cancellation)).GetAwaiter().GetResult();
+                CommandResult result;
+                // Only a container that was gone before the command started is looked for again: a command is never run twice.
+                try { result = Run(current); }
+                catch (DockerExec.ContainerGoneException) when (Relocated(current) is Sandbox live) { result = Run(live); }
                 result.Sandbox = sandbox.Name;
                 // The daemon resolves -User itself and reports an unknown one as exit 126 with this text (on the stdout stream).
                 if (result.ExitCode == 126 && (result.StdOut + result.StdErr).Contains("unable to find user"))
@@ -283,7 +302,7 @@ namespace AgentSandbox.Backends.Docker
                         $"User '{request.User}' does not exist in sandbox '{sandbox.Name}' (its /etc/passwd); give a known name or a numeric uid[:gid].", request.User);
                 return result;
             }
-            catch (Exception e) when (DockerErrors.IsNotFound(e))
+            catch (Exception e) when (DockerErrors.IsNotFound(e) || e is DockerExec.ContainerGoneException)
             {
                 throw SandboxException.NotFound(sandbox.Name);
             }
@@ -297,6 +316,37 @@ namespace AgentSandbox.Backends.Docker
                 throw DockerErrors.Wrap(e, ErrorIds.SandboxCommandStartFailed, $"Could not run the command in sandbox '{sandbox.Name}'", sandbox.Name);
             }
         }
+
+        /// <summary>
+        /// Runs an idempotent call on the sandbox's container. A restore replaces the container, so an
+        /// object from before one names a container that is gone: the live one of the same Id is used then.
+        /// </summary>
+        private void OnContainer(Sandbox sandbox, Action<string> call)
+        {
+            try { call(ContainerOf(sandbox)); }
+            catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException) && Relocated(sandbox) is Sandbox live)
+            {
+                call(ContainerOf(live));
+            }
+        }
+
+        /// <summary>The live sandbox of this object's Id, when its container is no longer the one the object names.</summary>
+        private Sandbox? Relocated(Sandbox stale)
+        {
+            if (stale.Data("container") == null) return null;
+            var live = Find(stale.Name);
+            return live != null && live.Id == stale.Id && ContainerOf(live) != ContainerOf(stale) ? live : null;
+        }
+
+        private static ContainerInspectResponse? InspectOrNull(string container, string target)
+        {
+            try { return Call(() => Client.Containers.InspectContainerAsync(container), "Inspecting the container failed", target); }
+            catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { return null; }
+        }
+
+        private static bool OwnedBy(ContainerInspectResponse c, string sandboxId) =>
+            c.Config?.Labels != null && c.Config.Labels.TryGetValue(SandboxLabel, out var mark) && mark == "1" &&
+            c.Config.Labels.TryGetValue("agentsandbox.id", out var id) && id == sandboxId;
 
         private static string ContainerOf(Sandbox s) => s.Data("container") ?? s.Name;
 

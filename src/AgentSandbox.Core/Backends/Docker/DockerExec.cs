@@ -20,6 +20,12 @@ namespace AgentSandbox.Backends.Docker
     /// </summary>
     internal static class DockerExec
     {
+        /// <summary>The container was gone before the command could start, so nothing of it ran.</summary>
+        public sealed class ContainerGoneException : Exception
+        {
+            public ContainerGoneException(Exception inner) : base(inner.Message, inner) { }
+        }
+
         private const string MarkerVariable = "AGENTSANDBOX_EXEC";
 
         public static async Task<CommandResult> RunAsync(DockerClient client, string containerId, CommandRequest request, Sandbox sandbox,
@@ -27,22 +33,30 @@ namespace AgentSandbox.Backends.Docker
         {
             // The marker lets a kill find processes that left the exec's tree (daemonized, reparented to PID 1).
             var marker = Guid.NewGuid().ToString("N");
-            var env = new Dictionary<string, string>(StringComparer.Ordinal) { ["AGENTSANDBOX"] = sandbox.Name, [MarkerVariable] = marker };
+            var env = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var kv in sandbox.Environment) env[kv.Key] = kv.Value;
+            env["AGENTSANDBOX"] = sandbox.Name;
+            env[MarkerVariable] = marker;
             foreach (var kv in request.Environment) env[kv.Key] = kv.Value;
             var user = string.IsNullOrEmpty(request.User) || request.User == sandbox.DefaultUser
                 ? sandbox.Data("uid") + ":" + sandbox.Data("gid") : request.User!;
             var watch = Stopwatch.StartNew();
-            var exec = await client.Exec.ExecCreateContainerAsync(containerId, new ContainerExecCreateParameters
+            ContainerExecCreateResponse exec;
+            try
             {
-                AttachStdin = request.StandardInput != null,
-                AttachStdout = true,
-                AttachStderr = true,
-                Tty = false,
-                Cmd = request.Argv().ToList(),
-                Env = env.Select(kv => kv.Key + "=" + kv.Value).ToList(),
-                User = user,
-                WorkingDir = request.WorkingDirectory ?? sandbox.WorkingDirectory,
-            }, CancellationToken.None).ConfigureAwait(false);
+                exec = await client.Exec.ExecCreateContainerAsync(containerId, new ContainerExecCreateParameters
+                {
+                    AttachStdin = request.StandardInput != null,
+                    AttachStdout = true,
+                    AttachStderr = true,
+                    Tty = false,
+                    Cmd = request.Argv().ToList(),
+                    Env = env.Select(kv => kv.Key + "=" + kv.Value).ToList(),
+                    User = user,
+                    WorkingDir = request.WorkingDirectory ?? sandbox.WorkingDirectory,
+                }, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (DockerErrors.IsNotFound(e)) { throw new ContainerGoneException(e); }
 
             using var timeout = request.Timeout.HasValue ? new CancellationTokenSource(request.Timeout.Value) : new CancellationTokenSource();
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellation);

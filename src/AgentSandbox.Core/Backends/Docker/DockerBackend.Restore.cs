@@ -1,0 +1,79 @@
+using System;
+using System.Threading;
+using System.Threading.Tasks;
+using AgentSandbox.State;
+using Docker.DotNet;
+using Docker.DotNet.Models;
+
+namespace AgentSandbox.Backends.Docker
+{
+    /// <summary>
+    /// A restore replaces the container: the old one is set aside under another name, a new one with
+    /// the same name, record and host settings is made from the checkpoint's image, and only then is
+    /// the old one removed. The container id changes; the sandbox's Name and Id do not.
+    /// </summary>
+    internal sealed partial class DockerBackend
+    {
+        /// <summary>The old container's name while a restore replaces it: '..' never occurs in a sandbox name.</summary>
+        private static string AsideName(string sandboxName) => sandboxName + "..replaced";
+
+        public void Restore(Sandbox sandbox, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation)
+        {
+            var client = Client;
+            var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            try
+            {
+                CallerThread.Run(progress, async relay =>
+                {
+                    var image = await InspectCheckpointAsync(client, checkpoint, cancellation).ConfigureAwait(false);
+                    var old = await client.Containers.InspectContainerAsync(ContainerOf(s), cancellation).ConfigureAwait(false);
+                    var record = RecordJson.FromText(old.Config.Labels[RecordLabel])!;
+                    bool wasRunning = old.State?.Running == true;
+                    // A leftover of a restore that died half-way would hold the aside name.
+                    if (InspectOrNull(AsideName(s.Name), s.Name) is { } stale && OwnedBy(stale, s.Id)) TryRemove(client, stale.ID);
+                    cancellation.ThrowIfCancellationRequested();
+
+                    // From here on the swap runs to its end or is undone: a cancellation would leave it half-made.
+                    relay.Milestone($"Replacing the container of '{s.Name}' with one made from checkpoint '{checkpoint.Name}'" + (wasRunning ? "; its processes end" : ""));
+                    if (wasRunning) await client.Containers.StopContainerAsync(old.ID, new ContainerStopParameters { WaitBeforeKillSeconds = 5 }, CancellationToken.None).ConfigureAwait(false);
+                    await client.Containers.RenameContainerAsync(old.ID, new ContainerRenameParameters { NewName = AsideName(s.Name) }, CancellationToken.None).ConfigureAwait(false);
+                    string? newId = null;
+                    try
+                    {
+                        var parameters = Parameters(record, image.ID, new System.Collections.Generic.List<string>());
+                        parameters.HostConfig.Binds = old.HostConfig.Binds;
+                        BlankCheckpointLabels(parameters, image.Config?.Labels);
+                        newId = (await client.Containers.CreateContainerAsync(parameters, CancellationToken.None).ConfigureAwait(false)).ID;
+                        if (wasRunning) await client.Containers.StartContainerAsync(newId, new ContainerStartParameters(), CancellationToken.None).ConfigureAwait(false);
+                        // The lifetime is the sandbox's now, not what it was when the checkpoint was taken.
+                        await WriteExpiryAsync(client, newId, s.ExpiresAt).ConfigureAwait(false);
+                    }
+                    catch (Exception)
+                    {
+                        await UndoAsync(client, old.ID, s.Name, newId, wasRunning).ConfigureAwait(false);
+                        throw;
+                    }
+                    relay.Milestone($"Container {newId.Substring(0, 12)} now holds '{s.Name}'; removing the old one");
+                    await client.Containers.RemoveContainerAsync(old.ID, new ContainerRemoveParameters { Force = true, RemoveVolumes = true }, CancellationToken.None).ConfigureAwait(false);
+                    await ReleaseImageAsync(client, old.Image).ConfigureAwait(false);
+                });
+            }
+            catch (Exception e) when (!(e is OperationCanceledException))
+            {
+                throw DockerErrors.Wrap(e, ErrorIds.RestoreFailed, $"Could not restore sandbox '{s.Name}' to checkpoint '{checkpoint.Name}'", s.Name);
+            }
+        }
+
+        /// <summary>Puts the old container back as it was: the new one goes, the old one gets its name back and runs if it ran.</summary>
+        private static async Task UndoAsync(DockerClient client, string oldId, string name, string? newId, bool wasRunning)
+        {
+            if (newId != null) TryRemove(client, newId);
+            try
+            {
+                await client.Containers.RenameContainerAsync(oldId, new ContainerRenameParameters { NewName = name }, CancellationToken.None).ConfigureAwait(false);
+                if (wasRunning) await client.Containers.StartContainerAsync(oldId, new ContainerStartParameters(), CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception) { }
+        }
+    }
+}
