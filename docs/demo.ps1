@@ -74,16 +74,31 @@ sh job.sh' | Out-Host
         $proved.Add("NOT CLAIMED, and shown: $($v.Boundary) is not isolated ($((@($v.Attempts | Where-Object Outcome -eq 'Succeeded').Id) -join ', ') got through)")
     }
 
+    Step 'Checkpoint, a bad step, Restore-AgentSandbox; then a fork of the checkpoint'
+    $checkpoint = $sandbox | Checkpoint-AgentSandbox -CheckpointName before-cleanup
+    $checkpoint | Format-Table | Out-Host
+    $sandbox | Invoke-InSandbox -Command 'rm -f job.sh; echo junk > stray.txt'
+    Restore-AgentSandbox -InputObject $sandbox -CheckpointName before-cleanup -Force
+    $restored = @($sandbox | Invoke-InSandbox -Command 'ls /workspace')
+    Write-Host "after the restore /workspace holds: $($restored -join ', ')"
+    if ($restored -contains 'job.sh' -and $restored -notcontains 'stray.txt') { $proved.Add('a restore brought back a deleted file and dropped one written after the checkpoint') }
+    $fork = $checkpoint | New-AgentSandbox -Name "$name-fork"
+    $fork | Invoke-InSandbox -Command 'echo only-in-the-fork > fork.txt'
+    if (@($sandbox | Invoke-InSandbox -Command 'ls /workspace') -notcontains 'fork.txt' -and @($fork | Invoke-InSandbox -Command 'ls /workspace') -contains 'job.sh') {
+        $proved.Add('a fork started from the checkpoint and what it writes stays in the fork')
+    }
+
     Step 'Results as objects'
-    Get-AgentSandbox $name | Out-Host
+    Get-AgentSandbox "$name*" | Out-Host
 }
 finally {
-    Step "Remove-AgentSandbox $name"
+    Step "Remove-AgentSandbox $name (its checkpoint goes with it) and its fork"
+    Remove-AgentSandbox -Name "$name-fork" -Force -ErrorAction Ignore
     Remove-AgentSandbox -Name $name -Force -ErrorAction Continue
     Remove-Item $marker -ErrorAction Ignore
 }
 $left = @(Get-AgentSandbox -Name "$name*")
-if ($left.Count -eq 0) { $proved.Add('after Remove-AgentSandbox nothing of the sandbox is listed') }
+if ($left.Count -eq 0 -and -not (Get-AgentSandboxCheckpoint -SandboxName "$name*")) { $proved.Add('after Remove-AgentSandbox nothing of the sandboxes or their checkpoints is listed') }
 
 Step 'What this demo proved'
 $proved | ForEach-Object { Write-Host "  - $_" }

@@ -21,6 +21,10 @@
         'Test-AgentSandbox'
         'Set-AgentSandbox'
         'Copy-AgentSandboxItem'
+        'Checkpoint-AgentSandbox'
+        'Get-AgentSandboxCheckpoint'
+        'Restore-AgentSandbox'
+        'Remove-AgentSandboxCheckpoint'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -81,6 +81,64 @@ namespace AgentSandbox.PowerShell
             }
         }
 
+        /// <summary>
+        /// Checkpoints named by the caller, from every checkpoint on the host (kept ones of removed
+        /// sandboxes too). Wildcards match any number; a plain sandbox name that matches neither a
+        /// sandbox nor a checkpoint is SandboxNotFound, a plain checkpoint name that matches none is
+        /// CheckpointNotFound.
+        /// </summary>
+        internal IEnumerable<SandboxCheckpoint> ResolveCheckpoints(string[]? sandboxNames, string[]? names, string? backend = null)
+        {
+            var problems = new List<string>();
+            var all = Manager.ListCheckpoints(backend, problems);
+            foreach (var problem in problems) WriteWarning(problem);
+            IReadOnlyList<SandboxCheckpoint> selected = all;
+            if (sandboxNames != null && sandboxNames.Length > 0)
+            {
+                var chosen = new List<SandboxCheckpoint>();
+                foreach (var sandboxName in sandboxNames)
+                {
+                    var pattern = new WildcardPattern(sandboxName, WildcardOptions.IgnoreCase);
+                    var matches = all.Where(c => pattern.IsMatch(c.SandboxName)).ToList();
+                    // A sandbox that exists but has no checkpoints yet is an empty answer, not an error.
+                    if (matches.Count == 0 && !WildcardPattern.ContainsWildcardCharacters(sandboxName) && Manager.Find(sandboxName) == null)
+                        WriteError(ToErrorRecord(SandboxException.NotFound(sandboxName), sandboxName));
+                    chosen.AddRange(matches.Where(c => !chosen.Contains(c)));
+                }
+                selected = all.Where(chosen.Contains).ToList();
+            }
+            string scope = sandboxNames != null && sandboxNames.Length > 0 ? $" of sandbox '{string.Join("', '", sandboxNames)}'" : " on this host";
+            return FilterCheckpoints(selected, names, scope);
+        }
+
+        /// <summary>The checkpoints whose name matches; a plain name that matches none is a CheckpointNotFound error.</summary>
+        internal IEnumerable<SandboxCheckpoint> FilterCheckpoints(IReadOnlyList<SandboxCheckpoint> checkpoints, string[]? names, string scope)
+        {
+            if (names == null || names.Length == 0) return checkpoints;
+            var patterns = names.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase)).ToList();
+            for (int i = 0; i < names.Length; i++)
+            {
+                if (WildcardPattern.ContainsWildcardCharacters(names[i]) || checkpoints.Any(c => patterns[i].IsMatch(c.Name))) continue;
+                WriteError(ToErrorRecord(new SandboxException(ErrorIds.CheckpointNotFound, SandboxErrorKind.NotFound,
+                    $"There is no checkpoint named '{names[i]}'{scope}.", names[i]), names[i]));
+            }
+            return checkpoints.Where(c => patterns.Any(p => p.IsMatch(c.Name))).ToList();
+        }
+
+        /// <summary>
+        /// ShouldProcess for cmdlets with ConfirmImpact High: -Force skips the prompt, but never
+        /// -WhatIf or an explicit -Confirm.
+        /// </summary>
+        internal bool ConfirmedOrForced(bool force, string target, string action)
+        {
+            bool explicitConfirm = MyInvocation.BoundParameters.TryGetValue("Confirm", out var c) && ((SwitchParameter)c).IsPresent;
+            if (!force || explicitConfirm) return ShouldProcess(target, action);
+            bool whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) ? ((SwitchParameter)w).IsPresent
+                : LanguagePrimitives.IsTrue(SessionState.PSVariable.GetValue("WhatIfPreference"));
+            if (whatIf) { ShouldProcess(target, action); return false; }
+            return true;
+        }
+
         /// <summary>Core milestones become verbose messages (automation hides progress bars) and progress records.</summary>
         internal IProgressSink Progress(string activity) => new CmdletProgress(this, activity);
 

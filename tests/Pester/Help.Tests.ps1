@@ -28,10 +28,11 @@ BeforeAll {
 }
 
 Describe 'Module help' {
-    It 'exports the ten cmdlets' {
+    It 'exports the fourteen cmdlets' {
         $module.ExportedCmdlets.Keys | Sort-Object | Should -Be @(
-            'Copy-AgentSandboxItem', 'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Invoke-InSandbox', 'New-AgentSandbox',
-            'Remove-AgentSandbox', 'Set-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Test-AgentSandbox')
+            'Checkpoint-AgentSandbox', 'Copy-AgentSandboxItem', 'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Get-AgentSandboxCheckpoint',
+            'Invoke-InSandbox', 'New-AgentSandbox', 'Remove-AgentSandbox', 'Remove-AgentSandboxCheckpoint', 'Restore-AgentSandbox',
+            'Set-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Test-AgentSandbox')
     }
 
     It 'ships the MAML and about files next to the module' {

@@ -190,4 +190,38 @@ function Remove-TestSandbox {
     }
 }
 
+function Get-CheckpointsRoot {
+    <# Where the Linux backends keep checkpoints: checkpoints/ beside sandboxes/ in the state directory. #>
+    $stateHome = if ($env:AGENTSANDBOX_HOME) { $env:AGENTSANDBOX_HOME } else { '/var/lib/agentsandbox' }
+    Join-Path $stateHome 'checkpoints'
+}
+
+function Get-CheckpointLeftovers {
+    <#
+    What the checkpoints of these sandbox ids leave on the host once they are all removed: a
+    directory checkpoints/<id> (Chroot, Nspawn), or a Docker image labelled with one of the ids (a
+    checkpoint's image, also one only tagged removed-… while a container still ran from it). Returns descriptions.
+    #>
+    param([string[]] $SandboxId)
+    $root = Get-CheckpointsRoot
+    $left = [Collections.Generic.List[string]]::new()
+    foreach ($id in $SandboxId | Where-Object { $_ }) {
+        if (Test-Path -LiteralPath (Join-Path $root $id)) { $left.Add("checkpoint dir $(Join-Path $root $id)") }
+        if ($script:HasDocker) {
+            foreach ($image in & docker images -a -q --filter "label=agentsandbox.checkpoint.sandboxid=$id" 2>$null) { if ($image) { $left.Add("checkpoint image $image") } }
+        }
+    }
+    @($left | Select-Object -Unique)
+}
+
+function Remove-TestCheckpoint {
+    <# Cleanup for AfterAll/AfterEach: removes every checkpoint (kept ones too) of these sandbox ids. #>
+    param([string[]] $SandboxId, [string] $Backend)
+    $ids = @($SandboxId | Where-Object { $_ })
+    if (-not $ids) { return }
+    $scope = if ($Backend) { @{ Backend = $Backend } } else { @{} }
+    Get-AgentSandboxCheckpoint @scope -ErrorAction Ignore -WarningAction Ignore | Where-Object SandboxId -in $ids |
+        Remove-AgentSandboxCheckpoint -Force -Confirm:$false -ErrorAction Continue
+}
+
 Export-ModuleMember -Function *

@@ -186,7 +186,14 @@ namespace AgentSandbox.Backends
         {
             var dir = CheckpointDir(checkpoint.SandboxId, checkpoint.Name);
             progress.Milestone($"Deleting checkpoint '{checkpoint}'");
-            if (!DeleteCheckpointDir(dir)) throw CheckpointGone(checkpoint);
+            bool deleted;
+            try { deleted = DeleteCheckpointDir(dir); }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw new SandboxException(ErrorIds.CheckpointRemoveFailed, SandboxErrorKind.Failed,
+                    $"Could not remove checkpoint '{checkpoint}': {e.Message}", checkpoint.ToString(), e);
+            }
+            if (!deleted) throw CheckpointGone(checkpoint);
             TryDeleteEmptyIdDir(checkpoint.SandboxId);
         }
 

@@ -7,15 +7,19 @@ using System.Threading;
 
 namespace AgentSandbox.PowerShell.Commands
 {
-    /// <summary>Creates and starts a sandbox on the backend that fits.</summary>
-    [Cmdlet(VerbsCommon.New, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    /// <summary>Creates and starts a sandbox on the backend that fits, from an image or as a fork of a checkpoint.</summary>
+    [Cmdlet(VerbsCommon.New, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = ImageSet)]
     [OutputType(typeof(Sandbox))]
     public sealed class NewAgentSandboxCommand : SandboxCmdlet
     {
+        private const string ImageSet = "Image";
+        private const string CheckpointSet = "FromCheckpoint";
         private readonly CancellationTokenSource _cancel = new CancellationTokenSource();
 
         /// <summary>Defaults to a generated sbx-xxxxxxxx name.</summary>
-        [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+        // Not by property name from a piped checkpoint: its Name is the checkpoint's.
+        [Parameter(Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ImageSet)]
+        [Parameter(Position = 0, ParameterSetName = CheckpointSet)]
         public string? Name { get; set; }
 
         [Parameter]
@@ -23,8 +27,12 @@ namespace AgentSandbox.PowerShell.Commands
         public string Backend { get; set; } = SandboxManager.AutoBackend;
 
         /// <summary>A root filesystem directory or tarball; none for the backend's default root.</summary>
-        [Parameter]
+        [Parameter(ParameterSetName = ImageSet)]
         public string? Image { get; set; }
+
+        /// <summary>Fork: start from this checkpoint's files and settings; bound parameters override the settings.</summary>
+        [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = CheckpointSet)]
+        public SandboxCheckpoint? FromCheckpoint { get; set; }
 
         /// <summary>Memory limit in bytes (256MB works).</summary>
         [Parameter]
@@ -71,23 +79,24 @@ namespace AgentSandbox.PowerShell.Commands
             SandboxSpec spec;
             try
             {
-                spec = new SandboxSpec
+                spec = FromCheckpoint != null ? ForkSpec(name, FromCheckpoint) : new SandboxSpec
                 {
                     Name = name,
                     Backend = Backend,
                     Image = Image == null ? null : ResolveImage(Image),
-                    MemoryBytes = MyInvocation.BoundParameters.ContainsKey(nameof(Memory)) ? Memory : (long?)null,
-                    CpuCount = MyInvocation.BoundParameters.ContainsKey(nameof(CpuCount)) ? CpuCount : (double?)null,
-                    ProcessLimit = MyInvocation.BoundParameters.ContainsKey(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
+                    MemoryBytes = Bound(nameof(Memory)) ? Memory : (long?)null,
+                    CpuCount = Bound(nameof(CpuCount)) ? CpuCount : (double?)null,
+                    ProcessLimit = Bound(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
                     Network = Network,
                     Environment = Hashtables.ToStrings(Environment),
-                    Mounts = ParseMounts(Mount).Select(m => { m.Source = GetUnresolvedProviderPathFromPSPath(m.Source); return m; }).ToList(),
+                    Mounts = HostMounts(),
                     WorkingDirectory = WorkingDirectory,
-                    Isolation = MyInvocation.BoundParameters.ContainsKey(nameof(Isolation)) ? Isolation : (Verification.IsolationLevel?)null,
-                    Force = Force,
-                    TimeToLive = MyInvocation.BoundParameters.ContainsKey(nameof(TimeToLive)) ? TimeToLive : (TimeSpan?)null,
                 };
+                spec.Isolation = Bound(nameof(Isolation)) ? Isolation : (Verification.IsolationLevel?)null;
+                spec.Force = Force;
+                spec.TimeToLive = Bound(nameof(TimeToLive)) ? TimeToLive : (TimeSpan?)null;
                 SandboxManager.Validate(spec);
+                CheckForkBackend(spec);
             }
             catch (SandboxException e)
             {
@@ -119,6 +128,41 @@ namespace AgentSandbox.PowerShell.Commands
         }
 
         protected override void StopProcessing() => _cancel.Cancel();
+
+        private bool Bound(string parameter) => MyInvocation.BoundParameters.ContainsKey(parameter);
+
+        private List<SandboxMount> HostMounts() =>
+            ParseMounts(Mount).Select(m => { m.Source = GetUnresolvedProviderPathFromPSPath(m.Source); return m; }).ToList();
+
+        /// <summary>
+        /// A fork's spec: the checkpoint's backend and its sandbox's settings, then what the caller
+        /// bound. -Environment adds to the inherited variables (a value given wins); -Mount replaces the mounts.
+        /// </summary>
+        private SandboxSpec ForkSpec(string name, SandboxCheckpoint checkpoint)
+        {
+            var spec = SandboxManager.SpecFromCheckpoint(checkpoint, name);
+            // Auto means the checkpoint's backend here, also for what -WhatIf names.
+            if (Bound(nameof(Backend)) && !string.Equals(Backend, SandboxManager.AutoBackend, StringComparison.OrdinalIgnoreCase)) spec.Backend = Backend;
+            if (Bound(nameof(Memory))) spec.MemoryBytes = Memory;
+            if (Bound(nameof(CpuCount))) spec.CpuCount = CpuCount;
+            if (Bound(nameof(ProcessLimit))) spec.ProcessLimit = ProcessLimit;
+            if (Bound(nameof(Network))) spec.Network = Network;
+            if (Bound(nameof(Environment)))
+                foreach (var kv in Hashtables.ToStrings(Environment)) spec.Environment[kv.Key] = kv.Value;
+            if (Bound(nameof(Mount))) spec.Mounts = HostMounts();
+            if (Bound(nameof(WorkingDirectory))) spec.WorkingDirectory = WorkingDirectory;
+            return spec;
+        }
+
+        /// <summary>A fork runs only on its checkpoint's backend; said before -WhatIf, as the create would.</summary>
+        private static void CheckForkBackend(SandboxSpec spec)
+        {
+            var checkpoint = spec.FromCheckpoint;
+            if (checkpoint == null || string.Equals(spec.Backend, SandboxManager.AutoBackend, StringComparison.OrdinalIgnoreCase)
+                || string.Equals(spec.Backend, checkpoint.Backend, StringComparison.OrdinalIgnoreCase)) return;
+            throw new SandboxException(ErrorIds.CheckpointMismatch, SandboxErrorKind.InvalidArgument,
+                $"Checkpoint '{checkpoint}' is a {checkpoint.Backend} checkpoint; a fork of it runs on {checkpoint.Backend}, not {spec.Backend}.", spec.Backend);
+        }
 
         /// <summary>A path (relative to the current location) when one exists there; otherwise an image reference such as 'debian:12'.</summary>
         private string ResolveImage(string image)

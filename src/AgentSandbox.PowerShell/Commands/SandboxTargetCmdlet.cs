@@ -85,8 +85,8 @@ namespace AgentSandbox.PowerShell.Commands
             foreach (var p in problems) WriteWarning(p);
             foreach (var s in targets)
             {
-                var description = $"sandbox '{s.Name}' ({s.Backend}, {s.State}) and all its files";
-                if (!Confirmed(description)) continue;
+                var description = $"sandbox '{s.Name}' ({s.Backend}, {s.State}), all its files and its checkpoints but the kept ones";
+                if (!ConfirmedOrForced(Force, description, "Remove")) continue;
                 Try(s, () =>
                 {
                     Manager.Remove(s, Progress("Remove-AgentSandbox"));
@@ -94,17 +94,6 @@ namespace AgentSandbox.PowerShell.Commands
                     WriteVerbose($"Sandbox '{s.Name}' is removed.");
                 });
             }
-        }
-
-        /// <summary>-Force skips the prompt that ConfirmImpact High brings, but never -WhatIf or an explicit -Confirm.</summary>
-        private bool Confirmed(string description)
-        {
-            bool explicitConfirm = MyInvocation.BoundParameters.TryGetValue("Confirm", out var c) && ((SwitchParameter)c).IsPresent;
-            if (!Force || explicitConfirm) return ShouldProcess(description, "Remove");
-            bool whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) ? ((SwitchParameter)w).IsPresent
-                : LanguagePrimitives.IsTrue(SessionState.PSVariable.GetValue("WhatIfPreference"));
-            if (whatIf) { ShouldProcess(description, "Remove"); return false; }
-            return true;
         }
     }
 }

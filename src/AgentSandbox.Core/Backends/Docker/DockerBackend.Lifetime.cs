@@ -45,6 +45,9 @@ namespace AgentSandbox.Backends.Docker
                 return DateTime.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind).ToUniversalTime();
             }
             catch (Exception e) when (DockerErrors.IsNotFound(e)) { return fromLabel; }
+            // A container that another process is removing has no layer to read (the daemon answers 500):
+            // it is listed with the label's expiry rather than failing the whole listing.
+            catch (DockerApiException e) when ((int)e.StatusCode >= 500) { return fromLabel; }
         }
 
         /// <summary>A tar of the expiry directory and file: what the archive endpoint takes.</summary>
