@@ -8,6 +8,7 @@ function Format-Ms([double] $Value) {
 function Format-Ratio([double] $Value) { if ([double]::IsNaN($Value)) { '—' } else { $Value.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' } }
 function Format-Met($Met) { if ($null -eq $Met) { '' } elseif ($Met) { 'yes' } else { '**no**' } }
 function Format-MiB([double] $KiB) { ($KiB / 1024).ToString('0.0', [cultureinfo]::InvariantCulture) }
+function Format-KiB([double] $KiB) { [math]::Round($KiB).ToString('0', [cultureinfo]::InvariantCulture) }
 
 function Get-MachineLine {
     $cpu = ((Get-Content /proc/cpuinfo | Where-Object { $_ -like 'model name*' } | Select-Object -First 1) -replace '^model name\s*:\s*', '').Trim()
@@ -44,10 +45,10 @@ function Get-ReportLines {
         $lines.Add('')
         $lines.Add("Memory of an idle sandbox, per sandbox with $($Bench.IdleCount) at once (median of 3 rounds): the proportional set size (PSS) of the host processes it keeps, and the growth of the kernel's slab (mounts, namespaces, cgroups, dentries and inodes).")
         $lines.Add('')
-        $lines.Add('| Backend | Module: processes (PSS) MiB | Module: kernel slab MiB | Raw equivalent | Raw: processes (PSS) MiB | Raw: kernel slab MiB |')
+        $lines.Add('| Backend | Module: processes (PSS) MiB | Module: kernel slab KiB | Raw equivalent | Raw: processes (PSS) MiB | Raw: kernel slab KiB |')
         $lines.Add('|---|---|---|---|---|---|')
         foreach ($m in $Bench.Memory) {
-            $lines.Add("| $($m.Backend) | $(Format-MiB $m.PssKiB) | $(Format-MiB $m.SlabKiB) | $($m.Baseline) | $(Format-MiB $m.RawPssKiB) | $(Format-MiB $m.RawSlabKiB) |")
+            $lines.Add("| $($m.Backend) | $(Format-MiB $m.PssKiB) | $(Format-KiB $m.SlabKiB) | $($m.Baseline) | $(Format-MiB $m.RawPssKiB) | $(Format-KiB $m.RawSlabKiB) |")
         }
     }
     $unmet = @($Bench.Rows | Where-Object { $_.Met -eq $false }) + @($Bench.Parallel | Where-Object { -not $_.Met })
