@@ -17,7 +17,9 @@ function Get-MachineLine {
     $cg = if (Test-Path /sys/fs/cgroup/cgroup.controllers) { 'cgroup v2' } else { 'cgroup v1' }
     $docker = & docker version --format '{{.Server.Version}}' 2>$null
     $nspawn = ((& systemd-nspawn --version 2>$null | Select-Object -First 1) -replace '^systemd\s+', '') -replace '\s*\(.*$', ''
-    $fs = (& stat -f -c %T $Bench.StateRoot 2>$null)
+    # stat -f names ext4 "ext2/ext3"; findmnt names the mounted type.
+    $fs = (& findmnt -n -o FSTYPE -T $Bench.StateRoot 2>$null | Select-Object -First 1)
+    if (-not $fs) { $fs = (& stat -f -c %T $Bench.StateRoot 2>$null) }
     "$([Environment]::ProcessorCount) cores ($cpu), $memGiB GiB, $os, Linux $(uname -r), $cg, state on $fs, systemd $nspawn, Docker Engine $(if ($docker) { $docker } else { 'none' }), PowerShell $($PSVersionTable.PSVersion)"
 }
 
@@ -75,7 +77,7 @@ function Write-BenchReport([string] $OutFile) {
     $lines.Add('# Benchmarks')
     $lines.Add('')
     $lines.Add("Measured $(Get-Date -Format 'yyyy-MM-dd') on $(Get-MachineLine).")
-    $lines.Add("Reproduce with ``dotnet pwsh ./build.ps1 bench`` (as root; it builds the module and starts a private ``dockerd`` when none answers). Each figure is the median and the 95th percentile; warm exec over $($Bench.Repetitions * 3) runs, the rest over $($Bench.Repetitions), the module and its baselines interleaved round by round in the same run. Ratios are module median ÷ baseline median.")
+    $lines.Add("Reproduce with ``dotnet pwsh ./build.ps1 bench`` (as root; it builds the module and starts a private ``dockerd`` when none answers). Each figure is the median and the 95th percentile: warm exec over $($Bench.Repetitions * 3) runs; paced exec, lifecycle and Import-Module over $($Bench.Repetitions); idle memory over 3 rounds; each parallel size once, after a warm-up. The module and its baselines are interleaved round by round in the same run. Ratios are module median ÷ baseline median.")
     $lines.Add('')
     foreach ($l in Get-ReportLines) { $lines.Add($l) }
     $notes = Join-Path $PSScriptRoot 'benchmark-notes.md'
