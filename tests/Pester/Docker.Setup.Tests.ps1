@@ -3,8 +3,8 @@ BeforeAll {
     Import-Module (Get-TestModulePath) -Force
 }
 
-# A new container is set up for the agent through the archive endpoints before it starts; images
-# where that cannot be done safely (a link where a file or directory is expected) get a root shell instead.
+# A new container is set up for the agent by one root shell inside (a capability-less root: it can
+# change only root-owned files), through links as a shell would follow them.
 Describe 'Docker setup of a new container' {
     BeforeAll {
         $rootfs = Get-TestRootfs
@@ -41,7 +41,7 @@ Describe 'Docker setup of a new container' {
         (Invoke-InSandbox -InputObject $plain -Command 'cut -d: -f1 /etc/passwd') -join ',' | Should -Be 'root,nobody,agent'
     }
 
-    It 'an image with passwd as a link is set up by a shell inside, through the link' {
+    It 'an image with passwd as a link and no /workspace is set up through the link' {
         Invoke-InSandbox -InputObject $linkedSb -Command 'id -un' | Should -Be 'agent'
         Invoke-InSandbox -InputObject $linkedSb -Command 'readlink /etc/passwd' | Should -Be 'passwd.real'
         Invoke-InSandbox -InputObject $linkedSb -Command 'grep -c "^agent:" /etc/passwd.real' | Should -Be '1'

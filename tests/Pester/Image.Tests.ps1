@@ -77,10 +77,14 @@ Describe 'Images that cannot be used on <Backend>' -ForEach @(@{ Backend = 'Chro
     }
 
     It 'a directory without /bin/sh is ImageInvalid and leaves nothing behind' {
+        # Docker imports a directory as an image of the sandbox's own: a failed create must delete it too.
+        $imports = { if ($Backend -eq 'Docker') { @(& docker images --format '{{.Repository}}:{{.Tag}}' 'agentsandbox/rootfs' | Where-Object { $_ -like '*:dir-*' }) } }
+        $before = & $imports
         { New-AgentSandbox -Name $name -Backend $Backend -Image $notRoot -ErrorAction Stop } |
             Should -Throw -ErrorId 'ImageInvalid*'
         @(Get-AgentSandbox "$name*").Count | Should -Be 0
         Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+        @(& $imports | Where-Object { $_ -notin $before }) | Should -BeNullOrEmpty
     }
 
     It 'the name is free again afterwards' {

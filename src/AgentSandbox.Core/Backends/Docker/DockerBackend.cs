@@ -147,7 +147,6 @@ namespace AgentSandbox.Backends.Docker
                     if (fork != null) BlankCheckpointLabels(parameters, fork.Config?.Labels);
                     var created = await client.Containers.CreateContainerAsync(parameters, cancellation).ConfigureAwait(false);
                     containerId = created.ID;
-                    bool prepared = await PrepareThroughArchiveAsync(client, sandbox, containerId, cancellation).ConfigureAwait(false);
                     try
                     {
                         await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), cancellation).ConfigureAwait(false);
@@ -157,7 +156,7 @@ namespace AgentSandbox.Backends.Docker
                         throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
                             $"Image '{spec.Image}' has no /bin/sh, which a sandbox needs: {DockerErrors.Message(e)}", spec.Image, e);
                     }
-                    if (!prepared) await PrepareWithShellAsync(client, sandbox, containerId, cancellation).ConfigureAwait(false);
+                    await PrepareAsync(client, sandbox, containerId, cancellation).ConfigureAwait(false);
                     // A fork lives by its own -TimeToLive, not by the expiry file its checkpoint holds.
                     if (fork != null) await WriteExpiryAsync(client, containerId, sandbox.ExpiresAt).ConfigureAwait(false);
                     relay.Milestone($"Container {containerId.Substring(0, 12)} is running");
@@ -171,6 +170,7 @@ namespace AgentSandbox.Backends.Docker
             {
                 // A failed create leaves no container behind.
                 if (containerId != null) TryRemove(client, containerId);
+                DeleteDirectoryImport(client, sandbox);
                 if (e is OperationCanceledException) throw;
                 if (DockerErrors.IsConflict(e))
                     throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
@@ -212,6 +212,23 @@ namespace AgentSandbox.Backends.Docker
                     Binds = binds,
                 },
             };
+        }
+
+        /// <summary>Lets the agent user write /workspace and gives it a name; needs a shell in the image.</summary>
+        private static async Task PrepareAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
+        {
+            // The working directory travels as an argument, never inside the script text; only what
+            // this script creates is opened up (root here has no CAP_FOWNER: it cannot chmod others' files anyway).
+            const string script =
+                "for d in /workspace \"$1\"; do [ -d \"$d\" ] || { mkdir -p \"$d\" && chmod 1777 \"$d\"; }; done; " +
+                "[ -w /workspace ] && [ \"$(stat -c %u /workspace 2>/dev/null)\" = 0 ] && chmod 1777 /workspace; " +
+                "grep -q '^agent:' /etc/passwd 2>/dev/null || echo 'agent:x:" + AgentId + ":" + AgentId + ":sandbox agent:/workspace:/bin/sh' >> /etc/passwd; " +
+                "grep -q '^agent:' /etc/group 2>/dev/null || echo 'agent:x:" + AgentId + ":' >> /etc/group; true";
+            var request = new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", script, "sh", s.WorkingDirectory }, User = "0:0", WorkingDirectory = "/" };
+            var result = await DockerExec.RunAsync(client, containerId, request, s, null, ct).ConfigureAwait(false);
+            if (result.ExitCode != 0)
+                throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
+                    $"The image cannot host a sandbox (it needs /bin/sh; setup exited with {result.ExitCode}): {result.StdErr.Trim()}", s.Image);
         }
 
         /// <summary>The Docker socket inside a sandbox hands the host to whoever is inside.</summary>
@@ -256,12 +273,7 @@ namespace AgentSandbox.Backends.Docker
             }
             // The old container of a restore that died half-way.
             if (InspectOrNull(AsideName(sandbox.Name), sandbox.Name) is { } aside && OwnedBy(aside, sandbox.Id)) TryRemove(client, aside.ID);
-            // A directory import belongs to this sandbox alone; tarball and host images are shared caches.
-            if (sandbox.Data("image") is string image && image.StartsWith(DockerImages.RootfsRepository + ":dir-", StringComparison.Ordinal))
-            {
-                try { Task.Run(() => client.Images.DeleteImageAsync(image, new ImageDeleteParameters())).GetAwaiter().GetResult(); }
-                catch (Exception) { }
-            }
+            DeleteDirectoryImport(client, sandbox);
             RemoveCheckpointsOf(sandbox, progress);
             // After a restore or as a fork, the container ran from a checkpoint image, which may have been waiting for it to go.
             if (container != null) Call(() => ReleaseImageAsync(client, container.Image), "Removing an unused checkpoint image failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
@@ -333,6 +345,14 @@ namespace AgentSandbox.Backends.Docker
             c.Config.Labels.TryGetValue("agentsandbox.id", out var id) && id == sandboxId;
 
         private static string ContainerOf(Sandbox s) => s.Data("container") ?? s.Name;
+
+        /// <summary>A directory import belongs to its sandbox alone (tarball and host images are shared caches): it goes with it, or with a create that failed.</summary>
+        private static void DeleteDirectoryImport(DockerClient client, Sandbox sandbox)
+        {
+            if (!(sandbox.Data("image") is string image) || !image.StartsWith(DockerImages.RootfsRepository + ":dir-", StringComparison.Ordinal)) return;
+            try { Task.Run(() => client.Images.DeleteImageAsync(image, new ImageDeleteParameters())).GetAwaiter().GetResult(); }
+            catch (Exception) { }
+        }
 
         private static void TryRemove(DockerClient client, string id)
         {

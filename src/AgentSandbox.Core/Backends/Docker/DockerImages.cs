@@ -134,8 +134,12 @@ namespace AgentSandbox.Backends.Docker
             await ImportAsync(client, tar.StandardOutput.BaseStream, tag, ct).ConfigureAwait(false);
             tar.WaitForExit();
             if (tar.ExitCode != 0)
+            {
+                try { await client.Images.DeleteImageAsync(tag, new ImageDeleteParameters(), ct).ConfigureAwait(false); }
+                catch (Exception) { } // the import may not have made it
                 throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
                     $"Could not read root filesystem '{directory}': {(await errors.ConfigureAwait(false)).Trim()}", directory);
+            }
             return tag;
         }
 
