@@ -36,6 +36,11 @@ namespace AgentSandbox
         internal static SandboxException NotFound(string name) =>
             new SandboxException(ErrorIds.SandboxNotFound, SandboxErrorKind.NotFound, $"No sandbox named '{name}' exists on this host.", name);
 
+        /// <summary>Raised by each backend, which claims checkpoint names atomically.</summary>
+        internal static SandboxException CheckpointExists(string sandboxName, string name) =>
+            new SandboxException(ErrorIds.CheckpointExists, SandboxErrorKind.AlreadyExists,
+                $"Sandbox '{sandboxName}' already has a checkpoint named '{name}'; remove it with Remove-AgentSandboxCheckpoint or choose another name.", name);
+
         internal static SandboxException Failed(string errorId, string message, string? target = null, Exception? inner = null) =>
             new SandboxException(errorId, SandboxErrorKind.Failed, message, target, inner);
     }

@@ -23,9 +23,6 @@ namespace AgentSandbox
         {
             ValidateCheckpointName(name);
             var current = Usable(sandbox);
-            if (CheckpointsOf(current).Any(c => c.Name == name))
-                throw new SandboxException(ErrorIds.CheckpointExists, SandboxErrorKind.AlreadyExists,
-                    $"Sandbox '{current.Name}' already has a checkpoint named '{name}'; remove it with Remove-AgentSandboxCheckpoint or choose another name.", name);
             var checkpoint = Owner(current).Checkpoint(current, name, keep, progress ?? NullProgress.Instance, cancellation);
             checkpoint.SandboxExists = true;
             return checkpoint;

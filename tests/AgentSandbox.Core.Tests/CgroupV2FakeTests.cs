@@ -160,14 +160,21 @@ namespace AgentSandbox.Core.Tests
                 Assert.Equal("", File.ReadAllText(Path.Combine(dir, f)));
         }
 
-        [Fact]
-        public void FreezeWaitsForTheKernelToReportFrozenAndThawsOnDispose()
+        /// <summary>A populated, thawed sandbox cgroup with the freeze interface files.</summary>
+        private string MakeThawedSandboxCgroup(string name)
         {
-            var dir = Path.Combine(_root, "agentsandbox", "sbx10");
+            var dir = Path.Combine(_root, "agentsandbox", name);
             MakeCgroup(Path.Combine(_root, "agentsandbox"));
             MakeCgroup(dir);
             File.WriteAllText(Path.Combine(dir, "cgroup.freeze"), "0");
             File.WriteAllText(Path.Combine(dir, "cgroup.events"), "populated 1\nfrozen 0\n");
+            return dir;
+        }
+
+        [Fact]
+        public void FreezeWaitsForTheKernelToReportFrozenAndThawsOnDispose()
+        {
+            var dir = MakeThawedSandboxCgroup("sbx10");
             // The fake kernel reports the freeze a little after it is asked for.
             var kernel = new Thread(() =>
             {
@@ -189,11 +196,7 @@ namespace AgentSandbox.Core.Tests
         [Fact]
         public void FreezeThatNeverCompletesThawsAndThrows()
         {
-            var dir = Path.Combine(_root, "agentsandbox", "sbx11");
-            MakeCgroup(Path.Combine(_root, "agentsandbox"));
-            MakeCgroup(dir);
-            File.WriteAllText(Path.Combine(dir, "cgroup.freeze"), "0");
-            File.WriteAllText(Path.Combine(dir, "cgroup.events"), "populated 1\nfrozen 0\n");
+            MakeThawedSandboxCgroup("sbx11");
             var e = Assert.Throws<IOException>(() => Cgroup.ForSandbox(Layout(), "sbx11").Freeze(TimeSpan.FromMilliseconds(200)));
             Assert.Contains("did not freeze", e.Message);
             Assert.Equal("0", Text("agentsandbox", "sbx11", "cgroup.freeze"));

@@ -130,6 +130,16 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void ARecordWithoutItsCollectionsReadsThemAsEmpty()
+        {
+            // Records written by hand or by older versions may lack them; null would break every caller.
+            var s = RecordJson.FromText("{\"Name\":\"t\",\"Id\":\"abc\",\"Backend\":\"Chroot\",\"CreatedAt\":\"2026-01-02T03:04:05.0000000Z\",\"BackendData\":null}")!;
+            Assert.NotNull(s.Environment);
+            Assert.Empty(s.Mounts);
+            Assert.Empty(s.BackendData);
+        }
+
+        [Fact]
         public void LoadOfAMissingRecordIsNull()
         {
             Assert.Null(_store.Load("nothing"));

@@ -65,8 +65,7 @@ namespace AgentSandbox.Backends
             if (s.State == SandboxState.Missing) throw Missing(s);
             var dir = CheckpointDir(s.Id, name);
             using var claim = ClaimCheckpointDir(dir)
-                ?? throw new SandboxException(ErrorIds.CheckpointExists, SandboxErrorKind.AlreadyExists,
-                    $"Sandbox '{s.Name}' already has a checkpoint named '{name}'.", name);
+                ?? throw SandboxException.CheckpointExists(s.Name, name);
             try
             {
                 var checkpoint = new SandboxCheckpoint
@@ -77,15 +76,15 @@ namespace AgentSandbox.Backends
                 progress.Milestone($"Copying the files of '{s.Name}' into checkpoint '{name}'" + (IsRunning(s) ? " (its processes are held still meanwhile)" : ""));
                 progress.Progress("Checkpoint", $"Copying the files of '{s.Name}'", -1);
                 using (IsRunning(s) ? CgroupOf(s).Freeze() : null)
-                    TreeCopy.CopyRoot(RootOf(s), CheckpointRoot(dir), cancellation);
-                checkpoint.SizeBytes = TreeCopy.SizeOf(CheckpointRoot(dir));
+                    RootCopy.CopyRoot(RootOf(s), CheckpointRoot(dir), cancellation);
+                checkpoint.SizeBytes = RootCopy.SizeOf(CheckpointRoot(dir));
                 SaveCheckpoint(dir, checkpoint);
                 progress.Milestone($"Checkpoint '{name}' of '{s.Name}' holds {checkpoint.SizeBytes} bytes");
                 return checkpoint;
             }
             catch (Exception e)
             {
-                TryDeleteCheckpointDir(dir);
+                FileTree.TryDeleteTree(dir);
                 TryDeleteEmptyIdDir(s.Id);
                 if (e is OperationCanceledException || e is SandboxException) throw;
                 throw new SandboxException(ErrorIds.CheckpointFailed, SandboxErrorKind.Failed,
@@ -93,17 +92,9 @@ namespace AgentSandbox.Backends
             }
         }
 
-        private static void SaveCheckpoint(string dir, SandboxCheckpoint checkpoint)
-        {
-            var tmp = Path.Combine(dir, "." + CheckpointRecord + ".tmp");
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-            {
-                RecordJson.Write(fs, checkpoint);
-                fs.Flush(true);
-            }
-            // The record appears last and atomically: a directory without one is a copy cut short.
-            Native.Rename(tmp, Path.Combine(dir, CheckpointRecord));
-        }
+        // The record appears last and atomically: a directory without one is a copy cut short.
+        private static void SaveCheckpoint(string dir, SandboxCheckpoint checkpoint) =>
+            RecordJson.WriteAtomically(Path.Combine(dir, CheckpointRecord), checkpoint);
 
         public IEnumerable<SandboxCheckpoint> ListCheckpoints()
         {
@@ -126,9 +117,6 @@ namespace AgentSandbox.Backends
                 var checkpoint = RecordJson.Read<SandboxCheckpoint>(fs);
                 if (checkpoint == null) return null;
                 checkpoint.Location = dir;
-                checkpoint.Source.Environment ??= new Dictionary<string, string>();
-                checkpoint.Source.Mounts ??= new List<SandboxMount>();
-                checkpoint.Source.BackendData ??= new Dictionary<string, string>();
                 return checkpoint;
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is System.Runtime.Serialization.SerializationException)
@@ -155,7 +143,7 @@ namespace AgentSandbox.Backends
                 {
                     progress.Milestone($"Copying checkpoint '{checkpoint.Name}' back while '{s.Name}' still runs");
                     progress.Progress("Restore", $"Copying checkpoint '{checkpoint.Name}'", -1);
-                    TreeCopy.CopyRoot(CheckpointRoot(dir), incoming, cancellation);
+                    RootCopy.CopyRoot(CheckpointRoot(dir), incoming, cancellation);
                 }
                 progress.Milestone($"Swapping the files of '{s.Name}'" + (wasRunning ? "; its processes end" : ""));
                 StopCore(s, progress);
@@ -178,7 +166,7 @@ namespace AgentSandbox.Backends
             }
             finally
             {
-                if (Directory.Exists(incoming)) TryDeleteCheckpointDir(incoming);
+                FileTree.TryDeleteTree(incoming);
             }
         }
 
@@ -204,7 +192,7 @@ namespace AgentSandbox.Backends
             foreach (var dir in Directory.GetDirectories(Path.Combine(CheckpointsDir, s.Id)))
             {
                 // Half-made ones (no record: their maker died) go too, and deletions cut short.
-                if (IsDeletion(dir)) { TryDeleteCheckpointDir(dir); continue; }
+                if (IsDeletion(dir)) { FileTree.TryDeleteTree(dir); continue; }
                 if (LoadCheckpoint(dir)?.Keep == true) continue;
                 progress.Milestone($"Deleting checkpoint '{s.Name}/{Path.GetFileName(dir)}'");
                 DeleteCheckpointDir(dir);
@@ -244,13 +232,6 @@ namespace AgentSandbox.Backends
             return true;
         }
 
-        private static void TryDeleteCheckpointDir(string dir)
-        {
-            try { if (Directory.Exists(dir)) FileTree.DeleteTree(dir); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
-        }
-
         private static SandboxException CheckpointGone(SandboxCheckpoint checkpoint) =>
             new SandboxException(ErrorIds.CheckpointNotFound, SandboxErrorKind.NotFound,
                 $"Checkpoint '{checkpoint}' no longer exists.", checkpoint.ToString());
@@ -262,7 +243,7 @@ namespace AgentSandbox.Backends
             using (ReadLock(dir, out _) ?? throw CheckpointGone(checkpoint))
             {
                 progress.Milestone($"Copying checkpoint '{checkpoint}' into the new root");
-                TreeCopy.CopyRoot(CheckpointRoot(dir), RootOf(s), cancellation);
+                RootCopy.CopyRoot(CheckpointRoot(dir), RootOf(s), cancellation);
             }
             if (checkpoint.Source.Data("binds") is string binds) s.BackendData["binds"] = binds;
             // Host uids are per sandbox (no user namespace): what the source's agent owned becomes the fork's.
@@ -271,7 +252,7 @@ namespace AgentSandbox.Backends
                 int.TryParse(checkpoint.Source.Data("gid"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var oldGid) &&
                 (oldUid != agentId || oldGid != agentId))
             {
-                TreeCopy.ChangeOwner(RootOf(s), oldUid, oldGid, agentId, agentId);
+                RootCopy.ChangeOwner(RootOf(s), oldUid, oldGid, agentId, agentId);
                 UserDb.EnsureAgent(RootOf(s), agentId, agentId, replaceExisting: true);
             }
         }

@@ -1,3 +1,4 @@
+using System;
 using System.IO;
 using System.Linq;
 
@@ -18,6 +19,14 @@ namespace AgentSandbox.Linux
             if (IsSymlink(dir)) { File.Delete(dir); return; }
             // .NET removes symbolic links themselves, never what they point to.
             Directory.Delete(dir, recursive: true);
+        }
+
+        /// <summary>Cleanup after a failure: deletes the tree if it is there, and never throws over it.</summary>
+        public static void TryDeleteTree(string dir)
+        {
+            try { if (Directory.Exists(dir) || IsSymlink(dir)) DeleteTree(dir); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
         }
 
         public static bool IsSymlink(string path)

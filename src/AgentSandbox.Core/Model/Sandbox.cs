@@ -36,6 +36,15 @@ namespace AgentSandbox
         /// <summary>The checkpoint ("sandbox/checkpoint") this sandbox was forked from; null when made from an image.</summary>
         [DataMember(Order = 16)] public string? FromCheckpoint { get; set; }
 
+        /// <summary>A record read from JSON skips the initialisers above: absent collections become empty ones.</summary>
+        [OnDeserialized]
+        private void FillAbsentCollections(StreamingContext context)
+        {
+            Environment ??= new Dictionary<string, string>();
+            Mounts ??= new List<SandboxMount>();
+            BackendData ??= new Dictionary<string, string>();
+        }
+
         public bool IsExpired(DateTime now) => ExpiresAt is DateTime at && at <= now;
 
         /// <summary>Read from the live system each time the sandbox is listed.</summary>

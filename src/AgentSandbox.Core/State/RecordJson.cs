@@ -26,6 +26,21 @@ namespace AgentSandbox.State
 
         public static void Write<T>(Stream stream, T record) where T : class => SerializerFor<T>().WriteObject(stream, record);
 
+        /// <summary>
+        /// Writes the record to a unique temporary file, flushes it to disk and renames it over
+        /// <paramref name="path"/>: readers see the old record or the new one, never half of one.
+        /// </summary>
+        public static void WriteAtomically<T>(string path, T record) where T : class
+        {
+            var tmp = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{System.Environment.CurrentManagedThreadId}.{System.Guid.NewGuid():N}.tmp");
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                Write(fs, record);
+                fs.Flush(true);
+            }
+            Linux.Native.Rename(tmp, path);
+        }
+
         public static T? Read<T>(Stream stream) where T : class => (T?)SerializerFor<T>().ReadObject(stream);
 
         public static string ToText<T>(T record) where T : class

@@ -52,17 +52,7 @@ namespace AgentSandbox.State
 
         public IDisposable Lock(string name) => Native.LockFile(Path.Combine(DirectoryOf(name), LockName));
 
-        public void Save(Sandbox sandbox)
-        {
-            var dir = DirectoryOf(sandbox.Name);
-            var tmp = Path.Combine(dir, $".{RecordFile}.{Environment.CurrentManagedThreadId}.{Guid.NewGuid():N}.tmp");
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            {
-                RecordJson.Write(fs, sandbox);
-                fs.Flush(true);
-            }
-            Native.Rename(tmp, Path.Combine(dir, RecordFile));
-        }
+        public void Save(Sandbox sandbox) => RecordJson.WriteAtomically(Path.Combine(DirectoryOf(sandbox.Name), RecordFile), sandbox);
 
         public Sandbox? Load(string name)
         {
@@ -74,9 +64,6 @@ namespace AgentSandbox.State
                 var s = RecordJson.Read(fs);
                 if (s == null || s.Name != name || string.IsNullOrEmpty(s.Backend) || string.IsNullOrEmpty(s.Id))
                     throw new SerializationException("it does not describe this sandbox (cut short or overwritten?)");
-                s.Environment ??= new Dictionary<string, string>();
-                s.Mounts ??= new List<SandboxMount>();
-                s.BackendData ??= new Dictionary<string, string>();
                 s.Location = DirectoryOf(name);
                 return s;
             }

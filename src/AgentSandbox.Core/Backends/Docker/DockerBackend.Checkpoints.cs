@@ -51,8 +51,7 @@ namespace AgentSandbox.Backends.Docker
                             $"Sandbox '{s.Name}' keeps /workspace in a Docker volume (it was made by an earlier version), which a checkpoint cannot capture; " +
                             "copy its files out and make it again to checkpoint it.", s.Name);
                     if (await DockerImages.ExistsAsync(client, tag, cancellation).ConfigureAwait(false))
-                        throw new SandboxException(ErrorIds.CheckpointExists, SandboxErrorKind.AlreadyExists,
-                            $"Sandbox '{s.Name}' already has a checkpoint named '{name}'.", name);
+                        throw SandboxException.CheckpointExists(s.Name, name);
                     var source = RecordJson.FromText(RecordJson.ToText(s))!;
                     source.BackendData[HostBindsKey] = string.Join("\n", HostBindsOf(c, s));
                     var checkpoint = new SandboxCheckpoint
@@ -156,9 +155,6 @@ namespace AgentSandbox.Backends.Docker
             catch (System.Runtime.Serialization.SerializationException) { return null; }
             if (source == null || !DateTime.TryParse(Label(CheckpointCreatedLabel), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var created))
                 return null;
-            source.Environment ??= new Dictionary<string, string>();
-            source.Mounts ??= new List<SandboxMount>();
-            source.BackendData ??= new Dictionary<string, string>();
             return new SandboxCheckpoint
             {
                 Name = Label(CheckpointNameLabel),

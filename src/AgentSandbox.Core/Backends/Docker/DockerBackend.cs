@@ -104,9 +104,6 @@ namespace AgentSandbox.Backends.Docker
             catch (System.Runtime.Serialization.SerializationException) { return null; }
             // The container must still bear the sandbox's name: the one a restore set aside is not the sandbox.
             if (s == null || containerNames?.Any(n => n?.TrimStart('/') == s.Name) != true) return null;
-            s.Environment ??= new Dictionary<string, string>();
-            s.Mounts ??= new List<SandboxMount>();
-            s.BackendData ??= new Dictionary<string, string>();
             s.Location = "container " + id.Substring(0, Math.Min(12, id.Length));
             s.BackendData["container"] = id;
             s.State = state == "running" ? SandboxState.Running : SandboxState.Stopped;

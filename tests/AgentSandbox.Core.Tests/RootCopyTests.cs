@@ -8,12 +8,12 @@ using Xunit;
 namespace AgentSandbox.Core.Tests
 {
     /// <summary>The copies behind checkpoints, restores and forks, on real files (as root).</summary>
-    public sealed class TreeCopyTests : IDisposable
+    public sealed class RootCopyTests : IDisposable
     {
         private readonly TempDir _tmp = new TempDir();
         private readonly string _source;
 
-        public TreeCopyTests()
+        public RootCopyTests()
         {
             _source = _tmp.Combine("source");
             Directory.CreateDirectory(_source);
@@ -43,7 +43,7 @@ namespace AgentSandbox.Core.Tests
                "&& touch -d '2001-02-03 04:05:06' deep/er/file && chmod 1777 empty", _source);
             var copy = _tmp.Combine("copy");
 
-            TreeCopy.CopyRoot(_source, copy, CancellationToken.None);
+            RootCopy.CopyRoot(_source, copy, CancellationToken.None);
 
             Assert.Equal("data\n", File.ReadAllText(Path.Combine(copy, "deep/er/file")));
             Assert.Equal("12345:12346:750:regular file", Stat(Path.Combine(copy, "deep/er/file")));
@@ -67,7 +67,7 @@ namespace AgentSandbox.Core.Tests
             File.WriteAllText(Path.Combine(mnt, "host-secret.txt"), "not for the copy");
             var copy = _tmp.Combine("copy");
 
-            TreeCopy.CopyRoot(_source, copy, CancellationToken.None);
+            RootCopy.CopyRoot(_source, copy, CancellationToken.None);
 
             Assert.Equal("mine", File.ReadAllText(Path.Combine(copy, "own.txt")));
             Assert.True(Directory.Exists(Path.Combine(copy, "mnt")));
@@ -82,7 +82,7 @@ namespace AgentSandbox.Core.Tests
             var copy = _tmp.Combine("copy");
             Directory.CreateDirectory(copy);
             File.WriteAllText(Path.Combine(copy, "keep.txt"), "untouched");
-            Assert.Throws<IOException>(() => TreeCopy.CopyRoot(_source, copy, CancellationToken.None));
+            Assert.Throws<IOException>(() => RootCopy.CopyRoot(_source, copy, CancellationToken.None));
             Assert.Equal("untouched", File.ReadAllText(Path.Combine(copy, "keep.txt")));
         }
 
@@ -93,7 +93,7 @@ namespace AgentSandbox.Core.Tests
             var copy = _tmp.Combine("copy");
             using var cancelled = new CancellationTokenSource();
             cancelled.Cancel();
-            Assert.ThrowsAny<OperationCanceledException>(() => TreeCopy.CopyRoot(_source, copy, cancelled.Token));
+            Assert.ThrowsAny<OperationCanceledException>(() => RootCopy.CopyRoot(_source, copy, cancelled.Token));
             Assert.False(Directory.Exists(copy));
             Assert.False(Directory.Exists(copy + ".view"));
         }
@@ -106,7 +106,7 @@ namespace AgentSandbox.Core.Tests
             Sh("cd \"$1\" && touch mine other && chown 500:501 mine && chown 600:601 other " +
                "&& ln -s \"$2\" link && chown -h 500:501 link && chown 500:501 \"$2\"", _source, outside);
 
-            TreeCopy.ChangeOwner(_source, 500, 501, 700, 701);
+            RootCopy.ChangeOwner(_source, 500, 501, 700, 701);
 
             Assert.StartsWith("700:701:", Stat(Path.Combine(_source, "mine")));
             Assert.StartsWith("600:601:", Stat(Path.Combine(_source, "other")));
@@ -121,7 +121,7 @@ namespace AgentSandbox.Core.Tests
             Directory.CreateDirectory(Path.Combine(_source, "d"));
             File.WriteAllBytes(Path.Combine(_source, "d", "b"), new byte[24]);
             Native.Symlink("/usr", Path.Combine(_source, "usr"));
-            Assert.Equal(1024, TreeCopy.SizeOf(_source));
+            Assert.Equal(1024, RootCopy.SizeOf(_source));
         }
     }
 }

@@ -7,7 +7,7 @@ using AgentSandbox.Processes;
 namespace AgentSandbox.Linux
 {
     /// <summary>Whole-tree copies of sandbox roots, for checkpoints, restores and forks.</summary>
-    internal static class TreeCopy
+    internal static class RootCopy
     {
         /// <summary>
         /// In a throwaway mount namespace, a non-recursive bind of the source shows only its own files:
@@ -40,12 +40,12 @@ namespace AgentSandbox.Linux
             }
             catch
             {
-                TryDelete(destination);
+                FileTree.TryDeleteTree(destination);
                 throw;
             }
             finally
             {
-                TryDelete(view);
+                FileTree.TryDeleteTree(view);
             }
         }
 
@@ -78,13 +78,6 @@ namespace AgentSandbox.Linux
                 }
             }
             return total;
-        }
-
-        private static void TryDelete(string dir)
-        {
-            try { if (Directory.Exists(dir)) FileTree.DeleteTree(dir); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
         }
     }
 }
