@@ -18,10 +18,13 @@ namespace AgentSandbox.PowerShell
         /// <summary>Turns the lazy sweep off for a process (0), so expired sandboxes stay until removed on purpose.</summary>
         internal const string LazySweepVariable = "AGENTSANDBOX_LAZY_SWEEP";
 
-        /// <summary>Any cmdlet removes expired sandboxes (at most once a minute per process).</summary>
+        /// <summary>
+        /// Any cmdlet removes expired sandboxes (at most once a minute per process), except under
+        /// -WhatIf: a cmdlet asked to change nothing must not remove anything either.
+        /// </summary>
         protected override void BeginProcessing()
         {
-            if (Environment.GetEnvironmentVariable(LazySweepVariable) == "0") return;
+            if (Environment.GetEnvironmentVariable(LazySweepVariable) == "0" || WhatIfInEffect()) return;
             IReadOnlyList<string> report;
             try { report = Manager.SweepExpired(); }
             catch (SandboxException e) { WriteWarning("Removing expired sandboxes failed: " + e.Message); return; }
@@ -133,11 +136,14 @@ namespace AgentSandbox.PowerShell
         {
             bool explicitConfirm = MyInvocation.BoundParameters.TryGetValue("Confirm", out var c) && ((SwitchParameter)c).IsPresent;
             if (!force || explicitConfirm) return ShouldProcess(target, action);
-            bool whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) ? ((SwitchParameter)w).IsPresent
-                : LanguagePrimitives.IsTrue(SessionState.PSVariable.GetValue("WhatIfPreference"));
-            if (whatIf) { ShouldProcess(target, action); return false; }
+            if (WhatIfInEffect()) { ShouldProcess(target, action); return false; }
             return true;
         }
+
+        /// <summary>-WhatIf given, or $WhatIfPreference set and not overridden by -WhatIf:$false.</summary>
+        private bool WhatIfInEffect() =>
+            MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) ? ((SwitchParameter)w).IsPresent
+                : LanguagePrimitives.IsTrue(SessionState.PSVariable.GetValue("WhatIfPreference"));
 
         /// <summary>Core milestones become verbose messages (automation hides progress bars) and progress records.</summary>
         internal IProgressSink Progress(string activity) => new CmdletProgress(this, activity);

@@ -69,13 +69,19 @@ Describe 'The lazy sweep' {
     BeforeAll {
         # Only the child processes below may sweep: this one must not remove what they are tested on.
         $env:AGENTSANDBOX_LAZY_SWEEP = '0'
+        # A state directory of their own: other processes on this host sweep the shared one.
+        $savedHome = $env:AGENTSANDBOX_HOME
+        $env:AGENTSANDBOX_HOME = Join-Path ([IO.Path]::GetTempPath()) "pt-home-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
         $name = New-TestName
         $keptName = New-TestName
+        $whatIfName = New-TestName
         $pwsh = Join-Path $PSHOME 'pwsh'
     }
     AfterAll {
         Remove-Item Env:AGENTSANDBOX_LAZY_SWEEP -ErrorAction Ignore
-        Remove-TestSandbox $name; Remove-TestSandbox $keptName
+        Remove-TestSandbox $name; Remove-TestSandbox $keptName; Remove-TestSandbox $whatIfName
+        Remove-Item $env:AGENTSANDBOX_HOME -Recurse -Force -ErrorAction Continue
+        $env:AGENTSANDBOX_HOME = $savedHome
     }
 
     It 'any cmdlet in a new process removes a sandbox that has expired' {
@@ -91,6 +97,16 @@ Describe 'The lazy sweep' {
         Start-Sleep -Seconds 3
         & $pwsh -NoProfile -NonInteractive -Command "Import-Module '$(Get-TestModulePath)'; Get-AgentSandboxBackend | Out-Null" | Out-Null
         (Get-AgentSandbox -Name $keptName).State | Should -Be 'Expired'
+    }
+
+    It 'a cmdlet run with -WhatIf in a new process removes nothing, expired sandboxes included' {
+        $null = New-AgentSandbox -Name $whatIfName -Backend Chroot -TimeToLive 00:00:02
+        Start-Sleep -Seconds 3
+        $said = & $pwsh -NoProfile -NonInteractive -Command "Remove-Item Env:AGENTSANDBOX_LAZY_SWEEP; Import-Module '$(Get-TestModulePath)'; Stop-AgentSandbox -Name '$whatIfName' -WhatIf; Remove-AgentSandbox -Expired -WhatIf" 2>&1
+        $LASTEXITCODE | Should -Be 0 -Because ($said -join "`n")
+        ($said -join "`n") | Should -Match "What if: .*Stop.*'$whatIfName'"
+        ($said -join "`n") | Should -Match "What if: .*Remove.*'$whatIfName'"
+        (Get-AgentSandbox -Name $whatIfName).State | Should -Be 'Expired'
     }
 }
 
