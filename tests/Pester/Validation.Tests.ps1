@@ -117,6 +117,35 @@ Describe 'Duplicates and -WhatIf on <Backend>' -ForEach @(@{ Backend = 'Chroot' 
         (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
     }
 
+    It 'Start-AgentSandbox -WhatIf leaves a stopped sandbox stopped' {
+        Stop-AgentSandbox -Name $name
+        Start-AgentSandbox -Name $name -WhatIf
+        $sb | Start-AgentSandbox -WhatIf
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
+        Start-AgentSandbox -Name $name
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+    }
+
+    It 'Set-AgentSandbox -WhatIf gives no lifetime' {
+        Set-AgentSandbox -Name $name -TimeToLive 01:00:00 -WhatIf
+        (Get-AgentSandbox -Name $name).ExpiresAt | Should -BeNullOrEmpty
+    }
+
+    It 'where nobody can answer a confirmation, nothing changes: Remove without -Force, and -Confirm even with -Force' {
+        $pwsh = Join-Path $PSHOME 'pwsh'
+        # A non-interactive host cannot prompt, so each call fails instead of acting.
+        $calls = "Remove-AgentSandbox -Name '$name'", "Remove-AgentSandbox -Name '$name' -Force -Confirm",
+            "Stop-AgentSandbox -Name '$name' -Confirm", "Set-AgentSandbox -Name '$name' -TimeToLive 01:00:00 -Confirm"
+        foreach ($call in $calls) {
+            $said = & $pwsh -NoProfile -NonInteractive -Command "`$env:AGENTSANDBOX_LAZY_SWEEP = '0'; Import-Module '$(Get-TestModulePath)'; $call" 2>&1
+            ($said -join "`n") | Should -Match 'NonInteractive' -Because "$call must ask first"
+        }
+        $now = Get-AgentSandbox -Name $name
+        $now.State | Should -Be 'Running'
+        $now.ExpiresAt | Should -BeNullOrEmpty
+        Invoke-InSandbox -InputObject $now -Command 'cat keep.txt' | Should -Be 'mine'
+    }
+
     It 'Remove-AgentSandbox -WhatIf (even with -Force) removes nothing' {
         Remove-AgentSandbox -Name $name -WhatIf
         $sb | Remove-AgentSandbox -Force -WhatIf
@@ -124,5 +153,16 @@ Describe 'Duplicates and -WhatIf on <Backend>' -ForEach @(@{ Backend = 'Chroot' 
         $now = Get-AgentSandbox -Name $name
         $now.State | Should -Be 'Running'
         Invoke-InSandbox -InputObject $now -Command 'cat keep.txt' | Should -Be 'mine'
+    }
+}
+
+Describe 'Cmdlets that change something' {
+    It '<Command> has -WhatIf and -Confirm' -ForEach @(
+        'New-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Remove-AgentSandbox', 'Set-AgentSandbox',
+        'Copy-AgentSandboxItem', 'Checkpoint-AgentSandbox', 'Restore-AgentSandbox', 'Remove-AgentSandboxCheckpoint'
+    ).ForEach({ @{ Command = $_ } }) {
+        $parameters = (Get-Command $Command).Parameters
+        $parameters.Keys | Should -Contain 'WhatIf'
+        $parameters.Keys | Should -Contain 'Confirm'
     }
 }
