@@ -11,6 +11,16 @@ Describe 'Get-AgentSandboxBackend' {
         ($all | Where-Object Name -in 'Chroot', 'Nspawn').Platform | Should -Be @('Linux', 'Linux')
     }
 
+    It 'lists each backend the module has once, and no backend that is not built (Wsl, HyperV)' {
+        $all = @(Get-AgentSandboxBackend)
+        ($all.Name | Sort-Object) | Should -Be @('Chroot', 'Docker', 'Nspawn')
+        foreach ($b in $all) {
+            $b.Platform | Should -Not -BeNullOrEmpty -Because $b.Name
+            $b.Boundaries | Should -Not -BeNullOrEmpty -Because "$($b.Name) says what it enforces"
+            $b.Weaknesses | Should -Not -BeNullOrEmpty -Because "$($b.Name) says what it does not"
+        }
+    }
+
     It 'gives a Reason exactly when a backend is not available' {
         foreach ($b in Get-AgentSandboxBackend) {
             if ($b.Available) { $b.Reason | Should -BeNullOrEmpty -Because $b.Name }
@@ -68,7 +78,7 @@ Describe '-Backend Auto' {
 
     It 'picks the lightest available backend' {
         $lightest = Get-AgentSandboxBackend -Available | Sort-Object Weight | Select-Object -First 1
-        if (-not $lightest) { Set-ItResult -Skipped -Because 'no backend is available here' }
+        if (-not $lightest) { Skip-UnlessCI 'no backend is available here' }
         $sb = New-AgentSandbox -Name $name
         $sb.Backend | Should -Be $lightest.Name
         Invoke-InSandbox -InputObject $sb -Command 'echo auto' | Should -Be 'auto'
