@@ -90,6 +90,17 @@ Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
         ($arrivals[1].At - $arrivals[0].At) | Should -BeGreaterThan 1.5
     }
 
+    It 'a pipeline that wants no more (Select-Object -First) ends the command inside, with what it started' {
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        $first = Invoke-InSandbox -InputObject $sb -Command 'echo a; sleep 3581 & sleep 3581; echo b' | Select-Object -First 1
+        $first | Should -Be 'a'
+        $watch.Elapsed.TotalSeconds | Should -BeLessThan 20
+        # An odd duration to find them by: on Chroot the host's processes are listed too.
+        $left = Invoke-InSandbox -InputObject $sb -Command 'for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f 2>/dev/null; echo; done' |
+            Where-Object { $_ -match 'sleep 3581' }
+        $left | Should -BeNullOrEmpty
+    }
+
     It 'stderr goes to the information stream tagged stderr, not to stdout' {
         $out = Invoke-InSandbox -InputObject $sb -Command 'echo to-out; echo to-err >&2' -InformationVariable info 6>$null
         $out | Should -Be 'to-out'

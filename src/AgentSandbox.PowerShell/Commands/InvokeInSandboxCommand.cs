@@ -105,10 +105,21 @@ namespace AgentSandbox.PowerShell.Commands
                 finally { queue.CompleteAdding(); }
             });
             // Write* must happen on the pipeline thread: drain what the readers queue as it arrives.
-            foreach (var (isError, line) in queue.GetConsumingEnumerable())
+            bool drained = false;
+            try
             {
-                if (isError) WriteStandardError(line);
-                else WriteObject(line);
+                foreach (var (isError, line) in queue.GetConsumingEnumerable())
+                {
+                    if (isError) WriteStandardError(line);
+                    else WriteObject(line);
+                }
+                drained = true;
+            }
+            finally
+            {
+                // The pipeline ended early (Select-Object -First, an error that stops it): the command
+                // inside must end with it rather than run on and fill the queue.
+                if (!drained) EndEarly(run);
             }
             var result = run.GetAwaiter().GetResult();
 
@@ -146,6 +157,13 @@ namespace AgentSandbox.PowerShell.Commands
         }
 
         protected override void StopProcessing() => _cancel.Cancel();
+
+        private void EndEarly(Task<CommandResult> run)
+        {
+            _cancel.Cancel();
+            try { run.Wait(); }
+            catch (AggregateException) { /* the pipeline's own exception is the one to report */ }
+        }
 
         private sealed class QueuedOutput : ICommandOutput
         {
