@@ -107,7 +107,8 @@ namespace AgentSandbox.Core.Tests
             using var root = FakeV2Root(controllers);
             var l = CgroupLayout.Detect(new[] { M(root.Path, "cgroup2", "rw") });
             Assert.True(l.Unified);
-            Assert.Equal($"the memory and pids controllers are not both enabled in {root.Path}/cgroup.controllers", l.Problem);
+            Assert.StartsWith($"the memory and pids controllers are not both enabled in {root.Path}/cgroup.controllers", l.Problem);
+            Assert.Contains("echo '+memory +pids' >", l.Problem); // the fix
         }
 
         [Fact]
@@ -161,14 +162,16 @@ namespace AgentSandbox.Core.Tests
         public void V1WithoutPids()
         {
             var l = CgroupLayout.Detect(new[] { M("/sys/fs/cgroup/memory", "cgroup", "rw,memory"), M("/sys/fs/cgroup/cpu", "cgroup", "rw,cpu") });
-            Assert.Equal("the memory and pids cgroup controllers are not both mounted", l.Problem);
+            Assert.StartsWith("the memory and pids cgroup controllers are not both mounted", l.Problem);
+            Assert.Contains("mount -t cgroup -o pids", l.Problem); // the fix
         }
 
         [Fact]
         public void V1WithoutMemory()
         {
             var l = CgroupLayout.Detect(new[] { M("/sys/fs/cgroup/pids", "cgroup", "rw,pids") });
-            Assert.Equal("the memory and pids cgroup controllers are not both mounted", l.Problem);
+            Assert.StartsWith("the memory and pids cgroup controllers are not both mounted", l.Problem);
+            Assert.Contains("mount -t cgroup -o pids", l.Problem); // the fix
         }
 
         [Fact]

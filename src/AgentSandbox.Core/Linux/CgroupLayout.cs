@@ -55,12 +55,14 @@ namespace AgentSandbox.Linux
             {
                 if (Unified)
                     return UnifiedRoot == null ? "no cgroup file system is mounted"
-                        : !Has("memory") || !Has("pids") ? $"the memory and pids controllers are not both enabled in {UnifiedRoot}/cgroup.controllers"
+                        : !Has("memory") || !Has("pids") ? $"the memory and pids controllers are not both enabled in {UnifiedRoot}/cgroup.controllers " +
+                          "(enable them from the parent cgroup: echo '+memory +pids' > its cgroup.subtree_control; for a container, on its host)"
                         : null;
                 if (!V1.ContainsKey("memory") || !V1.ContainsKey("pids"))
                     return V1.Count == 0
                         ? "no cgroup file system is mounted (mount cgroup2 on /sys/fs/cgroup)"
-                        : "the memory and pids cgroup controllers are not both mounted";
+                        : "the memory and pids cgroup controllers are not both mounted " +
+                          "(mount the missing one, e.g. mkdir -p /sys/fs/cgroup/pids && mount -t cgroup -o pids cgroup /sys/fs/cgroup/pids)";
                 return null;
             }
         }
