@@ -92,6 +92,11 @@ function Install-TestPrerequisites {
 function Start-TestDocker {
     if (-not $IsLinux -or -not (Get-Command dockerd -ErrorAction Ignore)) { return $null }
     $socket = '/var/run/docker.sock'
+    # A daemon chosen with DOCKER_HOST is the one the module uses: one started on the default socket would not be.
+    if ($env:DOCKER_HOST -and $env:DOCKER_HOST -ne "unix://$socket") {
+        Write-Host "Using the Docker daemon at DOCKER_HOST=$env:DOCKER_HOST as it is (no private dockerd is started)"
+        return $null
+    }
     if ((Test-Path $socket) -and (Test-DockerAnswers)) { Write-Host 'Using the Docker daemon that is already running'; return $null }
     Write-Host 'Starting a private dockerd for the tests (no bridge, no iptables: sandboxes use network none)' -ForegroundColor Cyan
     New-Item -ItemType Directory -Force -Path (Join-Path $out 'test-results') | Out-Null
