@@ -36,7 +36,8 @@ namespace AgentSandbox.Backends.Docker
         public static DockerEndpoint Current()
         {
             var address = Address;
-            var endpoint = Cache.GetOrAdd(address, a => new DockerEndpoint(new Uri(a)));
+            // A pinned API version is part of the key: setting DOCKER_API_VERSION takes effect at once.
+            var endpoint = Cache.GetOrAdd(address + " " + RequestedText, _ => new DockerEndpoint(new Uri(address)));
             lock (endpoint)
             {
                 if (endpoint.Client == null && DateTime.UtcNow - endpoint._checkedAt > TimeSpan.FromSeconds(2))
@@ -59,13 +60,18 @@ namespace AgentSandbox.Backends.Docker
         private void Connect()
         {
             _checkedAt = DateTime.UtcNow;
+            if (RequestedText is string text && Requested == null)
+            {
+                Client = null;
+                Problem = $"DOCKER_API_VERSION '{text}' is not an API version; set it to one such as 1.41, or unset it to use the newest the daemon and this module share";
+                return;
+            }
             try
             {
                 using var probe = new DockerClientConfiguration(Uri, null, TimeSpan.FromSeconds(5)).CreateClient();
                 using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
                 var version = Task.Run(() => probe.System.GetVersionAsync(cts.Token)).GetAwaiter().GetResult();
-                var server = Version.Parse(version.APIVersion);
-                ApiVersion = server < LibraryMaxVersion ? server : LibraryMaxVersion;
+                ApiVersion = Negotiate(Version.Parse(version.APIVersion), ParseOrNull(version.MinAPIVersion), Requested);
                 ServerVersion = version.Version;
                 // Long operations (pulls, long commands) must not hit the client's default timeout.
                 Client = new DockerClientConfiguration(Uri, null, Timeout.InfiniteTimeSpan).CreateClient(ApiVersion);
@@ -78,5 +84,26 @@ namespace AgentSandbox.Backends.Docker
                           "Start it (systemctl start docker, or dockerd as root) or point DOCKER_HOST at a running daemon";
             }
         }
+
+        /// <summary>
+        /// DOCKER_API_VERSION when set, as the docker CLI does; else the newest version both sides speak,
+        /// raised to the daemon's minimum when the daemon no longer serves that one (Docker 29 refuses
+        /// clients below 1.44 with "client version ... is too old"): the parts of the API used here kept
+        /// their meaning across those versions, and fields the library does not model are ignored.
+        /// </summary>
+        internal static Version Negotiate(Version server, Version? serverMinimum, Version? requested)
+        {
+            if (requested != null) return requested;
+            var version = server < LibraryMaxVersion ? server : LibraryMaxVersion;
+            return serverMinimum != null && version < serverMinimum ? serverMinimum : version;
+        }
+
+        private static string? RequestedText =>
+            Environment.GetEnvironmentVariable("DOCKER_API_VERSION") is string v && v.Trim().Length > 0 ? v.Trim() : null;
+
+        private static Version? Requested => ParseOrNull(RequestedText?.TrimStart('v'));
+
+        private static Version? ParseOrNull(string? text) =>
+            Version.TryParse(text, out var v) && v.Build < 0 && v.Revision < 0 ? v : null;
     }
 }
