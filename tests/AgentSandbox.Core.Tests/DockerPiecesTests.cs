@@ -110,6 +110,20 @@ namespace AgentSandbox.Core.Tests
             });
         }
 
+        [Theory]
+        [InlineData("garbage")]
+        [InlineData("ssh://user@127.0.0.1")]
+        public void AnAddressThatCannotBeReachedIsNamed(string address)
+        {
+            WithDockerEnvironment(address, null, () =>
+            {
+                var endpoint = DockerEndpoint.Current();
+                Assert.Null(endpoint.Client);
+                Assert.Contains($"DOCKER_HOST '{address}'", endpoint.Problem);
+                Assert.Contains("unix:///var/run/docker.sock", endpoint.Problem);
+            });
+        }
+
         private static void WithDockerEnvironment(string host, string? apiVersion, Action test)
         {
             var savedHost = Environment.GetEnvironmentVariable("DOCKER_HOST");

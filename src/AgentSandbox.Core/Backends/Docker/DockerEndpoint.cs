@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Concurrent;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
 using System.Threading.Tasks;
@@ -17,9 +18,19 @@ namespace AgentSandbox.Backends.Docker
         private static readonly Version LibraryMaxVersion = new Version(1, 43);
         private static readonly ConcurrentDictionary<string, DockerEndpoint> Cache = new ConcurrentDictionary<string, DockerEndpoint>();
 
-        private DockerEndpoint(Uri uri) { Uri = uri; }
+        private static readonly string[] Schemes = { "unix", "npipe", "tcp", "http", "https" };
 
-        public Uri Uri { get; }
+        private DockerEndpoint(string address)
+        {
+            if (Uri.TryCreate(address, UriKind.Absolute, out var uri) && Schemes.Contains(uri.Scheme)) _uri = uri;
+            else Problem = $"DOCKER_HOST '{address}' is not an address this module can reach; give one such as " +
+                           "unix:///var/run/docker.sock, tcp://127.0.0.1:2375 or npipe://./pipe/docker_engine";
+        }
+
+        private readonly Uri? _uri;
+
+        /// <summary>Asked for only once a client exists, which a malformed address never gets.</summary>
+        public Uri Uri => _uri ?? throw new InvalidOperationException(Problem);
         public DockerClient? Client { get; private set; }
         public Version? ApiVersion { get; private set; }
         public string? ServerVersion { get; private set; }
@@ -37,7 +48,7 @@ namespace AgentSandbox.Backends.Docker
         {
             var address = Address;
             // A pinned API version is part of the key: setting DOCKER_API_VERSION takes effect at once.
-            var endpoint = Cache.GetOrAdd(address + " " + RequestedText, _ => new DockerEndpoint(new Uri(address)));
+            var endpoint = Cache.GetOrAdd(address + " " + RequestedText, _ => new DockerEndpoint(address));
             lock (endpoint)
             {
                 if (endpoint.Client == null && DateTime.UtcNow - endpoint._checkedAt > TimeSpan.FromSeconds(2))
@@ -60,6 +71,7 @@ namespace AgentSandbox.Backends.Docker
         private void Connect()
         {
             _checkedAt = DateTime.UtcNow;
+            if (_uri == null) return;
             if (RequestedText is string text && Requested == null)
             {
                 Client = null;
