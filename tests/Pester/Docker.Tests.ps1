@@ -216,6 +216,112 @@ Describe 'The Docker socket is never mounted into a sandbox' {
     }
 }
 
+Describe 'A daemon reached through DOCKER_HOST' {
+    BeforeAll {
+        # The daemon listens on its unix socket only: a forwarder on a loopback port gives it a tcp:// address.
+        if (-not ('PtDockerForwarder' -as [type])) {
+            Add-Type -TypeDefinition @'
+using System;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+using System.Threading.Tasks;
+
+public sealed class PtDockerForwarder : IDisposable
+{
+    private readonly TcpListener _listener = new TcpListener(IPAddress.Loopback, 0);
+    private readonly string _socket;
+    private int _connections;
+    public int Port { get; }
+    public int Connections => _connections;
+
+    public PtDockerForwarder(string socket)
+    {
+        _socket = socket;
+        _listener.Start();
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        Task.Run(AcceptAsync);
+    }
+
+    private async Task AcceptAsync()
+    {
+        while (true)
+        {
+            Socket client;
+            try { client = await _listener.AcceptSocketAsync(); }
+            catch (Exception) { return; }
+            Interlocked.Increment(ref _connections);
+            _ = Task.Run(async () =>
+            {
+                using (client)
+                using (var daemon = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+                {
+                    try
+                    {
+                        await daemon.ConnectAsync(new UnixDomainSocketEndPoint(_socket));
+                        await Task.WhenAll(PumpAsync(client, daemon), PumpAsync(daemon, client));
+                    }
+                    catch (Exception) { }
+                }
+            });
+        }
+    }
+
+    // Half-closes are passed on: an exec's standard input ends with one.
+    private static async Task PumpAsync(Socket from, Socket to)
+    {
+        var buffer = new byte[65536];
+        try
+        {
+            int n;
+            while ((n = await from.ReceiveAsync(buffer, SocketFlags.None)) > 0)
+                await to.SendAsync(new ArraySegment<byte>(buffer, 0, n), SocketFlags.None);
+        }
+        catch (Exception) { }
+        try { to.Shutdown(SocketShutdown.Send); } catch (Exception) { }
+    }
+
+    public void Dispose() => _listener.Stop();
+}
+'@
+        }
+        $forwarder = if (Test-DockerCli) { [PtDockerForwarder]::new('/var/run/docker.sock') }
+        $names = @()
+    }
+    AfterAll {
+        if ($forwarder) { $forwarder.Dispose() }
+        Remove-TestSandbox $names
+    }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'at <Kind> a sandbox is made, listed, used with standard input, its timed-out command killed, and removed' -ForEach @(
+        @{ Kind = 'tcp://127.0.0.1:port' }, @{ Kind = 'unix:///var/run/docker.sock' }
+    ) {
+        $address = if ($Kind -like 'tcp*') { "tcp://127.0.0.1:$($forwarder.Port)" } else { $Kind }
+        $before = $forwarder.Connections
+        $name = New-TestName
+        $script:names += $name
+        $marker = '3003.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $script = @"
+`$b = Get-AgentSandboxBackend Docker
+"available=`$(`$b.Available)"
+`$sb = New-AgentSandbox -Name '$name' -Backend Docker -Image '$testImage'
+"listed=`$((Get-AgentSandbox -Backend Docker).Name -contains '$name')"
+"echo=`$(Invoke-InSandbox -InputObject `$sb -Command 'echo hi from `$AGENTSANDBOX')"
+"stdin=`$(Invoke-InSandbox -InputObject `$sb -Command 'tr a-z A-Z' -StandardInput 'piped')"
+`$r = Invoke-InSandbox -InputObject `$sb -Command 'sleep $marker & wait' -TimeoutSec 1 -PassThru -ErrorAction SilentlyContinue
+"timedout=`$(`$r.TimedOut)"
+"left=`$(@(docker top '$name' -o args | Where-Object { `$_ -match '$([regex]::Escape($marker))' }).Count)"
+Remove-AgentSandbox -InputObject `$sb -Force
+"gone=`$(-not (docker ps -a -q --filter 'name=^$name`$'))"
+"@
+        $child = Invoke-ChildPwsh $script "`$env:DOCKER_HOST = '$address'"
+        $child.ExitCode | Should -Be 0 -Because $child.Err
+        $child.Out | Should -Be @('available=True', 'listed=True', "echo=hi from $name", 'stdin=PIPED', 'timedout=True', 'left=0', 'gone=True')
+        if ($Kind -like 'tcp*') { $forwarder.Connections | Should -BeGreaterThan $before -Because 'the module spoke to the daemon through the tcp:// address' }
+    }
+}
+
 Describe 'An unreachable Docker daemon' {
     It 'Get-AgentSandboxBackend says why, New-AgentSandbox is BackendUnavailable, other backends still list' {
         $name = New-TestName
