@@ -365,6 +365,7 @@ Describe 'Images pulled from a registry' {
         $listener.Start(); $port = $listener.LocalEndpoint.Port; $listener.Stop()
         $reference = "127.0.0.1:$port/$repo/busybox:1"
         $missing = "127.0.0.1:$port/$repo/missing:1"
+        $layered = "127.0.0.1:$port/$repo/layered:1"
         if (Test-DockerCli) {
             $null = New-Item -ItemType Directory -Path "$work/storage"
             Set-Content "$work/config.yml" @"
@@ -390,12 +391,20 @@ http:
             $null = & docker push $reference 2>&1
             if ($LASTEXITCODE -ne 0) { throw "docker push $reference failed" }
             $null = & docker rmi $reference
+            # A second image of two layers: the test image's and one more, made by a commit.
+            $builder = "pt-build-$repo"
+            $null = & docker run --name $builder --network none $testImage sh -c 'echo second > /second-layer'
+            $null = & docker commit $builder $layered
+            $null = & docker rm -f $builder
+            $null = & docker push $layered 2>&1
+            if ($LASTEXITCODE -ne 0) { throw "docker push $layered failed" }
+            $null = & docker rmi $layered
         }
     }
     AfterAll {
         Remove-TestSandbox $name
         if ($registryPid) { Stop-Process -Id $registryPid -Force -ErrorAction Ignore }
-        if (Test-DockerCli) { $null = & docker rmi -f $reference $missing 2>&1 }
+        if (Test-DockerCli) { $null = & docker rmi -f $reference $missing $layered 2>&1 }
         Remove-Item $work -Recurse -Force -ErrorAction Ignore
     }
     BeforeEach { Assert-BackendOrSkip Docker }
@@ -414,6 +423,33 @@ http:
         Invoke-InSandbox -InputObject $sb[0] -FilePath busybox -ArgumentList true
         $LASTEXITCODE | Should -Be 0
         Invoke-InSandbox -InputObject $sb[0] -Command 'readlink /bin/sh; id -u' | Should -Be @('busybox', '1000')
+    }
+
+    It 'the pull shows a progress bar of its own for each layer, under New-AgentSandbox''s, and completes each' {
+        $other = New-TestName
+        $ps = [PowerShell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; New-AgentSandbox -Name '$other' -Backend Docker -Image '$layered' -Verbose")
+            $sb = @($ps.Invoke())
+            $ps.Streams.Error | Should -BeNullOrEmpty
+            $sb.Count | Should -Be 1
+            $layerRecords = @($ps.Streams.Progress | Where-Object Activity -like "Pulling $($layered): layer *")
+            $verbose = @($ps.Streams.Verbose | ForEach-Object Message)
+        }
+        finally {
+            $ps.Dispose()
+            Remove-TestSandbox $other
+        }
+        $bars = @($layerRecords | Group-Object ActivityId)
+        $bars.Count | Should -Be 2 -Because 'the image has two layers, each with a bar of its own'
+        @($layerRecords | Select-Object -ExpandProperty Activity -Unique).Count | Should -Be 2
+        foreach ($bar in $bars) {
+            @($bar.Group.Activity | Select-Object -Unique).Count | Should -Be 1 -Because 'a bar stays with its layer'
+            $bar.Group[0].ParentActivityId | Should -Be 1
+            $bar.Group[-1].RecordType | Should -Be 'Completed' -Because "$($bar.Group[-1].Activity) ends when the layer is in place"
+        }
+        @($verbose | Where-Object { $_ -like 'Layer *: Pull complete' -or $_ -like 'Layer *: Already exists' }).Count | Should -Be 2
+        ($verbose -join "`n") | Should -Match ([regex]::Escape("Pulled $layered"))
     }
 
     It 'a reference the registry does not have is ImageNotFound, names the image, and makes nothing' {

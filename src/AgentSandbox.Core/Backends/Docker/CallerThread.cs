@@ -32,6 +32,8 @@ namespace AgentSandbox.Backends.Docker
             public Relay(BlockingCollection<Action<IProgressSink>> queue) { _queue = queue; }
             public void Milestone(string message) => Add(s => s.Milestone(message));
             public void Progress(string activity, string status, int percent) => Add(s => s.Progress(activity, status, percent));
+            public void PartProgress(string activity, string part, string status, int percent, bool done) =>
+                Add(s => s.PartProgress(activity, part, status, percent, done));
 
             private void Add(Action<IProgressSink> report)
             {

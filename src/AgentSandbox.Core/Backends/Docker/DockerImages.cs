@@ -57,14 +57,21 @@ namespace AgentSandbox.Backends.Docker
             {
                 if (!string.IsNullOrEmpty(m.ErrorMessage)) failure = m.ErrorMessage;
                 else if (m.Error != null && !string.IsNullOrEmpty(m.Error.Message)) failure = m.Error.Message;
-                if (string.IsNullOrEmpty(m.ID)) { if (!string.IsNullOrEmpty(m.Status)) progress.Milestone(m.Status); return; }
-                int percent = m.Progress != null && m.Progress.Total > 0 ? (int)(100 * m.Progress.Current / m.Progress.Total) : -1;
-                if (!layers.TryGetValue(m.ID, out var last) || last != m.Status)
+                // "Pulling from ..." carries the tag as its id: it is about the image, not a layer.
+                if (string.IsNullOrEmpty(m.ID) || m.Status?.StartsWith("Pulling from", StringComparison.Ordinal) == true)
                 {
-                    layers[m.ID] = m.Status;
-                    progress.Milestone($"Layer {m.ID}: {m.Status}");
+                    if (!string.IsNullOrEmpty(m.Status)) progress.Milestone(m.Status);
+                    return;
                 }
-                progress.Progress($"Pulling {image}", $"layer {m.ID}: {m.Status}", percent);
+                var status = m.Status ?? "";
+                int percent = m.Progress != null && m.Progress.Total > 0 ? (int)(100 * m.Progress.Current / m.Progress.Total) : -1;
+                if (!layers.TryGetValue(m.ID, out var last) || last != status)
+                {
+                    layers[m.ID] = status;
+                    progress.Milestone($"Layer {m.ID}: {status}");
+                }
+                bool done = status == "Pull complete" || status == "Already exists";
+                progress.PartProgress($"Pulling {image}", $"layer {m.ID}", status, percent, done);
             });
             try
             {
