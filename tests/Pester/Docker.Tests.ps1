@@ -464,6 +464,33 @@ http:
     }
 }
 
+Describe 'Image references that cannot be pulled' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'a registry that does not answer is ImagePullFailed, with the daemon''s reason, and makes nothing' {
+        $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+        $listener.Start(); $closedPort = $listener.LocalEndpoint.Port; $listener.Stop()
+        $image = "127.0.0.1:$closedPort/pt-none/busybox:1"
+        $err = $null
+        try { New-AgentSandbox -Name $name -Backend Docker -Image $image -ErrorAction Stop } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'ImagePullFailed*'
+        $err.Exception.Message | Should -BeLike "*$image*"
+        $err.Exception.Message | Should -BeLike '*connection refused*'
+        { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        & docker ps -a -q --filter "name=^$name`$" | Should -BeNullOrEmpty
+    }
+
+    It 'a value that is no path and no valid reference is ImageNotFound and says why' {
+        $err = $null
+        try { New-AgentSandbox -Name $name -Backend Docker -Image 'pt-Upper/Case:1' -ErrorAction Stop } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'ImageNotFound*'
+        $err.Exception.Message | Should -BeLike "*'pt-Upper/Case:1'*no image reference*"
+        & docker ps -a -q --filter "name=^$name`$" | Should -BeNullOrEmpty
+    }
+}
+
 Describe 'An image reference already on the daemon' {
     BeforeAll { $name = New-TestName }
     AfterAll { Remove-TestSandbox $name }

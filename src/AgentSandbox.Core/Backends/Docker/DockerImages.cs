@@ -28,7 +28,15 @@ namespace AgentSandbox.Backends.Docker
             if (LooksLikePath(image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
                     $"Image '{image}' was not found: no such root filesystem directory or tarball.", image);
-            if (await ExistsAsync(client, image, ct).ConfigureAwait(false)) return image;
+            bool exists;
+            try { exists = await ExistsAsync(client, image, ct).ConfigureAwait(false); }
+            catch (DockerApiException e) when (e.StatusCode == System.Net.HttpStatusCode.BadRequest)
+            {
+                // Neither a path nor a reference the daemon can parse (upper case, a stray colon): nothing to pull.
+                throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
+                    $"Image '{image}' was not found: it names no root filesystem directory or tarball, and the daemon takes it for no image reference ({DockerErrors.Message(e)}).", image, e);
+            }
+            if (exists) return image;
             await PullAsync(client, image, progress, ct).ConfigureAwait(false);
             return image;
         }
