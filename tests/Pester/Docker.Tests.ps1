@@ -160,6 +160,41 @@ Describe 'Timeouts and Ctrl+C kill the command inside the container' {
     }
 }
 
+Describe 'Ctrl+C during New-AgentSandbox' {
+    BeforeAll { $names = @() }
+    AfterAll { Remove-TestSandbox $names }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'at any moment leaves the whole sandbox or no container at all' {
+        $runspace = [runspacefactory]::CreateRunspace()
+        $runspace.Open()
+        try {
+            $import = [PowerShell]::Create(); $import.Runspace = $runspace
+            $null = $import.AddScript("Import-Module '$(Get-TestModulePath)'").Invoke(); $import.Dispose()
+            $outcomes = foreach ($delay in 0..19 | ForEach-Object { $_ * 15 }) {
+                $name = New-TestName
+                $script:names += $name
+                $ps = [PowerShell]::Create(); $ps.Runspace = $runspace
+                $null = $ps.AddScript("New-AgentSandbox -Name '$name' -Backend Docker")
+                $null = $ps.BeginInvoke()
+                Start-Sleep -Milliseconds $delay
+                $ps.Stop()
+                $state = $ps.InvocationStateInfo.State
+                $ps.Dispose()
+                # Anything still at work after the stop has had time to show.
+                Start-Sleep -Milliseconds 300
+                $container = & docker ps -a -q --filter "name=^$name`$"
+                [pscustomobject]@{ Delay = $delay; State = "$state"; Container = [bool]$container; Listed = [bool](Get-AgentSandbox -Name $name -ErrorAction Ignore) }
+            }
+        }
+        finally { $runspace.Dispose() }
+        $stopped = @($outcomes | Where-Object State -eq 'Stopped')
+        $stopped.Count | Should -BeGreaterThan 0 -Because 'some stops come before the create is done'
+        $stopped | Where-Object { $_.Container -or $_.Listed } | Should -BeNullOrEmpty -Because 'a stopped create undoes what it made'
+        $outcomes | Where-Object State -eq 'Completed' | Where-Object { -not ($_.Container -and $_.Listed) } | Should -BeNullOrEmpty
+    }
+}
+
 Describe 'A container the module did not make' {
     BeforeAll {
         $foreign = "pt-foreign-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
