@@ -28,9 +28,11 @@ BeforeAll {
     }
 
     # A separate pwsh process with the module imported: Script runs after Prelude (e.g. setting DOCKER_HOST).
-    function Invoke-ChildPwsh([string] $Script, [string] $Prelude = '') {
+    # Launcher, when given, is a command line that runs pwsh (e.g. in namespaces of its own).
+    function Invoke-ChildPwsh([string] $Script, [string] $Prelude = '', [string[]] $Launcher = @()) {
         $pwsh = Join-Path $PSHOME 'pwsh'
-        $psi = [Diagnostics.ProcessStartInfo]::new($pwsh)
+        $psi = [Diagnostics.ProcessStartInfo]::new($Launcher.Count -gt 0 ? $Launcher[0] : $pwsh)
+        if ($Launcher.Count -gt 0) { foreach ($a in @($Launcher | Select-Object -Skip 1) + $pwsh) { $psi.ArgumentList.Add($a) } }
         foreach ($a in '-NoProfile', '-NonInteractive', '-Command', "$Prelude; `$ErrorActionPreference = 'Stop'; Import-Module '$(Get-TestModulePath)'; $Script") {
             $psi.ArgumentList.Add($a)
         }
@@ -192,6 +194,30 @@ Describe 'Ctrl+C during New-AgentSandbox' {
         $stopped.Count | Should -BeGreaterThan 0 -Because 'some stops come before the create is done'
         $stopped | Where-Object { $_.Container -or $_.Listed } | Should -BeNullOrEmpty -Because 'a stopped create undoes what it made'
         $outcomes | Where-Object State -eq 'Completed' | Where-Object { -not ($_.Container -and $_.Listed) } | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Killing when the daemon''s processes are out of reach' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    # A pwsh in a pid namespace of its own sees none of the daemon's host pids, as with a daemon on another
+    # machine or in the VM of Docker Desktop: the kill must then be done from inside the container.
+    It 'a timed-out command, its children and a daemonized one are gone from docker top' {
+        $marker = '3005.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $script = @"
+`$sb = New-AgentSandbox -Name '$name' -Backend Docker -Image '$testImage'
+"processes=`$(@(Get-Process).Count)"
+`$r = Invoke-InSandbox -InputObject `$sb -Command '(setsid sleep $marker &); sleep $marker & sleep $marker; wait' -TimeoutSec 1 -PassThru -ErrorAction SilentlyContinue
+"timedout=`$(`$r.TimedOut)"
+"after=`$(Invoke-InSandbox -InputObject `$sb -Command 'echo alive')"
+"@
+        $child = Invoke-ChildPwsh $script -Launcher 'unshare', '--pid', '--fork', '--mount-proc'
+        $child.ExitCode | Should -Be 0 -Because $child.Err
+        [int]($child.Out[0] -replace 'processes=') | Should -BeLessThan 10 -Because 'the child sees only its own namespace'
+        $child.Out[1..2] | Should -Be @('timedout=True', 'after=alive')
+        Get-DockerTop $name | Where-Object { $_ -match [regex]::Escape($marker) } | Should -BeNullOrEmpty
     }
 }
 
