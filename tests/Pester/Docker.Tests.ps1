@@ -163,7 +163,8 @@ Describe 'Timeouts and Ctrl+C kill the command inside the container' {
 }
 
 Describe 'Ctrl+C during New-AgentSandbox' {
-    BeforeAll { $names = @() }
+    # A list, not an array: an It adds to it, which the AfterAll then sees.
+    BeforeAll { $names = [Collections.Generic.List[string]]::new() }
     AfterAll { Remove-TestSandbox $names }
     BeforeEach { Assert-BackendOrSkip Docker }
 
@@ -175,7 +176,7 @@ Describe 'Ctrl+C during New-AgentSandbox' {
             $null = $import.AddScript("Import-Module '$(Get-TestModulePath)'").Invoke(); $import.Dispose()
             $outcomes = foreach ($delay in 0..19 | ForEach-Object { $_ * 15 }) {
                 $name = New-TestName
-                $script:names += $name
+                $names.Add($name)
                 $ps = [PowerShell]::Create(); $ps.Runspace = $runspace
                 $null = $ps.AddScript("New-AgentSandbox -Name '$name' -Backend Docker")
                 $null = $ps.BeginInvoke()
@@ -347,7 +348,7 @@ public sealed class PtDockerForwarder : IDisposable
 '@
         }
         $forwarder = if (Test-DockerCli) { [PtDockerForwarder]::new('/var/run/docker.sock') }
-        $names = @()
+        $names = [Collections.Generic.List[string]]::new()
     }
     AfterAll {
         if ($forwarder) { $forwarder.Dispose() }
@@ -361,7 +362,7 @@ public sealed class PtDockerForwarder : IDisposable
         $address = if ($Kind -like 'tcp*') { "tcp://127.0.0.1:$($forwarder.Port)" } else { $Kind }
         $before = $forwarder.Connections
         $name = New-TestName
-        $script:names += $name
+        $names.Add($name)
         $marker = '3003.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
         $script = @"
 `$b = Get-AgentSandboxBackend Docker
