@@ -85,6 +85,21 @@ namespace AgentSandbox.Core.Tests
             });
         }
 
+        [Theory]
+        [InlineData("1.42")]
+        [InlineData("1.24")]
+        public void ADockerApiVersionTheDaemonDoesNotServeIsNamed(string pinned)
+        {
+            using var daemon = new FakeDaemon("1.41", "1.25");
+            WithDockerEnvironment(daemon.Address, pinned, () =>
+            {
+                var endpoint = DockerEndpoint.Current();
+                Assert.Null(endpoint.Client);
+                Assert.Contains($"DOCKER_API_VERSION {pinned} is not served", endpoint.Problem);
+                Assert.Contains("1.25 to 1.41", endpoint.Problem);
+            });
+        }
+
         [Fact]
         public void AMalformedDockerApiVersionIsNamed()
         {

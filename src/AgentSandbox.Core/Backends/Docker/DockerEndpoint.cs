@@ -83,7 +83,16 @@ namespace AgentSandbox.Backends.Docker
                 using var probe = new DockerClientConfiguration(Uri, null, TimeSpan.FromSeconds(5)).CreateClient();
                 using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
                 var version = Task.Run(() => probe.System.GetVersionAsync(cts.Token)).GetAwaiter().GetResult();
-                ApiVersion = Negotiate(Version.Parse(version.APIVersion), ParseOrNull(version.MinAPIVersion), Requested);
+                var (newest, oldest) = (Version.Parse(version.APIVersion), ParseOrNull(version.MinAPIVersion));
+                if (Requested is Version pinned && (pinned > newest || oldest != null && pinned < oldest))
+                {
+                    // Every call would be refused; say so once, here, rather than on each of them.
+                    Client = null;
+                    Problem = $"DOCKER_API_VERSION {pinned} is not served by the Docker daemon at {Uri}, which speaks {oldest?.ToString() ?? "?"} to {newest}; " +
+                              "set it within that range, or unset it to use the newest the daemon and this module share";
+                    return;
+                }
+                ApiVersion = Negotiate(newest, oldest, Requested);
                 ServerVersion = version.Version;
                 // Long operations (pulls, long commands) must not hit the client's default timeout.
                 Client = new DockerClientConfiguration(Uri, null, Timeout.InfiniteTimeSpan).CreateClient(ApiVersion);
