@@ -571,6 +571,36 @@ Describe 'An image reference already on the daemon' {
     }
 }
 
+Describe 'Remove-AgentSandbox on Docker' {
+    BeforeAll {
+        $name = New-TestName
+        $volumeImage = "$($testImage -replace ':1$', ':volume')"
+        if (Test-DockerCli) {
+            # An image that declares a volume: each container of it gets an anonymous volume.
+            $builder = "pt-build-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+            $null = & docker create --name $builder --network none $testImage true
+            $null = & docker commit --change 'VOLUME /data' $builder $volumeImage
+            $null = & docker rm -f $builder
+        }
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        if (Test-DockerCli) { $null = & docker rmi -f $volumeImage 2>&1 }
+    }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'takes the container and its anonymous volumes' {
+        $sb = New-AgentSandbox -Name $name -Backend Docker -Image $volumeImage
+        Invoke-InSandbox -InputObject $sb -User root -Command 'echo kept > /data/f && cat /data/f' | Should -Be 'kept'
+        $volumes = @((Get-ContainerJson $name).Mounts | Where-Object Type -eq 'volume' | ForEach-Object Name)
+        $volumes.Count | Should -Be 1 -Because 'the image declares /data a volume'
+        Remove-AgentSandbox -InputObject $sb -Force
+        Get-ContainerJson $name | Should -BeNullOrEmpty
+        $null = & docker volume inspect $volumes[0] 2>$null
+        $LASTEXITCODE | Should -Not -Be 0 -Because "the anonymous volume $($volumes[0]) goes with the container"
+    }
+}
+
 Describe 'Images the module imports for a sandbox' {
     BeforeAll { $name = New-TestName; $imported = $null }
     AfterAll {
