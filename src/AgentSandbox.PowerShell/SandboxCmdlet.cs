@@ -162,6 +162,20 @@ namespace AgentSandbox.PowerShell
 
             public void Progress(string activity, string status, int percent) =>
                 _cmdlet.WriteProgress(new ProgressRecord(1, activity, status) { PercentComplete = percent });
+
+            private readonly Dictionary<string, int> _parts = new Dictionary<string, int>();
+
+            /// <summary>Each part gets a record of its own under the cmdlet's, so parts that advance together do not overwrite each other.</summary>
+            public void PartProgress(string activity, string part, string status, int percent, bool done)
+            {
+                if (!_parts.TryGetValue(part, out var id)) _parts[part] = id = _parts.Count + 2;
+                _cmdlet.WriteProgress(new ProgressRecord(id, $"{activity}: {part}", status)
+                {
+                    ParentActivityId = 1,
+                    PercentComplete = done ? 100 : percent,
+                    RecordType = done ? ProgressRecordType.Completed : ProgressRecordType.Processing,
+                });
+            }
         }
 
         internal void CompleteProgress(string activity) =>

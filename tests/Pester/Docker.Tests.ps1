@@ -28,9 +28,11 @@ BeforeAll {
     }
 
     # A separate pwsh process with the module imported: Script runs after Prelude (e.g. setting DOCKER_HOST).
-    function Invoke-ChildPwsh([string] $Script, [string] $Prelude = '') {
+    # Launcher, when given, is a command line that runs pwsh (e.g. in namespaces of its own).
+    function Invoke-ChildPwsh([string] $Script, [string] $Prelude = '', [string[]] $Launcher = @()) {
         $pwsh = Join-Path $PSHOME 'pwsh'
-        $psi = [Diagnostics.ProcessStartInfo]::new($pwsh)
+        $psi = [Diagnostics.ProcessStartInfo]::new($Launcher.Count -gt 0 ? $Launcher[0] : $pwsh)
+        if ($Launcher.Count -gt 0) { foreach ($a in @($Launcher | Select-Object -Skip 1) + $pwsh) { $psi.ArgumentList.Add($a) } }
         foreach ($a in '-NoProfile', '-NonInteractive', '-Command', "$Prelude; `$ErrorActionPreference = 'Stop'; Import-Module '$(Get-TestModulePath)'; $Script") {
             $psi.ArgumentList.Add($a)
         }
@@ -160,6 +162,71 @@ Describe 'Timeouts and Ctrl+C kill the command inside the container' {
     }
 }
 
+Describe 'Ctrl+C during New-AgentSandbox' {
+    # A list, not an array: an It adds to it, which the AfterAll then sees.
+    BeforeAll { $names = [Collections.Generic.List[string]]::new() }
+    AfterAll { Remove-TestSandbox $names }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    # A stop that lands after the create finished leaves a whole sandbox; one before must leave nothing,
+    # and nothing may go on after the stop has returned.
+    It 'at any moment leaves, once the stop returns, the whole sandbox or no container, and nothing after' {
+        $runspace = [runspacefactory]::CreateRunspace()
+        $runspace.Open()
+        try {
+            $import = [PowerShell]::Create(); $import.Runspace = $runspace
+            $null = $import.AddScript("Import-Module '$(Get-TestModulePath)'").Invoke(); $import.Dispose()
+            $outcomes = foreach ($delay in 0..30 | ForEach-Object { $_ * 5 }) {
+                $name = New-TestName
+                $names.Add($name)
+                $ps = [PowerShell]::Create(); $ps.Runspace = $runspace
+                $null = $ps.AddScript("New-AgentSandbox -Name '$name' -Backend Docker")
+                $null = $ps.BeginInvoke()
+                Start-Sleep -Milliseconds $delay
+                $ps.Stop()
+                $state = $ps.InvocationStateInfo.State
+                $ps.Dispose()
+                $atStop = [bool](& docker ps -a -q --filter "name=^$name`$")
+                Start-Sleep -Milliseconds 500
+                $c = Get-ContainerJson $name
+                $sb = Get-AgentSandbox -Name $name -ErrorAction Ignore
+                [pscustomobject]@{
+                    Delay = $delay; State = "$state"; AtStop = $atStop; Later = [bool]$c
+                    Whole = [bool]($c -and $c.State.Running -and $sb -and $sb.State -eq 'Running')
+                }
+            }
+        }
+        finally { $runspace.Dispose() }
+        @($outcomes | Where-Object State -eq 'Stopped' | Where-Object { -not $_.AtStop }).Count | Should -BeGreaterThan 0 -Because 'some stops come before the create is done'
+        $outcomes | Where-Object { $_.AtStop -ne $_.Later } | Should -BeNullOrEmpty -Because 'nothing is made after the stop has returned'
+        $outcomes | Where-Object { $_.Later -and -not $_.Whole } | Should -BeNullOrEmpty -Because 'a container left is a whole, running sandbox'
+    }
+}
+
+Describe 'Killing when the daemon''s processes are out of reach' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    # A pwsh in a pid namespace of its own sees none of the daemon's host pids, as with a daemon on another
+    # machine or in the VM of Docker Desktop: the kill must then be done from inside the container.
+    It 'a timed-out command, its children and a daemonized one are gone from docker top' {
+        $marker = '3005.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $script = @"
+`$sb = New-AgentSandbox -Name '$name' -Backend Docker -Image '$testImage'
+"processes=`$(@(Get-Process).Count)"
+`$r = Invoke-InSandbox -InputObject `$sb -Command '(setsid sleep $marker &); sleep $marker & sleep $marker; wait' -TimeoutSec 1 -PassThru -ErrorAction SilentlyContinue
+"timedout=`$(`$r.TimedOut)"
+"after=`$(Invoke-InSandbox -InputObject `$sb -Command 'echo alive')"
+"@
+        $child = Invoke-ChildPwsh $script -Launcher 'unshare', '--pid', '--fork', '--mount-proc'
+        $child.ExitCode | Should -Be 0 -Because $child.Err
+        [int]($child.Out[0] -replace 'processes=') | Should -BeLessThan 10 -Because 'the child sees only its own namespace'
+        $child.Out[1..2] | Should -Be @('timedout=True', 'after=alive')
+        Get-DockerTop $name | Where-Object { $_ -match [regex]::Escape($marker) } | Should -BeNullOrEmpty
+    }
+}
+
 Describe 'A container the module did not make' {
     BeforeAll {
         $foreign = "pt-foreign-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
@@ -216,6 +283,112 @@ Describe 'The Docker socket is never mounted into a sandbox' {
     }
 }
 
+Describe 'A daemon reached through DOCKER_HOST' {
+    BeforeAll {
+        # The daemon listens on its unix socket only: a forwarder on a loopback port gives it a tcp:// address.
+        if (-not ('PtDockerForwarder' -as [type])) {
+            Add-Type -TypeDefinition @'
+using System;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+using System.Threading.Tasks;
+
+public sealed class PtDockerForwarder : IDisposable
+{
+    private readonly TcpListener _listener = new TcpListener(IPAddress.Loopback, 0);
+    private readonly string _socket;
+    private int _connections;
+    public int Port { get; }
+    public int Connections => _connections;
+
+    public PtDockerForwarder(string socket)
+    {
+        _socket = socket;
+        _listener.Start();
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        Task.Run(AcceptAsync);
+    }
+
+    private async Task AcceptAsync()
+    {
+        while (true)
+        {
+            Socket client;
+            try { client = await _listener.AcceptSocketAsync(); }
+            catch (Exception) { return; }
+            Interlocked.Increment(ref _connections);
+            _ = Task.Run(async () =>
+            {
+                using (client)
+                using (var daemon = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+                {
+                    try
+                    {
+                        await daemon.ConnectAsync(new UnixDomainSocketEndPoint(_socket));
+                        await Task.WhenAll(PumpAsync(client, daemon), PumpAsync(daemon, client));
+                    }
+                    catch (Exception) { }
+                }
+            });
+        }
+    }
+
+    // Half-closes are passed on: an exec's standard input ends with one.
+    private static async Task PumpAsync(Socket from, Socket to)
+    {
+        var buffer = new byte[65536];
+        try
+        {
+            int n;
+            while ((n = await from.ReceiveAsync(buffer, SocketFlags.None)) > 0)
+                await to.SendAsync(new ArraySegment<byte>(buffer, 0, n), SocketFlags.None);
+        }
+        catch (Exception) { }
+        try { to.Shutdown(SocketShutdown.Send); } catch (Exception) { }
+    }
+
+    public void Dispose() => _listener.Stop();
+}
+'@
+        }
+        $forwarder = if (Test-DockerCli) { [PtDockerForwarder]::new('/var/run/docker.sock') }
+        $names = [Collections.Generic.List[string]]::new()
+    }
+    AfterAll {
+        if ($forwarder) { $forwarder.Dispose() }
+        Remove-TestSandbox $names
+    }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'at <Kind> a sandbox is made, listed, used with standard input, its timed-out command killed, and removed' -ForEach @(
+        @{ Kind = 'tcp://127.0.0.1:port' }, @{ Kind = 'unix:///var/run/docker.sock' }
+    ) {
+        $address = if ($Kind -like 'tcp*') { "tcp://127.0.0.1:$($forwarder.Port)" } else { $Kind }
+        $before = $forwarder.Connections
+        $name = New-TestName
+        $names.Add($name)
+        $marker = '3003.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $script = @"
+`$b = Get-AgentSandboxBackend Docker
+"available=`$(`$b.Available)"
+`$sb = New-AgentSandbox -Name '$name' -Backend Docker -Image '$testImage'
+"listed=`$((Get-AgentSandbox -Backend Docker).Name -contains '$name')"
+"echo=`$(Invoke-InSandbox -InputObject `$sb -Command 'echo hi from `$AGENTSANDBOX')"
+"stdin=`$(Invoke-InSandbox -InputObject `$sb -Command 'tr a-z A-Z' -StandardInput 'piped')"
+`$r = Invoke-InSandbox -InputObject `$sb -Command 'sleep $marker & wait' -TimeoutSec 1 -PassThru -ErrorAction SilentlyContinue
+"timedout=`$(`$r.TimedOut)"
+"left=`$(@(docker top '$name' -o args | Where-Object { `$_ -match '$([regex]::Escape($marker))' }).Count)"
+Remove-AgentSandbox -InputObject `$sb -Force
+"gone=`$(-not (docker ps -a -q --filter 'name=^$name`$'))"
+"@
+        $child = Invoke-ChildPwsh $script "`$env:DOCKER_HOST = '$address'"
+        $child.ExitCode | Should -Be 0 -Because $child.Err
+        $child.Out | Should -Be @('available=True', 'listed=True', "echo=hi from $name", 'stdin=PIPED', 'timedout=True', 'left=0', 'gone=True')
+        if ($Kind -like 'tcp*') { $forwarder.Connections | Should -BeGreaterThan $before -Because 'the module spoke to the daemon through the tcp:// address' }
+    }
+}
+
 Describe 'An unreachable Docker daemon' {
     It 'Get-AgentSandboxBackend says why, New-AgentSandbox is BackendUnavailable, other backends still list' {
         $name = New-TestName
@@ -259,6 +432,7 @@ Describe 'Images pulled from a registry' {
         $listener.Start(); $port = $listener.LocalEndpoint.Port; $listener.Stop()
         $reference = "127.0.0.1:$port/$repo/busybox:1"
         $missing = "127.0.0.1:$port/$repo/missing:1"
+        $layered = "127.0.0.1:$port/$repo/layered:1"
         if (Test-DockerCli) {
             $null = New-Item -ItemType Directory -Path "$work/storage"
             Set-Content "$work/config.yml" @"
@@ -284,12 +458,20 @@ http:
             $null = & docker push $reference 2>&1
             if ($LASTEXITCODE -ne 0) { throw "docker push $reference failed" }
             $null = & docker rmi $reference
+            # A second image of two layers: the test image's and one more, made by a commit.
+            $builder = "pt-build-$repo"
+            $null = & docker run --name $builder --network none $testImage sh -c 'echo second > /second-layer'
+            $null = & docker commit $builder $layered
+            $null = & docker rm -f $builder
+            $null = & docker push $layered 2>&1
+            if ($LASTEXITCODE -ne 0) { throw "docker push $layered failed" }
+            $null = & docker rmi $layered
         }
     }
     AfterAll {
         Remove-TestSandbox $name
         if ($registryPid) { Stop-Process -Id $registryPid -Force -ErrorAction Ignore }
-        if (Test-DockerCli) { $null = & docker rmi -f $reference $missing 2>&1 }
+        if (Test-DockerCli) { $null = & docker rmi -f $reference $missing $layered 2>&1 }
         Remove-Item $work -Recurse -Force -ErrorAction Ignore
     }
     BeforeEach { Assert-BackendOrSkip Docker }
@@ -310,6 +492,33 @@ http:
         Invoke-InSandbox -InputObject $sb[0] -Command 'readlink /bin/sh; id -u' | Should -Be @('busybox', '1000')
     }
 
+    It 'the pull shows a progress bar of its own for each layer, under New-AgentSandbox''s, and completes each' {
+        $other = New-TestName
+        $ps = [PowerShell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; New-AgentSandbox -Name '$other' -Backend Docker -Image '$layered' -Verbose")
+            $sb = @($ps.Invoke())
+            $ps.Streams.Error | Should -BeNullOrEmpty
+            $sb.Count | Should -Be 1
+            $layerRecords = @($ps.Streams.Progress | Where-Object Activity -like "Pulling $($layered): layer *")
+            $verbose = @($ps.Streams.Verbose | ForEach-Object Message)
+        }
+        finally {
+            $ps.Dispose()
+            Remove-TestSandbox $other
+        }
+        $bars = @($layerRecords | Group-Object ActivityId)
+        $bars.Count | Should -Be 2 -Because 'the image has two layers, each with a bar of its own'
+        @($layerRecords | Select-Object -ExpandProperty Activity -Unique).Count | Should -Be 2
+        foreach ($bar in $bars) {
+            @($bar.Group.Activity | Select-Object -Unique).Count | Should -Be 1 -Because 'a bar stays with its layer'
+            $bar.Group[0].ParentActivityId | Should -Be 1
+            $bar.Group[-1].RecordType | Should -Be 'Completed' -Because "$($bar.Group[-1].Activity) ends when the layer is in place"
+        }
+        @($verbose | Where-Object { $_ -like 'Layer *: Pull complete' -or $_ -like 'Layer *: Already exists' }).Count | Should -Be 2
+        ($verbose -join "`n") | Should -Match ([regex]::Escape("Pulled $layered"))
+    }
+
     It 'a reference the registry does not have is ImageNotFound, names the image, and makes nothing' {
         $other = New-TestName
         $err = $null
@@ -319,6 +528,33 @@ http:
         $err.Exception.Message | Should -BeLike "*$missing*"
         { Get-AgentSandbox -Name $other -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
         Get-SandboxLeftovers -Name $other | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Image references that cannot be pulled' {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'a registry that does not answer is ImagePullFailed, with the daemon''s reason, and makes nothing' {
+        $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+        $listener.Start(); $closedPort = $listener.LocalEndpoint.Port; $listener.Stop()
+        $image = "127.0.0.1:$closedPort/pt-none/busybox:1"
+        $err = $null
+        try { New-AgentSandbox -Name $name -Backend Docker -Image $image -ErrorAction Stop } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'ImagePullFailed*'
+        $err.Exception.Message | Should -BeLike "*$image*"
+        $err.Exception.Message | Should -BeLike '*connection refused*'
+        { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
+        & docker ps -a -q --filter "name=^$name`$" | Should -BeNullOrEmpty
+    }
+
+    It 'a value that is no path and no valid reference is ImageNotFound and says why' {
+        $err = $null
+        try { New-AgentSandbox -Name $name -Backend Docker -Image 'pt-Upper/Case:1' -ErrorAction Stop } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'ImageNotFound*'
+        $err.Exception.Message | Should -BeLike "*'pt-Upper/Case:1'*no image reference*"
+        & docker ps -a -q --filter "name=^$name`$" | Should -BeNullOrEmpty
     }
 }
 
@@ -332,6 +568,36 @@ Describe 'An image reference already on the daemon' {
         $sb.Image | Should -Be $testImage
         (Get-ContainerJson $name).Config.Image | Should -Be $testImage
         Invoke-InSandbox -InputObject $sb -Command 'readlink /bin/sh' | Should -Be 'busybox'
+    }
+}
+
+Describe 'Remove-AgentSandbox on Docker' {
+    BeforeAll {
+        $name = New-TestName
+        $volumeImage = "$($testImage -replace ':1$', ':volume')"
+        if (Test-DockerCli) {
+            # An image that declares a volume: each container of it gets an anonymous volume.
+            $builder = "pt-build-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+            $null = & docker create --name $builder --network none $testImage true
+            $null = & docker commit --change 'VOLUME /data' $builder $volumeImage
+            $null = & docker rm -f $builder
+        }
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        if (Test-DockerCli) { $null = & docker rmi -f $volumeImage 2>&1 }
+    }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'takes the container and its anonymous volumes' {
+        $sb = New-AgentSandbox -Name $name -Backend Docker -Image $volumeImage
+        Invoke-InSandbox -InputObject $sb -User root -Command 'echo kept > /data/f && cat /data/f' | Should -Be 'kept'
+        $volumes = @((Get-ContainerJson $name).Mounts | Where-Object Type -eq 'volume' | ForEach-Object Name)
+        $volumes.Count | Should -Be 1 -Because 'the image declares /data a volume'
+        Remove-AgentSandbox -InputObject $sb -Force
+        Get-ContainerJson $name | Should -BeNullOrEmpty
+        $null = & docker volume inspect $volumes[0] 2>$null
+        $LASTEXITCODE | Should -Not -Be 0 -Because "the anonymous volume $($volumes[0]) goes with the container"
     }
 }
 

@@ -66,6 +66,9 @@ namespace AgentSandbox.Backends
     {
         void Milestone(string message);
         void Progress(string activity, string status, int percent);
+
+        /// <summary>Progress of one of several parts of an activity that advance side by side (an image's layers), each on a bar of its own.</summary>
+        void PartProgress(string activity, string part, string status, int percent, bool done);
     }
 
     public sealed class NullProgress : IProgressSink
@@ -73,5 +76,6 @@ namespace AgentSandbox.Backends
         public static readonly NullProgress Instance = new NullProgress();
         public void Milestone(string message) { }
         public void Progress(string activity, string status, int percent) { }
+        public void PartProgress(string activity, string part, string status, int percent, bool done) { }
     }
 }

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
 using System.Threading.Tasks;
 
 namespace AgentSandbox.Backends.Docker
@@ -19,8 +20,20 @@ namespace AgentSandbox.Backends.Docker
                 try { return await work(relay).ConfigureAwait(false); }
                 finally { queue.CompleteAdding(); }
             });
-            foreach (var report in queue.GetConsumingEnumerable()) report(sink);
-            return task.GetAwaiter().GetResult();
+            // A report can fail when the caller was stopped (Ctrl+C): the work still runs to its end or to its
+            // cancellation before that failure is passed on, so whatever it made is known to the caller's cleanup.
+            Exception? stopped = null;
+            foreach (var report in queue.GetConsumingEnumerable())
+            {
+                if (stopped != null) continue;
+                try { report(sink); }
+                catch (Exception e) { stopped = e; }
+            }
+            if (stopped == null) return task.GetAwaiter().GetResult();
+            try { task.Wait(); }
+            catch (AggregateException) { }
+            ExceptionDispatchInfo.Capture(stopped).Throw();
+            throw stopped;
         }
 
         public static void Run(IProgressSink sink, Func<IProgressSink, Task> work) =>
@@ -32,6 +45,8 @@ namespace AgentSandbox.Backends.Docker
             public Relay(BlockingCollection<Action<IProgressSink>> queue) { _queue = queue; }
             public void Milestone(string message) => Add(s => s.Milestone(message));
             public void Progress(string activity, string status, int percent) => Add(s => s.Progress(activity, status, percent));
+            public void PartProgress(string activity, string part, string status, int percent, bool done) =>
+                Add(s => s.PartProgress(activity, part, status, percent, done));
 
             private void Add(Action<IProgressSink> report)
             {

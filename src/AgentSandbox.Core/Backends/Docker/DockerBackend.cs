@@ -142,8 +142,11 @@ namespace AgentSandbox.Backends.Docker
                     sandbox.BackendData["image"] = shown;
                     var parameters = Parameters(sandbox, image, binds);
                     if (fork != null) BlankCheckpointLabels(parameters, fork.Config?.Labels);
-                    var created = await client.Containers.CreateContainerAsync(parameters, cancellation).ConfigureAwait(false);
+                    // Not cancelled half-way: the daemon may make the container after the caller stopped
+                    // waiting for it, and a container whose id never came back would be left behind.
+                    var created = await client.Containers.CreateContainerAsync(parameters, CancellationToken.None).ConfigureAwait(false);
                     containerId = created.ID;
+                    cancellation.ThrowIfCancellationRequested();
                     try
                     {
                         await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), cancellation).ConfigureAwait(false);
@@ -167,6 +170,7 @@ namespace AgentSandbox.Backends.Docker
             {
                 // A failed create leaves no container behind.
                 if (containerId != null) TryRemove(client, containerId);
+                else if (e is OperationCanceledException || !(e is DockerApiException)) RemoveIfOwned(client, spec.Name, sandbox.Id);
                 DeleteDirectoryImport(client, sandbox);
                 if (e is OperationCanceledException) throw;
                 if (DockerErrors.IsConflict(e))
@@ -348,6 +352,17 @@ namespace AgentSandbox.Backends.Docker
         {
             if (!(sandbox.Data("image") is string image) || !image.StartsWith(DockerImages.RootfsRepository + ":dir-", StringComparison.Ordinal)) return;
             try { Task.Run(() => client.Images.DeleteImageAsync(image, new ImageDeleteParameters())).GetAwaiter().GetResult(); }
+            catch (Exception) { }
+        }
+
+        /// <summary>A container the daemon may have made although its id never came back (the connection failed).</summary>
+        private static void RemoveIfOwned(DockerClient client, string name, string sandboxId)
+        {
+            try
+            {
+                var c = Task.Run(() => client.Containers.InspectContainerAsync(name)).GetAwaiter().GetResult();
+                if (OwnedBy(c, sandboxId)) TryRemove(client, c.ID);
+            }
             catch (Exception) { }
         }
 

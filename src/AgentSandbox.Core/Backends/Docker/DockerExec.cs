@@ -71,7 +71,7 @@ namespace AgentSandbox.Backends.Docker
                 var finished = await Task.WhenAny(pump, Task.Delay(Timeout.Infinite, linked.Token)).ConfigureAwait(false);
                 if (finished != pump)
                 {
-                    await KillAsync(client, containerId, exec.ID, marker).ConfigureAwait(false);
+                    await KillAsync(client, containerId, exec.ID, marker, user).ConfigureAwait(false);
                     // The streams close once every process holding them is gone.
                     await Task.WhenAny(pump, Task.Delay(5000)).ConfigureAwait(false);
                 }
@@ -133,7 +133,7 @@ namespace AgentSandbox.Backends.Docker
         /// container's cgroup before any signal, so a pid that means something else here is never touched.
         /// No pause: freezing the container while runc is still setting the exec up can deadlock the daemon.
         /// </summary>
-        private static async Task KillAsync(DockerClient client, string containerId, string execId, string marker)
+        private static async Task KillAsync(DockerClient client, string containerId, string execId, string marker, string user)
         {
             var watch = Stopwatch.StartNew();
             bool sawAny = false;
@@ -143,8 +143,10 @@ namespace AgentSandbox.Backends.Docker
                 var top = await client.Containers.ListProcessesAsync(containerId, new ContainerListProcessesParameters { PsArgs = "-o pid" }, CancellationToken.None).ConfigureAwait(false);
                 var inContainer = top.Processes.Select(p => int.TryParse(p.FirstOrDefault(), out var pid) ? pid : 0).Where(p => p > 0 && BelongsTo(p, containerId)).ToList();
                 if (inContainer.Count == 0 && top.Processes.Count > 0)
-                    throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
-                        "The command could not be killed: the Docker daemon is not on this machine, so its processes are out of reach.", containerId);
+                {
+                    await KillFromInsideAsync(client, containerId, execId, marker, user).ConfigureAwait(false);
+                    return;
+                }
                 var doomed = new HashSet<int>(inContainer.Where(p => HasMarker(p, marker)));
                 if (inspect.Running && inspect.Pid > 0 && inContainer.Contains((int)inspect.Pid))
                     foreach (var p in Descendants((int)inspect.Pid).Prepend((int)inspect.Pid)) doomed.Add(p);
@@ -154,6 +156,49 @@ namespace AgentSandbox.Backends.Docker
                 foreach (var pid in doomed) Native.Signal(pid, Native.SIGKILL);
                 await Task.Delay(20).ConfigureAwait(false);
             }
+        }
+
+        /// <summary>
+        /// The kill for a daemon whose host pids are out of reach (on another machine, or in the VM of
+        /// Docker Desktop): a script inside the container, run as the command's own user, who may signal
+        /// its own processes without any capability, SIGKILLs every process that carries the exec's marker,
+        /// round after round until a round finds none and the exec has ended.
+        /// </summary>
+        private static async Task KillFromInsideAsync(DockerClient client, string containerId, string execId, string marker, string user)
+        {
+            const string script =
+                "for t in tr grep kill; do command -v $t >/dev/null || { echo \"the image has no $t\"; exit 1; }; done; " +
+                "n=0; for p in /proc/[0-9]*; do " +
+                "tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null | grep -qxF \"$1\" && kill -9 \"${p#/proc/}\" 2>/dev/null && n=$((n+1)); " +
+                "done; echo $n";
+            var request = new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", script, "sh", MarkerVariable + "=" + marker }, User = user, WorkingDirectory = "/" };
+            var watch = Stopwatch.StartNew();
+            while (watch.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                var round = await RunKillerAsync(client, containerId, request).ConfigureAwait(false);
+                var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
+                if (round == 0 && !inspect.Running) return;
+                await Task.Delay(20).ConfigureAwait(false);
+            }
+        }
+
+        /// <summary>One round of the inside kill; its own environment has no marker, so it never kills itself.</summary>
+        private static async Task<int> RunKillerAsync(DockerClient client, string containerId, CommandRequest request)
+        {
+            var exec = await client.Exec.ExecCreateContainerAsync(containerId, new ContainerExecCreateParameters
+            {
+                AttachStdout = true,
+                AttachStderr = true,
+                Cmd = request.Argv().ToList(),
+                User = request.User,
+                WorkingDir = request.WorkingDirectory,
+            }, CancellationToken.None).ConfigureAwait(false);
+            using var stream = await client.Exec.StartAndAttachContainerExecAsync(exec.ID, false, CancellationToken.None).ConfigureAwait(false);
+            var (stdout, stderr) = await stream.ReadOutputToEndAsync(CancellationToken.None).ConfigureAwait(false);
+            if (!int.TryParse(stdout.Trim(), out var killed))
+                throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
+                    $"The command could not be killed: the Docker daemon's processes are out of reach from here, and the kill inside the container failed: {(stdout + stderr).Trim()}", containerId);
+            return killed;
         }
 
         private static bool BelongsTo(int pid, string containerId)

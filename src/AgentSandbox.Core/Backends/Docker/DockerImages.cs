@@ -28,7 +28,15 @@ namespace AgentSandbox.Backends.Docker
             if (LooksLikePath(image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
                     $"Image '{image}' was not found: no such root filesystem directory or tarball.", image);
-            if (await ExistsAsync(client, image, ct).ConfigureAwait(false)) return image;
+            bool exists;
+            try { exists = await ExistsAsync(client, image, ct).ConfigureAwait(false); }
+            catch (DockerApiException e) when (e.StatusCode == System.Net.HttpStatusCode.BadRequest)
+            {
+                // Neither a path nor a reference the daemon can parse (upper case, a stray colon): nothing to pull.
+                throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
+                    $"Image '{image}' was not found: it names no root filesystem directory or tarball, and the daemon takes it for no image reference ({DockerErrors.Message(e)}).", image, e);
+            }
+            if (exists) return image;
             await PullAsync(client, image, progress, ct).ConfigureAwait(false);
             return image;
         }
@@ -57,14 +65,21 @@ namespace AgentSandbox.Backends.Docker
             {
                 if (!string.IsNullOrEmpty(m.ErrorMessage)) failure = m.ErrorMessage;
                 else if (m.Error != null && !string.IsNullOrEmpty(m.Error.Message)) failure = m.Error.Message;
-                if (string.IsNullOrEmpty(m.ID)) { if (!string.IsNullOrEmpty(m.Status)) progress.Milestone(m.Status); return; }
-                int percent = m.Progress != null && m.Progress.Total > 0 ? (int)(100 * m.Progress.Current / m.Progress.Total) : -1;
-                if (!layers.TryGetValue(m.ID, out var last) || last != m.Status)
+                // "Pulling from ..." carries the tag as its id: it is about the image, not a layer.
+                if (string.IsNullOrEmpty(m.ID) || m.Status?.StartsWith("Pulling from", StringComparison.Ordinal) == true)
                 {
-                    layers[m.ID] = m.Status;
-                    progress.Milestone($"Layer {m.ID}: {m.Status}");
+                    if (!string.IsNullOrEmpty(m.Status)) progress.Milestone(m.Status);
+                    return;
                 }
-                progress.Progress($"Pulling {image}", $"layer {m.ID}: {m.Status}", percent);
+                var status = m.Status ?? "";
+                int percent = m.Progress != null && m.Progress.Total > 0 ? (int)(100 * m.Progress.Current / m.Progress.Total) : -1;
+                if (!layers.TryGetValue(m.ID, out var last) || last != status)
+                {
+                    layers[m.ID] = status;
+                    progress.Milestone($"Layer {m.ID}: {status}");
+                }
+                bool done = status == "Pull complete" || status == "Already exists";
+                progress.PartProgress($"Pulling {image}", $"layer {m.ID}", status, percent, done);
             });
             try
             {
