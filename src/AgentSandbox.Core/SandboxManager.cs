@@ -173,8 +173,7 @@ namespace AgentSandbox
         {
             var claims = Backend(sandbox.Backend).Describe().Boundaries.ToList();
             if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
-            // CPU quotas slow a sandbox but no attempt can show them failing, so only memory and process limits make the claim.
-            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null) claims.Remove(SandboxBoundary.Limits);
+            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null) claims.Remove(SandboxBoundary.Limits);
             return claims;
         }
 

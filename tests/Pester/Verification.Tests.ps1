@@ -78,7 +78,7 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
         $ro = "/var/tmp/$name-ro"; $rw = "/var/tmp/$name-rw"
         foreach ($d in $ro, $rw) { $null = New-Item -ItemType Directory -Path $d -Force; chmod 0777 $d }
         if (Test-BackendAvailable $Backend) {
-            $sb = New-AgentSandbox -Name $name -Backend $Backend -Memory 128MB -ProcessLimit 64 -Mount "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw" -ErrorAction Stop
+            $sb = New-AgentSandbox -Name $name -Backend $Backend -Memory 128MB -ProcessLimit 64 -CpuCount 0.5 -Mount "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw" -ErrorAction Stop
             $attempts = @(Test-AgentSandbox -Name $name -Attempt -ErrorAction SilentlyContinue)
             $verdicts = @($sb | Test-AgentSandbox -ErrorVariable verdictErrors -ErrorAction SilentlyContinue)
             $claims = Get-ExpectedClaims -Sandbox $sb
@@ -144,9 +144,10 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
         (Get-Outcome $attempts 'net-host-loopback').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'net-host-loopback').Evidence
     }
 
-    It 'limits-memory and limits-fork are blocked by -Memory 128MB and -ProcessLimit 64' {
+    It 'limits-memory, limits-fork and limits-cpu are blocked by -Memory 128MB, -ProcessLimit 64 and -CpuCount 0.5' {
         (Get-Outcome $attempts 'limits-memory').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-memory').Evidence
         (Get-Outcome $attempts 'limits-fork').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-fork').Evidence
+        (Get-Outcome $attempts 'limits-cpu').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-cpu').Evidence
         ($verdicts | Where-Object Boundary -EQ Limits).Claimed | Should -BeTrue
         ($verdicts | Where-Object Boundary -EQ Limits).Held | Should -BeTrue
     }
@@ -254,8 +255,8 @@ Describe 'Test-AgentSandbox with -Network Host and no limits on <Backend>' -ForE
         @($verdictErrors) | Should -BeNullOrEmpty
     }
 
-    It 'limits-memory and limits-fork are inconclusive without limits, and Limits is not claimed' {
-        foreach ($id in 'limits-memory', 'limits-fork') {
+    It 'the limits attempts are inconclusive without limits, and Limits is not claimed' {
+        foreach ($id in 'limits-memory', 'limits-fork', 'limits-cpu') {
             $a = Get-Outcome $attempts $id
             $a.Outcome | Should -Be 'Inconclusive' -Because "${id}: $($a.Evidence)"
             $a.Evidence | Should -Not -BeNullOrEmpty
@@ -274,6 +275,28 @@ Describe 'Test-AgentSandbox with -Network Host and no limits on <Backend>' -ForE
         }
         $broken = @($attempts | Where-Object { $_.Outcome -eq 'Succeeded' -and $claims -contains $_.Boundary })
         $broken | Should -BeNullOrEmpty -Because (Format-Attempts $broken)
+    }
+}
+
+Describe 'Test-AgentSandbox with -CpuCount as the only limit' {
+    BeforeAll {
+        $name = New-TestName -Tag 'verifycpu'
+        $attempts = @(); $verdicts = @()
+        if (Test-BackendAvailable Chroot) {
+            $sb = New-AgentSandbox -Name $name -Backend Chroot -CpuCount 0.5 -ErrorAction Stop
+            $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt)
+            $verdicts = @(Test-AgentSandbox -InputObject $sb)
+        }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Chroot }
+
+    It 'claims Limits, and it holds through limits-cpu alone' {
+        (Get-Outcome $attempts 'limits-cpu').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-cpu').Evidence
+        (Get-Outcome $attempts 'limits-memory').Outcome | Should -Be 'Inconclusive'
+        $v = $verdicts | Where-Object Boundary -EQ Limits
+        $v.Claimed | Should -BeTrue
+        $v.Held | Should -BeTrue -Because $v.Evidence
     }
 }
 

@@ -184,6 +184,13 @@ namespace AgentSandbox.Verification
                 "[ -n \"$P_PIDS\" ] || r INCONCLUSIVE 'the sandbox has no -ProcessLimit'; need perl; " +
                 "perl -e 'my $want = '$P_PIDS' + 20; my @k; for (1..$want) { my $p = fork; last unless defined $p; if (!$p) { sleep 30; exit 0 } push @k, $p } " +
                 "my $n = @k; kill 9, @k; waitpid($_, 0) for @k; print $n >= $want ? \"SUCCEEDED: ran $n processes past the limit of '$P_PIDS'\\n\" : \"BLOCKED: fork failed after $n of $want processes (limit '$P_PIDS'): $!\\n\"'"),
+            new Attempt("limits-cpu", SandboxBoundary.Limits, false, "use more CPU than -CpuCount allows (busy processes for 2 s)",
+                "[ -n \"$P_CPU\" ] || r INCONCLUSIVE 'the sandbox has no -CpuCount'; need perl; " +
+                // /proc/uptime for the wall clock: perl-base has no Time::HiRes. A 25% margin absorbs accounting jitter.
+                "perl -e 'sub now { open(my $u, \"<\", \"/proc/uptime\"); (split \" \", <$u>)[0] } my $cpus = '$P_CPU'; my $n = int($cpus) + 2; my $start = now(); " +
+                "my @k; for (1..$n) { my $p = fork; if (defined $p && !$p) { 1 while now() < $start + 2; exit 0 } push @k, $p if $p } waitpid($_, 0) for @k; " +
+                "my $wall = now() - $start; my @t = times; my $used = $t[2] + $t[3]; my $allowed = $cpus * $wall; " +
+                "printf \"%s: %d busy processes used %.2f s of CPU in %.2f s; -CpuCount %s allows %.2f s\\n\", ($used > 1.25 * $allowed ? \"SUCCEEDED\" : \"BLOCKED\"), scalar @k, $used, $wall, $cpus, $allowed'"),
         };
 
         /// <summary>A write into the read-only mount succeeded when the file is in the host folder behind it (removed again).</summary>

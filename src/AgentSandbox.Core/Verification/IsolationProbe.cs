@@ -62,6 +62,7 @@ namespace AgentSandbox.Verification
                 ["P_HOSTNAME"] = f.Hostname, ["P_KERNEL"] = f.Kernel, ["P_DEV"] = f.RootDevice ?? "",
                 ["P_MEM"] = sandbox.MemoryBytes?.ToString(CultureInfo.InvariantCulture) ?? "",
                 ["P_PIDS"] = sandbox.ProcessLimit?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["P_CPU"] = sandbox.CpuCount?.ToString(CultureInfo.InvariantCulture) ?? "",
                 ["P_ROBIND"] = f.ReadOnlyDestination ?? "", ["P_RWBIND"] = f.WritableDestination ?? "",
                 ["P_SYSRQ"] = f.HostHasSysrq ? "1" : "",
             };
