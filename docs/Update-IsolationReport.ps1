@@ -3,9 +3,10 @@
 Runs Test-AgentSandbox -Attempt on every available Linux backend and writes docs/isolation.md.
 .DESCRIPTION
 For Chroot, Nspawn and Docker (those available here) it creates a sandbox with -Memory 128MB
--ProcessLimit 64, runs the escape battery, removes the sandbox, and writes a markdown report:
-one row per attempt, one column per backend, then a verdict table per backend and the evidence of
-every attempt that got through. Run as root.
+-ProcessLimit 64 -CpuCount 0.5 and a read-only and a writable -Mount, runs the escape battery, removes the
+sandbox, and writes a markdown report: one row per attempt, one column per backend, then a verdict
+table per backend, the evidence of every attempt that got through and the reason for every one
+that could not be made. Run as root.
 #>
 param(
     [string] $ModulePath = (Join-Path $PSScriptRoot '../out/AgentSandbox/AgentSandbox.psd1'),
@@ -23,15 +24,19 @@ foreach ($backend in 'Chroot', 'Nspawn', 'Docker') {
     $info = Get-AgentSandboxBackend -Name $backend
     if (-not $info -or -not $info.Available) { Write-Warning "$backend is not available here: $($info.Reason)"; continue }
     $name = 'pt-report-{0}-{1}' -f $backend.ToLowerInvariant(), [guid]::NewGuid().ToString('N').Substring(0, 8)
+    # Host folders for the bind-mount attempts, world-writable so that only the mount mode decides.
+    $ro = "/var/tmp/$name-ro"; $rw = "/var/tmp/$name-rw"
     try {
+        foreach ($d in $ro, $rw) { $null = New-Item -ItemType Directory -Path $d; chmod 0777 $d }
         Write-Host "Testing $backend ($name)"
-        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory 128MB -ProcessLimit 64
+        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory 128MB -ProcessLimit 64 -CpuCount 0.5 -Mount "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw"
         $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorAction Continue)
         $verdicts = @(Test-AgentSandbox -InputObject $sb -ErrorAction SilentlyContinue)
         $results[$backend] = @{ Attempts = $attempts; Verdicts = $verdicts; Sandbox = $sb }
     }
     finally {
         if (Get-AgentSandbox -Name $name -ErrorAction Ignore) { Remove-AgentSandbox -Name $name -Force -Confirm:$false }
+        Remove-Item $ro, $rw -Recurse -Force -ErrorAction Ignore
     }
 }
 if ($results.Count -eq 0) { throw 'No Linux backend is available here.' }
@@ -65,12 +70,13 @@ Add "| Docker | $(Escape-Cell $dockerVersion) |"
 Add
 Add '## How to read this'
 Add
-Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64` and the default network (None), and `Test-AgentSandbox -Attempt` ' +
+Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64 -CpuCount 0.5`, the default network (None), a read-only `-Mount` of a host folder ' +
+    'at /workspace/ro and a writable one at /workspace/rw, and `Test-AgentSandbox -Attempt` ' +
     'made every escape attempt of its battery inside it. Attempts about what root can do ran as root where the sandbox allows root ' +
     '(all three do here); the others ran as the sandbox''s default user. A backend only **claims** some boundaries ' +
     '(`Get-AgentSandboxBackend` shows them): an attempt that got through a boundary the backend does not claim is expected and marked ' +
     '"(not claimed)"; one that got through a claimed boundary is a broken claim, marked **CLAIM BROKEN**. "inconclusive" means the attempt ' +
-    'could not be made here (a tool or a kernel feature is missing).')
+    'could not be made here (a tool or a kernel feature is missing); the last section says why for each.')
 Add
 foreach ($b in $backends) {
     $level = (Get-AgentSandboxBackend -Name $b).Isolation
@@ -121,6 +127,17 @@ foreach ($b in $backends) {
     }
 }
 if (-not $any) { Add 'Nothing got through.' }
+Add
+Add '## Notes: what could not be tried'
+Add
+$any = $false
+foreach ($b in $backends) {
+    foreach ($r in $results[$b].Attempts | Where-Object Outcome -EQ 'Inconclusive') {
+        $any = $true
+        Add "- **$b** ``$($r.Id)`` as $($r.User) ($($r.Boundary)): $(Escape-Cell $r.Evidence)"
+    }
+}
+if (-not $any) { Add 'Every attempt was conclusive.' }
 
 $dir = Split-Path -Parent $OutFile
 if ($dir -and -not (Test-Path $dir)) { $null = New-Item -ItemType Directory -Path $dir }

@@ -145,8 +145,7 @@ namespace AgentSandbox
                 if (fit != null) return Backend(fit.Name);
                 var needed = string.Join(", ", IsolationLevels.Required(level));
                 throw new SandboxException(ErrorIds.IsolationUnavailable, SandboxErrorKind.NotAvailable,
-                    $"No available backend gives {level} isolation (it needs the boundaries {needed}). Backends and their levels: {Offer()}." +
-                    (level == IsolationLevel.Kernel ? " Kernel isolation needs a virtual machine of its own per sandbox (a Hyper-V or WSL2 backend on Windows); none is available on this host." : ""),
+                    $"No available backend gives {level} isolation (it needs the boundaries {needed}). Backends and their levels: {Offer()}.{KernelNeeds(level)}",
                     level.ToString());
             }
             var backend = Backend(name!);
@@ -154,20 +153,27 @@ namespace AgentSandbox
             if (!IsolationLevels.Meets(info.Boundaries, level) && !force)
             {
                 var missing = string.Join(", ", IsolationLevels.Required(level).Where(b => !info.Boundaries.Contains(b)));
+                var fits = infos.Where(i => i.Available && IsolationLevels.Meets(i.Boundaries, level)).Select(i => i.Name).ToList();
+                // Pointing at "another backend" when none here would do sends the caller in circles.
+                var instead = fits.Count > 0
+                    ? $"Choose {string.Join(" or ", fits)} instead (levels here: {Offer()}), or add -Force to accept {info.Name} as it is."
+                    : $"No available backend here gives it (levels here: {Offer()}).{KernelNeeds(level)} Add -Force to accept {info.Name} as it is.";
                 throw new SandboxException(ErrorIds.IsolationNotMet, SandboxErrorKind.InvalidArgument,
-                    $"The {info.Name} backend does not give {level} isolation: it does not enforce {missing}. Choose another backend (levels here: {Offer()}), or add -Force to accept it.",
-                    info.Name);
+                    $"The {info.Name} backend does not give {level} isolation: it does not enforce {missing}. {instead}", info.Name);
             }
             return backend;
         }
+
+        private static string KernelNeeds(IsolationLevel level) => level == IsolationLevel.Kernel
+            ? " Kernel isolation needs a virtual machine of its own per sandbox (a Hyper-V or WSL2 backend on Windows); none is available on this host."
+            : "";
 
         /// <summary>The boundaries a sandbox claims with its own settings: no network claim with -Network Host, no limits claim without limits.</summary>
         public IReadOnlyList<SandboxBoundary> ClaimsFor(Sandbox sandbox)
         {
             var claims = Backend(sandbox.Backend).Describe().Boundaries.ToList();
             if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
-            // CPU quotas slow a sandbox but no attempt can show them failing, so only memory and process limits make the claim.
-            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null) claims.Remove(SandboxBoundary.Limits);
+            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null) claims.Remove(SandboxBoundary.Limits);
             return claims;
         }
 

@@ -66,23 +66,46 @@ Describe 'New-AgentSandbox -Isolation' {
         $err[0].Exception.Message | Should -Match 'Chroot'
         $err[0].Exception.Message | Should -Match 'Process'
         $err[0].Exception.Message | Should -Match '-Force'
+        foreach ($b in 'Process', 'IPC', 'Hostname', 'Privilege') { $err[0].Exception.Message | Should -Match "\b$b\b" -Because 'it names what Chroot lacks' }
+        # It names what would do: the available backends that give the level.
+        foreach ($b in 'Nspawn', 'Docker' | Where-Object { Test-BackendAvailable $_ }) { $err[0].Exception.Message | Should -Match "Choose .*\b$b\b.* instead" }
         Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
         Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+
+    It '-Backend Docker -Isolation Kernel fails with IsolationNotMet, saying no backend here gives it and what it needs' {
+        $name = New-TestName -Tag 'iso'; $names.Add($name)
+        $out = New-AgentSandbox -Name $name -Backend Docker -Isolation Kernel -ErrorVariable err -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'IsolationNotMet*'
+        $message = $err[0].Exception.Message
+        $message | Should -Match 'does not enforce Kernel'
+        $message | Should -Match 'No available backend here gives it'
+        $message | Should -Not -Match 'Choose' -Because 'no other backend here would do'
+        $message | Should -Match 'virtual machine'
+        $message | Should -Match '-Force'
+        Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
     }
 
     It '-Backend Chroot -Isolation Process -Force creates a Chroot sandbox' {
         Assert-BackendOrSkip Chroot
         $name = New-TestName -Tag 'iso'; $names.Add($name)
-        $sb = New-AgentSandbox -Name $name -Backend Chroot -Isolation Process -Force -ErrorAction Stop
+        $sb = New-AgentSandbox -Name $name -Backend Chroot -Isolation Process -Force -ErrorAction Stop -WarningVariable warned -WarningAction SilentlyContinue
         $sb.Backend | Should -Be 'Chroot'
+        # Forced, not silent: the caller is told what the backend lacks.
+        @($warned).Count | Should -Be 1
+        "$($warned[0])" | Should -Match 'Chroot'
+        "$($warned[0])" | Should -Match 'Process isolation'
+        foreach ($b in 'Process', 'IPC', 'Hostname', 'Privilege') { "$($warned[0])" | Should -Match "\b$b\b" }
         (Get-AgentSandbox -Name $name).Backend | Should -Be 'Chroot'
     }
 
-    It '-Backend Docker -Isolation Process creates a Docker sandbox' {
+    It '-Backend Docker -Isolation Process creates a Docker sandbox, with no warning even with -Force' {
         Assert-BackendOrSkip Docker
         $name = New-TestName -Tag 'iso'; $names.Add($name)
-        $sb = New-AgentSandbox -Name $name -Backend Docker -Isolation Process -ErrorAction Stop
+        $sb = New-AgentSandbox -Name $name -Backend Docker -Isolation Process -Force -ErrorAction Stop -WarningVariable warned
         $sb.Backend | Should -Be 'Docker'
+        @($warned) | Should -BeNullOrEmpty -Because 'Docker meets Process isolation: -Force changes nothing'
     }
 
     It '-WhatIf with -Isolation creates nothing' {

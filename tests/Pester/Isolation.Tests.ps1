@@ -35,6 +35,15 @@ Describe 'Process isolation' {
         $pids | Should -Contain '1'
     }
 
+    It 'Nspawn states that commands run without its system call filter and bounding set, and so they do' {
+        Assert-BackendOrSkip Nspawn
+        (Get-AgentSandboxBackend Nspawn).Weaknesses -join ' ' | Should -Match 'system call filter'
+        $mine = Invoke-InSandbox -InputObject $n -Command 'grep -E "^Seccomp:" /proc/self/status'
+        $init = Invoke-InSandbox -InputObject $n -Command 'grep -E "^Seccomp:" /proc/1/status'
+        $mine | Should -Match '^Seccomp:\s+0$' -Because 'a command entered with nsenter has no filter'
+        $init | Should -Match '^Seccomp:\s+2$' -Because "nspawn's own init has its filter"
+    }
+
     It 'Nspawn has its own hostname' {
         Assert-BackendOrSkip Nspawn
         (Get-AgentSandboxBackend Nspawn).Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]::Hostname)

@@ -52,27 +52,39 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
     @{ Backend = 'Chroot'; Expected = @(
             # Host processes are visible (Process is not claimed); root leaves a chroot (Privilege is not claimed).
             @{ Id = 'proc-see-host'; Outcome = 'Succeeded'; User = 'agent' }
-            @{ Id = 'priv-double-chroot'; Outcome = 'Succeeded'; User = 'root' }) }
+            @{ Id = 'priv-double-chroot'; Outcome = 'Succeeded'; User = 'root' }
+            # Root mounts what the chroot lacks, and makes a read-only bind writable again.
+            @{ Id = 'priv-sysfs-write'; Outcome = 'Succeeded'; User = 'root' }
+            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Succeeded'; User = 'root' }
+            # The device cgroup stops even root, wherever the node is made.
+            @{ Id = 'priv-mknod-disk'; Outcome = 'Blocked'; User = 'root' }) }
     @{ Backend = 'Nspawn'; Expected = @(
             @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
-            @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }) }
+            @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'root' }
+            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'root' }) }
     @{ Backend = 'Docker'; Expected = @(
             @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
-            @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }) }
+            @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'root' }
+            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'root' }) }
 ) {
     BeforeAll {
         $name = New-TestName -Tag 'verify'
         $sb = $null; $attempts = @(); $verdicts = @(); $verdictErrors = @()
+        # Host folders for the bind-mount attempts, world-writable so that only the mount mode decides.
+        $ro = "/var/tmp/$name-ro"; $rw = "/var/tmp/$name-rw"
+        foreach ($d in $ro, $rw) { $null = New-Item -ItemType Directory -Path $d -Force; chmod 0777 $d }
         if (Test-BackendAvailable $Backend) {
-            $sb = New-AgentSandbox -Name $name -Backend $Backend -Memory 128MB -ProcessLimit 64 -ErrorAction Stop
+            $sb = New-AgentSandbox -Name $name -Backend $Backend -Memory 128MB -ProcessLimit 64 -CpuCount 0.5 -Mount "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw" -ErrorAction Stop
             $attempts = @(Test-AgentSandbox -Name $name -Attempt -ErrorAction SilentlyContinue)
             $verdicts = @($sb | Test-AgentSandbox -ErrorVariable verdictErrors -ErrorAction SilentlyContinue)
             $claims = Get-ExpectedClaims -Sandbox $sb
         }
     }
-    AfterAll { Resume-FrozenTestContainer $name; Remove-TestSandbox $name }
+    AfterAll { Resume-FrozenTestContainer $name; Remove-TestSandbox $name; Remove-Item $ro, $rw -Recurse -Force -ErrorAction Ignore }
     BeforeEach { Assert-BackendOrSkip $Backend }
 
     It 'runs at least 25 distinct escape attempts, each with evidence' {
@@ -132,9 +144,10 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
         (Get-Outcome $attempts 'net-host-loopback').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'net-host-loopback').Evidence
     }
 
-    It 'limits-memory and limits-fork are blocked by -Memory 128MB and -ProcessLimit 64' {
+    It 'limits-memory, limits-fork and limits-cpu are blocked by -Memory 128MB, -ProcessLimit 64 and -CpuCount 0.5' {
         (Get-Outcome $attempts 'limits-memory').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-memory').Evidence
         (Get-Outcome $attempts 'limits-fork').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-fork').Evidence
+        (Get-Outcome $attempts 'limits-cpu').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-cpu').Evidence
         ($verdicts | Where-Object Boundary -EQ Limits).Claimed | Should -BeTrue
         ($verdicts | Where-Object Boundary -EQ Limits).Held | Should -BeTrue
     }
@@ -145,6 +158,30 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
         (Get-Outcome $attempts 'priv-double-chroot').User | Should -Be 'root'
         (Get-Outcome $attempts 'priv-host-root').User | Should -Be 'root'
         (Get-Outcome $attempts 'fs-read-marker').User | Should -Be $sb.DefaultUser
+    }
+
+    It 'the bind-mount attempts were made through the sandbox''s -Mount folders and left nothing in them' {
+        foreach ($id in 'fs-ro-bind-write', 'fs-bind-symlink', 'priv-ro-bind-remount') {
+            $a = Get-Outcome $attempts $id
+            $a.Outcome | Should -Not -Be 'Inconclusive' -Because "${id}: $($a.Evidence)"
+        }
+        (Get-Outcome $attempts 'fs-ro-bind-write').Outcome | Should -Be 'Blocked'
+        (Get-Outcome $attempts 'fs-bind-symlink').Outcome | Should -Be 'Blocked'
+        @(Get-ChildItem $ro, $rw -Force) | Should -BeNullOrEmpty
+        # The remount attempt puts the mount back: it is read-only again, also for root.
+        (Invoke-InSandbox -InputObject $sb -User root -Command 'echo x > /workspace/ro/after' -PassThru).ExitCode | Should -BeGreaterThan 0
+        Test-Path "$ro/after" | Should -BeFalse
+    }
+
+    It 'priv-sysrq is conclusive where the host kernel has sysrq, and says why not where it has none' {
+        $a = Get-Outcome $attempts 'priv-sysrq'
+        if (Test-Path /proc/sysrq-trigger) {
+            $a.Outcome | Should -Not -Be 'Inconclusive' -Because $a.Evidence
+        }
+        else {
+            $a.Outcome | Should -Be 'Inconclusive'
+            $a.Evidence | Should -Match 'host kernel has no sysrq'
+        }
     }
 
     It '<Id> as <User> is <Outcome> on <Backend>' -ForEach $Expected {
@@ -218,8 +255,8 @@ Describe 'Test-AgentSandbox with -Network Host and no limits on <Backend>' -ForE
         @($verdictErrors) | Should -BeNullOrEmpty
     }
 
-    It 'limits-memory and limits-fork are inconclusive without limits, and Limits is not claimed' {
-        foreach ($id in 'limits-memory', 'limits-fork') {
+    It 'the limits attempts are inconclusive without limits, and Limits is not claimed' {
+        foreach ($id in 'limits-memory', 'limits-fork', 'limits-cpu') {
             $a = Get-Outcome $attempts $id
             $a.Outcome | Should -Be 'Inconclusive' -Because "${id}: $($a.Evidence)"
             $a.Evidence | Should -Not -BeNullOrEmpty
@@ -238,6 +275,28 @@ Describe 'Test-AgentSandbox with -Network Host and no limits on <Backend>' -ForE
         }
         $broken = @($attempts | Where-Object { $_.Outcome -eq 'Succeeded' -and $claims -contains $_.Boundary })
         $broken | Should -BeNullOrEmpty -Because (Format-Attempts $broken)
+    }
+}
+
+Describe 'Test-AgentSandbox with -CpuCount as the only limit' {
+    BeforeAll {
+        $name = New-TestName -Tag 'verifycpu'
+        $attempts = @(); $verdicts = @()
+        if (Test-BackendAvailable Chroot) {
+            $sb = New-AgentSandbox -Name $name -Backend Chroot -CpuCount 0.5 -ErrorAction Stop
+            $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt)
+            $verdicts = @(Test-AgentSandbox -InputObject $sb)
+        }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Chroot }
+
+    It 'claims Limits, and it holds through limits-cpu alone' {
+        (Get-Outcome $attempts 'limits-cpu').Outcome | Should -Be 'Blocked' -Because (Get-Outcome $attempts 'limits-cpu').Evidence
+        (Get-Outcome $attempts 'limits-memory').Outcome | Should -Be 'Inconclusive'
+        $v = $verdicts | Where-Object Boundary -EQ Limits
+        $v.Claimed | Should -BeTrue
+        $v.Held | Should -BeTrue -Because $v.Evidence
     }
 }
 

@@ -55,6 +55,16 @@ namespace AgentSandbox.Verification
             new Attempt("fs-write-usr", SandboxBoundary.Filesystem, false, "write into the system directory /usr",
                 "if touch /usr/agentsandbox-probe-$P_TOKEN 2>/tmp/agentsandbox-probe-$$.err; then rm -f /usr/agentsandbox-probe-$P_TOKEN; r SUCCEEDED 'created a file in /usr'; fi; r BLOCKED \"touch /usr/...: $(cat /tmp/agentsandbox-probe-$$.err)\""),
 
+            new Attempt("fs-ro-bind-write", SandboxBoundary.Filesystem, false, "write into a read-only -Mount (a host folder)",
+                "[ -n \"$P_ROBIND\" ] || r INCONCLUSIVE 'the sandbox has no read-only -Mount of a folder'; " +
+                "{ echo pwned > \"$P_ROBIND/agentsandbox-probe-$P_TOKEN\"; } 2>/tmp/agentsandbox-probe-$$.err; echo \"write said: $(tr '\\n' ' ' </tmp/agentsandbox-probe-$$.err)\"; r BLOCKED 'judged on the host'",
+                (f, result) => JudgeBindWrite(f, result, "agentsandbox-probe-" + f.Token)),
+            new Attempt("fs-bind-symlink", SandboxBoundary.Filesystem, false, "plant links out of a writable -Mount (absolute and ../..) and follow them",
+                "[ -n \"$P_RWBIND\" ] || r INCONCLUSIVE 'the sandbox has no writable -Mount of a folder'; l=\"$P_RWBIND/agentsandbox-probe-link-$P_TOKEN\"; " +
+                "{ ln -s \"$P_MARKER\" \"$l\" && ln -s ../../../../../../../../.. \"$l-up\"; } 2>/dev/null || r INCONCLUSIVE \"cannot create links in $P_RWBIND\"; " +
+                "out=$(cat \"$l\" \"$l-up$P_MARKER\" 2>&1 | tr '\\n' ' '); rm -f \"$l\" \"$l-up\"; " +
+                "case \"$out\" in *\"$P_TEXT\"*) r SUCCEEDED \"read the host marker through a link in $P_RWBIND\";; esac; r BLOCKED \"cat through the links: $out\""),
+
             new Attempt("fs-inherited-fd", SandboxBoundary.Filesystem, false, "use a descriptor inherited from the host (a directory would let fchdir leave)",
                 // No command substitution before the check: it would open a pipe of its own.
                 "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -le 2 ] && continue; " +
@@ -115,8 +125,10 @@ namespace AgentSandbox.Verification
                 "need perl; perl -e 'opendir(my $d, \"/\") or die; mkdir \"/tmp/agentsandbox-probe-jail2\"; chroot(\"/tmp/agentsandbox-probe-jail2\") or do { print \"BLOCKED: chroot: $!\\n\"; exit }; chdir($d) or do { print \"BLOCKED: fchdir: $!\\n\"; exit }; chdir(\"..\") for 1..64; chroot(\".\"); open(my $f, \"<\", $ENV{P_MARKER}) or do { print \"BLOCKED: escaped nothing: $!\\n\"; exit }; print \"SUCCEEDED: read the host marker after the escape\\n\"'"),
             new Attempt("priv-mknod-disk", SandboxBoundary.Privilege, true, "make a device node for the host's root disk and read it",
                 "[ -n \"$P_DEV\" ] || r INCONCLUSIVE 'the host root is not on a block device'; " +
-                "mknod /tmp/agentsandbox-probe-disk b ${P_DEV%%:*} ${P_DEV##*:} 2>/tmp/agentsandbox-probe-$$.err || r BLOCKED \"mknod: $(cat /tmp/agentsandbox-probe-$$.err)\"; " +
-                "n=$(head -c 512 /tmp/agentsandbox-probe-disk 2>/tmp/agentsandbox-probe-$$.err | wc -c); rm -f /tmp/agentsandbox-probe-disk; [ \"$n\" -gt 0 ] && r SUCCEEDED \"read $n bytes of the host disk $P_DEV\"; r BLOCKED \"made the node, but reading it failed: $(cat /tmp/agentsandbox-probe-$$.err)\""),
+                // /dev first: a nodev /tmp would block the read for a reason that is not the device boundary.
+                "for d in /dev /dev/shm /tmp; do node=$d/agentsandbox-probe-disk-$P_TOKEN; mknod $node b ${P_DEV%%:*} ${P_DEV##*:} 2>/tmp/agentsandbox-probe-$$.err && break; node=; done; " +
+                "[ -n \"$node\" ] || r BLOCKED \"mknod in /dev, /dev/shm and /tmp: $(cat /tmp/agentsandbox-probe-$$.err)\"; " +
+                "n=$(head -c 512 $node 2>/tmp/agentsandbox-probe-$$.err | wc -c); rm -f $node; [ \"$n\" -gt 0 ] && r SUCCEEDED \"read $n bytes of the host disk $P_DEV through $node\"; r BLOCKED \"made $node, but reading it failed: $(cat /tmp/agentsandbox-probe-$$.err)\""),
             new Attempt("priv-mount", SandboxBoundary.Privilege, true, "mount a file system in the host's mount namespace",
                 "mkdir -p /tmp/agentsandbox-probe-mnt; mount -t tmpfs agentsandbox-probe-$P_TOKEN /tmp/agentsandbox-probe-mnt 2>/tmp/agentsandbox-probe-$$.err; " +
                 "echo \"mount said: $(cat /tmp/agentsandbox-probe-$$.err)\"; r BLOCKED 'judged on the host'",
@@ -129,6 +141,14 @@ namespace AgentSandbox.Verification
                         ? (AttemptOutcome.Succeeded, "a tmpfs appeared in the host's mount table (removed again)")
                         : (AttemptOutcome.Blocked, said.Length > 13 && said != "mount said: " ? $"no mount reached the host; {said}" : "a mount succeeded only inside the sandbox's own namespaces; none reached the host");
                 }),
+            new Attempt("priv-ro-bind-remount", SandboxBoundary.Privilege, true, "remount a read-only -Mount read-write and write through it",
+                "[ -n \"$P_ROBIND\" ] || r INCONCLUSIVE 'the sandbox has no read-only -Mount of a folder'; " +
+                "mount -o remount,bind,rw \"$P_ROBIND\" 2>/tmp/agentsandbox-probe-$$.mnt && remounted=1; " +
+                "{ echo pwned > \"$P_ROBIND/agentsandbox-probe-root-$P_TOKEN\"; } 2>/tmp/agentsandbox-probe-$$.err; " +
+                // Put the mount back as the backends make it, so the sandbox keeps its read-only view.
+                "[ -n \"$remounted\" ] && mount -o remount,bind,ro,nosuid,nodev \"$P_ROBIND\"; " +
+                "echo \"remount said: $(tr '\\n' ' ' </tmp/agentsandbox-probe-$$.mnt) write said: $(tr '\\n' ' ' </tmp/agentsandbox-probe-$$.err)\"; r BLOCKED 'judged on the host'",
+                (f, result) => JudgeBindWrite(f, result, "agentsandbox-probe-root-" + f.Token)),
             new Attempt("priv-load-module", SandboxBoundary.Privilege, true, "load a kernel module",
                 "need perl; nr=$(arch_nr 175 105); [ -n \"$nr\" ] || r INCONCLUSIVE 'unknown architecture'; " +
                 "res=$(perl -e 'my $args = \"\"; syscall('$nr', 0, 0, $args); print $!{EPERM} ? \"EPERM\" : $!{ENOSYS} ? \"ENOSYS\" : \"$!\"'); " +
@@ -138,12 +158,19 @@ namespace AgentSandbox.Verification
                 "if [ \"$res\" = ENOSYS ]; then [ \"$map\" = '0 0 4294967295' ] && [ $(( 0x$eff >> 16 & 1 )) = 1 ] && r SUCCEEDED 'holds CAP_SYS_MODULE in the host user namespace (this kernel has no module loading)'; r BLOCKED 'no CAP_SYS_MODULE in the host user namespace (this kernel has no module loading)'; fi; " +
                 "r SUCCEEDED \"init_module passed the permission check ($res)\""),
             new Attempt("priv-sysrq", SandboxBoundary.Privilege, true, "write to /proc/sysrq-trigger (h: harmless help text)",
-                "[ -e /proc/sysrq-trigger ] || r INCONCLUSIVE 'this kernel has no /proc/sysrq-trigger'; if { echo h > /proc/sysrq-trigger; } 2>/tmp/agentsandbox-probe-$$.err; then r SUCCEEDED 'the kernel accepted a sysrq command'; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\""),
+                // Without the file in the sandbox the verdict depends on the host: hidden is blocked, absent everywhere is untestable.
+                "if [ ! -e /proc/sysrq-trigger ]; then [ -n \"$P_SYSRQ\" ] && r BLOCKED 'the host has /proc/sysrq-trigger; the sandbox does not see it'; " +
+                "r INCONCLUSIVE 'the host kernel has no sysrq support (no /proc/sysrq-trigger on the host either), so there is nothing to write'; fi; " +
+                "if { echo h > /proc/sysrq-trigger; } 2>/tmp/agentsandbox-probe-$$.err; then r SUCCEEDED 'the kernel accepted a sysrq command'; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\""),
             new Attempt("priv-procfs-write", SandboxBoundary.Privilege, true, "write a kernel setting in /proc/sys (its own value back)",
                 "v=$(cat /proc/sys/kernel/printk 2>/dev/null) || r INCONCLUSIVE 'no /proc/sys/kernel/printk'; if { echo \"$v\" > /proc/sys/kernel/printk; } 2>/tmp/agentsandbox-probe-$$.err; then r SUCCEEDED 'wrote /proc/sys/kernel/printk'; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\""),
-            new Attempt("priv-sysfs-write", SandboxBoundary.Privilege, true, "write a kernel setting in /sys (its own value back)",
-                "[ -d /sys/kernel ] || r BLOCKED 'no sysfs in the sandbox'; for f in /sys/kernel/uevent_helper /sys/kernel/mm/ksm/run; do [ -e $f ] || continue; v=$(cat $f); " +
-                "if { printf '%s\\n' \"$v\" > $f; } 2>/tmp/agentsandbox-probe-$$.err; then r SUCCEEDED \"wrote $f\"; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\"; done; r INCONCLUSIVE 'no writable-by-root setting found in /sys'"),
+            new Attempt("priv-sysfs-write", SandboxBoundary.Privilege, true, "write a kernel setting in /sys (its own value back), mounting a sysfs if there is none",
+                "s=/sys; if [ ! -d /sys/kernel ]; then s=/tmp/agentsandbox-probe-sys-$P_TOKEN; mkdir -p $s; " +
+                "if ! mount -t sysfs sysfs $s 2>/tmp/agentsandbox-probe-$$.err; then rmdir $s; r BLOCKED \"no sysfs in the sandbox, and mounting one failed: $(cat /tmp/agentsandbox-probe-$$.err)\"; fi; " +
+                // r exits: the trap unmounts what the attempt mounted, whatever the verdict.
+                "trap 'umount $s; rmdir $s' EXIT; fi; " +
+                "for f in $s/kernel/uevent_helper $s/kernel/mm/ksm/run; do [ -e $f ] || continue; v=$(cat $f); " +
+                "if { printf '%s\\n' \"$v\" > $f; } 2>/tmp/agentsandbox-probe-$$.err; then [ $s = /sys ] && r SUCCEEDED \"wrote $f\"; r SUCCEEDED \"mounted a sysfs of its own and wrote ${f#$s/} in it\"; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\"; done; r INCONCLUSIVE 'no writable-by-root setting found in /sys'"),
             new Attempt("priv-setuid", SandboxBoundary.Privilege, false, "gain root through a setuid binary",
                 "nnp=$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status); [ \"$nnp\" = 1 ] && r BLOCKED 'no_new_privs is set: setuid bits are ignored'; " +
                 "f=$(find /bin /usr/bin /sbin /usr/sbin -perm -4000 -user root 2>/dev/null | head -1); [ -n \"$f\" ] && r SUCCEEDED \"no_new_privs is off and $f is setuid root\"; r BLOCKED 'no setuid-root binary to use'"),
@@ -157,6 +184,24 @@ namespace AgentSandbox.Verification
                 "[ -n \"$P_PIDS\" ] || r INCONCLUSIVE 'the sandbox has no -ProcessLimit'; need perl; " +
                 "perl -e 'my $want = '$P_PIDS' + 20; my @k; for (1..$want) { my $p = fork; last unless defined $p; if (!$p) { sleep 30; exit 0 } push @k, $p } " +
                 "my $n = @k; kill 9, @k; waitpid($_, 0) for @k; print $n >= $want ? \"SUCCEEDED: ran $n processes past the limit of '$P_PIDS'\\n\" : \"BLOCKED: fork failed after $n of $want processes (limit '$P_PIDS'): $!\\n\"'"),
+            new Attempt("limits-cpu", SandboxBoundary.Limits, false, "use more CPU than -CpuCount allows (busy processes for 2 s)",
+                "[ -n \"$P_CPU\" ] || r INCONCLUSIVE 'the sandbox has no -CpuCount'; need perl; " +
+                // /proc/uptime for the wall clock: perl-base has no Time::HiRes. A 25% margin absorbs accounting jitter.
+                "perl -e 'sub now { open(my $u, \"<\", \"/proc/uptime\"); (split \" \", <$u>)[0] } my $cpus = '$P_CPU'; my $n = int($cpus) + 2; my $start = now(); " +
+                "my @k; for (1..$n) { my $p = fork; if (defined $p && !$p) { 1 while now() < $start + 2; exit 0 } push @k, $p if $p } waitpid($_, 0) for @k; " +
+                "my $wall = now() - $start; my @t = times; my $used = $t[2] + $t[3]; my $allowed = $cpus * $wall; " +
+                "printf \"%s: %d busy processes used %.2f s of CPU in %.2f s; -CpuCount %s allows %.2f s\\n\", ($used > 1.25 * $allowed ? \"SUCCEEDED\" : \"BLOCKED\"), scalar @k, $used, $wall, $cpus, $allowed'"),
         };
+
+        /// <summary>A write into the read-only mount succeeded when the file is in the host folder behind it (removed again).</summary>
+        private static (AttemptOutcome, string)? JudgeBindWrite(Fixtures f, CommandResult result, string fileName)
+        {
+            if (f.ReadOnlyFolder == null || result.StdOut.Contains("INCONCLUSIVE")) return null;
+            var path = System.IO.Path.Combine(f.ReadOnlyFolder, fileName);
+            var said = result.StdOut.Split('\n')[0].Trim();
+            if (!System.IO.File.Exists(path)) return (AttemptOutcome.Blocked, $"nothing appeared in the host folder {f.ReadOnlyFolder}; {said}");
+            System.IO.File.Delete(path);
+            return (AttemptOutcome.Succeeded, $"a file appeared in the host folder {f.ReadOnlyFolder} behind the read-only mount (removed again)");
+        }
     }
 }

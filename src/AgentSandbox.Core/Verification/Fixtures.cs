@@ -71,7 +71,23 @@ namespace AgentSandbox.Verification
         public string Hostname { get; }
         public string Kernel { get; }
         public string? RootDevice { get; }
+        public bool HostHasSysrq { get; } = File.Exists("/proc/sysrq-trigger");
+        /// <summary>The sandbox's first read-only -Mount of a host folder: its host path and where the sandbox sees it.</summary>
+        public string? ReadOnlyFolder { get; private set; }
+        public string? ReadOnlyDestination { get; private set; }
+        /// <summary>Where the sandbox sees its first writable -Mount of a host folder.</summary>
+        public string? WritableDestination { get; private set; }
         public int HostPid => _hostProcess.Id;
+
+        /// <summary>The bind-mount attempts use the sandbox's own -Mount folders; without them they are inconclusive.</summary>
+        public void UseMounts(IEnumerable<SandboxMount> mounts)
+        {
+            var folders = mounts.Where(m => System.IO.Directory.Exists(m.Source)).ToList();
+            var readOnly = folders.FirstOrDefault(m => !m.ReadWrite);
+            ReadOnlyFolder = readOnly?.Source;
+            ReadOnlyDestination = readOnly?.Destination;
+            WritableDestination = folders.FirstOrDefault(m => m.ReadWrite)?.Destination;
+        }
         public bool HostProcessAlive => !_hostProcess.HasExited;
 
         /// <summary>Connections accepted since the last call.</summary>

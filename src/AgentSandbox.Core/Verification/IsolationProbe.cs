@@ -27,6 +27,7 @@ namespace AgentSandbox.Verification
             progress ??= NullProgress.Instance;
             var results = new List<IsolationAttempt>();
             using var fixtures = new Fixtures();
+            fixtures.UseMounts(sandbox.Mounts);
             bool rootAllowed = RootAllowed(sandbox, cancellation);
             var all = Attempts.All;
             for (int i = 0; i < all.Count; i++)
@@ -61,6 +62,9 @@ namespace AgentSandbox.Verification
                 ["P_HOSTNAME"] = f.Hostname, ["P_KERNEL"] = f.Kernel, ["P_DEV"] = f.RootDevice ?? "",
                 ["P_MEM"] = sandbox.MemoryBytes?.ToString(CultureInfo.InvariantCulture) ?? "",
                 ["P_PIDS"] = sandbox.ProcessLimit?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["P_CPU"] = sandbox.CpuCount?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["P_ROBIND"] = f.ReadOnlyDestination ?? "", ["P_RWBIND"] = f.WritableDestination ?? "",
+                ["P_SYSRQ"] = f.HostHasSysrq ? "1" : "",
             };
             var request = new CommandRequest
             {

@@ -46,6 +46,8 @@ namespace AgentSandbox.Backends.Nspawn
                 {
                     "The host kernel is shared: a kernel exploit reaches the host.",
                     "-Network Host shares the host's network stack.",
+                    // nsenter joins namespaces only: nspawn's filter and bounding set stay with the processes it started.
+                    "Commands enter the container with nsenter, so nspawn's system call filter and capability bounding set do not apply to them: they run without a seccomp filter, and root (where allowed) has every capability of the container's user namespace, none on the host.",
                 };
                 if (!UserNamespacesWork)
                     list.Add("User namespaces are unavailable here: commands run as an unprivileged host user and -User root is refused.");
