@@ -225,16 +225,25 @@ namespace AgentSandbox.Backends
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
         {
-            var s = Reload(sandbox);
-            if (s.State == SandboxState.Missing) throw Missing(s);
-            if (s.State == SandboxState.Expired) throw SandboxManager.Expired(s);
-            if (s.State != SandboxState.Running)
-                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
-                    $"Sandbox '{s.Name}' is stopped; start it with Start-AgentSandbox '{s.Name}'.", s.Name);
-            var user = ResolveUser(s, request.User);
+            Sandbox s;
+            (int Uid, int Gid) user;
+            Cgroup execCgroup;
+            // Shared with other commands, exclusive of Stop and Remove: a command's cgroup is made only
+            // in a sandbox that is still running, never after a removal (which would leave it behind).
+            using (Store.LockShared(sandbox.Name))
+            {
+                s = Reload(sandbox);
+                if (s.State == SandboxState.Missing) throw Missing(s);
+                if (s.State == SandboxState.Expired) throw SandboxManager.Expired(s);
+                if (s.State != SandboxState.Running)
+                    throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
+                        $"Sandbox '{s.Name}' is stopped; start it with Start-AgentSandbox '{s.Name}'.", s.Name);
+                user = ResolveUser(s, request.User);
+                execCgroup = ExecChain.CreateCgroup(CgroupOf(s));
+            }
             try
             {
-                return ExecChain.Run(s, CgroupOf(s), NsenterOptions(s), user, request, output, cancellation);
+                return ExecChain.Run(s, execCgroup, NsenterOptions(s), user, request, output, cancellation);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is System.ComponentModel.Win32Exception)
             {

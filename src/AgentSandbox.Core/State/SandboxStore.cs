@@ -52,6 +52,9 @@ namespace AgentSandbox.State
 
         public IDisposable Lock(string name) => Native.LockFile(Path.Combine(DirectoryOf(name), LockName));
 
+        /// <summary>A lock shared with other holders of it and exclusive of Lock; null when the sandbox is gone.</summary>
+        public IDisposable? LockShared(string name) => Native.LockExistingShared(Path.Combine(DirectoryOf(name), LockName));
+
         public void Save(Sandbox sandbox) => RecordJson.WriteAtomically(Path.Combine(DirectoryOf(sandbox.Name), RecordFile), sandbox);
 
         public Sandbox? Load(string name)
