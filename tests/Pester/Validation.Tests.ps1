@@ -126,3 +126,51 @@ Describe 'Duplicates and -WhatIf on <Backend>' -ForEach @(@{ Backend = 'Chroot' 
         Invoke-InSandbox -InputObject $now -Command 'cat keep.txt' | Should -Be 'mine'
     }
 }
+
+Describe 'A create that fails half-way on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $file = "/tmp/pt-file-$name"
+        Set-Content -Path $file -Value 'a file'
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        Remove-Item $file -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a file mounted on a directory fails after the cgroup and mounts are made, says why, and leaves nothing behind' {
+        # /tmp exists in every root as a directory, so this fails only once the sandbox is being started.
+        { New-AgentSandbox -Name $name -Backend $Backend -Mount "$($file):/tmp" -ErrorAction Stop } |
+            Should -Throw -ErrorId 'SandboxCreateFailed*' -ExpectedMessage "*$file*/tmp*"
+        @(Get-AgentSandbox "$name*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+        Get-HostPidsByMarker -Marker "sandboxes/$name/" | Should -BeNullOrEmpty -Because 'no process of the sandbox is left'
+    }
+
+    It 'the name is free again afterwards' {
+        $sb = New-AgentSandbox -Name $name -Backend $Backend -Mount "$($file):/workspace/file.txt"
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/file.txt' | Should -Be 'a file'
+    }
+}
+
+Describe 'A sandbox whose record is unreadable on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll { $name = New-TestName }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'shows State Missing, says its record is unreadable, and Remove ends its processes and cleans it' {
+        $sb = New-AgentSandbox -Name $name -Backend $Backend
+        $marker = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        Invoke-InSandbox -InputObject $sb -Command "sleep $marker > /dev/null 2>&1 &"
+        @(Get-HostPidsByMarker -Marker $marker).Count | Should -BeGreaterThan 0
+        Set-Content -LiteralPath "$($sb.Location)/sandbox.json" -Value '{"Name":'
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Missing'
+        { Invoke-InSandbox -Name $name -Command 'true' -ErrorAction Stop } |
+            Should -Throw -ErrorId 'SandboxMissing*' -ExpectedMessage '*no readable record*'
+        Remove-AgentSandbox -Name $name -Force
+        @(Get-AgentSandbox "$name*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $name -Id $sb.Id | Should -BeNullOrEmpty
+        Get-HostPidsByMarker -Marker $marker | Should -BeNullOrEmpty
+    }
+}

@@ -261,7 +261,10 @@ namespace AgentSandbox.Backends
 
         private static SandboxException Missing(Sandbox s) =>
             new SandboxException(ErrorIds.SandboxMissing, SandboxErrorKind.InvalidState,
-                $"Sandbox '{s.Name}' has a record but its files are gone ({RootOf(s)}); remove it with Remove-AgentSandbox '{s.Name}'.", s.Name);
+                (string.IsNullOrEmpty(s.Id)
+                    ? $"Sandbox '{s.Name}' has no readable record ({Path.Combine(s.Location!, SandboxStore.RecordFile)}): it was cut short or damaged"
+                    : $"Sandbox '{s.Name}' has a record but its files are gone ({RootOf(s)})")
+                + $"; remove it with Remove-AgentSandbox '{s.Name}'.", s.Name);
 
         /// <summary>A host uid no other sandbox uses, so sandboxes cannot signal each other's processes.</summary>
         protected int AllocateHostId(Sandbox sandbox)
