@@ -25,7 +25,8 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
     It '-TimeoutSec kills the command and every process it started' {
         $marker = New-SleepMarker
         $watch = [Diagnostics.Stopwatch]::StartNew()
-        $r = Invoke-InSandbox -InputObject $sb -Command "sleep $marker & sleep $marker & wait" -TimeoutSec 2 -PassThru `
+        # The second sleep is orphaned (its parent exits at once): the tree is what the command started, not only its children.
+        $r = Invoke-InSandbox -InputObject $sb -Command "sleep $marker & (sleep $marker &); wait" -TimeoutSec 2 -PassThru `
             -ErrorVariable failure -ErrorAction SilentlyContinue
         $watch.Elapsed.TotalSeconds | Should -BeLessThan 15
         $watch.Elapsed.TotalSeconds | Should -BeGreaterOrEqual 1.9
@@ -56,7 +57,7 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
         $marker = New-SleepMarker
         $ps = [PowerShell]::Create()
         try {
-            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep $marker & sleep $marker & wait; echo finished'")
+            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep $marker & (sleep $marker &); wait; echo finished'")
             $async = $ps.BeginInvoke()
             Wait-Until { @(Get-HostPidsByMarker -Marker $marker).Count -ge 3 } 20 | Should -BeTrue -Because 'the shell and both sleeps start'
             $watch = [Diagnostics.Stopwatch]::StartNew()
