@@ -254,18 +254,18 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
-        public void IsBusyWhileAnotherHolderHasTheLock()
+        public void IsAbandonedOnlyWhileNoHolderHasTheLock()
         {
             var held = _store.Reserve("locked");
-            Assert.True(_store.IsBusy("locked"));
+            Assert.False(_store.IsAbandoned("locked"));
             held!.Dispose();
-            Assert.False(_store.IsBusy("locked"));
-            using (_store.Lock("locked")) Assert.True(_store.IsBusy("locked"));
-            Assert.False(_store.IsBusy("locked"));
+            Assert.True(_store.IsAbandoned("locked"));
+            using (_store.Lock("locked")) Assert.False(_store.IsAbandoned("locked"));
+            Assert.True(_store.IsAbandoned("locked"));
         }
 
         [Fact]
-        public void IsBusyWhileAnotherProcessHoldsTheLock()
+        public void IsNotAbandonedWhileAnotherProcessHoldsTheLock()
         {
             using (_store.Reserve("byproc")) { }
             var lockFile = Path.Combine(_store.DirectoryOf("byproc"), ".lock");
@@ -274,16 +274,45 @@ namespace AgentSandbox.Core.Tests
             try
             {
                 Assert.Equal("held", p.StandardOutput.ReadLine());
-                Assert.True(_store.IsBusy("byproc"));
+                Assert.False(_store.IsAbandoned("byproc"));
             }
             finally { p.Kill(true); p.WaitForExit(); }
-            Assert.False(_store.IsBusy("byproc"));
+            Assert.True(_store.IsAbandoned("byproc"));
         }
 
         [Fact]
-        public void IsBusyIsFalseWithoutALockFile()
+        public void ADirectoryWithoutItsLockFileIsNotAbandonedAndGetsNoLockFile()
         {
-            Assert.False(_store.IsBusy("never"));
+            // A removal deletes the lock file before the directory: such a directory is on its way out.
+            Directory.CreateDirectory(_store.DirectoryOf("going"));
+            Assert.False(_store.IsAbandoned("going"));
+            Assert.False(File.Exists(Path.Combine(_store.DirectoryOf("going"), ".lock")));
+            Assert.False(_store.IsAbandoned("never"));
+        }
+
+        [Fact]
+        public void LoadWhileAnotherThreadRemovesTheSandboxIsTheRecordOrNull()
+        {
+            var errors = new List<string>();
+            int records = 0;
+            var until = DateTime.UtcNow.AddSeconds(2);
+            var remover = new Thread(() =>
+            {
+                while (DateTime.UtcNow < until)
+                {
+                    using (_store.Reserve("churn")) _store.Save(Full("churn"));
+                    _store.Delete("churn");
+                }
+            });
+            remover.Start();
+            while (remover.IsAlive)
+            {
+                try { if (_store.Load("churn") != null) records++; }
+                catch (Exception e) { lock (errors) errors.Add(e.GetType().Name + ": " + e.Message); }
+            }
+            remover.Join();
+            Assert.True(records > 0, "the loads saw the record at times");
+            Assert.Empty(errors.Distinct());
         }
 
         [Fact]

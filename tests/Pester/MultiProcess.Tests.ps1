@@ -104,3 +104,30 @@ Describe 'Commands starting in another process while Remove runs on <Backend>' -
         }
     }
 }
+
+Describe 'Listing while another process makes and removes sandboxes' {
+    BeforeAll { $prefix = New-TestName }
+    AfterAll { Remove-TestSandbox (1..200 | ForEach-Object { "$prefix-$_" }) }
+    BeforeEach { Assert-BackendOrSkip Chroot }
+
+    It 'never fails and never shows a sandbox being made or removed as Missing' {
+        $child = Start-ChildPwsh ("`$watch = [Diagnostics.Stopwatch]::StartNew(); `$i = 0; " +
+            "while (`$watch.Elapsed.TotalSeconds -lt 8) { `$i++; `$n = '$prefix-' + `$i; `$null = New-AgentSandbox -Name `$n -Backend Chroot; Remove-AgentSandbox -Name `$n -Force }; `$i")
+        $failures = [Collections.Generic.List[string]]::new()
+        $seen = 0
+        while (-not $child.HasExited) {
+            try {
+                foreach ($s in Get-AgentSandbox "$prefix-*" -ErrorAction Stop) {
+                    $seen++
+                    if ($s.State -eq 'Missing') { $failures.Add("$($s.Name) listed as Missing") }
+                }
+            }
+            catch { $failures.Add("$($_.FullyQualifiedErrorId): $($_.Exception.Message)") }
+        }
+        $result = Wait-ChildPwsh $child
+        $result.ExitCode | Should -Be 0 -Because $result.Err
+        [int]$result.Out | Should -BeGreaterThan 3 -Because 'the child made and removed sandboxes'
+        $seen | Should -BeGreaterThan 0 -Because 'the listings caught some of them'
+        $failures | Select-Object -Unique | Should -BeNullOrEmpty
+    }
+}

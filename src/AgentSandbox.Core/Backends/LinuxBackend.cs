@@ -91,15 +91,21 @@ namespace AgentSandbox.Backends
 
         public Sandbox? Find(string name) => Load(name);
 
-        private Sandbox? Load(string name)
+        /// <param name="name">The sandbox.</param>
+        /// <param name="mayBeInProgress">
+        /// True for callers that do not hold the sandbox's lock: a root that is not there yet (or no longer)
+        /// while another process makes (or removes) the sandbox is not a vanished one.
+        /// </param>
+        private Sandbox? Load(string name, bool mayBeInProgress = true)
         {
             if (!Directory.Exists(Store.DirectoryOf(name))) return null;
             Sandbox? s;
             try { s = Store.Load(name); }
             catch (SandboxException) { return ClaimsOrphans ? Orphan(name) : null; }
-            if (s == null) return ClaimsOrphans && !Store.IsBusy(name) ? Orphan(name) : null;
+            // No record: still being made, being removed by another process, or abandoned by a maker that died.
+            if (s == null) return ClaimsOrphans && Store.IsAbandoned(name) ? Orphan(name) : null;
             if (s.Backend != Name) return null;
-            s.State = !Directory.Exists(RootOf(s)) ? SandboxState.Missing
+            s.State = !Directory.Exists(RootOf(s)) ? (!mayBeInProgress || Store.IsAbandoned(name) ? SandboxState.Missing : SandboxState.Stopped)
                 : s.IsExpired(DateTime.UtcNow) ? SandboxState.Expired
                 : IsRunning(s) ? SandboxState.Running : SandboxState.Stopped;
             return s;
@@ -120,7 +126,7 @@ namespace AgentSandbox.Backends
             State = SandboxState.Missing,
         };
 
-        private Sandbox Reload(Sandbox s) => Load(s.Name) ?? throw SandboxException.NotFound(s.Name);
+        private Sandbox Reload(Sandbox s) => Load(s.Name, mayBeInProgress: false) ?? throw SandboxException.NotFound(s.Name);
 
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {

@@ -203,6 +203,29 @@ namespace AgentSandbox.Linux
         public static IDisposable? TryLockFile(string path) => TakeLock(path, wait: false);
 
         /// <summary>
+        /// The lock on an existing file, or null at once when another process holds it or the file does
+        /// not exist (never creates it: it may be in a directory being deleted).
+        /// </summary>
+        public static IDisposable? TryLockExistingFile(string path)
+        {
+            int fd = open(path, O_RDWR | O_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == ENOENT) return null;
+                throw Fail($"open {path}", errno);
+            }
+            if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                close(fd);
+                if (errno == EWOULDBLOCK) return null;
+                throw Fail($"lock {path}", errno);
+            }
+            return new FdLock(fd);
+        }
+
+        /// <summary>
         /// A shared lock on an existing file (readers share it; an exclusive holder excludes them), or
         /// null when the file does not exist: the caller reads that as "gone".
         /// </summary>

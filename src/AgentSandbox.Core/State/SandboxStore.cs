@@ -57,14 +57,18 @@ namespace AgentSandbox.State
 
         public void Save(Sandbox sandbox) => RecordJson.WriteAtomically(Path.Combine(DirectoryOf(sandbox.Name), RecordFile), sandbox);
 
+        /// <summary>The record, or null when there is none (not written yet, or removed meanwhile by another process).</summary>
         public Sandbox? Load(string name)
         {
             var path = Path.Combine(DirectoryOf(name), RecordFile);
             if (!File.Exists(path)) return null;
+            FileStream stream;
+            try { stream = File.OpenRead(path); }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
             try
             {
-                using var fs = File.OpenRead(path);
-                var s = RecordJson.Read(fs);
+                using var open = stream;
+                var s = RecordJson.Read(open);
                 if (s == null || s.Name != name || string.IsNullOrEmpty(s.Backend) || string.IsNullOrEmpty(s.Id))
                     throw new SerializationException("it does not describe this sandbox (cut short or overwritten?)");
                 s.Location = DirectoryOf(name);
@@ -85,18 +89,14 @@ namespace AgentSandbox.State
                 .OrderBy(n => n, StringComparer.Ordinal)!;
         }
 
-        /// <summary>True while another process is still making (or changing) the sandbox.</summary>
-        public bool IsBusy(string name)
+        /// <summary>
+        /// True when the sandbox's lock file is there and no process holds it: whoever made the directory
+        /// died before writing the record. Without its lock file the directory is being deleted.
+        /// </summary>
+        public bool IsAbandoned(string name)
         {
-            var lockPath = Path.Combine(DirectoryOf(name), LockName);
-            if (!File.Exists(lockPath)) return false;
-            try
-            {
-                using var held = Native.TryLockFile(lockPath);
-                return held == null;
-            }
-            catch (IOException) { return false; } // removed meanwhile
-
+            using var held = Native.TryLockExistingFile(Path.Combine(DirectoryOf(name), LockName));
+            return held != null;
         }
 
         public bool HasRecord(string name) => File.Exists(Path.Combine(DirectoryOf(name), RecordFile));
