@@ -281,13 +281,67 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
-        public void ADirectoryWithoutItsLockFileIsNotAbandonedAndGetsNoLockFile()
+        public void IsAbandonedNeverMakesALockFile()
         {
-            // A removal deletes the lock file before the directory: such a directory is on its way out.
-            Directory.CreateDirectory(_store.DirectoryOf("going"));
-            Assert.False(_store.IsAbandoned("going"));
-            Assert.False(File.Exists(Path.Combine(_store.DirectoryOf("going"), ".lock")));
+            Directory.CreateDirectory(_store.DirectoryOf("bare"));
+            Assert.False(_store.IsAbandoned("bare"));
+            Assert.False(File.Exists(Path.Combine(_store.DirectoryOf("bare"), ".lock")));
             Assert.False(_store.IsAbandoned("never"));
+        }
+
+        [Fact]
+        public void ADirectoryIsNeverSeenUnlockedWhileItIsMadeOrDeleted()
+        {
+            // Another process reads a sandbox nobody holds as abandoned (its maker died): that must never
+            // be what it sees of one being made or removed.
+            var seen = new List<string>();
+            var until = DateTime.UtcNow.AddSeconds(2);
+            int cycles = 0;
+            var churn = new Thread(() =>
+            {
+                while (DateTime.UtcNow < until)
+                {
+                    using (_store.Reserve("churn"))
+                    {
+                        for (int i = 0; i < 50; i++) File.WriteAllText(Path.Combine(_store.DirectoryOf("churn"), "file" + i), "x");
+                        _store.Delete("churn");
+                    }
+                    cycles++;
+                }
+            });
+            churn.Start();
+            while (churn.IsAlive)
+            {
+                if (_store.IsAbandoned("churn")) lock (seen) seen.Add("abandoned");
+            }
+            churn.Join();
+            Assert.True(cycles > 10);
+            Assert.Empty(seen.Distinct());
+            Assert.Empty(_store.Names());
+            Assert.Empty(Directory.GetDirectories(_store.SandboxesDir));
+        }
+
+        [Fact]
+        public void AReserveThatLosesTheRaceLeavesNoStagingDirectory()
+        {
+            using var first = _store.Reserve("taken");
+            // Past the early check: the directory appears between it and the rename.
+            Assert.Null(_store.Reserve("taken"));
+            Assert.Equal(new[] { "taken" }, Directory.GetDirectories(_store.SandboxesDir).Select(Path.GetFileName));
+        }
+
+        [Fact]
+        public void DeleteClearsHiddenTreesLeftByADeletionThatDied()
+        {
+            using (_store.Reserve("fresh")) { }
+            var old = Path.Combine(_store.SandboxesDir, ".dead.removed-12345678");
+            var recent = Path.Combine(_store.SandboxesDir, ".busy.new-12345678");
+            foreach (var d in new[] { old, recent }) { Directory.CreateDirectory(Path.Combine(d, "root", "x")); File.WriteAllText(Path.Combine(d, ".lock"), ""); }
+            Directory.SetLastWriteTimeUtc(old, DateTime.UtcNow.AddMinutes(-5));
+            _store.Delete("fresh");
+            Assert.False(Directory.Exists(old));
+            Assert.True(Directory.Exists(recent), "a recent one may belong to a create or delete still running");
+            Assert.Empty(_store.Names());
         }
 
         [Fact]

@@ -155,8 +155,11 @@ Describe 'A create that fails half-way on <Backend>' -ForEach @(@{ Backend = 'Ch
 }
 
 Describe 'A sandbox whose record is unreadable on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
-    BeforeAll { $name = New-TestName }
-    AfterAll { Remove-TestSandbox $name }
+    BeforeAll {
+        $name = New-TestName
+        $unwritten = New-TestName
+    }
+    AfterAll { Remove-TestSandbox $name, $unwritten }
     BeforeEach { Assert-BackendOrSkip $Backend }
 
     It 'shows State Missing, says its record is unreadable, and Remove ends its processes and cleans it' {
@@ -172,5 +175,14 @@ Describe 'A sandbox whose record is unreadable on <Backend>' -ForEach @(@{ Backe
         @(Get-AgentSandbox "$name*").Count | Should -Be 0
         Get-SandboxLeftovers -Name $name -Id $sb.Id | Should -BeNullOrEmpty
         Get-HostPidsByMarker -Marker $marker | Should -BeNullOrEmpty
+    }
+
+    It 'a sandbox whose record is gone (its maker died first) shows State Missing and Remove cleans it' {
+        $sb = New-AgentSandbox -Name $unwritten -Backend $Backend
+        Remove-Item -LiteralPath "$($sb.Location)/sandbox.json"
+        (Get-AgentSandbox -Name $unwritten).State | Should -Be 'Missing'
+        Remove-AgentSandbox -Name $unwritten -Force
+        @(Get-AgentSandbox "$unwritten*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $unwritten -Id $sb.Id | Should -BeNullOrEmpty
     }
 }

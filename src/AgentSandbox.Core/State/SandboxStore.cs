@@ -42,13 +42,35 @@ namespace AgentSandbox.State
             Native.MakeDirectory(SandboxesDir, 0x1c0 /* 0700: other users must not reach sandbox trees */);
         }
 
-        /// <summary>Claims the name atomically; the returned lock is held while the sandbox is made.</summary>
+        /// <summary>
+        /// Claims the name atomically; the returned lock is held while the sandbox is made. The directory
+        /// appears under its name with its lock file already held, so no other process ever sees it unlocked.
+        /// </summary>
         public IDisposable? Reserve(string name)
         {
             EnsureRoot();
-            if (!Native.MakeDirectory(DirectoryOf(name), 0x1c0)) return null;
-            return Lock(name);
+            if (Directory.Exists(DirectoryOf(name))) return null;
+            var staging = HiddenPath(name, "new");
+            Native.MakeDirectory(staging, 0x1c0);
+            var held = Native.LockFile(Path.Combine(staging, LockName));
+            try
+            {
+                if (Native.RenameDirectoryToFreeName(staging, DirectoryOf(name))) return held;
+            }
+            catch
+            {
+                held.Dispose();
+                FileTree.TryDeleteTree(staging);
+                throw;
+            }
+            held.Dispose();
+            FileTree.TryDeleteTree(staging);
+            return null;
         }
+
+        /// <summary>A name beside the sandboxes that no sandbox can have (names never start with '.').</summary>
+        private string HiddenPath(string name, string purpose) =>
+            Path.Combine(SandboxesDir, $".{name}.{purpose}-{Guid.NewGuid().ToString("N").Substring(0, 8)}");
 
         public IDisposable Lock(string name) => Native.LockFile(Path.Combine(DirectoryOf(name), LockName));
 
@@ -85,26 +107,59 @@ namespace AgentSandbox.State
         public IEnumerable<string> Names()
         {
             if (!Directory.Exists(SandboxesDir)) return Enumerable.Empty<string>();
-            return Directory.GetDirectories(SandboxesDir).Select(Path.GetFileName).Where(n => n != null)!
+            return Directory.GetDirectories(SandboxesDir).Select(Path.GetFileName).Where(n => n != null && !n.StartsWith("."))!
                 .OrderBy(n => n, StringComparer.Ordinal)!;
         }
 
         /// <summary>
-        /// True when the sandbox's lock file is there and no process holds it: whoever made the directory
-        /// died before writing the record. Without its lock file the directory is being deleted.
+        /// True when no process holds the sandbox's lock: whoever made it died before writing the record.
+        /// A directory appears under its name already locked and leaves it before it is deleted, so one
+        /// being made or removed never reads as abandoned.
         /// </summary>
         public bool IsAbandoned(string name)
         {
-            using var held = Native.TryLockExistingFile(Path.Combine(DirectoryOf(name), LockName));
+            var sandboxes = Native.RealPath(SandboxesDir);
+            if (sandboxes == null) return false;
+            using var held = Native.TryLockExistingFile(Path.Combine(sandboxes, name, LockName));
             return held != null;
         }
 
         public bool HasRecord(string name) => File.Exists(Path.Combine(DirectoryOf(name), RecordFile));
 
+        /// <summary>
+        /// Deletes the sandbox's directory: first it leaves its name (at once, for every other process),
+        /// then the tree goes. Trees left by a deletion that died are deleted by later ones.
+        /// </summary>
         public void Delete(string name)
         {
             var dir = DirectoryOf(name);
-            if (Directory.Exists(dir)) FileTree.DeleteTree(dir);
+            if (Directory.Exists(dir))
+            {
+                // Deleting through a mount would delete what it shows: refuse before the name goes.
+                FileTree.RefuseIfMounted(dir);
+                var doomed = HiddenPath(name, "removed");
+                Native.Rename(dir, doomed);
+                FileTree.DeleteTree(doomed);
+            }
+            DeleteAbandonedHiddenTrees();
+        }
+
+        private static readonly TimeSpan HiddenTreePatience = TimeSpan.FromMinutes(1);
+
+        /// <summary>Hidden trees nobody holds, older than any live create or delete could make them.</summary>
+        private void DeleteAbandonedHiddenTrees()
+        {
+            var sandboxes = Native.RealPath(SandboxesDir) ?? SandboxesDir;
+            foreach (var dir in Directory.GetDirectories(sandboxes, ".*"))
+            {
+                if (DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) < HiddenTreePatience) continue;
+                var lockPath = Path.Combine(dir, LockName);
+                using (var held = Native.TryLockExistingFile(lockPath))
+                {
+                    if (held == null && File.Exists(lockPath)) continue;
+                }
+                FileTree.TryDeleteTree(dir);
+            }
         }
     }
 }
