@@ -186,3 +186,40 @@ Describe 'A sandbox whose record is unreadable on <Backend>' -ForEach @(@{ Backe
         Get-SandboxLeftovers -Name $unwritten -Id $sb.Id | Should -BeNullOrEmpty
     }
 }
+
+Describe 'A user other than root' {
+    BeforeAll {
+        # Copies anyone can run: PowerShell and the module may live where only root can reach them (under /root).
+        $scratch = Join-Path ([IO.Path]::GetTempPath()) "pt-nonroot-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $null = New-Item -ItemType Directory -Path "$scratch/home"
+        Copy-Item $PSHOME "$scratch/pwsh" -Recurse
+        Copy-Item (Split-Path (Get-TestModulePath)) "$scratch/module" -Recurse
+        chmod -R a+rX $scratch
+        chown 65534:65534 "$scratch/home"
+        $hostProgram = [Diagnostics.Process]::GetCurrentProcess().MainModule.FileName
+        [string[]] $shell = if ([IO.Path]::GetFileNameWithoutExtension($hostProgram) -eq 'dotnet') { $hostProgram, "$scratch/pwsh/pwsh.dll" } else { , "$scratch/pwsh/pwsh" }
+
+        function Invoke-AsNobody([string] $Script) {
+            $module = Join-Path "$scratch/module" (Split-Path (Get-TestModulePath) -Leaf)
+            $out = & setpriv --reuid=65534 --regid=65534 --clear-groups env "HOME=$scratch/home" "DOTNET_CLI_HOME=$scratch/home" @shell `
+                -NoProfile -NonInteractive -Command "Import-Module '$module'; $Script" 2>&1
+            [pscustomobject]@{ ExitCode = $LASTEXITCODE; Out = @($out | ForEach-Object { "$_" }) }
+        }
+    }
+    AfterAll { Remove-Item $scratch -Recurse -Force -ErrorAction Ignore }
+
+    It 'Get-AgentSandboxBackend says the Linux backends need root, and why, instead of failing' {
+        $r = Invoke-AsNobody "Get-AgentSandboxBackend | Where-Object Name -in 'Chroot', 'Nspawn' | ForEach-Object { `"`$(`$_.Name) `$(`$_.Available) `$(`$_.Reason)`" }"
+        $r.ExitCode | Should -Be 0 -Because ($r.Out -join "`n")
+        $r.Out | Should -Contain 'Chroot False must run as root (sudo pwsh)'
+        $r.Out | Should -Contain 'Nspawn False must run as root (sudo pwsh)'
+    }
+
+    It 'Get-AgentSandbox warns that listing needs root; New-AgentSandbox is BackendUnavailable' {
+        $r = Invoke-AsNobody ("`$null = Get-AgentSandbox -WarningVariable w -WarningAction SilentlyContinue -ErrorAction Stop; `$w | ForEach-Object { `"warning: `$_`" }; " +
+            "try { `$null = New-AgentSandbox -Name pt-nonroot -Backend Chroot -ErrorAction Stop } catch { `$_.FullyQualifiedErrorId }")
+        $r.ExitCode | Should -Be 0 -Because ($r.Out -join "`n")
+        $r.Out | Should -Contain 'warning: Chroot sandboxes cannot be listed: that needs root (sudo pwsh).'
+        $r.Out | Where-Object { $_ -like 'BackendUnavailable,*' } | Should -Not -BeNullOrEmpty -Because ($r.Out -join "`n")
+    }
+}

@@ -82,6 +82,10 @@ namespace AgentSandbox.Backends
 
         public IEnumerable<Sandbox> List()
         {
+            // The state directory is root's alone: say so, rather than fail on it or list nothing silently.
+            if (HostTools.IsLinux && !Native.IsRoot)
+                throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
+                    $"{Name} sandboxes cannot be listed: that needs root (sudo pwsh).", Name);
             foreach (var name in Store.Names())
             {
                 var s = Load(name);
