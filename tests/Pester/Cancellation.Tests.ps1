@@ -73,3 +73,35 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
         Invoke-InSandbox -InputObject $sb -Command 'echo after-stop' | Should -Be 'after-stop'
     }
 }
+
+Describe 'Stopping New-AgentSandbox (Ctrl+C) on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll { $names = 0, 25, 50, 75, 100, 150, 200 | ForEach-Object { @{ Delay = $_; Name = New-TestName } } }
+    AfterAll { Remove-TestSandbox $names.Name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'leaves nothing behind, whenever it comes; a create it came too late for leaves a running sandbox' {
+        $stopped = 0
+        foreach ($case in $names) {
+            $ps = [PowerShell]::Create()
+            try {
+                $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; New-AgentSandbox -Name '$($case.Name)' -Backend $Backend -Memory 64MB")
+                $null = $ps.BeginInvoke()
+                Start-Sleep -Milliseconds $case.Delay
+                # Stop() returns once the pipeline has ended: the create has finished or been undone.
+                $ps.Stop()
+                $state = $ps.InvocationStateInfo.State
+            }
+            finally { $ps.Dispose() }
+            if ($state -eq 'Stopped') {
+                $stopped++
+                @(Get-AgentSandbox "$($case.Name)*").Count | Should -Be 0 -Because "stopped after $($case.Delay) ms"
+                Get-SandboxLeftovers -Name $case.Name | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
+                Get-HostPidsByMarker -Marker "sandboxes/$($case.Name)/" | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
+            }
+            else {
+                (Get-AgentSandbox -Name $case.Name).State | Should -Be 'Running' -Because "the create finished within $($case.Delay) ms"
+            }
+        }
+        $stopped | Should -BeGreaterThan 0
+    }
+}

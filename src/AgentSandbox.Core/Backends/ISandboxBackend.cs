@@ -74,4 +74,23 @@ namespace AgentSandbox.Backends
         public void Milestone(string message) { }
         public void Progress(string activity, string status, int percent) { }
     }
+
+    /// <summary>Progress that cannot fail the work it reports on (a stopped pipeline throws on every write).</summary>
+    internal sealed class TolerantProgress : IProgressSink
+    {
+        private readonly IProgressSink _inner;
+        public TolerantProgress(IProgressSink inner) { _inner = inner; }
+
+        public void Milestone(string message)
+        {
+            try { _inner.Milestone(message); }
+            catch (Exception) { }
+        }
+
+        public void Progress(string activity, string status, int percent)
+        {
+            try { _inner.Progress(activity, status, percent); }
+            catch (Exception) { }
+        }
+    }
 }

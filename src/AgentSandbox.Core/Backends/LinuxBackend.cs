@@ -135,6 +135,8 @@ namespace AgentSandbox.Backends
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
             EnsureAvailable();
+            // The token ends a create (Ctrl+C); a stopped pipeline's sink throws instead, and must not cut the undoing short.
+            progress = new TolerantProgress(progress);
             using var claim = Store.Reserve(spec.Name)
                 ?? throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                     $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);
@@ -150,6 +152,8 @@ namespace AgentSandbox.Backends
                 progress.Milestone($"Starting sandbox '{s.Name}'");
                 StartCore(s, progress);
                 Store.Save(s);
+                // Stopped while it started: a sandbox nobody will receive is undone too.
+                cancellation.ThrowIfCancellationRequested();
                 s.State = SandboxState.Running;
                 return s;
             }
@@ -176,6 +180,7 @@ namespace AgentSandbox.Backends
 
         public void Start(Sandbox sandbox, IProgressSink progress)
         {
+            progress = new TolerantProgress(progress);
             using var held = Store.Lock(sandbox.Name);
             var s = Reload(sandbox);
             if (s.State == SandboxState.Missing) throw Missing(s);
@@ -196,6 +201,7 @@ namespace AgentSandbox.Backends
 
         public void Stop(Sandbox sandbox, IProgressSink progress)
         {
+            progress = new TolerantProgress(progress);
             using var held = Store.Lock(sandbox.Name);
             var s = Reload(sandbox);
             try
@@ -212,6 +218,8 @@ namespace AgentSandbox.Backends
 
         public void Remove(Sandbox sandbox, IProgressSink progress)
         {
+            // Once begun, a removal finishes: half of one is worse than none.
+            progress = new TolerantProgress(progress);
             using (var held = Store.Lock(sandbox.Name))
             {
                 Sandbox s;
