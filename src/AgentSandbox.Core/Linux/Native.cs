@@ -219,7 +219,6 @@ namespace AgentSandbox.Linux
             return new FdLock(fd);
         }
 
-
         /// <summary>
         /// The lock on an existing file, or null at once when another process holds it, the file does
         /// not exist (it is never created: it may be in a directory being deleted), or it left the path

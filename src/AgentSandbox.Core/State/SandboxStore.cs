@@ -53,19 +53,17 @@ namespace AgentSandbox.State
             var staging = HiddenPath(name, "new");
             Native.MakeDirectory(staging, 0x1c0);
             var held = Native.LockFile(Path.Combine(staging, LockName));
-            try
+            bool placed = false;
+            try { placed = Native.RenameDirectoryToFreeName(staging, DirectoryOf(name)); }
+            finally
             {
-                if (Native.RenameDirectoryToFreeName(staging, DirectoryOf(name))) return held;
+                if (!placed)
+                {
+                    held.Dispose();
+                    FileTree.TryDeleteTree(staging);
+                }
             }
-            catch
-            {
-                held.Dispose();
-                FileTree.TryDeleteTree(staging);
-                throw;
-            }
-            held.Dispose();
-            FileTree.TryDeleteTree(staging);
-            return null;
+            return placed ? held : null;
         }
 
         /// <summary>A name beside the sandboxes that no sandbox can have (names never start with '.').</summary>
