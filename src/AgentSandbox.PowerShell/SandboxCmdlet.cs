@@ -27,7 +27,12 @@ namespace AgentSandbox.PowerShell
             if (Environment.GetEnvironmentVariable(LazySweepVariable) == "0" || WhatIfInEffect()) return;
             IReadOnlyList<string> report;
             try { report = Manager.SweepExpired(); }
-            catch (SandboxException e) { WriteWarning("Removing expired sandboxes failed: " + e.Message); return; }
+            // Tidying up must never fail what the user asked for.
+            catch (Exception e) when (e is SandboxException || e is System.IO.IOException || e is UnauthorizedAccessException)
+            {
+                WriteWarning("Removing expired sandboxes failed: " + e.Message);
+                return;
+            }
             foreach (var line in report)
                 if (line.StartsWith("Removed", StringComparison.Ordinal)) WriteVerbose(line); else WriteWarning(line);
         }

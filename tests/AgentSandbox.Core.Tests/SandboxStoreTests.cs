@@ -254,18 +254,18 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
-        public void IsBusyWhileAnotherHolderHasTheLock()
+        public void IsAbandonedOnlyWhileNoHolderHasTheLock()
         {
             var held = _store.Reserve("locked");
-            Assert.True(_store.IsBusy("locked"));
+            Assert.False(_store.IsAbandoned("locked"));
             held!.Dispose();
-            Assert.False(_store.IsBusy("locked"));
-            using (_store.Lock("locked")) Assert.True(_store.IsBusy("locked"));
-            Assert.False(_store.IsBusy("locked"));
+            Assert.True(_store.IsAbandoned("locked"));
+            using (_store.Lock("locked")) Assert.False(_store.IsAbandoned("locked"));
+            Assert.True(_store.IsAbandoned("locked"));
         }
 
         [Fact]
-        public void IsBusyWhileAnotherProcessHoldsTheLock()
+        public void IsNotAbandonedWhileAnotherProcessHoldsTheLock()
         {
             using (_store.Reserve("byproc")) { }
             var lockFile = Path.Combine(_store.DirectoryOf("byproc"), ".lock");
@@ -274,16 +274,99 @@ namespace AgentSandbox.Core.Tests
             try
             {
                 Assert.Equal("held", p.StandardOutput.ReadLine());
-                Assert.True(_store.IsBusy("byproc"));
+                Assert.False(_store.IsAbandoned("byproc"));
             }
             finally { p.Kill(true); p.WaitForExit(); }
-            Assert.False(_store.IsBusy("byproc"));
+            Assert.True(_store.IsAbandoned("byproc"));
         }
 
         [Fact]
-        public void IsBusyIsFalseWithoutALockFile()
+        public void IsAbandonedNeverMakesALockFile()
         {
-            Assert.False(_store.IsBusy("never"));
+            Directory.CreateDirectory(_store.DirectoryOf("bare"));
+            Assert.False(_store.IsAbandoned("bare"));
+            Assert.False(File.Exists(Path.Combine(_store.DirectoryOf("bare"), ".lock")));
+            Assert.False(_store.IsAbandoned("never"));
+        }
+
+        [Fact]
+        public void ADirectoryIsNeverSeenUnlockedWhileItIsMadeOrDeleted()
+        {
+            // Another process reads a sandbox nobody holds as abandoned (its maker died): that must never
+            // be what it sees of one being made or removed.
+            var seen = new List<string>();
+            var until = DateTime.UtcNow.AddSeconds(2);
+            int cycles = 0;
+            var churn = new Thread(() =>
+            {
+                while (DateTime.UtcNow < until)
+                {
+                    using (_store.Reserve("churn"))
+                    {
+                        for (int i = 0; i < 50; i++) File.WriteAllText(Path.Combine(_store.DirectoryOf("churn"), "file" + i), "x");
+                        _store.Delete("churn");
+                    }
+                    cycles++;
+                }
+            });
+            churn.Start();
+            while (churn.IsAlive)
+            {
+                if (_store.IsAbandoned("churn")) lock (seen) seen.Add("abandoned");
+            }
+            churn.Join();
+            Assert.True(cycles > 10);
+            Assert.Empty(seen.Distinct());
+            Assert.Empty(_store.Names());
+            Assert.Empty(Directory.GetDirectories(_store.SandboxesDir));
+        }
+
+        [Fact]
+        public void AReserveThatLosesTheRaceLeavesNoStagingDirectory()
+        {
+            using var first = _store.Reserve("taken");
+            // Past the early check: the directory appears between it and the rename.
+            Assert.Null(_store.Reserve("taken"));
+            Assert.Equal(new[] { "taken" }, Directory.GetDirectories(_store.SandboxesDir).Select(Path.GetFileName));
+        }
+
+        [Fact]
+        public void DeleteClearsHiddenTreesLeftByADeletionThatDied()
+        {
+            using (_store.Reserve("fresh")) { }
+            var old = Path.Combine(_store.SandboxesDir, ".dead.removed-12345678");
+            var recent = Path.Combine(_store.SandboxesDir, ".busy.new-12345678");
+            foreach (var d in new[] { old, recent }) { Directory.CreateDirectory(Path.Combine(d, "root", "x")); File.WriteAllText(Path.Combine(d, ".lock"), ""); }
+            Directory.SetLastWriteTimeUtc(old, DateTime.UtcNow.AddMinutes(-5));
+            _store.Delete("fresh");
+            Assert.False(Directory.Exists(old));
+            Assert.True(Directory.Exists(recent), "a recent one may belong to a create or delete still running");
+            Assert.Empty(_store.Names());
+        }
+
+        [Fact]
+        public void LoadWhileAnotherThreadRemovesTheSandboxIsTheRecordOrNull()
+        {
+            var errors = new List<string>();
+            int records = 0;
+            var until = DateTime.UtcNow.AddSeconds(2);
+            var remover = new Thread(() =>
+            {
+                while (DateTime.UtcNow < until)
+                {
+                    using (_store.Reserve("churn")) _store.Save(Full("churn"));
+                    _store.Delete("churn");
+                }
+            });
+            remover.Start();
+            while (remover.IsAlive)
+            {
+                try { if (_store.Load("churn") != null) records++; }
+                catch (Exception e) { lock (errors) errors.Add(e.GetType().Name + ": " + e.Message); }
+            }
+            remover.Join();
+            Assert.True(records > 0, "the loads saw the record at times");
+            Assert.Empty(errors.Distinct());
         }
 
         [Fact]

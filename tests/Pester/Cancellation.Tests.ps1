@@ -25,7 +25,8 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
     It '-TimeoutSec kills the command and every process it started' {
         $marker = New-SleepMarker
         $watch = [Diagnostics.Stopwatch]::StartNew()
-        $r = Invoke-InSandbox -InputObject $sb -Command "sleep $marker & sleep $marker & wait" -TimeoutSec 2 -PassThru `
+        # The second sleep is orphaned (its parent exits at once): the tree is what the command started, not only its children.
+        $r = Invoke-InSandbox -InputObject $sb -Command "sleep $marker & (sleep $marker &); wait" -TimeoutSec 2 -PassThru `
             -ErrorVariable failure -ErrorAction SilentlyContinue
         $watch.Elapsed.TotalSeconds | Should -BeLessThan 15
         $watch.Elapsed.TotalSeconds | Should -BeGreaterOrEqual 1.9
@@ -56,7 +57,7 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
         $marker = New-SleepMarker
         $ps = [PowerShell]::Create()
         try {
-            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep $marker & sleep $marker & wait; echo finished'")
+            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep $marker & (sleep $marker &); wait; echo finished'")
             $async = $ps.BeginInvoke()
             Wait-Until { @(Get-HostPidsByMarker -Marker $marker).Count -ge 3 } 20 | Should -BeTrue -Because 'the shell and both sleeps start'
             $watch = [Diagnostics.Stopwatch]::StartNew()
@@ -70,5 +71,37 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
             Get-HostPidsByMarker -Marker $marker | ForEach-Object { Stop-Process -Id $_ -Force -ErrorAction Ignore }
         }
         Invoke-InSandbox -InputObject $sb -Command 'echo after-stop' | Should -Be 'after-stop'
+    }
+}
+
+Describe 'Stopping New-AgentSandbox (Ctrl+C) on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll { $names = 0, 25, 50, 75, 100, 150, 200 | ForEach-Object { @{ Delay = $_; Name = New-TestName } } }
+    AfterAll { Remove-TestSandbox $names.Name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'leaves nothing behind, whenever it comes; a create it came too late for leaves a running sandbox' {
+        $stopped = 0
+        foreach ($case in $names) {
+            $ps = [PowerShell]::Create()
+            try {
+                $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; New-AgentSandbox -Name '$($case.Name)' -Backend $Backend -Memory 64MB")
+                $null = $ps.BeginInvoke()
+                Start-Sleep -Milliseconds $case.Delay
+                # Stop() returns once the pipeline has ended: the create has finished or been undone.
+                $ps.Stop()
+                $state = $ps.InvocationStateInfo.State
+            }
+            finally { $ps.Dispose() }
+            if ($state -eq 'Stopped') {
+                $stopped++
+                @(Get-AgentSandbox "$($case.Name)*").Count | Should -Be 0 -Because "stopped after $($case.Delay) ms"
+                Get-SandboxLeftovers -Name $case.Name | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
+                Get-HostPidsByMarker -Marker "sandboxes/$($case.Name)/" | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
+            }
+            else {
+                (Get-AgentSandbox -Name $case.Name).State | Should -Be 'Running' -Because "the create finished within $($case.Delay) ms"
+            }
+        }
+        $stopped | Should -BeGreaterThan 0
     }
 }

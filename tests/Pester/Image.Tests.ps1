@@ -92,3 +92,22 @@ Describe 'Images that cannot be used on <Backend>' -ForEach @(@{ Backend = 'Chro
         $sb.State | Should -Be 'Running'
     }
 }
+
+Describe 'The default root on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'is made of the host system directories themselves, bound in rather than copied' {
+        $sb.Image | Should -BeNullOrEmpty
+        Invoke-InSandbox -InputObject $sb -Command 'stat -c %d:%i /usr/bin /usr/lib' | Should -Be @(stat -c '%d:%i' /usr/bin /usr/lib)
+        # Stopped, it holds no binds: what is left on disk is the sandbox's own small part.
+        Stop-AgentSandbox -Name $name
+        [long]((du -sk $sb.Location) -split '\s+')[0] | Should -BeLessThan 5120 -Because 'the host root is not copied'
+        Start-AgentSandbox -Name $name
+        Invoke-InSandbox -InputObject $sb -Command 'ls /usr/bin/env' | Should -Be '/usr/bin/env'
+    }
+}

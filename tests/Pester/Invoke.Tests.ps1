@@ -196,6 +196,15 @@ Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = '
         (stat -c %u "$workspace/by-agent") | Should -Not -Be '0'
     }
 
+    It 'the default user has no capabilities and runs with no_new_privs' {
+        $status = Invoke-InSandbox -InputObject $sb -Command 'grep -E "^(CapEff|CapPrm|NoNewPrivs):" /proc/self/status'
+        $fields = @{}
+        foreach ($line in $status) { $k, $v = $line -split ':\s+', 2; $fields[$k] = $v }
+        $fields['CapEff'] | Should -Match '^0+$'
+        $fields['CapPrm'] | Should -Match '^0+$'
+        $fields['NoNewPrivs'] | Should -Be '1' -Because 'a setuid program must not give the agent more rights'
+    }
+
     It 'an unknown -User is InvalidUser' {
         { Invoke-InSandbox -InputObject $sb -Command 'true' -User 'no-such-user' -ErrorAction Stop } |
             Should -Throw -ErrorId 'InvalidUser*'
@@ -223,6 +232,19 @@ Describe 'Root in a user namespace (Nspawn)' {
         Invoke-InSandbox -InputObject $sb -Command 'touch /workspace/by-root' -User root
         $LASTEXITCODE | Should -Be 0
         [long](stat -c %u "$($sb.Location)/root/workspace/by-root") | Should -Be ([long]$map[1])
+    }
+
+    It 'the backend and the sandbox say which protection holds, and it does' {
+        $sb.Privilege | Should -Be (Get-AgentSandboxBackend Nspawn).Privilege
+        if ($sb.Privilege -eq 'UserNamespace') {
+            $map = (Invoke-InSandbox -InputObject $sb -Command 'cat /proc/self/uid_map') -split '\s+' | Where-Object { $_ }
+            $map[1] | Should -Not -Be '0' -Because 'ids inside map to unprivileged host ids'
+        }
+        else {
+            $sb.Privilege | Should -Be 'UnprivilegedUser'
+            { Invoke-InSandbox -InputObject $sb -Command 'true' -User root -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidUser*'
+            Invoke-InSandbox -InputObject $sb -Command 'grep ^CapBnd: /proc/self/status' | Should -Match '^CapBnd:\s+0+$'
+        }
     }
 }
 

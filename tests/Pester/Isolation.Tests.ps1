@@ -44,6 +44,16 @@ Describe 'Process isolation' {
         $init | Should -Match '^Seccomp:\s+2$' -Because "nspawn's own init has its filter"
     }
 
+    It 'Nspawn commands enter one long-lived container rather than starting one each' {
+        Assert-BackendOrSkip Nspawn
+        $marker = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $first = Invoke-InSandbox -InputObject $n -Command "sleep $marker > /dev/null 2>&1 & cut -d' ' -f22 /proc/1/stat"
+        $second = Invoke-InSandbox -InputObject $n -Command "cut -d' ' -f22 /proc/1/stat; ps -eo args= | grep -c '^sleep $marker'"
+        $second[0] | Should -Be $first -Because 'PID 1 is the same process for both commands'
+        $second[1] | Should -Be '1' -Because 'what one command left running is there for the next'
+        @(Get-HostPidsByMarker -Marker "--machine=agentsandbox-$($n.Id)").Count | Should -Be 1 -Because 'one systemd-nspawn runs for the sandbox'
+    }
+
     It 'Nspawn has its own hostname' {
         Assert-BackendOrSkip Nspawn
         (Get-AgentSandboxBackend Nspawn).Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]::Hostname)
@@ -118,6 +128,10 @@ Describe 'Filesystem isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' },
         # World-writable, so that only the mount mode decides whether the sandbox may write.
         $ro = "/tmp/pt-ro-$tag"; $rw = "/tmp/pt-rw-$tag"
         foreach ($d in $ro, $rw) { $null = New-Item -ItemType Directory -Path $d; chmod 0777 $d; Set-Content "$d/data.txt" "in-$(Split-Path $d -Leaf)"; chmod 0666 "$d/data.txt" }
+        foreach ($d in $ro, $rw) { $null = New-Item -ItemType Directory -Path "$d/owned"; chown 4242:4343 "$d/owned" }
+        # Taken before the sandbox exists: its start is when a chown would happen.
+        $owners = @{}
+        foreach ($p in "$ro/owned", "$rw/owned", '/usr', '/usr/bin', '/etc/ssl') { $owners[$p] = stat -c '%u:%g' $p }
         $sb = if (Test-BackendAvailable $Backend) {
             New-AgentSandbox -Name $name -Backend $Backend -Mount "$($ro):/workspace/ro", @{ Source = $rw; Destination = '/workspace/rw'; ReadWrite = $true }
         }
@@ -158,6 +172,13 @@ Describe 'Filesystem isolation on <Backend>' -ForEach @(@{ Backend = 'Chroot' },
         (Invoke-InSandbox -InputObject $sb -Command "touch /usr/pt-$tag" -User root -PassThru).ExitCode | Should -BeGreaterThan 0
         Test-Path "/usr/pt-$tag" | Should -BeFalse
         Remove-Item "/usr/pt-$tag" -ErrorAction Ignore
+    }
+
+    It 'host directories bound in keep their owners (nothing of the host is chowned)' {
+        # The sources are owned by ids no sandbox maps to, so a chown to the container's range would show.
+        $paths = "$ro/owned", "$rw/owned", '/usr', '/usr/bin', '/etc/ssl'
+        Invoke-InSandbox -InputObject $sb -Command 'ls /workspace/ro /workspace/rw > /dev/null'
+        foreach ($p in $paths) { (stat -c '%u:%g' $p) | Should -Be $owners[$p] -Because "$p belongs to the host" }
     }
 
     It 'a read-only -Mount can be read but not written' {

@@ -26,7 +26,7 @@ Describe 'Memory limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Back
         # The pipeline's status is tail's: killed (137) rather than 0.
         $r = Invoke-InSandbox -InputObject $sb -Command 'head -c 200m /dev/zero | tail > /dev/null' -TimeoutSec 60 -PassThru
         $r.TimedOut | Should -BeFalse
-        $r.ExitCode | Should -BeGreaterThan 0
+        $r.ExitCode | Should -Be 137 -Because 'the kernel killed the hog (SIGKILL) at the limit'
     }
 
     It 'the sandbox still runs and answers the next command' {
@@ -71,5 +71,36 @@ Describe 'Process limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Bac
         Get-HostPidsByMarker -Marker $marker | Should -BeNullOrEmpty
         Start-AgentSandbox -Name $name
         Invoke-InSandbox -InputObject $sb -Command 'echo usable' | Should -Be 'usable'
+    }
+
+    It 'a recursive fork bomb is held at the limit while it runs, the host stays responsive, and its timeout ends it' {
+        $dir = Get-SandboxCgroupDir -Name $name -Controller pids -Backend $Backend
+        $before = [int](Get-Content "$dir/pids.current")
+        $ps = [PowerShell]::Create()
+        try {
+            # The classic bomb (every shell starts two more); the sleep keeps the command going until its timeout.
+            $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep 300 & bomb() { bomb | bomb & }; bomb; wait' -TimeoutSec 10 -PassThru -ErrorAction SilentlyContinue")
+            $async = $ps.BeginInvoke()
+            $peak = 0
+            $slowest = 0
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            while ($watch.Elapsed.TotalSeconds -lt 5) {
+                $peak = [Math]::Max($peak, [int](Get-Content "$dir/pids.current"))
+                $slowest = [Math]::Max($slowest, (Measure-Command { $null = & /bin/sh -c 'echo host-ok' }).TotalSeconds)
+                Start-Sleep -Milliseconds 100
+            }
+            $peak | Should -BeLessOrEqual $limit
+            $slowest | Should -BeLessThan 3 -Because 'the host starts a process at once while the bomb runs'
+            $async.AsyncWaitHandle.WaitOne(60000) | Should -BeTrue
+            $result = $ps.EndInvoke($async)
+            $result.TimedOut | Should -BeTrue
+            $result.StdErr | Should -Match 'fork' -Because 'the shells were refused new processes'
+        }
+        finally { $ps.Dispose() }
+        # Killed processes leave the count a moment after they are gone.
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        while ([int](Get-Content "$dir/pids.current") -gt $before -and $watch.Elapsed.TotalSeconds -lt 10) { Start-Sleep -Milliseconds 100 }
+        [int](Get-Content "$dir/pids.current") | Should -BeLessOrEqual $before -Because 'every process of the bomb was killed'
+        Invoke-InSandbox -InputObject $sb -Command 'echo alive' | Should -Be 'alive'
     }
 }

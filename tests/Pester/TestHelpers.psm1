@@ -155,7 +155,8 @@ function Get-MountsUnder {
 function Get-SandboxLeftovers {
     <#
     What a removed (or never made) sandbox must not leave: its state directory, a cgroup directory
-    in any hierarchy, mounts under its directory, processes of its nspawn machine. Returns descriptions.
+    in any hierarchy, mounts under its directory, processes and the /run directory of its nspawn machine.
+    Returns descriptions.
     #>
     param([Parameter(Mandatory)] [string] $Name, [string] $Id, [string[]] $Volume = @())
     $dir = Get-SandboxStateDir -Name $Name
@@ -167,7 +168,12 @@ function Get-SandboxLeftovers {
         }
     }
     foreach ($m in Get-MountsUnder -Path $dir) { $left.Add("mount $m") }
-    if ($Id) { foreach ($p in Get-HostPidsByMarker -Marker "agentsandbox-$Id") { $left.Add("process $p") } }
+    if ($Id) {
+        foreach ($p in Get-HostPidsByMarker -Marker "agentsandbox-$Id") { $left.Add("process $p") }
+        # What systemd-nspawn makes for a container outside the sandbox's directory.
+        $propagate = "/run/systemd/nspawn/propagate/agentsandbox-$Id"
+        if (Test-Path -LiteralPath $propagate) { $left.Add("directory $propagate") }
+    }
     # Docker: a container of that name (any), and the volumes the container had.
     if ($script:HasDocker) {
         foreach ($c in & docker ps -a -q --filter "name=^/$Name`$" 2>$null) { if ($c) { $left.Add("container $c") } }

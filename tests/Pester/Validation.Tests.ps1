@@ -166,3 +166,100 @@ Describe 'Cmdlets that change something' {
         $parameters.Keys | Should -Contain 'Confirm'
     }
 }
+
+Describe 'A create that fails half-way on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $file = "/tmp/pt-file-$name"
+        Set-Content -Path $file -Value 'a file'
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        Remove-Item $file -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a file mounted on a directory fails after the cgroup and mounts are made, says why, and leaves nothing behind' {
+        # /tmp exists in every root as a directory, so this fails only once the sandbox is being started.
+        { New-AgentSandbox -Name $name -Backend $Backend -Mount "$($file):/tmp" -ErrorAction Stop } |
+            Should -Throw -ErrorId 'SandboxCreateFailed*' -ExpectedMessage "*$file*/tmp*"
+        @(Get-AgentSandbox "$name*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+        Get-HostPidsByMarker -Marker "sandboxes/$name/" | Should -BeNullOrEmpty -Because 'no process of the sandbox is left'
+    }
+
+    It 'the name is free again afterwards' {
+        $sb = New-AgentSandbox -Name $name -Backend $Backend -Mount "$($file):/workspace/file.txt"
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/file.txt' | Should -Be 'a file'
+    }
+}
+
+Describe 'A sandbox whose record is unreadable on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+    BeforeAll {
+        $name = New-TestName
+        $unwritten = New-TestName
+    }
+    AfterAll { Remove-TestSandbox $name, $unwritten }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'shows State Missing, says its record is unreadable, and Remove ends its processes and cleans it' {
+        $sb = New-AgentSandbox -Name $name -Backend $Backend
+        $marker = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        Invoke-InSandbox -InputObject $sb -Command "sleep $marker > /dev/null 2>&1 &"
+        @(Get-HostPidsByMarker -Marker $marker).Count | Should -BeGreaterThan 0
+        Set-Content -LiteralPath "$($sb.Location)/sandbox.json" -Value '{"Name":'
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Missing'
+        { Invoke-InSandbox -Name $name -Command 'true' -ErrorAction Stop } |
+            Should -Throw -ErrorId 'SandboxMissing*' -ExpectedMessage '*no readable record*'
+        Remove-AgentSandbox -Name $name -Force
+        @(Get-AgentSandbox "$name*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $name -Id $sb.Id | Should -BeNullOrEmpty
+        Get-HostPidsByMarker -Marker $marker | Should -BeNullOrEmpty
+    }
+
+    It 'a sandbox whose record is gone (its maker died first) shows State Missing and Remove cleans it' {
+        $sb = New-AgentSandbox -Name $unwritten -Backend $Backend
+        Remove-Item -LiteralPath "$($sb.Location)/sandbox.json"
+        (Get-AgentSandbox -Name $unwritten).State | Should -Be 'Missing'
+        Remove-AgentSandbox -Name $unwritten -Force
+        @(Get-AgentSandbox "$unwritten*").Count | Should -Be 0
+        Get-SandboxLeftovers -Name $unwritten -Id $sb.Id | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'A user other than root' {
+    BeforeAll {
+        # Copies anyone can run: PowerShell and the module may live where only root can reach them (under /root).
+        $scratch = Join-Path ([IO.Path]::GetTempPath()) "pt-nonroot-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $null = New-Item -ItemType Directory -Path "$scratch/home"
+        Copy-Item $PSHOME "$scratch/pwsh" -Recurse
+        Copy-Item (Split-Path (Get-TestModulePath)) "$scratch/module" -Recurse
+        chmod -R a+rX $scratch
+        chown 65534:65534 "$scratch/home"
+        $hostProgram = [Diagnostics.Process]::GetCurrentProcess().MainModule.FileName
+        [string[]] $shell = if ([IO.Path]::GetFileNameWithoutExtension($hostProgram) -eq 'dotnet') { $hostProgram, "$scratch/pwsh/pwsh.dll" } else { , "$scratch/pwsh/pwsh" }
+
+        function Invoke-AsNobody([string] $Script) {
+            $module = Join-Path "$scratch/module" (Split-Path (Get-TestModulePath) -Leaf)
+            $out = & setpriv --reuid=65534 --regid=65534 --clear-groups env "HOME=$scratch/home" "DOTNET_CLI_HOME=$scratch/home" @shell `
+                -NoProfile -NonInteractive -Command "Import-Module '$module'; $Script" 2>&1
+            [pscustomobject]@{ ExitCode = $LASTEXITCODE; Out = @($out | ForEach-Object { "$_" }) }
+        }
+    }
+    AfterAll { Remove-Item $scratch -Recurse -Force -ErrorAction Ignore }
+
+    It 'Get-AgentSandboxBackend says the Linux backends need root, and why, instead of failing' {
+        $r = Invoke-AsNobody "Get-AgentSandboxBackend | Where-Object Name -in 'Chroot', 'Nspawn' | ForEach-Object { `"`$(`$_.Name) `$(`$_.Available) `$(`$_.Reason)`" }"
+        $r.ExitCode | Should -Be 0 -Because ($r.Out -join "`n")
+        $r.Out | Should -Contain 'Chroot False must run as root (sudo pwsh)'
+        $r.Out | Should -Contain 'Nspawn False must run as root (sudo pwsh)'
+    }
+
+    It 'Get-AgentSandbox warns that listing needs root; New-AgentSandbox is BackendUnavailable' {
+        $r = Invoke-AsNobody ("`$null = Get-AgentSandbox -WarningVariable w -WarningAction SilentlyContinue -ErrorAction Stop; `$w | ForEach-Object { `"warning: `$_`" }; " +
+            "try { `$null = New-AgentSandbox -Name pt-nonroot -Backend Chroot -ErrorAction Stop } catch { `$_.FullyQualifiedErrorId }")
+        $r.ExitCode | Should -Be 0 -Because ($r.Out -join "`n")
+        $r.Out | Should -Contain 'warning: Chroot sandboxes cannot be listed: that needs root (sudo pwsh).'
+        $r.Out | Where-Object { $_ -like 'BackendUnavailable,*' } | Should -Not -BeNullOrEmpty -Because ($r.Out -join "`n")
+    }
+}

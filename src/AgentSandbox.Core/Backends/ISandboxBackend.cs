@@ -78,4 +78,23 @@ namespace AgentSandbox.Backends
         public void Progress(string activity, string status, int percent) { }
         public void PartProgress(string activity, string part, string status, int percent, bool done) { }
     }
+
+    /// <summary>Progress that cannot fail the work it reports on (a stopped pipeline throws on every write).</summary>
+    internal sealed class TolerantProgress : IProgressSink
+    {
+        private readonly IProgressSink _inner;
+        public TolerantProgress(IProgressSink inner) { _inner = inner; }
+
+        public void Milestone(string message)
+        {
+            try { _inner.Milestone(message); }
+            catch (Exception) { }
+        }
+
+        public void Progress(string activity, string status, int percent)
+        {
+            try { _inner.Progress(activity, status, percent); }
+            catch (Exception) { }
+        }
+    }
 }

@@ -82,6 +82,10 @@ namespace AgentSandbox.Backends
 
         public IEnumerable<Sandbox> List()
         {
+            // The state directory is root's alone: say so, rather than fail on it or list nothing silently.
+            if (HostTools.IsLinux && !Native.IsRoot)
+                throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
+                    $"{Name} sandboxes cannot be listed: that needs root (sudo pwsh).", Name);
             foreach (var name in Store.Names())
             {
                 var s = Load(name);
@@ -91,15 +95,21 @@ namespace AgentSandbox.Backends
 
         public Sandbox? Find(string name) => Load(name);
 
-        private Sandbox? Load(string name)
+        /// <param name="name">The sandbox.</param>
+        /// <param name="mayBeInProgress">
+        /// True for callers that do not hold the sandbox's lock: a root that is not there yet (or no longer)
+        /// while another process makes (or removes) the sandbox is not a vanished one.
+        /// </param>
+        private Sandbox? Load(string name, bool mayBeInProgress = true)
         {
             if (!Directory.Exists(Store.DirectoryOf(name))) return null;
             Sandbox? s;
             try { s = Store.Load(name); }
             catch (SandboxException) { return ClaimsOrphans ? Orphan(name) : null; }
-            if (s == null) return ClaimsOrphans && !Store.IsBusy(name) ? Orphan(name) : null;
+            // No record: still being made, being removed by another process, or abandoned by a maker that died.
+            if (s == null) return ClaimsOrphans && Store.IsAbandoned(name) ? Orphan(name) : null;
             if (s.Backend != Name) return null;
-            s.State = !Directory.Exists(RootOf(s)) ? SandboxState.Missing
+            s.State = !Directory.Exists(RootOf(s)) ? (!mayBeInProgress || Store.IsAbandoned(name) ? SandboxState.Missing : SandboxState.Stopped)
                 : s.IsExpired(DateTime.UtcNow) ? SandboxState.Expired
                 : IsRunning(s) ? SandboxState.Running : SandboxState.Stopped;
             return s;
@@ -120,11 +130,13 @@ namespace AgentSandbox.Backends
             State = SandboxState.Missing,
         };
 
-        private Sandbox Reload(Sandbox s) => Load(s.Name) ?? throw SandboxException.NotFound(s.Name);
+        private Sandbox Reload(Sandbox s) => Load(s.Name, mayBeInProgress: false) ?? throw SandboxException.NotFound(s.Name);
 
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
             EnsureAvailable();
+            // The token ends a create (Ctrl+C); a stopped pipeline's sink throws instead, and must not cut the undoing short.
+            progress = new TolerantProgress(progress);
             using var claim = Store.Reserve(spec.Name)
                 ?? throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                     $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);
@@ -140,6 +152,8 @@ namespace AgentSandbox.Backends
                 progress.Milestone($"Starting sandbox '{s.Name}'");
                 StartCore(s, progress);
                 Store.Save(s);
+                // Stopped while it started: a sandbox nobody will receive is undone too.
+                cancellation.ThrowIfCancellationRequested();
                 s.State = SandboxState.Running;
                 return s;
             }
@@ -166,6 +180,7 @@ namespace AgentSandbox.Backends
 
         public void Start(Sandbox sandbox, IProgressSink progress)
         {
+            progress = new TolerantProgress(progress);
             using var held = Store.Lock(sandbox.Name);
             var s = Reload(sandbox);
             if (s.State == SandboxState.Missing) throw Missing(s);
@@ -186,6 +201,7 @@ namespace AgentSandbox.Backends
 
         public void Stop(Sandbox sandbox, IProgressSink progress)
         {
+            progress = new TolerantProgress(progress);
             using var held = Store.Lock(sandbox.Name);
             var s = Reload(sandbox);
             try
@@ -202,6 +218,8 @@ namespace AgentSandbox.Backends
 
         public void Remove(Sandbox sandbox, IProgressSink progress)
         {
+            // Once begun, a removal finishes: half of one is worse than none.
+            progress = new TolerantProgress(progress);
             using (var held = Store.Lock(sandbox.Name))
             {
                 Sandbox s;
@@ -225,16 +243,25 @@ namespace AgentSandbox.Backends
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
         {
-            var s = Reload(sandbox);
-            if (s.State == SandboxState.Missing) throw Missing(s);
-            if (s.State == SandboxState.Expired) throw SandboxManager.Expired(s);
-            if (s.State != SandboxState.Running)
-                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
-                    $"Sandbox '{s.Name}' is stopped; start it with Start-AgentSandbox '{s.Name}'.", s.Name);
-            var user = ResolveUser(s, request.User);
+            Sandbox s;
+            (int Uid, int Gid) user;
+            Cgroup execCgroup;
+            // Shared with other commands, exclusive of Stop and Remove: a command's cgroup is made only
+            // in a sandbox that is still running, never after a removal (which would leave it behind).
+            using (Store.LockShared(sandbox.Name))
+            {
+                s = Reload(sandbox);
+                if (s.State == SandboxState.Missing) throw Missing(s);
+                if (s.State == SandboxState.Expired) throw SandboxManager.Expired(s);
+                if (s.State != SandboxState.Running)
+                    throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
+                        $"Sandbox '{s.Name}' is stopped; start it with Start-AgentSandbox '{s.Name}'.", s.Name);
+                user = ResolveUser(s, request.User);
+                execCgroup = ExecChain.CreateCgroup(CgroupOf(s));
+            }
             try
             {
-                return ExecChain.Run(s, CgroupOf(s), NsenterOptions(s), user, request, output, cancellation);
+                return ExecChain.Run(s, execCgroup, NsenterOptions(s), user, request, output, cancellation);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is System.ComponentModel.Win32Exception)
             {
@@ -252,7 +279,10 @@ namespace AgentSandbox.Backends
 
         private static SandboxException Missing(Sandbox s) =>
             new SandboxException(ErrorIds.SandboxMissing, SandboxErrorKind.InvalidState,
-                $"Sandbox '{s.Name}' has a record but its files are gone ({RootOf(s)}); remove it with Remove-AgentSandbox '{s.Name}'.", s.Name);
+                (string.IsNullOrEmpty(s.Id)
+                    ? $"Sandbox '{s.Name}' has no readable record ({Path.Combine(s.Location!, SandboxStore.RecordFile)}): it was cut short or damaged"
+                    : $"Sandbox '{s.Name}' has a record but its files are gone ({RootOf(s)})")
+                + $"; remove it with Remove-AgentSandbox '{s.Name}'.", s.Name);
 
         /// <summary>A host uid no other sandbox uses, so sandboxes cannot signal each other's processes.</summary>
         protected int AllocateHostId(Sandbox sandbox)

@@ -26,9 +26,41 @@ namespace AgentSandbox.Linux
 
         public const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+        /// <summary>A command's own group below the sandbox's; the caller makes sure the sandbox still runs.</summary>
+        public static Cgroup CreateCgroup(Cgroup sandboxCgroup)
+        {
+            var execCgroup = sandboxCgroup.Child("exec-" + Guid.NewGuid().ToString("N").Substring(0, 12));
+            execCgroup.Create();
+            return execCgroup;
+        }
+
+        /// <summary>Runs the command in execCgroup (from CreateCgroup), which it deletes once the command is over.</summary>
         public static CommandResult Run(
             Sandbox sandbox,
-            Cgroup sandboxCgroup,
+            Cgroup execCgroup,
+            IList<string> nsenterOptions,
+            (int Uid, int Gid) user,
+            CommandRequest request,
+            ICommandOutput output,
+            CancellationToken cancellation)
+        {
+            CommandResult? result = null;
+            try
+            {
+                result = Start(sandbox, execCgroup, nsenterOptions, user, request, output, cancellation);
+                return result;
+            }
+            finally
+            {
+                // A command's background children may outlive it; its group goes once they are gone.
+                if (result == null || result.TimedOut || result.Cancelled) { SafeKill(execCgroup); execCgroup.Delete(); }
+                else execCgroup.DeleteIfEmpty();
+            }
+        }
+
+        private static CommandResult Start(
+            Sandbox sandbox,
+            Cgroup execCgroup,
             IList<string> nsenterOptions,
             (int Uid, int Gid) user,
             CommandRequest request,
@@ -51,8 +83,6 @@ namespace AgentSandbox.Linux
                     .Concat(environment.Select(kv => kv.Key + "=" + kv.Value)).Concat(inner).ToList();
             }
 
-            var execCgroup = sandboxCgroup.Child("exec-" + Guid.NewGuid().ToString("N").Substring(0, 12));
-            execCgroup.Create();
             var argv = new List<string> { sh, "-c", CgroupStub, "agentsandbox-exec" };
             argv.AddRange(execCgroup.SelfJoinFiles);
             argv.Add("--");
@@ -64,20 +94,10 @@ namespace AgentSandbox.Linux
             argv.Add("--");
             argv.AddRange(inner);
 
-            CommandResult? result = null;
-            try
-            {
-                result = ProcessRunner.Stream(argv, chainEnvironment, request.StandardInput, output, request.Timeout, cancellation,
-                    () => execCgroup.KillAll());
-                result.Sandbox = sandbox.Name;
-                return result;
-            }
-            finally
-            {
-                // A command's background children may outlive it; its group goes once they are gone.
-                if (result == null || result.TimedOut || result.Cancelled) { SafeKill(execCgroup); execCgroup.Delete(); }
-                else execCgroup.DeleteIfEmpty();
-            }
+            var result = ProcessRunner.Stream(argv, chainEnvironment, request.StandardInput, output, request.Timeout, cancellation,
+                () => execCgroup.KillAll());
+            result.Sandbox = sandbox.Name;
+            return result;
         }
 
         private static void SafeKill(Cgroup group)

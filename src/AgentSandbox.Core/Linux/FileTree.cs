@@ -13,12 +13,18 @@ namespace AgentSandbox.Linux
         /// </summary>
         public static void DeleteTree(string dir)
         {
-            var mounted = Mounts.Under(dir);
-            if (mounted.Count > 0)
-                throw new IOException($"refusing to delete {dir}: {string.Join(", ", mounted.Select(m => m.MountPoint))} still mounted");
+            RefuseIfMounted(dir);
             if (IsSymlink(dir)) { File.Delete(dir); return; }
             // .NET removes symbolic links themselves, never what they point to.
             Directory.Delete(dir, recursive: true);
+        }
+
+        /// <summary>Deleting through a mount would delete what it shows: a host directory bound in.</summary>
+        public static void RefuseIfMounted(string dir)
+        {
+            var mounted = Mounts.Under(dir);
+            if (mounted.Count > 0)
+                throw new IOException($"refusing to delete {dir}: {string.Join(", ", mounted.Select(m => m.MountPoint))} still mounted");
         }
 
         /// <summary>Cleanup after a failure: deletes the tree if it is there, and never throws over it.</summary>

@@ -16,7 +16,7 @@ namespace AgentSandbox.Linux
         public const int ESRCH = 3, ENOENT = 2, EINVAL = 22, EBUSY = 16, ENOSYS = 38;
         public const int S_IFCHR = 0x2000;
         private const int O_RDWR = 2, O_CREAT = 0x40, O_CLOEXEC = 0x80000;
-        private const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11, EEXIST = 17;
+        private const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11, EEXIST = 17, ENOTEMPTY = 39;
 
         [DllImport(Libc, SetLastError = true)] public static extern uint geteuid();
         [DllImport(Libc, SetLastError = true)] private static extern int mount(string? source, string target, string? fstype, ulong flags, string? data);
@@ -116,6 +116,15 @@ namespace AgentSandbox.Linux
             finally { free(p); }
         }
 
+        /// <summary>Renames a directory to a name no directory holds yet; false when one does (it is not empty).</summary>
+        public static bool RenameDirectoryToFreeName(string from, string to)
+        {
+            if (rename(from, to) == 0) return true;
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == EEXIST || errno == ENOTEMPTY) return false;
+            throw Fail($"rename {from}", errno);
+        }
+
         /// <summary>rename(2): replaces the target atomically, which File.Move on netstandard2.0 cannot.</summary>
         public static void Rename(string from, string to)
         {
@@ -197,10 +206,46 @@ namespace AgentSandbox.Linux
         }
 
         /// <summary>An exclusive advisory lock held until disposed; blocks while another process holds it.</summary>
-        public static IDisposable LockFile(string path) => TakeLock(path, wait: true)!;
+        public static IDisposable LockFile(string path)
+        {
+            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0x180);
+            if (fd < 0) throw Fail($"open {path}", Marshal.GetLastWin32Error());
+            if (flock(fd, LOCK_EX) != 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                close(fd);
+                throw Fail($"lock {path}", errno);
+            }
+            return new FdLock(fd);
+        }
 
-        /// <summary>The lock, or null at once when another process holds it.</summary>
-        public static IDisposable? TryLockFile(string path) => TakeLock(path, wait: false);
+        /// <summary>
+        /// The lock on an existing file, or null at once when another process holds it, the file does
+        /// not exist (it is never created: it may be in a directory being deleted), or it left the path
+        /// meanwhile (its holder moved or deleted it, then let go). Give the path with no link in it.
+        /// </summary>
+        public static IDisposable? TryLockExistingFile(string path)
+        {
+            int fd = open(path, O_RDWR | O_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == ENOENT) return null;
+                throw Fail($"open {path}", errno);
+            }
+            if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                close(fd);
+                if (errno == EWOULDBLOCK) return null;
+                throw Fail($"lock {path}", errno);
+            }
+            string? still;
+            try { still = ReadLink($"/proc/self/fd/{fd}"); }
+            catch (IOException) { still = null; }
+            if (still != path) { close(fd); return null; }
+            return new FdLock(fd);
+        }
 
         /// <summary>
         /// A shared lock on an existing file (readers share it; an exclusive holder excludes them), or
@@ -219,20 +264,6 @@ namespace AgentSandbox.Linux
             {
                 int errno = Marshal.GetLastWin32Error();
                 close(fd);
-                throw Fail($"lock {path}", errno);
-            }
-            return new FdLock(fd);
-        }
-
-        private static IDisposable? TakeLock(string path, bool wait)
-        {
-            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0x180);
-            if (fd < 0) throw Fail($"open {path}", Marshal.GetLastWin32Error());
-            if (flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0)
-            {
-                int errno = Marshal.GetLastWin32Error();
-                close(fd);
-                if (!wait && errno == EWOULDBLOCK) return null;
                 throw Fail($"lock {path}", errno);
             }
             return new FdLock(fd);

@@ -41,6 +41,13 @@ namespace AgentSandbox.Linux
             catch (IOException) { return null; }
         }
 
+        /// <summary>The process's argv, or an empty array when it is gone.</summary>
+        public static string[] CommandLine(int pid)
+        {
+            try { return File.ReadAllText($"/proc/{pid}/cmdline").Split('\0').Where(a => a.Length > 0).ToArray(); }
+            catch (IOException) { return new string[0]; }
+        }
+
         public static int[] Children(int pid)
         {
             try

@@ -42,26 +42,53 @@ namespace AgentSandbox.State
             Native.MakeDirectory(SandboxesDir, 0x1c0 /* 0700: other users must not reach sandbox trees */);
         }
 
-        /// <summary>Claims the name atomically; the returned lock is held while the sandbox is made.</summary>
+        /// <summary>
+        /// Claims the name atomically; the returned lock is held while the sandbox is made. The directory
+        /// appears under its name with its lock file already held, so no other process ever sees it unlocked.
+        /// </summary>
         public IDisposable? Reserve(string name)
         {
             EnsureRoot();
-            if (!Native.MakeDirectory(DirectoryOf(name), 0x1c0)) return null;
-            return Lock(name);
+            if (Directory.Exists(DirectoryOf(name))) return null;
+            var staging = HiddenPath(name, "new");
+            Native.MakeDirectory(staging, 0x1c0);
+            var held = Native.LockFile(Path.Combine(staging, LockName));
+            bool placed = false;
+            try { placed = Native.RenameDirectoryToFreeName(staging, DirectoryOf(name)); }
+            finally
+            {
+                if (!placed)
+                {
+                    held.Dispose();
+                    FileTree.TryDeleteTree(staging);
+                }
+            }
+            return placed ? held : null;
         }
+
+        /// <summary>A name beside the sandboxes that no sandbox can have (names never start with '.').</summary>
+        private string HiddenPath(string name, string purpose) =>
+            Path.Combine(SandboxesDir, $".{name}.{purpose}-{Guid.NewGuid().ToString("N").Substring(0, 8)}");
 
         public IDisposable Lock(string name) => Native.LockFile(Path.Combine(DirectoryOf(name), LockName));
 
+        /// <summary>A lock shared with other holders of it and exclusive of Lock; null when the sandbox is gone.</summary>
+        public IDisposable? LockShared(string name) => Native.LockExistingShared(Path.Combine(DirectoryOf(name), LockName));
+
         public void Save(Sandbox sandbox) => RecordJson.WriteAtomically(Path.Combine(DirectoryOf(sandbox.Name), RecordFile), sandbox);
 
+        /// <summary>The record, or null when there is none (not written yet, or removed meanwhile by another process).</summary>
         public Sandbox? Load(string name)
         {
             var path = Path.Combine(DirectoryOf(name), RecordFile);
             if (!File.Exists(path)) return null;
+            FileStream stream;
+            try { stream = File.OpenRead(path); }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
             try
             {
-                using var fs = File.OpenRead(path);
-                var s = RecordJson.Read(fs);
+                using var open = stream;
+                var s = RecordJson.Read(open);
                 if (s == null || s.Name != name || string.IsNullOrEmpty(s.Backend) || string.IsNullOrEmpty(s.Id))
                     throw new SerializationException("it does not describe this sandbox (cut short or overwritten?)");
                 s.Location = DirectoryOf(name);
@@ -78,30 +105,59 @@ namespace AgentSandbox.State
         public IEnumerable<string> Names()
         {
             if (!Directory.Exists(SandboxesDir)) return Enumerable.Empty<string>();
-            return Directory.GetDirectories(SandboxesDir).Select(Path.GetFileName).Where(n => n != null)!
+            return Directory.GetDirectories(SandboxesDir).Select(Path.GetFileName).Where(n => n != null && !n.StartsWith("."))!
                 .OrderBy(n => n, StringComparer.Ordinal)!;
         }
 
-        /// <summary>True while another process is still making (or changing) the sandbox.</summary>
-        public bool IsBusy(string name)
+        /// <summary>
+        /// True when no process holds the sandbox's lock: whoever made it died before writing the record.
+        /// A directory appears under its name already locked and leaves it before it is deleted, so one
+        /// being made or removed never reads as abandoned.
+        /// </summary>
+        public bool IsAbandoned(string name)
         {
-            var lockPath = Path.Combine(DirectoryOf(name), LockName);
-            if (!File.Exists(lockPath)) return false;
-            try
-            {
-                using var held = Native.TryLockFile(lockPath);
-                return held == null;
-            }
-            catch (IOException) { return false; } // removed meanwhile
-
+            var sandboxes = Native.RealPath(SandboxesDir);
+            if (sandboxes == null) return false;
+            using var held = Native.TryLockExistingFile(Path.Combine(sandboxes, name, LockName));
+            return held != null;
         }
 
         public bool HasRecord(string name) => File.Exists(Path.Combine(DirectoryOf(name), RecordFile));
 
+        /// <summary>
+        /// Deletes the sandbox's directory: first it leaves its name (at once, for every other process),
+        /// then the tree goes. Trees left by a deletion that died are deleted by later ones.
+        /// </summary>
         public void Delete(string name)
         {
             var dir = DirectoryOf(name);
-            if (Directory.Exists(dir)) FileTree.DeleteTree(dir);
+            if (Directory.Exists(dir))
+            {
+                // Deleting through a mount would delete what it shows: refuse before the name goes.
+                FileTree.RefuseIfMounted(dir);
+                var doomed = HiddenPath(name, "removed");
+                Native.Rename(dir, doomed);
+                FileTree.DeleteTree(doomed);
+            }
+            DeleteAbandonedHiddenTrees();
+        }
+
+        private static readonly TimeSpan HiddenTreePatience = TimeSpan.FromMinutes(1);
+
+        /// <summary>Hidden trees nobody holds, older than any live create or delete could make them.</summary>
+        private void DeleteAbandonedHiddenTrees()
+        {
+            var sandboxes = Native.RealPath(SandboxesDir) ?? SandboxesDir;
+            foreach (var dir in Directory.GetDirectories(sandboxes, ".*"))
+            {
+                if (DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) < HiddenTreePatience) continue;
+                var lockPath = Path.Combine(dir, LockName);
+                using (var held = Native.TryLockExistingFile(lockPath))
+                {
+                    if (held == null && File.Exists(lockPath)) continue;
+                }
+                FileTree.TryDeleteTree(dir);
+            }
         }
     }
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using AgentSandbox.Backends.Nspawn;
 using AgentSandbox.Linux;
 using AgentSandbox.Processes;
 using AgentSandbox.State;
@@ -72,8 +73,11 @@ namespace AgentSandbox.Backends.Chroot
                 BindReadOnly(name, FileTree.ResolveInside(root, name, createDirectories: true));
             foreach (var m in s.Mounts)
             {
-                var target = FileTree.ResolveInside(root, m.Destination, createDirectories: !File.Exists(m.Source));
-                if (File.Exists(m.Source) && !File.Exists(target)) File.WriteAllText(target, "");
+                bool isFile = File.Exists(m.Source);
+                var target = FileTree.ResolveInside(root, m.Destination, createDirectories: !isFile);
+                if (isFile ? Directory.Exists(target) : File.Exists(target))
+                    throw new IOException($"cannot mount the {(isFile ? "file" : "directory")} {m.Source} on {m.Destination}, which is a {(isFile ? "directory" : "file")} in the sandbox");
+                if (isFile && !File.Exists(target)) File.WriteAllText(target, "");
                 Native.Mount(m.Source, target, null, Native.MS_BIND);
                 Native.Mount(null, target, null, m.ReadWrite ? Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NOSUID | Native.MS_NODEV : ReadOnlyBind);
             }
@@ -110,7 +114,10 @@ namespace AgentSandbox.Backends.Chroot
 
         protected override void StopCore(Sandbox s, IProgressSink progress)
         {
+            // Without its record a sandbox may be an nspawn one (orphans come here): its container's leftovers are named after it.
+            var machines = string.IsNullOrEmpty(s.Id) ? NspawnBackend.MachinesIn(CgroupOf(s)) : new List<string>();
             DeleteCgroup(s);
+            foreach (var machine in machines) NspawnBackend.DeletePropagationDirectory(machine);
             Mounts.UnmountAll(s.Location!);
             var netns = NetnsFile(s);
             if (File.Exists(netns)) File.Delete(netns);

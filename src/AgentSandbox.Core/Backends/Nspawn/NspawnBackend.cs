@@ -179,11 +179,25 @@ namespace AgentSandbox.Backends.Nspawn
                 if (ProcInfo.IsSame(nspawn, s.Data("nspawnStart"))) Native.Signal(nspawn, Native.SIGKILL);
             }
             DeleteCgroup(s);
-            // nspawn leaves its propagation directory behind when /run is not a tmpfs.
-            var propagate = Path.Combine("/run/systemd/nspawn/propagate", MachineName(s));
-            if (Directory.Exists(propagate) && Mounts.Under(propagate).Count == 0) Directory.Delete(propagate, true);
+            DeletePropagationDirectory(MachineName(s));
             s.BackendData.Remove("leader");
             s.BackendData.Remove("leaderStart");
+        }
+
+        /// <summary>nspawn leaves its propagation directory behind when /run is not a tmpfs.</summary>
+        internal static void DeletePropagationDirectory(string machine)
+        {
+            var propagate = Path.Combine("/run/systemd/nspawn/propagate", machine);
+            if (Directory.Exists(propagate) && Mounts.Under(propagate).Count == 0) Directory.Delete(propagate, true);
+        }
+
+        /// <summary>The machine names of the containers whose nspawn runs in the group: what a sandbox without its record had.</summary>
+        internal static List<string> MachinesIn(Cgroup group)
+        {
+            const string option = "--machine=";
+            return group.Processes().SelectMany(ProcInfo.CommandLine)
+                .Where(a => a.StartsWith(option + "agentsandbox-", StringComparison.Ordinal))
+                .Select(a => a.Substring(option.Length)).Distinct().ToList();
         }
 
         protected override IList<string> NsenterOptions(Sandbox s)
