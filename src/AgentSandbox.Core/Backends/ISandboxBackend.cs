@@ -96,5 +96,11 @@ namespace AgentSandbox.Backends
             try { _inner.Progress(activity, status, percent); }
             catch (Exception) { }
         }
+
+        public void PartProgress(string activity, string part, string status, int percent, bool done)
+        {
+            try { _inner.PartProgress(activity, part, status, percent, done); }
+            catch (Exception) { }
+        }
     }
 }
