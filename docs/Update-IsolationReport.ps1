@@ -116,28 +116,23 @@ foreach ($b in $backends) {
     }
 }
 Add
-Add '## Notes: what got through'
-Add
-$any = $false
-foreach ($b in $backends) {
-    foreach ($r in $results[$b].Attempts | Where-Object Outcome -EQ 'Succeeded') {
-        $any = $true
-        $tag = if ($claimed[$b] -contains "$($r.Boundary)") { ' **CLAIM BROKEN**' } else { '' }
-        Add "- **$b** ``$($r.Id)`` as $($r.User) ($($r.Boundary), $(if ($tag) { 'claimed' } else { 'not claimed' }))${tag}: $(Escape-Cell $r.Evidence)"
-    }
+function Add-AttemptNotes([string] $Title, [string] $Outcome, [string] $WhenNone, [scriptblock] $Describe) {
+    Add "## Notes: $Title"
+    Add
+    $rows = foreach ($b in $backends) { foreach ($r in $results[$b].Attempts | Where-Object Outcome -EQ $Outcome) { & $Describe $b $r } }
+    if ($rows) { $rows | ForEach-Object { Add $_ } } else { Add $WhenNone }
 }
-if (-not $any) { Add 'Nothing got through.' }
-Add
-Add '## Notes: what could not be tried'
-Add
-$any = $false
-foreach ($b in $backends) {
-    foreach ($r in $results[$b].Attempts | Where-Object Outcome -EQ 'Inconclusive') {
-        $any = $true
-        Add "- **$b** ``$($r.Id)`` as $($r.User) ($($r.Boundary)): $(Escape-Cell $r.Evidence)"
-    }
+
+Add-AttemptNotes 'what got through' 'Succeeded' 'Nothing got through.' {
+    param($b, $r)
+    $tag = if ($claimed[$b] -contains "$($r.Boundary)") { ' **CLAIM BROKEN**' } else { '' }
+    "- **$b** ``$($r.Id)`` as $($r.User) ($($r.Boundary), $(if ($tag) { 'claimed' } else { 'not claimed' }))${tag}: $(Escape-Cell $r.Evidence)"
 }
-if (-not $any) { Add 'Every attempt was conclusive.' }
+Add
+Add-AttemptNotes 'what could not be tried' 'Inconclusive' 'Every attempt was conclusive.' {
+    param($b, $r)
+    "- **$b** ``$($r.Id)`` as $($r.User) ($($r.Boundary)): $(Escape-Cell $r.Evidence)"
+}
 
 $dir = Split-Path -Parent $OutFile
 if ($dir -and -not (Test-Path $dir)) { $null = New-Item -ItemType Directory -Path $dir }
