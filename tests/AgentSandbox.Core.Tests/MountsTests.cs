@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using AgentSandbox.Linux;
@@ -86,6 +87,48 @@ namespace AgentSandbox.Core.Tests
         public void IsUnder(string path, string root, bool expected)
         {
             Assert.Equal(expected, Mounts.IsUnder(path, root));
+        }
+
+        [Fact]
+        public void UnmountOrderPutsEveryMountBeforeTheOneItSitsOnWhateverItsId()
+        {
+            // Ids as the kernel hands them out after reuse: the newest mounts got the smallest free ids.
+            MountEntry M(int id, int parent, string at) => new MountEntry { Id = id, ParentId = parent, MountPoint = at };
+            var outer = M(50, 1, "/t/outer");
+            var inner = M(20, 50, "/t/outer/inner");
+            var stacked = M(30, 20, "/t/outer/inner");
+            var overDir = M(10, 1, "/t/other");
+            var hidingIt = M(5, 1, "/t");
+
+            var order = Mounts.UnmountOrder(new List<MountEntry> { outer, inner, stacked, overDir, hidingIt });
+
+            Assert.Equal(new[] { stacked, inner, hidingIt, overDir, outer }, order);
+        }
+
+        [Fact]
+        public void UnmountAllTakesDownStackedAndNestedRealMounts()
+        {
+            using var tmp = new TempDir();
+            var outer = tmp.Combine("outer");
+            Directory.CreateDirectory(outer);
+            try
+            {
+                AgentSandbox.Processes.ProcessRunner.Run("/usr/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", outer);
+                Directory.CreateDirectory(Path.Combine(outer, "inner"));
+                AgentSandbox.Processes.ProcessRunner.Run("/usr/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", Path.Combine(outer, "inner"));
+                AgentSandbox.Processes.ProcessRunner.Run("/usr/bin/mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", outer);
+                Assert.Equal(3, Mounts.Under(tmp.Path).Count);
+                Assert.Equal(outer, Mounts.Under(tmp.Path)[0].MountPoint);
+
+                Mounts.UnmountAll(tmp.Path);
+
+                Assert.Empty(Mounts.Under(tmp.Path));
+            }
+            finally
+            {
+                AgentSandbox.Processes.ProcessRunner.TryRun("/usr/bin/umount", "-R", outer);
+                AgentSandbox.Processes.ProcessRunner.TryRun("/usr/bin/umount", "-R", outer);
+            }
         }
 
         [Fact]

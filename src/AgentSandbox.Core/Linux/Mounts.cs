@@ -75,9 +75,28 @@ namespace AgentSandbox.Linux
             return path == trimmed || path.StartsWith(trimmed == "/" ? "/" : trimmed + "/", StringComparison.Ordinal);
         }
 
-        /// <summary>Mount points at or below root, deepest (newest) first.</summary>
-        public static List<MountEntry> Under(string root) =>
-            Read().Where(m => IsUnder(m.MountPoint, root)).OrderByDescending(m => m.Id).ToList();
+        /// <summary>Mount points at or below root, in an order they can be unmounted: every mount before the one it sits on.</summary>
+        public static List<MountEntry> Under(string root) => UnmountOrder(Read().Where(m => IsUnder(m.MountPoint, root)).ToList());
+
+        /// <summary>
+        /// Children before parents by the table's parent links (a mount stacked on another is its child),
+        /// then newest first by table order, which puts a mount made over another's directory before it.
+        /// Mount ids cannot order them: the kernel reuses freed ids, so a newer mount can have a smaller one.
+        /// </summary>
+        internal static List<MountEntry> UnmountOrder(List<MountEntry> mounts)
+        {
+            var byId = new Dictionary<int, MountEntry>();
+            foreach (var m in mounts) byId[m.Id] = m;
+            int Depth(MountEntry m)
+            {
+                int depth = 0;
+                for (var p = m; byId.TryGetValue(p.ParentId, out var parent) && parent != m && depth < mounts.Count; p = parent) depth++;
+                return depth;
+            }
+            return mounts.Select((m, order) => (m, order, depth: Depth(m)))
+                .OrderByDescending(x => x.depth).ThenByDescending(x => x.order)
+                .Select(x => x.m).ToList();
+        }
 
         /// <summary>
         /// Whether something is mounted at path. statx answers without the whole mount table, which
