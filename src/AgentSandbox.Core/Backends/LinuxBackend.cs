@@ -41,6 +41,9 @@ namespace AgentSandbox.Backends
         protected abstract bool IsRunning(Sandbox sandbox);
         protected abstract IList<string> NsenterOptions(Sandbox sandbox);
 
+        /// <summary>Whether commands start under the module's system call filter (SyscallFilter).</summary>
+        protected virtual bool FiltersCommandSystemCalls => false;
+
         protected CgroupLayout Layout => _layout ??= CgroupLayout.Detect();
         private CgroupLayout? _layout;
 
@@ -261,7 +264,7 @@ namespace AgentSandbox.Backends
             }
             try
             {
-                return ExecChain.Run(s, execCgroup, NsenterOptions(s), user, request, output, cancellation);
+                return ExecChain.Run(s, execCgroup, NsenterOptions(s), user, request, output, cancellation, FiltersCommandSystemCalls);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is System.ComponentModel.Win32Exception)
             {

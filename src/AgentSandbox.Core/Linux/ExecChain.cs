@@ -42,12 +42,13 @@ namespace AgentSandbox.Linux
             (int Uid, int Gid) user,
             CommandRequest request,
             ICommandOutput output,
-            CancellationToken cancellation)
+            CancellationToken cancellation,
+            bool filterSystemCalls = false)
         {
             CommandResult? result = null;
             try
             {
-                result = Start(sandbox, execCgroup, nsenterOptions, user, request, output, cancellation);
+                result = Start(sandbox, execCgroup, nsenterOptions, user, request, output, cancellation, filterSystemCalls);
                 return result;
             }
             finally
@@ -65,7 +66,8 @@ namespace AgentSandbox.Linux
             (int Uid, int Gid) user,
             CommandRequest request,
             ICommandOutput output,
-            CancellationToken cancellation)
+            CancellationToken cancellation,
+            bool filterSystemCalls)
         {
             var sh = "/bin/sh";
             var setpriv = HostTools.Require("setpriv", "util-linux");
@@ -95,7 +97,7 @@ namespace AgentSandbox.Linux
             argv.AddRange(inner);
 
             var result = ProcessRunner.Stream(argv, chainEnvironment, request.StandardInput, output, request.Timeout, cancellation,
-                () => execCgroup.KillAll());
+                () => execCgroup.KillAll(), filterSystemCalls ? FilteredLauncher.Start : (Action<System.Diagnostics.Process>?)null);
             result.Sandbox = sandbox.Name;
             return result;
         }

@@ -33,7 +33,8 @@ namespace AgentSandbox.Processes
         /// <summary>
         /// Runs argv, handing each output line to <paramref name="output"/> as it comes. On timeout or
         /// cancellation calls <paramref name="killTree"/> (which must end every process the command
-        /// started) and then waits for the direct child to exit.
+        /// started) and then waits for the direct child to exit. <paramref name="start"/>, when given,
+        /// starts the process instead of the calling thread (see FilteredLauncher).
         /// </summary>
         public static CommandResult Stream(
             IList<string> argv,
@@ -42,7 +43,8 @@ namespace AgentSandbox.Processes
             ICommandOutput output,
             TimeSpan? timeout,
             CancellationToken cancellation,
-            Action? killTree)
+            Action? killTree,
+            Action<Process>? start = null)
         {
             var psi = new ProcessStartInfo(argv[0], ArgvQuoting.Join(argv.Skip(1)))
             {
@@ -60,7 +62,8 @@ namespace AgentSandbox.Processes
             if (Linux.HostTools.IsLinux) Linux.Native.CloseOnExecAboveStandardStreams();
             var watch = Stopwatch.StartNew();
             using var process = new Process { StartInfo = psi };
-            process.Start();
+            if (start != null) start(process);
+            else process.Start();
 
             var stdout = new LineReader(process.StandardOutput.BaseStream, output.StandardOutput);
             var stderr = new LineReader(process.StandardError.BaseStream, output.StandardError);

@@ -171,6 +171,10 @@ namespace AgentSandbox.Verification
                 "trap 'umount $s; rmdir $s' EXIT; fi; " +
                 "for f in $s/kernel/uevent_helper $s/kernel/mm/ksm/run; do [ -e $f ] || continue; v=$(cat $f); " +
                 "if { printf '%s\\n' \"$v\" > $f; } 2>/tmp/agentsandbox-probe-$$.err; then [ $s = /sys ] && r SUCCEEDED \"wrote $f\"; r SUCCEEDED \"mounted a sysfs of its own and wrote ${f#$s/} in it\"; fi; r BLOCKED \"$(cat /tmp/agentsandbox-probe-$$.err)\"; done; r INCONCLUSIVE 'no writable-by-root setting found in /sys'"),
+            new Attempt("priv-new-userns", SandboxBoundary.Privilege, false, "make a user namespace of its own (its root reaches much of the kernel that needs capabilities)",
+                "need perl; nr=$(arch_nr 272 97); [ -n \"$nr\" ] || r INCONCLUSIVE 'unknown architecture'; " +
+                "res=$(perl -e 'print syscall('$nr', 0x10000000) == 0 ? \"OK\" : \"$!\"'); " +
+                "[ \"$res\" = OK ] && r SUCCEEDED 'unshare(CLONE_NEWUSER) made a new user namespace with every capability in it'; r BLOCKED \"unshare(CLONE_NEWUSER): $res\""),
             new Attempt("priv-setuid", SandboxBoundary.Privilege, false, "gain root through a setuid binary",
                 "nnp=$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status); [ \"$nnp\" = 1 ] && r BLOCKED 'no_new_privs is set: setuid bits are ignored'; " +
                 "f=$(find /bin /usr/bin /sbin /usr/sbin -perm -4000 -user root 2>/dev/null | head -1); [ -n \"$f\" ] && r SUCCEEDED \"no_new_privs is off and $f is setuid root\"; r BLOCKED 'no setuid-root binary to use'"),

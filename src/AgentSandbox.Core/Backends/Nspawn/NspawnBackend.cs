@@ -46,9 +46,11 @@ namespace AgentSandbox.Backends.Nspawn
                 {
                     "The host kernel is shared: a kernel exploit reaches the host.",
                     "-Network Host shares the host's network stack.",
-                    // nsenter joins namespaces only: nspawn's filter and bounding set stay with the processes it started.
-                    "Commands enter the container with nsenter, so nspawn's system call filter and capability bounding set do not apply to them: they run without a seccomp filter, and root (where allowed) has every capability of the container's user namespace, none on the host.",
+                    // nsenter joins namespaces only: nspawn's bounding set stays with the processes it started.
+                    "Root inside (where allowed) has every capability of the container's user namespace (none on the host): nspawn's capability bounding set applies only to what the container's init starts.",
                 };
+                if (!SyscallFilter.Supported)
+                    list.Add($"Commands run without a system call filter: the module has no system call table for {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, and nspawn's filter applies only to what the container's init starts.");
                 if (!UserNamespacesWork)
                     list.Add("User namespaces are unavailable here: commands run as an unprivileged host user and -User root is refused.");
                 return list.ToArray();
@@ -199,6 +201,9 @@ namespace AgentSandbox.Backends.Nspawn
                 .Where(a => a.StartsWith(option + "agentsandbox-", StringComparison.Ordinal))
                 .Select(a => a.Substring(option.Length)).Distinct().ToList();
         }
+
+        /// <summary>nsenter does not carry nspawn's filter into the container, so commands get the module's.</summary>
+        protected override bool FiltersCommandSystemCalls => SyscallFilter.Supported;
 
         protected override IList<string> NsenterOptions(Sandbox s)
         {
