@@ -10,41 +10,15 @@ using Xunit;
 namespace AgentSandbox.Core.Tests
 {
     /// <summary>Against this host's real cgroup v1 hierarchies, in a group of a unique name that is removed after.</summary>
-    public sealed class CgroupV1RealTests : IDisposable
+    public sealed class CgroupV1RealTests : RealCgroupTests
     {
-        private readonly CgroupLayout _layout = CgroupLayout.Detect();
-        private readonly string _name = "xt-" + Guid.NewGuid().ToString("N");
         private readonly Cgroup _cg;
-        private readonly List<Process> _started = new List<Process>();
 
-        public CgroupV1RealTests()
+        public CgroupV1RealTests() : base(CgroupLayout.Detect())
         {
-            Assert.False(_layout.Unified);
-            _cg = Cgroup.ForSandbox(_layout, _name);
+            Assert.False(Layout.Unified);
+            _cg = Group;
         }
-
-        public void Dispose()
-        {
-            foreach (var pid in SafeProcesses()) Native.Signal(pid, Native.SIGKILL);
-            foreach (var p in _started) { try { p.Kill(true); } catch (InvalidOperationException) { } p.Dispose(); }
-            Thread.Sleep(50);
-            foreach (var dir in _layout.Directories(_cg.RelativePath).Where(Directory.Exists))
-                foreach (var d in Directory.GetDirectories(dir, "*", SearchOption.AllDirectories).OrderByDescending(d => d.Length).Append(dir))
-                    try { Directory.Delete(d); } catch (IOException) { }
-        }
-
-        private List<int> SafeProcesses() { try { return _cg.Processes(); } catch (IOException) { return new List<int>(); } }
-
-        private Process StartInto(string script)
-        {
-            var p = new Process { StartInfo = new ProcessStartInfo("/bin/sh", new[] { "-c", script }) { RedirectStandardInput = true } };
-            p.Start();
-            _started.Add(p);
-            foreach (var procs in _cg.ProcsFiles) Cgroup.Write(procs, p.Id.ToString());
-            return p;
-        }
-
-        private static bool IsGone(int pid) => ProcInfo.State(pid) is null or 'Z';
 
         [Fact]
         public void CreateMakesTheGroupInEveryHierarchy()
@@ -53,8 +27,8 @@ namespace AgentSandbox.Core.Tests
             _cg.Create();
             Assert.True(_cg.Exists);
             foreach (var c in new[] { "memory", "pids", "cpu", "freezer", "systemd" })
-                Assert.True(Directory.Exists(Path.Combine(_layout.V1[c], "agentsandbox", _name)), c);
-            Assert.Equal(_layout.V1.Values.Distinct().Count(), _cg.ProcsFiles.Count());
+                Assert.True(Directory.Exists(Path.Combine(Layout.V1[c], _cg.RelativePath)), c);
+            Assert.Equal(Layout.V1.Values.Distinct().Count(), _cg.ProcsFiles.Count());
         }
 
         [Fact]
@@ -96,20 +70,7 @@ namespace AgentSandbox.Core.Tests
         public void KillAllKillsAForkingTree()
         {
             _cg.Create();
-            var p = StartInto("read x; sleep 300 & sleep 300 & (sleep 300 & sh -c 'sleep 300' & wait) & wait");
-            p.StandardInput.WriteLine("go");
-            p.StandardInput.Flush();
-            var deadline = DateTime.UtcNow.AddSeconds(10);
-            List<int> members;
-            while ((members = _cg.Processes()).Count < 6 && DateTime.UtcNow < deadline) Thread.Sleep(20);
-            Assert.True(members.Count >= 6, $"only {members.Count} members: {string.Join(",", members)}");
-            Assert.Contains(p.Id, members);
-
-            _cg.KillAll(TimeSpan.FromSeconds(10));
-
-            Assert.Empty(_cg.Processes());
-            Assert.True(p.WaitForExit(5000));
-            foreach (var pid in members) Assert.True(IsGone(pid), $"pid {pid} still alive");
+            AssertKillAllEndsAForkingTree();
         }
 
         [Fact]
@@ -125,28 +86,9 @@ namespace AgentSandbox.Core.Tests
         public void FreezeHoldsEveryMemberStillUntilDisposed()
         {
             _cg.Create();
-            using var tmp = new TempDir();
-            var counter = tmp.Combine("count");
-            StartInto($"i=0; while :; do i=$((i+1)); echo $i > {counter}; done");
-            var deadline = DateTime.UtcNow.AddSeconds(10);
-            while (!File.Exists(counter) && DateTime.UtcNow < deadline) Thread.Sleep(10);
-
-            string frozenAt;
-            using (_cg.Freeze())
-            {
-                Assert.Equal("FROZEN", _cg.Read("freezer", "freezer.state"));
-                frozenAt = File.ReadAllText(counter);
-                Thread.Sleep(300);
-                Assert.Equal(frozenAt, File.ReadAllText(counter));
-            }
-            Assert.Equal("THAWED", _cg.Read("freezer", "freezer.state"));
-            // The loop may have been frozen between truncating the file and writing it: an empty read is no progress.
-            deadline = DateTime.UtcNow.AddSeconds(10);
-            string after;
-            do { after = File.ReadAllText(counter); Thread.Sleep(5); }
-            while ((after == frozenAt || after.Length == 0) && DateTime.UtcNow < deadline);
-            Assert.NotEqual(frozenAt, after);
-            Assert.NotEmpty(after);
+            AssertFreezeHoldsEveryMemberStill(
+                () => Assert.Equal("FROZEN", _cg.Read("freezer", "freezer.state")),
+                () => Assert.Equal("THAWED", _cg.Read("freezer", "freezer.state")));
         }
 
         [Fact]
@@ -172,8 +114,8 @@ namespace AgentSandbox.Core.Tests
             _cg.Delete();
 
             Assert.False(_cg.Exists);
-            foreach (var root in _layout.V1.Values.Distinct())
-                Assert.False(Directory.Exists(Path.Combine(root, "agentsandbox", _name)), root);
+            foreach (var root in Layout.V1.Values.Distinct())
+                Assert.False(Directory.Exists(Path.Combine(root, _cg.RelativePath)), root);
         }
 
         [Fact]
