@@ -85,14 +85,16 @@ Describe 'Stopping New-AgentSandbox (Ctrl+C) on <Backend>' -ForEach @(@{ Backend
             $ps = [PowerShell]::Create()
             try {
                 $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; New-AgentSandbox -Name '$($case.Name)' -Backend $Backend -Memory 64MB")
-                $null = $ps.BeginInvoke()
+                $output = [System.Management.Automation.PSDataCollection[psobject]]::new()
+                $null = $ps.BeginInvoke([System.Management.Automation.PSDataCollection[psobject]]$null, $output)
                 Start-Sleep -Milliseconds $case.Delay
                 # Stop() returns once the pipeline has ended: the create has finished or been undone.
                 $ps.Stop()
                 $state = $ps.InvocationStateInfo.State
             }
             finally { $ps.Dispose() }
-            if ($state -eq 'Stopped') {
+            # A stop that came after the sandbox was written out ends a pipeline that has already handed it over.
+            if ($state -eq 'Stopped' -and $output.Count -eq 0) {
                 $stopped++
                 @(Get-AgentSandbox "$($case.Name)*").Count | Should -Be 0 -Because "stopped after $($case.Delay) ms"
                 Get-SandboxLeftovers -Name $case.Name | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
@@ -100,8 +102,19 @@ Describe 'Stopping New-AgentSandbox (Ctrl+C) on <Backend>' -ForEach @(@{ Backend
             }
             else {
                 (Get-AgentSandbox -Name $case.Name).State | Should -Be 'Running' -Because "the create finished within $($case.Delay) ms"
+                @($output).Name | Should -Be $case.Name -Because 'a sandbox that stays was handed to the caller'
             }
         }
         $stopped | Should -BeGreaterThan 0
+    }
+
+    It 'keeps the sandbox when the pipeline ends because it has what it wanted (Select-Object -First)' {
+        $name = New-TestName
+        try {
+            $sb = New-AgentSandbox -Name $name -Backend $Backend | Select-Object -First 1
+            $sb.Name | Should -Be $name
+            (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+        }
+        finally { Remove-TestSandbox $name }
     }
 }

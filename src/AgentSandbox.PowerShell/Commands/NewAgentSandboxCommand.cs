@@ -122,9 +122,22 @@ namespace AgentSandbox.PowerShell.Commands
             Try(name, () =>
             {
                 var sandbox = Manager.Create(spec, Progress(activity), _cancel.Token);
-                CompleteProgress(activity);
-                WriteVerbose($"Sandbox '{sandbox.Name}' ({sandbox.Backend}, id {sandbox.Id}) is running.");
-                WriteObject(sandbox);
+                try
+                {
+                    // Stopped as the create finished: the sandbox would never reach the caller, so it must not stay.
+                    if (Stopping || _cancel.IsCancellationRequested) throw new PipelineStoppedException();
+                    CompleteProgress(activity);
+                    WriteVerbose($"Sandbox '{sandbox.Name}' ({sandbox.Backend}, id {sandbox.Id}) is running.");
+                    WriteObject(sandbox);
+                }
+                // Only a stop of this pipeline (Stopping is set before writes fail, StopProcessing after):
+                // Select-Object -First also ends it with this exception, but after taking the sandbox.
+                catch (PipelineStoppedException) when (Stopping || _cancel.IsCancellationRequested)
+                {
+                    try { Manager.Remove(sandbox); }
+                    catch (SandboxException) { /* the stop is what the caller asked about; Get-AgentSandbox shows what is left */ }
+                    throw;
+                }
             });
         }
 
