@@ -34,7 +34,10 @@ namespace AgentSandbox.Linux
             return execCgroup;
         }
 
-        /// <summary>Runs the command in execCgroup (from CreateCgroup), which it deletes once the command is over.</summary>
+        /// <summary>
+        /// Runs the command in execCgroup (from CreateCgroup), which it deletes once the command is over;
+        /// with filterSystemCalls it starts under the module's seccomp filter (FilteredLauncher).
+        /// </summary>
         public static CommandResult Run(
             Sandbox sandbox,
             Cgroup execCgroup,
@@ -43,12 +46,15 @@ namespace AgentSandbox.Linux
             CommandRequest request,
             ICommandOutput output,
             CancellationToken cancellation,
-            bool filterSystemCalls = false)
+            bool filterSystemCalls)
         {
             CommandResult? result = null;
             try
             {
-                result = Start(sandbox, execCgroup, nsenterOptions, user, request, output, cancellation, filterSystemCalls);
+                var (argv, environment) = CommandLine(sandbox, execCgroup, nsenterOptions, user, request);
+                result = ProcessRunner.Stream(argv, environment, request.StandardInput, output, request.Timeout, cancellation,
+                    () => execCgroup.KillAll(), filterSystemCalls ? FilteredLauncher.Start : (Action<System.Diagnostics.Process>?)null);
+                result.Sandbox = sandbox.Name;
                 return result;
             }
             finally
@@ -59,15 +65,9 @@ namespace AgentSandbox.Linux
             }
         }
 
-        private static CommandResult Start(
-            Sandbox sandbox,
-            Cgroup execCgroup,
-            IList<string> nsenterOptions,
-            (int Uid, int Gid) user,
-            CommandRequest request,
-            ICommandOutput output,
-            CancellationToken cancellation,
-            bool filterSystemCalls)
+        /// <summary>The chain's argv and the environment it starts with.</summary>
+        private static (List<string> Argv, Dictionary<string, string> Environment) CommandLine(
+            Sandbox sandbox, Cgroup execCgroup, IList<string> nsenterOptions, (int Uid, int Gid) user, CommandRequest request)
         {
             var sh = "/bin/sh";
             var setpriv = HostTools.Require("setpriv", "util-linux");
@@ -95,11 +95,7 @@ namespace AgentSandbox.Linux
             argv.Add("--wdns=" + workdir);
             argv.Add("--");
             argv.AddRange(inner);
-
-            var result = ProcessRunner.Stream(argv, chainEnvironment, request.StandardInput, output, request.Timeout, cancellation,
-                () => execCgroup.KillAll(), filterSystemCalls ? FilteredLauncher.Start : (Action<System.Diagnostics.Process>?)null);
-            result.Sandbox = sandbox.Name;
-            return result;
+            return (argv, chainEnvironment);
         }
 
         private static void SafeKill(Cgroup group)

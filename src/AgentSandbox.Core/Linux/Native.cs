@@ -206,18 +206,7 @@ namespace AgentSandbox.Linux
         }
 
         /// <summary>An exclusive advisory lock held until disposed; blocks while another process holds it.</summary>
-        public static IDisposable LockFile(string path)
-        {
-            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0x180);
-            if (fd < 0) throw Fail($"open {path}", Marshal.GetLastWin32Error());
-            if (flock(fd, LOCK_EX) != 0)
-            {
-                int errno = Marshal.GetLastWin32Error();
-                close(fd);
-                throw Fail($"lock {path}", errno);
-            }
-            return new FdLock(fd);
-        }
+        public static IDisposable LockFile(string path) => new FdLock(OpenLocked(path, create: true, LOCK_EX));
 
         /// <summary>
         /// The lock on an existing file, or null at once when another process holds it, the file does
@@ -226,20 +215,8 @@ namespace AgentSandbox.Linux
         /// </summary>
         public static IDisposable? TryLockExistingFile(string path)
         {
-            int fd = open(path, O_RDWR | O_CLOEXEC, 0);
-            if (fd < 0)
-            {
-                int errno = Marshal.GetLastWin32Error();
-                if (errno == ENOENT) return null;
-                throw Fail($"open {path}", errno);
-            }
-            if (flock(fd, LOCK_EX | LOCK_NB) != 0)
-            {
-                int errno = Marshal.GetLastWin32Error();
-                close(fd);
-                if (errno == EWOULDBLOCK) return null;
-                throw Fail($"lock {path}", errno);
-            }
+            int fd = OpenLocked(path, create: false, LOCK_EX | LOCK_NB);
+            if (fd < 0) return null;
             string? still;
             try { still = ReadLink($"/proc/self/fd/{fd}"); }
             catch (IOException) { still = null; }
@@ -253,20 +230,31 @@ namespace AgentSandbox.Linux
         /// </summary>
         public static IDisposable? LockExistingShared(string path)
         {
-            int fd = open(path, O_RDWR | O_CLOEXEC, 0);
+            int fd = OpenLocked(path, create: false, LOCK_SH);
+            return fd < 0 ? null : new FdLock(fd);
+        }
+
+        /// <summary>
+        /// Opens path and flocks it; -1 when it does not exist (unless created) or, with LOCK_NB, when
+        /// another process holds it. Throws on any other failure.
+        /// </summary>
+        private static int OpenLocked(string path, bool create, int operation)
+        {
+            int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), create ? 0x180 : 0);
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                if (errno == ENOENT) return null;
+                if (!create && errno == ENOENT) return -1;
                 throw Fail($"open {path}", errno);
             }
-            if (flock(fd, LOCK_SH) != 0)
+            if (flock(fd, operation) != 0)
             {
                 int errno = Marshal.GetLastWin32Error();
                 close(fd);
+                if ((operation & LOCK_NB) != 0 && errno == EWOULDBLOCK) return -1;
                 throw Fail($"lock {path}", errno);
             }
-            return new FdLock(fd);
+            return fd;
         }
 
         private sealed class FdLock : IDisposable
