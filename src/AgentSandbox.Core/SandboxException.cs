@@ -90,5 +90,13 @@ namespace AgentSandbox
         /// <summary>A checkpoint of another sandbox, or of another backend, was given.</summary>
         public const string CheckpointMismatch = "CheckpointMismatch";
         public const string CheckpointRemoveFailed = "CheckpointRemoveFailed";
+        /// <summary>The working directory of a command does not exist, is not a directory, or its user may not enter it.</summary>
+        public const string WorkingDirectoryUnavailable = "WorkingDirectoryUnavailable";
+        /// <summary>A -Mount source is no longer the folder or file it was when the sandbox was made (replaced, or a link put in its way).</summary>
+        public const string MountSourceChanged = "MountSourceChanged";
+        /// <summary>Root inside would be root on the host for the files of a writable -Mount.</summary>
+        public const string RootOnWritableMount = "RootOnWritableMount";
+        /// <summary>-DiskSize on a backend (or Docker daemon) that cannot enforce it.</summary>
+        public const string DiskLimitUnsupported = "DiskLimitUnsupported";
     }
 }

@@ -20,10 +20,6 @@ namespace AgentSandbox.Linux
         private const string CgroupStub =
             "for f; do shift; [ \"$f\" = -- ] && break; echo 0 > \"$f\" || { echo \"agentsandbox: cannot join cgroup $f\" >&2; exit 125; }; done; exec \"$@\"";
 
-        /// <summary>Variables the host's dynamic loader and libc obey; they must never reach the host-side tools, which run as root.</summary>
-        private static readonly string[] LoaderVariables =
-            { "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS" };
-
         public const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
         /// <summary>A command's own group below the sandbox's; the caller makes sure the sandbox still runs.</summary>
@@ -52,9 +48,11 @@ namespace AgentSandbox.Linux
             try
             {
                 var (argv, environment) = CommandLine(sandbox, execCgroup, nsenterOptions, user, request);
-                result = ProcessRunner.Stream(argv, environment, request.StandardInput, output, request.Timeout, cancellation,
+                var entry = new SandboxEntry.Output(output);
+                result = ProcessRunner.Stream(argv, environment, request.StandardInput, entry, request.Timeout, cancellation,
                     () => execCgroup.KillAll(), filterSystemCalls ? FilteredLauncher.Start : (Action<System.Diagnostics.Process>?)null);
                 result.Sandbox = sandbox.Name;
+                if (entry.Failure(result, sandbox.Name, request.User ?? sandbox.DefaultUser) is SandboxException refused) throw refused;
                 return result;
             }
             finally
@@ -65,7 +63,11 @@ namespace AgentSandbox.Linux
             }
         }
 
-        /// <summary>The chain's argv and the environment it starts with.</summary>
+        /// <summary>
+        /// The chain's argv and the environment it starts with. nsenter enters the root with "/" as the
+        /// working directory (without one it would keep the caller's, outside the root); the entry
+        /// enters the real one after the user is dropped to, and puts the environment in place.
+        /// </summary>
         private static (List<string> Argv, Dictionary<string, string> Environment) CommandLine(
             Sandbox sandbox, Cgroup execCgroup, IList<string> nsenterOptions, (int Uid, int Gid) user, CommandRequest request)
         {
@@ -73,17 +75,8 @@ namespace AgentSandbox.Linux
             var setpriv = HostTools.Require("setpriv", "util-linux");
             var nsenter = HostTools.Require("nsenter", "util-linux");
 
-            var environment = Environment(sandbox, request, user.Uid);
-            var inner = request.Argv().ToList();
             var workdir = request.WorkingDirectory ?? sandbox.WorkingDirectory;
-            Dictionary<string, string> chainEnvironment = environment;
-            if (environment.Keys.Any(IsLoaderVariable))
-            {
-                // Apply these only inside the sandbox, after the host tools have run.
-                chainEnvironment = new Dictionary<string, string> { ["PATH"] = DefaultPath };
-                inner = new[] { "/bin/sh", "-c", "exec env -i \"$@\"", "sh" }
-                    .Concat(environment.Select(kv => kv.Key + "=" + kv.Value)).Concat(inner).ToList();
-            }
+            var (entry, environment) = SandboxEntry.Wrap(workdir, Environment(sandbox, request, user.Uid), request.Argv(), DefaultPath);
 
             var argv = new List<string> { sh, "-c", CgroupStub, "agentsandbox-exec" };
             argv.AddRange(execCgroup.SelfJoinFiles);
@@ -92,19 +85,16 @@ namespace AgentSandbox.Linux
             argv.AddRange(nsenterOptions);
             argv.Add("--setuid=" + user.Uid);
             argv.Add("--setgid=" + user.Gid);
-            argv.Add("--wdns=" + workdir);
+            argv.Add("--wdns=/");
             argv.Add("--");
-            argv.AddRange(inner);
-            return (argv, chainEnvironment);
+            argv.AddRange(entry);
+            return (argv, environment);
         }
 
         private static void SafeKill(Cgroup group)
         {
             try { group.KillAll(); } catch (System.IO.IOException) { }
         }
-
-        private static bool IsLoaderVariable(string name) =>
-            name.StartsWith("LD_", StringComparison.Ordinal) || LoaderVariables.Contains(name);
 
         private static Dictionary<string, string> Environment(Sandbox sandbox, CommandRequest request, int uid)
         {

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 
 namespace AgentSandbox.Verification
 {
@@ -12,6 +13,12 @@ namespace AgentSandbox.Verification
             Id = id; Boundary = boundary; AsRoot = asRoot; Description = description; Script = script; Judge = judge;
         }
 
+        /// <summary>An attempt of several steps (commands with their own working directory, timeout or environment, host actions between them).</summary>
+        public Attempt(string id, SandboxBoundary boundary, bool asRoot, string description, Func<AttemptContext, (AttemptOutcome, string)> staged)
+        {
+            Id = id; Boundary = boundary; AsRoot = asRoot; Description = description; Script = ""; Staged = staged;
+        }
+
         public string Id { get; }
         public SandboxBoundary Boundary { get; }
         /// <summary>Run as root where the sandbox allows root; otherwise as the default user.</summary>
@@ -20,6 +27,8 @@ namespace AgentSandbox.Verification
         /// <summary>POSIX sh; ends by printing "BLOCKED: …", "SUCCEEDED: …" or "INCONCLUSIVE: …".</summary>
         public string Script { get; }
         public Func<Fixtures, CommandResult, (AttemptOutcome, string)?>? Judge { get; }
+        /// <summary>Runs the whole attempt itself instead of Script; see AttemptContext.</summary>
+        public Func<AttemptContext, (AttemptOutcome, string)>? Staged { get; }
     }
 
     /// <summary>
@@ -34,7 +43,9 @@ namespace AgentSandbox.Verification
             "readmarker() { out=$(cat \"$1\" 2>&1); case \"$out\" in *\"$P_TEXT\"*) r SUCCEEDED \"read the host marker through $1\";; esac; r BLOCKED \"cat $1: ${out:-nothing}\"; }\n" +
             "arch_nr() { case $(uname -m) in x86_64) echo $1;; aarch64) echo $2;; *) echo;; esac; }\n";
 
-        public static IReadOnlyList<Attempt> All { get; } = new List<Attempt>
+        public static IReadOnlyList<Attempt> All { get; } = Scripted().Concat(StagedAttempts.All).ToList();
+
+        private static IEnumerable<Attempt> Scripted() => new List<Attempt>
         {
             // Filesystem, as the agent's user.
             new Attempt("fs-read-marker", SandboxBoundary.Filesystem, false, "read a host file by its host path",

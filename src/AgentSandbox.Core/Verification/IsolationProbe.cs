@@ -46,7 +46,7 @@ namespace AgentSandbox.Verification
             try
             {
                 var result = _manager.Execute(sandbox, new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", "id -u" }, User = "0" },
-                    new Silent(), cancellation);
+                    new AttemptContext.SilentOutput(), cancellation);
                 return result.StdOut.Trim() == "0";
             }
             catch (SandboxException e) when (e.ErrorId == ErrorIds.InvalidUser) { return false; }
@@ -54,52 +54,26 @@ namespace AgentSandbox.Verification
 
         private IsolationAttempt RunOne(Sandbox sandbox, Attempt attempt, Fixtures f, bool asRoot, CancellationToken cancellation)
         {
-            var env = new Dictionary<string, string>
-            {
-                ["P_MARKER"] = f.Marker, ["P_TEXT"] = f.MarkerText, ["P_DROP"] = f.Drop, ["P_TOKEN"] = f.Token,
-                ["P_HOSTPID"] = f.HostPid.ToString(CultureInfo.InvariantCulture), ["P_SLEEP"] = f.SleepArgument,
-                ["P_PORT"] = f.Port.ToString(CultureInfo.InvariantCulture), ["P_SHMID"] = f.SharedMemoryId ?? "",
-                ["P_HOSTNAME"] = f.Hostname, ["P_KERNEL"] = f.Kernel, ["P_DEV"] = f.RootDevice ?? "",
-                ["P_MEM"] = sandbox.MemoryBytes?.ToString(CultureInfo.InvariantCulture) ?? "",
-                ["P_PIDS"] = sandbox.ProcessLimit?.ToString(CultureInfo.InvariantCulture) ?? "",
-                ["P_CPU"] = sandbox.CpuCount?.ToString(CultureInfo.InvariantCulture) ?? "",
-                ["P_ROBIND"] = f.ReadOnlyDestination ?? "", ["P_RWBIND"] = f.WritableDestination ?? "",
-                ["P_SYSRQ"] = f.HostHasSysrq ? "1" : "",
-            };
-            var request = new CommandRequest
-            {
-                FilePath = "/bin/sh",
-                Arguments = { "-c", Attempts.Prelude + attempt.Script },
-                Environment = env,
-                User = asRoot ? "0" : null,
-                WorkingDirectory = "/",
-                Timeout = TimeSpan.FromSeconds(60),
-            };
             var watch = Stopwatch.StartNew();
             f.TakeConnections();
-            CommandResult result;
-            try { result = _manager.Execute(sandbox, request, new Silent(), cancellation); }
+            using var context = new AttemptContext(_manager, sandbox, f, asRoot, cancellation);
+            AttemptOutcome outcome;
+            string evidence;
+            try
+            {
+                if (attempt.Staged != null) (outcome, evidence) = attempt.Staged(context);
+                else
+                {
+                    var result = context.Run(attempt.Script);
+                    (outcome, evidence) = attempt.Judge?.Invoke(f, result) ?? AttemptContext.Verdict(result);
+                    if (result.TimedOut) evidence += " (the attempt ran past 60 s and was killed)";
+                }
+            }
             catch (SandboxException e)
             {
                 return Row(sandbox, attempt, asRoot, AttemptOutcome.Inconclusive, $"the attempt could not run: {e.Message}", watch.Elapsed);
             }
-            var (outcome, evidence) = attempt.Judge?.Invoke(f, result) ?? Parse(result);
-            if (result.TimedOut) evidence += " (the attempt ran past 60 s and was killed)";
             return Row(sandbox, attempt, asRoot, outcome, evidence, watch.Elapsed);
-        }
-
-        private static (AttemptOutcome, string) Parse(CommandResult result)
-        {
-            foreach (var line in result.StdOut.Split('\n').Reverse())
-            {
-                foreach (var outcome in new[] { AttemptOutcome.Blocked, AttemptOutcome.Succeeded, AttemptOutcome.Inconclusive })
-                {
-                    var prefix = outcome.ToString().ToUpperInvariant() + ": ";
-                    if (line.StartsWith(prefix, StringComparison.Ordinal)) return (outcome, line.Substring(prefix.Length).Trim());
-                }
-            }
-            return (AttemptOutcome.Inconclusive,
-                $"no verdict from the attempt (exit {result.ExitCode}): {(result.StdErr + result.StdOut).Trim().Split('\n').FirstOrDefault()}");
         }
 
         private static IsolationAttempt Row(Sandbox s, Attempt a, bool asRoot, AttemptOutcome outcome, string evidence, TimeSpan duration) => new IsolationAttempt
@@ -136,12 +110,6 @@ namespace AgentSandbox.Verification
                         : string.Join("; ", mine.Select(a => $"{a.Id} as {a.User}: {a.Outcome.ToString().ToLowerInvariant()} ({a.Evidence})")),
                 };
             }).ToList();
-        }
-
-        private sealed class Silent : ICommandOutput
-        {
-            public void StandardOutput(string line) { }
-            public void StandardError(string line) { }
         }
     }
 }
