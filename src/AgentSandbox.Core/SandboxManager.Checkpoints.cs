@@ -89,7 +89,7 @@ namespace AgentSandbox
                 ProcessLimit = source.ProcessLimit,
                 Network = source.Network,
                 Environment = new Dictionary<string, string>(source.Environment ?? new Dictionary<string, string>()),
-                Mounts = (source.Mounts ?? new List<SandboxMount>()).Select(m => new SandboxMount { Source = m.Source, Destination = m.Destination, ReadWrite = m.ReadWrite }).ToList(),
+                Mounts = (source.Mounts ?? new List<SandboxMount>()).Select(m => new SandboxMount { Source = m.Source, Destination = m.Destination, ReadWrite = m.ReadWrite, Identity = m.Identity }).ToList(),
                 WorkingDirectory = source.WorkingDirectory,
                 FromCheckpoint = checkpoint,
             };

@@ -187,10 +187,25 @@ namespace AgentSandbox
             Validate(spec);
             if (spec.FromCheckpoint != null) CheckFork(spec);
             var backend = Choose(spec);
+            PinMountSources(spec);
             if (Find(spec.Name) != null)
                 throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                     $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);
             return backend.Create(spec, progress ?? NullProgress.Instance, cancellation);
+        }
+
+        /// <summary>
+        /// New -Mount sources are pinned (real path and identity); those a fork inherits must still be
+        /// what their sandbox was made with.
+        /// </summary>
+        private static void PinMountSources(SandboxSpec spec)
+        {
+            if (!Linux.HostTools.IsLinux) return;
+            foreach (var mount in spec.Mounts)
+            {
+                if (mount.Identity == null) Linux.MountSources.Pin(mount);
+                else Linux.MountSources.Verify(mount, spec.Name);
+            }
         }
 
         /// <summary>Everything about a request that can be checked without making anything (so -WhatIf reports it too).</summary>

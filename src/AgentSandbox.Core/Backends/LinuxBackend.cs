@@ -194,9 +194,11 @@ namespace AgentSandbox.Backends
                 StartCore(s, progress);
                 Store.Save(s);
             }
-            catch (Exception e) when (!(e is SandboxException))
+            catch (Exception e)
             {
+                // A start refused half-way (a mount source that changed) undoes what it had mounted too.
                 try { StopCore(s, progress); } catch (Exception) { }
+                if (e is SandboxException) throw;
                 throw new SandboxException(ErrorIds.SandboxStartFailed, SandboxErrorKind.Failed,
                     $"Could not start sandbox '{s.Name}': {e.Message}", s.Name, e);
             }

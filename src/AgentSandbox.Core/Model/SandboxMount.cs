@@ -37,6 +37,8 @@ namespace AgentSandbox
         [DataMember] public string Source { get; set; } = "";
         [DataMember] public string Destination { get; set; } = "";
         [DataMember] public bool ReadWrite { get; set; }
+        /// <summary>What the source was when the sandbox was made (Linux hosts): every start mounts that or nothing.</summary>
+        [DataMember(EmitDefaultValue = false)] internal string? Identity { get; set; }
 
         public override string ToString() => $"{Source}:{Destination}:{(ReadWrite ? "rw" : "ro")}";
     }

@@ -73,12 +73,15 @@ namespace AgentSandbox.Backends.Chroot
                 BindReadOnly(name, FileTree.ResolveInside(root, name, createDirectories: true));
             foreach (var m in s.Mounts)
             {
-                bool isFile = File.Exists(m.Source);
+                // What was pinned at create, opened without following any link: never whatever the path leads to now.
+                using var source = MountSources.Open(m, s.Name);
+                var sourcePath = MountSources.ProcPath(source);
+                bool isFile = File.Exists(sourcePath);
                 var target = FileTree.ResolveInside(root, m.Destination, createDirectories: !isFile);
                 if (isFile ? Directory.Exists(target) : File.Exists(target))
                     throw new IOException($"cannot mount the {(isFile ? "file" : "directory")} {m.Source} on {m.Destination}, which is a {(isFile ? "directory" : "file")} in the sandbox");
                 if (isFile && !File.Exists(target)) File.WriteAllText(target, "");
-                Native.Mount(m.Source, target, null, Native.MS_BIND);
+                Native.Mount(sourcePath, target, null, Native.MS_BIND);
                 Native.Mount(null, target, null, m.ReadWrite ? Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NOSUID | Native.MS_NODEV : ReadOnlyBind);
             }
             MountDev(FileTree.ResolveInside(root, "/dev", createDirectories: true));
