@@ -101,8 +101,10 @@ Describe 'A new Docker sandbox is a hardened container' {
         $record.Backend | Should -Be 'Docker'
     }
 
-    It 'runs as uid 1000 with /workspace in the container layer, owned by the agent (host-derived root: 0755, as documented)' {
-        $c.Config.User | Should -Be '1000:1000'
+    It 'runs commands as uid 1000 with /workspace in the container layer, owned by the agent (host-derived root: 0755, as documented)' {
+        # The container's own user is PID 1's alone (root, out of the agent's reach); every command names its user.
+        $c.Config.User | Should -Be '0:0'
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Be '1000'
         # No volume and no mount: a commit (checkpoint) captures /workspace with the rest of the container's files.
         @($c.Mounts | Where-Object Destination -eq '/workspace').Count | Should -Be 0
         @($c.Mounts | Where-Object Type -eq 'volume').Count | Should -Be 0

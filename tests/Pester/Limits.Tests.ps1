@@ -76,6 +76,8 @@ Describe 'Process limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Bac
     It 'a recursive fork bomb is held at the limit while it runs, the host stays responsive, and its timeout ends it' {
         $dir = Get-SandboxCgroupDir -Name $name -Controller pids -Backend $Backend
         $before = [int](Get-Content "$dir/pids.current")
+        # Three ways this can go wrong, told apart: the sandbox dies, the command ends early, processes outlive the timeout.
+        $died = "the sandbox stopped under the bomb (its cgroup $dir is gone): on Docker, as when PID 1 needs a fork to stay alive"
         $ps = [PowerShell]::Create()
         try {
             # The classic bomb (every shell starts two more); the sleep keeps the command going until its timeout.
@@ -85,22 +87,28 @@ Describe 'Process limit on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Bac
             $slowest = 0
             $watch = [Diagnostics.Stopwatch]::StartNew()
             while ($watch.Elapsed.TotalSeconds -lt 5) {
-                $peak = [Math]::Max($peak, [int](Get-Content "$dir/pids.current"))
+                $current = Get-Content "$dir/pids.current" -ErrorAction Ignore
+                if ($null -eq $current) { throw $died }
+                $peak = [Math]::Max($peak, [int]$current)
                 $slowest = [Math]::Max($slowest, (Measure-Command { $null = & /bin/sh -c 'echo host-ok' }).TotalSeconds)
                 Start-Sleep -Milliseconds 100
             }
             $peak | Should -BeLessOrEqual $limit
             $slowest | Should -BeLessThan 3 -Because 'the host starts a process at once while the bomb runs'
-            $async.AsyncWaitHandle.WaitOne(60000) | Should -BeTrue
+            $async.AsyncWaitHandle.WaitOne(60000) | Should -BeTrue -Because 'the command returns once its timeout has ended it'
             $result = $ps.EndInvoke($async)
-            $result.TimedOut | Should -BeTrue
-            $result.StdErr | Should -Match 'fork' -Because 'the shells were refused new processes'
         }
         finally { $ps.Dispose() }
+        if (-not (Test-Path "$dir/pids.current")) { throw $died }
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running' -Because $died
+        $result.TimedOut | Should -BeTrue -Because ("the bomb runs until its 10 s timeout, but the command ended after {0:N1} s with exit {1} ({2})" -f
+            $result.Duration.TotalSeconds, $result.ExitCode, (($result.StdErr -split "`n" | Select-Object -Last 2) -join ' / '))
+        $result.StdErr | Should -Match 'fork' -Because 'the shells were refused new processes'
         # Killed processes leave the count a moment after they are gone.
         $watch = [Diagnostics.Stopwatch]::StartNew()
         while ([int](Get-Content "$dir/pids.current") -gt $before -and $watch.Elapsed.TotalSeconds -lt 10) { Start-Sleep -Milliseconds 100 }
-        [int](Get-Content "$dir/pids.current") | Should -BeLessOrEqual $before -Because 'every process of the bomb was killed'
+        $left = [int](Get-Content "$dir/pids.current") - $before
+        $left | Should -BeLessOrEqual 0 -Because "every process of the bomb ends with its timeout, but $left outlived it"
         Invoke-InSandbox -InputObject $sb -Command 'echo alive' | Should -Be 'alive'
     }
 }

@@ -9,44 +9,145 @@ using System.Threading;
 namespace AgentSandbox.Linux
 {
     /// <summary>
-    /// One cgroup at the same relative path in every hierarchy (v1) or in the unified tree (v2):
-    /// limits, membership, kill-all and removal.
+    /// One cgroup: the module's own at the same relative path in every hierarchy (v1) or in the
+    /// unified tree (v2), or one another program made (a container's), found from a member process,
+    /// whose v1 paths may differ per hierarchy. Limits, membership, kill-all and removal.
     /// </summary>
     internal sealed class Cgroup
     {
         public const string ModuleRoot = "agentsandbox";
         private static readonly string[] V2Controllers = { "memory", "pids", "cpu" };
 
-        public Cgroup(CgroupLayout layout, string relativePath)
+        /// <summary>v1 only, for a group found from a process: controller → path below that controller's hierarchy root.</summary>
+        private readonly IReadOnlyDictionary<string, string>? _v1Paths;
+
+        /// <summary>Outside the module's tree: its ancestors' controllers are another program's to set.</summary>
+        private readonly bool _foreign;
+
+        public Cgroup(CgroupLayout layout, string relativePath) : this(layout, relativePath, null, false) { }
+
+        private Cgroup(CgroupLayout layout, string relativePath, IReadOnlyDictionary<string, string>? v1Paths, bool foreign)
         {
             Layout = layout;
             RelativePath = relativePath;
+            _v1Paths = v1Paths;
+            _foreign = foreign;
         }
 
         public CgroupLayout Layout { get; }
+        /// <summary>The path below the hierarchy root (on v1, for a group found from a process: the kill hierarchy's).</summary>
         public string RelativePath { get; }
 
         public static Cgroup ForSandbox(CgroupLayout layout, string sandboxName) =>
             new Cgroup(layout, ModuleRoot + "/" + sandboxName);
 
-        public Cgroup Child(string name) => new Cgroup(Layout, RelativePath + "/" + name);
+        /// <summary>
+        /// The group a process is in, in the hierarchies the module uses, from /proc/&lt;pid&gt;/cgroup;
+        /// null when the process is gone or is in none of them.
+        /// </summary>
+        public static Cgroup? OfProcess(CgroupLayout layout, int pid)
+        {
+            string text;
+            try { text = System.IO.File.ReadAllText($"/proc/{pid}/cgroup"); }
+            catch (IOException) { return null; }
+            return Parse(layout, text);
+        }
 
-        public bool Exists => Layout.Directories(RelativePath).Any(Directory.Exists);
+        /// <summary>The group of a /proc/&lt;pid&gt;/cgroup text (see OfProcess).</summary>
+        internal static Cgroup? Parse(CgroupLayout layout, string procCgroup)
+        {
+            var v1 = new Dictionary<string, string>();
+            string? unified = null;
+            foreach (var line in procCgroup.Split('\n'))
+            {
+                var parts = line.Split(new[] { ':' }, 3);
+                if (parts.Length != 3) continue;
+                var path = parts[2].Trim().Trim('/');
+                if (parts[0] == "0" && parts[1].Length == 0) { unified = path; continue; }
+                foreach (var c in parts[1].Split(','))
+                {
+                    var controller = c == "name=systemd" ? "systemd" : c;
+                    if (layout.V1.ContainsKey(controller)) v1[controller] = path;
+                }
+            }
+            if (layout.Unified) return unified == null ? null : new Cgroup(layout, unified, null, foreign: true);
+            if (v1.Count == 0) return null;
+            var shown = v1.TryGetValue(KillController(layout) ?? "", out var p) ? p : v1.Values.First();
+            return new Cgroup(layout, shown, v1, foreign: true);
+        }
+
+        public Cgroup Child(string name) => new Cgroup(Layout, Join(RelativePath, name),
+            _v1Paths?.ToDictionary(kv => kv.Key, kv => Join(kv.Value, name)), _foreign);
+
+        /// <summary>
+        /// The same group in the kill hierarchy alone (v1: freezer, else pids; v2: the one tree):
+        /// enough to hold and kill processes whose limits their parent group's other hierarchies set.
+        /// </summary>
+        public Cgroup InKillHierarchyOnly()
+        {
+            if (Layout.Unified || !(KillController(Layout) is string c)) return this;
+            var path = _v1Paths != null && _v1Paths.TryGetValue(c, out var p) ? p : RelativePath;
+            return new Cgroup(Layout, path, new Dictionary<string, string> { [c] = path }, _foreign);
+        }
+
+        private static string Join(string parent, string name) => parent.Length == 0 ? name : parent + "/" + name;
+
+        /// <summary>The directory of this group in every hierarchy it has.</summary>
+        private IEnumerable<string> Directories => _v1Paths == null
+            ? Layout.Directories(RelativePath)
+            : Layout.V1.Where(kv => _v1Paths.ContainsKey(kv.Key)).Select(kv => Path.Combine(kv.Value, _v1Paths[kv.Key])).Distinct();
+
+        /// <summary>The directory holding one controller's files, or null when that hierarchy is not here.</summary>
+        private string? DirectoryFor(string controller)
+        {
+            if (_v1Paths == null) return Layout.DirectoryFor(controller, RelativePath);
+            return Layout.V1.TryGetValue(controller, out var root) && _v1Paths.TryGetValue(controller, out var path) ? Path.Combine(root, path) : null;
+        }
+
+        /// <summary>v1: the hierarchy a kill works through (freezer, else pids); v2 has only one.</summary>
+        private static string? KillController(CgroupLayout layout) =>
+            layout.Unified ? null : layout.V1.ContainsKey("freezer") ? "freezer" : layout.V1.ContainsKey("pids") ? "pids" : null;
+
+        public bool Exists => Directories.Any(Directory.Exists);
 
         /// <summary>Every cgroup.procs file a new process must be written to, one per hierarchy.</summary>
-        public IEnumerable<string> ProcsFiles => Layout.Directories(RelativePath).Select(d => Path.Combine(d, "cgroup.procs"));
+        public IEnumerable<string> ProcsFiles => Directories.Select(d => Path.Combine(d, "cgroup.procs"));
 
         /// <summary>
         /// The files a single-threaded process writes "0" to in order to move itself in: v1's tasks,
         /// which moves the writing thread without the kernel's global threadgroup lock (whose first
         /// taking after a quiet spell waits out an RCU grace period, 6-12 ms here), else cgroup.procs.
         /// </summary>
-        public IEnumerable<string> SelfJoinFiles => Layout.Directories(RelativePath).Select(d => Path.Combine(d, Layout.Unified ? "cgroup.procs" : "tasks"));
+        public IEnumerable<string> SelfJoinFiles => Directories.Select(d => Path.Combine(d, Layout.Unified ? "cgroup.procs" : "tasks"));
+
+        /// <summary>
+        /// Moves a single-threaded process in, through the same files as SelfJoinFiles, the kill
+        /// hierarchy last: a process that /proc/&lt;pid&gt;/cgroup shows there is in every hierarchy.
+        /// </summary>
+        public void Move(int pid)
+        {
+            var kill = KillController(Layout) is string c ? DirectoryFor(c) : null;
+            var text = pid.ToString(CultureInfo.InvariantCulture);
+            foreach (var file in SelfJoinFiles.OrderBy(f => Path.GetDirectoryName(f) == kill ? 1 : 0)) Write(file, text);
+        }
+
+        /// <summary>
+        /// A shell case pattern that matches the line of /proc/self/cgroup a member of this group shows
+        /// for the kill hierarchy, read inside or outside a cgroup namespace (the path's end only).
+        /// </summary>
+        public string MembershipPattern
+        {
+            get
+            {
+                var leaf = RelativePath.Substring(RelativePath.LastIndexOf('/') + 1);
+                return Layout.Unified ? "0::*/" + leaf : "*[:,]" + KillController(Layout) + "[:,]*/" + leaf;
+            }
+        }
 
         public void Create()
         {
-            if (Layout.Unified) EnableV2Controllers();
-            foreach (var dir in Layout.Directories(RelativePath)) Directory.CreateDirectory(dir);
+            if (Layout.Unified && !_foreign) EnableV2Controllers();
+            foreach (var dir in Directories) Directory.CreateDirectory(dir);
         }
 
         /// <summary>
@@ -120,7 +221,7 @@ namespace AgentSandbox.Linux
 
         private string File(string controller, string file)
         {
-            var dir = Layout.DirectoryFor(controller, RelativePath)
+            var dir = DirectoryFor(controller)
                 ?? throw new IOException($"the {controller} cgroup controller is not available on this host");
             return Path.Combine(dir, file);
         }
@@ -128,7 +229,7 @@ namespace AgentSandbox.Linux
         /// <summary>Reads a limit or counter file of this group, or null when it does not exist.</summary>
         public string? Read(string controller, string file)
         {
-            var dir = Layout.DirectoryFor(controller, RelativePath);
+            var dir = DirectoryFor(controller);
             if (dir == null) return null;
             var path = Path.Combine(dir, file);
             return System.IO.File.Exists(path) ? System.IO.File.ReadAllText(path).Trim() : null;
@@ -138,7 +239,7 @@ namespace AgentSandbox.Linux
         public List<int> Processes()
         {
             var pids = new HashSet<int>();
-            foreach (var dir in Layout.Directories(RelativePath).Where(Directory.Exists))
+            foreach (var dir in Directories.Where(Directory.Exists))
             {
                 foreach (var procs in EnumerateTree(dir).Select(d => Path.Combine(d, "cgroup.procs")))
                 {
@@ -157,8 +258,8 @@ namespace AgentSandbox.Linux
         public void KillAll(TimeSpan? patience = null)
         {
             var deadline = DateTime.UtcNow + (patience ?? TimeSpan.FromSeconds(10));
-            var killFile = Layout.Unified ? Path.Combine(Layout.UnifiedRoot!, RelativePath, "cgroup.kill") : null;
-            var freezer = Layout.Unified ? null : Layout.DirectoryFor("freezer", RelativePath);
+            var killFile = Layout.Unified ? Path.Combine(Directories.First(), "cgroup.kill") : null;
+            var freezer = Layout.Unified ? null : DirectoryFor("freezer");
             bool frozen = false;
             try
             {
@@ -205,7 +306,7 @@ namespace AgentSandbox.Linux
             string freeze, thaw;
             if (Layout.Unified)
             {
-                var dir = Path.Combine(Layout.UnifiedRoot!, RelativePath);
+                var dir = Directories.First();
                 control = Path.Combine(dir, "cgroup.freeze");
                 frozenFile = Path.Combine(dir, "cgroup.events");
                 isFrozen = text => text.Split('\n').Any(l => l.Trim() == "frozen 1");
@@ -214,7 +315,7 @@ namespace AgentSandbox.Linux
             }
             else
             {
-                var dir = Layout.DirectoryFor("freezer", RelativePath)
+                var dir = DirectoryFor("freezer")
                     ?? throw new IOException("the freezer cgroup controller is not mounted");
                 control = frozenFile = Path.Combine(dir, "freezer.state");
                 isFrozen = text => text.Trim() == "FROZEN";
@@ -257,7 +358,7 @@ namespace AgentSandbox.Linux
         /// <summary>Removes the group and all descendants in every hierarchy; processes must be gone.</summary>
         public void Delete()
         {
-            foreach (var dir in Layout.Directories(RelativePath).Where(Directory.Exists))
+            foreach (var dir in Directories.Where(Directory.Exists))
             {
                 foreach (var d in EnumerateTree(dir).OrderByDescending(d => d.Length))
                 {
@@ -276,7 +377,7 @@ namespace AgentSandbox.Linux
         {
             // The kernel refuses to remove a group that holds a process (EBUSY), so no need to read
             // cgroup.procs in every hierarchy first.
-            foreach (var dir in Layout.Directories(RelativePath))
+            foreach (var dir in Directories)
             {
                 try { Directory.Delete(dir); }
                 catch (IOException) { }

@@ -12,7 +12,7 @@ namespace AgentSandbox.Linux
         public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_REMOUNT = 32,
             MS_BIND = 4096, MS_REC = 16384, MS_PRIVATE = 1 << 18;
         public const int MNT_DETACH = 2;
-        public const int SIGKILL = 9, SIGTERM = 15;
+        public const int SIGKILL = 9, SIGTERM = 15, SIGCONT = 18;
         public const int ESRCH = 3, ENOENT = 2, EINVAL = 22, EBUSY = 16, ENOSYS = 38;
         public const int S_IFCHR = 0x2000;
         private const int O_RDWR = 2, O_CREAT = 0x40, O_CLOEXEC = 0x80000;

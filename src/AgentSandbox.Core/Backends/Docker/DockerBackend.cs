@@ -21,8 +21,13 @@ namespace AgentSandbox.Backends.Docker
         public const string SandboxLabel = "agentsandbox.sandbox";
         public const string RecordLabel = "agentsandbox.record";
         private const string AgentId = "1000";
-        /// <summary>PID 1 of the container: it reaps orphans each second (docker-init cannot be mounted over a host-derived /sbin link).</summary>
-        private static readonly string[] KeepAlive = { "/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1 & wait $!; done" };
+        /// <summary>
+        /// PID 1 of the container, run as root so the agent's user cannot signal it (docker-init cannot
+        /// be mounted over a host-derived /sbin link). It forks once, a sleep that never ends, and waits:
+        /// waiting for any child reaps every orphan as it is reparented, and it needs no fork to stay
+        /// alive, so a sandbox at its process limit (a fork bomb) keeps running. It exits on SIGTERM.
+        /// </summary>
+        private static readonly string[] KeepAlive = { "/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 2147483647 & wait; done" };
 
         public string Name => "Docker";
 
@@ -191,7 +196,8 @@ namespace AgentSandbox.Backends.Docker
                 Hostname = Hostname.For(s.Name),
                 Entrypoint = KeepAlive.ToList(),
                 Cmd = new List<string>(),
-                User = AgentId + ":" + AgentId,
+                // PID 1 only: every command names its own user (the agent's unless -User says otherwise).
+                User = "0:0",
                 WorkingDir = Sandbox.DefaultWorkspace,
                 // The sandbox's -Environment goes with each exec, not into the container's config: a commit
                 // (checkpoint) would bake it into the image and hand it to forks that were given another.

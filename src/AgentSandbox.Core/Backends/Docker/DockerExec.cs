@@ -6,7 +6,6 @@ using System.Linq;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
-using AgentSandbox.Linux;
 using AgentSandbox.Processes;
 using Docker.DotNet;
 using Docker.DotNet.Models;
@@ -15,8 +14,10 @@ namespace AgentSandbox.Backends.Docker
 {
     /// <summary>
     /// A command through the Engine API's exec endpoints: streams demultiplexed, stdin written and
-    /// closed, exit code from exec inspect; on timeout or cancellation the process tree inside the
-    /// container is killed, not just abandoned.
+    /// closed, exit code from exec inspect. Every exec starts through the sandbox entry, which checks
+    /// what the process really is, enters the working directory as the command's user, and waits to
+    /// be placed in a cgroup of its own (ExecGroup), so that a timeout or cancellation kills every
+    /// process the command started, not just its tree.
     /// </summary>
     internal static class DockerExec
     {
@@ -26,34 +27,41 @@ namespace AgentSandbox.Backends.Docker
             public ContainerGoneException(Exception inner) : base(inner.Message, inner) { }
         }
 
-        private const string MarkerVariable = "AGENTSANDBOX_EXEC";
-
+        /// <param name="refuseRoot">
+        /// Null lets the command run as uid or group 0; otherwise the entry refuses them and this makes
+        /// the error (the reason the entry gave is its argument).
+        /// </param>
         public static async Task<CommandResult> RunAsync(DockerClient client, string containerId, CommandRequest request, Sandbox sandbox,
-            ICommandOutput? output, CancellationToken cancellation)
+            ICommandOutput? output, CancellationToken cancellation, Func<string, SandboxException>? refuseRoot = null)
         {
-            // The marker lets a kill find processes that left the exec's tree (daemonized, reparented to PID 1).
-            var marker = Guid.NewGuid().ToString("N");
+            // The environment goes through the API, never into a command line.
             var env = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var kv in sandbox.Environment) env[kv.Key] = kv.Value;
             env["AGENTSANDBOX"] = sandbox.Name;
-            env[MarkerVariable] = marker;
             foreach (var kv in request.Environment) env[kv.Key] = kv.Value;
             var user = string.IsNullOrEmpty(request.User) || request.User == sandbox.DefaultUser
                 ? sandbox.Data("uid") + ":" + sandbox.Data("gid") : request.User!;
             var watch = Stopwatch.StartNew();
             ContainerExecCreateResponse exec;
+            ExecGroup? group;
+            var marker = InsideKill.NewMarker();
             try
             {
+                group = await ExecGroup.ForAsync(client, containerId).ConfigureAwait(false);
+                // Without a group of its own, a marker is what the kill from inside can still find daemonized children by.
+                if (group == null) env[marker.Name] = marker.Value;
+                var argv = SandboxEntry.WrapInContainer(refuseRoot != null, group?.Pattern, request.WorkingDirectory ?? sandbox.WorkingDirectory, request.Argv());
                 exec = await client.Exec.ExecCreateContainerAsync(containerId, new ContainerExecCreateParameters
                 {
                     AttachStdin = request.StandardInput != null,
                     AttachStdout = true,
                     AttachStderr = true,
                     Tty = false,
-                    Cmd = request.Argv().ToList(),
+                    Cmd = argv,
                     Env = env.Select(kv => kv.Key + "=" + kv.Value).ToList(),
                     User = user,
-                    WorkingDir = request.WorkingDirectory ?? sandbox.WorkingDirectory,
+                    // The entry enters the real one, as the command's user and inside the container's root.
+                    WorkingDir = "/",
                 }, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception e) when (DockerErrors.IsNotFound(e)) { throw new ContainerGoneException(e); }
@@ -62,34 +70,58 @@ namespace AgentSandbox.Backends.Docker
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellation);
             using var stream = await client.Exec.StartAndAttachContainerExecAsync(exec.ID, false, CancellationToken.None).ConfigureAwait(false);
 
-            var stdout = new LineAssembler(output == null ? null : (Action<string>)output.StandardOutput);
-            var stderr = new LineAssembler(output == null ? null : (Action<string>)output.StandardError);
-            var pump = PumpAsync(stream, stdout, stderr, request.StandardInput);
+            var entry = new SandboxEntry.Output(output ?? NoOutput.Instance, expectPid: true);
+            var stdout = new LineAssembler(entry.StandardOutput);
+            var stderr = new LineAssembler(entry.StandardError);
+            var pump = PumpAsync(stream, stdout, stderr, request.StandardInput).ContinueWith(t => { entry.Ended(); return t; }, TaskScheduler.Default).Unwrap();
             bool stopped = false;
-            using (linked.Token.Register(() => stopped = true))
+            try
             {
-                var finished = await Task.WhenAny(pump, Task.Delay(Timeout.Infinite, linked.Token)).ConfigureAwait(false);
-                if (finished != pump)
+                if (group != null) await group.PlaceAsync(client, exec.ID, entry.Spoke).ConfigureAwait(false);
+                using (linked.Token.Register(() => stopped = true))
                 {
-                    await KillAsync(client, containerId, exec.ID, marker, user).ConfigureAwait(false);
-                    // The streams close once every process holding them is gone.
-                    await Task.WhenAny(pump, Task.Delay(5000)).ConfigureAwait(false);
+                    var finished = await Task.WhenAny(pump, Task.Delay(Timeout.Infinite, linked.Token)).ConfigureAwait(false);
+                    if (finished != pump)
+                    {
+                        if (group != null) group.KillAll();
+                        else await InsideKill.RunAsync(client, containerId, exec.ID, entry.AnnouncedPid, marker, user).ConfigureAwait(false);
+                        // The streams close once every process holding them is gone.
+                        await Task.WhenAny(pump, Task.Delay(5000)).ConfigureAwait(false);
+                    }
                 }
+            }
+            finally
+            {
+                group?.Release(killed: stopped);
             }
             if (pump.IsFaulted && !stopped) await pump.ConfigureAwait(false);
             stdout.Flush();
             stderr.Flush();
 
             var inspect = await WaitForExitAsync(client, exec.ID).ConfigureAwait(false);
-            return new CommandResult
+            var result = new CommandResult
             {
                 ExitCode = (int)inspect.ExitCode,
                 StdOut = stdout.Text,
-                StdErr = stderr.Text,
+                StdErr = WithoutPidLine(stderr.Text, entry),
                 Duration = watch.Elapsed,
                 TimedOut = stopped && timeout.IsCancellationRequested,
                 Cancelled = stopped && !timeout.IsCancellationRequested,
             };
+            if (entry.Failure(result, sandbox.Name, request.User ?? sandbox.DefaultUser, refuseRoot) is SandboxException refused) throw refused;
+            return result;
+        }
+
+        /// <summary>The entry's pid line is the module's, not the command's output.</summary>
+        private static string WithoutPidLine(string text, SandboxEntry.Output entry) =>
+            entry.AnnouncedPid != null && text.StartsWith(SandboxEntry.PidMarker, StringComparison.Ordinal)
+                ? text.Substring(text.IndexOf('\n') + 1) : text;
+
+        private sealed class NoOutput : ICommandOutput
+        {
+            public static readonly NoOutput Instance = new NoOutput();
+            public void StandardOutput(string line) { }
+            public void StandardError(string line) { }
         }
 
         private static async Task PumpAsync(MultiplexedStream stream, LineAssembler stdout, LineAssembler stderr, string? stdin)
@@ -124,108 +156,6 @@ namespace AgentSandbox.Backends.Docker
                         $"The daemon still reports exec {execId.Substring(0, 12)} as running 30 s after its output ended; its exit code is unknown.", execId);
                 await Task.Delay(5).ConfigureAwait(false);
             }
-        }
-
-        /// <summary>
-        /// SIGKILLs the exec's process tree and every process of the container that carries the exec's
-        /// marker, round after round until none is left (a fork race loses against repetition; the pids
-        /// limit bounds it). Host pids come from the daemon (docker top) and are checked against the
-        /// container's cgroup before any signal, so a pid that means something else here is never touched.
-        /// No pause: freezing the container while runc is still setting the exec up can deadlock the daemon.
-        /// </summary>
-        private static async Task KillAsync(DockerClient client, string containerId, string execId, string marker, string user)
-        {
-            var watch = Stopwatch.StartNew();
-            bool sawAny = false;
-            while (watch.Elapsed < TimeSpan.FromSeconds(10))
-            {
-                var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
-                var top = await client.Containers.ListProcessesAsync(containerId, new ContainerListProcessesParameters { PsArgs = "-o pid" }, CancellationToken.None).ConfigureAwait(false);
-                var inContainer = top.Processes.Select(p => int.TryParse(p.FirstOrDefault(), out var pid) ? pid : 0).Where(p => p > 0 && BelongsTo(p, containerId)).ToList();
-                if (inContainer.Count == 0 && top.Processes.Count > 0)
-                {
-                    await KillFromInsideAsync(client, containerId, execId, marker, user).ConfigureAwait(false);
-                    return;
-                }
-                var doomed = new HashSet<int>(inContainer.Where(p => HasMarker(p, marker)));
-                if (inspect.Running && inspect.Pid > 0 && inContainer.Contains((int)inspect.Pid))
-                    foreach (var p in Descendants((int)inspect.Pid).Prepend((int)inspect.Pid)) doomed.Add(p);
-                doomed.IntersectWith(inContainer);
-                if (doomed.Count == 0 && (!inspect.Running || sawAny)) return;
-                sawAny |= doomed.Count > 0;
-                foreach (var pid in doomed) Native.Signal(pid, Native.SIGKILL);
-                await Task.Delay(20).ConfigureAwait(false);
-            }
-        }
-
-        /// <summary>
-        /// The kill for a daemon whose host pids are out of reach (on another machine, or in the VM of
-        /// Docker Desktop): a script inside the container, run as the command's own user, who may signal
-        /// its own processes without any capability, SIGKILLs every process that carries the exec's marker,
-        /// round after round until a round finds none and the exec has ended.
-        /// </summary>
-        private static async Task KillFromInsideAsync(DockerClient client, string containerId, string execId, string marker, string user)
-        {
-            const string script =
-                "for t in tr grep kill; do command -v $t >/dev/null || { echo \"the image has no $t\"; exit 1; }; done; " +
-                "n=0; for p in /proc/[0-9]*; do " +
-                "tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null | grep -qxF \"$1\" && kill -9 \"${p#/proc/}\" 2>/dev/null && n=$((n+1)); " +
-                "done; echo $n";
-            var request = new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", script, "sh", MarkerVariable + "=" + marker }, User = user, WorkingDirectory = "/" };
-            var watch = Stopwatch.StartNew();
-            while (watch.Elapsed < TimeSpan.FromSeconds(10))
-            {
-                var round = await RunKillerAsync(client, containerId, request).ConfigureAwait(false);
-                var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
-                if (round == 0 && !inspect.Running) return;
-                await Task.Delay(20).ConfigureAwait(false);
-            }
-        }
-
-        /// <summary>One round of the inside kill; its own environment has no marker, so it never kills itself.</summary>
-        private static async Task<int> RunKillerAsync(DockerClient client, string containerId, CommandRequest request)
-        {
-            var exec = await client.Exec.ExecCreateContainerAsync(containerId, new ContainerExecCreateParameters
-            {
-                AttachStdout = true,
-                AttachStderr = true,
-                Cmd = request.Argv().ToList(),
-                User = request.User,
-                WorkingDir = request.WorkingDirectory,
-            }, CancellationToken.None).ConfigureAwait(false);
-            using var stream = await client.Exec.StartAndAttachContainerExecAsync(exec.ID, false, CancellationToken.None).ConfigureAwait(false);
-            var (stdout, stderr) = await stream.ReadOutputToEndAsync(CancellationToken.None).ConfigureAwait(false);
-            if (!int.TryParse(stdout.Trim(), out var killed))
-                throw new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Failed,
-                    $"The command could not be killed: the Docker daemon's processes are out of reach from here, and the kill inside the container failed: {(stdout + stderr).Trim()}", containerId);
-            return killed;
-        }
-
-        private static bool BelongsTo(int pid, string containerId)
-        {
-            try { return File.ReadAllText($"/proc/{pid}/cgroup").Contains(containerId); }
-            catch (IOException) { return false; }
-            catch (UnauthorizedAccessException) { return false; }
-        }
-
-        private static bool HasMarker(int pid, string marker)
-        {
-            try { return File.ReadAllText($"/proc/{pid}/environ").Contains(MarkerVariable + "=" + marker); }
-            catch (IOException) { return false; }
-            catch (UnauthorizedAccessException) { return false; }
-        }
-
-        private static IEnumerable<int> Descendants(int pid)
-        {
-            var all = new List<int>();
-            var queue = new Queue<int>(ProcInfo.Children(pid));
-            while (queue.Count > 0)
-            {
-                var p = queue.Dequeue();
-                all.Add(p);
-                foreach (var c in ProcInfo.Children(p)) queue.Enqueue(c);
-            }
-            return all;
         }
     }
 }

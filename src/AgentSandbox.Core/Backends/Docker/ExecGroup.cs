@@ -1,0 +1,145 @@
+using System;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.IO;
+using System.Threading;
+using System.Threading.Tasks;
+using AgentSandbox.Linux;
+using Docker.DotNet;
+
+namespace AgentSandbox.Backends.Docker
+{
+    /// <summary>
+    /// Each command's own cgroup, exec-&lt;token&gt; below its container's, made and joined from the host:
+    /// the command's entry stops itself, the host moves it in and continues it, and a timeout or
+    /// Ctrl+C kills the whole group, whatever its processes did to their parentage, session or
+    /// environment. Needs the container's processes on this host (a daemon on this machine, not in
+    /// a VM) and root to write its cgroups; elsewhere InsideKill is the fallback.
+    /// </summary>
+    internal sealed class ExecGroup
+    {
+        /// <summary>
+        /// Container (as the backend names it) → its full id when its processes are on this host, else
+        /// null; a container keeps its cgroup across restarts.
+        /// </summary>
+        private static readonly ConcurrentDictionary<string, string?> Reachable = new ConcurrentDictionary<string, string?>(StringComparer.Ordinal);
+
+        private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+
+        private ExecGroup(CgroupLayout layout, string containerId, string token)
+        {
+            Layout = layout;
+            ContainerId = containerId;
+            Name = "exec-" + token;
+        }
+
+        private CgroupLayout Layout { get; }
+        private string ContainerId { get; }
+        private string Name { get; }
+
+        /// <summary>The group once the command is in it; null before, or when the entry ended first (it refused).</summary>
+        public Cgroup? Group { get; private set; }
+
+        /// <summary>What the entry looks for in /proc/self/cgroup once continued (see SandboxEntry.WrapInContainer).</summary>
+        public string Pattern => new Cgroup(Layout, Name).InKillHierarchyOnly().MembershipPattern;
+
+        /// <summary>A group for one command of the container, or null when this host cannot reach the container's processes.</summary>
+        public static async Task<ExecGroup?> ForAsync(DockerClient client, string containerId)
+        {
+            if (!HostTools.IsLinux || !Native.IsRoot) return null;
+            var layout = CgroupLayout.Detect();
+            if (!layout.Unified && !layout.V1.ContainsKey("pids")) return null;
+            if (!Reachable.TryGetValue(containerId, out var fullId))
+            {
+                var c = await client.Containers.InspectContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
+                // Not running: the exec is refused on its own; decide at the next command.
+                if (c.State?.Pid is long pid && pid > 0)
+                    Reachable[containerId] = fullId = IsContainers((int)pid, c.ID) && Cgroup.OfProcess(layout, (int)pid) is Cgroup g && g.Exists ? c.ID : null;
+            }
+            return fullId != null ? new ExecGroup(layout, fullId, Guid.NewGuid().ToString("N").Substring(0, 12)) : null;
+        }
+
+        /// <summary>
+        /// Moves the exec's entry into the group once it has stopped itself, and continues it. Returns
+        /// false when the entry ended before it stopped (it refused to run the command). Throws when it
+        /// cannot be placed; the entry is killed then, so nothing runs unplaced.
+        /// </summary>
+        /// <param name="spoke">Completes when the entry has said its pid (or ended): the cue to look, so the daemon is not asked over and over while runc starts it.</param>
+        public async Task<bool> PlaceAsync(DockerClient client, string execId, Task<bool> spoke)
+        {
+            int pid = 0;
+            var watch = Stopwatch.StartNew();
+            try
+            {
+                if (await Task.WhenAny(spoke, Task.Delay(Patience)).ConfigureAwait(false) != spoke)
+                    throw new IOException($"the command's entry did not start within {Patience.TotalSeconds} s");
+                if (!spoke.Result) return false;
+                // Its host pid is the daemon's word (the pid it said is only valid in the container's namespace).
+                while (pid == 0)
+                {
+                    var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
+                    pid = (int)inspect.Pid;
+                    if (pid == 0) await Wait(watch, "the daemon reported no process for the command").ConfigureAwait(false);
+                }
+                while (true)
+                {
+                    var state = ProcInfo.State(pid);
+                    if (state == null || state == 'Z') return false;
+                    if (state == 'T') break;
+                    await Wait(watch, "the command's entry did not stop itself to be placed").ConfigureAwait(false);
+                }
+                if (!IsContainers(pid, ContainerId) || !(Cgroup.OfProcess(Layout, pid) is Cgroup container))
+                    throw new IOException($"process {pid} of the command is not in the container's cgroup");
+                var group = container.InKillHierarchyOnly().Child(Name);
+                group.Create();
+                Group = group;
+                group.Move(pid);
+                Native.Signal(pid, Native.SIGCONT);
+                return true;
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                // Held stopped, the entry has run nothing: it goes rather than run where a timeout cannot reach.
+                if (pid > 0 && IsContainers(pid, ContainerId)) Native.Signal(pid, Native.SIGKILL);
+                throw new SandboxException(ErrorIds.SandboxCommandStartFailed, SandboxErrorKind.Failed,
+                    $"The command could not be placed in a cgroup of its own, so it was not run: {e.Message}.", ContainerId, e);
+            }
+        }
+
+        private static async Task Wait(Stopwatch watch, string problem)
+        {
+            if (watch.Elapsed > Patience) throw new IOException(problem + $" within {Patience.TotalSeconds} s");
+            await Task.Delay(1).ConfigureAwait(false);
+        }
+
+        /// <summary>Kills every process of the command, however far it went (double forks, new sessions, a cleared environment).</summary>
+        public void KillAll()
+        {
+            try { Group?.KillAll(); }
+            catch (IOException) { }
+        }
+
+        /// <summary>
+        /// After the command: a killed one's group goes; a finished one's only when empty, since its
+        /// background processes live on (the daemon deletes the container's groups, these with them, when it stops).
+        /// </summary>
+        public void Release(bool killed)
+        {
+            if (Group == null) return;
+            try
+            {
+                if (killed) Group.Delete();
+                else Group.DeleteIfEmpty();
+            }
+            catch (IOException) { }
+        }
+
+        /// <summary>Whether a host process belongs to the container (its cgroup path names the container's id).</summary>
+        internal static bool IsContainers(int pid, string containerId)
+        {
+            try { return File.ReadAllText($"/proc/{pid}/cgroup").Contains(containerId); }
+            catch (IOException) { return false; }
+            catch (UnauthorizedAccessException) { return false; }
+        }
+    }
+}
