@@ -53,6 +53,12 @@ namespace AgentSandbox
         /// <summary>Where the backend keeps this sandbox on the host (a directory, a container id…).</summary>
         public string? Location { get; set; }
 
+        /// <summary>
+        /// Something of this sandbox's stored state that could not be read when it was listed (and
+        /// what counts instead); null when all was read. The sandbox is listed and can be removed anyway.
+        /// </summary>
+        public string? Problem { get; set; }
+
         public override string ToString() => Name;
 
         /// <summary>A new sandbox record for what the caller asked, with a fresh id.</summary>

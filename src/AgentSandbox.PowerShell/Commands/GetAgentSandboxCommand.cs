@@ -20,7 +20,12 @@ namespace AgentSandbox.PowerShell.Commands
         {
             Try(Name, () =>
             {
-                foreach (var s in ResolveNames(Name, Backend)) WriteObject(s);
+                foreach (var s in ResolveNames(Name, Backend))
+                {
+                    // Listed anyway, so that it can still be looked at and removed.
+                    if (s.Problem != null) WriteWarning($"Sandbox '{s.Name}': {s.Problem}.");
+                    WriteObject(s);
+                }
             });
         }
     }

@@ -1,73 +1,142 @@
 using System;
+using System.Collections.Generic;
 using System.Globalization;
-using System.IO;
-using System.Text;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using Docker.DotNet;
-using AgentSandbox.Archives;
 using Docker.DotNet.Models;
 
 namespace AgentSandbox.Backends.Docker
 {
     /// <summary>
-    /// Lifetimes on Docker. Labels cannot change after create, so a later expiry is written to a
-    /// small file in the container through the archive API (no process start, stopped containers too)
-    /// and read back the same way; the file, when present, wins over the label.
+    /// Lifetimes on Docker, kept where the sandbox cannot reach them. The lifetime a sandbox is made
+    /// with is in its record label. A later one (Set-AgentSandbox -TimeToLive) is a Docker volume per
+    /// change, agentsandbox-lifetime-&lt;sandbox id&gt;-&lt;time&gt;, with the expiry in its labels: labels
+    /// never change, and the container cannot reach the daemon. The newest volume of a sandbox wins;
+    /// all of them are read with one list call, and go with the sandbox.
     /// </summary>
     internal sealed partial class DockerBackend
     {
-        private const string ExpiryDirectory = "/.agentsandbox";
-        private const string ExpiryName = "expires";
+        private const string LifetimeLabel = "agentsandbox.lifetime";
+        private const string LifetimeSandboxLabel = LifetimeLabel + ".sandboxid";
+        private const string LifetimeExpiresLabel = LifetimeLabel + ".expires";
+        private const string LifetimeSetLabel = LifetimeLabel + ".set";
+        private const string NoExpiry = "none";
+
+        /// <summary>What one lifetime volume holds, or why it could not be read.</summary>
+        private sealed class StoredLifetime
+        {
+            public string SandboxId = "";
+            public string Volume = "";
+            public DateTime Set;
+            public DateTime? ExpiresAt;
+            public string? Problem;
+        }
+
+        /// <summary>A sandbox's lifetime from its volumes: the newest readable one (null: none), and what could not be read.</summary>
+        private sealed class Lifetime
+        {
+            public StoredLifetime? Newest;
+            public string? Problem;
+        }
 
         public void SetExpiry(Sandbox sandbox, DateTime? expiresAt) =>
-            OnContainer(sandbox, id => Call(() => WriteExpiryAsync(Client, id, expiresAt),
-                $"Could not set the lifetime of sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxCommandFailed));
+            Call(() => WriteLifetimeAsync(Client, sandbox, expiresAt),
+                $"Could not set the lifetime of sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxCommandFailed);
 
-        /// <summary>Writes the expiry file ("none": lives until removed); works on created and stopped containers too.</summary>
-        private static async Task WriteExpiryAsync(DockerClient client, string containerId, DateTime? expiresAt)
+        private static async Task WriteLifetimeAsync(DockerClient client, Sandbox sandbox, DateTime? expiresAt)
         {
-            var text = expiresAt?.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture) ?? "none";
-            using var tar = SingleFileTar(ExpiryDirectory.TrimStart('/') + "/" + ExpiryName, Encoding.ASCII.GetBytes(text));
-            await client.Containers.ExtractArchiveToContainerAsync(containerId, new ContainerPathStatParameters { Path = "/", AllowOverwriteDirWithFile = false }, tar, CancellationToken.None).ConfigureAwait(false);
-        }
-
-        /// <summary>The expiry written after create, or the label's when none was.</summary>
-        private static async Task<DateTime?> ReadExpiryAsync(DockerClient client, string containerId, DateTime? fromLabel)
-        {
-            try
+            var set = DateTime.UtcNow;
+            await client.Volumes.CreateAsync(new VolumesCreateParameters
             {
-                var response = await client.Containers.GetArchiveFromContainerAsync(containerId,
-                    new GetArchiveFromContainerParameters { Path = ExpiryDirectory + "/" + ExpiryName }, false, CancellationToken.None).ConfigureAwait(false);
-                using var stream = response.Stream;
-                var text = ReadSingleFileTar(stream).Trim();
-                if (text == "none") return null;
-                return DateTime.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind).ToUniversalTime();
+                Name = $"agentsandbox-lifetime-{sandbox.Id}-{set.Ticks.ToString("x", CultureInfo.InvariantCulture)}-{Guid.NewGuid().ToString("N").Substring(0, 6)}",
+                Driver = "local",
+                Labels = new Dictionary<string, string>
+                {
+                    [LifetimeLabel] = "1",
+                    [LifetimeSandboxLabel] = sandbox.Id,
+                    [LifetimeExpiresLabel] = expiresAt?.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture) ?? NoExpiry,
+                    [LifetimeSetLabel] = set.ToString("o", CultureInfo.InvariantCulture),
+                    ["agentsandbox.name"] = sandbox.Name,
+                },
+            }, CancellationToken.None).ConfigureAwait(false);
+            // Older ones are outranked; only they go, so two processes setting at once never remove each other's.
+            foreach (var older in (await ReadLifetimeVolumesAsync(client, sandbox.Id).ConfigureAwait(false)).Where(l => l.Set < set))
+                await RemoveVolumeAsync(client, older.Volume).ConfigureAwait(false);
+        }
+
+        /// <summary>Every sandbox's lifetime from its volumes, by sandbox id, from one list call (or one sandbox's).</summary>
+        private static async Task<Dictionary<string, Lifetime>> ReadLifetimesAsync(DockerClient client, string? sandboxId = null)
+        {
+            var result = new Dictionary<string, Lifetime>(StringComparer.Ordinal);
+            foreach (var volumes in (await ReadLifetimeVolumesAsync(client, sandboxId).ConfigureAwait(false)).GroupBy(l => l.SandboxId))
+            {
+                var newest = volumes.Where(l => l.Problem == null).OrderByDescending(l => l.Set).ThenByDescending(l => l.Volume, StringComparer.Ordinal).FirstOrDefault();
+                var unreadable = volumes.FirstOrDefault(l => l.Problem != null);
+                result[volumes.Key] = new Lifetime
+                {
+                    Newest = newest,
+                    Problem = unreadable == null ? null
+                        : $"its lifetime stored in Docker volume {unreadable.Volume} cannot be read ({unreadable.Problem}); " +
+                          (newest != null ? $"the one set at {newest.Set:u} counts" : "the lifetime it was made with counts"),
+                };
             }
-            catch (Exception e) when (DockerErrors.IsNotFound(e)) { return fromLabel; }
-            // A container that another process is removing has no layer to read (the daemon answers 500):
-            // it is listed with the label's expiry rather than failing the whole listing.
-            catch (DockerApiException e) when ((int)e.StatusCode >= 500) { return fromLabel; }
+            return result;
         }
 
-        /// <summary>A tar of the expiry directory and file: what the archive endpoint takes.</summary>
-        private static MemoryStream SingleFileTar(string path, byte[] content)
+        private static async Task<List<StoredLifetime>> ReadLifetimeVolumesAsync(DockerClient client, string? sandboxId)
         {
-            var ms = new MemoryStream();
-            var tar = new TarWriter(ms);
-            tar.Write(new TarEntry { Name = path.Substring(0, path.LastIndexOf('/') + 1), Type = TarEntryType.Directory, Mode = 0x1ed });
-            using (var body = new MemoryStream(content))
-                tar.Write(new TarEntry { Name = path, Type = TarEntryType.File, Mode = 0x1a4, Size = content.Length }, body);
-            tar.Finish();
-            ms.Position = 0;
-            return ms;
+            var label = sandboxId == null ? LifetimeLabel + "=1" : LifetimeSandboxLabel + "=" + sandboxId;
+            var response = await client.Volumes.ListAsync(new VolumesListParameters
+            {
+                Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [label] = true } },
+            }, CancellationToken.None).ConfigureAwait(false);
+            return (response.Volumes ?? new List<VolumeResponse>())
+                .Where(v => v.Labels != null && v.Labels.TryGetValue(LifetimeSandboxLabel, out var id) && id.Length > 0)
+                .Select(Parse).ToList();
         }
 
-        private static string ReadSingleFileTar(Stream stream)
+        /// <summary>A volume's lifetime; one whose labels do not parse carries the reason instead of failing a listing.</summary>
+        private static StoredLifetime Parse(VolumeResponse v)
         {
-            var entry = new TarReader(stream).Next(out var content) ?? throw new IOException("the archive is empty");
-            using var reader = new StreamReader(content, Encoding.ASCII);
-            return entry.Type == TarEntryType.File ? reader.ReadToEnd() : "";
+            string Label(string key) => v.Labels.TryGetValue(key, out var value) ? value : "";
+            var lifetime = new StoredLifetime { SandboxId = Label(LifetimeSandboxLabel), Volume = v.Name };
+            if (!DateTime.TryParse(Label(LifetimeSetLabel), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var set))
+            {
+                lifetime.Problem = $"'{Label(LifetimeSetLabel)}' is not a time";
+                return lifetime;
+            }
+            lifetime.Set = set.ToUniversalTime();
+            var expires = Label(LifetimeExpiresLabel);
+            if (expires == NoExpiry) return lifetime;
+            if (DateTime.TryParse(expires, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var at)) lifetime.ExpiresAt = at.ToUniversalTime();
+            else lifetime.Problem = $"'{expires}' is not a time";
+            return lifetime;
+        }
+
+        /// <summary>The newest stored lifetime, when there is one, over the record's; a sandbox past it is Expired.</summary>
+        private static void ApplyLifetime(Sandbox s, IReadOnlyDictionary<string, Lifetime> lifetimes)
+        {
+            if (lifetimes.TryGetValue(s.Id, out var lifetime))
+            {
+                if (lifetime.Newest != null) s.ExpiresAt = lifetime.Newest.ExpiresAt;
+                s.Problem = lifetime.Problem;
+            }
+            if (s.IsExpired(DateTime.UtcNow)) s.State = SandboxState.Expired;
+        }
+
+        /// <summary>Removes every lifetime volume of a sandbox (it is gone, or going).</summary>
+        private static async Task RemoveLifetimesAsync(DockerClient client, string sandboxId)
+        {
+            foreach (var l in await ReadLifetimeVolumesAsync(client, sandboxId).ConfigureAwait(false))
+                await RemoveVolumeAsync(client, l.Volume).ConfigureAwait(false);
+        }
+
+        private static async Task RemoveVolumeAsync(DockerClient client, string name)
+        {
+            try { await client.Volumes.RemoveAsync(name, false, CancellationToken.None).ConfigureAwait(false); }
+            catch (Exception e) when (DockerErrors.IsNotFound(e)) { }
         }
     }
 }

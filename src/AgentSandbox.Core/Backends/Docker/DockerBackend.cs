@@ -82,7 +82,9 @@ namespace AgentSandbox.Backends.Docker
                 Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [SandboxLabel + "=1"] = true } },
             }), "Listing Docker sandboxes failed", null);
             var sandboxes = containers.Select(c => FromLabels(c.Labels, c.ID, c.Names, c.State)).Where(s => s != null).Select(s => s!).ToList();
-            Call(() => Task.WhenAll(sandboxes.Select(ApplyExpiryAsync)), "Reading sandbox lifetimes failed", null);
+            if (sandboxes.Count == 0) return sandboxes;
+            var lifetimes = Call(() => ReadLifetimesAsync(Client), "Reading sandbox lifetimes failed", null);
+            foreach (var s in sandboxes) ApplyLifetime(s, lifetimes);
             return sandboxes;
         }
 
@@ -95,7 +97,7 @@ namespace AgentSandbox.Backends.Docker
                 // Never touch containers we did not make (a container run by hand from a checkpoint image carries the label blank).
                 if (c.Config?.Labels == null || !c.Config.Labels.TryGetValue(SandboxLabel, out var mark) || mark != "1") return null;
                 var s = FromLabels(c.Config.Labels, c.ID, new[] { c.Name }, c.State?.Running == true ? "running" : "exited");
-                if (s != null) Call(() => ApplyExpiryAsync(s), "Reading the sandbox lifetime failed", name);
+                if (s != null) ApplyLifetime(s, Call(() => ReadLifetimesAsync(Client, s.Id), "Reading the sandbox lifetime failed", name));
                 return s;
             }
             catch (SandboxException e) when (e.InnerException != null && DockerErrors.IsNotFound(e.InnerException)) { return null; }
@@ -113,13 +115,6 @@ namespace AgentSandbox.Backends.Docker
             s.BackendData["container"] = id;
             s.State = state == "running" ? SandboxState.Running : SandboxState.Stopped;
             return s;
-        }
-
-        private static async Task<bool> ApplyExpiryAsync(Sandbox s)
-        {
-            s.ExpiresAt = await ReadExpiryAsync(Endpoint.Client!, ContainerOf(s), s.ExpiresAt).ConfigureAwait(false);
-            if (s.IsExpired(DateTime.UtcNow)) s.State = SandboxState.Expired;
-            return true;
         }
 
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
@@ -162,8 +157,6 @@ namespace AgentSandbox.Backends.Docker
                             $"Image '{spec.Image}' has no /bin/sh, which a sandbox needs: {DockerErrors.Message(e)}", spec.Image, e);
                     }
                     await PrepareAsync(client, sandbox, containerId, cancellation).ConfigureAwait(false);
-                    // A fork lives by its own -TimeToLive, not by the expiry file its checkpoint holds.
-                    if (fork != null) await WriteExpiryAsync(client, containerId, sandbox.ExpiresAt).ConfigureAwait(false);
                     relay.Milestone($"Container {containerId.Substring(0, 12)} is running");
                     sandbox.BackendData["container"] = containerId;
                     sandbox.Location = "container " + containerId.Substring(0, 12);
@@ -281,6 +274,8 @@ namespace AgentSandbox.Backends.Docker
             // The old container of a restore that died half-way.
             if (InspectOrNull(AsideName(sandbox.Name), sandbox.Name) is { } aside && OwnedBy(aside, sandbox.Id)) TryRemove(client, aside.ID);
             DeleteDirectoryImport(client, sandbox);
+            if (!string.IsNullOrEmpty(sandbox.Id))
+                Call(() => RemoveLifetimesAsync(client, sandbox.Id), "Removing the sandbox's lifetime failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
             RemoveCheckpointsOf(sandbox, progress);
             // After a restore or as a fork, the container ran from a checkpoint image, which may have been waiting for it to go.
             if (container != null) Call(() => ReleaseImageAsync(client, container.Image), "Removing an unused checkpoint image failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
