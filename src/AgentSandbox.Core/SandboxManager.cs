@@ -168,12 +168,17 @@ namespace AgentSandbox
             ? " Kernel isolation needs a virtual machine of its own per sandbox (a Hyper-V or WSL2 backend on Windows); none is available on this host."
             : "";
 
-        /// <summary>The boundaries a sandbox claims with its own settings: no network claim with -Network Host, no limits claim without limits.</summary>
+        /// <summary>
+        /// The boundaries a sandbox claims with its own settings: no network claim with -Network Host, no
+        /// limits claim without limits, no privilege claim where -Force accepted root inside as host root
+        /// on a writable -Mount (Docker without user-namespace remapping).
+        /// </summary>
         public IReadOnlyList<SandboxBoundary> ClaimsFor(Sandbox sandbox)
         {
             var claims = Backend(sandbox.Backend).Describe().Boundaries.ToList();
             if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
             if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null) claims.Remove(SandboxBoundary.Limits);
+            if (sandbox.Data(DockerBackend.RootOnWritableMountsKey) == "accepted") claims.Remove(SandboxBoundary.Privilege);
             return claims;
         }
 

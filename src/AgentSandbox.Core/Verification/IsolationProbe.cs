@@ -49,7 +49,8 @@ namespace AgentSandbox.Verification
                     new AttemptContext.SilentOutput(), cancellation);
                 return result.StdOut.Trim() == "0";
             }
-            catch (SandboxException e) when (e.ErrorId == ErrorIds.InvalidUser) { return false; }
+            // Refused outright, or refused for what root would reach (a writable -Mount on Docker without user-namespace remapping).
+            catch (SandboxException e) when (e.ErrorId == ErrorIds.InvalidUser || e.ErrorId == ErrorIds.RootOnWritableMount) { return false; }
         }
 
         private IsolationAttempt RunOne(Sandbox sandbox, Attempt attempt, Fixtures f, bool asRoot, CancellationToken cancellation)

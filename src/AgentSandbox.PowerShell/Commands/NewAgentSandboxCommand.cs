@@ -68,7 +68,10 @@ namespace AgentSandbox.PowerShell.Commands
         [Parameter]
         public TimeSpan TimeToLive { get; set; }
 
-        /// <summary>Accept a named backend that falls short of -Isolation.</summary>
+        /// <summary>
+        /// Accept a named backend that falls short of -Isolation; on Docker without user-namespace
+        /// remapping, also let root inside act as host root on a writable -Mount (no Privilege claim then).
+        /// </summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
 
@@ -128,6 +131,9 @@ namespace AgentSandbox.PowerShell.Commands
                     if (Stopping || _cancel.IsCancellationRequested) throw new PipelineStoppedException();
                     CompleteProgress(activity);
                     WriteVerbose($"Sandbox '{sandbox.Name}' ({sandbox.Backend}, id {sandbox.Id}) is running.");
+                    if (sandbox.Data(Backends.Docker.DockerBackend.RootOnWritableMountsKey) == "accepted")
+                        WriteWarning($"Sandbox '{sandbox.Name}' lets root inside read and write its writable -Mount as host root (the Docker daemon does not remap user namespaces), " +
+                            "because of -Force: it does not claim the Privilege boundary.");
                     WriteObject(sandbox);
                 }
                 // Only a stop of this pipeline (Stopping is set before writes fail, StopProcessing after):

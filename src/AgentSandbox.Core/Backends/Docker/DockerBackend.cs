@@ -127,6 +127,7 @@ namespace AgentSandbox.Backends.Docker
             var sandbox = Sandbox.FromSpec(spec, Name);
             sandbox.Privilege = PrivilegeMode.UnprivilegedUser;
             sandbox.BackendData["uid"] = sandbox.BackendData["gid"] = AgentId;
+            RecordRootOnMounts(sandbox, spec);
 
             string? containerId = null;
             try
@@ -286,7 +287,8 @@ namespace AgentSandbox.Backends.Docker
             // The sandbox object carries the container id and record; the daemon says if it is gone or stopped,
             // which spares every command an inspect round trip.
             var current = sandbox.Data("container") != null ? sandbox : Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
-            CommandResult Run(Sandbox s) => Task.Run(() => DockerExec.RunAsync(Client, ContainerOf(s), request, s, output, cancellation)).GetAwaiter().GetResult();
+            CommandResult Run(Sandbox s) =>
+                Task.Run(() => DockerExec.RunAsync(Client, ContainerOf(s), request, s, output, cancellation, RootRefusal(s))).GetAwaiter().GetResult();
             try
             {
                 CommandResult result;

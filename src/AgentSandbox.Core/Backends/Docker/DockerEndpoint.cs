@@ -36,6 +36,20 @@ namespace AgentSandbox.Backends.Docker
         public string? ServerVersion { get; private set; }
         public string? Problem { get; private set; }
         private DateTime _checkedAt;
+        private bool? _remapsUsers;
+
+        /// <summary>
+        /// Whether the daemon runs containers in a user namespace of its own (userns-remap: its
+        /// SecurityOptions name userns), so that uid 0 inside is not uid 0 on the host. Asked once per connection.
+        /// </summary>
+        public bool RemapsUsers(DockerClient client)
+        {
+            if (_remapsUsers is bool known) return known;
+            var info = Task.Run(() => client.System.GetSystemInfoAsync(CancellationToken.None)).GetAwaiter().GetResult();
+            var remaps = info.SecurityOptions?.Any(o => o.Split(',').Contains("name=userns")) == true;
+            _remapsUsers = remaps;
+            return remaps;
+        }
 
         public static string DefaultAddress =>
             RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? "npipe://./pipe/docker_engine" : "unix:///var/run/docker.sock";
@@ -63,6 +77,7 @@ namespace AgentSandbox.Backends.Docker
             lock (this)
             {
                 Client = null;
+                _remapsUsers = null;
                 Problem = problem;
                 _checkedAt = DateTime.UtcNow;
             }
