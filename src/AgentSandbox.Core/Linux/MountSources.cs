@@ -17,7 +17,8 @@ namespace AgentSandbox.Linux
         private const long SYS_openat2 = 437;
         private const int AT_FDCWD = -100, AT_EMPTY_PATH = 0x1000;
         private const ulong O_PATH = 0x200000, O_CLOEXEC = 0x80000;
-        private const ulong RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04;
+        private const ulong O_DIRECTORY = 0x10000;
+        private const ulong RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_IN_ROOT = 0x10;
         private const uint STATX_TYPE = 0x1, STATX_INO = 0x100;
         private const int ELOOP = 40, ENOENT = 2, ENOTDIR = 20, EXDEV = 18;
 
@@ -25,6 +26,7 @@ namespace AgentSandbox.Linux
         private struct OpenHow { public ulong Flags, Mode, Resolve; }
 
         [DllImport("libc", SetLastError = true)] private static extern long syscall(long number, int dirfd, string path, ref OpenHow how, UIntPtr size);
+        [DllImport("libc", SetLastError = true)] private static extern long syscall(long number, SafeFileHandle dirfd, string path, ref OpenHow how, UIntPtr size);
         [DllImport("libc", SetLastError = true)] private static extern int statx(SafeFileHandle fd, string path, int flags, uint mask, byte[] buffer);
 
         /// <summary>Resolves the source to its real path and records what it is; the mount keeps both.</summary>
@@ -67,6 +69,26 @@ namespace AgentSandbox.Linux
             using (Open(mount, sandboxName)) { }
         }
 
+        /// <summary>
+        /// Checks what a running sandbox shows at the mount's destination, resolved inside its root as
+        /// the sandbox resolves it (<paramref name="root"/> is its root seen from the host, such as
+        /// /proc/&lt;pid&gt;/root): it must be the pinned source itself. For mounts another program makes
+        /// (a container engine binds the source at start, after Verify): what it bound is what counts.
+        /// </summary>
+        public static void VerifyMounted(SandboxMount mount, string root, string sandboxName)
+        {
+            if (mount.Identity == null) return;
+            var rootHow = new OpenHow { Flags = O_PATH | O_CLOEXEC | O_DIRECTORY };
+            long rootFd = syscall(SYS_openat2, AT_FDCWD, root, ref rootHow, (UIntPtr)(ulong)Marshal.SizeOf<OpenHow>());
+            if (rootFd < 0) throw new System.IO.IOException($"cannot open {root}: {Native.ErrorText(Marshal.GetLastWin32Error())}");
+            using var rootHandle = new SafeFileHandle((IntPtr)rootFd, ownsHandle: true);
+            var how = new OpenHow { Flags = O_PATH | O_CLOEXEC, Resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+            long fd = syscall(SYS_openat2, rootHandle, mount.Destination.TrimStart('/'), ref how, (UIntPtr)(ulong)Marshal.SizeOf<OpenHow>());
+            if (fd < 0) throw ShownOther(mount, sandboxName, $"nothing ({Native.ErrorText(Marshal.GetLastWin32Error())})");
+            using var shown = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+            if (IdentityOf(shown) != mount.Identity) throw ShownOther(mount, sandboxName, "another folder or file");
+        }
+
         /// <summary>The path mount(2) takes for an opened source.</summary>
         public static string ProcPath(SafeFileHandle fd) => "/proc/self/fd/" + fd.DangerousGetHandle().ToInt32().ToString(CultureInfo.InvariantCulture);
 
@@ -89,6 +111,12 @@ namespace AgentSandbox.Linux
             return string.Format(CultureInfo.InvariantCulture, "{0:x}:{1}:{2}:{3}",
                 type, BitConverter.ToUInt32(buffer, 0x88), BitConverter.ToUInt32(buffer, 0x8c), BitConverter.ToUInt64(buffer, 0x20));
         }
+
+        private static SandboxException ShownOther(SandboxMount mount, string sandboxName, string what) =>
+            new SandboxException(ErrorIds.MountSourceChanged, SandboxErrorKind.InvalidState,
+                $"Sandbox '{sandboxName}' mounts {mount.Source} at {mount.Destination}, but as it started it was shown {what} there: " +
+                "the source was replaced, or a link put in its path, since the sandbox was made. It was stopped before any command ran. " +
+                $"Put the original back, or remove the sandbox and make it again with the -Mount you mean.", mount.Source);
 
         private static SandboxException Changed(SandboxMount mount, string sandboxName, string why) =>
             new SandboxException(ErrorIds.MountSourceChanged, SandboxErrorKind.InvalidState,

@@ -1,16 +1,50 @@
 using System;
 using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using AgentSandbox.Linux;
+using Docker.DotNet;
+using Docker.DotNet.Models;
 
 namespace AgentSandbox.Backends.Docker
 {
     /// <summary>
-    /// What -Mount gives a Docker sandbox, and what it must not: without user-namespace remapping,
-    /// root inside writes a writable mount as host root, so root is refused there unless the sandbox accepted it.
+    /// What -Mount gives a Docker sandbox, and what it must not: the daemon binds each source by its
+    /// path at every start, so the source is checked against its pin right before the start and what
+    /// the container shows is checked right after; and without user-namespace remapping, root inside
+    /// writes a writable mount as host root, so root is refused there unless the sandbox accepted it.
     /// </summary>
     internal sealed partial class DockerBackend
     {
         /// <summary>BackendData key: "accepted" when New-AgentSandbox -Force let root inside act as host root on writable mounts.</summary>
         internal const string RootOnWritableMountsKey = "rootOnWritableMounts";
+
+        /// <summary>Host paths are the daemon's own only when it runs on this Linux machine.</summary>
+        private static bool ChecksMountSources => HostTools.IsLinux && DaemonIsLocal;
+
+        /// <summary>
+        /// Starts a container of the sandbox: its mount sources must still be what they were pinned to,
+        /// and once started the container must show them; otherwise it is killed before any command runs.
+        /// </summary>
+        private static async Task StartCheckedAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
+        {
+            if (ChecksMountSources) foreach (var m in s.Mounts) MountSources.Verify(m, s.Name);
+            await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), ct).ConfigureAwait(false);
+            if (!ChecksMountSources || s.Mounts.Count == 0) return;
+            var c = await client.Containers.InspectContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
+            // A daemon in a VM (Docker Desktop) shows no pid of this host: the check before the start is all there is.
+            if (!(c.State?.Pid is long pid) || pid <= 0 || !ExecGroup.IsContainers((int)pid, c.ID)) return;
+            try
+            {
+                foreach (var m in s.Mounts) MountSources.VerifyMounted(m, $"/proc/{pid}/root", s.Name);
+            }
+            catch (SandboxException)
+            {
+                try { await client.Containers.KillContainerAsync(c.ID, new ContainerKillParameters { Signal = "KILL" }, CancellationToken.None).ConfigureAwait(false); }
+                catch (DockerApiException) { }
+                throw;
+            }
+        }
 
         /// <summary>Where root inside writes a writable -Mount as host root: the daemon does not remap users.</summary>
         private static bool RootReachesHostThroughMounts(Sandbox s) =>

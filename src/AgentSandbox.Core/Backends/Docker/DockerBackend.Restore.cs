@@ -44,11 +44,11 @@ namespace AgentSandbox.Backends.Docker
                         parameters.HostConfig.Binds = old.HostConfig.Binds;
                         BlankCheckpointLabels(parameters, image.Config?.Labels);
                         newId = (await client.Containers.CreateContainerAsync(parameters, CancellationToken.None).ConfigureAwait(false)).ID;
-                        if (wasRunning) await client.Containers.StartContainerAsync(newId, new ContainerStartParameters(), CancellationToken.None).ConfigureAwait(false);
+                        if (wasRunning) await StartCheckedAsync(client, record, newId, CancellationToken.None).ConfigureAwait(false);
                     }
                     catch (Exception)
                     {
-                        await UndoAsync(client, old.ID, s.Name, newId, wasRunning).ConfigureAwait(false);
+                        await UndoAsync(client, old.ID, record, newId, wasRunning).ConfigureAwait(false);
                         throw;
                     }
                     relay.Milestone($"Container {newId.Substring(0, 12)} now holds '{s.Name}'; removing the old one");
@@ -63,13 +63,14 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>Puts the old container back as it was: the new one goes, the old one gets its name back and runs if it ran.</summary>
-        private static async Task UndoAsync(DockerClient client, string oldId, string name, string? newId, bool wasRunning)
+        private static async Task UndoAsync(DockerClient client, string oldId, Sandbox record, string? newId, bool wasRunning)
         {
             if (newId != null) TryRemove(client, newId);
             try
             {
-                await client.Containers.RenameContainerAsync(oldId, new ContainerRenameParameters { NewName = name }, CancellationToken.None).ConfigureAwait(false);
-                if (wasRunning) await client.Containers.StartContainerAsync(oldId, new ContainerStartParameters(), CancellationToken.None).ConfigureAwait(false);
+                await client.Containers.RenameContainerAsync(oldId, new ContainerRenameParameters { NewName = record.Name }, CancellationToken.None).ConfigureAwait(false);
+                // Its mounts are checked as at any start: a swapped source keeps it stopped.
+                if (wasRunning) await StartCheckedAsync(client, record, oldId, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception) { }
         }

@@ -54,16 +54,28 @@ namespace AgentSandbox.Backends.Docker
                     SandboxBoundary.Filesystem, SandboxBoundary.Process, SandboxBoundary.Network, SandboxBoundary.IPC,
                     SandboxBoundary.Hostname, SandboxBoundary.Privilege, SandboxBoundary.Devices, SandboxBoundary.Limits,
                 },
-                Weaknesses = new[]
-                {
-                    "The host kernel is shared: a kernel exploit reaches the host.",
-                    "Without user-namespace remapping in the daemon, root inside is host uid 0 (with no capabilities and no_new_privs); commands run as uid 1000 unless -User says otherwise.",
-                    "Whoever can reach the Docker daemon controls the host; the daemon is part of the attack surface.",
-                    "-Network Host shares the host's network stack.",
-                },
+                Weaknesses = Weaknesses(endpoint),
                 Privilege = PrivilegeMode.UnprivilegedUser,
                 Weight = 30,
             };
+        }
+
+        private static string[] Weaknesses(DockerEndpoint endpoint)
+        {
+            var list = new List<string>
+            {
+                "The host kernel is shared: a kernel exploit reaches the host.",
+                "Without user-namespace remapping in the daemon, root inside is host uid 0 (with no capabilities and no_new_privs): commands run as uid 1000 unless -User says otherwise, " +
+                "and a sandbox with a writable -Mount refuses root (uid or group 0) unless it was made with -Force, which gives up the Privilege claim.",
+                "Whoever can reach the Docker daemon controls the host; the daemon is part of the attack surface.",
+                "-Network Host shares the host's network stack.",
+            };
+            // Where this process cannot reach the containers' processes and cgroups, commands are not placed in a cgroup of their own.
+            if (!HostTools.IsLinux || !Native.IsRoot || endpoint.Client != null && !DaemonIsLocal)
+                list.Add("The containers' processes are out of reach from here (a daemon on another machine or in a VM, or PowerShell not running as root): " +
+                         "a timeout or Ctrl+C kills a command's process tree from inside the container, and a process that left the tree (a double fork) runs on until the sandbox stops; " +
+                         "-Mount sources are not checked where the daemon binds them.");
+            return list.ToArray();
         }
 
         public IEnumerable<Sandbox> List()
@@ -150,7 +162,7 @@ namespace AgentSandbox.Backends.Docker
                     cancellation.ThrowIfCancellationRequested();
                     try
                     {
-                        await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), cancellation).ConfigureAwait(false);
+                        await StartCheckedAsync(client, sandbox, containerId, cancellation).ConfigureAwait(false);
                     }
                     catch (DockerApiException e) when (DockerErrors.Message(e).Contains("/bin/sh"))
                     {
@@ -248,7 +260,7 @@ namespace AgentSandbox.Backends.Docker
         }
 
         public void Start(Sandbox sandbox, IProgressSink progress) =>
-            OnContainer(sandbox, id => Call(() => Client.Containers.StartContainerAsync(id, new ContainerStartParameters()),
+            OnContainer(sandbox, id => Call(() => StartCheckedAsync(Client, sandbox, id, CancellationToken.None),
                 $"Could not start sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStartFailed));
 
         // The keep-alive shell exits on TERM at once; KILL follows after 5 s if anything lingers.
