@@ -290,7 +290,13 @@ namespace AgentSandbox.Backends
                 + $"; remove it with Remove-AgentSandbox '{s.Name}'.", s.Name);
 
         /// <summary>A host uid no other sandbox uses, so sandboxes cannot signal each other's processes.</summary>
-        protected int AllocateHostId(Sandbox sandbox)
+        protected int AllocateHostId(Sandbox sandbox) => AllocateId(sandbox, "hostId", HostIdBase, 1);
+
+        /// <summary>
+        /// Takes the first value from <paramref name="first"/> on, in steps, that no other sandbox's record
+        /// holds under <paramref name="key"/>, and saves it in this sandbox's record under the same lock.
+        /// </summary>
+        protected int AllocateId(Sandbox sandbox, string key, int first, int step)
         {
             using var held = Native.LockFile(Path.Combine(Store.Root, ".ids.lock"));
             var used = new HashSet<int>();
@@ -299,14 +305,14 @@ namespace AgentSandbox.Backends
                 try
                 {
                     var other = Store.Load(name);
-                    if (other?.Data("hostId") is string id) used.Add(int.Parse(id, CultureInfo.InvariantCulture));
+                    if (other?.Data(key) is string id) used.Add(int.Parse(id, CultureInfo.InvariantCulture));
                 }
                 catch (SandboxException) { }
             }
-            int candidate = HostIdBase;
-            while (used.Contains(candidate)) candidate++;
+            int candidate = first;
+            while (used.Contains(candidate)) candidate = checked(candidate + step);
             // Saved under the lock, so a concurrent create sees it taken.
-            sandbox.BackendData["hostId"] = candidate.ToString(CultureInfo.InvariantCulture);
+            sandbox.BackendData[key] = candidate.ToString(CultureInfo.InvariantCulture);
             Store.Save(sandbox);
             return candidate;
         }
@@ -337,6 +343,7 @@ namespace AgentSandbox.Backends
         {
             var cg = CgroupOf(s);
             cg.Create();
+            cg.RestrictDevices();
             cg.ApplyLimits(s.MemoryBytes, s.CpuCount, s.ProcessLimit);
         }
 

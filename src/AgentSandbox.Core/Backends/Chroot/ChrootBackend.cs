@@ -64,8 +64,10 @@ namespace AgentSandbox.Backends.Chroot
         {
             var dir = s.Location!;
             var root = RootOf(s);
-            // A private anchor: nothing mounted below propagates to other mount namespaces.
+            // A private anchor: nothing mounted below propagates to other mount namespaces. nodev and
+            // nosuid on it hold for the whole root tree, whatever nodes or setuid files it comes to hold.
             Native.Mount(dir, dir, null, Native.MS_BIND);
+            Native.Mount(null, dir, null, Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NODEV | Native.MS_NOSUID);
             Native.Mount(null, dir, null, Native.MS_PRIVATE);
 
             CreateCgroup(s);
