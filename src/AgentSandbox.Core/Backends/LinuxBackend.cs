@@ -338,6 +338,18 @@ namespace AgentSandbox.Backends
             RootFs.Finish(root, Hostname.For(s.Name), agentId, agentId, s.WorkingDirectory);
         }
 
+        /// <summary>
+        /// Where a -Mount lands in the root tree (links inside refused, directories made for a folder),
+        /// refused when a file would go on a directory or the reverse.
+        /// </summary>
+        protected static string MountTarget(string root, SandboxMount m, bool sourceIsFile, bool create = true)
+        {
+            var target = FileTree.ResolveInside(root, m.Destination, createDirectories: create && !sourceIsFile);
+            if (sourceIsFile ? Directory.Exists(target) : File.Exists(target))
+                throw new IOException($"cannot mount the {(sourceIsFile ? "file" : "directory")} {m.Source} on {m.Destination}, which is a {(sourceIsFile ? "directory" : "file")} in the sandbox");
+            return target;
+        }
+
         /// <summary>Sets up the sandbox's cgroup with its limits.</summary>
         protected void CreateCgroup(Sandbox s)
         {

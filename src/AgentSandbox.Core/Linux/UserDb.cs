@@ -19,7 +19,10 @@ namespace AgentSandbox.Linux
                 return (u2, g2);
             if (parts.Length == 1 && int.TryParse(user, NumberStyles.None, CultureInfo.InvariantCulture, out var uid))
             {
-                var byId = Entries(root).FirstOrDefault(e => e.Uid == uid);
+                // A number needs no lookup: the group comes from passwd when it can be read safely, else it is the uid.
+                (string? Name, int Uid, int Gid) byId;
+                try { byId = Entries(root).FirstOrDefault(e => e.Uid == uid); }
+                catch (SandboxException) { byId = default; }
                 return (uid, byId.Name != null ? byId.Gid : uid);
             }
             var entry = Entries(root).FirstOrDefault(e => e.Name == user);

@@ -77,8 +77,11 @@ namespace AgentSandbox.Backends.Nspawn
                 var m = s.Mounts[i];
                 using var source = MountSources.Open(m, s.Name);
                 var target = StagingOf(s, i);
-                if (Directory.Exists(MountSources.ProcPath(source))) Directory.CreateDirectory(target);
-                else File.WriteAllText(target, "");
+                bool isFile = !Directory.Exists(MountSources.ProcPath(source));
+                // The container is not running: its tree can be checked before nspawn makes the mount point.
+                MountTarget(RootOf(s), m, isFile, create: false);
+                if (isFile) File.WriteAllText(target, "");
+                else Directory.CreateDirectory(target);
                 using var mapping = m.ReadWrite && s.Privilege == PrivilegeMode.UserNamespace ? OwnerMapping(s, source) : null;
                 DetachedMount.Place(source, target, m.ReadWrite, mapping);
             }
