@@ -20,7 +20,7 @@ namespace AgentSandbox.Files
         public bool IsDirectory => Type == 0x4000;
         public bool IsFile => Type == 0x8000;
         public bool IsSymlink => Type == 0xA000;
-        public DateTime ModifiedUtc => Archives.TarWriter.Epoch.AddSeconds(MtimeSeconds).AddTicks(MtimeNanos / 100);
+        public DateTime ModifiedUtc => Archives.TarFormat.Epoch.AddSeconds(MtimeSeconds).AddTicks(MtimeNanos / 100);
     }
 
     /// <summary>Thrown when a path would pass through a symbolic link or a special file.</summary>
@@ -165,7 +165,7 @@ namespace AgentSandbox.Files
 
         private static long[] Times(DateTime mtime)
         {
-            var ticks = (mtime.ToUniversalTime() - Archives.TarWriter.Epoch).Ticks;
+            var ticks = (mtime.ToUniversalTime() - Archives.TarFormat.Epoch).Ticks;
             long sec = (long)Math.Floor(ticks / (double)TimeSpan.TicksPerSecond);
             long nsec = (ticks - sec * TimeSpan.TicksPerSecond) * 100;
             const long UTIME_OMIT = (1L << 30) - 2;

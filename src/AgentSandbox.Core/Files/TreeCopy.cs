@@ -266,7 +266,8 @@ namespace AgentSandbox.Files
             string? top = null;
             while (reader.Next(out var content) is TarEntry e)
             {
-                if (e.Type == TarEntryType.Other) continue;
+                // Hard links are left out as they always were; devices, FIFOs and sockets are never copied.
+                if (e.Type == TarEntryType.Other || e.Type == TarEntryType.HardLink) continue;
                 var parts = e.Name.Split('/').Where(p => p.Length > 0 && p != ".").ToArray();
                 if (parts.Length == 0 || parts.Contains("..") || e.Name.StartsWith("/"))
                     throw new UnsafePathException($"the archive holds an unsafe name '{e.Name}'");

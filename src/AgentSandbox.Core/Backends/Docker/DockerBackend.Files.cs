@@ -127,7 +127,8 @@ namespace AgentSandbox.Backends.Docker
                     return read(stream);
                 }).GetAwaiter().GetResult();
             }
-            catch (Exception e) when (!(e is SandboxException) && !(e is IOException))
+            // A malformed archive is the sandbox's doing, not the daemon's: it fails the copy with its own message.
+            catch (Exception e) when (!(e is SandboxException) && !(e is IOException) && !(e is InvalidDataException))
             {
                 throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Reading '{path}' in sandbox '{s.Name}' failed", s.Name);
             }
