@@ -167,6 +167,9 @@ namespace AgentSandbox.Core.Tests
                 Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1L << 20);
                 Assert.Contains("claims 8589934592 bytes, more than the 1 MiB an entry's extended headers may hold, at entry '././@LongLink'", error);
             }
+            // A global header is skipped, however much it claims, until the stream ends.
+            var global = RawTar.Header("PaxHeaders/g", 'g', 0, "", h => { Array.Clear(h, RawTar.SizeOffset, 12); h[RawTar.SizeOffset] = 0x80; for (int i = 4; i < 12; i++) h[RawTar.SizeOffset + i] = 0xff; h[RawTar.SizeOffset + 4] = 0x7f; });
+            Assert.Contains("it ends inside a global pax header", Refusal(new RawTar().Add(global).File("top/f", Hello).End().ToArray()));
             // Many extended headers in a row count together.
             var chain = new RawTar();
             for (int i = 0; i < 3; i++) chain.PaxHeader(RawTar.Pax(("comment", new string('c', 400_000))));

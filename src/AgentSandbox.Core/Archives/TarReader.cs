@@ -74,7 +74,8 @@ namespace AgentSandbox.Archives
                         continue;
                     case 'g':
                         // Global defaults are not applied (the Docker daemon never writes them); their content is skipped.
-                        Skip(size + Padding(size), "it ends inside a global pax header", location);
+                        Skip(size, "it ends inside a global pax header", location);
+                        Skip(Padding(size), "it ends inside a global pax header", location);
                         continue;
                 }
                 return Entry(type, size, meta, location, out content);

@@ -70,7 +70,7 @@ namespace AgentSandbox.Backends.Docker
                             reader.Dispose();
                             // The producer's failure (a file that vanished, a cancellation) is the cause; the daemon's is its echo.
                             try { await producer.ConfigureAwait(false); }
-                            catch (Exception cause) when (cause is SandboxException || cause is OperationCanceledException || cause is IOException) { throw; }
+                            catch (Exception cause) when (cause is SandboxException || cause is OperationCanceledException || cause is IOException || cause is InvalidDataException) { throw; }
                             catch (Exception) { }
                             throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Copying into sandbox '{s.Name}' failed", s.Name);
                         }
