@@ -208,8 +208,14 @@ namespace AgentSandbox.Core.Tests
         private static byte[] HostileNumber(Random r, int length)
         {
             var f = new byte[length];
-            switch (r.Next(9))
+            switch (r.Next(10))
             {
+                case 9:
+                    // The largest number base-256 may hold: sizes near 2^63 must not wrap when padded.
+                    f[0] = 0x80;
+                    for (int i = Math.Max(1, length - 8); i < length; i++) f[i] = 0xff;
+                    f[Math.Max(1, length - 8)] = 0x7f;
+                    break;
                 case 0: r.NextBytes(f); break;
                 case 1: Fill(f, "0000008"); break;
                 case 2: Fill(f, "12345z7"); break;
