@@ -199,6 +199,7 @@ namespace AgentSandbox.Core.Tests
             Assert.Contains("a sparse file in GNU's format", Refusal(new RawTar().Entry("top/s", 'S').End().ToArray()));
             Assert.Contains("a link has no target, at entry 'top/l'", Refusal(new RawTar().Entry("top/l", '2').End().ToArray()));
             Assert.Contains("an extended header is followed by the end of the archive, not by its entry", Refusal(new RawTar().PaxHeader(RawTar.Pax(("path", "x"))).End().ToArray()));
+            Assert.Contains("it ends after an extended header that no entry follows", Refusal(new RawTar().PaxHeader(new byte[0]).ToArray()));
         }
 
         [Fact]

@@ -42,11 +42,11 @@ namespace AgentSandbox.Archives
             {
                 int got = ReadFull(_header, TarFormat.BlockSize);
                 if (got == 0)
-                    throw Malformed(meta.Bytes > 0 ? "it ends after an extended header that no entry follows" : "it ends without its end-of-archive blocks, so it was cut short", Location(_previous, after: true));
+                    throw Malformed(meta.Headers > 0 ? "it ends after an extended header that no entry follows" : "it ends without its end-of-archive blocks, so it was cut short", Location(_previous, after: true));
                 if (got < TarFormat.BlockSize) throw Malformed("it ends inside a header", Location(_previous, after: true));
                 if (AllZero(_header))
                 {
-                    if (meta.Bytes > 0) throw Malformed("an extended header is followed by the end of the archive, not by its entry", Location(_previous, after: true));
+                    if (meta.Headers > 0) throw Malformed("an extended header is followed by the end of the archive, not by its entry", Location(_previous, after: true));
                     got = ReadFull(_header, TarFormat.BlockSize);
                     if (got == 0 || got == TarFormat.BlockSize && AllZero(_header))
                     {
@@ -88,6 +88,7 @@ namespace AgentSandbox.Archives
             public readonly Dictionary<string, byte[]> Pax = new Dictionary<string, byte[]>(StringComparer.Ordinal);
             public byte[]? LongName, LongLink;
             public long Bytes;
+            public int Headers;
             public byte[]? Name => Pax.TryGetValue("path", out var p) ? p : LongName;
             public string? Label => Name == null ? null : TarFormat.Printable(Name);
         }
@@ -233,6 +234,7 @@ namespace AgentSandbox.Archives
             if (ReadFull(body, (int)size) < size) throw Malformed($"it ends inside a {kind}", location);
             Skip(Padding(size), $"it ends inside a {kind}", location);
             meta.Bytes += size;
+            meta.Headers++;
             return body;
         }
 
