@@ -212,5 +212,19 @@ namespace AgentSandbox.Core.Tests
 
             public void Dispose() => _listener.Stop();
         }
+
+        [Fact]
+        public void AnExpiryFileTheSandboxReplacedLeavesTheLabelsExpiry()
+        {
+            var label = new DateTime(2030, 1, 2, 3, 4, 5, DateTimeKind.Utc);
+            var later = new DateTime(2031, 6, 7, 8, 9, 10, DateTimeKind.Utc);
+            System.IO.Stream Archive(string text) => new System.IO.MemoryStream(new RawTar().File(".agentsandbox/expires", Encoding.ASCII.GetBytes(text)).End().ToArray());
+            Assert.Equal(later, DockerBackend.ExpiryFromArchive(Archive(later.ToString("o")), label));
+            Assert.Null(DockerBackend.ExpiryFromArchive(Archive("none"), label));
+            Assert.Equal(label, DockerBackend.ExpiryFromArchive(Archive("not a time"), label));
+            Assert.Equal(label, DockerBackend.ExpiryFromArchive(Archive(new string('9', 1 << 20)), label));
+            Assert.Equal(label, DockerBackend.ExpiryFromArchive(new System.IO.MemoryStream(new RawTar().Entry(".agentsandbox/expires/", '5').End().ToArray()), label));
+            Assert.Equal(label, DockerBackend.ExpiryFromArchive(new System.IO.MemoryStream(Encoding.ASCII.GetBytes(new string('x', 2048))), label));
+        }
     }
 }

@@ -40,9 +40,7 @@ namespace AgentSandbox.Backends.Docker
                 var response = await client.Containers.GetArchiveFromContainerAsync(containerId,
                     new GetArchiveFromContainerParameters { Path = ExpiryDirectory + "/" + ExpiryName }, false, CancellationToken.None).ConfigureAwait(false);
                 using var stream = response.Stream;
-                var text = ReadSingleFileTar(stream).Trim();
-                if (text == "none") return null;
-                return DateTime.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind).ToUniversalTime();
+                return ExpiryFromArchive(stream, fromLabel);
             }
             catch (Exception e) when (DockerErrors.IsNotFound(e)) { return fromLabel; }
             // A container that another process is removing has no layer to read (the daemon answers 500):
@@ -63,11 +61,29 @@ namespace AgentSandbox.Backends.Docker
             return ms;
         }
 
-        private static string ReadSingleFileTar(Stream stream)
+        /// <summary>The module writes "none" or a round-trip time ("o": 28 bytes).</summary>
+        private const int MaxExpiryBytes = 64;
+
+        /// <summary>
+        /// The expiry the file holds. A sandbox that runs as root can replace the file; anything that is
+        /// not what the module writes (another type, more bytes, text that is not a time, a malformed
+        /// archive) counts as no file, so the label's expiry stands and nothing large is read.
+        /// </summary>
+        internal static DateTime? ExpiryFromArchive(Stream archive, DateTime? fromLabel)
         {
-            var entry = new TarReader(stream).Next(out var content) ?? throw new IOException("the archive is empty");
-            using var reader = new StreamReader(content, Encoding.ASCII);
-            return entry.Type == TarEntryType.File ? reader.ReadToEnd() : "";
+            string text;
+            try
+            {
+                var entry = new TarReader(archive).Next(out var content);
+                if (entry == null || entry.Type != TarEntryType.File || entry.Size > MaxExpiryBytes) return fromLabel;
+                var bytes = new byte[entry.Size];
+                int got = 0, n;
+                while (got < bytes.Length && (n = content.Read(bytes, got, bytes.Length - got)) > 0) got += n;
+                text = Encoding.ASCII.GetString(bytes, 0, got).Trim();
+            }
+            catch (InvalidDataException) { return fromLabel; }
+            if (text == "none") return null;
+            return DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var at) ? at.ToUniversalTime() : fromLabel;
         }
     }
 }
