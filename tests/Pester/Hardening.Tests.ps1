@@ -217,3 +217,25 @@ Describe 'The module''s state in a -Mount' {
         finally { Remove-TestSandbox $name }
     }
 }
+
+Describe 'A sandbox that makes its own removal hard, on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'names that are not UTF-8 and a path deeper than 4096 bytes do not keep Remove-AgentSandbox from removing everything' {
+        $name = New-TestName -Tag hardrm
+        try {
+            $sb = New-AgentSandbox -Name $name -Backend $Backend -ErrorAction Stop
+            Invoke-InSandbox -InputObject $sb -Command (
+                'cd /workspace && touch "$(printf ''bad\377name'')" && mkdir "$(printf ''dir\376'')" && ' +
+                'd=deep; for i in $(seq 1 60); do mkdir $d 2>/dev/null || break; cd $d; d=dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd; done; ' +
+                'touch leaf && echo made') | Should -Be 'made'
+            Remove-AgentSandbox -InputObject $sb -Force -ErrorAction Stop
+            Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
+            if ($Backend -ne 'Docker') {
+                Get-SandboxLeftovers $name | Should -BeNullOrEmpty
+                @(Get-ChildItem (Split-Path (Get-SandboxStateDir $name)) -Force -Filter "*$name*") | Should -BeNullOrEmpty -Because 'nothing of the sandbox may stay behind under another name'
+            }
+        }
+        finally { Remove-TestSandbox $name }
+    }
+}
