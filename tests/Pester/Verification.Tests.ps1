@@ -57,15 +57,31 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
             @{ Id = 'priv-sysfs-write'; Outcome = 'Succeeded'; User = 'root' }
             @{ Id = 'priv-ro-bind-remount'; Outcome = 'Succeeded'; User = 'root' }
             # The device cgroup stops even root, wherever the node is made.
-            @{ Id = 'priv-mknod-disk'; Outcome = 'Blocked'; User = 'root' }) }
+            @{ Id = 'priv-mknod-disk'; Outcome = 'Blocked'; User = 'root' }
+            # Root inside a chroot is host root, in a writable -Mount too (Privilege is not claimed).
+            @{ Id = 'priv-mount-host-root'; Outcome = 'Succeeded'; User = 'root' }
+            @{ Id = 'fs-workdir-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'proc-secret-argv'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-mount-source-swap'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'dev-image-node'; Outcome = 'Blocked'; User = 'agent' }) }
     @{ Backend = 'Nspawn'; Expected = @(
             @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-mount-host-root'; Outcome = 'Blocked'; User = 'root' }
+            @{ Id = 'fs-workdir-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'proc-secret-argv'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-mount-source-swap'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'dev-image-node'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'root' }
             @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'root' }) }
     @{ Backend = 'Docker'; Expected = @(
             @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-mount-host-root'; Outcome = 'Blocked'; User = '' }
+            @{ Id = 'fs-workdir-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'proc-secret-argv'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-mount-source-swap'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'dev-image-node'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'root' }
