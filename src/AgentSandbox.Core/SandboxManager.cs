@@ -234,13 +234,19 @@ namespace AgentSandbox
             ValidateEnvironment(spec.Environment);
         }
 
-        /// <summary>A name with '=' would smuggle another variable (LD_PRELOAD=…) past the checks that keep loader variables off host tools.</summary>
+        private static readonly Regex EnvironmentName = new Regex(@"\A[A-Za-z_][A-Za-z0-9_]*\z", RegexOptions.CultureInvariant);
+
+        /// <summary>
+        /// Names a shell passes on: letters, digits and '_' (a shell drops any other from the environment
+        /// of what it runs, and a name with '=' would smuggle in another variable).
+        /// </summary>
         private static void ValidateEnvironment(IDictionary<string, string> environment)
         {
             foreach (var kv in environment)
             {
-                if (kv.Key.Length == 0 || kv.Key.Contains("=") || kv.Key.Contains("\0"))
-                    throw Invalid(ErrorIds.InvalidEnvironment, $"'{kv.Key}' is not a valid environment variable name.", kv.Key);
+                if (!EnvironmentName.IsMatch(kv.Key))
+                    throw Invalid(ErrorIds.InvalidEnvironment,
+                        $"'{kv.Key}' is not a valid environment variable name: use letters, digits and '_', not starting with a digit.", kv.Key);
                 if (kv.Value != null && kv.Value.Contains("\0"))
                     throw Invalid(ErrorIds.InvalidEnvironment, $"The value of '{kv.Key}' holds a NUL character.", kv.Key);
             }
@@ -254,6 +260,11 @@ namespace AgentSandbox
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' does not exist on the host.", mount.Source);
             if (!Path.IsPathRooted(mount.Source) || mount.Source.Contains(":") || mount.Source.Contains(","))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' must be an absolute host path without ':' or ','.", mount.Source);
+            // The module's state (records, roots, checkpoints) never goes into a sandbox, nor a folder holding it.
+            var state = Linux.HostTools.IsLinux ? Linux.Native.RealPath(State.SandboxStore.DefaultRoot) ?? Path.GetFullPath(State.SandboxStore.DefaultRoot) : null;
+            if (state != null && Linux.Native.RealPath(mount.Source) is string real
+                && (Linux.Mounts.IsUnder(real, state) || (mount.ReadWrite && Linux.Mounts.IsUnder(state, real))))
+                throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' is or holds the module's state ({state}), which no sandbox may reach.", mount.Source);
             var dest = mount.Destination;
             if (string.IsNullOrEmpty(dest) || !dest.StartsWith("/") || dest.Split('/').Contains("..") || dest.Contains(":") || dest.Contains(","))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount destination '{dest}' must be an absolute path inside the sandbox, without '..', ':' or ','.", dest);

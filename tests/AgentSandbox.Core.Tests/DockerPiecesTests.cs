@@ -212,5 +212,49 @@ namespace AgentSandbox.Core.Tests
 
             public void Dispose() => _listener.Stop();
         }
+
+        private static Docker.DotNet.Models.VolumeResponse LifetimeVolume(string name, string sandboxId, string set, string expires) => new Docker.DotNet.Models.VolumeResponse
+        {
+            Name = name,
+            Labels = new System.Collections.Generic.Dictionary<string, string>
+            {
+                ["agentsandbox.lifetime"] = "1", ["agentsandbox.lifetime.sandboxid"] = sandboxId,
+                ["agentsandbox.lifetime.set"] = set, ["agentsandbox.lifetime.expires"] = expires,
+            },
+        };
+
+        [Fact]
+        public void TheNewestLifetimeVolumeOfEachSandboxCounts()
+        {
+            var lifetimes = DockerBackend.Lifetimes(new[]
+            {
+                LifetimeVolume("v1", "aaa", "2030-01-01T00:00:00.0000000Z", "2030-01-02T00:00:00.0000000Z"),
+                LifetimeVolume("v2", "aaa", "2030-01-01T00:05:00.0000000Z", "none"),
+                LifetimeVolume("v3", "bbb", "2030-01-01T00:00:00.0000000Z", "2030-03-04T05:06:07.0000000Z"),
+            });
+            Assert.Null(lifetimes["aaa"].Newest!.ExpiresAt);
+            Assert.Null(lifetimes["aaa"].Problem);
+            Assert.Equal(new DateTime(2030, 3, 4, 5, 6, 7, DateTimeKind.Utc), lifetimes["bbb"].Newest!.ExpiresAt);
+        }
+
+        [Fact]
+        public void ALifetimeThatDoesNotParseIsAProblemNotAFailure()
+        {
+            var lifetimes = DockerBackend.Lifetimes(new[]
+            {
+                LifetimeVolume("good", "aaa", "2030-01-01T00:00:00.0000000Z", "2030-01-02T00:00:00.0000000Z"),
+                LifetimeVolume("bad", "aaa", "2030-01-01T00:09:00.0000000Z", "not a time"),
+                LifetimeVolume("worse", "bbb", "yesterday", "2030-01-02T00:00:00.0000000Z"),
+                new Docker.DotNet.Models.VolumeResponse { Name = "unlabelled" },
+            });
+            // The newest that reads counts; the one that does not is named.
+            Assert.Equal(new DateTime(2030, 1, 2, 0, 0, 0, DateTimeKind.Utc), lifetimes["aaa"].Newest!.ExpiresAt);
+            Assert.Contains("bad", lifetimes["aaa"].Problem);
+            Assert.Contains("not a time", lifetimes["aaa"].Problem);
+            // Nothing reads: the record's lifetime stands.
+            Assert.Null(lifetimes["bbb"].Newest);
+            Assert.Contains("the lifetime it was made with counts", lifetimes["bbb"].Problem);
+            Assert.Equal(2, lifetimes.Count);
+        }
     }
 }

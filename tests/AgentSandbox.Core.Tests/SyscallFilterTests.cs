@@ -65,6 +65,24 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void SetuidAndSetgidBitsCannotBeSetOrCreatedOtherModesCan()
+        {
+            using var dir = new TempDir();
+            var f = Path.Combine(dir.Path, "f");
+            var script =
+                $"touch {f}; chmod 4755 {f} && echo suid=set || echo suid=refused; chmod 2755 {f} && echo sgid=set || echo sgid=refused; " +
+                $"chmod 0751 {f} && echo plain=set; stat -c %a {f}; " +
+                // open with O_CREAT and a setuid mode; then an open without O_CREAT whose mode argument happens to carry the bits.
+                $"perl -MFcntl -e 'sysopen(my $h, \"{f}.new\", O_CREAT|O_WRONLY, 04755) ? print \"create=made\\n\" : print \"create=refused\\n\"; " +
+                $"sysopen(my $r, \"{f}\", O_RDONLY, 06777) ? print \"read=ok\\n\" : print \"read=refused\\n\"'";
+            var result = ProcessRunner.Stream(new List<string> { "/bin/sh", "-c", script },
+                null, null, new ProcessRunner.Collector(), null, CancellationToken.None, null, FilteredLauncher.Start);
+            var lines = result.StdOut.Split('\n').Where(l => l.Length > 0).ToList();
+            Assert.Equal(new[] { "suid=refused", "sgid=refused", "plain=set", "751", "create=refused", "read=ok" }, lines);
+            Assert.False(File.Exists(f + ".new"));
+        }
+
+        [Fact]
         public void WithoutTheLauncherNothingIsFiltered()
         {
             var result = ProcessRunner.Stream(

@@ -237,5 +237,60 @@ namespace AgentSandbox.Core.Tests
             using var top = DirHandle.OpenTrusted(Path.Combine(dest, "top"));
             Assert.Equal(0x1ed, top.Stat("suid").Mode);
         }
+
+        private void CopyOut(byte[] archive, string top)
+        {
+            var dest = _tmp.Combine("dest");
+            Directory.CreateDirectory(dest);
+            using var parent = DirHandle.OpenTrusted(dest);
+            using var sink = new DirTreeSink(parent, top, null, null, force: false);
+            TreeCopy.Copy(new TarTreeSource(new MemoryStream(archive)), sink, new CopyMeter(Backends.NullProgress.Instance, "t", 0), default);
+        }
+
+        [Fact]
+        public void AHardLinkFromAnArchiveBecomesASecondFileWithTheSameContent()
+        {
+            var archive = new RawTar().Entry("top/", '5').File("top/a", Encoding.ASCII.GetBytes("shared"), h => RawTar.Put(h, RawTar.ModeOffset, 8, RawTar.Octal(0x1e8, 8)))
+                .Entry("top/sub/", '5').Add(RawTar.Header("top/sub/b", '1', 0, "top/a")).End().ToArray();
+            CopyOut(archive, "top");
+            var b = _tmp.Combine("dest", "top", "sub", "b");
+            Assert.Equal("shared", File.ReadAllText(b));
+            using var sub = DirHandle.OpenTrusted(_tmp.Combine("dest", "top", "sub"));
+            Assert.Equal(0x1a4, sub.Stat("b").Mode);
+            // Two files, not one with two names: changing one leaves the other alone, as a copy from Chroot or Nspawn.
+            File.WriteAllText(b, "changed");
+            Assert.Equal("shared", File.ReadAllText(_tmp.Combine("dest", "top", "a")));
+        }
+
+        [Fact]
+        public void AHardLinkToAnythingButAnEarlierFileIsRefused()
+        {
+            var later = new RawTar().Entry("top/", '5').Add(RawTar.Header("top/b", '1', 0, "top/a")).File("top/a", new byte[1]).End().ToArray();
+            var e = Assert.Throws<InvalidDataException>(() => CopyOut(later, "top"));
+            Assert.Equal("the archive from the sandbox is malformed: a hard link names 'top/a', which is not a file before it, at entry 'top/b'", e.Message);
+            var toDir = new RawTar().Entry("top/", '5').Entry("top/d/", '5').Add(RawTar.Header("top/b", '1', 0, "top/d")).End().ToArray();
+            Assert.Throws<InvalidDataException>(() => CopyOut(toDir, "top"));
+            foreach (var target in new[] { "/etc/passwd", "top/../../etc/passwd", "other/a" })
+            {
+                var escape = new RawTar().Entry("top/", '5').Add(RawTar.Header("top/b", '1', 0, target)).End().ToArray();
+                Assert.Throws<UnsafePathException>(() => new TarTreeSource(new MemoryStream(escape)).Walk().ToList());
+            }
+            Assert.False(File.Exists(_tmp.Combine("dest", "top", "b")));
+        }
+
+        [Fact]
+        public void NamesAndLinkTargetsThatAreNotUtf8AreRefusedNotSkipped()
+        {
+            var dir = _tmp.Combine("bad");
+            Directory.CreateDirectory(dir);
+            var make = System.Diagnostics.Process.Start("sh", new[] { "-c", "cd \"$1\" && touch good \"$(printf 'bad\\377name')\" && ln -s \"$(printf 'to\\376')\" link", "sh", dir });
+            make!.WaitForExit();
+            Assert.Equal(0, make.ExitCode);
+            using var handle = DirHandle.OpenTrusted(dir);
+            var e = Assert.Throws<IOException>(() => handle.List());
+            Assert.Equal($"'{dir}/bad\\xFFname' has a name that is not valid UTF-8, which cannot be copied", e.Message);
+            e = Assert.Throws<IOException>(() => handle.ReadLink("link"));
+            Assert.Equal($"'{dir}/link' is a link whose target 'to\\xFE' is not valid UTF-8, which cannot be copied", e.Message);
+        }
     }
 }

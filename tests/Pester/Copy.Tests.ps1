@@ -200,6 +200,112 @@ Describe 'Copy-AgentSandboxItem on <Backend>' -ForEach @(@{ Backend = 'Chroot' }
         Invoke-Sb 'cat /workspace/stopped.txt' | Should -Be 'while stopped'
     }
 
+    # Names, links and file types that make awkward archives on Docker (pax records, long links, hard
+    # links) and awkward walks on Chroot and Nspawn; the three backends must give the user the same result.
+    It 'copies out a path of thousands of characters across deep directories' {
+        # 15 directories of 200 characters: a name of over 3000 characters in the archive.
+        Invoke-Sb @'
+set -e
+p=/workspace/deep; for i in $(seq 1 15); do p="$p/$(printf '%0200d' $i)"; done
+mkdir -p "$p"; printf 'at the bottom' > "$p/bottom.txt"
+'@
+        $LASTEXITCODE | Should -Be 0
+        $out = Join-Path $hostDir 'deep-out'
+        $null = New-Item -ItemType Directory -Path $out
+        $r = Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/deep -Destination $out -PassThru
+        $r.Files | Should -Be 1
+        $bottom = (@("$out/deep") + (1..15 | ForEach-Object { '{0:D200}' -f $_ }) + 'bottom.txt') -join '/'
+        $bottom.Length | Should -BeGreaterThan 3000
+        Get-Content -Raw -LiteralPath $bottom | Should -Be 'at the bottom'
+        Invoke-Sb 'rm -rf /workspace/deep'
+    }
+
+    It 'a path longer than 4096 bytes: Chroot and Nspawn copy it; the Docker daemon leaves it out' {
+        # Built in three parts moved into each other: no command sees a path over PATH_MAX.
+        Invoke-Sb @'
+set -e
+part() { p=$1; for i in $(seq 1 10); do p="$p/$(printf '%0200d' $i)"; done; mkdir -p "$p"; echo "$p"; }
+mkdir /workspace/deeper && cd /workspace/deeper
+b3=$(part c3); printf 'past PATH_MAX' > "$b3/bottom.txt"
+b2=$(part c2); mv c3 "$b2/"
+b1=$(part c1); mv c2 "$b1/"
+'@
+        $LASTEXITCODE | Should -Be 0
+        $out = Join-Path $hostDir 'deeper-out'
+        $null = New-Item -ItemType Directory -Path $out
+        try {
+            Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/deeper -Destination $out
+            # The host path is too long for a single open: read it from the directory that holds it.
+            $found = @(& find $out -name bottom.txt -execdir cat '{}' ';')
+            if ($Backend -eq 'Docker') {
+                # The daemon's archive walk skips what it cannot lstat (ENAMETOOLONG) and says nothing.
+                $found | Should -BeNullOrEmpty
+            }
+            else { $found | Should -Be 'past PATH_MAX' }
+        }
+        finally {
+            # Both trees are deeper than .NET's recursive delete reaches.
+            & rm -rf $out
+            Invoke-Sb 'rm -rf /workspace/deeper'
+        }
+    }
+
+    It 'copies out names with newlines and backslashes as they are' {
+        Invoke-Sb @'
+set -e
+mkdir /workspace/odd && cd /workspace/odd
+printf one > "$(printf 'new\nline')"; printf two > 'back\slash'; printf three > "$(printf 'tab\there')"
+'@
+        $out = Join-Path $hostDir 'odd-out'
+        $null = New-Item -ItemType Directory -Path $out
+        (Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/odd -Destination $out -PassThru).Files | Should -Be 3
+        # .NET, not the provider: PowerShell takes '\' for a path separator on Linux too.
+        [IO.File]::ReadAllText("$out/odd/new`nline") | Should -Be 'one'
+        [IO.File]::ReadAllText("$out/odd/back\slash") | Should -Be 'two'
+        [IO.File]::ReadAllText("$out/odd/tab`there") | Should -Be 'three'
+    }
+
+    It 'a name that is not UTF-8 fails the copy with SandboxCopyFailed, naming it' {
+        Invoke-Sb 'mkdir /workspace/utf && cd /workspace/utf && echo fine > good && touch "$(printf ''bad\377name'')"'
+        $out = Join-Path $hostDir 'utf-out'
+        $null = New-Item -ItemType Directory -Path $out
+        try {
+            Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/utf -Destination $out -ErrorAction SilentlyContinue -ErrorVariable failed
+            $failed.Count | Should -Be 1
+            $failed[0].FullyQualifiedErrorId | Should -BeLike 'SandboxCopyFailed,*'
+            $failed[0].Exception.Message | Should -BeLike '*bad\xFFname*'
+            $failed[0].Exception.Message | Should -BeLike '*not valid UTF-8, which cannot be copied*'
+        }
+        finally { Invoke-Sb 'rm -rf /workspace/utf' }
+    }
+
+    It 'copies a symbolic link with a 3000-character target as that link' {
+        Invoke-Sb 'mkdir /workspace/longlink && ln -s "$(printf ''../%.0s'' $(seq 1000))target" /workspace/longlink/l'
+        $out = Join-Path $hostDir 'longlink-out'
+        $null = New-Item -ItemType Directory -Path $out
+        Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/longlink -Destination $out
+        (Get-Item -LiteralPath "$out/longlink/l").LinkTarget | Should -Be (('../' * 1000) + 'target')
+    }
+
+    It 'a hard link arrives as a second file with the same content' {
+        Invoke-Sb 'mkdir -p /workspace/hard/sub && cd /workspace/hard && printf shared > first && ln first sub/second'
+        $out = Join-Path $hostDir 'hard-out'
+        $null = New-Item -ItemType Directory -Path $out
+        (Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/hard -Destination $out -PassThru).Files | Should -Be 2
+        Get-Content -Raw "$out/hard/first" | Should -Be 'shared'
+        Get-Content -Raw "$out/hard/sub/second" | Should -Be 'shared'
+        (& stat -c '%h' "$out/hard/sub/second") | Should -Be '1'
+    }
+
+    It 'a FIFO is left out and the rest is copied' {
+        Invoke-Sb 'mkdir /workspace/withfifo && cd /workspace/withfifo && mkfifo pipe && printf data > file'
+        $out = Join-Path $hostDir 'fifo-out'
+        $null = New-Item -ItemType Directory -Path $out
+        (Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/withfifo -Destination $out -PassThru).Files | Should -Be 1
+        Get-Content -Raw "$out/withfifo/file" | Should -Be 'data'
+        Test-Path -LiteralPath "$out/withfifo/pipe" | Should -BeFalse
+    }
+
     It 'streams a 1 GiB file in and out with memory that does not grow with its size' {
         $big = Join-Path $hostDir 'big.bin'
         truncate -s 1G $big

@@ -57,7 +57,7 @@ Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
     }
 
     It "an invalid -Environment name '<Key>' is refused with InvalidEnvironment, as New-AgentSandbox does" -ForEach @(
-        @{ Key = 'PT_A=B' }, @{ Key = '' }, @{ Key = 'GCONV_PATH=/tmp/pt' }
+        @{ Key = 'PT_A=B' }, @{ Key = '' }, @{ Key = 'GCONV_PATH=/tmp/pt' }, @{ Key = 'pt.dotted' }, @{ Key = '1PT' }, @{ Key = 'PT SPACE' }
     ) {
         $other = New-TestName
         try {
@@ -79,6 +79,81 @@ Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
 
     It '-WorkingDirectory changes where the command runs' {
         Invoke-InSandbox -InputObject $sb -Command 'pwd' -WorkingDirectory /tmp | Should -Be '/tmp'
+    }
+
+    It 'a working directory that cannot be entered is WorkingDirectoryUnavailable, and nothing runs' {
+        $out = Invoke-InSandbox -InputObject $sb -Command 'echo ran' -WorkingDirectory /nonexistent/dir -ErrorVariable err -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        @($err).Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'WorkingDirectoryUnavailable*'
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err[0].TargetObject | Should -Be $name
+        "$($err[0])" | Should -Match '/nonexistent/dir does not exist'
+        # A file is no directory.
+        { Invoke-InSandbox -InputObject $sb -Command 'echo ran' -WorkingDirectory /etc/passwd -ErrorAction Stop } |
+            Should -Throw -ErrorId 'WorkingDirectoryUnavailable*' -ExpectedMessage '*not a directory*'
+    }
+
+    It 'a working directory through /proc/<pid>/root is entered as the command''s user inside the sandbox: it never leads to the host' {
+        $hostDir = "/var/tmp/$name-wd"
+        $null = New-Item -ItemType Directory -Force -Path $hostDir
+        chmod 0777 $hostDir
+        try {
+            foreach ($dir in "/proc/1/root$hostDir", "/proc/$PID/root$hostDir") {
+                $r = Invoke-InSandbox -InputObject $sb -Command 'pwd; touch escaped' -WorkingDirectory $dir -ErrorVariable err -ErrorAction SilentlyContinue
+                $r | Should -BeNullOrEmpty -Because "the command must not start in $dir"
+                $err[0].FullyQualifiedErrorId | Should -BeLike 'WorkingDirectoryUnavailable*'
+            }
+            @(Get-ChildItem $hostDir) | Should -BeNullOrEmpty -Because 'nothing may have run in the host folder'
+        }
+        finally { Remove-Item $hostDir -Recurse -Force -ErrorAction Ignore }
+    }
+
+    It 'a working directory the agent turned into a link out of the sandbox is refused at the next command; a link inside is followed' {
+        $other = New-TestName -Tag wd
+        $hostDir = "/var/tmp/$other-host"
+        $null = New-Item -ItemType Directory -Force -Path $hostDir
+        chmod 0777 $hostDir
+        try {
+            $proj = New-AgentSandbox -Name $other -Backend $Backend -WorkingDirectory /workspace/proj -ErrorAction Stop
+            Invoke-InSandbox -InputObject $proj -Command 'pwd' | Should -Be '/workspace/proj'
+            Invoke-InSandbox -InputObject $proj -Command "cd /workspace && rm -rf proj && ln -s /proc/1/root$hostDir proj && echo planted" | Should -Be 'planted'
+            { Invoke-InSandbox -InputObject $proj -Command 'touch escaped; echo ran' -ErrorAction Stop } | Should -Throw -ErrorId 'WorkingDirectoryUnavailable*'
+            @(Get-ChildItem $hostDir) | Should -BeNullOrEmpty -Because 'the command must not have run in the host folder'
+            Invoke-InSandbox -InputObject $proj -WorkingDirectory /workspace -Command 'rm proj && mkdir -p real && ln -s real proj && echo relinked' | Should -Be 'relinked'
+            Invoke-InSandbox -InputObject $proj -Command 'pwd -P' | Should -Be '/workspace/real'
+        }
+        finally {
+            Remove-TestSandbox $other
+            Remove-Item $hostDir -Recurse -Force -ErrorAction Ignore
+        }
+    }
+
+    It 'environment values (with a loader variable among them) reach the command exactly and never appear in a command line' {
+        $secret = 'pt-argv-secret-' + [guid]::NewGuid().ToString('N')
+        $odd = "quote' dq`" `$(id) ``tick`` back\slash`nnewline  spaces ümlaut"
+        $job = Start-ThreadJob -ScriptBlock {
+            param($Module, $Sb, $Secret, $Odd)
+            Import-Module $Module
+            Invoke-InSandbox -InputObject $Sb -Command 'sleep 2; [ "$PT_SECRET" = "${PT_SECRET#pt-argv-secret-}" ] && echo unset; printf "%s" "$PT_ODD" | od -An -c | tr -s " " | tr -d "\n"; echo; echo "$LD_BIND_NOW"' `
+                -Environment @{ LD_BIND_NOW = '1'; PT_SECRET = $Secret; PT_ODD = $Odd }
+        } -ArgumentList (Get-TestModulePath), $sb, $secret, $odd
+        $seen = @()
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        while ($job.State -eq 'Running' -and $watch.Elapsed.TotalSeconds -lt 30) {
+            # What any host user reads: every process's command line.
+            $seen += @(Get-ChildItem /proc -Directory -ErrorAction Ignore | Where-Object Name -match '^\d+$' | ForEach-Object {
+                    $cmd = try { [IO.File]::ReadAllText("$($_.FullName)/cmdline") } catch { '' }
+                    if ($cmd.Contains($secret)) { "$($_.Name): $($cmd -replace "`0", ' ')" }
+                })
+            Start-Sleep -Milliseconds 20
+        }
+        $out = Receive-Job $job -Wait -AutoRemoveJob
+        $seen | Should -BeNullOrEmpty -Because 'a secret must never be in a command line, which every host user can read'
+        $out[0] | Should -Not -Be 'unset'
+        $expected = (& /bin/sh -c 'printf "%s" "$1" | od -An -c | tr -s " " | tr -d "\n"' sh $odd)
+        $out[-2] | Should -Be $expected
+        $out[-1] | Should -Be '1'
     }
 
     It 'streams stdout lines down the pipeline before the command ends' {

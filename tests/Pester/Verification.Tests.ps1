@@ -57,19 +57,45 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
             @{ Id = 'priv-sysfs-write'; Outcome = 'Succeeded'; User = 'root' }
             @{ Id = 'priv-ro-bind-remount'; Outcome = 'Succeeded'; User = 'root' }
             # The device cgroup stops even root, wherever the node is made.
-            @{ Id = 'priv-mknod-disk'; Outcome = 'Blocked'; User = 'root' }) }
+            @{ Id = 'priv-mknod-disk'; Outcome = 'Blocked'; User = 'root' }
+            # Root inside a chroot is host root, in a writable -Mount too (Privilege is not claimed).
+            @{ Id = 'priv-mount-host-root'; Outcome = 'Succeeded'; User = 'root' }
+            @{ Id = 'fs-workdir-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'proc-secret-argv'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-mount-source-swap'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'dev-image-node'; Outcome = 'Blocked'; User = 'agent' }
+            # The command's cgroup ends what it left; the lifetime is kept under /var/lib/agentsandbox.
+            @{ Id = 'limits-timeout-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'lifetime-tamper'; Outcome = 'Blocked'; User = 'root' }) }
     @{ Backend = 'Nspawn'; Expected = @(
             @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-mount-host-root'; Outcome = 'Blocked'; User = 'root' }
+            @{ Id = 'fs-workdir-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'proc-secret-argv'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-mount-source-swap'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'dev-image-node'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'limits-timeout-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'lifetime-tamper'; Outcome = 'Blocked'; User = 'root' }
             @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'root' }
             @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'root' }) }
     @{ Backend = 'Docker'; Expected = @(
+            # This sandbox has a writable -Mount and the daemon here does not remap users: root is refused,
+            # so the attempts made as root where allowed run as the agent (see the -Force describe below).
             @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-mount-host-root'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-workdir-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'proc-secret-argv'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-mount-source-swap'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'dev-image-node'; Outcome = 'Blocked'; User = 'agent' }
+            # Each command's own cgroup ends what it left; the lifetime is in the daemon, not the container.
+            @{ Id = 'limits-timeout-escape'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'lifetime-tamper'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }
-            @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'root' }
-            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'root' }) }
+            @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'agent' }) }
 ) {
     BeforeAll {
         $name = New-TestName -Tag 'verify'
@@ -152,11 +178,18 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
         ($verdicts | Where-Object Boundary -EQ Limits).Held | Should -BeTrue
     }
 
-    It 'root attempts run as root (the sandbox allows root)' {
-        $root = Invoke-InSandbox -InputObject $sb -Command 'id -u' -User root
-        $root | Should -Be '0'
-        (Get-Outcome $attempts 'priv-double-chroot').User | Should -Be 'root'
-        (Get-Outcome $attempts 'priv-host-root').User | Should -Be 'root'
+    It 'root attempts run as root where the sandbox allows root, and as the agent where it refuses it' {
+        # Docker refuses root beside a writable -Mount unless the daemon remaps users (then root is no host root).
+        $rootAllowed = $Backend -ne 'Docker' -or (docker info --format '{{json .SecurityOptions}}') -match 'name=userns'
+        if ($rootAllowed) {
+            Invoke-InSandbox -InputObject $sb -Command 'id -u' -User root | Should -Be '0'
+        }
+        else {
+            { Invoke-InSandbox -InputObject $sb -Command 'id -u' -User root -ErrorAction Stop } | Should -Throw -ErrorId 'RootOnWritableMount*'
+        }
+        $asRoot = if ($rootAllowed) { 'root' } else { $sb.DefaultUser }
+        (Get-Outcome $attempts 'priv-double-chroot').User | Should -Be $asRoot
+        (Get-Outcome $attempts 'priv-host-root').User | Should -Be $asRoot
         (Get-Outcome $attempts 'fs-read-marker').User | Should -Be $sb.DefaultUser
     }
 
@@ -168,8 +201,9 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
         (Get-Outcome $attempts 'fs-ro-bind-write').Outcome | Should -Be 'Blocked'
         (Get-Outcome $attempts 'fs-bind-symlink').Outcome | Should -Be 'Blocked'
         @(Get-ChildItem $ro, $rw -Force) | Should -BeNullOrEmpty
-        # The remount attempt puts the mount back: it is read-only again, also for root.
-        (Invoke-InSandbox -InputObject $sb -User root -Command 'echo x > /workspace/ro/after' -PassThru).ExitCode | Should -BeGreaterThan 0
+        # The remount attempt puts the mount back: it is read-only again, also for root (where root may run).
+        $user = if ((Get-Outcome $attempts 'priv-ro-bind-remount').User -eq 'root') { 'root' } else { $sb.DefaultUser }
+        (Invoke-InSandbox -InputObject $sb -User $user -Command 'echo x > /workspace/ro/after' -PassThru).ExitCode | Should -BeGreaterThan 0
         Test-Path "$ro/after" | Should -BeFalse
     }
 
@@ -187,7 +221,7 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
     It '<Id> as <User> is <Outcome> on <Backend>' -ForEach $Expected {
         $a = Get-Outcome $attempts $Id
         $a.Outcome | Should -Be $Outcome -Because "${Id}: $($a.Evidence)"
-        if ($User -eq 'root') { $a.User | Should -Be 'root' }
+        if ($User) { $a.User | Should -Be $User }
         # Whatever got through must belong to a boundary this backend does not claim.
         if ($Outcome -eq 'Succeeded') {
             $claims | Should -Not -Contain $a.Boundary
@@ -275,6 +309,42 @@ Describe 'Test-AgentSandbox with -Network Host and no limits on <Backend>' -ForE
         }
         $broken = @($attempts | Where-Object { $_.Outcome -eq 'Succeeded' -and $claims -contains $_.Boundary })
         $broken | Should -BeNullOrEmpty -Because (Format-Attempts $broken)
+    }
+}
+
+Describe 'Test-AgentSandbox on Docker where -Force accepted root on a writable -Mount' {
+    BeforeAll {
+        $name = New-TestName -Tag 'verifyforce'
+        $rw = "/var/tmp/$name-rw"
+        $null = New-Item -ItemType Directory -Path $rw -Force
+        $sb = $null; $attempts = @(); $verdicts = @(); $verdictErrors = @(); $remaps = $false
+        if (Test-BackendAvailable Docker) {
+            $remaps = (docker info --format '{{json .SecurityOptions}}') -match 'name=userns'
+            $sb = New-AgentSandbox -Name $name -Backend Docker -Force -Mount "$($rw):/workspace/rw:rw" -WarningVariable made -WarningAction SilentlyContinue -ErrorAction Stop
+            $attempts = @(Test-AgentSandbox -Name $name -Attempt -ErrorAction SilentlyContinue)
+            $verdicts = @(Test-AgentSandbox -Name $name -ErrorVariable verdictErrors -ErrorAction SilentlyContinue)
+        }
+    }
+    AfterAll { Remove-TestSandbox $name; Remove-Item $rw -Recurse -Force -ErrorAction Ignore }
+    BeforeEach {
+        Assert-BackendOrSkip Docker
+        if ($remaps) { Set-ItResult -Skipped -Because 'this daemon remaps users: root inside is no host root, so nothing is accepted' }
+    }
+
+    It 'is told at create that it gives up the Privilege claim' {
+        "$made" | Should -Match 'does not claim the Privilege boundary'
+    }
+
+    It 'root reads the root-only host file in the mount: reported, and no violation since Privilege is not claimed' {
+        $a = Get-Outcome $attempts 'priv-mount-host-root'
+        $a.User | Should -Be 'root'
+        $a.Outcome | Should -Be 'Succeeded' -Because $a.Evidence
+        $v = $verdicts | Where-Object Boundary -EQ Privilege
+        $v.Claimed | Should -BeFalse
+        $v.Held | Should -BeFalse -Because $v.Evidence
+        @($verdicts | Where-Object Violated) | Should -BeNullOrEmpty -Because (($verdicts | Where-Object Violated).Evidence -join "`n")
+        @($verdictErrors) | Should -BeNullOrEmpty
+        @(Get-ChildItem $rw -Force) | Should -BeNullOrEmpty -Because 'the attempt removes what it left'
     }
 }
 

@@ -153,7 +153,9 @@ namespace AgentSandbox.Backends
                 if (wasRunning)
                 {
                     progress.Milestone($"Starting '{s.Name}' again");
-                    StartCore(s, progress);
+                    // Restored but refused to start (a mount source changed): stopped, with nothing left mounted.
+                    try { StartCore(s, progress); }
+                    catch (Exception) { try { StopCore(s, progress); } catch (Exception) { } throw; }
                 }
                 Store.Save(s);
             }

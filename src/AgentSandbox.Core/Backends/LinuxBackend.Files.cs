@@ -84,6 +84,8 @@ namespace AgentSandbox.Backends
             int gid = int.Parse(s.Data("gid") ?? "0", CultureInfo.InvariantCulture);
             if (s.Privilege == PrivilegeMode.UserNamespace)
             {
+                // The range the module chose for the sandbox, or (made before it chose) the one nspawn shifted the root to.
+                if (int.TryParse(s.Data("userBase"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var userBase)) return (uid + userBase, gid + userBase);
                 using var tree = DirHandle.OpenTrusted(RootOf(s));
                 var rootInfo = tree.Stat();
                 uid += rootInfo.Uid;

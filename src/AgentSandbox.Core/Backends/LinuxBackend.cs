@@ -290,7 +290,13 @@ namespace AgentSandbox.Backends
                 + $"; remove it with Remove-AgentSandbox '{s.Name}'.", s.Name);
 
         /// <summary>A host uid no other sandbox uses, so sandboxes cannot signal each other's processes.</summary>
-        protected int AllocateHostId(Sandbox sandbox)
+        protected int AllocateHostId(Sandbox sandbox) => AllocateId(sandbox, "hostId", HostIdBase, 1);
+
+        /// <summary>
+        /// Takes the first value from <paramref name="first"/> on, in steps, that no other sandbox's record
+        /// holds under <paramref name="key"/>, and saves it in this sandbox's record under the same lock.
+        /// </summary>
+        protected int AllocateId(Sandbox sandbox, string key, int first, int step)
         {
             using var held = Native.LockFile(Path.Combine(Store.Root, ".ids.lock"));
             var used = new HashSet<int>();
@@ -299,14 +305,14 @@ namespace AgentSandbox.Backends
                 try
                 {
                     var other = Store.Load(name);
-                    if (other?.Data("hostId") is string id) used.Add(int.Parse(id, CultureInfo.InvariantCulture));
+                    if (other?.Data(key) is string id) used.Add(int.Parse(id, CultureInfo.InvariantCulture));
                 }
                 catch (SandboxException) { }
             }
-            int candidate = HostIdBase;
-            while (used.Contains(candidate)) candidate++;
+            int candidate = first;
+            while (used.Contains(candidate)) candidate = checked(candidate + step);
             // Saved under the lock, so a concurrent create sees it taken.
-            sandbox.BackendData["hostId"] = candidate.ToString(CultureInfo.InvariantCulture);
+            sandbox.BackendData[key] = candidate.ToString(CultureInfo.InvariantCulture);
             Store.Save(sandbox);
             return candidate;
         }
@@ -332,11 +338,24 @@ namespace AgentSandbox.Backends
             RootFs.Finish(root, Hostname.For(s.Name), agentId, agentId, s.WorkingDirectory);
         }
 
+        /// <summary>
+        /// Where a -Mount lands in the root tree (links inside refused, directories made for a folder),
+        /// refused when a file would go on a directory or the reverse.
+        /// </summary>
+        protected static string MountTarget(string root, SandboxMount m, bool sourceIsFile, bool create = true)
+        {
+            var target = FileTree.ResolveInside(root, m.Destination, createDirectories: create && !sourceIsFile);
+            if (sourceIsFile ? Directory.Exists(target) : File.Exists(target))
+                throw new IOException($"cannot mount the {(sourceIsFile ? "file" : "directory")} {m.Source} on {m.Destination}, which is a {(sourceIsFile ? "directory" : "file")} in the sandbox");
+            return target;
+        }
+
         /// <summary>Sets up the sandbox's cgroup with its limits.</summary>
         protected void CreateCgroup(Sandbox s)
         {
             var cg = CgroupOf(s);
             cg.Create();
+            cg.RestrictDevices();
             cg.ApplyLimits(s.MemoryBytes, s.CpuCount, s.ProcessLimit);
         }
 

@@ -20,7 +20,7 @@ namespace AgentSandbox.Files
         public bool IsDirectory => Type == 0x4000;
         public bool IsFile => Type == 0x8000;
         public bool IsSymlink => Type == 0xA000;
-        public DateTime ModifiedUtc => Archives.TarWriter.Epoch.AddSeconds(MtimeSeconds).AddTicks(MtimeNanos / 100);
+        public DateTime ModifiedUtc => Archives.TarFormat.Epoch.AddSeconds(MtimeSeconds).AddTicks(MtimeNanos / 100);
     }
 
     /// <summary>Thrown when a path would pass through a symbolic link or a special file.</summary>
@@ -59,6 +59,13 @@ namespace AgentSandbox.Files
         [DllImport("libc", SetLastError = true)] private static extern int fchown(int fd, int uid, int gid);
         [DllImport("libc", SetLastError = true)] private static extern int utimensat(int dirfd, string path, long[] times, int flags);
         [DllImport("libc", SetLastError = true)] private static extern int futimens(int fd, long[] times);
+        [DllImport("libc", SetLastError = true)] private static extern IntPtr opendir(string path);
+        [DllImport("libc", SetLastError = true)] private static extern IntPtr readdir64(IntPtr dir);
+        [DllImport("libc", SetLastError = true, EntryPoint = "readdir")] private static extern IntPtr readdirPlain(IntPtr dir);
+        [DllImport("libc")] private static extern int closedir(IntPtr dir);
+        // d_ino and d_off (8 bytes each), d_reclen (2), d_type (1): glibc's dirent64 and musl's dirent alike.
+        private const int DirentNameOffset = 19;
+        private static bool _noReaddir64;
 
         private int _fd;
         /// <summary>How the directory is named in messages.</summary>
@@ -121,9 +128,57 @@ namespace AgentSandbox.Files
             };
         }
 
-        /// <summary>The names in the directory, read through the descriptor.</summary>
-        public List<string> List() =>
-            Directory.EnumerateFileSystemEntries($"/proc/self/fd/{_fd}").Select(p => p.Substring(p.LastIndexOf('/') + 1)).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        /// <summary>
+        /// The names in the directory, read through the descriptor. A name that is not UTF-8 is refused:
+        /// as a string it would turn into another name (U+FFFD), which is not the file, so the file
+        /// would be left out without a word.
+        /// </summary>
+        public List<string> List()
+        {
+            var dir = opendir($"/proc/self/fd/{_fd}");
+            if (dir == IntPtr.Zero) throw Fail(Display, Marshal.GetLastWin32Error());
+            var names = new List<string>();
+            try
+            {
+                while (true)
+                {
+                    var entry = ReadDir(dir);
+                    if (entry == IntPtr.Zero)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        if (errno != 0) throw Fail(Display, errno);
+                        break;
+                    }
+                    var bytes = new List<byte>();
+                    for (int i = DirentNameOffset; ; i++)
+                    {
+                        byte b = Marshal.ReadByte(entry, i);
+                        if (b == 0) break;
+                        bytes.Add(b);
+                    }
+                    var raw = bytes.ToArray();
+                    if (raw.Length == 1 && raw[0] == '.' || raw.Length == 2 && raw[0] == '.' && raw[1] == '.') continue;
+                    try { names.Add(Archives.TarFormat.StrictUtf8.GetString(raw)); }
+                    catch (System.Text.DecoderFallbackException)
+                    {
+                        throw new IOException($"'{Display}/{Archives.TarFormat.Printable(raw)}' has a name that is not valid UTF-8, which cannot be copied");
+                    }
+                }
+            }
+            finally { closedir(dir); }
+            names.Sort(StringComparer.Ordinal);
+            return names;
+        }
+
+        private static IntPtr ReadDir(IntPtr dir)
+        {
+            if (!_noReaddir64)
+            {
+                try { return readdir64(dir); }
+                catch (EntryPointNotFoundException) { _noReaddir64 = true; }
+            }
+            return readdirPlain(dir);
+        }
 
         /// <summary>A regular file for reading; a link, a FIFO or a device in its place is refused.</summary>
         public FileStream OpenRead(string name)
@@ -165,7 +220,7 @@ namespace AgentSandbox.Files
 
         private static long[] Times(DateTime mtime)
         {
-            var ticks = (mtime.ToUniversalTime() - Archives.TarWriter.Epoch).Ticks;
+            var ticks = (mtime.ToUniversalTime() - Archives.TarFormat.Epoch).Ticks;
             long sec = (long)Math.Floor(ticks / (double)TimeSpan.TicksPerSecond);
             long nsec = (ticks - sec * TimeSpan.TicksPerSecond) * 100;
             const long UTIME_OMIT = (1L << 30) - 2;
@@ -193,7 +248,14 @@ namespace AgentSandbox.Files
             var buf = new byte[4096];
             long n = readlinkat(_fd, name, buf, buf.Length);
             if (n < 0) throw Fail(Child(name), Marshal.GetLastWin32Error());
-            return System.Text.Encoding.UTF8.GetString(buf, 0, (int)n);
+            try { return Archives.TarFormat.StrictUtf8.GetString(buf, 0, (int)n); }
+            catch (System.Text.DecoderFallbackException)
+            {
+                // Decoded with U+FFFD, the link would be recreated pointing somewhere else.
+                var raw = new byte[n];
+                Array.Copy(buf, raw, n);
+                throw new IOException($"'{Child(name)}' is a link whose target '{Archives.TarFormat.Printable(raw)}' is not valid UTF-8, which cannot be copied");
+            }
         }
 
         public void Rename(string from, string to)

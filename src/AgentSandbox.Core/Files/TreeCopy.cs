@@ -151,33 +151,14 @@ namespace AgentSandbox.Files
                     Dir(entry.Name);
                     break;
                 case TarEntryType.File:
-                    CheckReplaceable(dir, leaf, existing);
-                    var temp = TempName();
-                    try
-                    {
-                        using (var file = dir.Create(temp, 0x180))
-                        {
-                            var buffer = new byte[64 * 1024];
-                            long left = entry.Size;
-                            while (left > 0)
-                            {
-                                int n = content!.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
-                                if (n <= 0) throw new IOException($"'{entry.Name}' became shorter while it was copied");
-                                file.Write(buffer, 0, n);
-                                left -= n;
-                                copied(n);
-                            }
-                            file.Flush();
-                            // Never setuid or setgid: a file the sandbox made would become a root-owned setuid program on the host.
-                            DirHandle.SetAttributes(file, entry.Mode & 0x3ff, _uid, _gid, entry.ModifiedUtc);
-                        }
-                        dir.Rename(temp, leaf);
-                    }
-                    catch
-                    {
-                        dir.Unlink(temp);
-                        throw;
-                    }
+                    WriteFile(dir, leaf, existing, entry, entry.Size, content!, copied);
+                    break;
+                case TarEntryType.HardLink:
+                    // A second name of a file written before: written again as a file of its own, as a
+                    // copy through directory descriptors (which sees two files) makes it.
+                    var (fromDir, fromLeaf) = ParentOf(entry.LinkName);
+                    using (var from = fromDir.OpenRead(fromLeaf))
+                        WriteFile(dir, leaf, existing, entry, from.Length, from, copied);
                     break;
                 case TarEntryType.Symlink:
                     CheckReplaceable(dir, leaf, existing);
@@ -193,6 +174,37 @@ namespace AgentSandbox.Files
                         throw;
                     }
                     break;
+            }
+        }
+
+        private void WriteFile(DirHandle dir, string leaf, NodeInfo existing, TarEntry entry, long size, Stream content, Action<long> copied)
+        {
+            CheckReplaceable(dir, leaf, existing);
+            var temp = TempName();
+            try
+            {
+                using (var file = dir.Create(temp, 0x180))
+                {
+                    var buffer = new byte[64 * 1024];
+                    long left = size;
+                    while (left > 0)
+                    {
+                        int n = content.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
+                        if (n <= 0) throw new IOException($"'{entry.Name}' became shorter while it was copied");
+                        file.Write(buffer, 0, n);
+                        left -= n;
+                        copied(n);
+                    }
+                    file.Flush();
+                    // Never setuid or setgid: a file the sandbox made would become a root-owned setuid program on the host.
+                    DirHandle.SetAttributes(file, entry.Mode & 0x3ff, _uid, _gid, entry.ModifiedUtc);
+                }
+                dir.Rename(temp, leaf);
+            }
+            catch
+            {
+                dir.Unlink(temp);
+                throw;
             }
         }
 
@@ -242,7 +254,9 @@ namespace AgentSandbox.Files
             var e = new TarEntry
             {
                 Name = entry.Name.Length == 0 ? _top : _top + "/" + entry.Name,
-                Type = entry.Type, Mode = entry.Mode, Size = entry.Size, LinkName = entry.LinkName, ModifiedUtc = entry.ModifiedUtc,
+                Type = entry.Type, Mode = entry.Mode, Size = entry.Size, ModifiedUtc = entry.ModifiedUtc,
+                // A hard link names another entry of the tree, which sits below the top as well.
+                LinkName = entry.Type != TarEntryType.HardLink ? entry.LinkName : entry.LinkName.Length == 0 ? _top : _top + "/" + entry.LinkName,
                 Uid = _uid ?? entry.Uid, Gid = _gid ?? entry.Gid,
             };
             // Never setuid or setgid (see DirTreeSink).
@@ -264,20 +278,40 @@ namespace AgentSandbox.Files
         {
             var reader = new TarReader(_input);
             string? top = null;
+            // The files read so far: a hard link may only name one of them.
+            var files = new HashSet<string>(StringComparer.Ordinal);
             while (reader.Next(out var content) is TarEntry e)
             {
+                // Devices, FIFOs and sockets are not copied (nor are they through directory descriptors).
                 if (e.Type == TarEntryType.Other) continue;
-                var parts = e.Name.Split('/').Where(p => p.Length > 0 && p != ".").ToArray();
-                if (parts.Length == 0 || parts.Contains("..") || e.Name.StartsWith("/"))
-                    throw new UnsafePathException($"the archive holds an unsafe name '{e.Name}'");
-                top ??= parts[0];
-                if (parts[0] != top) throw new UnsafePathException($"the archive holds '{e.Name}' outside '{top}'");
-                e.Name = string.Join("/", parts.Skip(1));
+                var archiveName = e.Name;
+                e.Name = Relative(archiveName, ref top, "");
                 if (e.Name.Length == 0 && e.Type == TarEntryType.Symlink)
                     throw new UnsafePathException($"'{top}' is a symbolic link");
+                if (e.Type == TarEntryType.HardLink)
+                {
+                    var target = Relative(e.LinkName, ref top, "a hard link to ");
+                    if (!files.Contains(target))
+                        throw new InvalidDataException($"the archive from the sandbox is malformed: a hard link names '{TarFormat.Printable(e.LinkName)}', " +
+                            $"which is not a file before it, at entry '{TarFormat.Printable(archiveName)}'");
+                    e.LinkName = target;
+                }
+                if (e.Type == TarEntryType.File || e.Type == TarEntryType.HardLink) files.Add(e.Name);
+                else files.Remove(e.Name);
                 var c = content;
                 yield return (e, e.Type == TarEntryType.File ? () => c : (Func<Stream>?)null);
             }
+        }
+
+        /// <summary>A name of the archive relative to its top; one that leaves the top is refused.</summary>
+        private static string Relative(string name, ref string? top, string what)
+        {
+            var parts = name.Split('/').Where(p => p.Length > 0 && p != ".").ToArray();
+            if (parts.Length == 0 || parts.Contains("..") || name.StartsWith("/", StringComparison.Ordinal))
+                throw new UnsafePathException($"the archive holds {what}an unsafe name '{TarFormat.Printable(name)}'");
+            top ??= parts[0];
+            if (parts[0] != top) throw new UnsafePathException($"the archive holds {what}'{TarFormat.Printable(name)}' outside '{TarFormat.Printable(top)}'");
+            return string.Join("/", parts.Skip(1));
         }
     }
 
@@ -332,7 +366,7 @@ namespace AgentSandbox.Files
             {
                 ct.ThrowIfCancellationRequested();
                 if (e.Type == TarEntryType.File) { files++; bytes += e.Size; }
-                else if (e.Type == TarEntryType.Symlink) files++;
+                else if (e.Type == TarEntryType.Symlink || e.Type == TarEntryType.HardLink) files++;
                 var there = sink.Stat(e.Name);
                 if (!there.Exists) continue;
                 var where = e.Name.Length == 0 ? display : display.TrimEnd('/') + "/" + e.Name;
@@ -362,7 +396,7 @@ namespace AgentSandbox.Files
                 else
                 {
                     sink.Write(e, null, copied);
-                    if (e.Type == TarEntryType.Symlink) meter.Files++;
+                    if (e.Type == TarEntryType.Symlink || e.Type == TarEntryType.HardLink) meter.Files++;
                 }
             }
             sink.Complete();

@@ -219,6 +219,25 @@ namespace AgentSandbox.Linux
                 Write(File("pids", "pids.max"), pids.ToString(CultureInfo.InvariantCulture));
         }
 
+        /// <summary>
+        /// The character devices a sandbox's /dev offers (null, zero, full, random, urandom, tty, console,
+        /// ptmx and the pseudo-terminals); every other device is refused to every process of the group,
+        /// root included, wherever its node is. v1's devices controller only: v2 has no file for it.
+        /// </summary>
+        internal static readonly string[] AllowedDevices =
+            { "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm" };
+
+        /// <summary>Whether this host can hold a group to a device list (cgroup v1 with the devices controller).</summary>
+        public bool CanRestrictDevices => !Layout.Unified && Layout.Has("devices");
+
+        /// <summary>Refuses every device but AllowedDevices; before any process or child group is in the group.</summary>
+        public void RestrictDevices()
+        {
+            if (!CanRestrictDevices) return;
+            Write(File("devices", "devices.deny"), "a");
+            foreach (var rule in AllowedDevices) Write(File("devices", "devices.allow"), rule);
+        }
+
         private string File(string controller, string file)
         {
             var dir = DirectoryFor(controller)

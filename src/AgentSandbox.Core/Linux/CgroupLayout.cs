@@ -8,7 +8,7 @@ namespace AgentSandbox.Linux
     internal sealed class CgroupLayout
     {
         /// <summary>The v1 controllers a sandbox uses; "systemd" is the name=systemd hierarchy nspawn writes to.</summary>
-        internal static readonly string[] V1Controllers = { "memory", "pids", "cpu", "freezer", "systemd" };
+        internal static readonly string[] V1Controllers = { "memory", "pids", "cpu", "freezer", "devices", "systemd" };
 
         public bool Unified { get; private set; }
         public string? UnifiedRoot { get; private set; }

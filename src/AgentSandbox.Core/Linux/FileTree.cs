@@ -15,8 +15,12 @@ namespace AgentSandbox.Linux
         {
             RefuseIfMounted(dir);
             if (IsSymlink(dir)) { File.Delete(dir); return; }
-            // .NET removes symbolic links themselves, never what they point to.
-            Directory.Delete(dir, recursive: true);
+            // rm removes links themselves, never what they point to, takes names that are not UTF-8 and
+            // trees of any depth (which a sandbox may make to keep its removal from finishing), and
+            // never leaves the file system it starts on.
+            var result = Processes.ProcessRunner.TryRun(HostTools.Require("rm", "coreutils"), "-rf", "--one-file-system", "--", dir);
+            if (result.ExitCode != 0 || Directory.Exists(dir) || File.Exists(dir))
+                throw new IOException($"could not delete {dir}: {result.StdErr.Trim()}");
         }
 
         /// <summary>Deleting through a mount would delete what it shows: a host directory bound in.</summary>

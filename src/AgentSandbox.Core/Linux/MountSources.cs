@@ -19,7 +19,7 @@ namespace AgentSandbox.Linux
         private const ulong O_PATH = 0x200000, O_CLOEXEC = 0x80000;
         private const ulong O_DIRECTORY = 0x10000;
         private const ulong RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_IN_ROOT = 0x10;
-        private const uint STATX_TYPE = 0x1, STATX_INO = 0x100;
+        private const uint STATX_TYPE = 0x1, STATX_UID = 0x8, STATX_GID = 0x10, STATX_INO = 0x100;
         private const int ELOOP = 40, ENOENT = 2, ENOTDIR = 20, EXDEV = 18;
 
         [StructLayout(LayoutKind.Sequential)]
@@ -100,12 +100,26 @@ namespace AgentSandbox.Linux
             return fd < 0 ? null : new SafeFileHandle((IntPtr)fd, ownsHandle: true);
         }
 
+        /// <summary>The owner and group of an opened source.</summary>
+        public static (int Uid, int Gid) Owner(SafeFileHandle fd)
+        {
+            var buffer = Stat(fd, STATX_UID | STATX_GID);
+            // stx_uid at 0x14, stx_gid at 0x18.
+            return ((int)BitConverter.ToUInt32(buffer, 0x14), (int)BitConverter.ToUInt32(buffer, 0x18));
+        }
+
+        private static byte[] Stat(SafeFileHandle fd, uint mask)
+        {
+            var buffer = new byte[256];
+            if (statx(fd, "", AT_EMPTY_PATH, mask, buffer) != 0)
+                throw new System.IO.IOException("statx of a mount source failed: " + Native.ErrorText(Marshal.GetLastWin32Error()));
+            return buffer;
+        }
+
         /// <summary>"type:major:minor:inode" of an open file: what a path must still lead to.</summary>
         private static string IdentityOf(SafeFileHandle fd)
         {
-            var buffer = new byte[256];
-            if (statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO, buffer) != 0)
-                throw new System.IO.IOException("statx of a mount source failed: " + Native.ErrorText(Marshal.GetLastWin32Error()));
+            var buffer = Stat(fd, STATX_TYPE | STATX_INO);
             // stx_mode at 0x1c, stx_ino at 0x20, stx_dev_major at 0x88, stx_dev_minor at 0x8c.
             int type = BitConverter.ToUInt16(buffer, 0x1c) & Native.S_IFMT;
             return string.Format(CultureInfo.InvariantCulture, "{0:x}:{1}:{2}:{3}",

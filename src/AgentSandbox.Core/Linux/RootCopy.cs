@@ -37,6 +37,8 @@ namespace AgentSandbox.Linux
                 cancellation.ThrowIfCancellationRequested();
                 if (result.ExitCode != 0)
                     throw new IOException($"copying {source} failed (exit {result.ExitCode}): {result.StdErr.Trim()}");
+                // Device nodes are never carried: a root made from this copy must not reach a device through one.
+                RootFs.RemoveDeviceNodes(destination);
             }
             catch
             {

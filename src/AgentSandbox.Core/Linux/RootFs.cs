@@ -115,10 +115,24 @@ namespace AgentSandbox.Linux
                     $"Image '{image}' is not a root filesystem directory or tarball on this host, which is what this backend takes " +
                     "(image references such as 'debian:12' work with -Backend Docker).", image);
             }
+            if (RemoveDeviceNodes(root) is int removed && removed > 0)
+                progress.Milestone($"Removed {removed} device node(s) the image held: a sandbox's devices are the few its own /dev offers");
             var sh = Path.Combine(root, "bin", "sh");
             if (!File.Exists(sh) && !FileTree.IsSymlink(sh))
                 throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
                     $"Image '{image}' has no /bin/sh: it does not look like a root filesystem.", image);
+        }
+
+        /// <summary>
+        /// Deletes every character and block device node in a tree (links are not followed, other file
+        /// systems not entered): a node in an image or a checkpoint would reach whatever device it names.
+        /// Returns how many there were.
+        /// </summary>
+        public static int RemoveDeviceNodes(string root)
+        {
+            var find = HostTools.Require("find", "findutils");
+            // One dot per node: names may hold newlines.
+            return ProcessRunner.Run(find, "-P", root, "-xdev", "(", "-type", "b", "-o", "-type", "c", ")", "-printf", ".", "-delete").Trim().Length;
         }
 
         /// <summary>The directories every sandbox root has, owned so that the agent can work.</summary>

@@ -38,6 +38,24 @@ namespace AgentSandbox.Linux
             ("iopl", 172, -1), ("ioperm", 173, -1), ("uselib", 134, -1), ("_sysctl", 156, -1),
         };
 
+        /// <summary>
+        /// Calls that set a file's mode, by number on x86_64 and on the generic table, with the argument
+        /// holding the mode and (for opens) the one holding the flags, whose O_CREAT or O_TMPFILE makes
+        /// the mode count. A setuid or setgid bit is refused: with no_new_privs it means nothing inside,
+        /// and on a writable -Mount it would leave a program that runs as the folder's owner for anyone
+        /// on the host who starts it.
+        /// </summary>
+        internal static readonly (string Name, int X64, int Generic, int ModeArg, int FlagsArg)[] ModeSetters =
+        {
+            ("chmod", 90, -1, 1, -1), ("fchmod", 91, 52, 1, -1), ("fchmodat", 268, 53, 2, -1), ("fchmodat2", 452, 452, 2, -1),
+            ("open", 2, -1, 2, 1), ("openat", 257, 56, 3, 2), ("creat", 85, -1, 1, -1),
+            ("mknod", 133, -1, 1, -1), ("mknodat", 259, 33, 2, -1),
+        };
+
+        private const uint SetIdBits = 0xC00;          // S_ISUID | S_ISGID
+        private const uint CreatingFlags = 0x400040;   // O_CREAT | __O_TMPFILE, alike on x86_64 and the generic table
+        private const int OpenAt2 = 437;               // its mode is behind a pointer: refused as unknown, callers fall back to openat
+
         /// <summary>New namespaces through clone or unshare (a nested user namespace opens much of the kernel to its root).</summary>
         private const uint NamespaceFlags = 0x7E020000; // NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
         private const uint NewTime = 0x80;              // only unshare and clone3 take it: in clone the low byte is the exit signal
@@ -80,7 +98,22 @@ namespace AgentSandbox.Linux
             Load(0);
             if (x64) Jump(JgeK, X32Bit, "deny", "next");
             Jump(JeqK, (uint)clone3, "nosys", "next"); // its flags are behind a pointer: libc falls back to clone
+            Jump(JeqK, OpenAt2, "nosys", "next");
             foreach (var n in numbers) Jump(JeqK, (uint)n, "deny", "next");
+            foreach (var setter in ModeSetters)
+            {
+                int n = x64 ? setter.X64 : setter.Generic;
+                if (n < 0) continue;
+                int block = setter.FlagsArg >= 0 ? 4 : 2;
+                Jump(JeqK, (uint)n, "next", "skip:" + block);
+                if (setter.FlagsArg >= 0)
+                {
+                    Load(16 + 8 * (uint)setter.FlagsArg);
+                    Jump(JsetK, CreatingFlags, "next", "allow");
+                }
+                Load(16 + 8 * (uint)setter.ModeArg);
+                Jump(JsetK, SetIdBits, "deny", "allow");
+            }
             Jump(JeqK, (uint)clone, "next", "skip2");
             Load(16);
             Jump(JsetK, NamespaceFlags, "deny", "allow");
@@ -99,7 +132,7 @@ namespace AgentSandbox.Linux
 
             byte Offset(int at, string target)
             {
-                int to = target switch
+                int to = target.StartsWith("skip:", StringComparison.Ordinal) ? at + 1 + int.Parse(target.Substring(5), System.Globalization.CultureInfo.InvariantCulture) : target switch
                 {
                     "next" => at + 1,
                     "skip2" => at + 3,

@@ -19,7 +19,10 @@ namespace AgentSandbox.Linux
                 return (u2, g2);
             if (parts.Length == 1 && int.TryParse(user, NumberStyles.None, CultureInfo.InvariantCulture, out var uid))
             {
-                var byId = Entries(root).FirstOrDefault(e => e.Uid == uid);
+                // A number needs no lookup: the group comes from passwd when it can be read safely, else it is the uid.
+                (string? Name, int Uid, int Gid) byId;
+                try { byId = Entries(root).FirstOrDefault(e => e.Uid == uid); }
+                catch (SandboxException) { byId = default; }
                 return (uid, byId.Name != null ? byId.Gid : uid);
             }
             var entry = Entries(root).FirstOrDefault(e => e.Name == user);
@@ -29,15 +32,48 @@ namespace AgentSandbox.Linux
             return (entry.Uid, entry.Gid);
         }
 
+        /// <summary>At most this much of a sandbox's passwd is read: the file is the sandbox's to make as large as it likes.</summary>
+        private const int MaxPasswdBytes = 1 << 20;
+
+        /// <summary>
+        /// The sandbox's /etc/passwd, read while it may run: walked from its root without following a
+        /// link, a regular file only (never a FIFO that blocks or a device that never ends), size capped.
+        /// </summary>
         private static (string? Name, int Uid, int Gid)[] Entries(string root)
         {
-            var passwd = FileTree.ResolveInside(root, "/etc/passwd", createDirectories: false);
-            if (!File.Exists(passwd)) return new (string?, int, int)[0];
-            return File.ReadAllLines(passwd)
-                .Select(l => l.Split(':'))
+            string text;
+            try
+            {
+                using var top = Files.DirHandle.OpenTrusted(root);
+                if (!top.Stat("etc").IsDirectory) return new (string?, int, int)[0];
+                using var etc = top.OpenDirectory("etc");
+                if (!etc.Stat("passwd").Exists) return new (string?, int, int)[0];
+                using var file = etc.OpenRead("passwd");
+                var buffer = new byte[MaxPasswdBytes];
+                int total = 0, n;
+                while (total < buffer.Length && (n = file.Read(buffer, total, buffer.Length - total)) > 0) total += n;
+                text = System.Text.Encoding.UTF8.GetString(buffer, 0, total);
+            }
+            catch (IOException e)
+            {
+                throw new SandboxException(ErrorIds.InvalidUser, SandboxErrorKind.InvalidArgument,
+                    $"The sandbox's /etc/passwd cannot be read safely ({e.Message}); give a numeric uid[:gid] instead of a name.", "/etc/passwd", e);
+            }
+            return Parse(text.Split('\n'));
+        }
+
+        private static (string? Name, int Uid, int Gid)[] Parse(IEnumerable<string> lines) =>
+            lines.Select(l => l.Split(':'))
                 .Where(f => f.Length >= 4 && int.TryParse(f[2], out _) && int.TryParse(f[3], out _))
                 .Select(f => ((string?)f[0], int.Parse(f[2], CultureInfo.InvariantCulture), int.Parse(f[3], CultureInfo.InvariantCulture)))
                 .ToArray();
+
+        /// <summary>The primary group of a host user in the host's own /etc/passwd, or null.</summary>
+        public static int? HostPrimaryGroup(int uid)
+        {
+            if (!File.Exists("/etc/passwd")) return null;
+            var entry = Parse(File.ReadAllLines("/etc/passwd")).FirstOrDefault(e => e.Uid == uid);
+            return entry.Name != null && entry.Gid != 0 ? entry.Gid : (int?)null;
         }
 
         /// <summary>Adds the agent user and group unless the image already has a user of that name.</summary>

@@ -61,8 +61,8 @@ namespace AgentSandbox.Processes
 
         /// <summary>
         /// The argv that starts <paramref name="command"/> through the entry, and the environment the
-        /// chain starts with: <paramref name="hostPath"/> for the host tools, every variable with a plain
-        /// name carried under its new name, and any other (which neither a shell nor libc reads) as it is.
+        /// chain starts with: <paramref name="hostPath"/> for the host tools, and every variable carried
+        /// under its new name. Names are plain (SandboxManager refuses others): eval sees nothing else.
         /// </summary>
         public static (List<string> Argv, Dictionary<string, string> Environment) Wrap(
             string workingDirectory, IDictionary<string, string> environment, IList<string> command, string hostPath)
@@ -71,12 +71,9 @@ namespace AgentSandbox.Processes
             var chain = new Dictionary<string, string>(StringComparer.Ordinal) { ["PATH"] = hostPath };
             foreach (var kv in environment)
             {
-                if (PlainName.IsMatch(kv.Key))
-                {
-                    argv.Add(kv.Key);
-                    chain[CarriedPrefix + kv.Key] = kv.Value;
-                }
-                else chain[kv.Key] = kv.Value;
+                if (!PlainName.IsMatch(kv.Key)) throw new ArgumentException($"'{kv.Key}' is not a plain variable name");
+                argv.Add(kv.Key);
+                chain[CarriedPrefix + kv.Key] = kv.Value;
             }
             argv.Add("--");
             argv.AddRange(command);

@@ -75,7 +75,8 @@ namespace AgentSandbox.Verification
         /// <summary>The sandbox's first read-only -Mount of a host folder: its host path and where the sandbox sees it.</summary>
         public string? ReadOnlyFolder { get; private set; }
         public string? ReadOnlyDestination { get; private set; }
-        /// <summary>Where the sandbox sees its first writable -Mount of a host folder.</summary>
+        /// <summary>The sandbox's first writable -Mount of a host folder: its host path and where the sandbox sees it.</summary>
+        public string? WritableFolder { get; private set; }
         public string? WritableDestination { get; private set; }
         public int HostPid => _hostProcess.Id;
 
@@ -86,7 +87,9 @@ namespace AgentSandbox.Verification
             var readOnly = folders.FirstOrDefault(m => !m.ReadWrite);
             ReadOnlyFolder = readOnly?.Source;
             ReadOnlyDestination = readOnly?.Destination;
-            WritableDestination = folders.FirstOrDefault(m => m.ReadWrite)?.Destination;
+            var writable = folders.FirstOrDefault(m => m.ReadWrite);
+            WritableFolder = writable?.Source;
+            WritableDestination = writable?.Destination;
         }
         public bool HostProcessAlive => !_hostProcess.HasExited;
 

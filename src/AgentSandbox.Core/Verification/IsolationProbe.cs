@@ -26,6 +26,7 @@ namespace AgentSandbox.Verification
         {
             progress ??= NullProgress.Instance;
             var results = new List<IsolationAttempt>();
+            RemoveOrphanCompanions();
             using var fixtures = new Fixtures();
             fixtures.UseMounts(sandbox.Mounts);
             bool rootAllowed = RootAllowed(sandbox, cancellation);
@@ -39,6 +40,18 @@ namespace AgentSandbox.Verification
                 fixtures.RestoreHostProcess();
             }
             return results;
+        }
+
+        /// <summary>Companion sandboxes of a probe whose process is gone (killed mid-run): their names carry its pid.</summary>
+        private void RemoveOrphanCompanions()
+        {
+            foreach (var s in _manager.List(null, new List<string>()).Where(s => s.Name.StartsWith(AttemptContext.CompanionPrefix, StringComparison.Ordinal)))
+            {
+                var parts = s.Name.Substring(AttemptContext.CompanionPrefix.Length).Split('-');
+                if (parts.Length < 2 || !int.TryParse(parts[0], out var pid) || System.IO.Directory.Exists($"/proc/{pid}")) continue;
+                try { _manager.Remove(s); }
+                catch (SandboxException) { }
+            }
         }
 
         private bool RootAllowed(Sandbox sandbox, CancellationToken cancellation)

@@ -64,8 +64,10 @@ namespace AgentSandbox.Backends.Chroot
         {
             var dir = s.Location!;
             var root = RootOf(s);
-            // A private anchor: nothing mounted below propagates to other mount namespaces.
+            // A private anchor: nothing mounted below propagates to other mount namespaces. nodev and
+            // nosuid on it hold for the whole root tree, whatever nodes or setuid files it comes to hold.
             Native.Mount(dir, dir, null, Native.MS_BIND);
+            Native.Mount(null, dir, null, Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NODEV | Native.MS_NOSUID);
             Native.Mount(null, dir, null, Native.MS_PRIVATE);
 
             CreateCgroup(s);
@@ -77,9 +79,7 @@ namespace AgentSandbox.Backends.Chroot
                 using var source = MountSources.Open(m, s.Name);
                 var sourcePath = MountSources.ProcPath(source);
                 bool isFile = File.Exists(sourcePath);
-                var target = FileTree.ResolveInside(root, m.Destination, createDirectories: !isFile);
-                if (isFile ? Directory.Exists(target) : File.Exists(target))
-                    throw new IOException($"cannot mount the {(isFile ? "file" : "directory")} {m.Source} on {m.Destination}, which is a {(isFile ? "directory" : "file")} in the sandbox");
+                var target = MountTarget(root, m, isFile);
                 if (isFile && !File.Exists(target)) File.WriteAllText(target, "");
                 Native.Mount(sourcePath, target, null, Native.MS_BIND);
                 Native.Mount(null, target, null, m.ReadWrite ? Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NOSUID | Native.MS_NODEV : ReadOnlyBind);

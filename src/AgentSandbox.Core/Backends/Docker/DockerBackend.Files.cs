@@ -70,7 +70,7 @@ namespace AgentSandbox.Backends.Docker
                             reader.Dispose();
                             // The producer's failure (a file that vanished, a cancellation) is the cause; the daemon's is its echo.
                             try { await producer.ConfigureAwait(false); }
-                            catch (Exception cause) when (cause is SandboxException || cause is OperationCanceledException || cause is IOException) { throw; }
+                            catch (Exception cause) when (cause is SandboxException || cause is OperationCanceledException || cause is IOException || cause is InvalidDataException) { throw; }
                             catch (Exception) { }
                             throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Copying into sandbox '{s.Name}' failed", s.Name);
                         }
@@ -127,7 +127,8 @@ namespace AgentSandbox.Backends.Docker
                     return read(stream);
                 }).GetAwaiter().GetResult();
             }
-            catch (Exception e) when (!(e is SandboxException) && !(e is IOException))
+            // A malformed archive is the sandbox's doing, not the daemon's: it fails the copy with its own message.
+            catch (Exception e) when (!(e is SandboxException) && !(e is IOException) && !(e is InvalidDataException))
             {
                 throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Reading '{path}' in sandbox '{s.Name}' failed", s.Name);
             }

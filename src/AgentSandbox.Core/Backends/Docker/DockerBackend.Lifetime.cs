@@ -25,7 +25,7 @@ namespace AgentSandbox.Backends.Docker
         private const string NoExpiry = "none";
 
         /// <summary>What one lifetime volume holds, or why it could not be read.</summary>
-        private sealed class StoredLifetime
+        internal sealed class StoredLifetime
         {
             public string SandboxId = "";
             public string Volume = "";
@@ -35,7 +35,7 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>A sandbox's lifetime from its volumes: the newest readable one (null: none), and what could not be read.</summary>
-        private sealed class Lifetime
+        internal sealed class Lifetime
         {
             public StoredLifetime? Newest;
             public string? Problem;
@@ -62,19 +62,23 @@ namespace AgentSandbox.Backends.Docker
                 },
             }, CancellationToken.None).ConfigureAwait(false);
             // Older ones are outranked; only they go, so two processes setting at once never remove each other's.
-            foreach (var older in (await ReadLifetimeVolumesAsync(client, sandbox.Id).ConfigureAwait(false)).Where(l => l.Set < set))
+            foreach (var older in (await ListLifetimeVolumesAsync(client, sandbox.Id).ConfigureAwait(false)).Select(Parse).Where(l => l.Set < set))
                 await RemoveVolumeAsync(client, older.Volume).ConfigureAwait(false);
         }
 
         /// <summary>Every sandbox's lifetime from its volumes, by sandbox id, from one list call (or one sandbox's).</summary>
-        private static async Task<Dictionary<string, Lifetime>> ReadLifetimesAsync(DockerClient client, string? sandboxId = null)
+        private static async Task<Dictionary<string, Lifetime>> ReadLifetimesAsync(DockerClient client, string? sandboxId = null) =>
+            Lifetimes(await ListLifetimeVolumesAsync(client, sandboxId).ConfigureAwait(false));
+
+        /// <summary>By sandbox id: the newest volume that reads, and what did not read.</summary>
+        internal static Dictionary<string, Lifetime> Lifetimes(IEnumerable<VolumeResponse> volumes)
         {
             var result = new Dictionary<string, Lifetime>(StringComparer.Ordinal);
-            foreach (var volumes in (await ReadLifetimeVolumesAsync(client, sandboxId).ConfigureAwait(false)).GroupBy(l => l.SandboxId))
+            foreach (var ofOne in volumes.Select(Parse).Where(l => l.SandboxId.Length > 0).GroupBy(l => l.SandboxId))
             {
-                var newest = volumes.Where(l => l.Problem == null).OrderByDescending(l => l.Set).ThenByDescending(l => l.Volume, StringComparer.Ordinal).FirstOrDefault();
-                var unreadable = volumes.FirstOrDefault(l => l.Problem != null);
-                result[volumes.Key] = new Lifetime
+                var newest = ofOne.Where(l => l.Problem == null).OrderByDescending(l => l.Set).ThenByDescending(l => l.Volume, StringComparer.Ordinal).FirstOrDefault();
+                var unreadable = ofOne.FirstOrDefault(l => l.Problem != null);
+                result[ofOne.Key] = new Lifetime
                 {
                     Newest = newest,
                     Problem = unreadable == null ? null
@@ -85,22 +89,20 @@ namespace AgentSandbox.Backends.Docker
             return result;
         }
 
-        private static async Task<List<StoredLifetime>> ReadLifetimeVolumesAsync(DockerClient client, string? sandboxId)
+        private static async Task<IList<VolumeResponse>> ListLifetimeVolumesAsync(DockerClient client, string? sandboxId)
         {
             var label = sandboxId == null ? LifetimeLabel + "=1" : LifetimeSandboxLabel + "=" + sandboxId;
             var response = await client.Volumes.ListAsync(new VolumesListParameters
             {
                 Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [label] = true } },
             }, CancellationToken.None).ConfigureAwait(false);
-            return (response.Volumes ?? new List<VolumeResponse>())
-                .Where(v => v.Labels != null && v.Labels.TryGetValue(LifetimeSandboxLabel, out var id) && id.Length > 0)
-                .Select(Parse).ToList();
+            return response.Volumes ?? new List<VolumeResponse>();
         }
 
         /// <summary>A volume's lifetime; one whose labels do not parse carries the reason instead of failing a listing.</summary>
         private static StoredLifetime Parse(VolumeResponse v)
         {
-            string Label(string key) => v.Labels.TryGetValue(key, out var value) ? value : "";
+            string Label(string key) => v.Labels != null && v.Labels.TryGetValue(key, out var value) ? value : "";
             var lifetime = new StoredLifetime { SandboxId = Label(LifetimeSandboxLabel), Volume = v.Name };
             if (!DateTime.TryParse(Label(LifetimeSetLabel), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var set))
             {
@@ -129,8 +131,8 @@ namespace AgentSandbox.Backends.Docker
         /// <summary>Removes every lifetime volume of a sandbox (it is gone, or going).</summary>
         private static async Task RemoveLifetimesAsync(DockerClient client, string sandboxId)
         {
-            foreach (var l in await ReadLifetimeVolumesAsync(client, sandboxId).ConfigureAwait(false))
-                await RemoveVolumeAsync(client, l.Volume).ConfigureAwait(false);
+            foreach (var v in await ListLifetimeVolumesAsync(client, sandboxId).ConfigureAwait(false))
+                await RemoveVolumeAsync(client, v.Name).ConfigureAwait(false);
         }
 
         private static async Task RemoveVolumeAsync(DockerClient client, string name)

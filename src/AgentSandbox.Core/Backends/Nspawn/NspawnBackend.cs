@@ -16,7 +16,7 @@ namespace AgentSandbox.Backends.Nspawn
     /// namespaces); commands enter its leader with nsenter instead of starting a container each time.
     /// Runs where systemd is not PID 1 (--keep-unit --register=no) and manages cgroups itself.
     /// </summary>
-    internal sealed class NspawnBackend : LinuxBackend
+    internal sealed partial class NspawnBackend : LinuxBackend
     {
         /// <summary>Host shell: join the sandbox cgroup, then start nspawn detached with its output in a log.</summary>
         private const string SpawnStub =
@@ -77,6 +77,8 @@ namespace AgentSandbox.Backends.Nspawn
             {
                 s.Privilege = PrivilegeMode.UserNamespace;
                 id = AgentIdInNamespace;
+                // Before the root exists: a fork's copied root belongs to its source's range, never to be shared.
+                UserBase(s);
             }
             else
             {
@@ -93,6 +95,8 @@ namespace AgentSandbox.Backends.Nspawn
         protected override void StartCore(Sandbox s, IProgressSink progress)
         {
             CreateCgroup(s);
+            SealRoot(s);
+            PlaceMounts(s);
             var nspawn = HostTools.Require("systemd-nspawn", "systemd-container");
             var argv = new List<string> { "/bin/sh", "-c", SpawnStub, "agentsandbox-spawn", LogFile(s) };
             argv.AddRange(CgroupOf(s).ProcsFiles);
@@ -125,16 +129,13 @@ namespace AgentSandbox.Backends.Nspawn
             };
             bool userns = s.Privilege == PrivilegeMode.UserNamespace;
             // chown only touches the private root tree: host directories are bound in by nspawn, never pre-mounted into it.
-            args.AddRange(userns ? new[] { "--private-users=pick", "--private-users-ownership=chown" } : new[] { "--private-users=no" });
+            args.AddRange(userns
+                ? new[] { $"--private-users={UserBase(s).ToString(CultureInfo.InvariantCulture)}:{UserRange.ToString(CultureInfo.InvariantCulture)}", "--private-users-ownership=chown" }
+                : new[] { "--private-users=no" });
             if (s.Network == SandboxNetwork.None) args.Add("--private-network");
             foreach (var dir in (s.Data("binds") ?? "").Split(':').Where(d => d.Length > 0))
                 args.Add($"--bind-ro={dir}:{dir}");
-            foreach (var m in s.Mounts)
-            {
-                // idmap lets the container's users own what they write to a writable host folder.
-                if (m.ReadWrite) args.Add($"--bind={m.Source}:{m.Destination}" + (userns ? ":idmap" : ""));
-                else args.Add($"--bind-ro={m.Source}:{m.Destination}");
-            }
+            args.AddRange(BindArguments(s));
             args.Add("--");
             args.AddRange(new[] { "/bin/sh", "-c", "exec sleep 2147483647" });
             return args;
@@ -182,6 +183,8 @@ namespace AgentSandbox.Backends.Nspawn
             }
             DeleteCgroup(s);
             DeletePropagationDirectory(MachineName(s));
+            RemoveStaging(s);
+            UnsealRoot(s);
             s.BackendData.Remove("leader");
             s.BackendData.Remove("leaderStart");
         }
