@@ -227,21 +227,32 @@ namespace AgentSandbox.Backends.Docker
             };
         }
 
+        /// <summary>What the setup says when root could not make the working directory.</summary>
+        private const string WorkingDirectoryLeft = "agentsandbox-workdir-left";
+
         /// <summary>Lets the agent user write /workspace and gives it a name; needs a shell in the image.</summary>
         private static async Task PrepareAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
         {
             // The working directory travels as an argument, never inside the script text; only what
             // this script creates is opened up (root here has no CAP_FOWNER: it cannot chmod others' files anyway).
             const string script =
-                "for d in /workspace \"$1\"; do [ -d \"$d\" ] || { mkdir -p \"$d\" && chmod 1777 \"$d\"; }; done; " +
+                "for d in /workspace \"$1\"; do [ -d \"$d\" ] || { mkdir -p \"$d\" 2>/dev/null && chmod 1777 \"$d\"; }; done; " +
                 "[ -w /workspace ] && [ \"$(stat -c %u /workspace 2>/dev/null)\" = 0 ] && chmod 1777 /workspace; " +
                 "grep -q '^agent:' /etc/passwd 2>/dev/null || echo 'agent:x:" + AgentId + ":" + AgentId + ":sandbox agent:/workspace:/bin/sh' >> /etc/passwd; " +
-                "grep -q '^agent:' /etc/group 2>/dev/null || echo 'agent:x:" + AgentId + ":' >> /etc/group; true";
+                "grep -q '^agent:' /etc/group 2>/dev/null || echo 'agent:x:" + AgentId + ":' >> /etc/group; " +
+                "[ -d \"$1\" ] || echo " + WorkingDirectoryLeft + "; true";
             var request = new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", script, "sh", s.WorkingDirectory }, User = "0:0", WorkingDirectory = "/" };
             var result = await DockerExec.RunAsync(client, containerId, request, s, null, ct).ConfigureAwait(false);
             if (result.ExitCode != 0)
                 throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
                     $"The image cannot host a sandbox (it needs /bin/sh; setup exited with {result.ExitCode}): {result.StdErr.Trim()}", s.Image);
+            // Root without capabilities cannot write into a /workspace the agent owns (the host-derived root's):
+            // the agent makes its working directory there itself. One that still cannot be made is said by each command.
+            if (result.StdOut.Contains(WorkingDirectoryLeft))
+            {
+                var agent = new CommandRequest { FilePath = "mkdir", Arguments = { "-p", "--", s.WorkingDirectory }, WorkingDirectory = "/" };
+                await DockerExec.RunAsync(client, containerId, agent, s, null, ct).ConfigureAwait(false);
+            }
         }
 
         /// <summary>The Docker socket inside a sandbox hands the host to whoever is inside.</summary>
