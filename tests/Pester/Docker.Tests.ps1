@@ -164,6 +164,112 @@ Describe 'Timeouts and Ctrl+C kill the command inside the container' {
     }
 }
 
+Describe 'Each command in a cgroup of its own' {
+    BeforeAll {
+        $name = New-TestName
+        $sb = if (Test-BackendAvailable Docker) { New-AgentSandbox -Name $name -Backend Docker -ProcessLimit 64 }
+        # The container's group in the hierarchy commands are killed through (v1 freezer, else the v2 tree).
+        function Get-KillGroupDir {
+            $v1 = Test-Path /sys/fs/cgroup/freezer
+            Get-SandboxCgroupDir -Name $name -Controller ($v1 ? 'freezer' : 'pids') -Backend Docker
+        }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'a command runs in exec-<id> below the container''s group, which goes when the command ends' {
+        $line = Invoke-InSandbox -InputObject $sb -Command 'grep -E "freezer|^0::" /proc/self/cgroup | head -1'
+        $line | Should -Match '/exec-[0-9a-f]{12}$'
+        @(Get-ChildItem (Get-KillGroupDir) -Directory -Filter 'exec-*') | Should -BeNullOrEmpty
+    }
+
+    It 'a child that left in a new session, ignores SIGTERM and cleared its environment ends with the timeout' {
+        $marker = '3006.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $r = Invoke-InSandbox -InputObject $sb -TimeoutSec 2 -PassThru -ErrorAction SilentlyContinue `
+            -Command "(setsid env -i /bin/sh -c 'trap `"`" TERM; exec sleep $marker' </dev/null >/dev/null 2>&1 &); sleep 60"
+        $r.TimedOut | Should -BeTrue
+        Get-DockerTop $name | Where-Object { $_ -match [regex]::Escape($marker) } | Should -BeNullOrEmpty
+        @(Get-ChildItem (Get-KillGroupDir) -Directory -Filter 'exec-*') | Should -BeNullOrEmpty -Because 'a killed command''s group goes'
+    }
+
+    It 'the agent cannot signal PID 1, which is root' {
+        Invoke-InSandbox -InputObject $sb -Command 'ps -o user= -p 1 2>/dev/null || stat -c %U /proc/1' | Should -Be 'root'
+        (Invoke-InSandbox -InputObject $sb -Command 'kill -TERM 1' -PassThru -ErrorAction SilentlyContinue).ExitCode | Should -Not -Be 0
+        (Get-ContainerJson $name).State.Status | Should -Be 'running'
+    }
+
+    It 'background children of a command that ended keep running, and their group keeps no stop, start or removal from working' {
+        $marker = '3007.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        Invoke-InSandbox -InputObject $sb -Command "sleep $marker >/dev/null 2>&1 & echo left" | Should -Be 'left'
+        Get-DockerTop $name | Where-Object { $_ -match [regex]::Escape($marker) } | Should -Not -BeNullOrEmpty
+        @(Get-ChildItem (Get-KillGroupDir) -Directory -Filter 'exec-*').Count | Should -Be 1 -Because 'the group of a command with a live child stays'
+        Stop-AgentSandbox -InputObject $sb
+        Start-AgentSandbox -InputObject $sb
+        Invoke-InSandbox -InputObject $sb -Command 'echo restarted' | Should -Be 'restarted'
+        @(Get-ChildItem (Get-KillGroupDir) -Directory -Filter 'exec-*') | Should -BeNullOrEmpty -Because 'the daemon removes the container''s groups when it stops'
+        Invoke-InSandbox -InputObject $sb -Command "sleep $marker >/dev/null 2>&1 & echo left" | Should -Be 'left'
+        Remove-AgentSandbox -InputObject $sb -Force
+        Get-ContainerJson $name | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Root beside a writable -Mount, without user-namespace remapping' {
+    BeforeAll {
+        $name = New-TestName -Tag root
+        $forced = New-TestName -Tag rootforce
+        $plain = New-TestName -Tag rootro
+        $base = "/var/tmp/$name"
+        $rw = "$base/rw"; $ro = "$base/ro"; $image = "$base/image"
+        $null = New-Item -ItemType Directory -Force -Path $rw, $ro
+        chmod 0777 $rw
+        Set-Content "$rw/rootonly" 'host-root-only'
+        chmod 0600 "$rw/rootonly"
+        $remaps = $false
+        if (Test-BackendAvailable Docker) {
+            $remaps = (docker info --format '{{json .SecurityOptions}}') -match 'name=userns'
+            # An image whose /etc/passwd names uid 0 otherwise: the sandbox controls that file.
+            $null = New-Item -ItemType Directory -Force -Path $image
+            cp -a "$($rootfs.Directory)/." $image
+            Add-Content "$image/etc/passwd" 'toor:x:0:0:another root:/root:/bin/sh'
+            $sb = New-AgentSandbox -Name $name -Backend Docker -Image $image -Mount "$($rw):/workspace/rw:rw", "$($ro):/workspace/ro"
+        }
+    }
+    AfterAll { Remove-TestSandbox $name, $forced, $plain; Remove-Item $base -Recurse -Force -ErrorAction Ignore }
+    BeforeEach {
+        Assert-BackendOrSkip Docker
+        if ($remaps) { Set-ItResult -Skipped -Because 'this daemon remaps users: root inside is no host root' }
+    }
+
+    It '-User <User> is refused with RootOnWritableMount, and nothing of it runs' -ForEach @(
+        @{ User = 'root' }, @{ User = '0' }, @{ User = '0:1000' }, @{ User = '1000:0' }, @{ User = 'toor' }
+    ) {
+        { Invoke-InSandbox -InputObject $sb -User $User -Command 'touch /workspace/rw/ran' -ErrorAction Stop } |
+            Should -Throw -ErrorId 'RootOnWritableMount*' -ExpectedMessage "*$rw*read-only*userns-remap*-Force*"
+        Test-Path "$rw/ran" | Should -BeFalse
+    }
+
+    It 'the agent still reads and writes the mount as itself' {
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/rw/rootonly 2>&1; echo x > /workspace/rw/agent && echo wrote' |
+            Should -Be @('cat: can''t open ''/workspace/rw/rootonly'': Permission denied', 'wrote')
+        & stat -c %u "$rw/agent" | Should -Be '1000' -Because 'the agent writes as its own uid'
+        & rm -f "$rw/agent"
+    }
+
+    It 'a sandbox whose mounts are all read-only lets root run' {
+        $null = New-AgentSandbox -Name $plain -Backend Docker -Mount "$($ro):/workspace/ro"
+        Invoke-InSandbox -Name $plain -User root -Command 'id -u' | Should -Be '0'
+        ([AgentSandbox.SandboxManager]::new().ClaimsFor((Get-AgentSandbox -Name $plain))) | Should -Contain 'Privilege'
+    }
+
+    It 'New-AgentSandbox -Force accepts it: root reads the root-only host file, and the sandbox no longer claims Privilege' {
+        $f = New-AgentSandbox -Name $forced -Backend Docker -Force -Mount "$($rw):/workspace/rw:rw" -WarningVariable warned -WarningAction SilentlyContinue
+        "$warned" | Should -Match 'does not claim the Privilege boundary'
+        Invoke-InSandbox -InputObject $f -User root -Command 'cat /workspace/rw/rootonly' | Should -Be 'host-root-only'
+        ([AgentSandbox.SandboxManager]::new().ClaimsFor((Get-AgentSandbox -Name $forced))) | Should -Not -Contain 'Privilege'
+        ([AgentSandbox.SandboxManager]::new().ClaimsFor($sb)) | Should -Contain 'Privilege'
+    }
+}
+
 Describe 'Ctrl+C during New-AgentSandbox' {
     # A list, not an array: an It adds to it, which the AfterAll then sees.
     BeforeAll { $names = [Collections.Generic.List[string]]::new() }

@@ -65,6 +65,70 @@ Describe 'Lifetimes on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend
     }
 }
 
+Describe 'Docker lifetimes out of the sandbox''s reach' {
+    BeforeAll {
+        $name = New-TestName -Tag life
+        $fork = New-TestName -Tag lifefork
+        $sb = if (Test-BackendAvailable Docker) { New-AgentSandbox -Name $name -Backend Docker }
+        function Get-LifetimeVolumes([string] $SandboxId) {
+            @(& docker volume ls -q --filter "label=agentsandbox.lifetime.sandboxid=$SandboxId" | Where-Object { $_ })
+        }
+    }
+    AfterAll {
+        Remove-TestSandbox $name, $fork
+        if ($sb) { Get-LifetimeVolumes $sb.Id | ForEach-Object { $null = & docker volume rm $_ 2>&1 } }
+    }
+    BeforeEach { Assert-BackendOrSkip Docker }
+
+    It 'Set-AgentSandbox keeps the new lifetime in one volume named after the sandbox, with the expiry in its labels' {
+        Set-AgentSandbox -InputObject $sb -TimeToLive 02:00:00
+        Set-AgentSandbox -InputObject $sb -TimeToLive 03:00:00
+        $volumes = @(Get-LifetimeVolumes $sb.Id)
+        $volumes.Count | Should -Be 1 -Because 'an older lifetime goes once a newer one is kept'
+        $volumes[0] | Should -BeLike "agentsandbox-lifetime-$($sb.Id)-*"
+        $expires = [datetime]::Parse((& docker volume inspect -f '{{index .Labels "agentsandbox.lifetime.expires"}}' $volumes[0]), [Globalization.CultureInfo]::InvariantCulture).ToUniversalTime()
+        $listed = (Get-AgentSandbox -Name $name).ExpiresAt.ToUniversalTime()
+        $listed | Should -Be $expires
+        ($listed - [datetime]::UtcNow).TotalHours | Should -BeGreaterThan 2.9
+    }
+
+    It 'what root writes in the container (the old expiry file, any file named expires) changes nothing the host reads' {
+        $before = (Get-AgentSandbox -Name $name).ExpiresAt
+        Invoke-InSandbox -InputObject $sb -User root -Command 'mkdir -p /.agentsandbox && echo none > /.agentsandbox/expires && echo written' | Should -Be 'written'
+        (Get-AgentSandbox -Name $name).ExpiresAt | Should -Be $before
+        Invoke-InSandbox -InputObject $sb -User root -Command 'echo not-a-date > /.agentsandbox/expires && echo written' | Should -Be 'written'
+        @(Get-AgentSandbox -ErrorAction Stop).Name | Should -Contain $name
+        (Get-AgentSandbox -Name $name).ExpiresAt | Should -Be $before
+    }
+
+    It 'a stored lifetime that does not parse is a warning: the sandbox is still listed, with its last readable lifetime, and removable' {
+        $before = (Get-AgentSandbox -Name $name).ExpiresAt
+        $bad = "agentsandbox-lifetime-$($sb.Id)-pt-bad"
+        $null = & docker volume create --label agentsandbox.lifetime=1 --label "agentsandbox.lifetime.sandboxid=$($sb.Id)" `
+            --label "agentsandbox.lifetime.set=$([datetime]::UtcNow.AddMinutes(1).ToString('o'))" --label 'agentsandbox.lifetime.expires=not-a-date' $bad
+        $listed = @(Get-AgentSandbox -WarningVariable warned -WarningAction SilentlyContinue -ErrorAction Stop)
+        $listed.Name | Should -Contain $name
+        ($listed | Where-Object Name -EQ $name).ExpiresAt | Should -Be $before
+        ($listed | Where-Object Name -EQ $name).Problem | Should -Match ([regex]::Escape($bad))
+        "$warned" | Should -Match "Sandbox '$name'.*cannot be read"
+    }
+
+    It 'a fork lives by its own -TimeToLive, and a restore keeps the sandbox''s current lifetime' {
+        $before = (Get-AgentSandbox -Name $name).ExpiresAt
+        $cp = Checkpoint-AgentSandbox -InputObject $sb -CheckpointName life
+        $f = New-AgentSandbox -Name $fork -FromCheckpoint $cp -TimeToLive 00:30:00
+        ($f.ExpiresAt.ToUniversalTime() - [datetime]::UtcNow).TotalMinutes | Should -BeLessThan 31
+        (Get-AgentSandbox -Name $fork).ExpiresAt | Should -Be $f.ExpiresAt
+        Restore-AgentSandbox -InputObject $sb -CheckpointName life -Force
+        (Get-AgentSandbox -Name $name).ExpiresAt | Should -Be $before
+    }
+
+    It 'its lifetime volumes go with the sandbox' {
+        Remove-AgentSandbox -Name $name -Force -WarningAction SilentlyContinue
+        Get-LifetimeVolumes $sb.Id | Should -BeNullOrEmpty
+    }
+}
+
 Describe 'The lazy sweep' {
     BeforeAll {
         # Only the child processes below may sweep: this one must not remove what they are tested on.

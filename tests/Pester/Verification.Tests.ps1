@@ -289,15 +289,18 @@ Describe 'Test-AgentSandbox with -Network Host and no limits on <Backend>' -ForE
         @($verdictErrors) | Should -BeNullOrEmpty
     }
 
-    It 'the limits attempts are inconclusive without limits, and Limits is not claimed' {
+    It 'the resource limits attempts are inconclusive without limits, the timeout one needs none, and Limits is not claimed' {
         foreach ($id in 'limits-memory', 'limits-fork', 'limits-cpu') {
             $a = Get-Outcome $attempts $id
             $a.Outcome | Should -Be 'Inconclusive' -Because "${id}: $($a.Evidence)"
             $a.Evidence | Should -Not -BeNullOrEmpty
         }
+        # -TimeoutSec is a limit every command can have.
+        $timeout = Get-Outcome $attempts 'limits-timeout-escape'
+        $timeout.Outcome | Should -Be 'Blocked' -Because $timeout.Evidence
         $v = $verdicts | Where-Object Boundary -EQ Limits
         $v.Claimed | Should -BeFalse
-        $v.Held | Should -BeNullOrEmpty -Because 'no limits attempt was conclusive'
+        $v.Held | Should -BeTrue -Because 'the one conclusive limits attempt, the timeout, was blocked'
         $v.Violated | Should -BeFalse
     }
 
