@@ -128,5 +128,8 @@ namespace AgentSandbox.Core.Tests
             _cg.DeleteIfEmpty();
             Assert.False(_cg.Exists);
         }
+
+        [Fact]
+        public void AGroupFoundFromAMemberHoldsAndKillsAMovedProcess() => AssertAGroupFoundFromAMemberHoldsAndKillsAMovedProcess();
     }
 }

@@ -79,5 +79,8 @@ namespace AgentSandbox.Core.Tests
             Assert.False(_cg.Exists);
             Assert.False(Directory.Exists(Path.Combine(_mount, _cg.RelativePath)));
         }
+
+        [Fact]
+        public void AGroupFoundFromAMemberHoldsAndKillsAMovedProcess() => AssertAGroupFoundFromAMemberHoldsAndKillsAMovedProcess();
     }
 }

@@ -72,6 +72,51 @@ namespace AgentSandbox.Core.Tests
             Assert.NotEmpty(after);
         }
 
+        /// <summary>
+        /// As for a container's commands: the group is found from a member, a child of it made in the
+        /// kill hierarchy alone, a process moved in; /proc shows it there (as the entry's pattern says),
+        /// and killing the child ends it and what it started, while the group's other member lives.
+        /// </summary>
+        protected void AssertAGroupFoundFromAMemberHoldsAndKillsAMovedProcess()
+        {
+            Group.Create();
+            var member = StartInto("exec sleep 300");
+            var found = Cgroup.OfProcess(Layout, member.Id);
+            Assert.NotNull(found);
+            Assert.Equal(Group.RelativePath, found!.RelativePath);
+
+            var child = found.InKillHierarchyOnly().Child("exec-0123456789ab");
+            child.Create();
+            // It forks only once moved, as the entry is held stopped until then.
+            var moved = new Process { StartInfo = new ProcessStartInfo("/bin/sh", new[] { "-c", "read x; sleep 300 & exec sleep 301" }) { RedirectStandardInput = true } };
+            moved.Start();
+            try
+            {
+                child.Move(moved.Id);
+                moved.StandardInput.WriteLine("go");
+                moved.StandardInput.Flush();
+                var line = File.ReadAllText($"/proc/{moved.Id}/cgroup");
+                var matched = AgentSandbox.Processes.ProcessRunner.TryRun("/bin/sh", "-c",
+                    "while read -r l; do case $l in $1) exit 0;; esac; done < /proc/$2/cgroup; exit 1", "sh", child.MembershipPattern, moved.Id.ToString());
+                Assert.True(matched.ExitCode == 0, $"pattern {child.MembershipPattern} matches no line of\n{line}");
+                var deadline = DateTime.UtcNow.AddSeconds(5);
+                while (child.Processes().Count < 2 && DateTime.UtcNow < deadline) Thread.Sleep(10);
+                Assert.Equal(2, child.Processes().Count);
+
+                child.KillAll();
+                Assert.True(moved.WaitForExit(5000));
+                Assert.Empty(child.Processes());
+                child.Delete();
+                Assert.False(child.Exists);
+                Assert.False(IsGone(member.Id), "the group's own member lives on");
+            }
+            finally
+            {
+                try { moved.Kill(true); } catch (InvalidOperationException) { }
+                moved.Dispose();
+            }
+        }
+
         /// <summary>A tree of six processes and more, forked from a member, is killed whole.</summary>
         protected void AssertKillAllEndsAForkingTree()
         {
