@@ -192,6 +192,18 @@ Describe 'Each command in a cgroup of its own' {
         @(Get-ChildItem (Get-KillGroupDir) -Directory -Filter 'exec-*') | Should -BeNullOrEmpty -Because 'a killed command''s group goes'
     }
 
+    It 'a fork bomb that holds the pids limit until its timeout neither stops the container nor outlives the timeout' {
+        $pids = Get-SandboxCgroupDir -Name $name -Controller pids -Backend Docker
+        $before = [int](Get-Content "$pids/pids.current")
+        # Unlike a shell, perl goes on forking after a failed fork: the limit stays taken the whole time.
+        $bomb = 'perl -e "while (1) { my \$p = fork; if (defined \$p && !\$p) { sleep 600; exit } }"'
+        $r = Invoke-InSandbox -InputObject $sb -TimeoutSec 5 -PassThru -ErrorAction SilentlyContinue -Command $bomb
+        (Get-ContainerJson $name).State.Status | Should -Be 'running' -Because 'PID 1 needs no fork to stay alive'
+        $r.TimedOut | Should -BeTrue -Because "the bomb runs until its timeout (exit $($r.ExitCode): $($r.StdErr))"
+        Wait-Until { [int](Get-Content "$pids/pids.current") -le $before } 10 | Should -BeTrue -Because 'every process of the bomb ends with its timeout'
+        Invoke-InSandbox -InputObject $sb -Command 'echo alive' | Should -Be 'alive'
+    }
+
     It 'the agent cannot signal PID 1, which is root' {
         Invoke-InSandbox -InputObject $sb -Command 'ps -o user= -p 1 2>/dev/null || stat -c %U /proc/1' | Should -Be 'root'
         (Invoke-InSandbox -InputObject $sb -Command 'kill -TERM 1' -PassThru -ErrorAction SilentlyContinue).ExitCode | Should -Not -Be 0

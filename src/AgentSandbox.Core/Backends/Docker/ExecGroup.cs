@@ -64,7 +64,7 @@ namespace AgentSandbox.Backends.Docker
         /// false when the entry ended before it stopped (it refused to run the command). Throws when it
         /// cannot be placed; the entry is killed then, so nothing runs unplaced.
         /// </summary>
-        /// <param name="spoke">Completes when the entry has said its pid (or ended): the cue to look, so the daemon is not asked over and over while runc starts it.</param>
+        /// <param name="spoke">Completes when the entry has said its pid (or anything, or ended): the cue to look, so the daemon is not asked over and over while runc starts it.</param>
         public async Task<bool> PlaceAsync(DockerClient client, string execId, Task<bool> spoke)
         {
             int pid = 0;
@@ -73,8 +73,9 @@ namespace AgentSandbox.Backends.Docker
             {
                 if (await Task.WhenAny(spoke, Task.Delay(Patience)).ConfigureAwait(false) != spoke)
                     throw new IOException($"the command's entry did not start within {Patience.TotalSeconds} s");
-                if (!spoke.Result) return false;
-                // Its host pid is the daemon's word (the pid it said is only valid in the container's namespace).
+                // Its host pid is the daemon's word (the pid it said is only valid in the container's namespace,
+                // and a line the sandbox slipped into the stream first would only make this look sooner). The
+                // daemon keeps the pid after the exec ends, so an entry that refused is seen gone below.
                 while (pid == 0)
                 {
                     var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
