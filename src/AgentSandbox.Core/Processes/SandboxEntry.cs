@@ -124,7 +124,14 @@ namespace AgentSandbox.Processes
             public Task<bool> Spoke => _spoke.Task;
 
             /// <summary>Tells Spoke that no line will come any more.</summary>
-            public void Ended() => _spoke.TrySetResult(false);
+            public void Ended()
+            {
+                HasEnded = true;
+                _spoke.TrySetResult(false);
+            }
+
+            /// <summary>Whether the output has ended (the streams closed).</summary>
+            public bool HasEnded { get; private set; }
 
             public void StandardOutput(string line) => _inner.StandardOutput(line);
 

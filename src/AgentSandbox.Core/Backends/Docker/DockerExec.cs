@@ -77,7 +77,7 @@ namespace AgentSandbox.Backends.Docker
             bool stopped = false;
             try
             {
-                if (group != null) await group.PlaceAsync(client, exec.ID, entry.Spoke).ConfigureAwait(false);
+                if (group != null) await group.PlaceAsync(client, exec.ID, entry).ConfigureAwait(false);
                 using (linked.Token.Register(() => stopped = true))
                 {
                     var finished = await Task.WhenAny(pump, Task.Delay(Timeout.Infinite, linked.Token)).ConfigureAwait(false);

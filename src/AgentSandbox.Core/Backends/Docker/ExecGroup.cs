@@ -5,6 +5,7 @@ using System.IO;
 using System.Threading;
 using System.Threading.Tasks;
 using AgentSandbox.Linux;
+using AgentSandbox.Processes;
 using Docker.DotNet;
 
 namespace AgentSandbox.Backends.Docker
@@ -64,9 +65,10 @@ namespace AgentSandbox.Backends.Docker
         /// false when the entry ended before it stopped (it refused to run the command). Throws when it
         /// cannot be placed; the entry is killed then, so nothing runs unplaced.
         /// </summary>
-        /// <param name="spoke">Completes when the entry has said its pid (or anything, or ended): the cue to look, so the daemon is not asked over and over while runc starts it.</param>
-        public async Task<bool> PlaceAsync(DockerClient client, string execId, Task<bool> spoke)
+        /// <param name="entry">The exec's output: its first line (or its end) is the cue to look, so the daemon is not asked over and over while runc starts the entry.</param>
+        public async Task<bool> PlaceAsync(DockerClient client, string execId, SandboxEntry.Output entry)
         {
+            var spoke = entry.Spoke;
             int pid = 0;
             var watch = Stopwatch.StartNew();
             try
@@ -80,6 +82,8 @@ namespace AgentSandbox.Backends.Docker
                 {
                     var inspect = await client.Exec.InspectContainerExecAsync(execId, CancellationToken.None).ConfigureAwait(false);
                     pid = (int)inspect.Pid;
+                    // The output ended and no process ever ran: the daemon could not start it (an unknown user).
+                    if (pid == 0 && !inspect.Running && entry.HasEnded) return false;
                     if (pid == 0) await Wait(watch, "the daemon reported no process for the command").ConfigureAwait(false);
                 }
                 while (true)
