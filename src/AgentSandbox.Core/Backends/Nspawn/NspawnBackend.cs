@@ -205,9 +205,12 @@ namespace AgentSandbox.Backends.Nspawn
         internal static List<string> MachinesIn(Cgroup group)
         {
             const string option = "--machine=";
+            // The group's processes may be the sandbox's own, which choose their command lines: only names of the module's form count.
             return group.Processes().SelectMany(ProcInfo.CommandLine)
                 .Where(a => a.StartsWith(option + "agentsandbox-", StringComparison.Ordinal))
-                .Select(a => a.Substring(option.Length)).Distinct().ToList();
+                .Select(a => a.Substring(option.Length))
+                .Where(m => System.Text.RegularExpressions.Regex.IsMatch(m, @"\Aagentsandbox-[0-9a-f]{12}\z"))
+                .Distinct().ToList();
         }
 
         /// <summary>nsenter does not carry nspawn's filter into the container, so commands get the module's.</summary>
