@@ -78,8 +78,26 @@ namespace AgentSandbox.Core.Tests
             File.WriteAllText(hostPasswd, "hostonly:x:0:0::/:/bin/sh\n");
             File.Delete(Path.Combine(_root, "etc", "passwd"));
             Native.Symlink(hostPasswd, Path.Combine(_root, "etc", "passwd"));
-            var e = Assert.Throws<IOException>(() => UserDb.Resolve(_root, "hostonly"));
-            Assert.Contains("symbolic link", e.Message);
+            var e = Assert.Throws<SandboxException>(() => UserDb.Resolve(_root, "hostonly"));
+            Assert.Equal(ErrorIds.InvalidUser, e.ErrorId);
+            Assert.Contains("cannot be read safely", e.Message);
+        }
+
+        [Fact]
+        public void APasswdThatIsAFifoOrTooLargeIsRefusedWithoutWaiting()
+        {
+            var passwd = Path.Combine(_root, "etc", "passwd");
+            File.Delete(passwd);
+            Assert.Equal(0, Processes.ProcessRunner.TryRun("/usr/bin/mkfifo", passwd).ExitCode);
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            Assert.Equal(ErrorIds.InvalidUser, Assert.Throws<SandboxException>(() => UserDb.Resolve(_root, "agent")).ErrorId);
+            Assert.ThrowsAny<IOException>(() => UserDb.EnsureAgent(_root, 100042, 100043));
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5));
+            File.Delete(passwd);
+            File.WriteAllText(passwd, new string('x', 2 << 20));
+            Assert.Contains("larger than", Assert.Throws<SandboxException>(() => UserDb.Resolve(_root, "agent")).Message);
+            // A number needs no lookup.
+            Assert.Equal((7, 7), UserDb.Resolve(_root, "7"));
         }
 
         [Fact]
@@ -141,7 +159,7 @@ namespace AgentSandbox.Core.Tests
             File.WriteAllText(hostPasswd, "root:x:0:0::/:/bin/sh\n");
             File.Delete(Path.Combine(_root, "etc", "passwd"));
             Native.Symlink(hostPasswd, Path.Combine(_root, "etc", "passwd"));
-            Assert.Throws<IOException>(() => UserDb.EnsureAgent(_root, 100042, 100043));
+            Assert.ThrowsAny<IOException>(() => UserDb.EnsureAgent(_root, 100042, 100043));
             Assert.Equal("root:x:0:0::/:/bin/sh\n", File.ReadAllText(hostPasswd));
         }
 
@@ -151,7 +169,7 @@ namespace AgentSandbox.Core.Tests
             var hostGroup = _tmp.Combine("host-group");
             File.WriteAllText(hostGroup, "root:x:0:\n");
             Native.Symlink(hostGroup, Path.Combine(_root, "etc", "group"));
-            Assert.Throws<IOException>(() => UserDb.EnsureAgent(_root, 100042, 100043));
+            Assert.ThrowsAny<IOException>(() => UserDb.EnsureAgent(_root, 100042, 100043));
             Assert.Equal("root:x:0:\n", File.ReadAllText(hostGroup));
         }
 

@@ -40,6 +40,13 @@ Describe 'Module help' {
         Join-Path $module.ModuleBase 'en-US/about_AgentSandbox.help.txt' | Should -Exist
     }
 
+    It 'about_AgentSandbox lists every ErrorId the module raises' {
+        $about = (Get-Help about_AgentSandbox -ErrorAction Stop | Out-String) -replace '\s+', ' '
+        $ids = @([AgentSandbox.ErrorIds].GetFields() | Where-Object IsLiteral | ForEach-Object { $_.GetValue($null) })
+        $ids.Count | Should -BeGreaterThan 40
+        foreach ($id in $ids) { $about | Should -Match "\b$id\b" -Because "scripts branch on $id" }
+    }
+
     It 'resolves about_AgentSandbox' {
         $about = Get-Help about_AgentSandbox -ErrorAction Stop
         $about | Should -Not -BeNullOrEmpty

@@ -227,13 +227,10 @@ namespace AgentSandbox.Linux
         internal static readonly string[] AllowedDevices =
             { "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm" };
 
-        /// <summary>Whether this host can hold a group to a device list (cgroup v1 with the devices controller).</summary>
-        public bool CanRestrictDevices => !Layout.Unified && Layout.Has("devices");
-
         /// <summary>Refuses every device but AllowedDevices; before any process or child group is in the group.</summary>
         public void RestrictDevices()
         {
-            if (!CanRestrictDevices) return;
+            if (!Layout.RestrictsDevices) return;
             Write(File("devices", "devices.deny"), "a");
             foreach (var rule in AllowedDevices) Write(File("devices", "devices.allow"), rule);
         }

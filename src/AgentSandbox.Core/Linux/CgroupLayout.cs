@@ -67,6 +67,9 @@ namespace AgentSandbox.Linux
             }
         }
 
+        /// <summary>Whether groups can be held to a device list here (cgroup v1 with the devices controller; v2 has no file for it).</summary>
+        public bool RestrictsDevices => !Unified && Has("devices");
+
         public bool Has(string controller)
         {
             if (!Unified) return V1.ContainsKey(controller);

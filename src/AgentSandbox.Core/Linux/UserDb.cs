@@ -32,34 +32,41 @@ namespace AgentSandbox.Linux
             return (entry.Uid, entry.Gid);
         }
 
-        /// <summary>At most this much of a sandbox's passwd is read: the file is the sandbox's to make as large as it likes.</summary>
+        /// <summary>At most this much of a sandbox's passwd or group is read: the file is the sandbox's to make as large as it likes.</summary>
         private const int MaxPasswdBytes = 1 << 20;
 
         /// <summary>
-        /// The sandbox's /etc/passwd, read while it may run: walked from its root without following a
-        /// link, a regular file only (never a FIFO that blocks or a device that never ends), size capped.
+        /// The sandbox's /etc/passwd, read while it may run: see ReadEtc.
         /// </summary>
         private static (string? Name, int Uid, int Gid)[] Entries(string root)
         {
-            string text;
-            try
-            {
-                using var top = Files.DirHandle.OpenTrusted(root);
-                if (!top.Stat("etc").IsDirectory) return new (string?, int, int)[0];
-                using var etc = top.OpenDirectory("etc");
-                if (!etc.Stat("passwd").Exists) return new (string?, int, int)[0];
-                using var file = etc.OpenRead("passwd");
-                var buffer = new byte[MaxPasswdBytes];
-                int total = 0, n;
-                while (total < buffer.Length && (n = file.Read(buffer, total, buffer.Length - total)) > 0) total += n;
-                text = System.Text.Encoding.UTF8.GetString(buffer, 0, total);
-            }
+            string? text;
+            try { text = ReadEtc(root, "passwd"); }
             catch (IOException e)
             {
                 throw new SandboxException(ErrorIds.InvalidUser, SandboxErrorKind.InvalidArgument,
                     $"The sandbox's /etc/passwd cannot be read safely ({e.Message}); give a numeric uid[:gid] instead of a name.", "/etc/passwd", e);
             }
-            return Parse(text.Split('\n'));
+            return text == null ? new (string?, int, int)[0] : Parse(text.Split('\n'));
+        }
+
+        /// <summary>
+        /// A file of the sandbox's /etc, which the sandbox may have changed (it may even be running):
+        /// walked from the root's descriptor without following a link, a regular file only (never a
+        /// FIFO that blocks or a device that never ends), at most MaxPasswdBytes. Null when it is not there.
+        /// </summary>
+        private static string? ReadEtc(string root, string name)
+        {
+            using var top = Files.DirHandle.OpenTrusted(root);
+            if (!top.Stat("etc").IsDirectory) return null;
+            using var etc = top.OpenDirectory("etc");
+            if (!etc.Stat(name).Exists) return null;
+            using var file = etc.OpenRead(name);
+            var buffer = new byte[MaxPasswdBytes + 1];
+            int total = 0, n;
+            while (total < buffer.Length && (n = file.Read(buffer, total, buffer.Length - total)) > 0) total += n;
+            if (total > MaxPasswdBytes) throw new IOException($"/etc/{name} is larger than {MaxPasswdBytes} bytes");
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, total);
         }
 
         private static (string? Name, int Uid, int Gid)[] Parse(IEnumerable<string> lines) =>
@@ -84,20 +91,31 @@ namespace AgentSandbox.Linux
         public static void EnsureAgent(string root, int uid, int gid, bool replaceExisting = false)
         {
             var etc = FileTree.ResolveInside(root, "/etc", createDirectories: true);
-            SetEntry(Path.Combine(etc, "passwd"), AgentUser, $"{AgentUser}:x:{uid}:{gid}:sandbox agent:{Sandbox.DefaultWorkspace}:/bin/sh", replaceExisting);
-            SetEntry(Path.Combine(etc, "group"), AgentUser, $"{AgentUser}:x:{gid}:", replaceExisting);
+            SetEntry(root, etc, "passwd", AgentUser, $"{AgentUser}:x:{uid}:{gid}:sandbox agent:{Sandbox.DefaultWorkspace}:/bin/sh", replaceExisting);
+            SetEntry(root, etc, "group", AgentUser, $"{AgentUser}:x:{gid}:", replaceExisting);
         }
 
-        /// <summary>Adds the entry; an existing one of that name is rewritten only when asked and its ids differ.</summary>
-        private static void SetEntry(string file, string name, string line, bool replace)
+        /// <summary>
+        /// Adds the entry; an existing one of that name is rewritten only when asked and its ids differ.
+        /// The file comes from an image or a checkpoint: it is read as ReadEtc reads, and replaced whole.
+        /// </summary>
+        private static void SetEntry(string root, string etc, string file, string name, string line, bool replace)
         {
-            if (FileTree.IsSymlink(file)) throw new IOException($"{file} is a symbolic link; refusing to edit it");
-            var lines = File.Exists(file) ? File.ReadAllLines(file).ToList() : new List<string>();
+            var text = ReadEtc(root, file);
+            var lines = text == null ? new List<string>() : text.Split('\n').Where(l => l.Length > 0).ToList();
             int at = lines.FindIndex(l => l.StartsWith(name + ":", StringComparison.Ordinal));
             if (at >= 0 && (!replace || SameIds(lines[at], line))) return;
             if (at >= 0) lines[at] = line;
             else lines.Add(line);
-            File.WriteAllText(file, string.Join("\n", lines) + "\n");
+            var path = Path.Combine(etc, file);
+            var staged = path + ".agentsandbox-new";
+            if (FileTree.IsSymlink(staged) || File.Exists(staged)) File.Delete(staged);
+            File.WriteAllText(staged, string.Join("\n", lines) + "\n");
+            // The file keeps its owner and mode (ReadEtc made sure it is a regular file, if it was there).
+            var was = Native.Lstat(path);
+            Native.Chmod(staged, was is { } st ? st.Mode & 0x1ff : 0x1a4);
+            if (was is { } owner) Native.Chown(staged, owner.Uid, owner.Gid, followLinks: false);
+            Native.Rename(staged, path);
         }
 
         /// <summary>Fields 3 and 4 (uid and gid; for group files the gid) match.</summary>

@@ -32,14 +32,24 @@ namespace AgentSandbox.Backends.Chroot
             SandboxBoundary.Filesystem, SandboxBoundary.Network, SandboxBoundary.Devices, SandboxBoundary.Limits,
         };
 
-        protected override string[] Weaknesses => new[]
+        protected override string[] Weaknesses
         {
-            "Host processes are visible in /proc (no PID namespace); their command lines and owners can be read.",
-            "IPC objects and the hostname are shared with the host.",
-            "Root inside a chroot can leave it: commands run as an unprivileged user unless -User root is given.",
-            "The host kernel is shared.",
-            "-Network Host shares the host's network stack.",
-        };
+            get
+            {
+                var list = new List<string>
+                {
+                    "Host processes are visible in /proc (no PID namespace); their command lines and owners can be read.",
+                    "IPC objects and the hostname are shared with the host.",
+                    "Root inside a chroot can leave it: commands run as an unprivileged user unless -User root is given.",
+                    "The host kernel is shared.",
+                    "-Network Host shares the host's network stack.",
+                    "A writable -Mount is written as the sandbox's own unprivileged host uid, and by -User root as host root.",
+                };
+                if (!Layout.RestrictsDevices)
+                    list.Add("This host has no device cgroup (cgroup v2): -User root can make a device node in /dev and use it.");
+                return list.ToArray();
+            }
+        }
 
         protected override IEnumerable<string> Problems()
         {

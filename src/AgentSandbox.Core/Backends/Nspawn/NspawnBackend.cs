@@ -53,6 +53,11 @@ namespace AgentSandbox.Backends.Nspawn
                     list.Add($"Commands run without a system call filter: the module has no system call table for {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, and nspawn's filter applies only to what the container's init starts.");
                 if (!UserNamespacesWork)
                     list.Add("User namespaces are unavailable here: commands run as an unprivileged host user and -User root is refused.");
+                list.Add(UserNamespacesWork
+                    ? "The agent writes into a writable -Mount as the folder's owner (as an unprivileged host uid when root owns it): what that user may do there, the agent may."
+                    : "A writable -Mount is written as the sandbox's own unprivileged host uid.");
+                if (!Layout.RestrictsDevices)
+                    list.Add("This host has no device cgroup (cgroup v2): devices are kept out by nodev mounts and by removing device nodes from images and checkpoints alone.");
                 return list.ToArray();
             }
         }
@@ -200,9 +205,12 @@ namespace AgentSandbox.Backends.Nspawn
         internal static List<string> MachinesIn(Cgroup group)
         {
             const string option = "--machine=";
+            // The group's processes may be the sandbox's own, which choose their command lines: only names of the module's form count.
             return group.Processes().SelectMany(ProcInfo.CommandLine)
                 .Where(a => a.StartsWith(option + "agentsandbox-", StringComparison.Ordinal))
-                .Select(a => a.Substring(option.Length)).Distinct().ToList();
+                .Select(a => a.Substring(option.Length))
+                .Where(m => System.Text.RegularExpressions.Regex.IsMatch(m, @"\Aagentsandbox-[0-9a-f]{12}\z"))
+                .Distinct().ToList();
         }
 
         /// <summary>nsenter does not carry nspawn's filter into the container, so commands get the module's.</summary>
