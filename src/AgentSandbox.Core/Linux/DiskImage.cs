@@ -153,6 +153,12 @@ namespace AgentSandbox.Linux
             return false;
         }
 
+        /// <summary>A size as a person gave it: whole GB or MB when it is one, else bytes.</summary>
+        public static string Format(long bytes) =>
+            bytes >= 1L << 30 && bytes % (1L << 30) == 0 ? (bytes >> 30).ToString(CultureInfo.InvariantCulture) + " GB"
+            : bytes >= 1L << 20 && bytes % (1L << 20) == 0 ? (bytes >> 20).ToString(CultureInfo.InvariantCulture) + " MB"
+            : bytes.ToString(CultureInfo.InvariantCulture) + " bytes";
+
         private static Dictionary<string, string> ToolEnvironment() =>
             new Dictionary<string, string> { ["PATH"] = ExecChain.DefaultPath, ["LC_ALL"] = "C" };
     }

@@ -44,6 +44,7 @@ namespace AgentSandbox.Backends.Docker
                         parameters.HostConfig.Binds = old.HostConfig.Binds;
                         BlankCheckpointLabels(parameters, image.Config?.Labels);
                         newId = (await client.Containers.CreateContainerAsync(parameters, CancellationToken.None).ConfigureAwait(false)).ID;
+                        await LimitInodesAsync(client, newId, record).ConfigureAwait(false);
                         if (wasRunning) await client.Containers.StartContainerAsync(newId, new ContainerStartParameters(), CancellationToken.None).ConfigureAwait(false);
                         // The lifetime is the sandbox's now, not what it was when the checkpoint was taken.
                         await WriteExpiryAsync(client, newId, s.ExpiresAt).ConfigureAwait(false);

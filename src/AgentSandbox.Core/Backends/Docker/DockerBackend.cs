@@ -38,6 +38,7 @@ namespace AgentSandbox.Backends.Docker
         public BackendInfo Describe()
         {
             var endpoint = Endpoint;
+            var (limits, notEnforced, diskWeaknesses) = DescribeLimits(endpoint.Client);
             return new BackendInfo
             {
                 Name = Name,
@@ -55,7 +56,9 @@ namespace AgentSandbox.Backends.Docker
                     "Without user-namespace remapping in the daemon, root inside is host uid 0 (with no capabilities and no_new_privs); commands run as uid 1000 unless -User says otherwise.",
                     "Whoever can reach the Docker daemon controls the host; the daemon is part of the attack surface.",
                     "-Network Host shares the host's network stack.",
-                },
+                }.Concat(diskWeaknesses).ToArray(),
+                Limits = limits,
+                LimitsNotEnforced = notEnforced,
                 Privilege = PrivilegeMode.UnprivilegedUser,
                 Weight = 30,
             };
@@ -131,6 +134,7 @@ namespace AgentSandbox.Backends.Docker
             string? containerId = null;
             try
             {
+                PlanDisk(client, sandbox);
                 return CallerThread.Run(progress, async relay =>
                 {
                     var fork = spec.FromCheckpoint == null ? null : await ForkBaseAsync(client, spec.FromCheckpoint, cancellation).ConfigureAwait(false);
@@ -146,6 +150,7 @@ namespace AgentSandbox.Backends.Docker
                     // waiting for it, and a container whose id never came back would be left behind.
                     var created = await client.Containers.CreateContainerAsync(parameters, CancellationToken.None).ConfigureAwait(false);
                     containerId = created.ID;
+                    await LimitInodesAsync(client, containerId, sandbox).ConfigureAwait(false);
                     cancellation.ThrowIfCancellationRequested();
                     try
                     {
@@ -173,6 +178,7 @@ namespace AgentSandbox.Backends.Docker
                 else if (e is OperationCanceledException || !(e is DockerApiException)) RemoveIfOwned(client, spec.Name, sandbox.Id);
                 DeleteDirectoryImport(client, sandbox);
                 if (e is OperationCanceledException) throw;
+                if (DiskRefusal(e, spec, Endpoint.Uri.ToString()) is SandboxException refused) throw refused;
                 if (DockerErrors.IsConflict(e))
                     throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                         $"A container named '{spec.Name}' already exists on the Docker daemon ({DockerErrors.Describe(e)}); choose another name.", spec.Name, e);
@@ -211,6 +217,7 @@ namespace AgentSandbox.Backends.Docker
                     MemorySwap = s.MemoryBytes ?? 0,
                     NanoCPUs = s.CpuCount.HasValue ? (long)(s.CpuCount.Value * 1e9) : 0,
                     Binds = binds,
+                    StorageOpt = StorageOptions(s),
                 },
             };
         }
