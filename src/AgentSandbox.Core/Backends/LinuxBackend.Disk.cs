@@ -43,6 +43,9 @@ namespace AgentSandbox.Backends
         private static string[] LimitsNotEnforced() =>
             DiskImage.Problem() is string problem ? new[] { "Disk: " + problem, "Inodes: " + problem } : new string[0];
 
+        private static string[] DiskWeaknesses() =>
+            DiskImage.Problem() is string problem ? new[] { $"-DiskSize is refused here ({problem}), so a sandbox's files can fill the host disk that holds the state directory." } : new string[0];
+
         /// <summary>
         /// Prepare, on the sandbox's own disk when it has one: the image is made and mounted at root/
         /// first, so the whole tree lands in it. Files that do not fit are DiskTooSmall.
@@ -54,7 +57,7 @@ namespace AgentSandbox.Backends
                 if (DiskImage.Problem() is string problem)
                     throw new SandboxException(ErrorIds.DiskLimitUnsupported, SandboxErrorKind.NotAvailable,
                         $"The {Name} backend cannot limit the disk of sandbox '{s.Name}' here: {problem}.", s.Name);
-                progress.Milestone($"Making a disk image of {Format(s.DiskSizeBytes!.Value)} for '{s.Name}'");
+                progress.Milestone($"Making a disk image of {DiskImage.Format(s.DiskSizeBytes!.Value)} for '{s.Name}'");
                 Native.MakeDirectory(RootOf(s), 0x1ed);
                 DiskImage.Create(DiskImageOf(s), s.DiskSizeBytes.Value);
                 DiskImage.Mount(DiskImageOf(s), RootOf(s));
@@ -149,7 +152,7 @@ namespace AgentSandbox.Backends
             }
             var free = DiskImage.Usage(RootOf(s)).FreeBytes;
             if (checkpoint.SizeBytes is long size && size > free)
-                throw DoesNotFit(s, $"checkpoint '{checkpoint}', {Format(size)}", null);
+                throw DoesNotFit(s, $"checkpoint '{checkpoint}', {DiskImage.Format(size)}", null);
             RootCopy.CopyRoot(from, RootOf(s), cancellation, intoExisting: true);
         }
 
@@ -171,7 +174,7 @@ namespace AgentSandbox.Backends
                 var dir = CheckpointDir(s.Id, checkpoint.Name);
                 using (ReadLock(dir, out _) ?? throw CheckpointGone(checkpoint))
                 {
-                    progress.Milestone($"Copying checkpoint '{checkpoint.Name}' onto a fresh disk of {Format(s.DiskSizeBytes!.Value)} while '{s.Name}' still runs");
+                    progress.Milestone($"Copying checkpoint '{checkpoint.Name}' onto a fresh disk of {DiskImage.Format(s.DiskSizeBytes!.Value)} while '{s.Name}' still runs");
                     progress.Progress("Restore", $"Copying checkpoint '{checkpoint.Name}'", -1);
                     DiskImage.Create(incoming, s.DiskSizeBytes.Value);
                     Native.MakeDirectory(staging, 0x1c0);
@@ -216,14 +219,9 @@ namespace AgentSandbox.Backends
 
         private static SandboxException DoesNotFit(Sandbox s, string what, Exception? inner) =>
             new SandboxException(ErrorIds.DiskTooSmall, SandboxErrorKind.InvalidArgument,
-                $"The files of sandbox '{s.Name}' ({what}) do not fit in its -DiskSize of {Format(s.DiskSizeBytes ?? 0)} " +
+                $"The files of sandbox '{s.Name}' ({what}) do not fit in its -DiskSize of {DiskImage.Format(s.DiskSizeBytes ?? 0)} " +
                 $"(its file system keeps about {DiskImage.OverheadPercent}% of that for its journal and inode tables). Give a larger -DiskSize.",
                 s.Name, inner);
-
-        internal static string Format(long bytes) =>
-            bytes >= 1L << 30 && bytes % (1L << 30) == 0 ? (bytes >> 30).ToString(CultureInfo.InvariantCulture) + " GB"
-            : bytes >= 1L << 20 && bytes % (1L << 20) == 0 ? (bytes >> 20).ToString(CultureInfo.InvariantCulture) + " MB"
-            : bytes.ToString(CultureInfo.InvariantCulture) + " bytes";
 
         private sealed class Undo : IDisposable
         {

@@ -60,7 +60,7 @@ namespace AgentSandbox.Backends
                 Reason = problems.Count == 0 ? null : string.Join("; ", problems),
                 Platform = "Linux",
                 Boundaries = Boundaries,
-                Weaknesses = Weaknesses,
+                Weaknesses = Weaknesses.Concat(DiskWeaknesses()).ToArray(),
                 Limits = EnforcedLimits(),
                 LimitsNotEnforced = LimitsNotEnforced(),
                 Privilege = Privilege,
