@@ -190,7 +190,9 @@ namespace AgentSandbox.Backends
                 if (wasRunning)
                 {
                     progress.Milestone($"Starting '{s.Name}' again");
-                    StartSandbox(s, progress);
+                    // Restored but refused to start (a mount source changed): stopped, with nothing left mounted.
+                    try { StartSandbox(s, progress); }
+                    catch (Exception) { try { StopSandbox(s, progress); } catch (Exception) { } throw; }
                 }
                 Store.Save(s);
             }
