@@ -133,7 +133,7 @@ namespace AgentSandbox
         public string ChooseBackend(SandboxSpec spec) => Choose(spec).Name;
 
         private ISandboxBackend Choose(SandboxSpec spec) =>
-            spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend);
+            RefuseUnenforcedDisk(spec, spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend));
 
         /// <summary>Auto: the lightest available backend whose claims meet the level. Named: refused when it falls short, unless forced.</summary>
         private ISandboxBackend ResolveForIsolation(string? name, IsolationLevel level, bool force)

@@ -283,6 +283,13 @@ Describe 'Docker without a size option' {
         @(& docker images -q) | Should -BeNullOrEmpty -Because 'the refusal comes before any image is imported'
     }
 
+    It '-WhatIf reports the same refusal' {
+        $made = New-AgentSandbox -Name (New-TestName) -Backend Docker -DiskSize 64MB -WhatIf -ErrorVariable failure -ErrorAction SilentlyContinue
+        $made | Should -BeNullOrEmpty
+        $failure[0].FullyQualifiedErrorId | Should -BeLike 'DiskLimitUnsupported,*'
+        $failure[0].CategoryInfo.Category | Should -Be 'NotInstalled'
+    }
+
     It 'without -DiskSize the daemon makes sandboxes as before, which claim no disk limit' {
         $name = New-TestName
         try {
