@@ -93,9 +93,9 @@ function Install-TestPrerequisites {
     }
 }
 
-# A private dockerd for the run when none answers; returns what Stop-TestDocker needs. Its data root is a
-# file system of its own on which the storage driver can limit a container's size (XFS with pquota, or
-# btrfs where the kernel has no XFS quotas), so that -DiskSize is tested for real.
+# A private dockerd for the run when none answers; returns what Stop-TestDocker needs. Its data root is
+# XFS mounted with pquota, where overlay2 limits a container's size, so that -DiskSize is tested for
+# real; a kernel without XFS quotas gets a plain data root (the disk tests then start a daemon of their own).
 function Start-TestDocker {
     if (-not $IsLinux -or -not (Get-Command dockerd -ErrorAction Ignore)) { return $null }
     $socket = '/var/run/docker.sock'
@@ -107,8 +107,15 @@ function Start-TestDocker {
     if ((Test-Path $socket) -and (Test-DockerAnswers)) { Write-Host 'Using the Docker daemon that is already running'; return $null }
     Write-Host 'Starting a private dockerd for the tests (no bridge, no iptables: sandboxes use network none)' -ForegroundColor Cyan
     Import-Module (Join-Path $root 'tests/PrivateDockerd.psm1') -Force
-    $daemon = Start-PrivateDockerd -Socket $socket -Work (Join-Path $out 'test-docker') -FileSystem Quota -ExecRoot '/var/run/docker' -PidFile '/var/run/docker.pid'
-    Write-Host "The private dockerd keeps its data root on a loop image with the $($daemon.Driver) driver ($($daemon.DataRoot))"
+    $where = @{ Socket = $socket; Work = (Join-Path $out 'test-docker'); ExecRoot = '/var/run/docker'; PidFile = '/var/run/docker.pid' }
+    try {
+        $daemon = Start-PrivateDockerd @where -FileSystem Xfs
+        Write-Host "The private dockerd keeps its data root on XFS with pquota ($($daemon.DataRoot)): overlay2 limits -DiskSize"
+    }
+    catch {
+        Write-Host "No XFS data root with pquota here ($_); the private dockerd uses a plain one"
+        $daemon = Start-PrivateDockerd @where -FileSystem Plain
+    }
     $daemon
 }
 

@@ -14,9 +14,14 @@ function Mount-DockerDataRoot {
     Makes a sparse image of the file system asked for and mounts it at $Mount. Returns the storage
     driver dockerd must use on it. Xfs is mounted with pquota (overlay2 limits a container's size
     there); Quota picks that when the kernel can, and btrfs (whose driver limits sizes through
-    qgroups) when it cannot: kernels without CONFIG_XFS_QUOTA refuse the pquota mount.
+    qgroups) when it cannot: kernels without CONFIG_XFS_QUOTA refuse the pquota mount. Plain is a
+    directory on the host's own file system, no image.
     #>
-    param([string] $Image, [string] $Mount, [ValidateSet('Quota', 'Xfs', 'Btrfs', 'Ext4')] [string] $FileSystem, [long] $Size)
+    param([string] $Image, [string] $Mount, [ValidateSet('Quota', 'Xfs', 'Btrfs', 'Ext4', 'Plain')] [string] $FileSystem, [long] $Size)
+    if ($FileSystem -eq 'Plain') {
+        $null = New-Item -ItemType Directory -Force -Path $Mount
+        return 'overlay2'
+    }
     $kinds = if ($FileSystem -eq 'Quota') { 'Xfs', 'Btrfs' } else { , $FileSystem }
     $problems = [Collections.Generic.List[string]]::new()
     foreach ($kind in $kinds) {
@@ -49,7 +54,7 @@ function Start-PrivateDockerd {
     param(
         [Parameter(Mandatory)] [string] $Socket,
         [Parameter(Mandatory)] [string] $Work,
-        [ValidateSet('Quota', 'Xfs', 'Btrfs', 'Ext4')] [string] $FileSystem = 'Quota',
+        [ValidateSet('Quota', 'Xfs', 'Btrfs', 'Ext4', 'Plain')] [string] $FileSystem = 'Quota',
         [string] $ExecRoot = "$Work/exec",
         [string] $PidFile = "$Work/dockerd.pid",
         [long] $Size = 20GB
@@ -80,25 +85,36 @@ function Start-PrivateDockerd {
 }
 
 function Stop-PrivateDockerd {
-    <# Stops the daemon (TERM, then KILL after 30 s), unmounts its data root and deletes what it made (its logs stay). #>
+    <#
+    Stops the daemon (TERM, then KILL after 30 s), unmounts its data root and deletes what it made
+    (its logs stay). The exec root, pid file and socket are touched only when the daemon was started.
+    #>
     param($Daemon)
     if (-not $Daemon) { return }
-    if ($Daemon.Process -and -not $Daemon.Process.HasExited) {
-        & kill -TERM $Daemon.Process.Id
-        if (-not $Daemon.Process.WaitForExit(30000)) { & kill -KILL $Daemon.Process.Id; $null = $Daemon.Process.WaitForExit(10000) }
+    $roots = @($Daemon.DataRoot)
+    if ($Daemon.Process) {
+        if (-not $Daemon.Process.HasExited) {
+            & kill -TERM $Daemon.Process.Id
+            if (-not $Daemon.Process.WaitForExit(30000)) { & kill -KILL $Daemon.Process.Id; $null = $Daemon.Process.WaitForExit(10000) }
+        }
+        $roots = @($Daemon.ExecRoot) + $roots
+    }
+    # Mounts the daemon made below its exec root and data root go first (lazily when busy), then the data root's own.
+    foreach ($root in $roots) {
+        $below = @(Get-Content /proc/self/mountinfo | ForEach-Object { ($_ -split ' ')[4] } | Where-Object { $_ -eq $root -or $_.StartsWith("$root/") } | Sort-Object Length -Descending)
+        foreach ($m in $below) { & umount $m 2>$null; if ($LASTEXITCODE -ne 0) { & umount -l $m 2>$null } }
     }
     if (Test-Path $Daemon.DataRoot) {
-        # Mounts the daemon made below its data root and exec root go first (lazily when busy).
-        foreach ($root in $Daemon.ExecRoot, $Daemon.DataRoot) {
-            $below = @(Get-Content /proc/self/mountinfo | ForEach-Object { ($_ -split ' ')[4] } | Where-Object { $_ -eq $root -or $_.StartsWith("$root/") } | Sort-Object Length -Descending)
-            foreach ($m in $below) { & umount $m 2>$null; if ($LASTEXITCODE -ne 0) { & umount -l $m 2>$null } }
-        }
-        # Not recursive: a data root still mounted keeps its files, whatever failed above.
-        Remove-Item $Daemon.DataRoot -Force -ErrorAction Ignore
+        # A data root of its own file system goes only once unmounted (not recursive: one still
+        # mounted keeps its files, whatever failed above); a plain one is the daemon's files.
+        $plain = -not (Test-Path $Daemon.Image) -and @(Get-Content /proc/self/mountinfo | Where-Object { ($_ -split ' ')[4] -eq $Daemon.DataRoot }).Count -eq 0
+        Remove-Item $Daemon.DataRoot -Force -Recurse:$plain -ErrorAction Ignore
     }
-    Remove-Item $Daemon.Image, $Daemon.PidFile -Force -ErrorAction Ignore
-    Remove-Item $Daemon.ExecRoot -Force -Recurse -ErrorAction Ignore
-    Remove-Item $Daemon.Socket -Force -ErrorAction Ignore
+    Remove-Item $Daemon.Image -Force -ErrorAction Ignore
+    if ($Daemon.Process) {
+        Remove-Item $Daemon.PidFile, $Daemon.Socket -Force -ErrorAction Ignore
+        Remove-Item $Daemon.ExecRoot -Force -Recurse -ErrorAction Ignore
+    }
 }
 
 Export-ModuleMember -Function Start-PrivateDockerd, Stop-PrivateDockerd, Test-PrivateDockerdAnswers
