@@ -72,6 +72,11 @@ function Install-TestPrerequisites {
         'ip'             = 'iproute2'
         'dockerd'        = 'docker.io'
         'docker-registry' = 'docker-registry'
+        # Disk limits: images for Chroot and Nspawn, and the private dockerd's data root (XFS with pquota, or btrfs).
+        'mkfs.ext4'      = 'e2fsprogs'
+        'mkfs.xfs'       = 'xfsprogs'
+        'xfs_quota'      = 'xfsprogs'
+        'mkfs.btrfs'     = 'btrfs-progs'
     }
     $missing = @($needed.Keys | Where-Object { -not (Get-Command $_ -CommandType Application -ErrorAction Ignore) } |
         ForEach-Object { $needed[$_] } | Select-Object -Unique)
@@ -88,7 +93,9 @@ function Install-TestPrerequisites {
     }
 }
 
-# A private dockerd for the run when none answers; returns its process so it can be stopped afterwards.
+# A private dockerd for the run when none answers; returns what Stop-TestDocker needs. Its data root is
+# XFS mounted with pquota, where overlay2 limits a container's size, so that -DiskSize is tested for
+# real; a kernel without XFS quotas gets a plain data root (the disk tests then start a daemon of their own).
 function Start-TestDocker {
     if (-not $IsLinux -or -not (Get-Command dockerd -ErrorAction Ignore)) { return $null }
     $socket = '/var/run/docker.sock'
@@ -99,17 +106,15 @@ function Start-TestDocker {
     }
     if ((Test-Path $socket) -and (Test-DockerAnswers)) { Write-Host 'Using the Docker daemon that is already running'; return $null }
     Write-Host 'Starting a private dockerd for the tests (no bridge, no iptables: sandboxes use network none)' -ForegroundColor Cyan
-    New-Item -ItemType Directory -Force -Path (Join-Path $out 'test-results') | Out-Null
-    $log = Join-Path $out 'test-results/dockerd.log'
-    $daemon = Start-Process dockerd -ArgumentList '--bridge=none', '--iptables=false', '--ip6tables=false', "--host=unix://$socket" `
-        -RedirectStandardOutput $log -RedirectStandardError "$log.err" -PassThru
-    $deadline = [DateTime]::UtcNow.AddSeconds(60)
-    while (-not (Test-DockerAnswers)) {
-        if ($daemon.HasExited -or [DateTime]::UtcNow -gt $deadline) {
-            Get-Content "$log.err" -Tail 20 -ErrorAction Ignore | Write-Warning
-            throw 'dockerd did not start; see the lines above'
-        }
-        Start-Sleep -Milliseconds 200
+    Import-Module (Join-Path $root 'tests/PrivateDockerd.psm1') -Force
+    $where = @{ Socket = $socket; Work = (Join-Path $out 'test-docker'); ExecRoot = '/var/run/docker'; PidFile = '/var/run/docker.pid' }
+    try {
+        $daemon = Start-PrivateDockerd @where -FileSystem Xfs
+        Write-Host "The private dockerd keeps its data root on XFS with pquota ($($daemon.DataRoot)): overlay2 limits -DiskSize"
+    }
+    catch {
+        Write-Host "No XFS data root with pquota here ($_); the private dockerd uses a plain one"
+        $daemon = Start-PrivateDockerd @where -FileSystem Plain
     }
     $daemon
 }
@@ -120,10 +125,9 @@ function Test-DockerAnswers {
 }
 
 function Stop-TestDocker($Daemon) {
-    if (-not $Daemon -or $Daemon.HasExited) { return }
-    Write-Host "Stopping the private dockerd (pid $($Daemon.Id))"
-    & kill -TERM $Daemon.Id
-    if (-not $Daemon.WaitForExit(30000)) { & kill -KILL $Daemon.Id }
+    if (-not $Daemon) { return }
+    Write-Host "Stopping the private dockerd (pid $($Daemon.Process.Id)) and unmounting its data root"
+    Stop-PrivateDockerd $Daemon
 }
 
 function Invoke-ReportScript([string] $Script, [string] $OutFile) {

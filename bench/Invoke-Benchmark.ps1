@@ -16,7 +16,9 @@ param(
     [string[]] $Backend = @('Chroot', 'Nspawn', 'Docker'),
     [string[]] $Measure = @('Exec', 'Lifecycle', 'Parallel', 'Memory', 'Import'),
     [string[]] $ParallelCount = @('16', '64'),
-    [ValidateRange(1, 256)] [int] $IdleCount = 8
+    [ValidateRange(1, 256)] [int] $IdleCount = 8,
+    # Makes the module's sandboxes with -DiskSize (bytes) to measure what a disk costs; 0: none.
+    [long] $DiskSize = 0
 )
 
 $ErrorActionPreference = 'Stop'
@@ -37,6 +39,7 @@ $Bench = [pscustomobject]@{
     ModulePath  = $ModulePath
     Repetitions = $Repetitions
     IdleCount   = $IdleCount
+    DiskSize    = $DiskSize
     Prefix      = "bench-$PID"
     StateRoot   = if ($env:AGENTSANDBOX_HOME) { $env:AGENTSANDBOX_HOME } else { '/var/lib/agentsandbox' }
     Work        = Join-Path ([IO.Path]::GetTempPath()) "agentsandbox-bench-$PID"

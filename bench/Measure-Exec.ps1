@@ -7,8 +7,10 @@ function New-FloorCommand { New-RawCommand unshare @('--fork', '--pid', '--mount
 
 function ModuleImageArgs([string] $Backend) {
     # Docker runs the image the raw docker commands run; Chroot and Nspawn use their default root, derived
-    # from the host, which is what New-AgentSandbox makes without -Image.
-    if ($Backend -eq 'Docker') { @{ Image = $Bench.Image } } else { @{} }
+    # from the host, which is what New-AgentSandbox makes without -Image. -DiskSize when the run asks for it.
+    $extra = if ($Backend -eq 'Docker') { @{ Image = $Bench.Image } } else { @{} }
+    if ($Bench.DiskSize -gt 0) { $extra.DiskSize = $Bench.DiskSize }
+    $extra
 }
 
 function Measure-WarmExec([string] $Backend) {

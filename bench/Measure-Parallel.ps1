@@ -108,6 +108,10 @@ function Find-Leftovers([string] $Backend, [string] $Prefix, [string[]] $Volumes
     foreach ($d in @(Get-Item "$($Bench.StateRoot)/sandboxes/$Prefix-*" -ErrorAction Ignore)) { "state directory $($d.FullName)" }
     foreach ($d in @(Get-Item "/sys/fs/cgroup/agentsandbox/$Prefix-*", "/sys/fs/cgroup/*/agentsandbox/$Prefix-*" -ErrorAction Ignore)) { "cgroup $($d.FullName)" }
     foreach ($m in @(Get-Content /proc/self/mountinfo | Where-Object { $_ -like "*/sandboxes/$Prefix-*" })) { "mount $(($m -split ' ')[4])" }
+    foreach ($loop in @(Get-ChildItem /sys/block -Directory -Filter 'loop*' -ErrorAction Ignore)) {
+        $backing = try { [IO.File]::ReadAllText("$($loop.FullName)/loop/backing_file").Trim() } catch { '' }
+        if ($backing -like "*/sandboxes/$Prefix-*" -or $backing -like "*/sandboxes/.$Prefix-*") { "loop device /dev/$($loop.Name) ($backing)" }
+    }
     foreach ($p in @(Get-ChildItem /proc -Directory -ErrorAction Ignore | Where-Object Name -match '^\d+$')) {
         try { $cmd = [IO.File]::ReadAllText("$($p.FullName)/cmdline") } catch { continue }
         if ($cmd.Contains("/sandboxes/$Prefix-")) { "process $($p.Name): $($cmd.Replace([char]0, ' ').Trim())" }

@@ -20,7 +20,8 @@ function Get-MachineLine {
     # stat -f names ext4 "ext2/ext3"; findmnt names the mounted type.
     $fs = (& findmnt -n -o FSTYPE -T $Bench.StateRoot 2>$null | Select-Object -First 1)
     if (-not $fs) { $fs = (& stat -f -c %T $Bench.StateRoot 2>$null) }
-    "$([Environment]::ProcessorCount) cores ($cpu), $memGiB GiB, $os, Linux $(uname -r), $cg, state on $fs, systemd $nspawn, Docker Engine $(if ($docker) { $docker } else { 'none' }), PowerShell $($PSVersionTable.PSVersion)"
+    $disk = if ($Bench.DiskSize -gt 0) { ", module sandboxes made with -DiskSize $($Bench.DiskSize / 1MB)MB" } else { '' }
+    "$([Environment]::ProcessorCount) cores ($cpu), $memGiB GiB, $os, Linux $(uname -r), $cg, state on $fs, systemd $nspawn, Docker Engine $(if ($docker) { $docker } else { 'none' }), PowerShell $($PSVersionTable.PSVersion)$disk"
 }
 
 function Get-ReportLines {

@@ -3,7 +3,7 @@
 Runs Test-AgentSandbox -Attempt on every available Linux backend and writes docs/isolation.md.
 .DESCRIPTION
 For Chroot, Nspawn and Docker (those available here) it creates a sandbox with -Memory 128MB
--ProcessLimit 64 -CpuCount 0.5 and a read-only and a writable -Mount, runs the escape battery, removes the
+-ProcessLimit 64 -CpuCount 0.5, -DiskSize 64MB where the backend can limit disk here, and a read-only and a writable -Mount, runs the escape battery, removes the
 sandbox, and writes a markdown report: one row per attempt, one column per backend, then a verdict
 table per backend, the evidence of every attempt that got through and the reason for every one
 that could not be made. Run as root.
@@ -29,7 +29,9 @@ foreach ($backend in 'Chroot', 'Nspawn', 'Docker') {
     try {
         foreach ($d in $ro, $rw) { $null = New-Item -ItemType Directory -Path $d; chmod 0777 $d }
         Write-Host "Testing $backend ($name)"
-        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory 128MB -ProcessLimit 64 -CpuCount 0.5 -Mount "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw"
+        # A disk where the backend can limit one here (a Docker daemon's storage may not): limits-disk and limits-inodes need it.
+        $disk = if ($info.Limits -contains 'Disk') { @{ DiskSize = 64MB } } else { Write-Warning "$backend cannot limit disk here: $($info.LimitsNotEnforced -join '; ')"; @{} }
+        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory 128MB -ProcessLimit 64 -CpuCount 0.5 @disk -Mount "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw"
         $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorAction Continue)
         $verdicts = @(Test-AgentSandbox -InputObject $sb -ErrorAction SilentlyContinue)
         $results[$backend] = @{ Attempts = $attempts; Verdicts = $verdicts; Sandbox = $sb }
@@ -52,6 +54,8 @@ $os = if (Test-Path /etc/os-release) {
 } else { 'unknown' }
 $dockerVersion = try { (& docker version --format '{{.Server.Version}}' 2>$null) } catch { $null }
 if (-not $dockerVersion) { $dockerVersion = 'not available' }
+# The storage driver decides what -DiskSize limits on Docker.
+elseif ($driver = try { (& docker info --format '{{.Driver}}' 2>$null) } catch { $null }) { $dockerVersion += ", $driver storage driver" }
 
 $md = [Text.StringBuilder]::new()
 function Add([string] $Line = '') { $null = $md.AppendLine($Line) }
@@ -70,7 +74,10 @@ Add "| Docker | $(Escape-Cell $dockerVersion) |"
 Add
 Add '## How to read this'
 Add
-Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64 -CpuCount 0.5`, the default network (None), a read-only `-Mount` of a host folder ' +
+$withDisk = @($results.Keys | Where-Object { $results[$_].Sandbox.DiskSizeBytes })
+$withoutDisk = @($results.Keys | Where-Object { -not $results[$_].Sandbox.DiskSizeBytes })
+$diskNote = if ($withoutDisk.Count -eq 0) { '`-DiskSize 64MB`' } else { "``-DiskSize 64MB`` where the backend can limit disk here ($($withDisk -join ', '); not $($withoutDisk -join ', '), whose limits-disk and limits-inodes are therefore inconclusive)" }
+Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64 -CpuCount 0.5`, ' + $diskNote + ', the default network (None), a read-only `-Mount` of a host folder ' +
     'at /workspace/ro and a writable one at /workspace/rw, and `Test-AgentSandbox -Attempt` ' +
     'made every escape attempt of its battery inside it. Attempts about what root can do ran as root where the sandbox allows root ' +
     '(all three do here); the others ran as the sandbox''s default user. A backend only **claims** some boundaries ' +

@@ -98,5 +98,7 @@ namespace AgentSandbox
         public const string RootOnWritableMount = "RootOnWritableMount";
         /// <summary>-DiskSize on a backend (or Docker daemon) that cannot enforce it.</summary>
         public const string DiskLimitUnsupported = "DiskLimitUnsupported";
+        /// <summary>The files a sandbox starts with (a fork's checkpoint, an -Image) do not fit in its -DiskSize.</summary>
+        public const string DiskTooSmall = "DiskTooSmall";
     }
 }

@@ -21,6 +21,8 @@ namespace AgentSandbox
     {
         public const string AutoBackend = "Auto";
         public const int MaxNameLength = 63;
+        /// <summary>The smallest -DiskSize: a 16 MB ext4 image holds about 10 MB of files once its journal and inode tables are made.</summary>
+        public const long MinimumDiskSize = 16L * 1024 * 1024;
         private static readonly Regex NamePattern = new Regex(@"\A[A-Za-z0-9][A-Za-z0-9_.-]*\z", RegexOptions.CultureInvariant);
 
         private readonly List<ISandboxBackend> _backends;
@@ -131,7 +133,7 @@ namespace AgentSandbox
         public string ChooseBackend(SandboxSpec spec) => Choose(spec).Name;
 
         private ISandboxBackend Choose(SandboxSpec spec) =>
-            spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend);
+            RefuseUnenforcedDisk(spec, spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend));
 
         /// <summary>Auto: the lightest available backend whose claims meet the level. Named: refused when it falls short, unless forced.</summary>
         private ISandboxBackend ResolveForIsolation(string? name, IsolationLevel level, bool force)
@@ -170,14 +172,14 @@ namespace AgentSandbox
 
         /// <summary>
         /// The boundaries a sandbox claims with its own settings: no network claim with -Network Host, no
-        /// limits claim without limits, no privilege claim where -Force accepted root inside as host root
-        /// on a writable -Mount (Docker without user-namespace remapping).
+        /// limits claim without any limit (-DiskSize counts), no privilege claim where -Force accepted root
+        /// inside as host root on a writable -Mount (Docker without user-namespace remapping).
         /// </summary>
         public IReadOnlyList<SandboxBoundary> ClaimsFor(Sandbox sandbox)
         {
             var claims = Backend(sandbox.Backend).Describe().Boundaries.ToList();
             if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
-            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null) claims.Remove(SandboxBoundary.Limits);
+            if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null && sandbox.DiskSizeBytes == null) claims.Remove(SandboxBoundary.Limits);
             if (sandbox.Data(DockerBackend.RootOnWritableMountsKey) == "accepted") claims.Remove(SandboxBoundary.Privilege);
             return claims;
         }
@@ -224,6 +226,8 @@ namespace AgentSandbox
                 throw Invalid(ErrorIds.InvalidLimit, $"-CpuCount {c} must be above 0.", c.ToString());
             if (spec.ProcessLimit is int p && p < 8)
                 throw Invalid(ErrorIds.InvalidLimit, $"-ProcessLimit {p} is too small for a shell and its helpers: give at least 8.", p.ToString());
+            if (spec.DiskSizeBytes is long d && d < MinimumDiskSize)
+                throw Invalid(ErrorIds.InvalidLimit, $"-DiskSize {d} is too small for a sandbox's files and its file system's own bookkeeping: give at least 16MB.", d.ToString());
             if (!spec.WorkingDirectory.StartsWith("/"))
                 throw Invalid(ErrorIds.InvalidPath, $"-WorkingDirectory '{spec.WorkingDirectory}' must be an absolute path inside the sandbox.", spec.WorkingDirectory);
             // Paths must exist; anything else is an image reference, which only some backends take.

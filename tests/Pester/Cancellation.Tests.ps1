@@ -75,37 +75,49 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
 }
 
 Describe 'Stopping New-AgentSandbox (Ctrl+C) on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
-    BeforeAll { $names = 0, 25, 50, 75, 100, 150, 200 | ForEach-Object { @{ Delay = $_; Name = New-TestName } } }
-    AfterAll { Remove-TestSandbox $names.Name }
+    BeforeAll {
+        $names = 0, 25, 50, 75, 100, 150, 200 | ForEach-Object { @{ Delay = $_; Name = New-TestName } }
+        $diskNames = 0, 25, 50, 75, 100, 150, 200 | ForEach-Object { @{ Delay = $_; Name = New-TestName -Tag 'disk' } }
+
+        function Test-StoppedCreate([object[]] $Cases, [string] $Options) {
+            <# Stops a create after each case's delay; returns how many were stopped before they finished. #>
+            $stopped = 0
+            foreach ($case in $Cases) {
+                $ps = [PowerShell]::Create()
+                try {
+                    $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; New-AgentSandbox -Name '$($case.Name)' -Backend $Backend $Options")
+                    $output = [System.Management.Automation.PSDataCollection[psobject]]::new()
+                    $null = $ps.BeginInvoke([System.Management.Automation.PSDataCollection[psobject]]$null, $output)
+                    Start-Sleep -Milliseconds $case.Delay
+                    # Stop() returns once the pipeline has ended: the create has finished or been undone.
+                    $ps.Stop()
+                    $state = $ps.InvocationStateInfo.State
+                }
+                finally { $ps.Dispose() }
+                # A stop that came after the sandbox was written out ends a pipeline that has already handed it over.
+                if ($state -eq 'Stopped' -and $output.Count -eq 0) {
+                    $stopped++
+                    @(Get-AgentSandbox "$($case.Name)*").Count | Should -Be 0 -Because "stopped after $($case.Delay) ms"
+                    Get-SandboxLeftovers -Name $case.Name | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
+                    Get-HostPidsByMarker -Marker "sandboxes/$($case.Name)/" | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
+                }
+                else {
+                    (Get-AgentSandbox -Name $case.Name).State | Should -Be 'Running' -Because "the create finished within $($case.Delay) ms"
+                    @($output).Name | Should -Be $case.Name -Because 'a sandbox that stays was handed to the caller'
+                }
+            }
+            $stopped
+        }
+    }
+    AfterAll { Remove-TestSandbox ($names.Name + $diskNames.Name) }
     BeforeEach { Assert-BackendOrSkip $Backend }
 
     It 'leaves nothing behind, whenever it comes; a create it came too late for leaves a running sandbox' {
-        $stopped = 0
-        foreach ($case in $names) {
-            $ps = [PowerShell]::Create()
-            try {
-                $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; New-AgentSandbox -Name '$($case.Name)' -Backend $Backend -Memory 64MB")
-                $output = [System.Management.Automation.PSDataCollection[psobject]]::new()
-                $null = $ps.BeginInvoke([System.Management.Automation.PSDataCollection[psobject]]$null, $output)
-                Start-Sleep -Milliseconds $case.Delay
-                # Stop() returns once the pipeline has ended: the create has finished or been undone.
-                $ps.Stop()
-                $state = $ps.InvocationStateInfo.State
-            }
-            finally { $ps.Dispose() }
-            # A stop that came after the sandbox was written out ends a pipeline that has already handed it over.
-            if ($state -eq 'Stopped' -and $output.Count -eq 0) {
-                $stopped++
-                @(Get-AgentSandbox "$($case.Name)*").Count | Should -Be 0 -Because "stopped after $($case.Delay) ms"
-                Get-SandboxLeftovers -Name $case.Name | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
-                Get-HostPidsByMarker -Marker "sandboxes/$($case.Name)/" | Should -BeNullOrEmpty -Because "stopped after $($case.Delay) ms"
-            }
-            else {
-                (Get-AgentSandbox -Name $case.Name).State | Should -Be 'Running' -Because "the create finished within $($case.Delay) ms"
-                @($output).Name | Should -Be $case.Name -Because 'a sandbox that stays was handed to the caller'
-            }
-        }
-        $stopped | Should -BeGreaterThan 0
+        Test-StoppedCreate $names '-Memory 64MB' | Should -BeGreaterThan 0
+    }
+
+    It 'leaves no disk image, mount or loop device behind either, with -DiskSize' {
+        Test-StoppedCreate $diskNames '-Memory 64MB -DiskSize 64MB' | Should -BeGreaterThan 0
     }
 
     It 'keeps the sandbox when the pipeline ends because it has what it wanted (Select-Object -First)' {

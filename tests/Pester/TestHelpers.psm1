@@ -46,6 +46,37 @@ function Assert-BackendOrSkip {
     Skip-UnlessCI "backend $Backend is not available: $($info.Reason)"
 }
 
+function Test-DiskLimit {
+    <# Whether the backend enforces -DiskSize here (for Docker: whether its daemon's storage can). #>
+    param([Parameter(Mandatory)] [string] $Backend)
+    $info = Get-AgentSandboxBackend -Name $Backend
+    [bool]($info -and $info.Available -and $info.Limits -contains [AgentSandbox.SandboxLimit]::Disk)
+}
+
+function Assert-DiskLimitOrSkip {
+    <#
+    Call after Assert-BackendOrSkip in tests that need -DiskSize enforced: skipped with the backend's
+    reason where it cannot limit disk here (a Docker daemon whose storage has no size option), except
+    on CI, where it fails.
+    #>
+    param([Parameter(Mandatory)] [string] $Backend)
+    if (Test-DiskLimit $Backend) { return }
+    $why = @((Get-AgentSandboxBackend -Name $Backend).LimitsNotEnforced | Where-Object { $_ -like 'Disk:*' }) -join '; '
+    Skip-UnlessCI "backend $Backend cannot limit disk here: $why"
+}
+
+function Get-LoopDevicesOf {
+    <#
+    Loop devices whose backing file is, or was (deleted, or in a directory renamed away for deletion),
+    inside the sandbox's state directory. Returns "device (backing file)" lines.
+    #>
+    param([Parameter(Mandatory)] [string] $Name)
+    @(Get-ChildItem /sys/block -Directory -Filter 'loop*' -ErrorAction Ignore | ForEach-Object {
+            $backing = try { [IO.File]::ReadAllText("$($_.FullName)/loop/backing_file").Trim() } catch { '' }
+            if ($backing -like "$script:StateRoot/$Name/*" -or $backing -like "$script:StateRoot/.$Name.*") { "/dev/$($_.Name) ($backing)" }
+        })
+}
+
 function Skip-UnlessCI {
     <# Skips the current test with the reason, except on CI ($env:CI -eq 'true') where it fails: CI may skip no backend test. #>
     param([Parameter(Mandatory)] [string] $Because)
@@ -155,7 +186,8 @@ function Get-MountsUnder {
 function Get-SandboxLeftovers {
     <#
     What a removed (or never made) sandbox must not leave: its state directory, a cgroup directory
-    in any hierarchy, mounts under its directory, processes and the /run directory of its nspawn machine.
+    in any hierarchy, mounts under its directory, a loop device on its disk image, processes and the
+    /run directory of its nspawn machine.
     Returns descriptions.
     #>
     param([Parameter(Mandatory)] [string] $Name, [string] $Id, [string[]] $Volume = @())
@@ -168,6 +200,7 @@ function Get-SandboxLeftovers {
         }
     }
     foreach ($m in Get-MountsUnder -Path $dir) { $left.Add("mount $m") }
+    foreach ($loop in Get-LoopDevicesOf -Name $Name) { $left.Add("loop device $loop") }
     if ($Id) {
         foreach ($p in Get-HostPidsByMarker -Marker "agentsandbox-$Id") { $left.Add("process $p") }
         # What systemd-nspawn makes for a container outside the sandbox's directory.

@@ -75,6 +75,7 @@ namespace AgentSandbox.Backends
                 };
                 progress.Milestone($"Copying the files of '{s.Name}' into checkpoint '{name}'" + (IsRunning(s) ? " (its processes are held still meanwhile)" : ""));
                 progress.Progress("Checkpoint", $"Copying the files of '{s.Name}'", -1);
+                using (DiskMountedWhileStopped(s))
                 using (IsRunning(s) ? CgroupOf(s).Freeze() : null)
                     RootCopy.CopyRoot(RootOf(s), CheckpointRoot(dir), cancellation);
                 checkpoint.SizeBytes = RootCopy.SizeOf(CheckpointRoot(dir));
@@ -130,6 +131,12 @@ namespace AgentSandbox.Backends
             using var held = Store.Lock(sandbox.Name);
             var s = Reload(sandbox);
             if (s.State == SandboxState.Missing) throw Missing(s);
+            // A disk's root is a mount point, which cannot be renamed: its image is swapped instead.
+            if (HasDisk(s))
+            {
+                RestoreOnDisk(s, checkpoint, progress, cancellation);
+                return;
+            }
             var root = RootOf(s);
             var incoming = root + ".restore";
             var outgoing = root + ".old";
@@ -245,7 +252,7 @@ namespace AgentSandbox.Backends
             using (ReadLock(dir, out _) ?? throw CheckpointGone(checkpoint))
             {
                 progress.Milestone($"Copying checkpoint '{checkpoint}' into the new root");
-                RootCopy.CopyRoot(CheckpointRoot(dir), RootOf(s), cancellation);
+                CopyForkFiles(s, checkpoint, CheckpointRoot(dir), cancellation);
             }
             if (checkpoint.Source.Data("binds") is string binds) s.BackendData["binds"] = binds;
             // Host uids are per sandbox (no user namespace): what the source's agent owned becomes the fork's.

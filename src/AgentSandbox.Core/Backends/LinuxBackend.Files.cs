@@ -17,6 +17,7 @@ namespace AgentSandbox.Backends
             var s = Reload(sandbox);
             if (s.State == SandboxState.Missing) throw Missing(s);
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
+            using var disk = HoldFilesForCopy(s);
             return CopyRunner.Guard(s, () =>
             {
                 var handles = new List<System.IDisposable>();
@@ -43,6 +44,7 @@ namespace AgentSandbox.Backends
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
             if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");
             var display = SandboxPath.Join(parts);
+            using var disk = HoldFilesForCopy(s);
             return CopyRunner.Guard(s, () =>
             {
                 var handles = new List<System.IDisposable>();

@@ -60,7 +60,9 @@ namespace AgentSandbox.Backends
                 Reason = problems.Count == 0 ? null : string.Join("; ", problems),
                 Platform = "Linux",
                 Boundaries = Boundaries,
-                Weaknesses = Weaknesses,
+                Weaknesses = Weaknesses.Concat(DiskWeaknesses()).ToArray(),
+                Limits = EnforcedLimits(),
+                LimitsNotEnforced = LimitsNotEnforced(),
                 Privilege = Privilege,
                 Weight = Weight,
             };
@@ -112,7 +114,7 @@ namespace AgentSandbox.Backends
             // No record: still being made, being removed by another process, or abandoned by a maker that died.
             if (s == null) return ClaimsOrphans && Store.IsAbandoned(name) ? Orphan(name) : null;
             if (s.Backend != Name) return null;
-            s.State = !Directory.Exists(RootOf(s)) ? (!mayBeInProgress || Store.IsAbandoned(name) ? SandboxState.Missing : SandboxState.Stopped)
+            s.State = !FilesExist(s) ? (!mayBeInProgress || Store.IsAbandoned(name) ? SandboxState.Missing : SandboxState.Stopped)
                 : s.IsExpired(DateTime.UtcNow) ? SandboxState.Expired
                 : IsRunning(s) ? SandboxState.Running : SandboxState.Stopped;
             return s;
@@ -149,11 +151,11 @@ namespace AgentSandbox.Backends
             {
                 // Saved first, so a maker that dies half-way leaves a record that Remove can clean.
                 Store.Save(s);
-                Prepare(s, spec, progress, cancellation);
+                PrepareOnDisk(s, spec, progress, cancellation);
                 Store.Save(s);
                 cancellation.ThrowIfCancellationRequested();
                 progress.Milestone($"Starting sandbox '{s.Name}'");
-                StartCore(s, progress);
+                StartSandbox(s, progress);
                 Store.Save(s);
                 // Stopped while it started: a sandbox nobody will receive is undone too.
                 cancellation.ThrowIfCancellationRequested();
@@ -163,7 +165,7 @@ namespace AgentSandbox.Backends
             catch (Exception e)
             {
                 progress.Milestone($"Creating '{s.Name}' failed; undoing what was made");
-                try { StopCore(s, progress); Store.Delete(s.Name); }
+                try { StopSandbox(s, progress); Store.Delete(s.Name); }
                 catch (Exception cleanup)
                 {
                     throw Wrap(e, $"and cleaning up failed too ({cleanup.Message}); Remove-AgentSandbox '{s.Name}' -Force retries it", s.Name);
@@ -191,13 +193,13 @@ namespace AgentSandbox.Backends
             if (IsRunning(s)) return;
             try
             {
-                StartCore(s, progress);
+                StartSandbox(s, progress);
                 Store.Save(s);
             }
             catch (Exception e)
             {
                 // A start refused half-way (a mount source that changed) undoes what it had mounted too.
-                try { StopCore(s, progress); } catch (Exception) { }
+                try { StopSandbox(s, progress); } catch (Exception) { }
                 if (e is SandboxException) throw;
                 throw new SandboxException(ErrorIds.SandboxStartFailed, SandboxErrorKind.Failed,
                     $"Could not start sandbox '{s.Name}': {e.Message}", s.Name, e);
@@ -211,7 +213,7 @@ namespace AgentSandbox.Backends
             var s = Reload(sandbox);
             try
             {
-                StopCore(s, progress);
+                StopSandbox(s, progress);
                 Store.Save(s);
             }
             catch (Exception e) when (!(e is SandboxException))
@@ -233,7 +235,7 @@ namespace AgentSandbox.Backends
                 s.Location ??= Store.DirectoryOf(s.Name);
                 try
                 {
-                    StopCore(s, progress);
+                    StopSandbox(s, progress);
                     progress.Milestone($"Deleting the files of '{s.Name}'");
                     Store.Delete(s.Name);
                     RemoveCheckpointsOf(s, progress);

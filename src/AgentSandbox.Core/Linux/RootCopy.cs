@@ -17,14 +17,18 @@ namespace AgentSandbox.Linux
         private const string CopyScript =
             "mount --bind -- \"$1\" \"$2\" && exec cp -a --reflink=auto --one-file-system -- \"$2/.\" \"$3\"";
 
-        /// <summary>Copies every file of <paramref name="source"/> (owners, modes, times, links, hard links) into a new <paramref name="destination"/>.</summary>
-        public static void CopyRoot(string source, string destination, CancellationToken cancellation)
+        /// <summary>
+        /// Copies every file of <paramref name="source"/> (owners, modes, times, links, hard links) into a new
+        /// <paramref name="destination"/>, or, <paramref name="intoExisting"/>, into the empty root of a
+        /// mounted disk, which the caller discards when the copy fails.
+        /// </summary>
+        public static void CopyRoot(string source, string destination, CancellationToken cancellation, bool intoExisting = false)
         {
-            if (Directory.Exists(destination) || File.Exists(destination))
+            if (!intoExisting && (Directory.Exists(destination) || File.Exists(destination)))
                 throw new IOException($"{destination} already exists");
             var view = destination + ".view";
             Directory.CreateDirectory(view);
-            Native.MakeDirectory(destination, 0x1ed);
+            if (!intoExisting) Native.MakeDirectory(destination, 0x1ed);
             try
             {
                 var argv = new List<string>
@@ -42,7 +46,7 @@ namespace AgentSandbox.Linux
             }
             catch
             {
-                FileTree.TryDeleteTree(destination);
+                if (!intoExisting) FileTree.TryDeleteTree(destination);
                 throw;
             }
             finally

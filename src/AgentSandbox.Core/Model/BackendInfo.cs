@@ -14,6 +14,10 @@ namespace AgentSandbox
         public SandboxBoundary[] Boundaries { get; set; } = new SandboxBoundary[0];
         /// <summary>How untrusted commands are kept from host root on this host.</summary>
         public PrivilegeMode Privilege { get; set; }
+        /// <summary>The resource limits this backend enforces here; the Limits boundary holds only these.</summary>
+        public SandboxLimit[] Limits { get; set; } = new SandboxLimit[0];
+        /// <summary>Each limit it does not enforce here, and why ("Disk: ...").</summary>
+        public string[] LimitsNotEnforced { get; set; } = new string[0];
         /// <summary>Known weaknesses, stated plainly.</summary>
         public string[] Weaknesses { get; set; } = new string[0];
         /// <summary>The highest isolation level the claims reach (Filesystem, Process, Kernel), or null.</summary>

@@ -33,6 +33,21 @@ namespace AgentSandbox
         Limits,
     }
 
+    /// <summary>The resource limits a backend can enforce, each set by a New-AgentSandbox parameter.</summary>
+    public enum SandboxLimit
+    {
+        /// <summary>-Memory (swap included).</summary>
+        Memory,
+        /// <summary>-CpuCount.</summary>
+        Cpu,
+        /// <summary>-ProcessLimit.</summary>
+        Processes,
+        /// <summary>-DiskSize: the host disk the sandbox's files may take.</summary>
+        Disk,
+        /// <summary>A count of files, directories and links in proportion to -DiskSize.</summary>
+        Inodes,
+    }
+
     /// <summary>How a sandbox keeps untrusted commands away from host root.</summary>
     public enum PrivilegeMode
     {

@@ -36,6 +36,12 @@ namespace AgentSandbox
         /// <summary>The checkpoint ("sandbox/checkpoint") this sandbox was forked from; null when made from an image.</summary>
         [DataMember(Order = 16)] public string? FromCheckpoint { get; set; }
 
+        /// <summary>The most bytes of host disk the sandbox's files may take (its workspace and everything else writable, together); null: no limit.</summary>
+        [DataMember(Order = 17)] public long? DiskSizeBytes { get; set; }
+
+        /// <summary>The most files, directories and links the sandbox can hold; null when no count is limited (the backend says why).</summary>
+        [DataMember(Order = 18)] public long? InodeLimit { get; set; }
+
         /// <summary>A record read from JSON skips the initialisers above: absent collections become empty ones.</summary>
         [OnDeserialized]
         private void FillAbsentCollections(StreamingContext context)
@@ -73,6 +79,7 @@ namespace AgentSandbox
             MemoryBytes = spec.MemoryBytes,
             CpuCount = spec.CpuCount,
             ProcessLimit = spec.ProcessLimit,
+            DiskSizeBytes = spec.DiskSizeBytes,
             Network = spec.Network,
             Environment = new Dictionary<string, string>(spec.Environment),
             Mounts = new List<SandboxMount>(spec.Mounts),

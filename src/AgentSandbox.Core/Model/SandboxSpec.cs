@@ -13,6 +13,8 @@ namespace AgentSandbox
         public long? MemoryBytes { get; set; }
         public double? CpuCount { get; set; }
         public int? ProcessLimit { get; set; }
+        /// <summary>The most bytes of host disk the sandbox's files may take; null: no limit.</summary>
+        public long? DiskSizeBytes { get; set; }
         public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
         public IDictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
         public IList<SandboxMount> Mounts { get; set; } = new List<SandboxMount>();

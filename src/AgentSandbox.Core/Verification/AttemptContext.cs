@@ -38,6 +38,8 @@ namespace AgentSandbox.Verification
             ["P_MEM"] = sandbox.MemoryBytes?.ToString(CultureInfo.InvariantCulture) ?? "",
             ["P_PIDS"] = sandbox.ProcessLimit?.ToString(CultureInfo.InvariantCulture) ?? "",
             ["P_CPU"] = sandbox.CpuCount?.ToString(CultureInfo.InvariantCulture) ?? "",
+            ["P_DISK"] = sandbox.DiskSizeBytes?.ToString(CultureInfo.InvariantCulture) ?? "",
+            ["P_INODES"] = sandbox.InodeLimit?.ToString(CultureInfo.InvariantCulture) ?? "",
             ["P_ROBIND"] = f.ReadOnlyDestination ?? "", ["P_RWBIND"] = f.WritableDestination ?? "",
             ["P_SYSRQ"] = f.HostHasSysrq ? "1" : "",
         };
@@ -95,6 +97,7 @@ namespace AgentSandbox.Verification
                 MemoryBytes = Sandbox.MemoryBytes,
                 ProcessLimit = Sandbox.ProcessLimit,
                 CpuCount = Sandbox.CpuCount,
+                DiskSizeBytes = Sandbox.DiskSizeBytes,
             };
             shape(spec);
             var made = Manager.Create(spec, NullProgress.Instance, Cancellation);

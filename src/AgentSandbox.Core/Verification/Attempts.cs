@@ -206,6 +206,22 @@ namespace AgentSandbox.Verification
                 "my @k; for (1..$n) { my $p = fork; if (defined $p && !$p) { 1 while now() < $start + 2; exit 0 } push @k, $p if $p } waitpid($_, 0) for @k; " +
                 "my $wall = now() - $start; my @t = times; my $used = $t[2] + $t[3]; my $allowed = $cpus * $wall; " +
                 "printf \"%s: %d busy processes used %.2f s of CPU in %.2f s; -CpuCount %s allows %.2f s\\n\", ($used > 1.25 * $allowed ? \"SUCCEEDED\" : \"BLOCKED\"), scalar @k, $used, $wall, $cpus, $allowed'"),
+            new Attempt("limits-disk", SandboxBoundary.Limits, false, "write 16 MB past -DiskSize into /workspace",
+                "[ -n \"$P_DISK\" ] || r INCONCLUSIVE 'the sandbox has no -DiskSize'; need dd; need wc; f=/workspace/agentsandbox-probe-disk-$P_TOKEN; want=$(( P_DISK / 1048576 + 16 )); " +
+                // The error is kept in a variable: a file for it would need the space that has run out.
+                "err=$(dd if=/dev/zero of=\"$f\" bs=1048576 count=$want 2>&1 >/dev/null); got=$(( $(wc -c 2>/dev/null <\"$f\" || echo 0) / 1048576 )); rm -f \"$f\"; " +
+                "[ \"$got\" -ge \"$want\" ] && r SUCCEEDED \"wrote $got MB, 16 MB past -DiskSize ($(( P_DISK / 1048576 )) MB)\"; " +
+                "case \"$err\" in *'No space left'*) r BLOCKED \"the write stopped after $got MB: No space left on device\";; *'quota exceeded'*) r BLOCKED \"the write stopped after $got MB: Disk quota exceeded\";; esac; " +
+                "r INCONCLUSIVE \"the write stopped after $got MB for another reason: ${err:-none given}\""),
+            new Attempt("limits-inodes", SandboxBoundary.Limits, false, "create 64 files more than the inode limit in /workspace",
+                "[ -n \"$P_INODES\" ] || r INCONCLUSIVE 'the sandbox has no inode limit (no -DiskSize, or its backend limits no count of files)'; " +
+                "d=/workspace/agentsandbox-probe-inodes-$P_TOKEN; mkdir \"$d\" || r INCONCLUSIVE \"cannot make $d\"; want=$(( P_INODES + 64 )); i=0; " +
+                // true, not ':': a failed redirection ends the shell when it is a special builtin's.
+                "while [ $i -lt $want ]; do true 2>/dev/null >\"$d/$i\" || break; i=$((i+1)); done; " +
+                "err=$( { true >\"$d/x\"; } 2>&1 ); rm -rf \"$d\"; " +
+                "[ $i -ge $want ] && r SUCCEEDED \"created $i files, 64 past the limit of $P_INODES\"; " +
+                "case \"$err\" in *'No space left'*) r BLOCKED \"creating files failed after $i of $want: No space left on device\";; *'quota exceeded'*) r BLOCKED \"creating files failed after $i of $want: Disk quota exceeded\";; esac; " +
+                "r INCONCLUSIVE \"creating files stopped after $i of $want for another reason: ${err:-none given}\""),
         };
 
         /// <summary>A write into the read-only mount succeeded when the file is in the host folder behind it (removed again).</summary>

@@ -47,6 +47,11 @@ namespace AgentSandbox.PowerShell.Commands
         [ValidateRange(1, int.MaxValue)]
         public int ProcessLimit { get; set; }
 
+        /// <summary>The most host disk the sandbox's files may take (2GB works); inodes are limited in proportion.</summary>
+        [Parameter]
+        [ValidateRange(1, long.MaxValue)]
+        public long DiskSize { get; set; }
+
         [Parameter]
         public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
 
@@ -90,6 +95,7 @@ namespace AgentSandbox.PowerShell.Commands
                     MemoryBytes = Bound(nameof(Memory)) ? Memory : (long?)null,
                     CpuCount = Bound(nameof(CpuCount)) ? CpuCount : (double?)null,
                     ProcessLimit = Bound(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
+                    DiskSizeBytes = Bound(nameof(DiskSize)) ? DiskSize : (long?)null,
                     Network = Network,
                     Environment = Hashtables.ToStrings(Environment),
                     Mounts = HostMounts(),
@@ -177,6 +183,7 @@ namespace AgentSandbox.PowerShell.Commands
             if (Bound(nameof(Memory))) spec.MemoryBytes = Memory;
             if (Bound(nameof(CpuCount))) spec.CpuCount = CpuCount;
             if (Bound(nameof(ProcessLimit))) spec.ProcessLimit = ProcessLimit;
+            if (Bound(nameof(DiskSize))) spec.DiskSizeBytes = DiskSize;
             if (Bound(nameof(Network))) spec.Network = Network;
             if (Bound(nameof(Environment)))
                 foreach (var kv in Hashtables.ToStrings(Environment)) spec.Environment[kv.Key] = kv.Value;

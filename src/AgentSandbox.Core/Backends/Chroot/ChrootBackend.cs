@@ -76,7 +76,8 @@ namespace AgentSandbox.Backends.Chroot
             var root = RootOf(s);
             // A private anchor: nothing mounted below propagates to other mount namespaces. nodev and
             // nosuid on it hold for the whole root tree, whatever nodes or setuid files it comes to hold.
-            Native.Mount(dir, dir, null, Native.MS_BIND);
+            // Recursive, so that a sandbox's disk, already mounted at root/ (nodev, nosuid itself), stays in view.
+            Native.Mount(dir, dir, null, Native.MS_BIND | Native.MS_REC);
             Native.Mount(null, dir, null, Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NODEV | Native.MS_NOSUID);
             Native.Mount(null, dir, null, Native.MS_PRIVATE);
 

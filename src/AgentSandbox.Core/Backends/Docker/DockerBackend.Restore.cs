@@ -44,6 +44,7 @@ namespace AgentSandbox.Backends.Docker
                         parameters.HostConfig.Binds = old.HostConfig.Binds;
                         BlankCheckpointLabels(parameters, image.Config?.Labels);
                         newId = (await client.Containers.CreateContainerAsync(parameters, CancellationToken.None).ConfigureAwait(false)).ID;
+                        await LimitInodesAsync(client, newId, record).ConfigureAwait(false);
                         if (wasRunning) await StartCheckedAsync(client, record, newId, CancellationToken.None).ConfigureAwait(false);
                     }
                     catch (Exception)

@@ -43,6 +43,7 @@ namespace AgentSandbox.Backends.Docker
         public BackendInfo Describe()
         {
             var endpoint = Endpoint;
+            var (limits, notEnforced, diskWeaknesses) = DescribeLimits(endpoint.Client);
             return new BackendInfo
             {
                 Name = Name,
@@ -54,7 +55,9 @@ namespace AgentSandbox.Backends.Docker
                     SandboxBoundary.Filesystem, SandboxBoundary.Process, SandboxBoundary.Network, SandboxBoundary.IPC,
                     SandboxBoundary.Hostname, SandboxBoundary.Privilege, SandboxBoundary.Devices, SandboxBoundary.Limits,
                 },
-                Weaknesses = Weaknesses(endpoint),
+                Weaknesses = Weaknesses(endpoint).Concat(diskWeaknesses).ToArray(),
+                Limits = limits,
+                LimitsNotEnforced = notEnforced,
                 Privilege = PrivilegeMode.UnprivilegedUser,
                 Weight = 30,
             };
@@ -144,6 +147,7 @@ namespace AgentSandbox.Backends.Docker
             string? containerId = null;
             try
             {
+                PlanDisk(client, sandbox);
                 return CallerThread.Run(progress, async relay =>
                 {
                     var fork = spec.FromCheckpoint == null ? null : await ForkBaseAsync(client, spec.FromCheckpoint, cancellation).ConfigureAwait(false);
@@ -159,6 +163,7 @@ namespace AgentSandbox.Backends.Docker
                     // waiting for it, and a container whose id never came back would be left behind.
                     var created = await client.Containers.CreateContainerAsync(parameters, CancellationToken.None).ConfigureAwait(false);
                     containerId = created.ID;
+                    await LimitInodesAsync(client, containerId, sandbox).ConfigureAwait(false);
                     cancellation.ThrowIfCancellationRequested();
                     try
                     {
@@ -184,6 +189,7 @@ namespace AgentSandbox.Backends.Docker
                 else if (e is OperationCanceledException || !(e is DockerApiException)) RemoveIfOwned(client, spec.Name, sandbox.Id);
                 DeleteDirectoryImport(client, sandbox);
                 if (e is OperationCanceledException) throw;
+                if (DiskRefusal(e, spec, Endpoint.Uri.ToString()) is SandboxException refused) throw refused;
                 if (DockerErrors.IsConflict(e))
                     throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                         $"A container named '{spec.Name}' already exists on the Docker daemon ({DockerErrors.Describe(e)}); choose another name.", spec.Name, e);
@@ -214,6 +220,9 @@ namespace AgentSandbox.Backends.Docker
                 HostConfig = new HostConfig
                 {
                     NetworkMode = s.Network == SandboxNetwork.None ? "none" : "host",
+                    // Nothing reads a container's log, and whatever reaches PID 1's output would grow it on the
+                    // daemon's disk, past any -DiskSize.
+                    LogConfig = new LogConfig { Type = "none" },
                     CapDrop = new List<string> { "ALL" },
                     SecurityOpt = new List<string> { "no-new-privileges" },
                     Privileged = false,
@@ -223,6 +232,7 @@ namespace AgentSandbox.Backends.Docker
                     MemorySwap = s.MemoryBytes ?? 0,
                     NanoCPUs = s.CpuCount.HasValue ? (long)(s.CpuCount.Value * 1e9) : 0,
                     Binds = binds,
+                    StorageOpt = StorageOptions(s),
                 },
             };
         }

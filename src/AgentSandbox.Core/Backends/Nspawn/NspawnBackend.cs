@@ -110,7 +110,7 @@ namespace AgentSandbox.Backends.Nspawn
             argv.AddRange(NspawnArguments(s));
             File.WriteAllText(LogFile(s), "");
 
-            var output = ProcessRunner.Run(argv[0], argv.Skip(1).ToList(), new Dictionary<string, string> { ["PATH"] = ExecChain.DefaultPath });
+            var output = ProcessRunner.Run(argv[0], argv.Skip(1).ToList(), SpawnEnvironment(s));
             int nspawnPid = int.Parse(output.Trim(), CultureInfo.InvariantCulture);
             s.BackendData["nspawn"] = nspawnPid.ToString(CultureInfo.InvariantCulture);
             s.BackendData["nspawnStart"] = ProcInfo.StartTime(nspawnPid) ?? "";
