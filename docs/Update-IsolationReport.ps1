@@ -57,6 +57,14 @@ if (-not $dockerVersion) { $dockerVersion = 'not available' }
 # The storage driver decides what -DiskSize limits on Docker.
 elseif ($driver = try { (& docker info --format '{{.Driver}}' 2>$null) } catch { $null }) { $dockerVersion += ", $driver storage driver" }
 
+# Which sandboxes let the as-root attempts run as root (Docker refuses root beside a writable -Mount without user-namespace remapping).
+function Get-RootNote {
+    $asRoot = @($backends | Where-Object { $results[$_].Attempts | Where-Object { $_.Id -eq 'priv-host-root' -and $_.User -eq 'root' } })
+    $notRoot = @($backends | Where-Object { $asRoot -notcontains $_ })
+    if ($notRoot.Count -eq 0) { return 'all of them do here' }
+    "$(if ($asRoot) { ($asRoot -join ', ') + ' do here; ' })$($notRoot -join ', ') refused root, so those attempts ran as the default user there"
+}
+
 $md = [Text.StringBuilder]::new()
 function Add([string] $Line = '') { $null = $md.AppendLine($Line) }
 
@@ -80,7 +88,7 @@ $diskNote = if ($withoutDisk.Count -eq 0) { '`-DiskSize 64MB`' } else { "``-Disk
 Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64 -CpuCount 0.5`, ' + $diskNote + ', the default network (None), a read-only `-Mount` of a host folder ' +
     'at /workspace/ro and a writable one at /workspace/rw, and `Test-AgentSandbox -Attempt` ' +
     'made every escape attempt of its battery inside it. Attempts about what root can do ran as root where the sandbox allows root ' +
-    '(all three do here); the others ran as the sandbox''s default user. A backend only **claims** some boundaries ' +
+    "($(Get-RootNote)); the others ran as the sandbox's default user. A backend only **claims** some boundaries " +
     '(`Get-AgentSandboxBackend` shows them): an attempt that got through a boundary the backend does not claim is expected and marked ' +
     '"(not claimed)"; one that got through a claimed boundary is a broken claim, marked **CLAIM BROKEN**. "inconclusive" means the attempt ' +
     'could not be made here (a tool or a kernel feature is missing); the last section says why for each.')
@@ -139,6 +147,13 @@ Add
 Add-AttemptNotes 'what could not be tried' 'Inconclusive' 'Every attempt was conclusive.' {
     param($b, $r)
     "- **$b** ``$($r.Id)`` as $($r.User) ($($r.Boundary)): $(Escape-Cell $r.Evidence)"
+}
+
+# What an outside review tried against the module, kept by hand beside this script.
+$review = Join-Path $PSScriptRoot 'isolation-review.md'
+if (Test-Path $review) {
+    Add
+    Add (Get-Content $review -Raw).TrimEnd()
 }
 
 $dir = Split-Path -Parent $OutFile
