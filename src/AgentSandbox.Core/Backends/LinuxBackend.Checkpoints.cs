@@ -157,13 +157,7 @@ namespace AgentSandbox.Backends
                 Native.Rename(root, outgoing);
                 Native.Rename(incoming, root);
                 FileTree.DeleteTree(outgoing);
-                if (wasRunning)
-                {
-                    progress.Milestone($"Starting '{s.Name}' again");
-                    // Restored but refused to start (a mount source changed): stopped, with nothing left mounted.
-                    try { StartCore(s, progress); }
-                    catch (Exception) { try { StopCore(s, progress); } catch (Exception) { } throw; }
-                }
+                StartAgainAfterRestore(s, wasRunning, progress);
                 Store.Save(s);
             }
             catch (Exception e) when (!(e is SandboxException) && !(e is OperationCanceledException))
@@ -177,6 +171,15 @@ namespace AgentSandbox.Backends
             {
                 FileTree.TryDeleteTree(incoming);
             }
+        }
+
+        /// <summary>Once a restore has swapped the files: a sandbox that ran runs again; one that refuses to start (a mount source changed) is left stopped, with nothing mounted.</summary>
+        private void StartAgainAfterRestore(Sandbox s, bool wasRunning, IProgressSink progress)
+        {
+            if (!wasRunning) return;
+            progress.Milestone($"Starting '{s.Name}' again");
+            try { StartSandbox(s, progress); }
+            catch (Exception) { try { StopSandbox(s, progress); } catch (Exception) { } throw; }
         }
 
         public void RemoveCheckpoint(SandboxCheckpoint checkpoint, IProgressSink progress)

@@ -187,13 +187,7 @@ namespace AgentSandbox.Backends
                 StopSandbox(s, progress);
                 // rename(2) replaces the old image in one step: either disk is whole at every moment.
                 Native.Rename(incoming, image);
-                if (wasRunning)
-                {
-                    progress.Milestone($"Starting '{s.Name}' again");
-                    // Restored but refused to start (a mount source changed): stopped, with nothing left mounted.
-                    try { StartSandbox(s, progress); }
-                    catch (Exception) { try { StopSandbox(s, progress); } catch (Exception) { } throw; }
-                }
+                StartAgainAfterRestore(s, wasRunning, progress);
                 Store.Save(s);
             }
             catch (Exception e) when (!(e is SandboxException) && !(e is OperationCanceledException))
