@@ -83,6 +83,21 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void Pids1And2CannotBeReachedOtherPidsCan()
+        {
+            // pidfd_open is harmless where it is allowed: unlike ptrace, it does nothing to the process.
+            var script = "perl -e 'for my $p (1, 2, getppid()) { my $r = syscall(434, $p, 0); print \"$p=\", ($r >= 0 ? \"ok\" : $!{EPERM} ? \"refused\" : \"other\"), \"\\n\" }'";
+            var filtered = ProcessRunner.Stream(new List<string> { "/bin/sh", "-c", script },
+                null, null, new ProcessRunner.Collector(), null, CancellationToken.None, null, FilteredLauncher.Start);
+            var lines = filtered.StdOut.Split('\n').Where(l => l.Length > 0).ToList();
+            Assert.Equal(new[] { "1=refused", "2=refused" }, lines.Take(2));
+            Assert.EndsWith("=ok", lines[2]);
+            var plain = ProcessRunner.Stream(new List<string> { "/bin/sh", "-c", script },
+                null, null, new ProcessRunner.Collector(), null, CancellationToken.None, null);
+            Assert.StartsWith("1=ok", plain.StdOut);
+        }
+
+        [Fact]
         public void WithoutTheLauncherNothingIsFiltered()
         {
             var result = ProcessRunner.Stream(

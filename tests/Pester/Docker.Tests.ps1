@@ -102,8 +102,8 @@ Describe 'A new Docker sandbox is a hardened container' {
     }
 
     It 'runs commands as uid 1000 with /workspace in the container layer, owned by the agent (host-derived root: 0755, as documented)' {
-        # The container's own user is PID 1's alone (root, out of the agent's reach); every command names its user.
-        $c.Config.User | Should -Be '0:0'
+        # The container's own user is PID 1's alone (a uid no command runs as, out of reach of the agent and of root); every command names its user.
+        $c.Config.User | Should -Be '2147483646:2147483646'
         Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Be '1000'
         # No volume and no mount: a commit (checkpoint) captures /workspace with the rest of the container's files.
         @($c.Mounts | Where-Object Destination -eq '/workspace').Count | Should -Be 0

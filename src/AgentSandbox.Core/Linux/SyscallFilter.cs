@@ -52,6 +52,16 @@ namespace AgentSandbox.Linux
             ("mknod", 133, -1, 1, -1), ("mknodat", 259, 33, 2, -1),
         };
 
+        /// <summary>
+        /// Calls that reach into another process by pid, with the argument holding the pid: refused for
+        /// pids 1 and 2 of the container (nspawn's init and the keep-alive payload, which run outside
+        /// this filter), so that root inside cannot make them do what the filter refuses it.
+        /// </summary>
+        internal static readonly (string Name, int X64, int Generic, int PidArg)[] PidGuarded =
+        {
+            ("ptrace", 101, 117, 1), ("process_vm_readv", 310, 270, 0), ("process_vm_writev", 311, 271, 0), ("pidfd_open", 434, 434, 0),
+        };
+
         private const uint SetIdBits = 0xC00;          // S_ISUID | S_ISGID
         private const uint CreatingFlags = 0x400040;   // O_CREAT | __O_TMPFILE, alike on x86_64 and the generic table
         private const int OpenAt2 = 437;               // its mode is behind a pointer: refused as unknown, callers fall back to openat
@@ -100,6 +110,14 @@ namespace AgentSandbox.Linux
             Jump(JeqK, (uint)clone3, "nosys", "next"); // its flags are behind a pointer: libc falls back to clone
             Jump(JeqK, OpenAt2, "nosys", "next");
             foreach (var n in numbers) Jump(JeqK, (uint)n, "deny", "next");
+            foreach (var guard in PidGuarded)
+            {
+                int n = x64 ? guard.X64 : guard.Generic;
+                Jump(JeqK, (uint)n, "next", "skip:3");
+                Load(16 + 8 * (uint)guard.PidArg);
+                Jump(JeqK, 1, "deny", "next");
+                Jump(JeqK, 2, "deny", "allow");
+            }
             foreach (var setter in ModeSetters)
             {
                 int n = x64 ? setter.X64 : setter.Generic;

@@ -279,6 +279,8 @@ namespace AgentSandbox.Verification
             "[ \"$(uname -m)\" = x86_64 ] || r INCONCLUSIVE 'the injector knows x86_64 only'; need perl; need tr; " +
             "[ -e /proc/$P_HOSTPID ] && r INCONCLUSIVE 'host processes are in view (no PID namespace): the sandbox has no keep-alive process of its own to take over, and none of the host may be touched'; " +
             "t=; for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" = 'sleep 2147483647 ' ] && { t=${p#/proc/}; break; }; done; " +
+            // Hidden from /proc, it is still PID 2 of the container (nspawn's payload): try that one by number.
+            "[ -n \"$t\" ] || { [ -d /proc/2 ] && t=2; }; " +
             "[ -n \"$t\" ] || r INCONCLUSIVE 'no keep-alive process (sleep 2147483647) in view'; ";
 
         /// <summary>

@@ -22,12 +22,19 @@ namespace AgentSandbox.Backends.Docker
         public const string RecordLabel = "agentsandbox.record";
         private const string AgentId = "1000";
         /// <summary>
-        /// PID 1 of the container, run as root so the agent's user cannot signal it (docker-init cannot
-        /// be mounted over a host-derived /sbin link). It forks once, a sleep that never ends, and waits:
+        /// PID 1 of the container, run as KeepAliveUser (docker-init cannot be mounted over a
+        /// host-derived /sbin link). It forks once, a sleep that never ends, and waits:
         /// waiting for any child reaps every orphan as it is reparented, and it needs no fork to stay
         /// alive, so a sandbox at its process limit (a fork bomb) keeps running. It exits on SIGTERM.
         /// </summary>
         private static readonly string[] KeepAlive = { "/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 2147483647 & wait; done" };
+
+        /// <summary>
+        /// A uid no command runs as: neither the agent nor root without capabilities (no CAP_KILL, no
+        /// CAP_SYS_PTRACE) may signal PID 1 and its sleep or take them over with ptrace, which would
+        /// let a process outlive a command's timeout in their cgroup.
+        /// </summary>
+        private const string KeepAliveUser = "2147483646:2147483646";
 
         public string Name => "Docker";
 
@@ -209,7 +216,7 @@ namespace AgentSandbox.Backends.Docker
                 Entrypoint = KeepAlive.ToList(),
                 Cmd = new List<string>(),
                 // PID 1 only: every command names its own user (the agent's unless -User says otherwise).
-                User = "0:0",
+                User = KeepAliveUser,
                 WorkingDir = Sandbox.DefaultWorkspace,
                 // The sandbox's -Environment goes with each exec, not into the container's config: a commit
                 // (checkpoint) would bake it into the image and hand it to forks that were given another.

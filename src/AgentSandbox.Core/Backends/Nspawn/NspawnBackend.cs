@@ -23,6 +23,18 @@ namespace AgentSandbox.Backends.Nspawn
             "log=$1; shift; for f; do shift; [ \"$f\" = -- ] && break; echo $$ > \"$f\" || exit 125; done; " +
             "setsid \"$@\" </dev/null >>\"$log\" 2>&1 & echo $!";
 
+        /// <summary>
+        /// The container's payload (PID 2 under nspawn's init). It and nspawn's init run outside the
+        /// commands' system call filter, so root inside must not take them over: before anything else runs,
+        /// it hides both from the container's /proc under an empty, unreadable tmpfs (commands may not
+        /// unmount it), and the filter refuses ptrace, process_vm_readv/writev and pidfd_open on pids 1 and 2.
+        /// </summary>
+        private const string KeepAlive =
+            "for p in 1 $$; do mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k,mode=0 " + MaskSource + " /proc/$p || exit 125; done; exec sleep 2147483647";
+
+        /// <summary>The source name of the tmpfs over /proc/1 and /proc/2, found by it in the container's mount table.</summary>
+        internal const string MaskSource = "agentsandbox-mask";
+
         /// <summary>The agent's uid inside a user namespace (mapped to an unprivileged host uid).</summary>
         private const int AgentIdInNamespace = 1000;
 
@@ -142,7 +154,7 @@ namespace AgentSandbox.Backends.Nspawn
                 args.Add($"--bind-ro={dir}:{dir}");
             args.AddRange(BindArguments(s));
             args.Add("--");
-            args.AddRange(new[] { "/bin/sh", "-c", "exec sleep 2147483647" });
+            args.AddRange(new[] { "/bin/sh", "-c", KeepAlive });
             return args;
         }
 
@@ -154,14 +166,20 @@ namespace AgentSandbox.Backends.Nspawn
             while (watch.Elapsed < TimeSpan.FromSeconds(60))
             {
                 if (!ProcInfo.IsSame(nspawnPid, nspawnStart))
-                    throw new IOException("systemd-nspawn exited: " + ReadLog(s));
+                {
+                    var log = ReadLog(s);
+                    throw new IOException("systemd-nspawn exited: " + log +
+                        (log.Contains("mount") ? " (the container's root needs a mount program, with which it hides PIDs 1 and 2 from commands)" : ""));
+                }
                 var hostPidNamespace = ProcInfo.PidNamespace(nspawnPid);
                 foreach (var child in ProcInfo.Children(nspawnPid))
                 {
                     // The container's PID 1 is the child in a new PID namespace (nspawn's short-lived
-                    // outer child is not); it is ready once it has started the payload.
+                    // outer child is not); it is ready once the payload has hidden PIDs 1 and 2 and
+                    // become the sleep, so no command ever runs beside them in view.
                     if (ProcInfo.PidNamespace(child) is string ns && ns != hostPidNamespace &&
-                        ProcInfo.Children(child).Length > 0 && ProcInfo.StartTime(child) is string start)
+                        ProcInfo.Children(child).Any(p => ProcInfo.CommandLine(p).FirstOrDefault() == "sleep") &&
+                        ProcInfo.StartTime(child) is string start)
                         return (child, start);
                 }
                 Thread.Sleep(5);
