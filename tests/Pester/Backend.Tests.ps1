@@ -61,11 +61,12 @@ Describe 'Get-AgentSandboxBackend' {
         $chroot = (Get-AgentSandboxBackend Chroot).Boundaries
         $nspawn = (Get-AgentSandboxBackend Nspawn).Boundaries
         # Root inside a chroot leaves it (double chroot): Chroot does not claim Privilege.
-        foreach ($b in 'Process', 'IPC', 'Hostname', 'Privilege') {
+        foreach ($b in 'Process', 'Hostname', 'Privilege') {
             $chroot | Should -Not -Contain ([AgentSandbox.SandboxBoundary]$b)
             $nspawn | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
         }
-        foreach ($b in 'Filesystem', 'Network', 'Devices', 'Limits') {
+        # A chroot gets an IPC namespace of its own, so its System V objects go with it.
+        foreach ($b in 'Filesystem', 'Network', 'IPC', 'Devices', 'Limits') {
             $chroot | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
             $nspawn | Should -Contain ([AgentSandbox.SandboxBoundary]$b)
         }

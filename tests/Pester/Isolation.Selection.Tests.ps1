@@ -66,7 +66,7 @@ Describe 'New-AgentSandbox -Isolation' {
         $err[0].Exception.Message | Should -Match 'Chroot'
         $err[0].Exception.Message | Should -Match 'Process'
         $err[0].Exception.Message | Should -Match '-Force'
-        foreach ($b in 'Process', 'IPC', 'Hostname', 'Privilege') { $err[0].Exception.Message | Should -Match "\b$b\b" -Because 'it names what Chroot lacks' }
+        foreach ($b in 'Process', 'Hostname', 'Privilege') { $err[0].Exception.Message | Should -Match "\b$b\b" -Because 'it names what Chroot lacks' }
         # It names what would do: the available backends that give the level.
         foreach ($b in 'Nspawn', 'Docker' | Where-Object { Test-BackendAvailable $_ }) { $err[0].Exception.Message | Should -Match "Choose .*\b$b\b.* instead" }
         Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
@@ -96,7 +96,7 @@ Describe 'New-AgentSandbox -Isolation' {
         @($warned).Count | Should -Be 1
         "$($warned[0])" | Should -Match 'Chroot'
         "$($warned[0])" | Should -Match 'Process isolation'
-        foreach ($b in 'Process', 'IPC', 'Hostname', 'Privilege') { "$($warned[0])" | Should -Match "\b$b\b" }
+        foreach ($b in 'Process', 'Hostname', 'Privilege') { "$($warned[0])" | Should -Match "\b$b\b" }
         (Get-AgentSandbox -Name $name).Backend | Should -Be 'Chroot'
     }
 

@@ -292,15 +292,27 @@ namespace AgentSandbox.Backends
                 + $"; remove it with Remove-AgentSandbox '{s.Name}'.", s.Name);
 
         /// <summary>A host uid no other sandbox uses, so sandboxes cannot signal each other's processes.</summary>
-        protected int AllocateHostId(Sandbox sandbox) => AllocateId(sandbox, "hostId", HostIdBase, 1);
+        /// <remarks>
+        /// Never one a removed sandbox had, while any is left: what the kernel keeps per host uid beyond
+        /// a sandbox's life (its user keyring, which no namespace of a chroot holds) must not pass to the next.
+        /// </remarks>
+        protected int AllocateHostId(Sandbox sandbox) => AllocateId(sandbox, "hostId", HostIdBase, 1, HostIdLimit);
+
+        /// <summary>Where host uids start over (the lowest free one again): the first uid of the user ranges.</summary>
+        private const int HostIdLimit = 0x71000000;
 
         /// <summary>
         /// Takes the first value from <paramref name="first"/> on, in steps, that no other sandbox's record
         /// holds under <paramref name="key"/>, and saves it in this sandbox's record under the same lock.
         /// </summary>
-        protected int AllocateId(Sandbox sandbox, string key, int first, int step)
+        /// <param name="limit">
+        /// When given, values are handed out upwards from the last one issued (kept beside the lock), never
+        /// going back to a freed one until the limit is reached.
+        /// </param>
+        protected int AllocateId(Sandbox sandbox, string key, int first, int step, int? limit = null)
         {
             using var held = Native.LockFile(Path.Combine(Store.Root, ".ids.lock"));
+            var lastFile = Path.Combine(Store.Root, ".ids." + key);
             var used = new HashSet<int>();
             foreach (var name in Store.Names())
             {
@@ -312,10 +324,21 @@ namespace AgentSandbox.Backends
                 catch (SandboxException) { }
             }
             int candidate = first;
+            if (limit.HasValue && File.Exists(lastFile) &&
+                int.TryParse(File.ReadAllText(lastFile).Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var last) &&
+                last >= first && last < limit.Value - step)
+                candidate = last + step;
             while (used.Contains(candidate)) candidate = checked(candidate + step);
+            if (limit.HasValue && candidate >= limit.Value)
+            {
+                candidate = first;
+                while (used.Contains(candidate)) candidate = checked(candidate + step);
+            }
             // Saved under the lock, so a concurrent create sees it taken.
             sandbox.BackendData[key] = candidate.ToString(CultureInfo.InvariantCulture);
             Store.Save(sandbox);
+            // Under the lock; a write cut short only makes the next one start from the lowest free value.
+            if (limit.HasValue) File.WriteAllText(lastFile, candidate.ToString(CultureInfo.InvariantCulture));
             return candidate;
         }
 

@@ -12,8 +12,8 @@ namespace AgentSandbox.Backends.Chroot
 {
     /// <summary>
     /// A chroot with the hardening that makes it worth having: an unprivileged user of its own,
-    /// no_new_privs, read-only system binds, cgroup limits and (unless -Network Host) a private
-    /// network namespace. Host processes stay visible in /proc: that weakness is stated, not hidden.
+    /// no_new_privs, read-only system binds, cgroup limits, an IPC namespace and (unless -Network Host)
+    /// a private network namespace. Host processes stay visible in /proc: that weakness is stated, not hidden.
     /// </summary>
     internal sealed class ChrootBackend : LinuxBackend
     {
@@ -29,7 +29,7 @@ namespace AgentSandbox.Backends.Chroot
         protected override SandboxBoundary[] Boundaries => new[]
         {
             // No Privilege claim: -User root is real root, and root can leave a chroot.
-            SandboxBoundary.Filesystem, SandboxBoundary.Network, SandboxBoundary.Devices, SandboxBoundary.Limits,
+            SandboxBoundary.Filesystem, SandboxBoundary.Network, SandboxBoundary.IPC, SandboxBoundary.Devices, SandboxBoundary.Limits,
         };
 
         protected override string[] Weaknesses
@@ -39,7 +39,7 @@ namespace AgentSandbox.Backends.Chroot
                 var list = new List<string>
                 {
                     "Host processes are visible in /proc (no PID namespace); their command lines and owners can be read.",
-                    "IPC objects and the hostname are shared with the host.",
+                    "The hostname is shared with the host.",
                     "Root inside a chroot can leave it: commands run as an unprivileged user unless -User root is given.",
                     "The host kernel is shared.",
                     "-Network Host shares the host's network stack.",
@@ -59,6 +59,7 @@ namespace AgentSandbox.Backends.Chroot
         }
 
         private static string NetnsFile(Sandbox s) => Path.Combine(s.Location!, "netns");
+        private static string IpcnsFile(Sandbox s) => Path.Combine(s.Location!, "ipcns");
 
         protected override void Prepare(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
@@ -103,6 +104,10 @@ namespace AgentSandbox.Backends.Chroot
                 // unshare keeps the namespace alive by binding it to the file; ip brings loopback up inside it.
                 ProcessRunner.Run(HostTools.Require("unshare", "util-linux"), "--net=" + netns, HostTools.Require("ip", "iproute2"), "link", "set", "lo", "up");
             }
+            // An IPC namespace of its own, kept alive by its file like the network's: System V objects and
+            // message queues are the sandbox's, and go with it when it stops.
+            File.WriteAllText(IpcnsFile(s), "");
+            ProcessRunner.Run(HostTools.Require("unshare", "util-linux"), "--ipc=" + IpcnsFile(s), "/bin/true");
             // /proc last: it is what marks the sandbox as running.
             Native.Mount("proc", FileTree.ResolveInside(root, "/proc", createDirectories: true), "proc", Native.MS_NOSUID | Native.MS_NODEV | Native.MS_NOEXEC);
         }
@@ -133,14 +138,16 @@ namespace AgentSandbox.Backends.Chroot
             DeleteCgroup(s);
             foreach (var machine in machines) NspawnBackend.DeletePropagationDirectory(machine);
             Mounts.UnmountAll(s.Location!);
-            var netns = NetnsFile(s);
-            if (File.Exists(netns)) File.Delete(netns);
+            foreach (var ns in new[] { NetnsFile(s), IpcnsFile(s) })
+                if (File.Exists(ns)) File.Delete(ns);
         }
 
         protected override IList<string> NsenterOptions(Sandbox s)
         {
             var options = new List<string>();
             if (s.Network == SandboxNetwork.None) options.Add("--net=" + NetnsFile(s));
+            // A sandbox started before it had one runs in the host's until it is started again.
+            if (File.Exists(IpcnsFile(s))) options.Add("--ipc=" + IpcnsFile(s));
             options.Add("--root=" + RootOf(s));
             return options;
         }
