@@ -136,7 +136,7 @@ Describe 'Docker checkpoint and restore' {
         $now.ExpiresAt | Should -Be $expiresBefore
         ($now.ExpiresAt - [DateTime]::UtcNow).TotalHours | Should -BeGreaterThan 4
         $now.Environment['PT_E'] | Should -Be 'v'
-        Invoke-Sh $now 'echo $PT_E; id -u; pwd' | Should -Be @('v', '1000', '/workspace')
+        Invoke-Sh $now 'echo $PT_E; id -u; pwd' | Should -Be @('v', $now.BackendData['uid'], '/workspace')
         $c = (& docker inspect $name | ConvertFrom-Json)[0]
         $c.HostConfig.Memory | Should -Be 96MB
         $c.HostConfig.NetworkMode | Should -Be 'none'
@@ -212,7 +212,8 @@ Describe 'Docker forks' {
             $f.State | Should -Be 'Running'
             $f.Id | Should -Not -Be $sb.Id
             $f.FromCheckpoint | Should -Be "$name/base"
-            Invoke-Sh $f 'cat a.txt; id -u' | Should -Be @('base', '1000')
+            # A fork keeps its checkpoint's agent uid, which owns its files.
+            Invoke-Sh $f 'cat a.txt; id -u' | Should -Be @('base', $sb.BackendData['uid'])
             $labels = (& docker inspect $f.Name | ConvertFrom-Json)[0].Config.Labels
             $labels.'agentsandbox.id' | Should -Be $f.Id
             ($labels.'agentsandbox.record' | ConvertFrom-Json).Name | Should -Be $f.Name

@@ -101,16 +101,20 @@ Describe 'A new Docker sandbox is a hardened container' {
         $record.Backend | Should -Be 'Docker'
     }
 
-    It 'runs commands as uid 1000 with /workspace in the container layer, owned by the agent (host-derived root: 0755, as documented)' {
+    It 'runs commands as an agent uid of its own with /workspace in the container layer, owned by the agent (0755)' {
         # The container's own user is PID 1's alone (a uid no command runs as, out of reach of the agent and of root); every command names its user.
         $c.Config.User | Should -Be '2147483646:2147483646'
-        Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Be '1000'
+        # A uid of the sandbox's own, from the agents' range: no host account's, and no other sandbox's.
+        $uid = [int]$sb.BackendData['uid']
+        $uid | Should -BeGreaterOrEqual 0x6FFF0000
+        $uid | Should -BeLessThan 0x70000000
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Be "$uid"
         # No volume and no mount: a commit (checkpoint) captures /workspace with the rest of the container's files.
         @($c.Mounts | Where-Object Destination -eq '/workspace').Count | Should -Be 0
         @($c.Mounts | Where-Object Type -eq 'volume').Count | Should -Be 0
         $c.Config.Volumes | Should -BeNullOrEmpty
-        Invoke-InSandbox -InputObject $sb -Command 'stat -c "%u %a" /workspace' | Should -Be '1000 755'
-        Invoke-InSandbox -InputObject $sb -Command 'grep ^agent: /etc/passwd | cut -d: -f3' | Should -Be '1000'
+        Invoke-InSandbox -InputObject $sb -Command 'stat -c "%u %a" /workspace' | Should -Be "$uid 755"
+        Invoke-InSandbox -InputObject $sb -Command 'grep ^agent: /etc/passwd | cut -d: -f3' | Should -Be "$uid"
     }
 
     It 'binds the host /usr read-only when no -Image is given' {
@@ -204,9 +208,10 @@ Describe 'Each command in a cgroup of its own' {
         Invoke-InSandbox -InputObject $sb -Command 'echo alive' | Should -Be 'alive'
     }
 
-    It 'the agent cannot signal PID 1, which is root' {
-        Invoke-InSandbox -InputObject $sb -Command 'ps -o user= -p 1 2>/dev/null || stat -c %U /proc/1' | Should -Be 'root'
+    It 'neither the agent nor root inside can signal PID 1, whose uid no command runs as' {
+        Invoke-InSandbox -InputObject $sb -Command 'stat -c %u /proc/1' | Should -Be '2147483646'
         (Invoke-InSandbox -InputObject $sb -Command 'kill -TERM 1' -PassThru -ErrorAction SilentlyContinue).ExitCode | Should -Not -Be 0
+        (Invoke-InSandbox -InputObject $sb -User root -Command 'kill -KILL $(pgrep -P 1 sleep 2>/dev/null || echo 1)' -PassThru -ErrorAction SilentlyContinue).ExitCode | Should -Not -Be 0
         (Get-ContainerJson $name).State.Status | Should -Be 'running'
     }
 
@@ -263,7 +268,7 @@ Describe 'Root beside a writable -Mount, without user-namespace remapping' {
     It 'the agent still reads and writes the mount as itself' {
         Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/rw/rootonly 2>&1; echo x > /workspace/rw/agent && echo wrote' |
             Should -Be @('cat: can''t open ''/workspace/rw/rootonly'': Permission denied', 'wrote')
-        & stat -c %u "$rw/agent" | Should -Be '1000' -Because 'the agent writes as its own uid'
+        & stat -c %u "$rw/agent" | Should -Be $sb.BackendData['uid'] -Because 'the agent writes as its own uid'
         & rm -f "$rw/agent"
     }
 
@@ -609,7 +614,7 @@ http:
         (Get-ContainerJson $name).Config.Image | Should -Be $reference
         Invoke-InSandbox -InputObject $sb[0] -FilePath busybox -ArgumentList true
         $LASTEXITCODE | Should -Be 0
-        Invoke-InSandbox -InputObject $sb[0] -Command 'readlink /bin/sh; id -u' | Should -Be @('busybox', '1000')
+        Invoke-InSandbox -InputObject $sb[0] -Command 'readlink /bin/sh; id -u' | Should -Be @('busybox', $sb[0].BackendData['uid'])
     }
 
     It 'the pull shows a progress bar of its own for each layer, under New-AgentSandbox''s, and completes each' {

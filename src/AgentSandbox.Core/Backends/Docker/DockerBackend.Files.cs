@@ -56,7 +56,7 @@ namespace AgentSandbox.Backends.Docker
                             {
                                 using var buffered = new BufferedStream(pipe, 64 * 1024);
                                 return CopyRunner.Run(s, "ToSandbox", srcDisplay, target, tree,
-                                    new TarTreeSink(buffered, top, int.Parse(AgentId), int.Parse(AgentId), stat), request.Force, relay, cancellation, totals);
+                                    new TarTreeSink(buffered, top, AgentOf(s), AgentOf(s), stat), request.Force, relay, cancellation, totals);
                             }
                             finally { pipe.Dispose(); }
                         });

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Threading;
@@ -20,7 +21,6 @@ namespace AgentSandbox.Backends.Docker
     {
         public const string SandboxLabel = "agentsandbox.sandbox";
         public const string RecordLabel = "agentsandbox.record";
-        private const string AgentId = "1000";
         /// <summary>
         /// PID 1 of the container, run as KeepAliveUser (docker-init cannot be mounted over a
         /// host-derived /sbin link). It forks once, a sleep that never ends, and waits:
@@ -75,10 +75,11 @@ namespace AgentSandbox.Backends.Docker
             var list = new List<string>
             {
                 "The host kernel is shared: a kernel exploit reaches the host.",
-                "Without user-namespace remapping in the daemon, root inside is host uid 0 (with no capabilities and no_new_privs): commands run as uid 1000 unless -User says otherwise, " +
+                "Without user-namespace remapping in the daemon, root inside is host uid 0 (with no capabilities and no_new_privs): commands run as the sandbox's agent uid unless -User says otherwise, " +
                 "and a sandbox with a writable -Mount refuses root (uid or group 0) unless it was made with -Force, which gives up the Privilege claim.",
                 "Whoever can reach the Docker daemon controls the host; the daemon is part of the attack surface.",
                 "-Network Host shares the host's network stack.",
+                "Without user-namespace remapping, the agent writes into a writable -Mount as its own host uid (one per sandbox, from 0x6FFF0000; a fork keeps its checkpoint's), setuid programs included.",
             };
             // Where this process cannot reach the containers' processes and cgroups, commands are not placed in a cgroup of their own.
             if (!HostTools.IsLinux || !Native.IsRoot || endpoint.Client != null && !DaemonIsLocal)
@@ -148,7 +149,7 @@ namespace AgentSandbox.Backends.Docker
                     $"The Docker daemon at {Endpoint.Uri} is not on this machine, so the host cannot be its root: give -Image.", spec.Name);
             var sandbox = Sandbox.FromSpec(spec, Name);
             sandbox.Privilege = PrivilegeMode.UnprivilegedUser;
-            sandbox.BackendData["uid"] = sandbox.BackendData["gid"] = AgentId;
+            sandbox.BackendData["uid"] = sandbox.BackendData["gid"] = AgentUid(client, spec).ToString(CultureInfo.InvariantCulture);
             RecordRootOnMounts(sandbox, spec);
 
             string? containerId = null;
@@ -171,6 +172,12 @@ namespace AgentSandbox.Backends.Docker
                     var created = await client.Containers.CreateContainerAsync(parameters, CancellationToken.None).ConfigureAwait(false);
                     containerId = created.ID;
                     await LimitInodesAsync(client, containerId, sandbox).ConfigureAwait(false);
+                    // A fork has its checkpoint's workspace and users already.
+                    if (fork == null)
+                    {
+                        await GiveWorkspaceAsync(client, containerId, AgentOf(sandbox), cancellation).ConfigureAwait(false);
+                        await AddAgentUserAsync(client, containerId, AgentOf(sandbox), cancellation).ConfigureAwait(false);
+                    }
                     cancellation.ThrowIfCancellationRequested();
                     try
                     {
@@ -231,6 +238,7 @@ namespace AgentSandbox.Backends.Docker
                     // daemon's disk, past any -DiskSize.
                     LogConfig = new LogConfig { Type = "none" },
                     CapDrop = new List<string> { "ALL" },
+                    ReadonlyPaths = ReadOnlyPaths.ToList(),
                     SecurityOpt = new List<string> { "no-new-privileges" },
                     Privileged = false,
                     PidsLimit = s.ProcessLimit,
@@ -255,8 +263,6 @@ namespace AgentSandbox.Backends.Docker
             const string script =
                 "for d in /workspace \"$1\"; do [ -d \"$d\" ] || { mkdir -p \"$d\" 2>/dev/null && chmod 1777 \"$d\"; }; done; " +
                 "[ -w /workspace ] && [ \"$(stat -c %u /workspace 2>/dev/null)\" = 0 ] && chmod 1777 /workspace; " +
-                "grep -q '^agent:' /etc/passwd 2>/dev/null || echo 'agent:x:" + AgentId + ":" + AgentId + ":sandbox agent:/workspace:/bin/sh' >> /etc/passwd; " +
-                "grep -q '^agent:' /etc/group 2>/dev/null || echo 'agent:x:" + AgentId + ":' >> /etc/group; " +
                 "[ -d \"$1\" ] || echo " + WorkingDirectoryLeft + "; true";
             var request = new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", script, "sh", s.WorkingDirectory }, User = "0:0", WorkingDirectory = "/" };
             var result = await DockerExec.RunAsync(client, containerId, request, s, null, ct).ConfigureAwait(false);

@@ -61,6 +61,8 @@ namespace AgentSandbox.Backends.Nspawn
                     // nsenter joins namespaces only: nspawn's bounding set stays with the processes it started.
                     "Root inside (where allowed) has every capability of the container's user namespace (none on the host): nspawn's capability bounding set applies only to what the container's init starts.",
                 };
+                if (UserNamespacesWork)
+                    list.Add($"What the kernel counts per user is counted for host root too (it owns the containers' user namespaces): each sandbox is held to {UserCountLimits["max_inotify_instances"]} inotify instances, but enough sandboxes at once can use up host root's.");
                 if (!SyscallFilter.Supported)
                     list.Add($"Commands run without a system call filter: the module has no system call table for {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, and nspawn's filter applies only to what the container's init starts.");
                 if (!UserNamespacesWork)
@@ -128,6 +130,7 @@ namespace AgentSandbox.Backends.Nspawn
             s.BackendData["nspawnStart"] = ProcInfo.StartTime(nspawnPid) ?? "";
 
             var (leader, start) = AwaitLeader(s, nspawnPid);
+            if (s.Privilege == PrivilegeMode.UserNamespace) LimitUserCounts(leader);
             s.BackendData["leader"] = leader.ToString(CultureInfo.InvariantCulture);
             s.BackendData["leaderStart"] = start;
             progress.Milestone($"Container {MachineName(s)} is up (leader pid {leader})");
@@ -157,6 +160,27 @@ namespace AgentSandbox.Backends.Nspawn
             args.AddRange(new[] { "/bin/sh", "-c", KeepAlive });
             return args;
         }
+
+        /// <summary>
+        /// What the kernel counts per user is counted for the owner of the container's user namespace
+        /// too, and that is host root (nspawn made it): without limits of its own, one sandbox could take
+        /// every inotify instance host root may have. The container's namespace gets low ones, set from
+        /// outside before any command runs (its /proc/sys is read-only inside), and no namespaces at all.
+        /// </summary>
+        private static void LimitUserCounts(int leader)
+        {
+            var script = string.Join("; ", UserCountLimits.Select(l => $"echo {l.Value} > /proc/sys/user/{l.Key}"));
+            ProcessRunner.Run(HostTools.Require("nsenter", "util-linux"),
+                new List<string> { "--target=" + leader.ToString(CultureInfo.InvariantCulture), "--user", "--", "/bin/sh", "-c", script },
+                new Dictionary<string, string> { ["PATH"] = ExecChain.DefaultPath });
+        }
+
+        internal static readonly IReadOnlyDictionary<string, int> UserCountLimits = new Dictionary<string, int>
+        {
+            ["max_inotify_instances"] = 16, ["max_inotify_watches"] = 8192, ["max_fanotify_groups"] = 0, ["max_fanotify_marks"] = 0,
+            ["max_user_namespaces"] = 0, ["max_mnt_namespaces"] = 0, ["max_pid_namespaces"] = 0, ["max_net_namespaces"] = 0,
+            ["max_ipc_namespaces"] = 0, ["max_uts_namespaces"] = 0, ["max_cgroup_namespaces"] = 0, ["max_time_namespaces"] = 0,
+        };
 
         /// <summary>Waits for nspawn's child (the container's PID 1) to have started the payload.</summary>
         private (int Leader, string Start) AwaitLeader(Sandbox s, int nspawnPid)
