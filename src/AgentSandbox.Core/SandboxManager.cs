@@ -338,10 +338,24 @@ namespace AgentSandbox
             }
         }
 
-        public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default) =>
-            Owner(sandbox).CopyToSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
+        public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default)
+        {
+            request.SandboxWritable = SandboxWritableFolders();
+            return Owner(sandbox).CopyToSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
+        }
 
-        public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default) =>
-            Owner(sandbox).CopyFromSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
+        public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default)
+        {
+            request.SandboxWritable = SandboxWritableFolders();
+            return Owner(sandbox).CopyFromSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
+        }
+
+        /// <summary>
+        /// The host folders any sandbox here can write, not only the one copied with: a sandbox may plant
+        /// a link in its writable folder for a copy of another sandbox to follow.
+        /// </summary>
+        private IReadOnlyCollection<string> SandboxWritableFolders() =>
+            List(null, new List<string>()).SelectMany(s => s.Mounts ?? new List<SandboxMount>())
+                .Where(m => m.ReadWrite).Select(m => m.Source).Distinct().ToList();
     }
 }

@@ -23,7 +23,7 @@ namespace AgentSandbox.Backends
                 var handles = new List<System.IDisposable>();
                 try
                 {
-                    var (srcDir, srcName, srcDisplay) = CopyRunner.OpenHostSource(request.Source);
+                    var (srcDir, srcName, srcDisplay) = CopyRunner.OpenHostSource(request.Source, request.SandboxWritable);
                     handles.Add(srcDir);
                     var root = DirHandle.OpenTrusted(FilesRoot(s));
                     handles.Add(root);
@@ -62,7 +62,7 @@ namespace AgentSandbox.Backends
                     var info = dir.Stat(name);
                     if (!info.Exists) throw SandboxPath.NotFound(display, $"in sandbox '{s.Name}'");
                     if (info.IsSymlink) throw SandboxPath.Unsafe(display, "it is a symbolic link, which is never followed");
-                    var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, name);
+                    var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, name, request.SandboxWritable);
                     handles.Add(hostDir);
                     using var sink = new DirTreeSink(hostDir, hostName, null, null, request.Force);
                     return CopyRunner.Run(s, "FromSandbox", display, hostDisplay, new DirTreeSource(dir, name), sink, request.Force, progress, cancellation);

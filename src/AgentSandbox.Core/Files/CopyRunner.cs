@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Threading;
 using AgentSandbox.Backends;
@@ -8,30 +9,33 @@ namespace AgentSandbox.Files
     /// <summary>The host side of a copy and what every backend's copy shares: planning, metering, error mapping.</summary>
     internal static class CopyRunner
     {
-        /// <summary>A host source: the user's path with its links resolved (as Copy-Item does), as its parent directory and name.</summary>
-        public static (DirHandle Parent, string Name, string Display) OpenHostSource(string hostPath)
+        /// <summary>
+        /// A host source: the user's path with its links resolved (as Copy-Item does; a link in a folder a
+        /// sandbox can write is refused, see HostPaths), as its parent directory and name.
+        /// </summary>
+        public static (DirHandle Parent, string Name, string Display) OpenHostSource(string hostPath, IReadOnlyCollection<string> sandboxWritable)
         {
-            var real = Linux.Native.RealPath(hostPath);
-            if (real == null || (!File.Exists(real) && !Directory.Exists(real)))
+            var real = HostPaths.Resolve(hostPath, sandboxWritable);
+            if (!File.Exists(real) && !Directory.Exists(real))
                 throw new SandboxException(ErrorIds.SandboxItemNotFound, SandboxErrorKind.NotFound, $"'{hostPath}' does not exist on the host.", hostPath);
             if (real == "/") throw new SandboxException(ErrorIds.InvalidPath, SandboxErrorKind.InvalidArgument, "Copying the host's root directory is refused.", hostPath);
             var parent = Path.GetDirectoryName(real)!;
-            return (DirHandle.OpenTrusted(parent), Path.GetFileName(real), real);
+            return (DirHandle.OpenResolved(parent), Path.GetFileName(real), real);
         }
 
         /// <summary>
         /// A host destination as Copy-Item treats it: an existing directory receives the source inside
-        /// it; anything else is the new name, in a directory that must exist.
+        /// it; anything else is the new name, in a directory that must exist. Resolved as sources are.
         /// </summary>
-        public static (DirHandle Parent, string Name, string Display) OpenHostTarget(string hostPath, string sourceName)
+        public static (DirHandle Parent, string Name, string Display) OpenHostTarget(string hostPath, string sourceName, IReadOnlyCollection<string> sandboxWritable)
         {
-            var full = Path.GetFullPath(hostPath);
-            if (Directory.Exists(full)) return (DirHandle.OpenTrusted(full), sourceName, Path.Combine(full, sourceName));
+            var full = HostPaths.Resolve(hostPath, sandboxWritable);
+            if (Directory.Exists(full)) return (DirHandle.OpenResolved(full), sourceName, Path.Combine(full, sourceName));
             var parent = Path.GetDirectoryName(full.TrimEnd('/'));
             if (parent == null || !Directory.Exists(parent))
                 throw new SandboxException(ErrorIds.SandboxItemNotFound, SandboxErrorKind.NotFound,
                     $"The destination folder '{parent}' does not exist on the host.", hostPath);
-            return (DirHandle.OpenTrusted(parent), Path.GetFileName(full.TrimEnd('/')), full.TrimEnd('/'));
+            return (DirHandle.OpenResolved(parent), Path.GetFileName(full.TrimEnd('/')), full.TrimEnd('/'));
         }
 
         /// <summary>Plans (nothing written when a target exists without force), then copies with progress.</summary>

@@ -81,6 +81,25 @@ namespace AgentSandbox.Files
             return new DirHandle(fd, path.TrimEnd('/'));
         }
 
+        [StructLayout(LayoutKind.Sequential)]
+        private struct OpenHow { public ulong Flags, Mode, Resolve; }
+        [DllImport("libc", EntryPoint = "syscall", SetLastError = true)]
+        private static extern long Openat2(long number, int dirfd, string path, ref OpenHow how, UIntPtr size);
+        private const long SYS_openat2 = 437;
+        private const ulong RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04;
+
+        /// <summary>
+        /// Opens a directory by a path that holds no link (a resolved one, see HostPaths): a link that
+        /// appears in it since, anywhere, is refused rather than followed.
+        /// </summary>
+        public static DirHandle OpenResolved(string path)
+        {
+            var how = new OpenHow { Flags = (ulong)(O_RDONLY | O_DIRECTORY | O_CLOEXEC), Resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+            long fd = Openat2(SYS_openat2, AT_FDCWD, path, ref how, (UIntPtr)(ulong)Marshal.SizeOf<OpenHow>());
+            if (fd < 0) throw Fail(path, Marshal.GetLastWin32Error());
+            return new DirHandle((int)fd, path.TrimEnd('/'));
+        }
+
         private string Child(string name) => Display + "/" + name;
 
         private static IOException Fail(string what, int errno) => errno switch

@@ -157,10 +157,18 @@ namespace AgentSandbox.Linux
             }
         }
 
+        /// <summary>
+        /// Writes a file of the root afresh: whatever the image or checkpoint left at its name (a link, a
+        /// FIFO that would block the write, a device) is removed first, and the new file is created
+        /// exclusively, so nothing else can be opened in its place.
+        /// </summary>
         private static void WritePrivate(string path, string text)
         {
-            if (FileTree.IsSymlink(path)) File.Delete(path);
-            File.WriteAllText(path, text);
+            if (Directory.Exists(path) && !FileTree.IsSymlink(path)) throw new IOException($"{path} is a directory");
+            File.Delete(path);
+            using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
+            var bytes = new System.Text.UTF8Encoding(false).GetBytes(text);
+            file.Write(bytes, 0, bytes.Length);
         }
     }
 }

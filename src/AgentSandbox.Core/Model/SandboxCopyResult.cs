@@ -1,3 +1,5 @@
+using System.Collections.Generic;
+
 namespace AgentSandbox
 {
     /// <summary>What one Copy-AgentSandboxItem source became: where it went, how many files and bytes.</summary>
@@ -19,5 +21,7 @@ namespace AgentSandbox
         public string Source { get; set; } = "";
         public string Destination { get; set; } = "";
         public bool Force { get; set; }
+        /// <summary>The host folders sandboxes can write (their writable -Mount sources): links in them are never followed on the host.</summary>
+        internal IReadOnlyCollection<string> SandboxWritable { get; set; } = new string[0];
     }
 }

@@ -25,7 +25,7 @@ namespace AgentSandbox.Backends.Docker
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
             return CopyRunner.Guard(s, () =>
             {
-                var (srcDir, srcName, srcDisplay) = CopyRunner.OpenHostSource(request.Source);
+                var (srcDir, srcName, srcDisplay) = CopyRunner.OpenHostSource(request.Source, request.SandboxWritable);
                 using (srcDir)
                 {
                     var destPath = SandboxPath.Join(parts);
@@ -92,7 +92,7 @@ namespace AgentSandbox.Backends.Docker
                 var info = Stat(id, source);
                 if (!info.Exists) throw SandboxPath.NotFound(source, $"in sandbox '{s.Name}'");
                 if (info.IsSymlink) throw SandboxPath.Unsafe(source, "it is a symbolic link, which is never followed");
-                var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, parts[parts.Length - 1]);
+                var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, parts[parts.Length - 1], request.SandboxWritable);
                 using (hostDir)
                 using (var sink = new DirTreeSink(hostDir, hostName, null, null, request.Force))
                 {
