@@ -246,3 +246,41 @@ Describe 'A sandbox that makes its own removal hard, on <Backend>' -ForEach @(@{
         finally { Remove-TestSandbox $name }
     }
 }
+
+Describe 'Host paths of a copy through a link the sandbox planted, on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+    BeforeAll {
+        $name = New-TestName -Tag cplink
+        $base = "/var/tmp/$name"
+        $shared = New-HostFolder "$base/shared"
+        $victim = New-HostFolder "$base/victim" '0755'
+        Set-Content "$victim/secret" 'host-only-secret'
+        if (Test-BackendAvailable $Backend) {
+            $sb = New-AgentSandbox -Name $name -Backend $Backend -Mount "${shared}:/workspace/shared:rw" -ErrorAction Stop
+            Invoke-InSandbox -InputObject $sb -Command "echo report > /workspace/report; ln -s $victim /workspace/shared/dist; ln -s $victim /workspace/shared/data"
+        }
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        Remove-Item $base -Recurse -Force -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a copy out to a host folder the sandbox replaced by a link is refused, and nothing lands behind the link' {
+        { Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/report -Destination "$shared/dist" -ErrorAction Stop } |
+            Should -Throw -ErrorId 'UnsafeSandboxPath*' -ExpectedMessage "*$shared/dist*symbolic link*"
+        Test-Path "$victim/report" | Should -BeFalse
+    }
+
+    It 'a copy in from a host path through such a link is refused, and the host file never reaches the sandbox' {
+        { Copy-AgentSandboxItem -InputObject $sb -ToSandbox -Path "$shared/data/secret" -Destination /workspace/got -ErrorAction Stop } |
+            Should -Throw -ErrorId 'UnsafeSandboxPath*'
+        (Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/got 2>/dev/null; echo end') | Should -Be 'end'
+    }
+
+    It 'the host''s own links are still followed' {
+        $link = "$base/hostlink"
+        New-Item -ItemType SymbolicLink -Path $link -Target $victim | Out-Null
+        Copy-AgentSandboxItem -InputObject $sb -ToSandbox -Path "$link/secret" -Destination /workspace/fine
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/fine' | Should -Be 'host-only-secret'
+    }
+}

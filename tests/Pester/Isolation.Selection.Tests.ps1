@@ -12,9 +12,9 @@ Describe 'Get-AgentSandboxBackend -> Isolation' {
         $b.Isolation | Should -Be ([AgentSandbox.Verification.IsolationLevel]$Level)
     }
 
-    It 'Chroot claims Filesystem, Network, Devices and Limits only; Nspawn and Docker all but Kernel' {
+    It 'Chroot claims Filesystem, Network, IPC, Devices and Limits only; Nspawn and Docker all but Kernel' {
         $chroot = @((Get-AgentSandboxBackend Chroot).Boundaries | ForEach-Object { "$_" } | Sort-Object)
-        $chroot | Should -Be @('Devices', 'Filesystem', 'Limits', 'Network')
+        $chroot | Should -Be @('Devices', 'Filesystem', 'IPC', 'Limits', 'Network')
         $allButKernel = @([enum]::GetNames([AgentSandbox.SandboxBoundary]) | Where-Object { $_ -ne 'Kernel' } | Sort-Object)
         foreach ($n in 'Nspawn', 'Docker') {
             @((Get-AgentSandboxBackend $n).Boundaries | ForEach-Object { "$_" } | Sort-Object) | Should -Be $allButKernel -Because $n

@@ -66,7 +66,13 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
             @{ Id = 'dev-image-node'; Outcome = 'Blocked'; User = 'agent' }
             # The command's cgroup ends what it left; the lifetime is kept under /var/lib/agentsandbox.
             @{ Id = 'limits-timeout-escape'; Outcome = 'Blocked'; User = 'agent' }
-            @{ Id = 'lifetime-tamper'; Outcome = 'Blocked'; User = 'root' }) }
+            @{ Id = 'lifetime-tamper'; Outcome = 'Blocked'; User = 'root' }
+            # An IPC namespace of its own, and a host uid of its own.
+            @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'limits-ipc-outlive'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'limits-user-counters'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-copy-host-link'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-fifo-host-file'; Outcome = 'Blocked'; User = 'root' }) }
     @{ Backend = 'Nspawn'; Expected = @(
             @{ Id = 'proc-see-host'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'priv-mount-host-root'; Outcome = 'Blocked'; User = 'root' }
@@ -79,7 +85,13 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
             @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'root' }
-            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'root' }) }
+            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'root' }
+            @{ Id = 'limits-ipc-outlive'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'limits-user-counters'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-copy-host-link'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-keepalive-ptrace'; Outcome = 'Blocked'; User = 'root' }
+            @{ Id = 'limits-timeout-keepalive'; Outcome = 'Blocked'; User = 'root' }
+            @{ Id = 'priv-fifo-host-file'; Outcome = 'Blocked'; User = 'root' }) }
     @{ Backend = 'Docker'; Expected = @(
             # This sandbox has a writable -Mount and the daemon here does not remap users: root is refused,
             # so the attempts made as root where allowed run as the agent (see the -Force describe below).
@@ -95,7 +107,13 @@ Describe 'Test-AgentSandbox on <Backend>' -ForEach @(
             @{ Id = 'ipc-host-shm'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'uts-hostname'; Outcome = 'Blocked'; User = 'agent' }
             @{ Id = 'priv-sysfs-write'; Outcome = 'Blocked'; User = 'agent' }
-            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'agent' }) }
+            @{ Id = 'priv-ro-bind-remount'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'limits-ipc-outlive'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'limits-user-counters'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'fs-copy-host-link'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-keepalive-ptrace'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'limits-timeout-keepalive'; Outcome = 'Blocked'; User = 'agent' }
+            @{ Id = 'priv-fifo-host-file'; Outcome = 'Blocked'; User = 'agent' }) }
 ) {
     BeforeAll {
         $name = New-TestName -Tag 'verify'
