@@ -331,8 +331,8 @@ Describe 'Root without privileges (Docker)' {
     AfterAll { Remove-TestSandbox $name }
     BeforeEach { Assert-BackendOrSkip Docker }
 
-    It 'the default user is uid 1000 with no capabilities' {
-        Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Be '1000'
+    It 'the default user is the sandbox''s own agent uid, with no capabilities' {
+        Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Be $sb.BackendData['uid']
         Invoke-InSandbox -InputObject $sb -Command 'grep ^CapEff: /proc/self/status' | Should -Match '^CapEff:\s+0+$'
     }
 

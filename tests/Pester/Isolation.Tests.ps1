@@ -51,10 +51,12 @@ sh -c 'echo child=ok'; (sleep 0.1 &) && echo background=ok
     It 'Nspawn commands enter one long-lived container rather than starting one each' {
         Assert-BackendOrSkip Nspawn
         $marker = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
-        $first = Invoke-InSandbox -InputObject $n -Command "sleep $marker > /dev/null 2>&1 & cut -d' ' -f22 /proc/1/stat"
-        $second = Invoke-InSandbox -InputObject $n -Command "cut -d' ' -f22 /proc/1/stat; ps -eo args= | grep -c '^sleep $marker'"
-        $second[0] | Should -Be $first -Because 'PID 1 is the same process for both commands'
-        $second[1] | Should -Be '1' -Because 'what one command left running is there for the next'
+        # PIDs 1 and 2 are hidden from commands: the container's leader is read on the host.
+        $leader = (Get-AgentSandbox -Name $n.Name).BackendData['leader']
+        Invoke-InSandbox -InputObject $n -Command "sleep $marker > /dev/null 2>&1 & cat /proc/1/stat > /dev/null 2>&1 || echo hidden" | Should -Be 'hidden'
+        $second = Invoke-InSandbox -InputObject $n -Command "ps -eo args= | grep -c '^sleep $marker'"
+        (Get-AgentSandbox -Name $n.Name).BackendData['leader'] | Should -Be $leader -Because 'PID 1 is the same process for both commands'
+        $second | Should -Be '1' -Because 'what one command left running is there for the next'
         @(Get-HostPidsByMarker -Marker "--machine=agentsandbox-$($n.Id)").Count | Should -Be 1 -Because 'one systemd-nspawn runs for the sandbox'
     }
 
