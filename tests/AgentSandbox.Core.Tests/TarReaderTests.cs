@@ -13,7 +13,8 @@ namespace AgentSandbox.Core.Tests
     {
         private static readonly byte[] Hello = Encoding.ASCII.GetBytes("hello");
 
-        private static List<(TarEntry Entry, byte[] Data)> ReadAll(byte[] archive)
+        /// <summary>Every entry of an archive with its content, as the reader gives them.</summary>
+        internal static List<(TarEntry Entry, byte[] Data)> ReadAll(byte[] archive)
         {
             var reader = new TarReader(new MemoryStream(archive));
             var all = new List<(TarEntry, byte[])>();
@@ -211,7 +212,7 @@ namespace AgentSandbox.Core.Tests
         }
 
         /// <summary>A header followed by as many bytes as anyone reads.</summary>
-        private sealed class EndlessStream : Stream
+        private sealed class EndlessStream : ReadOnlyStream
         {
             private readonly byte[] _head;
             private int _at;
@@ -228,15 +229,6 @@ namespace AgentSandbox.Core.Tests
                 Array.Fill(buffer, (byte)'a', offset, count);
                 return count;
             }
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush() { }
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 }

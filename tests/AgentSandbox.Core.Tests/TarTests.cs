@@ -23,16 +23,7 @@ namespace AgentSandbox.Core.Tests
             foreach (var (e, d) in entries) writer.Write(e, new MemoryStream(d));
             writer.Finish();
             Assert.Equal(0, ms.Length % 512);
-            ms.Position = 0;
-            var reader = new TarReader(ms);
-            var result = new List<(TarEntry, byte[])>();
-            while (reader.Next(out var content) is TarEntry e)
-            {
-                var copy = new MemoryStream();
-                content.CopyTo(copy);
-                result.Add((e, copy.ToArray()));
-            }
-            return result;
+            return TarReaderTests.ReadAll(ms.ToArray());
         }
 
         [Fact]

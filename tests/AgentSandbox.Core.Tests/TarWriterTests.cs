@@ -139,18 +139,9 @@ namespace AgentSandbox.Core.Tests
         }
 
         /// <summary>Zeros for as long as anyone reads.</summary>
-        private sealed class ZeroStream : Stream
+        private sealed class ZeroStream : ReadOnlyStream
         {
             public override int Read(byte[] buffer, int offset, int count) { Array.Clear(buffer, offset, count); return count; }
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush() { }
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
 
         /// <summary>A file that leaves holes where zeros are written, so gigabytes of them cost no disk.</summary>
