@@ -34,7 +34,7 @@ namespace AgentSandbox.Verification
             ["P_MARKER"] = f.Marker, ["P_TEXT"] = f.MarkerText, ["P_DROP"] = f.Drop, ["P_TOKEN"] = f.Token,
             ["P_HOSTPID"] = f.HostPid.ToString(CultureInfo.InvariantCulture), ["P_SLEEP"] = f.SleepArgument,
             ["P_PORT"] = f.Port.ToString(CultureInfo.InvariantCulture), ["P_SHMID"] = f.SharedMemoryId ?? "",
-            ["P_HOSTNAME"] = f.Hostname, ["P_KERNEL"] = f.Kernel, ["P_DEV"] = f.RootDevice ?? "",
+            ["P_HOSTNAME"] = f.Hostname, ["P_BOOTID"] = f.BootId, ["P_BTIME"] = f.BootTime, ["P_DEV"] = f.RootDevice ?? "",
             ["P_MEM"] = sandbox.MemoryBytes?.ToString(CultureInfo.InvariantCulture) ?? "",
             ["P_PIDS"] = sandbox.ProcessLimit?.ToString(CultureInfo.InvariantCulture) ?? "",
             ["P_CPU"] = sandbox.CpuCount?.ToString(CultureInfo.InvariantCulture) ?? "",

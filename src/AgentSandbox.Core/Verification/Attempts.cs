@@ -123,8 +123,16 @@ namespace AgentSandbox.Verification
                 "for d in /dev/sd? /dev/vd? /dev/xvd? /dev/nvme?n1; do [ -e \"$d\" ] || continue; n=$(head -c 512 \"$d\" 2>/dev/null | wc -c); [ \"$n\" -gt 0 ] && r SUCCEEDED \"read $n bytes from $d\"; done; r BLOCKED \"no readable disk in /dev ($(ls /dev | tr '\\n' ' '))\""),
             new Attempt("dev-mem", SandboxBoundary.Devices, false, "read /dev/mem, /dev/kmem, /dev/port or /dev/kmsg",
                 "for d in /dev/mem /dev/kmem /dev/port /dev/kmsg; do [ -e \"$d\" ] || continue; n=$(timeout 2 head -c 1 \"$d\" 2>/dev/null | wc -c); [ \"$n\" -gt 0 ] && r SUCCEEDED \"read from $d\"; done; r BLOCKED 'none of them is readable'"),
-            new Attempt("kernel-shared", SandboxBoundary.Kernel, false, "compare the running kernel with the host's",
-                "k=$(cat /proc/sys/kernel/osrelease); [ \"$k\" = \"$P_KERNEL\" ] && r SUCCEEDED \"runs on the host's kernel $k\"; r BLOCKED \"kernel $k differs from the host's\""),
+            // By what a kernel has once per boot, never by its release string, which a virtual machine
+            // booted from the host's own kernel image shares. Container managers may mount a boot_id of
+            // their own over the kernel's (systemd-nspawn does): then the boot time in /proc/stat tells.
+            new Attempt("kernel-shared", SandboxBoundary.Kernel, false, "tell whether the running kernel is the host's, by its boot_id and boot time",
+                "b=$(cat /proc/sys/kernel/random/boot_id); [ \"$b\" = \"$P_BOOTID\" ] && r SUCCEEDED \"runs on the host's kernel: same boot_id $b\"; " +
+                "t=$(awk '$1==\"btime\" {print $2}' /proc/stat); " +
+                "if awk '$5==\"/proc/sys/kernel/random/boot_id\" {f=1} END {exit !f}' /proc/self/mountinfo; then " +
+                "[ \"$t\" = \"$P_BTIME\" ] && r SUCCEEDED \"runs on the host's kernel: a boot_id is mounted over the kernel's, and the boot time $t is the host's\"; " +
+                "r INCONCLUSIVE \"a boot_id is mounted over the kernel's, and the boot time $t differs from the host's $P_BTIME\"; fi; " +
+                "r BLOCKED \"a kernel of its own: boot_id $b, booted at $t (the host's: $P_BOOTID at $P_BTIME)\""),
 
             // Privilege: what root inside can do (run as root where the sandbox allows root).
             new Attempt("priv-host-root", SandboxBoundary.Privilege, true, "be root on the host with capabilities",

@@ -55,7 +55,8 @@ namespace AgentSandbox.Verification
 
             SharedMemoryId = CreateSharedMemory();
             Hostname = File.ReadAllText("/proc/sys/kernel/hostname").Trim();
-            Kernel = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
+            BootId = File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+            BootTime = File.ReadAllLines("/proc/stat").First(l => l.StartsWith("btime ")).Substring(6).Trim();
             RootDevice = FindRootDevice();
         }
 
@@ -69,7 +70,9 @@ namespace AgentSandbox.Verification
         public int Port { get; }
         public string? SharedMemoryId { get; }
         public string Hostname { get; }
-        public string Kernel { get; }
+        /// <summary>What the host's kernel has once per boot: a VM's kernel has its own.</summary>
+        public string BootId { get; }
+        public string BootTime { get; }
         public string? RootDevice { get; }
         public bool HostHasSysrq { get; } = File.Exists("/proc/sysrq-trigger");
         /// <summary>The sandbox's first read-only -Mount of a host folder: its host path and where the sandbox sees it.</summary>
