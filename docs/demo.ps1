@@ -23,15 +23,16 @@ if ($usable.Count -eq 0) {
     $backends | ForEach-Object { Write-Host "  $($_.Name): $($_.Reason)" }
     exit 1
 }
-# The best one here is the one that enforces the most boundaries; the lighter one of equals.
-$best = $usable | Sort-Object @{ Expression = { $_.Boundaries.Count }; Descending = $true }, Weight | Select-Object -First 1
 
 $name = "demo-$([guid]::NewGuid().ToString('N').Substring(0, 6))"
 $marker = "/tmp/agentsandbox-demo-$name"
 Set-Content -Path $marker -Value 'host secret'
 try {
-    Step "New-AgentSandbox -Name $name -Backend $($best.Name) -Memory 256MB -ProcessLimit 128"
-    $sandbox = New-AgentSandbox -Name $name -Backend $best.Name -Memory 256MB -ProcessLimit 128
+    # No -Backend: the lightest backend here that gives Process isolation (a warning says so where none does).
+    Step "New-AgentSandbox -Name $name -Memory 256MB -ProcessLimit 128"
+    $sandbox = New-AgentSandbox -Name $name -Memory 256MB -ProcessLimit 128
+    $best = $backends | Where-Object Name -EQ $sandbox.Backend
+    Write-Host "The default took the $($best.Name) backend: $($best.Isolation) isolation, the lightest here that gives Process isolation where one does"
     $sandbox | Format-List Name, Backend, State, Privilege, DefaultUser, Network, MemoryBytes, ProcessLimit | Out-Host
 
     Step 'The agent writes a file and runs a script in /workspace'

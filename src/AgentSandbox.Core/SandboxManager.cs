@@ -2,12 +2,11 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Threading;
 using AgentSandbox.Backends;
-using AgentSandbox.Backends.Chroot;
 using AgentSandbox.Backends.Docker;
-using AgentSandbox.Backends.Nspawn;
 using AgentSandbox.State;
 using AgentSandbox.Verification;
 
@@ -25,19 +24,40 @@ namespace AgentSandbox
         public const long MinimumDiskSize = 16L * 1024 * 1024;
         private static readonly Regex NamePattern = new Regex(@"\A[A-Za-z0-9][A-Za-z0-9_.-]*\z", RegexOptions.CultureInvariant);
 
-        private readonly List<ISandboxBackend> _backends;
+        /// <summary>The isolation a sandbox gets when the caller names neither a backend nor a level, where a backend here gives it.</summary>
+        public const IsolationLevel DefaultIsolation = IsolationLevel.Process;
+
+        private readonly List<ISandboxBackend> _backends = new List<ISandboxBackend>();
+        /// <summary>Backends of the catalog that do not run on this host: named in errors and listings, never made.</summary>
+        private readonly List<BackendFactory> _elsewhere = new List<BackendFactory>();
 
         public SandboxManager() : this(SandboxStore.DefaultRoot) { }
 
-        public SandboxManager(string stateRoot)
+        public SandboxManager(string stateRoot) : this(BackendCatalog.Builtin, new BackendContext(stateRoot), BackendCatalog.Current) { }
+
+        internal SandboxManager(IEnumerable<BackendFactory> catalog, BackendContext context, HostPlatform platform)
         {
-            var store = new SandboxStore(stateRoot);
-            _backends = new List<ISandboxBackend> { new ChrootBackend(store), new NspawnBackend(store), new DockerBackend() };
+            foreach (var factory in catalog)
+            {
+                if (factory.RunsOn(platform)) _backends.Add(factory.Create(context));
+                else _elsewhere.Add(factory);
+            }
         }
 
+        /// <summary>The backends that can run on this host (available or not).</summary>
         public IReadOnlyList<string> BackendNames => _backends.Select(b => b.Name).ToList();
 
-        public IReadOnlyList<BackendInfo> DescribeBackends() => _backends.Select(b => b.Describe()).ToList();
+        /// <summary>Every backend the module knows: those of other platforms are listed as unavailable, with where they run.</summary>
+        public IReadOnlyList<BackendInfo> DescribeBackends() =>
+            _backends.Select(b => b.Describe()).Concat(_elsewhere.Select(NotOnThisHost)).ToList();
+
+        private static BackendInfo NotOnThisHost(BackendFactory f) => new BackendInfo
+        {
+            Name = f.Name,
+            Available = false,
+            Platform = f.PlatformText,
+            Reason = $"The {f.Name} backend runs on {f.PlatformText} only; this host runs {RuntimeInformation.OSDescription.Trim()}.",
+        };
 
         public static void ValidateName(string? name)
         {
@@ -57,10 +77,11 @@ namespace AgentSandbox
 
         public ISandboxBackend ResolveBackend(string? name)
         {
-            if (string.IsNullOrEmpty(name) || string.Equals(name, AutoBackend, StringComparison.OrdinalIgnoreCase))
+            if (IsAuto(name))
             {
                 var infos = DescribeBackends();
-                var best = infos.Where(i => i.Available).OrderBy(i => i.Weight).FirstOrDefault();
+                var available = infos.Where(i => i.Available).OrderBy(i => i.Weight).ToList();
+                var best = available.FirstOrDefault(i => IsolationLevels.Meets(i.Boundaries, DefaultIsolation)) ?? available.FirstOrDefault();
                 if (best == null)
                     throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
                         "No sandbox backend is available on this host: " +
@@ -68,6 +89,29 @@ namespace AgentSandbox
                 return Backend(best.Name);
             }
             return Backend(name!);
+        }
+
+        private static bool IsAuto(string? name) => string.IsNullOrEmpty(name) || string.Equals(name, AutoBackend, StringComparison.OrdinalIgnoreCase);
+
+        /// <summary>
+        /// What the caller should be warned of about the backend a create would use: a level it falls
+        /// short of (-Isolation with -Force), or, with neither a backend nor a level given, that no backend
+        /// here reaches the default level. Null when there is nothing to say.
+        /// </summary>
+        public string? Shortfall(SandboxSpec spec, string backend)
+        {
+            var info = Backend(backend).Describe();
+            if (spec.Isolation is IsolationLevel level)
+            {
+                var missing = IsolationLevels.Required(level).Where(b => !info.Boundaries.Contains(b)).ToList();
+                return missing.Count == 0 ? null
+                    : $"The {info.Name} backend does not give {level} isolation: it does not enforce {string.Join(", ", missing)}. " +
+                      "It is used anyway because of -Force; Test-AgentSandbox shows which boundaries hold.";
+            }
+            if (!IsAuto(spec.Backend) || spec.FromCheckpoint != null || IsolationLevels.Meets(info.Boundaries, DefaultIsolation)) return null;
+            return $"No backend available here gives {DefaultIsolation} isolation, so the sandbox uses {info.Name}, which gives " +
+                $"{info.Isolation?.ToString() ?? "none"} ({string.Join(", ", info.Boundaries)}). Name the backend or give -Isolation to choose knowingly; " +
+                "Get-AgentSandboxBackend shows why the others are unavailable.";
         }
 
         /// <summary>A bare number binds to a TimeSpan as ticks (300 → 30 µs): anything under a second is a mistake.</summary>
@@ -141,7 +185,7 @@ namespace AgentSandbox
             var infos = DescribeBackends();
             string Offer() => string.Join("; ", infos.Select(i =>
                 $"{i.Name}: {(i.Isolation?.ToString() ?? "none")}{(i.Available ? "" : " (not available here: " + i.Reason + ")")}"));
-            if (string.IsNullOrEmpty(name) || string.Equals(name, AutoBackend, StringComparison.OrdinalIgnoreCase))
+            if (IsAuto(name))
             {
                 var fit = infos.Where(i => i.Available && IsolationLevels.Meets(i.Boundaries, level)).OrderBy(i => i.Weight).FirstOrDefault();
                 if (fit != null) return Backend(fit.Name);
@@ -184,10 +228,14 @@ namespace AgentSandbox
             return claims;
         }
 
-        private ISandboxBackend Backend(string name) =>
-            _backends.FirstOrDefault(b => string.Equals(b.Name, name, StringComparison.OrdinalIgnoreCase))
-            ?? throw new SandboxException(ErrorIds.BackendNotFound, SandboxErrorKind.InvalidArgument,
-                $"There is no backend named '{name}'. Known backends: {string.Join(", ", BackendNames)} (or Auto).", name);
+        private ISandboxBackend Backend(string name)
+        {
+            if (_backends.FirstOrDefault(b => string.Equals(b.Name, name, StringComparison.OrdinalIgnoreCase)) is ISandboxBackend backend) return backend;
+            if (_elsewhere.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase)) is BackendFactory other)
+                throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable, NotOnThisHost(other).Reason!, other.Name);
+            throw new SandboxException(ErrorIds.BackendNotFound, SandboxErrorKind.InvalidArgument,
+                $"There is no backend named '{name}'. Known backends: {string.Join(", ", BackendNames.Concat(_elsewhere.Select(f => f.Name)))} (or Auto).", name);
+        }
 
         public Sandbox Create(SandboxSpec spec, IProgressSink? progress = null, CancellationToken cancellation = default)
         {

@@ -77,11 +77,21 @@ Describe '-Backend Auto' {
     BeforeAll { $name = New-TestName }
     AfterAll { Remove-TestSandbox $name }
 
-    It 'picks the lightest available backend' {
-        $lightest = Get-AgentSandboxBackend -Available | Sort-Object Weight | Select-Object -First 1
-        if (-not $lightest) { Skip-UnlessCI 'no backend is available here' }
-        $sb = New-AgentSandbox -Name $name
+    It 'picks the lightest available backend that gives Process isolation, never Chroot unless asked, and warns of nothing' {
+        $lightest = Get-AgentSandboxBackend -Available | Where-Object Isolation -GE 'Process' | Sort-Object Weight | Select-Object -First 1
+        if (-not $lightest) { Skip-UnlessCI 'no backend with Process isolation is available here' }
+        $sb = New-AgentSandbox -Name $name -WarningVariable warned
         $sb.Backend | Should -Be $lightest.Name
+        $sb.Backend | Should -Not -Be 'Chroot' -Because 'Chroot gives Filesystem isolation only'
+        $warned | Should -BeNullOrEmpty
         Invoke-InSandbox -InputObject $sb -Command 'echo auto' | Should -Be 'auto'
+    }
+
+    It '-WhatIf names the backend the default would take' {
+        $lightest = Get-AgentSandboxBackend -Available | Where-Object Isolation -GE 'Process' | Sort-Object Weight | Select-Object -First 1
+        if (-not $lightest) { Skip-UnlessCI 'no backend with Process isolation is available here' }
+        # What if: goes to the host, not to a stream: a child process shows it as a user sees it.
+        $said = & (Join-Path $PSHOME 'pwsh') -NoProfile -Command "Import-Module '$(Join-Path (Get-Module AgentSandbox).ModuleBase AgentSandbox.psd1)'; New-AgentSandbox -Name '$(New-TestName)' -WhatIf" | Out-String
+        $said | Should -Match "on backend $($lightest.Name)"
     }
 }

@@ -155,15 +155,13 @@ namespace AgentSandbox.PowerShell.Commands
 
         protected override void StopProcessing() => _cancel.Cancel();
 
-        /// <summary>-Force accepts a backend below -Isolation; the caller is still told which boundaries it lacks.</summary>
+        /// <summary>
+        /// A backend below -Isolation accepted with -Force, or below the default level where nothing here
+        /// reaches it: the sandbox is made, and the caller is told which boundaries it lacks.
+        /// </summary>
         private void WarnOfShortfall(SandboxSpec spec, string backend)
         {
-            if (!(spec.Isolation is Verification.IsolationLevel level)) return;
-            var info = Manager.DescribeBackends().First(b => string.Equals(b.Name, backend, StringComparison.OrdinalIgnoreCase));
-            var missing = Verification.IsolationLevels.Required(level).Where(b => !info.Boundaries.Contains(b)).ToList();
-            if (missing.Count > 0)
-                WriteWarning($"The {info.Name} backend does not give {level} isolation: it does not enforce {string.Join(", ", missing)}. " +
-                    "It is used anyway because of -Force; Test-AgentSandbox shows which boundaries hold.");
+            if (Manager.Shortfall(spec, backend) is string warning) WriteWarning(warning);
         }
 
         private bool Bound(string parameter) => MyInvocation.BoundParameters.ContainsKey(parameter);

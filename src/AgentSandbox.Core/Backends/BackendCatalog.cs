@@ -1,0 +1,82 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Runtime.InteropServices;
+using AgentSandbox.Backends.Chroot;
+using AgentSandbox.Backends.Docker;
+using AgentSandbox.Backends.Nspawn;
+using AgentSandbox.State;
+
+namespace AgentSandbox.Backends
+{
+    /// <summary>The host operating systems a backend can run on.</summary>
+    [Flags]
+    internal enum HostPlatform
+    {
+        None = 0,
+        Linux = 1,
+        Windows = 2,
+        MacOS = 4,
+    }
+
+    /// <summary>What every backend of one manager shares: where the module keeps its state on this host.</summary>
+    internal sealed class BackendContext
+    {
+        private SandboxStore? _store;
+
+        public BackendContext(string stateRoot) { StateRoot = stateRoot; }
+
+        public string StateRoot { get; }
+
+        /// <summary>The record store of the backends that keep their sandboxes' records on the host.</summary>
+        public SandboxStore Store => _store ??= new SandboxStore(StateRoot);
+    }
+
+    /// <summary>How one backend is made, and where it can run: a backend is only made on a host it runs on.</summary>
+    internal sealed class BackendFactory
+    {
+        private readonly Func<BackendContext, ISandboxBackend> _create;
+
+        public BackendFactory(string name, HostPlatform platforms, Func<BackendContext, ISandboxBackend> create)
+        {
+            Name = name; Platforms = platforms; _create = create;
+        }
+
+        public string Name { get; }
+        public HostPlatform Platforms { get; }
+
+        public bool RunsOn(HostPlatform platform) => (Platforms & platform) != 0;
+
+        public ISandboxBackend Create(BackendContext context)
+        {
+            var backend = _create(context);
+            if (!string.Equals(backend.Name, Name, StringComparison.Ordinal))
+                throw new InvalidOperationException($"The factory for '{Name}' made a backend named '{backend.Name}'.");
+            return backend;
+        }
+
+        /// <summary>Platforms as Get-AgentSandboxBackend words them ("Linux, Windows").</summary>
+        public string PlatformText => string.Join(", ",
+            new[] { HostPlatform.Linux, HostPlatform.Windows, HostPlatform.MacOS }.Where(RunsOn).Select(p => p == HostPlatform.MacOS ? "macOS" : p.ToString()));
+    }
+
+    /// <summary>
+    /// Every backend the module knows, in one list: adding a backend is adding its folder and one line
+    /// here. The manager makes those that run on this host and names the others when asked for them.
+    /// </summary>
+    internal static class BackendCatalog
+    {
+        public static IReadOnlyList<BackendFactory> Builtin { get; } = new List<BackendFactory>
+        {
+            new BackendFactory("Chroot", HostPlatform.Linux, c => new ChrootBackend(c.Store)),
+            new BackendFactory("Nspawn", HostPlatform.Linux, c => new NspawnBackend(c.Store)),
+            new BackendFactory("Docker", HostPlatform.Linux | HostPlatform.Windows | HostPlatform.MacOS, c => new DockerBackend()),
+        };
+
+        public static HostPlatform Current =>
+            RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? HostPlatform.Windows
+            : RuntimeInformation.IsOSPlatform(OSPlatform.OSX) ? HostPlatform.MacOS
+            : RuntimeInformation.IsOSPlatform(OSPlatform.Linux) ? HostPlatform.Linux
+            : HostPlatform.None;
+    }
+}

@@ -1,0 +1,193 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using AgentSandbox.Backends;
+using AgentSandbox.Verification;
+using Xunit;
+
+namespace AgentSandbox.Core.Tests
+{
+    /// <summary>The manager's own decisions, against backends made for the test: routing, selection, expiry, refusals.</summary>
+    public sealed class SandboxManagerTests
+    {
+        private static readonly SandboxBoundary[] FilesystemOnly = { SandboxBoundary.Filesystem, SandboxBoundary.Network, SandboxBoundary.Limits };
+        private static readonly SandboxBoundary[] ProcessLevel = IsolationLevels.Required(IsolationLevel.Process).Concat(new[] { SandboxBoundary.Limits }).ToArray();
+
+        private readonly FakeBackend _light = new FakeBackend("Light", 10, FilesystemOnly);
+        private readonly FakeBackend _middle = new FakeBackend("Middle", 20, ProcessLevel);
+        private readonly FakeBackend _heavy = new FakeBackend("Heavy", 30, ProcessLevel);
+
+        private SandboxManager Manager(params FakeBackend[] backends) => Manager(HostPlatform.Linux, backends.Select(b => Factory(b, HostPlatform.Linux)).ToArray());
+
+        private static SandboxManager Manager(HostPlatform host, params BackendFactory[] factories) =>
+            new SandboxManager(factories, new BackendContext("/nonexistent/agentsandbox-test"), host);
+
+        private static BackendFactory Factory(FakeBackend b, HostPlatform platforms) => new BackendFactory(b.Name, platforms, _ => b);
+
+        private static SandboxSpec Spec(string name, string backend = SandboxManager.AutoBackend) => new SandboxSpec { Name = name, Backend = backend };
+
+        private static SandboxException Refusal(Action action) => Assert.Throws<SandboxException>(action);
+
+        [Fact]
+        public void EachSandboxGoesToTheBackendNamedAndItsCommandsToTheBackendThatOwnsIt()
+        {
+            var m = Manager(_light, _middle, _heavy);
+            var made = m.Create(Spec("one", "heavy"));
+            Assert.Equal("Heavy", made.Backend);
+            m.Execute(m.Get("one"), new CommandRequest { Command = "true" }, new NullOutput());
+            Assert.Equal(new[] { "Create one", "Execute one" }, _heavy.Calls);
+            Assert.Empty(_light.Calls);
+            Assert.Empty(_middle.Calls);
+        }
+
+        [Fact]
+        public void AnUnknownBackendIsRefusedNamingTheKnownOnes()
+        {
+            var e = Refusal(() => Manager(_light, _middle).Create(Spec("one", "Nope")));
+            Assert.Equal(ErrorIds.BackendNotFound, e.ErrorId);
+            Assert.Contains("Known backends: Light, Middle (or Auto)", e.Message);
+        }
+
+        [Fact]
+        public void AutoTakesTheLightestAvailableBackendThatGivesProcessIsolationAndWarnsOfNothing()
+        {
+            var m = Manager(_light, _heavy, _middle);
+            var spec = Spec("one");
+            Assert.Equal("Middle", m.ChooseBackend(spec));
+            Assert.Null(m.Shortfall(spec, "Middle"));
+            _middle.Available = false;
+            Assert.Equal("Heavy", m.ChooseBackend(spec));
+        }
+
+        [Fact]
+        public void AutoFallsBackToTheLightestAvailableWithAWarningWhenNothingGivesProcessIsolation()
+        {
+            _middle.Available = false;
+            var m = Manager(_heavy, _light, _middle);
+            _heavy.Available = false;
+            var spec = Spec("one");
+            Assert.Equal("Light", m.ChooseBackend(spec));
+            var warning = m.Shortfall(spec, "Light");
+            Assert.Contains("No backend available here gives Process isolation, so the sandbox uses Light, which gives Filesystem", warning);
+            Assert.Null(m.Shortfall(Spec("two", "Light"), "Light"));
+        }
+
+        [Fact]
+        public void AutoWithNothingAvailableSaysWhyForEachBackend()
+        {
+            _light.Available = _middle.Available = false;
+            var e = Refusal(() => Manager(_light, _middle).ChooseBackend(Spec("one")));
+            Assert.Equal(ErrorIds.BackendUnavailable, e.ErrorId);
+            Assert.Contains("Light: Light is switched off; Middle: Middle is switched off", e.Message);
+        }
+
+        [Fact]
+        public void IsolationPicksTheLightestThatMeetsItAndRefusesANamedBackendThatFallsShortUnlessForced()
+        {
+            var m = Manager(_light, _middle, _heavy);
+            Assert.Equal("Light", m.ChooseBackend(new SandboxSpec { Name = "a", Isolation = IsolationLevel.Filesystem }));
+            Assert.Equal("Middle", m.ChooseBackend(new SandboxSpec { Name = "a", Isolation = IsolationLevel.Process }));
+            Assert.Equal(ErrorIds.IsolationUnavailable, Refusal(() => m.ChooseBackend(new SandboxSpec { Name = "a", Isolation = IsolationLevel.Kernel })).ErrorId);
+            var named = new SandboxSpec { Name = "a", Backend = "Light", Isolation = IsolationLevel.Process };
+            var e = Refusal(() => m.ChooseBackend(named));
+            Assert.Equal(ErrorIds.IsolationNotMet, e.ErrorId);
+            Assert.Contains("Choose Middle or Heavy instead", e.Message);
+            named.Force = true;
+            Assert.Equal("Light", m.ChooseBackend(named));
+            Assert.Contains("does not enforce Process, IPC, Hostname, Privilege", m.Shortfall(named, "Light"));
+        }
+
+        [Fact]
+        public void AnExpiredSandboxRefusesCommandsAndItsProcessesAreEnded()
+        {
+            var m = Manager(_middle);
+            m.Create(Spec("old"));
+            m.Get("old").ExpiresAt = DateTime.UtcNow.AddSeconds(-1);
+            var e = Refusal(() => m.Execute(m.Get("old"), new CommandRequest { Command = "true" }, new NullOutput()));
+            Assert.Equal(ErrorIds.SandboxExpired, e.ErrorId);
+            Assert.Equal(new[] { "Create old", "Stop old" }, _middle.Calls);
+            Assert.Equal(ErrorIds.SandboxExpired, Refusal(() => m.SetTimeToLive(m.Get("old"), TimeSpan.FromHours(1))).ErrorId);
+        }
+
+        [Fact]
+        public void TheSweepRemovesExpiredSandboxesOnlyAndSaysSo()
+        {
+            var m = Manager(_middle, _heavy);
+            m.Create(Spec("old"));
+            m.Create(Spec("young", "Heavy"));
+            m.SetTimeToLive(m.Get("young"), TimeSpan.FromHours(1));
+            m.Get("old").ExpiresAt = DateTime.UtcNow.AddSeconds(-1);
+            var report = m.SweepExpired(TimeSpan.Zero);
+            Assert.Single(report);
+            Assert.StartsWith("Removed expired sandbox 'old'", report[0]);
+            Assert.Null(m.Find("old"));
+            Assert.NotNull(m.Find("young"));
+        }
+
+        [Theory]
+        [InlineData("")]
+        [InlineData("-lead")]
+        [InlineData("a..b")]
+        [InlineData("sp ace")]
+        [InlineData("sl/ash")]
+        public void InvalidNamesAreRefusedBeforeAnyBackendIsAsked(string name)
+        {
+            var m = Manager(_middle);
+            Assert.Equal(ErrorIds.InvalidSandboxName, Refusal(() => m.Create(Spec(name))).ErrorId);
+            Assert.Empty(_middle.Calls);
+        }
+
+        [Fact]
+        public void ANameTakenOnAnyBackendIsRefused()
+        {
+            var m = Manager(_middle, _heavy);
+            m.Create(Spec("one", "Heavy"));
+            Assert.Equal(ErrorIds.SandboxExists, Refusal(() => m.Create(Spec("one", "Middle"))).ErrorId);
+            Assert.Empty(_middle.Calls);
+        }
+
+        [Fact]
+        public void ADiskSizeABackendCannotEnforceIsRefusedNamingTheBackend()
+        {
+            var m = Manager(_middle);
+            var spec = new SandboxSpec { Name = "one", Backend = "Middle", DiskSizeBytes = SandboxManager.MinimumDiskSize };
+            var e = Refusal(() => m.Create(spec));
+            Assert.Equal(ErrorIds.DiskLimitUnsupported, e.ErrorId);
+            Assert.Contains("The Middle backend cannot limit the disk", e.Message);
+            Assert.Empty(_middle.Calls);
+        }
+
+        [Fact]
+        public void BackendsOfAnotherPlatformAreNeverMadeListedAsUnavailableAndRefusedByName()
+        {
+            var made = 0;
+            var windowsOnly = new BackendFactory("WinOnly", HostPlatform.Windows, _ => { made++; return new FakeBackend("WinOnly", 5, ProcessLevel); });
+            var m = Manager(HostPlatform.Linux, windowsOnly, Factory(_heavy, HostPlatform.Linux | HostPlatform.Windows));
+            Assert.Equal(0, made);
+            Assert.Equal(new[] { "Heavy" }, m.BackendNames);
+            var listed = m.DescribeBackends().Single(b => b.Name == "WinOnly");
+            Assert.False(listed.Available);
+            Assert.StartsWith("The WinOnly backend runs on Windows only", listed.Reason);
+            var e = Refusal(() => m.Create(Spec("one", "winonly")));
+            Assert.Equal(ErrorIds.BackendUnavailable, e.ErrorId);
+            Assert.Equal("Heavy", m.ChooseBackend(Spec("two")));
+        }
+
+        [Fact]
+        public void TheBuiltinCatalogSaysWhereEachBackendRuns()
+        {
+            var platforms = BackendCatalog.Builtin.ToDictionary(f => f.Name, f => f.Platforms);
+            Assert.Equal(HostPlatform.Linux, platforms["Chroot"]);
+            Assert.Equal(HostPlatform.Linux, platforms["Nspawn"]);
+            Assert.True(platforms["Docker"].HasFlag(HostPlatform.Windows) && platforms["Docker"].HasFlag(HostPlatform.Linux));
+            Assert.Equal(new[] { "Chroot", "Nspawn", "Docker" }, Manager(HostPlatform.Linux, BackendCatalog.Builtin.ToArray()).BackendNames);
+            Assert.Equal(new[] { "Docker" }, Manager(HostPlatform.Windows, BackendCatalog.Builtin.ToArray()).BackendNames);
+        }
+
+        private sealed class NullOutput : ICommandOutput
+        {
+            public void StandardOutput(string line) { }
+            public void StandardError(string line) { }
+        }
+    }
+}
