@@ -98,6 +98,10 @@ namespace AgentSandbox
         public const string RootOnWritableMount = "RootOnWritableMount";
         /// <summary>-DiskSize on a backend (or Docker daemon) that cannot enforce it.</summary>
         public const string DiskLimitUnsupported = "DiskLimitUnsupported";
+        /// <summary>-Memory, -CpuCount or -ProcessLimit on a backend that cannot enforce it here.</summary>
+        public const string LimitUnsupported = "LimitUnsupported";
+        /// <summary>An option or operation the sandbox's backend does not support (BackendInfo.Features).</summary>
+        public const string FeatureUnsupported = "FeatureUnsupported";
         /// <summary>The files a sandbox starts with (a fork's checkpoint, an -Image) do not fit in its -DiskSize.</summary>
         public const string DiskTooSmall = "DiskTooSmall";
     }

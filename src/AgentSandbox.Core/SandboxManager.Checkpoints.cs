@@ -23,6 +23,7 @@ namespace AgentSandbox
         {
             ValidateCheckpointName(name);
             var current = Usable(sandbox);
+            RequireFeature(current, SandboxFeature.Checkpoints, "Checkpoint-AgentSandbox");
             var checkpoint = Owner(current).Checkpoint(current, name, keep, progress ?? NullProgress.Instance, cancellation);
             checkpoint.SandboxExists = true;
             return checkpoint;
@@ -61,6 +62,7 @@ namespace AgentSandbox
         public Sandbox Restore(Sandbox sandbox, SandboxCheckpoint checkpoint, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
             var current = Usable(sandbox);
+            RequireFeature(current, SandboxFeature.Checkpoints, "Restore-AgentSandbox");
             if (checkpoint.SandboxId != current.Id)
                 throw new SandboxException(ErrorIds.CheckpointMismatch, SandboxErrorKind.InvalidArgument,
                     $"Checkpoint '{checkpoint}' was taken of another sandbox (id {checkpoint.SandboxId}), not of '{current.Name}' (id {current.Id}); " +

@@ -177,7 +177,7 @@ namespace AgentSandbox
         public string ChooseBackend(SandboxSpec spec) => Choose(spec).Name;
 
         private ISandboxBackend Choose(SandboxSpec spec) =>
-            RefuseUnenforcedDisk(spec, spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend));
+            RefuseUnsupported(spec, spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend));
 
         /// <summary>Auto: the lightest available backend whose claims meet the level. Named: refused when it falls short, unless forced.</summary>
         private ISandboxBackend ResolveForIsolation(string? name, IsolationLevel level, bool force)
@@ -376,6 +376,7 @@ namespace AgentSandbox
             if (request.Command == null && string.IsNullOrEmpty(request.FilePath))
                 throw Invalid(ErrorIds.NoCommand, "Give -Command or -FilePath.", sandbox.Name);
             ValidateEnvironment(request.Environment);
+            if (AsksForRoot(request.User)) RequireFeature(sandbox, SandboxFeature.Root, $"-User {request.User}");
             if (request.Timeout is TimeSpan t && t <= TimeSpan.Zero)
                 throw Invalid(ErrorIds.InvalidTimeout, "-TimeoutSec must be positive.", t.ToString());
             try { return Owner(sandbox).Execute(sandbox, request, output, cancellation); }
@@ -388,12 +389,14 @@ namespace AgentSandbox
 
         public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
+            RequireFeature(sandbox, SandboxFeature.Copy, "Copy-AgentSandboxItem");
             request.SandboxWritable = SandboxWritableFolders();
             return Owner(sandbox).CopyToSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
         }
 
         public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
+            RequireFeature(sandbox, SandboxFeature.Copy, "Copy-AgentSandboxItem");
             request.SandboxWritable = SandboxWritableFolders();
             return Owner(sandbox).CopyFromSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
         }

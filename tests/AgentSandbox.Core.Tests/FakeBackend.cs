@@ -24,13 +24,14 @@ namespace AgentSandbox.Core.Tests
         public SandboxBoundary[] Boundaries { get; }
         public bool Available { get; set; } = true;
         public SandboxLimit[] Limits { get; set; } = { SandboxLimit.Memory, SandboxLimit.Cpu, SandboxLimit.Processes };
+        public SandboxFeature[] Features { get; set; } = (SandboxFeature[])Enum.GetValues(typeof(SandboxFeature));
         /// <summary>Every call the manager made, as "Verb name".</summary>
         public List<string> Calls { get; } = new List<string>();
 
         public BackendInfo Describe() => new BackendInfo
         {
             Name = Name, Available = Available, Reason = Available ? null : $"{Name} is switched off",
-            Boundaries = Boundaries, Weight = Weight, Limits = Limits, Platform = "Test",
+            Boundaries = Boundaries, Weight = Weight, Limits = Limits, Features = Features, Platform = "Test",
         };
 
         public IEnumerable<Sandbox> List() => _sandboxes.Values.ToList();

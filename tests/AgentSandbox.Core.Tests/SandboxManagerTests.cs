@@ -158,6 +158,66 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void ALimitABackendCannotEnforceIsRefusedNamingTheOption()
+        {
+            _middle.Limits = new[] { SandboxLimit.Cpu };
+            var m = Manager(_middle);
+            var e = Refusal(() => m.Create(new SandboxSpec { Name = "one", Backend = "Middle", MemoryBytes = 64L << 20 }));
+            Assert.Equal(ErrorIds.LimitUnsupported, e.ErrorId);
+            Assert.Contains("The Middle backend cannot enforce -Memory here", e.Message);
+            Assert.Equal(ErrorIds.LimitUnsupported, Refusal(() => m.Create(new SandboxSpec { Name = "one", Backend = "Middle", ProcessLimit = 64 })).ErrorId);
+            m.Create(new SandboxSpec { Name = "one", Backend = "Middle", CpuCount = 1 });
+            Assert.Equal(new[] { "Create one" }, _middle.Calls);
+        }
+
+        [Fact]
+        public void OptionsABackendLacksAreRefusedAtCreateNamingTheOptionAndTheBackendsThatHaveThem()
+        {
+            _middle.Features = new[] { SandboxFeature.Mounts };
+            var m = Manager(_middle, _heavy);
+            var folder = System.IO.Path.GetTempPath();
+            var rw = new SandboxSpec { Name = "one", Backend = "Middle" };
+            rw.Mounts.Add(new SandboxMount { Source = folder, Destination = "/workspace/data", ReadWrite = true });
+            var e = Refusal(() => m.Create(rw));
+            Assert.Equal(ErrorIds.FeatureUnsupported, e.ErrorId);
+            Assert.Equal("The Middle backend does not support a writable -Mount (:rw). Backends that do: Heavy.", e.Message);
+            var host = new SandboxSpec { Name = "one", Backend = "Middle", Network = SandboxNetwork.Host };
+            Assert.Contains("does not support -Network Host", Refusal(() => m.Create(host)).Message);
+            Assert.Empty(_middle.Calls);
+            var ro = new SandboxSpec { Name = "one", Backend = "Middle" };
+            ro.Mounts.Add(new SandboxMount { Source = folder, Destination = "/workspace/data" });
+            m.Create(ro);
+            Assert.Equal(new[] { "Create one" }, _middle.Calls);
+        }
+
+        [Fact]
+        public void OperationsABackendLacksAreRefusedOnItsSandboxesBeforeTheBackendIsAsked()
+        {
+            _middle.Features = new SandboxFeature[0];
+            var m = Manager(_middle);
+            var s = m.Create(Spec("one", "Middle"));
+            SandboxException Of(Action a) => Refusal(a);
+            Assert.Contains("does not support -User root", Of(() => m.Execute(s, new CommandRequest { Command = "id", User = "root" }, new NullOutput())).Message);
+            Assert.Equal(ErrorIds.FeatureUnsupported, Of(() => m.Execute(s, new CommandRequest { Command = "id", User = "0:0" }, new NullOutput())).ErrorId);
+            Assert.Contains("does not support Copy-AgentSandboxItem", Of(() => m.CopyToSandbox(s, new SandboxCopyRequest())).Message);
+            Assert.Contains("does not support Checkpoint-AgentSandbox", Of(() => m.Checkpoint(s, "cp")).Message);
+            Assert.Contains("Backends that do: none here", Of(() => m.CopyFromSandbox(s, new SandboxCopyRequest())).Message);
+            m.Execute(s, new CommandRequest { Command = "id", User = "1000" }, new NullOutput());
+            Assert.Equal(new[] { "Create one", "Execute one" }, _middle.Calls);
+        }
+
+        [Theory]
+        [InlineData("root", true)]
+        [InlineData("0", true)]
+        [InlineData("0:1000", true)]
+        [InlineData("00", true)]
+        [InlineData("agent", false)]
+        [InlineData("1000:0", false)]
+        [InlineData("rooty", false)]
+        [InlineData(null, false)]
+        public void WhatCountsAsRoot(string? user, bool root) => Assert.Equal(root, SandboxManager.AsksForRoot(user));
+
+        [Fact]
         public void BackendsOfAnotherPlatformAreNeverMadeListedAsUnavailableAndRefusedByName()
         {
             var made = 0;

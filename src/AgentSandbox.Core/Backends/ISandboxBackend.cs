@@ -12,7 +12,10 @@ namespace AgentSandbox.Backends
     {
         string Name { get; }
 
-        /// <summary>Whether the backend works on this host right now, and why not.</summary>
+        /// <summary>What it can do beyond running commands, whatever the host: the manager refuses the rest, naming the option.</summary>
+        SandboxFeature[] Features { get; }
+
+        /// <summary>Whether the backend works on this host right now, and why not (its Features included).</summary>
         BackendInfo Describe();
 
         /// <summary>Every sandbox of this backend on the host, with its live state.</summary>

@@ -50,6 +50,12 @@ namespace AgentSandbox.Backends
         protected static string RootOf(Sandbox s) => Path.Combine(s.Location!, "root");
         protected Cgroup CgroupOf(Sandbox s) => Cgroup.ForSandbox(Layout, s.Name);
 
+        public SandboxFeature[] Features { get; } =
+        {
+            SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts,
+            SandboxFeature.Root, SandboxFeature.HostNetwork,
+        };
+
         public BackendInfo Describe()
         {
             var problems = HostTools.IsLinux ? Problems().ToList() : new List<string> { "needs a Linux host" };
@@ -62,6 +68,7 @@ namespace AgentSandbox.Backends
                 Boundaries = Boundaries,
                 Weaknesses = Weaknesses.Concat(DiskWeaknesses()).ToArray(),
                 Limits = EnforcedLimits(),
+                Features = Features,
                 LimitsNotEnforced = LimitsNotEnforced(),
                 Privilege = Privilege,
                 Weight = Weight,

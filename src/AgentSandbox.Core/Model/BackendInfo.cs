@@ -18,6 +18,8 @@ namespace AgentSandbox
         public SandboxLimit[] Limits { get; set; } = new SandboxLimit[0];
         /// <summary>Each limit it does not enforce here, and why ("Disk: ...").</summary>
         public string[] LimitsNotEnforced { get; set; } = new string[0];
+        /// <summary>What the backend can do beyond running commands (copies, checkpoints, mounts, root, the host network).</summary>
+        public SandboxFeature[] Features { get; set; } = new SandboxFeature[0];
         /// <summary>Known weaknesses, stated plainly.</summary>
         public string[] Weaknesses { get; set; } = new string[0];
         /// <summary>The highest isolation level the claims reach (Filesystem, Process, Kernel), or null.</summary>

@@ -48,6 +48,23 @@ namespace AgentSandbox
         Inodes,
     }
 
+    /// <summary>What a backend can do beyond running commands; the manager refuses what the backend lacks, naming the option.</summary>
+    public enum SandboxFeature
+    {
+        /// <summary>Copy-AgentSandboxItem, both ways.</summary>
+        Copy,
+        /// <summary>Checkpoint-AgentSandbox, Restore-AgentSandbox and New-AgentSandbox -FromCheckpoint.</summary>
+        Checkpoints,
+        /// <summary>-Mount of host folders, read-only.</summary>
+        Mounts,
+        /// <summary>-Mount ...:rw.</summary>
+        WritableMounts,
+        /// <summary>Invoke-InSandbox -User root (or uid 0).</summary>
+        Root,
+        /// <summary>-Network Host.</summary>
+        HostNetwork,
+    }
+
     /// <summary>How a sandbox keeps untrusted commands away from host root.</summary>
     public enum PrivilegeMode
     {

@@ -47,6 +47,12 @@ namespace AgentSandbox.Backends.Docker
         /// <summary>Host paths only mean something to a daemon on this machine.</summary>
         private static bool DaemonIsLocal => Endpoint.Uri.Scheme == "unix" || Endpoint.Uri.Scheme == "npipe";
 
+        public SandboxFeature[] Features { get; } =
+        {
+            SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts,
+            SandboxFeature.Root, SandboxFeature.HostNetwork,
+        };
+
         public BackendInfo Describe()
         {
             var endpoint = Endpoint;
@@ -64,6 +70,7 @@ namespace AgentSandbox.Backends.Docker
                 },
                 Weaknesses = Weaknesses(endpoint).Concat(diskWeaknesses).ToArray(),
                 Limits = limits,
+                Features = Features,
                 LimitsNotEnforced = notEnforced,
                 Privilege = PrivilegeMode.UnprivilegedUser,
                 Weight = 30,
