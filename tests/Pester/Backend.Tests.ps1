@@ -50,6 +50,12 @@ Describe 'Get-AgentSandboxBackend' {
         $d.Weight | Should -BeGreaterThan (Get-AgentSandboxBackend -Name Nspawn).Weight -Because 'Auto prefers the lighter backends'
     }
 
+    It '<_> has every feature, and Format-List shows them' -ForEach 'Chroot', 'Nspawn', 'Docker' {
+        $b = Get-AgentSandboxBackend -Name $_
+        @($b.Features | ForEach-Object { "$_" } | Sort-Object) | Should -Be @('Checkpoints', 'Copy', 'HostNetwork', 'Mounts', 'Root', 'WritableMounts')
+        ($b | Format-List | Out-String) | Should -Match 'Features\s*: Copy, Checkpoints, Mounts, WritableMounts, Root, HostNetwork'
+    }
+
     It 'no backend claims the Kernel boundary: all share the host kernel, and say so' {
         foreach ($b in Get-AgentSandboxBackend -Name Chroot, Nspawn, Docker) {
             $b.Boundaries | Should -Not -Contain ([AgentSandbox.SandboxBoundary]::Kernel)
