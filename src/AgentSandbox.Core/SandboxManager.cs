@@ -176,8 +176,12 @@ namespace AgentSandbox
         /// <summary>The backend a create would use, so -WhatIf can name it and refuse what a create would refuse.</summary>
         public string ChooseBackend(SandboxSpec spec) => Choose(spec).Name;
 
-        private ISandboxBackend Choose(SandboxSpec spec) =>
-            RefuseUnsupported(spec, spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend));
+        private ISandboxBackend Choose(SandboxSpec spec)
+        {
+            var backend = spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend);
+            ValidateGuestPaths(spec, backend.Guest);
+            return RefuseUnsupported(spec, backend);
+        }
 
         /// <summary>Auto: the lightest available backend whose claims meet the level. Named: refused when it falls short, unless forced.</summary>
         private ISandboxBackend ResolveForIsolation(string? name, IsolationLevel level, bool force)
@@ -276,8 +280,6 @@ namespace AgentSandbox
                 throw Invalid(ErrorIds.InvalidLimit, $"-ProcessLimit {p} is too small for a shell and its helpers: give at least 8.", p.ToString());
             if (spec.DiskSizeBytes is long d && d < MinimumDiskSize)
                 throw Invalid(ErrorIds.InvalidLimit, $"-DiskSize {d} is too small for a sandbox's files and its file system's own bookkeeping: give at least 16MB.", d.ToString());
-            if (!spec.WorkingDirectory.StartsWith("/"))
-                throw Invalid(ErrorIds.InvalidPath, $"-WorkingDirectory '{spec.WorkingDirectory}' must be an absolute path inside the sandbox.", spec.WorkingDirectory);
             // Paths must exist; anything else is an image reference, which only some backends take.
             if (spec.Image != null && spec.Image.StartsWith("/") && !File.Exists(spec.Image) && !Directory.Exists(spec.Image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
@@ -304,26 +306,42 @@ namespace AgentSandbox
             }
         }
 
-        private static readonly string[] ReservedTargets = { "/", "/proc", "/dev", "/sys", "/etc", "/usr", Sandbox.DefaultWorkspace };
-
         private static void ValidateMount(SandboxMount mount)
         {
             if (string.IsNullOrEmpty(mount.Source) || !(File.Exists(mount.Source) || Directory.Exists(mount.Source)))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' does not exist on the host.", mount.Source);
-            if (!Path.IsPathRooted(mount.Source) || mount.Source.Contains(":") || mount.Source.Contains(","))
-                throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' must be an absolute host path without ':' or ','.", mount.Source);
+            // A drive letter is the one ':' a host path may hold (engines split bind specifications on ':' and ',').
+            var afterDrive = mount.Source.Length >= 2 && char.IsLetter(mount.Source[0]) && mount.Source[1] == ':' ? mount.Source.Substring(2) : mount.Source;
+            if (!Path.IsPathRooted(mount.Source) || afterDrive.Contains(":") || mount.Source.Contains(","))
+                throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' must be an absolute host path without ':' (but a drive letter's) or ','.", mount.Source);
             // The module's state (records, roots, checkpoints) never goes into a sandbox, nor a folder holding it.
             var state = Linux.HostTools.IsLinux ? Linux.Native.RealPath(State.SandboxStore.DefaultRoot) ?? Path.GetFullPath(State.SandboxStore.DefaultRoot) : null;
             if (state != null && Linux.Native.RealPath(mount.Source) is string real
                 && (Linux.Mounts.IsUnder(real, state) || (mount.ReadWrite && Linux.Mounts.IsUnder(state, real))))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' is or holds the module's state ({state}), which no sandbox may reach.", mount.Source);
-            var dest = mount.Destination;
-            if (string.IsNullOrEmpty(dest) || !dest.StartsWith("/") || dest.Split('/').Contains("..") || dest.Contains(":") || dest.Contains(","))
-                throw Invalid(ErrorIds.InvalidMount, $"Mount destination '{dest}' must be an absolute path inside the sandbox, without '..', ':' or ','.", dest);
-            var normal = "/" + string.Join("/", dest.Split('/').Where(p => p.Length > 0 && p != "."));
-            if (ReservedTargets.Contains(normal) || normal.StartsWith("/proc/") || normal.StartsWith("/dev/") || normal.StartsWith("/sys/"))
-                throw Invalid(ErrorIds.InvalidMount, $"Mount destination '{dest}' would hide a directory the sandbox needs; mount below it instead (for example {Sandbox.DefaultWorkspace}/data).", dest);
-            mount.Destination = normal;
+        }
+
+        /// <summary>
+        /// What depends on the system inside the sandbox, checked once the backend (and so its guest) is
+        /// known: the working directory (the guest's default where none was given) and where mounts go.
+        /// </summary>
+        private static void ValidateGuestPaths(SandboxSpec spec, GuestConventions guest)
+        {
+            spec.WorkingDirectory ??= guest.DefaultWorkingDirectory;
+            if (!guest.IsAbsolute(spec.WorkingDirectory))
+                throw Invalid(ErrorIds.InvalidPath, $"-WorkingDirectory '{spec.WorkingDirectory}' must be an absolute path inside the sandbox.", spec.WorkingDirectory);
+            foreach (var mount in spec.Mounts)
+            {
+                var dest = mount.Destination;
+                // ':' and ',' end a bind specification for the engines; a Windows guest's drive letter is its own.
+                var afterDrive = guest.Separator == '\\' && dest?.Length >= 2 ? dest.Substring(2) : dest;
+                var normal = afterDrive == null || afterDrive.Contains(":") || dest!.Contains(",") ? null : guest.Normalize(dest);
+                if (normal == null)
+                    throw Invalid(ErrorIds.InvalidMount, $"Mount destination '{dest}' must be an absolute path inside the sandbox, without '..', ':' or ','.", dest ?? "");
+                if (guest.IsReserved(normal))
+                    throw Invalid(ErrorIds.InvalidMount, $"Mount destination '{dest}' would hide a directory the sandbox needs; mount below it instead (for example {guest.DefaultWorkingDirectory}{guest.Separator}data).", dest!);
+                mount.Destination = normal;
+            }
         }
 
         private static SandboxException Invalid(string id, string message, string target) =>

@@ -24,6 +24,7 @@ namespace AgentSandbox.Core.Tests
         public SandboxBoundary[] Boundaries { get; }
         public bool Available { get; set; } = true;
         public SandboxLimit[] Limits { get; set; } = { SandboxLimit.Memory, SandboxLimit.Cpu, SandboxLimit.Processes };
+        public GuestConventions Guest { get; set; } = GuestConventions.Linux;
         public SandboxFeature[] Features { get; set; } = (SandboxFeature[])Enum.GetValues(typeof(SandboxFeature));
         /// <summary>Every call the manager made, as "Verb name".</summary>
         public List<string> Calls { get; } = new List<string>();

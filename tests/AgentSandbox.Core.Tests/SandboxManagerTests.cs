@@ -206,6 +206,30 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(new[] { "Create one", "Execute one" }, _middle.Calls);
         }
 
+        [Fact]
+        public void PathsFollowTheGuestOfTheBackendChosen()
+        {
+            var windowsGuest = new FakeBackend("WinGuest", 40, ProcessLevel) { Guest = GuestConventions.Windows };
+            var m = Manager(_middle, windowsGuest);
+            var folder = System.IO.Path.GetTempPath();
+            var onWindows = new SandboxSpec { Name = "w", Backend = "WinGuest" };
+            onWindows.Mounts.Add(new SandboxMount(folder, @"c:\workspace\data\", true));
+            var made = m.Create(onWindows);
+            Assert.Equal(@"C:\workspace", made.WorkingDirectory);
+            Assert.Equal(@"C:\workspace\data", made.Mounts[0].Destination);
+            var linuxPathOnWindows = new SandboxSpec { Name = "w2", Backend = "WinGuest" };
+            linuxPathOnWindows.Mounts.Add(new SandboxMount(folder, "/workspace/data"));
+            Assert.Equal(ErrorIds.InvalidMount, Refusal(() => m.Create(linuxPathOnWindows)).ErrorId);
+            Assert.Equal(ErrorIds.InvalidPath, Refusal(() => m.Create(new SandboxSpec { Name = "w3", Backend = "WinGuest", WorkingDirectory = "/workspace" })).ErrorId);
+            var windowsPathOnLinux = new SandboxSpec { Name = "l", Backend = "Middle" };
+            windowsPathOnLinux.Mounts.Add(new SandboxMount(folder, @"C:\work"));
+            Assert.Equal(ErrorIds.InvalidMount, Refusal(() => m.Create(windowsPathOnLinux)).ErrorId);
+            Assert.Equal("/workspace", m.Create(Spec("l2", "Middle")).WorkingDirectory);
+            var reserved = new SandboxSpec { Name = "l3", Backend = "Middle" };
+            reserved.Mounts.Add(new SandboxMount(folder, "/proc/x"));
+            Assert.Contains("would hide a directory the sandbox needs", Refusal(() => m.Create(reserved)).Message);
+        }
+
         [Theory]
         [InlineData("root", true)]
         [InlineData("0", true)]

@@ -72,6 +72,10 @@ namespace AgentSandbox.Core.Tests
         [InlineData("/h:/s:rw", "/h", "/s", true)]
         [InlineData("/h:/s:ro", "/h", "/s", false)]
         [InlineData("/with space:/in side:rw", "/with space", "/in side", true)]
+        [InlineData(@"C:\data:/workspace/data", @"C:\data", "/workspace/data", false)]
+        [InlineData(@"C:\data:/workspace/data:rw", @"C:\data", "/workspace/data", true)]
+        [InlineData(@"D:/src:C:\work:ro", "D:/src", @"C:\work", false)]
+        [InlineData(@"/srv/data:C:\work", "/srv/data", @"C:\work", false)]
         public void ParsesMountSpecs(string spec, string source, string dest, bool rw)
         {
             var m = new SandboxMount(spec);
@@ -88,6 +92,10 @@ namespace AgentSandbox.Core.Tests
         [InlineData("/h:/s:RW")]
         [InlineData("/h:/s:rw:extra")]
         [InlineData("/a:/b:/c")]
+        [InlineData(@"C:\data")]
+        [InlineData(@"C:\data:rw")]
+        [InlineData(@"C:\a:xy:/s")]
+        [InlineData(":/s")]
         public void RejectsBadMountSpecs(string spec)
         {
             Assert.Throws<ArgumentException>(() => new SandboxMount(spec));

@@ -15,6 +15,9 @@ namespace AgentSandbox.Backends
         /// <summary>What it can do beyond running commands, whatever the host: the manager refuses the rest, naming the option.</summary>
         SandboxFeature[] Features { get; }
 
+        /// <summary>How the system inside its sandboxes is addressed: shell, paths, default directory and user, reserved paths.</summary>
+        GuestConventions Guest { get; }
+
         /// <summary>Whether the backend works on this host right now, and why not (its Features included).</summary>
         BackendInfo Describe();
 

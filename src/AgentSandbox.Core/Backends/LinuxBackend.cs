@@ -50,6 +50,8 @@ namespace AgentSandbox.Backends
         protected static string RootOf(Sandbox s) => Path.Combine(s.Location!, "root");
         protected Cgroup CgroupOf(Sandbox s) => Cgroup.ForSandbox(Layout, s.Name);
 
+        public GuestConventions Guest => GuestConventions.Linux;
+
         public SandboxFeature[] Features { get; } =
         {
             SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts,

@@ -76,7 +76,7 @@ namespace AgentSandbox.Linux
             var nsenter = HostTools.Require("nsenter", "util-linux");
 
             var workdir = request.WorkingDirectory ?? sandbox.WorkingDirectory;
-            var (entry, environment) = SandboxEntry.Wrap(workdir, Environment(sandbox, request, user.Uid), request.Argv(), DefaultPath);
+            var (entry, environment) = SandboxEntry.Wrap(workdir, Environment(sandbox, request, user.Uid), request.Argv(Backends.GuestConventions.Linux), DefaultPath);
 
             var argv = new List<string> { sh, "-c", CgroupStub, "agentsandbox-exec" };
             argv.AddRange(execCgroup.SelfJoinFiles);

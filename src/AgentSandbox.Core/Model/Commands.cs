@@ -6,7 +6,7 @@ namespace AgentSandbox
     /// <summary>One command to run inside a sandbox.</summary>
     public sealed class CommandRequest
     {
-        /// <summary>Run by the sandbox's /bin/sh -c when set; otherwise FilePath with Arguments, no shell.</summary>
+        /// <summary>Run by the guest's shell (/bin/sh -c on Linux) when set; otherwise FilePath with Arguments, no shell.</summary>
         public string? Command { get; set; }
         public string? FilePath { get; set; }
         public IList<string> Arguments { get; set; } = new List<string>();
@@ -16,9 +16,9 @@ namespace AgentSandbox
         public string? User { get; set; }
         public TimeSpan? Timeout { get; set; }
 
-        internal IList<string> Argv()
+        internal IList<string> Argv(Backends.GuestConventions guest)
         {
-            if (Command != null) return new List<string> { "/bin/sh", "-c", Command };
+            if (Command != null) return guest.CommandLine(Command);
             var argv = new List<string> { FilePath ?? throw new InvalidOperationException("No command was given.") };
             foreach (var a in Arguments) argv.Add(a);
             return argv;

@@ -83,7 +83,7 @@ namespace AgentSandbox
             Network = spec.Network,
             Environment = new Dictionary<string, string>(spec.Environment),
             Mounts = new List<SandboxMount>(spec.Mounts),
-            WorkingDirectory = spec.WorkingDirectory,
+            WorkingDirectory = spec.WorkingDirectory ?? DefaultWorkspace,
             ExpiresAt = spec.TimeToLive is TimeSpan ttl ? DateTime.UtcNow + ttl : (DateTime?)null,
         };
 

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Runtime.Serialization;
 
 namespace AgentSandbox
@@ -16,23 +17,33 @@ namespace AgentSandbox
             ReadWrite = readWrite;
         }
 
-        /// <summary>Parses "host:sandbox" or "host:sandbox:rw" / ":ro", the form users type.</summary>
+        /// <summary>
+        /// Parses "host:sandbox" or "host:sandbox:rw" / ":ro", the form users type, from the right: the
+        /// mode, then the sandbox path (with its drive letter, for a Windows guest), and the host path is
+        /// what is left, which may start with a drive letter ("C:\data:/workspace/data").
+        /// </summary>
         public SandboxMount(string spec)
         {
             if (string.IsNullOrWhiteSpace(spec))
                 throw new ArgumentException("A mount is written 'hostPath:sandboxPath' or 'hostPath:sandboxPath:rw'.");
-            var parts = spec.Split(':');
-            if (parts.Length == 3 && (parts[2] == "rw" || parts[2] == "ro"))
+            var parts = new List<string>(spec.Split(':'));
+            if (parts.Count >= 3 && (parts[parts.Count - 1] == "rw" || parts[parts.Count - 1] == "ro"))
             {
-                ReadWrite = parts[2] == "rw";
+                ReadWrite = parts[parts.Count - 1] == "rw";
+                parts.RemoveAt(parts.Count - 1);
             }
-            else if (parts.Length != 2)
-            {
+            var last = parts[parts.Count - 1];
+            var take = parts.Count >= 3 && IsDriveLetter(parts[parts.Count - 2]) && (last.StartsWith("\\", StringComparison.Ordinal) || last.StartsWith("/", StringComparison.Ordinal)) ? 2 : 1;
+            var host = parts.GetRange(0, Math.Max(0, parts.Count - take));
+            var hostValid = host.Count == 1 ? host[0].Length > 0 : host.Count == 2 && IsDriveLetter(host[0]);
+            // Without a drive letter only a POSIX path names a place in the guest.
+            if (!hostValid || (take == 1 && !last.StartsWith("/", StringComparison.Ordinal)))
                 throw new ArgumentException($"Mount '{spec}' is not 'hostPath:sandboxPath[:rw|:ro]'.");
-            }
-            Source = parts[0];
-            Destination = parts[1];
+            Source = string.Join(":", host);
+            Destination = string.Join(":", parts.GetRange(parts.Count - take, take));
         }
+
+        private static bool IsDriveLetter(string part) => part.Length == 1 && char.IsLetter(part[0]);
 
         [DataMember] public string Source { get; set; } = "";
         [DataMember] public string Destination { get; set; } = "";

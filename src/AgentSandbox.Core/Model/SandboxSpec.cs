@@ -18,7 +18,8 @@ namespace AgentSandbox
         public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
         public IDictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
         public IList<SandboxMount> Mounts { get; set; } = new List<SandboxMount>();
-        public string WorkingDirectory { get; set; } = Sandbox.DefaultWorkspace;
+        /// <summary>Where commands start; null: the guest's default (/workspace on Linux).</summary>
+        public string? WorkingDirectory { get; set; }
         /// <summary>How long the sandbox may live; null: until removed.</summary>
         public System.TimeSpan? TimeToLive { get; set; }
         /// <summary>The least isolation accepted; null accepts any.</summary>

@@ -62,8 +62,9 @@ namespace AgentSandbox.PowerShell.Commands
         [Parameter]
         public object[]? Mount { get; set; }
 
+        /// <summary>Where commands start unless Invoke-InSandbox says otherwise; the guest's default (/workspace on Linux) when not given.</summary>
         [Parameter]
-        public string WorkingDirectory { get; set; } = Sandbox.DefaultWorkspace;
+        public string? WorkingDirectory { get; set; }
 
         /// <summary>The least isolation accepted: with -Backend Auto the lightest backend that gives it; a named backend that falls short is refused.</summary>
         [Parameter]

@@ -47,6 +47,8 @@ namespace AgentSandbox.Backends.Docker
         /// <summary>Host paths only mean something to a daemon on this machine.</summary>
         private static bool DaemonIsLocal => Endpoint.Uri.Scheme == "unix" || Endpoint.Uri.Scheme == "npipe";
 
+        public GuestConventions Guest => GuestConventions.Linux;
+
         public SandboxFeature[] Features { get; } =
         {
             SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts,

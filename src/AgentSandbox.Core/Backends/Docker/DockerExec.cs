@@ -50,7 +50,7 @@ namespace AgentSandbox.Backends.Docker
                 group = await ExecGroup.ForAsync(client, containerId).ConfigureAwait(false);
                 // Without a group of its own, a marker is what the kill from inside can still find daemonized children by.
                 if (group == null) env[marker.Name] = marker.Value;
-                var argv = SandboxEntry.WrapInContainer(refuseRoot != null, group?.Pattern, request.WorkingDirectory ?? sandbox.WorkingDirectory, request.Argv());
+                var argv = SandboxEntry.WrapInContainer(refuseRoot != null, group?.Pattern, request.WorkingDirectory ?? sandbox.WorkingDirectory, request.Argv(GuestConventions.Linux));
                 exec = await client.Exec.ExecCreateContainerAsync(containerId, new ContainerExecCreateParameters
                 {
                     AttachStdin = request.StandardInput != null,
