@@ -11,14 +11,16 @@ namespace AgentSandbox.PowerShell.Commands
         private const string Activity = "Remove-AgentSandboxCheckpoint";
 
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = CheckpointSet)]
+        [CheckpointTransformation]
         public SandboxCheckpoint[] Checkpoint { get; set; } = new SandboxCheckpoint[0];
 
-        [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet)]
+        // By property name too: objects with SandboxName and Name (CSV rows) name checkpoints, wildcards and all.
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = NameSet)]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(CheckpointSandboxNameCompleter))]
         public string[] SandboxName { get; set; } = new string[0];
 
-        [Parameter(Mandatory = true, Position = 1, ParameterSetName = NameSet)]
+        [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true, ParameterSetName = NameSet)]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(CheckpointNameCompleter))]
         public string[] Name { get; set; } = new string[0];

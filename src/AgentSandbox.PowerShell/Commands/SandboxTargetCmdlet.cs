@@ -4,7 +4,10 @@ using System.Management.Automation;
 
 namespace AgentSandbox.PowerShell.Commands
 {
-    /// <summary>The two ways to name the sandboxes a cmdlet acts on: -Name with wildcards, or objects from the pipeline.</summary>
+    /// <summary>
+    /// The two ways to name the sandboxes a cmdlet acts on: -Name with wildcards (bound by property name
+    /// too: custom objects, CSV rows), or sandboxes from the pipeline, deserialized ones included.
+    /// </summary>
     public abstract class SandboxTargetCmdlet : SandboxCmdlet
     {
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
@@ -13,6 +16,7 @@ namespace AgentSandbox.PowerShell.Commands
         public string[] Name { get; set; } = new string[0];
 
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectSet)]
+        [SandboxTransformation]
         public Sandbox[] InputObject { get; set; } = new Sandbox[0];
 
         internal IEnumerable<Sandbox> Targets() =>
