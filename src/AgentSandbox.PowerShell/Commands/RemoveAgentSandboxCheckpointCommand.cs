@@ -4,7 +4,7 @@ using System.Management.Automation;
 namespace AgentSandbox.PowerShell.Commands
 {
     /// <summary>Deletes checkpoints; the sandboxes they were taken of are not touched.</summary>
-    [Cmdlet(VerbsCommon.Remove, "AgentSandboxCheckpoint", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsCommon.Remove, "AgentSandboxCheckpoint", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = CheckpointSet)]
     public sealed class RemoveAgentSandboxCheckpointCommand : SandboxCmdlet
     {
         private const string CheckpointSet = "Checkpoint";

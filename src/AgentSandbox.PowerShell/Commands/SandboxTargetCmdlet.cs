@@ -24,7 +24,7 @@ namespace AgentSandbox.PowerShell.Commands
     }
 
     /// <summary>Starts stopped sandboxes; the workspace is as it was left.</summary>
-    [Cmdlet(VerbsLifecycle.Start, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsLifecycle.Start, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = ObjectSet)]
     [OutputType(typeof(Sandbox))]
     public sealed class StartAgentSandboxCommand : SandboxTargetCmdlet
     {
@@ -47,7 +47,7 @@ namespace AgentSandbox.PowerShell.Commands
     }
 
     /// <summary>Stops sandboxes: every process inside ends; files stay.</summary>
-    [Cmdlet(VerbsLifecycle.Stop, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsLifecycle.Stop, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ObjectSet)]
     [OutputType(typeof(Sandbox))]
     public sealed class StopAgentSandboxCommand : SandboxTargetCmdlet
     {
@@ -70,7 +70,7 @@ namespace AgentSandbox.PowerShell.Commands
     }
 
     /// <summary>Removes sandboxes and everything they hold: processes, mounts, cgroups, files, records.</summary>
-    [Cmdlet(VerbsCommon.Remove, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsCommon.Remove, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = ObjectSet)]
     public sealed class RemoveAgentSandboxCommand : SandboxTargetCmdlet
     {
         internal const string ExpiredSet = "Expired";

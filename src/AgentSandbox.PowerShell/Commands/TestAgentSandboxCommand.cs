@@ -10,7 +10,7 @@ namespace AgentSandbox.PowerShell.Commands
     /// whether it held, and the evidence. A claimed boundary that did not hold is also an error
     /// (IsolationClaimViolated), so scripts can stop on it.
     /// </summary>
-    [Cmdlet(VerbsDiagnostic.Test, "AgentSandbox", DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsDiagnostic.Test, "AgentSandbox", DefaultParameterSetName = ObjectSet)]
     [OutputType(typeof(BoundaryVerdict), typeof(IsolationAttempt))]
     public sealed class TestAgentSandboxCommand : Commands.SandboxTargetCmdlet
     {
