@@ -104,5 +104,7 @@ namespace AgentSandbox
         public const string FeatureUnsupported = "FeatureUnsupported";
         /// <summary>The files a sandbox starts with (a fork's checkpoint, an -Image) do not fit in its -DiskSize.</summary>
         public const string DiskTooSmall = "DiskTooSmall";
+        /// <summary>An object names a sandbox by a backend that is not the one the sandbox is on.</summary>
+        public const string SandboxBackendMismatch = "SandboxBackendMismatch";
     }
 }

@@ -45,35 +45,74 @@ namespace AgentSandbox
             return result.OrderBy(c => c.SandboxName, StringComparer.Ordinal).ThenBy(c => c.CreatedAt).ToList();
         }
 
-        /// <summary>The checkpoints of this sandbox (by its Id: a later sandbox of the same name has its own).</summary>
-        public IReadOnlyList<SandboxCheckpoint> CheckpointsOf(Sandbox sandbox)
+        /// <summary>The checkpoints of this sandbox (by its live Id: a later sandbox of the same name has its own).</summary>
+        public IReadOnlyList<SandboxCheckpoint> CheckpointsOf(Sandbox sandbox) => CheckpointsOfLive(Resolve(sandbox));
+
+        private IReadOnlyList<SandboxCheckpoint> CheckpointsOfLive(Sandbox live)
         {
-            var list = Owner(sandbox).ListCheckpoints().Where(c => c.SandboxId == sandbox.Id).OrderBy(c => c.CreatedAt).ToList();
+            var list = Owner(live).ListCheckpoints().Where(c => c.SandboxId == live.Id).OrderBy(c => c.CreatedAt).ToList();
             foreach (var c in list) c.SandboxExists = true;
             return list;
         }
 
-        public SandboxCheckpoint GetCheckpoint(Sandbox sandbox, string name) =>
-            CheckpointsOf(sandbox).FirstOrDefault(c => c.Name == name)
-            ?? throw new SandboxException(ErrorIds.CheckpointNotFound, SandboxErrorKind.NotFound,
-                $"Sandbox '{sandbox.Name}' has no checkpoint named '{name}'.", name);
+        public SandboxCheckpoint GetCheckpoint(Sandbox sandbox, string name) => CheckpointOfLive(Resolve(sandbox), name);
 
-        /// <summary>Rolls the sandbox back to one of its own checkpoints; returns the sandbox as it now is.</summary>
+        private SandboxCheckpoint CheckpointOfLive(Sandbox live, string name) =>
+            CheckpointsOfLive(live).FirstOrDefault(c => c.Name == name)
+            ?? throw new SandboxException(ErrorIds.CheckpointNotFound, SandboxErrorKind.NotFound,
+                $"Sandbox '{live.Name}' has no checkpoint named '{name}'.", name);
+
+        /// <summary>
+        /// Rolls the sandbox back to one of its own checkpoints; returns the sandbox as it now is. Of the
+        /// checkpoint object only its name is used, and its SandboxId when it has one, which must be the sandbox's.
+        /// </summary>
         public Sandbox Restore(Sandbox sandbox, SandboxCheckpoint checkpoint, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
             var current = Usable(sandbox);
-            RequireFeature(current, SandboxFeature.Checkpoints, "Restore-AgentSandbox");
-            if (checkpoint.SandboxId != current.Id)
+            if (!string.IsNullOrEmpty(checkpoint.SandboxId) && checkpoint.SandboxId != current.Id)
                 throw new SandboxException(ErrorIds.CheckpointMismatch, SandboxErrorKind.InvalidArgument,
                     $"Checkpoint '{checkpoint}' was taken of another sandbox (id {checkpoint.SandboxId}), not of '{current.Name}' (id {current.Id}); " +
                     "to start a sandbox from it, use New-AgentSandbox -FromCheckpoint.", checkpoint.ToString());
-            var live = GetCheckpoint(current, checkpoint.Name);
+            return RestoreLive(current, checkpoint.Name, progress, cancellation);
+        }
+
+        /// <summary>Rolls the sandbox back to its checkpoint of this name.</summary>
+        public Sandbox Restore(Sandbox sandbox, string checkpointName, IProgressSink? progress = null, CancellationToken cancellation = default) =>
+            RestoreLive(Usable(sandbox), checkpointName, progress, cancellation);
+
+        private Sandbox RestoreLive(Sandbox current, string checkpointName, IProgressSink? progress, CancellationToken cancellation)
+        {
+            RequireFeature(current, SandboxFeature.Checkpoints, "Restore-AgentSandbox");
+            var live = CheckpointOfLive(current, checkpointName);
             Owner(current).Restore(current, live, progress ?? NullProgress.Instance, cancellation);
             return Get(current.Name);
         }
 
-        public void RemoveCheckpoint(SandboxCheckpoint checkpoint, IProgressSink? progress = null) =>
-            Backend(checkpoint.Backend).RemoveCheckpoint(checkpoint, progress ?? NullProgress.Instance);
+        /// <summary>Deletes the checkpoint the object names, as its backend lists it: nothing else the object says is trusted.</summary>
+        public void RemoveCheckpoint(SandboxCheckpoint checkpoint, IProgressSink? progress = null)
+        {
+            var live = ResolveCheckpoint(checkpoint);
+            Backend(live.Backend).RemoveCheckpoint(live, progress ?? NullProgress.Instance);
+        }
+
+        /// <summary>
+        /// The listed checkpoint an object names: by its sandbox's name and its own, in its Backend and of
+        /// its SandboxId when it gives them. Kept checkpoints of a removed sandbox and of a later one of the
+        /// same name can share both names: the SandboxId then tells them apart.
+        /// </summary>
+        public SandboxCheckpoint ResolveCheckpoint(SandboxCheckpoint checkpoint)
+        {
+            var backends = string.IsNullOrEmpty(checkpoint.Backend) ? _backends.Where(b => b.Describe().Available) : new[] { Backend(checkpoint.Backend) };
+            var matches = backends.SelectMany(b => b.ListCheckpoints())
+                .Where(c => c.SandboxName == checkpoint.SandboxName && c.Name == checkpoint.Name)
+                .Where(c => string.IsNullOrEmpty(checkpoint.SandboxId) || c.SandboxId == checkpoint.SandboxId).ToList();
+            if (matches.Count == 1) return matches[0];
+            if (matches.Count == 0)
+                throw new SandboxException(ErrorIds.CheckpointNotFound, SandboxErrorKind.NotFound,
+                    $"There is no checkpoint '{checkpoint}'" + (string.IsNullOrEmpty(checkpoint.Backend) ? "" : $" on {checkpoint.Backend}") + ".", checkpoint.ToString());
+            throw new SandboxException(ErrorIds.CheckpointMismatch, SandboxErrorKind.InvalidArgument,
+                $"{matches.Count} checkpoints are named '{checkpoint}' (of sandboxes {string.Join(", ", matches.Select(c => c.SandboxId))}); give the one meant from Get-AgentSandboxCheckpoint.", checkpoint.ToString());
+        }
 
         /// <summary>
         /// A spec that makes a fork of the checkpoint: its backend and the settings of the sandbox it
@@ -120,7 +159,7 @@ namespace AgentSandbox
         /// <summary>The live sandbox, refused when it cannot be changed: files gone, or expired.</summary>
         private Sandbox Usable(Sandbox sandbox)
         {
-            var current = Get(sandbox.Name);
+            var current = Resolve(sandbox);
             if (current.State == SandboxState.Missing)
                 throw new SandboxException(ErrorIds.SandboxMissing, SandboxErrorKind.InvalidState,
                     $"Sandbox '{current.Name}' has a record but its files are gone; remove it with Remove-AgentSandbox '{current.Name}'.", current.Name);

@@ -137,14 +137,14 @@ namespace AgentSandbox
         public Sandbox SetTimeToLive(Sandbox sandbox, TimeSpan? timeToLive)
         {
             CheckTimeToLive(timeToLive);
-            var current = Get(sandbox.Name);
+            var current = Resolve(sandbox);
             if (current.IsExpired(DateTime.UtcNow))
             {
                 EndExpired(current);
                 throw Expired(current);
             }
             Owner(current).SetExpiry(current, timeToLive.HasValue ? DateTime.UtcNow + timeToLive.Value : (DateTime?)null);
-            return Get(sandbox.Name);
+            return Get(current.Name);
         }
 
         public IReadOnlyList<Sandbox> ListExpired(ICollection<string>? problems = null) =>
@@ -360,63 +360,100 @@ namespace AgentSandbox
             return result.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
         }
 
-        public Sandbox? Find(string name) => _backends.Select(b => b.Find(name)).FirstOrDefault(s => s != null);
-
+        /// <summary>The sandbox of this name, or null; a name no sandbox may have (a path, say) finds nothing.</summary>
+        public Sandbox? Find(string name) =>
+            IsValidName(name) ? _backends.Select(b => FindIn(b, name)).FirstOrDefault(s => s != null) : null;
 
         public Sandbox Get(string name) => Find(name) ?? throw SandboxException.NotFound(name);
+
+        private static bool IsValidName(string? name) =>
+            !string.IsNullOrEmpty(name) && name!.Length <= MaxNameLength && !name.Contains("..") && NamePattern.IsMatch(name);
+
+        /// <summary>Docker looks a name up as an id prefix too: only the sandbox of exactly this name counts.</summary>
+        private static Sandbox? FindIn(ISandboxBackend backend, string name) =>
+            backend.Find(name) is Sandbox s && string.Equals(s.Name, name, StringComparison.Ordinal) ? s : null;
+
+        /// <summary>
+        /// The live record of the sandbox an object names. Only the object's Name, and its Backend when
+        /// given, are taken from it: an object from a pipeline may be stale, deserialized or made by hand,
+        /// and nothing else it says (a container id, a uid, a root) is trusted. One lookup, in the named
+        /// backend alone when there is one.
+        /// </summary>
+        public Sandbox Resolve(Sandbox sandbox)
+        {
+            ValidateName(sandbox.Name);
+            if (string.IsNullOrEmpty(sandbox.Backend)) return Get(sandbox.Name);
+            var backend = Backend(sandbox.Backend);
+            if (FindIn(backend, sandbox.Name) is Sandbox live) return live;
+            // Only on this failure path are the other backends asked, to say what is wrong.
+            var elsewhere = _backends.Where(b => b != backend).Select(b => FindIn(b, sandbox.Name)).FirstOrDefault(s => s != null);
+            if (elsewhere == null) throw SandboxException.NotFound(sandbox.Name);
+            throw new SandboxException(ErrorIds.SandboxBackendMismatch, SandboxErrorKind.InvalidArgument,
+                $"Sandbox '{sandbox.Name}' is a {elsewhere.Backend} sandbox, not a {sandbox.Backend} one as the object given says; " +
+                $"name it by -Name, or get it again with Get-AgentSandbox '{sandbox.Name}'.", sandbox.Name);
+        }
 
         private ISandboxBackend Owner(Sandbox sandbox) => Backend(sandbox.Backend);
 
         public Sandbox Start(Sandbox sandbox, IProgressSink? progress = null)
         {
-            if (Get(sandbox.Name) is var current && current.IsExpired(DateTime.UtcNow)) throw Expired(current);
-            Owner(sandbox).Start(sandbox, progress ?? NullProgress.Instance);
-            return Get(sandbox.Name);
+            var current = Resolve(sandbox);
+            if (current.IsExpired(DateTime.UtcNow)) throw Expired(current);
+            Owner(current).Start(current, progress ?? NullProgress.Instance);
+            return Get(current.Name);
         }
 
         public Sandbox Stop(Sandbox sandbox, IProgressSink? progress = null)
         {
-            Owner(sandbox).Stop(sandbox, progress ?? NullProgress.Instance);
-            return Get(sandbox.Name);
+            var current = Resolve(sandbox);
+            Owner(current).Stop(current, progress ?? NullProgress.Instance);
+            return Get(current.Name);
         }
 
-        public void Remove(Sandbox sandbox, IProgressSink? progress = null) =>
-            Owner(sandbox).Remove(sandbox, progress ?? NullProgress.Instance);
+        public void Remove(Sandbox sandbox, IProgressSink? progress = null)
+        {
+            var current = Resolve(sandbox);
+            Owner(current).Remove(current, progress ?? NullProgress.Instance);
+        }
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation = default)
         {
-            // The object may be stale (another process may have extended it): only the live record decides.
-            if (sandbox.IsExpired(DateTime.UtcNow) && Get(sandbox.Name) is var current && current.IsExpired(DateTime.UtcNow))
+            if (request.Command == null && string.IsNullOrEmpty(request.FilePath))
+                throw Invalid(ErrorIds.NoCommand, "Give -Command or -FilePath.", sandbox.Name);
+            ValidateEnvironment(request.Environment);
+            if (request.Timeout is TimeSpan t && t <= TimeSpan.Zero)
+                throw Invalid(ErrorIds.InvalidTimeout, "-TimeoutSec must be positive.", t.ToString());
+            // Only the live record decides: the object may be stale (another process may have extended it) or made by hand.
+            var current = Resolve(sandbox);
+            if (AsksForRoot(request.User)) RequireFeature(current, SandboxFeature.Root, $"-User {request.User}");
+            if (current.IsExpired(DateTime.UtcNow))
             {
                 EndExpired(current);
                 throw Expired(current);
             }
-            if (request.Command == null && string.IsNullOrEmpty(request.FilePath))
-                throw Invalid(ErrorIds.NoCommand, "Give -Command or -FilePath.", sandbox.Name);
-            ValidateEnvironment(request.Environment);
-            if (AsksForRoot(request.User)) RequireFeature(sandbox, SandboxFeature.Root, $"-User {request.User}");
-            if (request.Timeout is TimeSpan t && t <= TimeSpan.Zero)
-                throw Invalid(ErrorIds.InvalidTimeout, "-TimeoutSec must be positive.", t.ToString());
-            try { return Owner(sandbox).Execute(sandbox, request, output, cancellation); }
+            try { return Owner(current).Execute(current, request, output, cancellation); }
             catch (SandboxException e) when (e.ErrorId == ErrorIds.SandboxExpired)
             {
-                EndExpired(Get(sandbox.Name));
+                EndExpired(current);
                 throw;
             }
         }
 
+        /// <summary>A relative destination (or none: ".") is taken from the sandbox's working directory.</summary>
         public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
-            RequireFeature(sandbox, SandboxFeature.Copy, "Copy-AgentSandboxItem");
+            var current = Resolve(sandbox);
+            RequireFeature(current, SandboxFeature.Copy, "Copy-AgentSandboxItem");
             request.SandboxWritable = SandboxWritableFolders();
-            return Owner(sandbox).CopyToSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
+            return Owner(current).CopyToSandbox(current, request, progress ?? NullProgress.Instance, cancellation);
         }
 
         public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
-            RequireFeature(sandbox, SandboxFeature.Copy, "Copy-AgentSandboxItem");
+            var current = Resolve(sandbox);
+            RequireFeature(current, SandboxFeature.Copy, "Copy-AgentSandboxItem");
             request.SandboxWritable = SandboxWritableFolders();
-            return Owner(sandbox).CopyFromSandbox(sandbox, request, progress ?? NullProgress.Instance, cancellation);
+            return Owner(current).CopyFromSandbox(current, request, progress ?? NullProgress.Instance, cancellation);
         }
 
         /// <summary>

@@ -8,7 +8,7 @@ namespace AgentSandbox.PowerShell.Commands
     /// Saves the file-system state of sandboxes under a name, to restore later or fork new sandboxes
     /// from. Running sandboxes keep running; they are held still while their files are read.
     /// </summary>
-    [Cmdlet(VerbsData.Checkpoint, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsData.Checkpoint, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = ObjectSet)]
     [OutputType(typeof(SandboxCheckpoint))]
     public sealed class CheckpointAgentSandboxCommand : SandboxTargetCmdlet
     {

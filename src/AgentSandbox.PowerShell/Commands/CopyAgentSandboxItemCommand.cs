@@ -19,14 +19,15 @@ namespace AgentSandbox.PowerShell.Commands
         private const string ObjectFrom = "InputObjectFromSandbox";
         private const string Activity = "Copy-AgentSandboxItem";
 
-        [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameTo)]
-        [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameFrom)]
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = NameTo)]
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = NameFrom)]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(SandboxNameCompleter))]
         public string Name { get; set; } = "";
 
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectTo)]
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectFrom)]
+        [SandboxTransformation]
         public Sandbox? InputObject { get; set; }
 
         [Parameter(Mandatory = true, ParameterSetName = NameTo)]
@@ -85,7 +86,8 @@ namespace AgentSandbox.PowerShell.Commands
 
         private void CopyIn(Sandbox sandbox)
         {
-            var destination = Destination ?? sandbox.WorkingDirectory;
+            // Relative to the live sandbox's working directory, which the core reads.
+            var destination = Destination ?? ".";
             foreach (var path in Path)
             {
                 List<string> resolved;

@@ -19,6 +19,7 @@ namespace AgentSandbox.PowerShell.Commands
 
         /// <summary>Only the checkpoints of these sandboxes (by their id: not those of an earlier sandbox of the same name).</summary>
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = SandboxSet)]
+        [SandboxTransformation]
         public Sandbox[] Sandbox { get; set; } = new Sandbox[0];
 
         /// <summary>Checkpoint names.</summary>

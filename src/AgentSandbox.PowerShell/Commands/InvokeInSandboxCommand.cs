@@ -27,10 +27,11 @@ namespace AgentSandbox.PowerShell.Commands
 
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectCommandSet)]
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectFileSet)]
+        [SandboxTransformation]
         public Sandbox[] InputObject { get; set; } = new Sandbox[0];
 
-        [Parameter(Mandatory = true, ParameterSetName = NameCommandSet)]
-        [Parameter(Mandatory = true, ParameterSetName = NameFileSet)]
+        [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true, ParameterSetName = NameCommandSet)]
+        [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true, ParameterSetName = NameFileSet)]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(SandboxNameCompleter))]
         public string[] Name { get; set; } = new string[0];

@@ -4,21 +4,23 @@ using System.Management.Automation;
 namespace AgentSandbox.PowerShell.Commands
 {
     /// <summary>Deletes checkpoints; the sandboxes they were taken of are not touched.</summary>
-    [Cmdlet(VerbsCommon.Remove, "AgentSandboxCheckpoint", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsCommon.Remove, "AgentSandboxCheckpoint", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = CheckpointSet)]
     public sealed class RemoveAgentSandboxCheckpointCommand : SandboxCmdlet
     {
         private const string CheckpointSet = "Checkpoint";
         private const string Activity = "Remove-AgentSandboxCheckpoint";
 
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = CheckpointSet)]
+        [CheckpointTransformation]
         public SandboxCheckpoint[] Checkpoint { get; set; } = new SandboxCheckpoint[0];
 
-        [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet)]
+        // By property name too: objects with SandboxName and Name (CSV rows) name checkpoints, wildcards and all.
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = NameSet)]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(CheckpointSandboxNameCompleter))]
         public string[] SandboxName { get; set; } = new string[0];
 
-        [Parameter(Mandatory = true, Position = 1, ParameterSetName = NameSet)]
+        [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true, ParameterSetName = NameSet)]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(CheckpointNameCompleter))]
         public string[] Name { get; set; } = new string[0];

@@ -10,7 +10,7 @@ namespace AgentSandbox.PowerShell.Commands
     /// Rolls sandboxes back to one of their checkpoints: files written since are lost, processes
     /// end, and a running sandbox comes back running.
     /// </summary>
-    [Cmdlet(VerbsData.Restore, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsData.Restore, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = CheckpointSet)]
     [OutputType(typeof(Sandbox))]
     public sealed class RestoreAgentSandboxCommand : SandboxCmdlet
     {
@@ -20,8 +20,9 @@ namespace AgentSandbox.PowerShell.Commands
         private const string Activity = "Restore-AgentSandbox";
         private readonly CancellationTokenSource _cancel = new CancellationTokenSource();
 
-        // Not by property name: a piped checkpoint's Name is the checkpoint's, not the sandbox's.
-        [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet)]
+        // By property name only with -CheckpointName. A piped checkpoint's Name is the checkpoint's, not the
+        // sandbox's: the Checkpoint set is the default so that the binder tries it first.
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = NameSet)]
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameCheckpointSet)]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(SandboxNameCompleter))]
@@ -29,6 +30,7 @@ namespace AgentSandbox.PowerShell.Commands
 
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectSet)]
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectCheckpointSet)]
+        [SandboxTransformation]
         public Sandbox[] InputObject { get; set; } = new Sandbox[0];
 
         [Parameter(Mandatory = true, Position = 1, ParameterSetName = NameSet)]
@@ -40,6 +42,7 @@ namespace AgentSandbox.PowerShell.Commands
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = CheckpointSet)]
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = NameCheckpointSet)]
         [Parameter(Mandatory = true, ParameterSetName = ObjectCheckpointSet)]
+        [CheckpointTransformation]
         public SandboxCheckpoint? Checkpoint { get; set; }
 
         /// <summary>Restores without asking for confirmation.</summary>
@@ -59,9 +62,9 @@ namespace AgentSandbox.PowerShell.Commands
                     if (!ConfirmedOrForced(Force, description, $"Restore to checkpoint '{checkpointName}'")) continue;
                     Try(s, () =>
                     {
-                        var checkpoint = Checkpoint ?? Manager.GetCheckpoint(s, CheckpointName);
-                        var restored = Manager.Restore(s, checkpoint, Progress(Activity), _cancel.Token);
-                        WriteVerbose($"Sandbox '{restored.Name}' is back at checkpoint '{checkpoint.Name}' and {restored.State}.");
+                        var restored = Checkpoint != null ? Manager.Restore(s, Checkpoint, Progress(Activity), _cancel.Token)
+                            : Manager.Restore(s, CheckpointName, Progress(Activity), _cancel.Token);
+                        WriteVerbose($"Sandbox '{restored.Name}' is back at checkpoint '{checkpointName}' and {restored.State}.");
                         if (PassThru) WriteObject(restored);
                     });
                 }

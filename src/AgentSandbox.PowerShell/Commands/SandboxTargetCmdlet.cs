@@ -4,7 +4,10 @@ using System.Management.Automation;
 
 namespace AgentSandbox.PowerShell.Commands
 {
-    /// <summary>The two ways to name the sandboxes a cmdlet acts on: -Name with wildcards, or objects from the pipeline.</summary>
+    /// <summary>
+    /// The two ways to name the sandboxes a cmdlet acts on: -Name with wildcards (bound by property name
+    /// too: custom objects, CSV rows), or sandboxes from the pipeline, deserialized ones included.
+    /// </summary>
     public abstract class SandboxTargetCmdlet : SandboxCmdlet
     {
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
@@ -13,6 +16,7 @@ namespace AgentSandbox.PowerShell.Commands
         public string[] Name { get; set; } = new string[0];
 
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectSet)]
+        [SandboxTransformation]
         public Sandbox[] InputObject { get; set; } = new Sandbox[0];
 
         internal IEnumerable<Sandbox> Targets() =>
@@ -20,7 +24,7 @@ namespace AgentSandbox.PowerShell.Commands
     }
 
     /// <summary>Starts stopped sandboxes; the workspace is as it was left.</summary>
-    [Cmdlet(VerbsLifecycle.Start, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsLifecycle.Start, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = ObjectSet)]
     [OutputType(typeof(Sandbox))]
     public sealed class StartAgentSandboxCommand : SandboxTargetCmdlet
     {
@@ -43,7 +47,7 @@ namespace AgentSandbox.PowerShell.Commands
     }
 
     /// <summary>Stops sandboxes: every process inside ends; files stay.</summary>
-    [Cmdlet(VerbsLifecycle.Stop, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsLifecycle.Stop, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ObjectSet)]
     [OutputType(typeof(Sandbox))]
     public sealed class StopAgentSandboxCommand : SandboxTargetCmdlet
     {
@@ -66,7 +70,7 @@ namespace AgentSandbox.PowerShell.Commands
     }
 
     /// <summary>Removes sandboxes and everything they hold: processes, mounts, cgroups, files, records.</summary>
-    [Cmdlet(VerbsCommon.Remove, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsCommon.Remove, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = ObjectSet)]
     public sealed class RemoveAgentSandboxCommand : SandboxTargetCmdlet
     {
         internal const string ExpiredSet = "Expired";

@@ -4,7 +4,7 @@ using System.Management.Automation;
 namespace AgentSandbox.PowerShell.Commands
 {
     /// <summary>Changes a sandbox's settings that may change after it is made: its lifetime.</summary>
-    [Cmdlet(VerbsCommon.Set, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsCommon.Set, "AgentSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = ObjectSet)]
     [OutputType(typeof(Sandbox))]
     public sealed class SetAgentSandboxCommand : SandboxTargetCmdlet
     {

@@ -10,7 +10,7 @@ namespace AgentSandbox.PowerShell.Commands
     /// whether it held, and the evidence. A claimed boundary that did not hold is also an error
     /// (IsolationClaimViolated), so scripts can stop on it.
     /// </summary>
-    [Cmdlet(VerbsDiagnostic.Test, "AgentSandbox", DefaultParameterSetName = NameSet)]
+    [Cmdlet(VerbsDiagnostic.Test, "AgentSandbox", DefaultParameterSetName = ObjectSet)]
     [OutputType(typeof(BoundaryVerdict), typeof(IsolationAttempt))]
     public sealed class TestAgentSandboxCommand : Commands.SandboxTargetCmdlet
     {
@@ -26,16 +26,18 @@ namespace AgentSandbox.PowerShell.Commands
             {
                 Try(sandbox, () =>
                 {
-                    WriteVerbose($"Running {IsolationProbe.Battery.Count} escape attempts in '{sandbox.Name}' ({sandbox.Backend})");
-                    var attempts = new IsolationProbe(Manager).Run(sandbox, Progress("Test-AgentSandbox"), _cancel.Token);
+                    // The claims and the attempts are those of the live record, never of what the object says.
+                    var live = Manager.Resolve(sandbox);
+                    WriteVerbose($"Running {IsolationProbe.Battery.Count} escape attempts in '{sandbox.Name}' ({live.Backend})");
+                    var attempts = new IsolationProbe(Manager).Run(live, Progress("Test-AgentSandbox"), _cancel.Token);
                     CompleteProgress("Test-AgentSandbox");
-                    var verdicts = IsolationProbe.Summarize(sandbox, Manager.ClaimsFor(sandbox), attempts);
+                    var verdicts = IsolationProbe.Summarize(live, Manager.ClaimsFor(live), attempts);
                     if (Attempt) WriteObject(attempts, true);
                     else WriteObject(verdicts, true);
                     foreach (var v in verdicts.Where(v => v.Violated))
                     {
                         var e = new SandboxException("IsolationClaimViolated", SandboxErrorKind.Failed,
-                            $"Sandbox '{sandbox.Name}' ({sandbox.Backend}) claims the {v.Boundary} boundary, but an attempt got through: {v.Evidence}", sandbox.Name);
+                            $"Sandbox '{sandbox.Name}' ({live.Backend}) claims the {v.Boundary} boundary, but an attempt got through: {v.Evidence}", sandbox.Name);
                         WriteError(ToErrorRecord(e, sandbox));
                     }
                 });

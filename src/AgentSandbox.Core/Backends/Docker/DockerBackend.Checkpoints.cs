@@ -38,7 +38,8 @@ namespace AgentSandbox.Backends.Docker
         public SandboxCheckpoint Checkpoint(Sandbox sandbox, string name, bool keep, IProgressSink progress, CancellationToken cancellation)
         {
             var client = Client;
-            var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            // The manager passes the live record it found by name.
+            var s = sandbox;
             var tag = CheckpointTag(s.Id, name);
             string? committedId = null;
             try

@@ -20,7 +20,8 @@ namespace AgentSandbox.Backends.Docker
 
         public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
-            var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            // The manager passes the live record it found by name.
+            var s = sandbox;
             var id = ContainerOf(s);
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
             return CopyRunner.Guard(s, () =>
@@ -82,7 +83,8 @@ namespace AgentSandbox.Backends.Docker
 
         public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
-            var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            // The manager passes the live record it found by name.
+            var s = sandbox;
             var id = ContainerOf(s);
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
             if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");

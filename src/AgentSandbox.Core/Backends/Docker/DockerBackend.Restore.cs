@@ -20,7 +20,8 @@ namespace AgentSandbox.Backends.Docker
         public void Restore(Sandbox sandbox, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation)
         {
             var client = Client;
-            var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            // The manager passes the live record it found by name.
+            var s = sandbox;
             try
             {
                 CallerThread.Run(progress, async relay =>

@@ -340,8 +340,8 @@ namespace AgentSandbox.Backends.Docker
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
         {
-            // The sandbox object carries the container id and record; the daemon says if it is gone or stopped,
-            // which spares every command an inspect round trip.
+            // The manager passes the live record it found by name, with its container id: the daemon says
+            // if the container is gone or stopped since, which spares a second inspect round trip.
             var current = sandbox.Data("container") != null ? sandbox : Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
             CommandResult Run(Sandbox s) =>
                 Task.Run(() => DockerExec.RunAsync(Client, ContainerOf(s), request, s, output, cancellation, RootRefusal(s))).GetAwaiter().GetResult();
