@@ -39,6 +39,7 @@ namespace AgentSandbox.Backends.Docker
         {
             var client = Client;
             var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            if (s.State == SandboxState.Interrupted) throw SandboxException.Interrupted(s);
             var tag = CheckpointTag(s.Id, name);
             string? committedId = null;
             try

@@ -21,6 +21,7 @@ namespace AgentSandbox.Backends.Docker
         public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
             var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            if (s.State == SandboxState.Interrupted) throw SandboxException.Interrupted(s);
             var id = ContainerOf(s);
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
             return CopyRunner.Guard(s, () =>
@@ -83,6 +84,7 @@ namespace AgentSandbox.Backends.Docker
         public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
             var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            if (s.State == SandboxState.Interrupted) throw SandboxException.Interrupted(s);
             var id = ContainerOf(s);
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
             if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");

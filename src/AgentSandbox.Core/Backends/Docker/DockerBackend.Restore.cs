@@ -21,6 +21,7 @@ namespace AgentSandbox.Backends.Docker
         {
             var client = Client;
             var s = Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
+            if (s.State == SandboxState.Interrupted) throw SandboxException.Interrupted(s);
             try
             {
                 CallerThread.Run(progress, async relay =>
