@@ -9,7 +9,8 @@ BeforeAll {
     $savedSweep = $env:AGENTSANDBOX_LAZY_SWEEP
     $env:AGENTSANDBOX_LAZY_SWEEP = '0'
     $stateHome = if ($env:AGENTSANDBOX_HOME) { $env:AGENTSANDBOX_HOME } else { '/var/lib/agentsandbox' }
-    $points = 14
+    $coarsePoints = 6
+    $finePoints = 10
 
     # A child pwsh that imports the module, runs Setup, prints 'go', then runs Script (the operation to kill).
     function Start-Child([string] $Setup, [string] $Script) {
@@ -91,11 +92,28 @@ BeforeAll {
         $signature
     }
 
-    function Get-Delays([int] $Duration) {
-        # One before the operation, the rest evenly from the late part of a cmdlet's start (its first
-        # call JITs the module) to past its end, where the operation's own steps are.
-        0
-        1..($points - 1) | ForEach-Object { [int]($Duration * (0.35 + 0.8 * ($_ - 1) / ($points - 2))) }
+    # Kills at Delays; returns "<delay> ms: <signature>" for each.
+    function Invoke-KillPoints([int[]] $Delays, [scriptblock] $Prepare, [string] $Backend) {
+        foreach ($delay in $Delays) {
+            $name = New-TestName 'k'; $names.Add($name)
+            $script, $id = & $Prepare $name
+            Stop-ChildAt '' $script $delay
+            "$delay ms: $(Assert-AfterKill -Name $name -Backend $Backend -Id $id)"
+        }
+    }
+
+    # A coarse pass from before the operation to past its end (most of a first call is the module's
+    # start), then a fine one across where the coarse pass saw the sandbox change: the operation's steps.
+    function Invoke-KillSurvey([int] $Duration, [scriptblock] $Prepare, [string] $Backend) {
+        $coarse = @(0) + @(1..($coarsePoints - 1) | ForEach-Object { [int]($Duration * (0.3 + 0.9 * ($_ - 1) / ($coarsePoints - 2))) })
+        $first = @(Invoke-KillPoints $coarse $Prepare $Backend)
+        $kind = { param($o) ((($o -split ': ', 2)[1]) -split '\[')[0] }
+        # From the last kill that still saw the sandbox as before to the first that saw it as after.
+        $last = 0; while ($last -lt $first.Count - 1 -and (& $kind $first[$last]) -ne (& $kind $first[-1])) { $last++ }
+        $before = 0; while ($before + 1 -lt $last -and (& $kind $first[$before + 1]) -eq (& $kind $first[0])) { $before++ }
+        $start = $coarse[$before]; $end = $coarse[$last]
+        $fine = 1..$finePoints | ForEach-Object { [int]($start + ($end - $start) * $_ / ($finePoints + 1)) }
+        @($first) + @(Invoke-KillPoints $fine $Prepare $Backend) | Sort-Object { [int](($_ -split ' ')[0]) }
     }
 }
 
@@ -113,11 +131,7 @@ Describe 'A create killed half-way on <Backend>' -ForEach @(@{ Backend = 'Chroot
         $warm = New-TestName 'kc'; $names.Add($warm)
         $duration = Measure-Operation '' "`$null = New-AgentSandbox -Name '$warm' -Backend $Backend $image"
         Remove-AgentSandbox -Name $warm -Force -Confirm:$false
-        $outcomes = foreach ($delay in Get-Delays $duration) {
-            $name = New-TestName 'kc'; $names.Add($name)
-            Stop-ChildAt '' "`$null = New-AgentSandbox -Name '$name' -Backend $Backend $image" $delay
-            "$delay ms: $(Assert-AfterKill -Name $name -Backend $Backend)"
-        }
+        $outcomes = Invoke-KillSurvey $duration { param($n) "`$null = New-AgentSandbox -Name '$n' -Backend $Backend $image"; '' } $Backend
         Write-Host "Create on $Backend ($duration ms):`n  $($outcomes -join "`n  ")"
         $distinct = @($outcomes | ForEach-Object { ($_ -split ': ', 2)[1] } | Sort-Object -Unique)
         $distinct.Count | Should -BeGreaterOrEqual 3 -Because "the kills hit several moments of the create: $($outcomes -join '; ')"
@@ -137,13 +151,7 @@ Describe 'A remove killed half-way on <Backend>' -ForEach @(@{ Backend = 'Chroot
         $warm = New-TestName 'kr'; $names.Add($warm)
         & $setup $warm
         $duration = Measure-Operation '' "Remove-AgentSandbox -Name '$warm' -Force -Confirm:`$false"
-        $outcomes = foreach ($delay in Get-Delays $duration) {
-            $name = New-TestName 'kr'; $names.Add($name)
-            & $setup $name
-            $id = (Get-AgentSandbox -Name $name).Id
-            Stop-ChildAt '' "Remove-AgentSandbox -Name '$name' -Force -Confirm:`$false" $delay
-            "$delay ms: $(Assert-AfterKill -Name $name -Backend $Backend -Id $id)"
-        }
+        $outcomes = Invoke-KillSurvey $duration { param($n) & $setup $n; "Remove-AgentSandbox -Name '$n' -Force -Confirm:`$false"; (Get-AgentSandbox -Name $n).Id } $Backend
         Write-Host "Remove on $Backend ($duration ms):`n  $($outcomes -join "`n  ")"
         $distinct = @($outcomes | ForEach-Object { ($_ -split ': ', 2)[1] } | Sort-Object -Unique)
         $distinct.Count | Should -BeGreaterOrEqual 2 -Because "the kills hit several moments of the removal: $($outcomes -join '; ')"
@@ -175,7 +183,8 @@ Describe 'A create under way in a live process on <Backend>' -ForEach @(@{ Backe
         $clock = [Diagnostics.Stopwatch]::StartNew()
         while (-not (Test-Path $marker) -and -not $child.HasExited -and $clock.ElapsedMilliseconds -lt 60000) { Start-Sleep -Milliseconds 5 }
         $child.HasExited | Should -BeFalse -Because 'the create is still under way when it is looked at'
-        $s = Get-AgentSandbox -Name $name -WarningAction SilentlyContinue
+        # Docker lists nothing before its container exists: not as Interrupted, at least.
+        $s = Get-AgentSandbox -Name $name -ErrorAction Ignore -WarningAction SilentlyContinue
         $report = [AgentSandbox.SandboxManager]::new().SweepNow([string[]]@($name))
         $stillMaking = -not $child.HasExited
         $rest = $child.StandardOutput.ReadToEnd()
