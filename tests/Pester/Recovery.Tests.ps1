@@ -10,7 +10,8 @@ BeforeAll {
     $env:AGENTSANDBOX_LAZY_SWEEP = '0'
     $stateHome = if ($env:AGENTSANDBOX_HOME) { $env:AGENTSANDBOX_HOME } else { '/var/lib/agentsandbox' }
     $coarsePoints = 6
-    $finePoints = 10
+    $finePoints = 6
+    $fineRounds = 3
 
     # A child pwsh that imports the module, runs Setup, prints 'go', then runs Script (the operation to kill).
     function Start-Child([string] $Setup, [string] $Script) {
@@ -103,17 +104,24 @@ BeforeAll {
     }
 
     # A coarse pass from before the operation to past its end (most of a first call is the module's
-    # start), then a fine one across where the coarse pass saw the sandbox change: the operation's steps.
+    # start), then finer ones across where the sandbox went from how it was to how it ends (the
+    # operation's own steps), until a kill lands in between.
     function Invoke-KillSurvey([int] $Duration, [scriptblock] $Prepare, [string] $Backend) {
         $coarse = @(0) + @(1..($coarsePoints - 1) | ForEach-Object { [int]($Duration * (0.3 + 0.9 * ($_ - 1) / ($coarsePoints - 2))) })
-        $first = @(Invoke-KillPoints $coarse $Prepare $Backend)
+        $all = @(Invoke-KillPoints $coarse $Prepare $Backend)
         $kind = { param($o) ((($o -split ': ', 2)[1]) -split '\[')[0] }
-        # From the last kill that still saw the sandbox as before to the first that saw it as after.
-        $last = 0; while ($last -lt $first.Count - 1 -and (& $kind $first[$last]) -ne (& $kind $first[-1])) { $last++ }
-        $before = 0; while ($before + 1 -lt $last -and (& $kind $first[$before + 1]) -eq (& $kind $first[0])) { $before++ }
-        $start = $coarse[$before]; $end = $coarse[$last]
-        $fine = 1..$finePoints | ForEach-Object { [int]($start + ($end - $start) * $_ / ($finePoints + 1)) }
-        @($first) + @(Invoke-KillPoints $fine $Prepare $Backend) | Sort-Object { [int](($_ -split ' ')[0]) }
+        $delayOf = { param($o) [int](($o -split ' ')[0]) }
+        $initial = & $kind $all[0]; $final = & $kind $all[-1]
+        for ($round = 0; $round -lt $fineRounds; $round++) {
+            $sorted = @($all | Sort-Object { & $delayOf $_ })
+            if (@($sorted | Where-Object { (& $kind $_) -notin $initial, $final }).Count -gt 0 -and $round -gt 0) { break }
+            $firstAfter = [Array]::FindIndex($sorted, [Predicate[object]] { param($o) (& $kind $o) -eq $final })
+            $lastBefore = [Math]::Max(0, [Array]::FindLastIndex($sorted, [Math]::Max(0, $firstAfter), [Predicate[object]] { param($o) (& $kind $o) -eq $initial }))
+            $start = & $delayOf $sorted[$lastBefore]; $end = & $delayOf $sorted[$firstAfter]
+            if ($end - $start -lt 2) { break }
+            $all += @(Invoke-KillPoints (1..$finePoints | ForEach-Object { [int]($start + ($end - $start) * $_ / ($finePoints + 1)) }) $Prepare $Backend)
+        }
+        $all | Sort-Object { & $delayOf $_ }
     }
 }
 
