@@ -168,8 +168,9 @@ Describe 'A remove killed half-way on <Backend>' -ForEach @(@{ Backend = 'Chroot
 }
 
 Describe 'A create under way in a live process on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
-    BeforeAll { $name = New-TestName 'live' }
-    AfterAll { Remove-TestSandbox $name }
+    BeforeAll { $name = New-TestName 'live'; $held = @{} }
+    # A failed test may leave the create running: it is removed once it ends.
+    AfterAll { if ($held.Child) { $null = $held.Child.WaitForExit(120000) }; Remove-TestSandbox $name }
     BeforeEach { Assert-BackendOrSkip $Backend }
 
     It 'is not Interrupted and the sweep leaves it alone' {
@@ -187,6 +188,7 @@ Describe 'A create under way in a live process on <Backend>' -ForEach @(@{ Backe
         }
         $marker = if ($Backend -eq 'Docker') { "$stateHome/docker/sandboxes/$name" } else { "$stateHome/sandboxes/$name/sandbox.json" }
         $child = Start-Child '' "`$null = New-AgentSandbox -Name '$name' -Backend $Backend $image"
+        $held.Child = $child
         Wait-Go $child
         $clock = [Diagnostics.Stopwatch]::StartNew()
         while (-not (Test-Path $marker) -and -not $child.HasExited -and $clock.ElapsedMilliseconds -lt 60000) { Start-Sleep -Milliseconds 5 }
