@@ -33,6 +33,11 @@ namespace AgentSandbox
         /// <summary>The name, path or value the failure is about.</summary>
         public string? Target { get; }
 
+        /// <summary>A command on a sandbox whose create or remove never finished.</summary>
+        internal static SandboxException Interrupted(Sandbox s) =>
+            new SandboxException(ErrorIds.SandboxInterrupted, SandboxErrorKind.InvalidState,
+                $"Sandbox '{s.Name}' is Interrupted: {s.Interruption} It takes no commands; the next sweep removes it, or Remove-AgentSandbox '{s.Name}' does now.", s.Name);
+
         internal static SandboxException NotFound(string name) =>
             new SandboxException(ErrorIds.SandboxNotFound, SandboxErrorKind.NotFound, $"No sandbox named '{name}' exists on this host.", name);
 
@@ -61,6 +66,7 @@ namespace AgentSandbox
         public const string InvalidPath = "InvalidPath";
         public const string SandboxNotRunning = "SandboxNotRunning";
         public const string SandboxMissing = "SandboxMissing";
+        public const string SandboxInterrupted = "SandboxInterrupted";
         public const string SandboxCreateFailed = "SandboxCreateFailed";
         public const string SandboxStartFailed = "SandboxStartFailed";
         public const string SandboxStopFailed = "SandboxStopFailed";

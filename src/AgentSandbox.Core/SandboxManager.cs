@@ -30,6 +30,7 @@ namespace AgentSandbox
         private readonly List<ISandboxBackend> _backends = new List<ISandboxBackend>();
         /// <summary>Backends of the catalog that do not run on this host: named in errors and listings, never made.</summary>
         private readonly List<BackendFactory> _elsewhere = new List<BackendFactory>();
+        private readonly BackendContext _context;
 
         public SandboxManager() : this(SandboxStore.DefaultRoot) { }
 
@@ -37,6 +38,7 @@ namespace AgentSandbox
 
         internal SandboxManager(IEnumerable<BackendFactory> catalog, BackendContext context, HostPlatform platform)
         {
+            _context = context;
             foreach (var factory in catalog)
             {
                 if (factory.RunsOn(platform)) _backends.Add(factory.Create(context));
@@ -154,8 +156,10 @@ namespace AgentSandbox
         private static readonly object SweepGate = new object();
 
         /// <summary>
-        /// Removes expired sandboxes, at most once a minute per process, so that any cmdlet keeps the
-        /// host tidy without slowing a hot loop. Returns what it removed and what it could not.
+        /// Removes expired sandboxes and finishes the removal of interrupted ones (a create or remove whose
+        /// process ended before it finished), at most once a minute per process, so that any cmdlet keeps
+        /// the host tidy without slowing a hot loop; TimeSpan.Zero sweeps now. Returns what it removed and
+        /// what it could not.
         /// </summary>
         public IReadOnlyList<string> SweepExpired(TimeSpan? interval = null)
         {
@@ -164,12 +168,34 @@ namespace AgentSandbox
                 if (DateTime.UtcNow - _lastSweep < (interval ?? TimeSpan.FromMinutes(1))) return new string[0];
                 _lastSweep = DateTime.UtcNow;
             }
+            return SweepNow();
+        }
+
+        /// <summary>
+        /// The sweep, now: of the named sandboxes only when names are given (what a removal cut short
+        /// after its sandbox left its name is swept for every name, as nobody holds it).
+        /// </summary>
+        public IReadOnlyList<string> SweepNow(ICollection<string>? names = null)
+        {
             var report = new List<string>();
-            foreach (var s in ListExpired(new List<string>()))
+            var now = DateTime.UtcNow;
+            foreach (var s in List(null, new List<string>()).Where(s => (names == null || names.Contains(s.Name)) && (s.State == SandboxState.Interrupted || s.IsExpired(now))))
             {
-                try { Remove(s); report.Add($"Removed expired sandbox '{s.Name}' (expired {s.ExpiresAt:u})."); }
-                catch (SandboxException e) { report.Add($"Could not remove expired sandbox '{s.Name}': {e.Message}"); }
+                var what = s.State == SandboxState.Interrupted ? $"interrupted sandbox '{s.Name}' ({s.Interruption})" : $"expired sandbox '{s.Name}' (expired {s.ExpiresAt:u})";
+                // Another process may be sweeping the same one: whatever it leaves is for the next sweep.
+                try { Remove(s); report.Add($"Removed {what}."); }
+                catch (Exception e) when (e is SandboxException || e is IOException || e is UnauthorizedAccessException)
+                {
+                    report.Add($"Could not remove {what}: {e.Message}");
+                }
             }
+            // What a removal cut short after its sandbox left its name.
+            if (Linux.HostTools.IsLinux && Linux.Native.IsRoot)
+                foreach (var store in _context.Stores)
+                {
+                    try { store.DeleteAbandonedHiddenTrees(); }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { }
+                }
             return report;
         }
 

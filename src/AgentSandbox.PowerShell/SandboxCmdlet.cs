@@ -19,7 +19,7 @@ namespace AgentSandbox.PowerShell
         internal const string LazySweepVariable = "AGENTSANDBOX_LAZY_SWEEP";
 
         /// <summary>
-        /// Any cmdlet removes expired sandboxes (at most once a minute per process), except under
+        /// Any cmdlet removes expired and interrupted sandboxes (at most once a minute per process), except under
         /// -WhatIf: a cmdlet asked to change nothing must not remove anything either.
         /// </summary>
         protected override void BeginProcessing()
@@ -30,7 +30,7 @@ namespace AgentSandbox.PowerShell
             // Tidying up must never fail what the user asked for.
             catch (Exception e) when (e is SandboxException || e is System.IO.IOException || e is UnauthorizedAccessException)
             {
-                WriteWarning("Removing expired sandboxes failed: " + e.Message);
+                WriteWarning("Removing expired or interrupted sandboxes failed: " + e.Message);
                 return;
             }
             foreach (var line in report)

@@ -22,14 +22,25 @@ namespace AgentSandbox.Backends
     /// <summary>What every backend of one manager shares: where the module keeps its state on this host.</summary>
     internal sealed class BackendContext
     {
-        private SandboxStore? _store;
+        private readonly Dictionary<string, SandboxStore> _stores = new Dictionary<string, SandboxStore>(StringComparer.Ordinal);
 
         public BackendContext(string stateRoot) { StateRoot = stateRoot; }
 
         public string StateRoot { get; }
 
         /// <summary>The record store of the backends that keep their sandboxes' records on the host.</summary>
-        public SandboxStore Store => _store ??= new SandboxStore(StateRoot);
+        public SandboxStore Store => StoreAt("");
+
+        /// <summary>A record store of its own below the state root (Docker keeps the creates and removals under way in one).</summary>
+        public SandboxStore StoreAt(string area)
+        {
+            if (!_stores.TryGetValue(area, out var store))
+                _stores[area] = store = new SandboxStore(area.Length == 0 ? StateRoot : System.IO.Path.Combine(StateRoot, area));
+            return store;
+        }
+
+        /// <summary>Every store the backends asked for: the sweep tidies what removals left in each.</summary>
+        public IEnumerable<SandboxStore> Stores => _stores.Values;
     }
 
     /// <summary>How one backend is made, and where it can run: a backend is only made on a host it runs on.</summary>
@@ -70,7 +81,7 @@ namespace AgentSandbox.Backends
         {
             new BackendFactory("Chroot", HostPlatform.Linux, c => new ChrootBackend(c.Store)),
             new BackendFactory("Nspawn", HostPlatform.Linux, c => new NspawnBackend(c.Store)),
-            new BackendFactory("Docker", HostPlatform.Linux | HostPlatform.Windows | HostPlatform.MacOS, c => new DockerBackend()),
+            new BackendFactory("Docker", HostPlatform.Linux | HostPlatform.Windows | HostPlatform.MacOS, c => new DockerBackend(c.StoreAt(DockerBackend.OperationArea))),
         };
 
         public static HostPlatform Current =>

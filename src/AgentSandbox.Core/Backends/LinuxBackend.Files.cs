@@ -14,7 +14,7 @@ namespace AgentSandbox.Backends
     {
         public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
-            var s = Reload(sandbox);
+            var s = Reload(sandbox, lockHeld: false);
             if (s.State == SandboxState.Missing) throw Missing(s);
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
             using var disk = HoldFilesForCopy(s);
@@ -39,7 +39,7 @@ namespace AgentSandbox.Backends
 
         public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
-            var s = Reload(sandbox);
+            var s = Reload(sandbox, lockHeld: false);
             if (s.State == SandboxState.Missing) throw Missing(s);
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
             if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");

@@ -112,18 +112,24 @@ namespace AgentSandbox.Backends
         /// <param name="name">The sandbox.</param>
         /// <param name="mayBeInProgress">
         /// True for callers that do not hold the sandbox's lock: a root that is not there yet (or no longer)
-        /// while another process makes (or removes) the sandbox is not a vanished one.
+        /// while another process makes (or removes) the sandbox is not a vanished one, and a create or
+        /// remove in the record is interrupted only when nobody holds the lock. A caller that holds it
+        /// took it after the operation's owner, which never lets go before it finishes.
         /// </param>
         private Sandbox? Load(string name, bool mayBeInProgress = true)
         {
             if (!Directory.Exists(Store.DirectoryOf(name))) return null;
             Sandbox? s;
             try { s = Store.Load(name); }
-            catch (SandboxException) { return ClaimsOrphans ? Orphan(name) : null; }
+            catch (SandboxException) { return ClaimsOrphans ? Orphan(name, SandboxState.Missing, null) : null; }
             // No record: still being made, being removed by another process, or abandoned by a maker that died.
-            if (s == null) return ClaimsOrphans && Store.IsAbandoned(name) ? Orphan(name) : null;
+            if (s == null) return ClaimsOrphans && (!mayBeInProgress || Store.IsAbandoned(name)) ? Orphan(name, SandboxState.Interrupted, SandboxOperation.NoRecord) : null;
             if (s.Backend != Name) return null;
-            s.State = !FilesExist(s) ? (!mayBeInProgress || Store.IsAbandoned(name) ? SandboxState.Missing : SandboxState.Stopped)
+            bool? abandoned = null;
+            bool Abandoned() => abandoned ??= !mayBeInProgress || Store.IsAbandoned(name);
+            s.Interruption = s.Pending == null ? null : SandboxOperation.Interruption(s.Pending, Abandoned());
+            s.State = s.Interruption != null ? SandboxState.Interrupted
+                : !FilesExist(s) ? (s.Pending == null && Abandoned() ? SandboxState.Missing : SandboxState.Stopped)
                 : s.IsExpired(DateTime.UtcNow) ? SandboxState.Expired
                 : IsRunning(s) ? SandboxState.Running : SandboxState.Stopped;
             return s;
@@ -136,15 +142,23 @@ namespace AgentSandbox.Backends
         /// </summary>
         protected virtual bool ClaimsOrphans => false;
 
-        private Sandbox Orphan(string name) => new Sandbox
+        private Sandbox Orphan(string name, SandboxState state, string? interruption) => new Sandbox
         {
             Name = name,
             Backend = Name,
             Location = Store.DirectoryOf(name),
-            State = SandboxState.Missing,
+            State = state,
+            Interruption = interruption,
         };
 
-        private Sandbox Reload(Sandbox s) => Load(s.Name, mayBeInProgress: false) ?? throw SandboxException.NotFound(s.Name);
+        /// <summary>The live record for a command, which an interrupted sandbox refuses.</summary>
+        /// <param name="lockHeld">False for a caller that does not hold the sandbox's lock (a copy into a running sandbox).</param>
+        private Sandbox Reload(Sandbox s, bool lockHeld = true)
+        {
+            var current = Load(s.Name, mayBeInProgress: !lockHeld) ?? throw SandboxException.NotFound(s.Name);
+            if (current.State == SandboxState.Interrupted) throw SandboxException.Interrupted(current);
+            return current;
+        }
 
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
@@ -156,15 +170,18 @@ namespace AgentSandbox.Backends
                     $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);
             var s = Sandbox.FromSpec(spec, Name);
             s.Location = Store.DirectoryOf(spec.Name);
+            s.Pending = SandboxOperation.Begin(SandboxOperation.Create);
             try
             {
-                // Saved first, so a maker that dies half-way leaves a record that Remove can clean.
+                // Saved first, naming the create, so a maker that dies half-way leaves a record that reads
+                // as Interrupted once its lock is gone, and that the sweep or Remove can clean.
                 Store.Save(s);
                 PrepareOnDisk(s, spec, progress, cancellation);
                 Store.Save(s);
                 cancellation.ThrowIfCancellationRequested();
                 progress.Milestone($"Starting sandbox '{s.Name}'");
                 StartSandbox(s, progress);
+                s.Pending = null;
                 Store.Save(s);
                 // Stopped while it started: a sandbox nobody will receive is undone too.
                 cancellation.ThrowIfCancellationRequested();
@@ -244,10 +261,17 @@ namespace AgentSandbox.Backends
                 s.Location ??= Store.DirectoryOf(s.Name);
                 try
                 {
+                    // Named in the record first: a removal cut short reads as Interrupted, not as a sandbox to use.
+                    if (Store.HasRecord(s.Name) && !string.IsNullOrEmpty(s.Id))
+                    {
+                        s.Pending = SandboxOperation.Begin(SandboxOperation.Remove);
+                        Store.Save(s);
+                    }
                     StopSandbox(s, progress);
+                    // Before the record goes, so checkpoints are never left without a sandbox to finish removing.
+                    RemoveCheckpointsOf(s, progress);
                     progress.Milestone($"Deleting the files of '{s.Name}'");
                     Store.Delete(s.Name);
-                    RemoveCheckpointsOf(s, progress);
                 }
                 catch (Exception e) when (!(e is SandboxException))
                 {

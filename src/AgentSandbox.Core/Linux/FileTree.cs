@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 
@@ -21,6 +22,16 @@ namespace AgentSandbox.Linux
             var result = Processes.ProcessRunner.TryRun(HostTools.Require("rm", "coreutils"), "-rf", "--one-file-system", "--", dir);
             if (result.ExitCode != 0 || Directory.Exists(dir) || File.Exists(dir))
                 throw new IOException($"could not delete {dir}: {result.StdErr.Trim()}");
+        }
+
+        /// <summary>Several trees with one rm, as DeleteTree deletes each.</summary>
+        public static void DeleteTrees(IReadOnlyCollection<string> paths)
+        {
+            if (paths.Count == 0) return;
+            foreach (var p in paths) RefuseIfMounted(p);
+            var result = Processes.ProcessRunner.TryRun(HostTools.Require("rm", "coreutils"), new[] { "-rf", "--one-file-system", "--" }.Concat(paths).ToArray());
+            if (result.ExitCode != 0 || paths.Any(p => Directory.Exists(p) || File.Exists(p)))
+                throw new IOException($"could not delete {string.Join(", ", paths)}: {result.StdErr.Trim()}");
         }
 
         /// <summary>Deleting through a mount would delete what it shows: a host directory bound in.</summary>

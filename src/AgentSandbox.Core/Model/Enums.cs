@@ -9,6 +9,11 @@ namespace AgentSandbox
         Missing,
         /// <summary>Its time to live has run out: it refuses commands and is removed by the next sweep.</summary>
         Expired,
+        /// <summary>
+        /// A create or remove whose process ended before it finished (Sandbox.Interruption says which):
+        /// it refuses commands and the next sweep, or Remove-AgentSandbox, removes what it left.
+        /// </summary>
+        Interrupted,
     }
 
     public enum SandboxNetwork

@@ -42,6 +42,12 @@ namespace AgentSandbox
         /// <summary>The most files, directories and links the sandbox can hold; null when no count is limited (the backend says why).</summary>
         [DataMember(Order = 18)] public long? InodeLimit { get; set; }
 
+        /// <summary>
+        /// The create or remove under way, written before it begins and cleared when it ends; one left
+        /// behind by a process that holds it no more marks the sandbox Interrupted. Absent from finished records.
+        /// </summary>
+        [DataMember(Order = 19, EmitDefaultValue = false)] internal State.SandboxOperation? Pending { get; set; }
+
         /// <summary>A record read from JSON skips the initialisers above: absent collections become empty ones.</summary>
         [OnDeserialized]
         private void FillAbsentCollections(StreamingContext context)
@@ -64,6 +70,9 @@ namespace AgentSandbox
         /// what counts instead); null when all was read. The sandbox is listed and can be removed anyway.
         /// </summary>
         public string? Problem { get; set; }
+
+        /// <summary>Why the sandbox is Interrupted (which operation, by which process, since when); null otherwise.</summary>
+        public string? Interruption { get; set; }
 
         public override string ToString() => Name;
 

@@ -137,6 +137,8 @@ namespace AgentSandbox.State
                 FileTree.RefuseIfMounted(dir);
                 var doomed = HiddenPath(name, "removed");
                 Native.Rename(dir, doomed);
+                // The lock file goes last, so a tree whose deleter died still shows, by a free lock, that nobody works on it.
+                FileTree.DeleteTrees(Directory.GetFileSystemEntries(doomed).Where(e => Path.GetFileName(e) != LockName).ToList());
                 FileTree.DeleteTree(doomed);
             }
             DeleteAbandonedHiddenTrees();
@@ -144,17 +146,24 @@ namespace AgentSandbox.State
 
         private static readonly TimeSpan HiddenTreePatience = TimeSpan.FromMinutes(1);
 
-        /// <summary>Hidden trees nobody holds, older than any live create or delete could make them.</summary>
-        private void DeleteAbandonedHiddenTrees()
+        /// <summary>
+        /// Hidden trees nobody works on. A deletion's tree keeps its lock held until it is gone, so one
+        /// with a lock file nobody holds goes at once; any other (a staging directory, whose lock file
+        /// appears a moment before it is locked; a deletion's without its lock file) once older than any
+        /// live create or delete could make it.
+        /// </summary>
+        public void DeleteAbandonedHiddenTrees()
         {
+            if (!Directory.Exists(SandboxesDir)) return;
             var sandboxes = Native.RealPath(SandboxesDir) ?? SandboxesDir;
             foreach (var dir in Directory.GetDirectories(sandboxes, ".*"))
             {
-                if (DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) < HiddenTreePatience) continue;
                 var lockPath = Path.Combine(dir, LockName);
                 using (var held = Native.TryLockExistingFile(lockPath))
                 {
                     if (held == null && File.Exists(lockPath)) continue;
+                    bool deletion = held != null && Path.GetFileName(dir).Contains(".removed-");
+                    if (!deletion && DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) < HiddenTreePatience) continue;
                 }
                 FileTree.TryDeleteTree(dir);
             }

@@ -24,6 +24,7 @@ namespace AgentSandbox.PowerShell.Commands
                 {
                     // Listed anyway, so that it can still be looked at and removed.
                     if (s.Problem != null) WriteWarning($"Sandbox '{s.Name}': {s.Problem}.");
+                    if (s.Interruption != null) WriteWarning($"Sandbox '{s.Name}' is Interrupted: {s.Interruption} The next sweep removes it, or Remove-AgentSandbox '{s.Name}' now.");
                     WriteObject(s);
                 }
             });

@@ -40,6 +40,7 @@ namespace AgentSandbox.Backends.Docker
             var client = Client;
             // The manager passes the live record it found by name.
             var s = sandbox;
+            if (s.State == SandboxState.Interrupted) throw SandboxException.Interrupted(s);
             var tag = CheckpointTag(s.Id, name);
             string? committedId = null;
             try

@@ -22,6 +22,7 @@ namespace AgentSandbox.Backends.Docker
         {
             // The manager passes the live record it found by name.
             var s = sandbox;
+            if (s.State == SandboxState.Interrupted) throw SandboxException.Interrupted(s);
             var id = ContainerOf(s);
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
             return CopyRunner.Guard(s, () =>
@@ -85,6 +86,7 @@ namespace AgentSandbox.Backends.Docker
         {
             // The manager passes the live record it found by name.
             var s = sandbox;
+            if (s.State == SandboxState.Interrupted) throw SandboxException.Interrupted(s);
             var id = ContainerOf(s);
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
             if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");

@@ -41,9 +41,12 @@ namespace AgentSandbox.Backends.Docker
             public string? Problem;
         }
 
-        public void SetExpiry(Sandbox sandbox, DateTime? expiresAt) =>
+        public void SetExpiry(Sandbox sandbox, DateTime? expiresAt)
+        {
+            RefuseInterrupted(sandbox);
             Call(() => WriteLifetimeAsync(Client, sandbox, expiresAt),
                 $"Could not set the lifetime of sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxCommandFailed);
+        }
 
         private static async Task WriteLifetimeAsync(DockerClient client, Sandbox sandbox, DateTime? expiresAt)
         {

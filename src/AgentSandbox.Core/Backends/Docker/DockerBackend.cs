@@ -115,15 +115,26 @@ namespace AgentSandbox.Backends.Docker
                 Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [SandboxLabel + "=1"] = true } },
             }), "Listing Docker sandboxes failed", null);
             var sandboxes = containers.Select(c => FromLabels(c.Labels, c.ID, c.Names, c.State)).Where(s => s != null).Select(s => s!).ToList();
-            if (sandboxes.Count == 0) return sandboxes;
+            if (sandboxes.Count == 0) return WithOperations(sandboxes);
             var lifetimes = Call(() => ReadLifetimesAsync(Client), "Reading sandbox lifetimes failed", null);
             foreach (var s in sandboxes) ApplyLifetime(s, lifetimes);
+            return WithOperations(sandboxes);
+        }
+
+        private List<Sandbox> WithOperations(List<Sandbox> sandboxes)
+        {
+            ApplyOperations(sandboxes);
             return sandboxes;
         }
 
         public Sandbox? Find(string name)
         {
             if (Endpoint.Client == null) return null;
+            return Marked(name, FindContainer(name));
+        }
+
+        private Sandbox? FindContainer(string name)
+        {
             try
             {
                 var c = Call(() => Client.Containers.InspectContainerAsync(name), "Inspecting the container failed", name);
@@ -162,11 +173,13 @@ namespace AgentSandbox.Backends.Docker
             sandbox.BackendData["uid"] = sandbox.BackendData["gid"] = AgentUid(client, spec).ToString(CultureInfo.InvariantCulture);
             RecordRootOnMounts(sandbox, spec);
 
+            // Held until the create ends: a process that dies half-way leaves its marker, free.
+            using var operation = BeginCreate(sandbox);
             string? containerId = null;
             try
             {
                 PlanDisk(client, sandbox);
-                return CallerThread.Run(progress, async relay =>
+                var made = CallerThread.Run(progress, async relay =>
                 {
                     var fork = spec.FromCheckpoint == null ? null : await ForkBaseAsync(client, spec.FromCheckpoint, cancellation).ConfigureAwait(false);
                     var (image, binds) = fork != null ? (fork.ID, HostBindsOf(spec.FromCheckpoint!.Source))
@@ -175,6 +188,7 @@ namespace AgentSandbox.Backends.Docker
                     var shown = fork != null ? CheckpointTag(spec.FromCheckpoint!.SandboxId, spec.FromCheckpoint.Name) : image;
                     relay.Milestone($"Creating container '{spec.Name}' from {shown}");
                     sandbox.BackendData["image"] = shown;
+                    UpdateCreateMarker(sandbox);
                     var parameters = Parameters(sandbox, image, binds);
                     if (fork != null) BlankCheckpointLabels(parameters, fork.Config?.Labels);
                     // Not cancelled half-way: the daemon may make the container after the caller stopped
@@ -205,6 +219,8 @@ namespace AgentSandbox.Backends.Docker
                     sandbox.State = SandboxState.Running;
                     return sandbox;
                 });
+                EndOperation(spec.Name);
+                return made;
             }
             catch (Exception e)
             {
@@ -212,6 +228,7 @@ namespace AgentSandbox.Backends.Docker
                 if (containerId != null) TryRemove(client, containerId);
                 else if (e is OperationCanceledException || !(e is DockerApiException)) RemoveIfOwned(client, spec.Name, sandbox.Id);
                 DeleteDirectoryImport(client, sandbox);
+                if (operation != null) EndOperation(spec.Name);
                 if (e is OperationCanceledException) throw;
                 if (DiskRefusal(e, spec, Endpoint.Uri.ToString()) is SandboxException refused) throw refused;
                 if (DockerErrors.IsConflict(e))
@@ -303,18 +320,26 @@ namespace AgentSandbox.Backends.Docker
             }
         }
 
-        public void Start(Sandbox sandbox, IProgressSink progress) =>
+        public void Start(Sandbox sandbox, IProgressSink progress)
+        {
+            RefuseInterrupted(sandbox);
             OnContainer(sandbox, id => Call(() => StartCheckedAsync(Client, sandbox, id, CancellationToken.None),
                 $"Could not start sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStartFailed));
+        }
 
         // The keep-alive shell exits on TERM at once; KILL follows after 5 s if anything lingers.
-        public void Stop(Sandbox sandbox, IProgressSink progress) =>
+        public void Stop(Sandbox sandbox, IProgressSink progress)
+        {
+            RefuseInterrupted(sandbox);
             OnContainer(sandbox, id => Call(() => Client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = 5 }),
                 $"Could not stop sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStopFailed));
+        }
 
         public void Remove(Sandbox sandbox, IProgressSink progress)
         {
             var client = Client;
+            // Marked until the last piece is gone: a removal cut short reads as Interrupted and is finished later.
+            using var operation = BeginRemove(sandbox);
             var container = InspectOrNull(ContainerOf(sandbox), sandbox.Name);
             if (container == null && Relocated(sandbox) is Sandbox moved) container = InspectOrNull(ContainerOf(moved), sandbox.Name);
             if (container != null && !OwnedBy(container, sandbox.Id)) container = null;
@@ -336,12 +361,14 @@ namespace AgentSandbox.Backends.Docker
             RemoveCheckpointsOf(sandbox, progress);
             // After a restore or as a fork, the container ran from a checkpoint image, which may have been waiting for it to go.
             if (container != null) Call(() => ReleaseImageAsync(client, container.Image), "Removing an unused checkpoint image failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
+            if (operation != null) EndOperation(sandbox.Name);
         }
 
         public CommandResult Execute(Sandbox sandbox, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
         {
             // The manager passes the live record it found by name, with its container id: the daemon says
             // if the container is gone or stopped since, which spares a second inspect round trip.
+            RefuseInterrupted(sandbox);
             var current = sandbox.Data("container") != null ? sandbox : Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
             CommandResult Run(Sandbox s) =>
                 Task.Run(() => DockerExec.RunAsync(Client, ContainerOf(s), request, s, output, cancellation, RootRefusal(s))).GetAwaiter().GetResult();
