@@ -6,7 +6,6 @@ using System.Text.RegularExpressions;
 using System.Threading;
 using AgentSandbox.Backends;
 using AgentSandbox.Backends.Chroot;
-using AgentSandbox.Backends.Docker;
 using AgentSandbox.Backends.Nspawn;
 using AgentSandbox.State;
 using AgentSandbox.Verification;
@@ -32,7 +31,7 @@ namespace AgentSandbox
         public SandboxManager(string stateRoot)
         {
             var store = new SandboxStore(stateRoot);
-            _backends = new List<ISandboxBackend> { new ChrootBackend(store), new NspawnBackend(store), new DockerBackend() };
+            _backends = new List<ISandboxBackend> { new ChrootBackend(store), new NspawnBackend(store), DockerShared.CreateBackend() };
         }
 
         public IReadOnlyList<string> BackendNames => _backends.Select(b => b.Name).ToList();
@@ -180,7 +179,7 @@ namespace AgentSandbox
             var claims = Backend(sandbox.Backend).Describe().Boundaries.ToList();
             if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
             if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null && sandbox.DiskSizeBytes == null) claims.Remove(SandboxBoundary.Limits);
-            if (sandbox.Data(DockerBackend.RootOnWritableMountsKey) == "accepted") claims.Remove(SandboxBoundary.Privilege);
+            if (sandbox.Data(DockerShared.RootOnWritableMountsKey) == "accepted") claims.Remove(SandboxBoundary.Privilege);
             return claims;
         }
 

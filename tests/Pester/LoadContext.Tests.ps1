@@ -32,7 +32,8 @@ $sb = New-AgentSandbox -Name $Chroot -Backend Chroot
 Remove-AgentSandbox -InputObject $sb -Force -Confirm:$false
 "chroot-left=$([bool](Get-AgentSandbox -Name $Chroot -ErrorAction Ignore))"
 $docker = Get-AgentSandboxBackend -Name Docker
-"docker-available=$($docker.Available) $($docker.Reason)"
+"docker-available=$($docker.Available)"
+"docker-reason=$($docker.Reason)"
 $sb = New-AgentSandbox -Name $Docker -Backend Docker
 "docker-echo=$(Invoke-InSandbox -InputObject $sb -Command 'echo in-docker')"
 Remove-AgentSandbox -InputObject $sb -Force -Confirm:$false
@@ -72,7 +73,7 @@ foreach ($a in [AppDomain]::CurrentDomain.GetAssemblies()) {
         $r['json-location'] | Should -Be $SessionJson -Because "the session's Newtonsoft.Json is PowerShell's own"
         $r['chroot-echo'] | Should -Be 'in-chroot'
         $r['chroot-left'] | Should -Be 'False'
-        $r['docker-available'] | Should -Be 'True '
+        $r['docker-available'] | Should -Be 'True' -Because $r['docker-reason']
         $r['docker-echo'] | Should -Be 'in-docker'
     }
 
@@ -94,13 +95,15 @@ Describe 'Another Docker.DotNet and Newtonsoft.Json used before the module is im
         Assert-BothWork $r $sessionJson
     }
 
-    It "the module's Docker.DotNet and Newtonsoft.Json are its own copies, in a load context of their own" {
-        $docker = @($r.Modules | Where-Object { $_ -like 'Docker.DotNet|*' })
-        $docker.Count | Should -Be 1
-        $docker[0] | Should -Not -Match '\|System\.Runtime\.Loader\.DefaultAssemblyLoadContext\|'
+    It "the module's Docker backend, Docker.DotNet and Newtonsoft.Json are its own copies, in a load context of their own" {
+        foreach ($name in 'AgentSandbox.Docker', 'Docker.DotNet') {
+            $docker = @($r.Modules | Where-Object { $_ -like "$name|*" })
+            $docker.Count | Should -Be 1
+            $docker[0] | Should -Match '\|AgentSandbox\.PowerShell\.Loading\.DependencyLoadContext\|'
+        }
         $json = @($r.Modules | Where-Object { $_ -like 'Newtonsoft.Json|*' })
         $json.Count | Should -Be 1 -Because 'the module brings its own Newtonsoft.Json for Docker.DotNet'
-        $json[0] | Should -Not -Match '\|System\.Runtime\.Loader\.DefaultAssemblyLoadContext\|'
+        $json[0] | Should -Match '\|AgentSandbox\.PowerShell\.Loading\.DependencyLoadContext\|'
         ($json[0] -split '\|')[2] | Should -Not -Be $r['json-file-version'] -Because 'two versions of Newtonsoft.Json are in use side by side'
     }
 

@@ -1,0 +1,30 @@
+using System;
+using System.IO;
+
+namespace AgentSandbox.Backends
+{
+    /// <summary>
+    /// What the core needs of the Docker backend, which is an assembly of its own (AgentSandbox.Docker): the
+    /// core cannot reference it, since only the backend may bring Docker.DotNet into the process.
+    /// </summary>
+    internal static class DockerShared
+    {
+        /// <summary>Sandbox data: "accepted" when -Force let root inside reach the host through a writable mount.</summary>
+        public const string RootOnWritableMountsKey = "rootOnWritableMounts";
+
+        /// <summary>The backend, made by name: its assembly (and Docker.DotNet) load only now, where the module's resolver can place them.</summary>
+        public static ISandboxBackend CreateBackend()
+        {
+            var type = Type.GetType("AgentSandbox.Backends.Docker.DockerBackend, AgentSandbox.Docker", throwOnError: true)!;
+            return (ISandboxBackend)Activator.CreateInstance(type, nonPublic: true)!;
+        }
+
+        /// <summary>Whether a host process belongs to the container (its cgroup path names the container's id).</summary>
+        public static bool IsContainers(int pid, string containerId)
+        {
+            try { return File.ReadAllText($"/proc/{pid}/cgroup").Contains(containerId); }
+            catch (IOException) { return false; }
+            catch (UnauthorizedAccessException) { return false; }
+        }
+    }
+}
