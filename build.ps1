@@ -41,8 +41,13 @@ function Invoke-Build {
     Invoke-Native dotnet @('build', "$root/src/AgentSandbox.PowerShell/AgentSandbox.PowerShell.csproj", '-c', $Configuration, '-o', $bin, '--nologo', '-v', 'quiet', '-clp:ErrorsOnly')
     if (Test-Path $moduleOut) { Remove-Item $moduleOut -Recurse -Force }
     New-Item -ItemType Directory -Path $moduleOut | Out-Null
-    # The module's assemblies and their dependencies (Docker.DotNet and what it needs on Windows PowerShell).
-    Copy-Item "$bin/*.dll" -Destination $moduleOut
+    # The cmdlets and the core beside the manifest; the Docker backend and the libraries it uses (Docker.DotNet,
+    # Newtonsoft.Json and what those need on Windows PowerShell) in dependencies/, which PowerShell never probes:
+    # the module loads them from there itself, on PowerShell 7 into a load context of their own (docs/backends.md).
+    $dependencies = New-Item -ItemType Directory -Path (Join-Path $moduleOut 'dependencies')
+    $own = 'AgentSandbox.Core.dll', 'AgentSandbox.PowerShell.dll'
+    Get-ChildItem "$bin/*.dll" | Where-Object Name -notin $own | Copy-Item -Destination $dependencies
+    $own | ForEach-Object { Copy-Item "$bin/$_" -Destination $moduleOut }
     Copy-Item "$root/module/*" -Destination $moduleOut -Recurse
     # Help is written as markdown in docs/help and turned into MAML here (platyPS is not needed).
     $helpBuilder = Join-Path $root 'docs/help/Build-Help.ps1'

@@ -8,7 +8,8 @@
     Description          = 'Isolated places for AI agents to run commands: chroot and systemd-nspawn on Linux, with typed sandbox objects on the PowerShell pipeline and isolation claims that can be checked.'
     PowerShellVersion    = '5.1'
     CompatiblePSEditions = @('Desktop', 'Core')
-    RequiredAssemblies   = @('Docker.DotNet.dll', 'AgentSandbox.Core.dll')
+    # Docker.DotNet and Newtonsoft.Json are not listed: the module loads them from dependencies/ itself.
+    RequiredAssemblies   = @('AgentSandbox.Core.dll')
     FormatsToProcess     = @('AgentSandbox.format.ps1xml')
     CmdletsToExport      = @(
         'Get-AgentSandboxBackend'

@@ -6,7 +6,6 @@ using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Threading;
 using AgentSandbox.Backends;
-using AgentSandbox.Backends.Docker;
 using AgentSandbox.State;
 using AgentSandbox.Verification;
 
@@ -254,7 +253,7 @@ namespace AgentSandbox
             var claims = Backend(sandbox.Backend).Describe().Boundaries.ToList();
             if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
             if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null && sandbox.DiskSizeBytes == null) claims.Remove(SandboxBoundary.Limits);
-            if (sandbox.Data(DockerBackend.RootOnWritableMountsKey) == "accepted") claims.Remove(SandboxBoundary.Privilege);
+            if (sandbox.Data(DockerShared.RootOnWritableMountsKey) == "accepted") claims.Remove(SandboxBoundary.Privilege);
             return claims;
         }
 

@@ -84,6 +84,23 @@ function Skip-UnlessCI {
     Set-ItResult -Skipped -Because $Because
 }
 
+function Get-OtherDockerClient {
+    <#
+    The folder of another library's Docker.DotNet (4.x, from tests/Assets/OtherDockerClient) and its
+    dependencies, gathered once under out/test-assets/ (NuGet restore on first use).
+    #>
+    $dir = Join-Path $script:RepoRoot 'out/test-assets/other-docker-client'
+    if (Test-Path "$dir/Docker.DotNet.dll") { return $dir }
+    $project = Join-Path $script:RepoRoot 'tests/Assets/OtherDockerClient/OtherDockerClient.csproj'
+    $log = & dotnet build $project -c Release -o "$dir.$PID.tmp" --nologo -v quiet -clp:ErrorsOnly 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "dotnet build $project failed: $log" }
+    # Only the libraries: the project's own empty assembly is no part of what is loaded.
+    Remove-Item "$dir.$PID.tmp/OtherDockerClient.*"
+    Remove-Item $dir -Recurse -Force -ErrorAction Ignore
+    Move-Item "$dir.$PID.tmp" $dir
+    $dir
+}
+
 function Get-TestRootfs {
     <#
     A busybox root filesystem (directory and tarball of it) made from the host's busybox-static,

@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Runtime.InteropServices;
 using AgentSandbox.Backends.Chroot;
-using AgentSandbox.Backends.Docker;
 using AgentSandbox.Backends.Nspawn;
 using AgentSandbox.State;
 
@@ -81,7 +80,7 @@ namespace AgentSandbox.Backends
         {
             new BackendFactory("Chroot", HostPlatform.Linux, c => new ChrootBackend(c.Store)),
             new BackendFactory("Nspawn", HostPlatform.Linux, c => new NspawnBackend(c.Store)),
-            new BackendFactory("Docker", HostPlatform.Linux | HostPlatform.Windows | HostPlatform.MacOS, c => new DockerBackend(c.StoreAt(DockerBackend.OperationArea))),
+            new BackendFactory("Docker", HostPlatform.Linux | HostPlatform.Windows | HostPlatform.MacOS, c => DockerShared.CreateBackend(c.StoreAt(DockerShared.OperationArea))),
         };
 
         public static HostPlatform Current =>

@@ -532,7 +532,7 @@ namespace AgentSandbox.Verification
             {
                 var name = Path.GetFileName(dir);
                 if (name.Length == 0 || !name.All(char.IsDigit)) continue;
-                if (Backends.Docker.ExecGroup.IsContainers(int.Parse(name, System.Globalization.CultureInfo.InvariantCulture), id))
+                if (Backends.DockerShared.IsContainers(int.Parse(name, System.Globalization.CultureInfo.InvariantCulture), id))
                     return dir + "/root" + inside;
             }
             return null;

@@ -138,7 +138,7 @@ namespace AgentSandbox.PowerShell.Commands
                     if (Stopping || _cancel.IsCancellationRequested) throw new PipelineStoppedException();
                     CompleteProgress(activity);
                     WriteVerbose($"Sandbox '{sandbox.Name}' ({sandbox.Backend}, id {sandbox.Id}) is running.");
-                    if (sandbox.Data(Backends.Docker.DockerBackend.RootOnWritableMountsKey) == "accepted")
+                    if (sandbox.Data(Backends.DockerShared.RootOnWritableMountsKey) == "accepted")
                         WriteWarning($"Sandbox '{sandbox.Name}' lets root inside read and write its writable -Mount as host root (the Docker daemon does not remap user namespaces), " +
                             "because of -Force: it does not claim the Privilege boundary.");
                     WriteObject(sandbox);

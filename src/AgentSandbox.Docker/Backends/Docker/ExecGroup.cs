@@ -55,7 +55,7 @@ namespace AgentSandbox.Backends.Docker
                 var c = await client.Containers.InspectContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
                 // Not running: the exec is refused on its own; decide at the next command.
                 if (c.State?.Pid is long pid && pid > 0)
-                    Reachable[containerId] = fullId = IsContainers((int)pid, c.ID) && Cgroup.OfProcess(layout, (int)pid) is Cgroup g && g.Exists ? c.ID : null;
+                    Reachable[containerId] = fullId = DockerShared.IsContainers((int)pid, c.ID) && Cgroup.OfProcess(layout, (int)pid) is Cgroup g && g.Exists ? c.ID : null;
             }
             return fullId != null ? new ExecGroup(layout, fullId, Guid.NewGuid().ToString("N").Substring(0, 12)) : null;
         }
@@ -93,7 +93,7 @@ namespace AgentSandbox.Backends.Docker
                     if (state == 'T') break;
                     await Wait(watch, "the command's entry did not stop itself to be placed").ConfigureAwait(false);
                 }
-                if (!IsContainers(pid, ContainerId) || !(Cgroup.OfProcess(Layout, pid) is Cgroup container))
+                if (!DockerShared.IsContainers(pid, ContainerId) || !(Cgroup.OfProcess(Layout, pid) is Cgroup container))
                     throw new IOException($"process {pid} of the command is not in the container's cgroup");
                 var group = container.InKillHierarchyOnly().Child(Name);
                 group.Create();
@@ -105,7 +105,7 @@ namespace AgentSandbox.Backends.Docker
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
                 // Held stopped, the entry has run nothing: it goes rather than run where a timeout cannot reach.
-                if (pid > 0 && IsContainers(pid, ContainerId)) Native.Signal(pid, Native.SIGKILL);
+                if (pid > 0 && DockerShared.IsContainers(pid, ContainerId)) Native.Signal(pid, Native.SIGKILL);
                 throw new SandboxException(ErrorIds.SandboxCommandStartFailed, SandboxErrorKind.Failed,
                     $"The command could not be placed in a cgroup of its own, so it was not run: {e.Message}.", ContainerId, e);
             }
@@ -137,14 +137,6 @@ namespace AgentSandbox.Backends.Docker
                 else Group.DeleteIfEmpty();
             }
             catch (IOException) { }
-        }
-
-        /// <summary>Whether a host process belongs to the container (its cgroup path names the container's id).</summary>
-        internal static bool IsContainers(int pid, string containerId)
-        {
-            try { return File.ReadAllText($"/proc/{pid}/cgroup").Contains(containerId); }
-            catch (IOException) { return false; }
-            catch (UnauthorizedAccessException) { return false; }
         }
     }
 }

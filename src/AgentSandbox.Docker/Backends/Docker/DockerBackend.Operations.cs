@@ -27,9 +27,6 @@ namespace AgentSandbox.Backends.Docker
             _operations = operations;
         }
 
-        /// <summary>Where Docker's operation markers live under a state root.</summary>
-        internal const string OperationArea = "docker";
-
         private SandboxStore? Operations => _operations != null && HostTools.IsLinux && Native.IsRoot ? _operations : null;
 
         /// <summary>Claims the name for a create; the returned lock is held until it ends (EndOperation).</summary>

@@ -17,7 +17,7 @@ namespace AgentSandbox.Backends.Docker
     internal sealed partial class DockerBackend
     {
         /// <summary>BackendData key: "accepted" when New-AgentSandbox -Force let root inside act as host root on writable mounts.</summary>
-        internal const string RootOnWritableMountsKey = "rootOnWritableMounts";
+        internal const string RootOnWritableMountsKey = DockerShared.RootOnWritableMountsKey;
 
         /// <summary>Host paths are the daemon's own only when it runs on this Linux machine.</summary>
         private static bool ChecksMountSources => HostTools.IsLinux && DaemonIsLocal;
@@ -33,7 +33,7 @@ namespace AgentSandbox.Backends.Docker
             if (!ChecksMountSources || s.Mounts.Count == 0) return;
             var c = await client.Containers.InspectContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
             // A daemon in a VM (Docker Desktop) shows no pid of this host: the check before the start is all there is.
-            if (!(c.State?.Pid is long pid) || pid <= 0 || !ExecGroup.IsContainers((int)pid, c.ID)) return;
+            if (!(c.State?.Pid is long pid) || pid <= 0 || !DockerShared.IsContainers((int)pid, c.ID)) return;
             try
             {
                 foreach (var m in s.Mounts) MountSources.VerifyMounted(m, $"/proc/{pid}/root", s.Name);
