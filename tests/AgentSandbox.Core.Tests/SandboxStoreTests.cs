@@ -345,6 +345,21 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void AStagingDirectoryWhoseMakerEndedGoesAtOnceAndALiveMakersStays()
+        {
+            using (_store.Reserve("seed")) { }
+            var self = System.Diagnostics.Process.GetCurrentProcess().Id;
+            var dead = Path.Combine(_store.SandboxesDir, ".gone.new-2147483646-123-0badc0de");
+            var live = Path.Combine(_store.SandboxesDir, $".busy.new-{self}-{Linux.ProcInfo.StartTime(self)}-0badc0de");
+            var reused = Path.Combine(_store.SandboxesDir, $".other.new-{self}-1-0badc0de");
+            foreach (var d in new[] { dead, live, reused }) { Directory.CreateDirectory(d); File.WriteAllText(Path.Combine(d, ".lock"), ""); }
+            _store.DeleteAbandonedHiddenTrees();
+            Assert.False(Directory.Exists(dead), "its maker is not running");
+            Assert.False(Directory.Exists(reused), "its pid now belongs to a process that started at another time");
+            Assert.True(Directory.Exists(live), "its maker may be between making it and locking it");
+        }
+
+        [Fact]
         public void LoadWhileAnotherThreadRemovesTheSandboxIsTheRecordOrNull()
         {
             var errors = new List<string>();

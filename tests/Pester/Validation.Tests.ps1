@@ -217,10 +217,11 @@ Describe 'A sandbox whose record is unreadable on <Backend>' -ForEach @(@{ Backe
         Get-HostPidsByMarker -Marker $marker | Should -BeNullOrEmpty
     }
 
-    It 'a sandbox whose record is gone (its maker died first) shows State Missing and Remove cleans it' {
+    It 'a sandbox whose record is gone (its maker died first) shows State Interrupted, refuses commands, and Remove cleans it' {
         $sb = New-AgentSandbox -Name $unwritten -Backend $Backend
         Remove-Item -LiteralPath "$($sb.Location)/sandbox.json"
-        (Get-AgentSandbox -Name $unwritten).State | Should -Be 'Missing'
+        (Get-AgentSandbox -Name $unwritten -WarningAction SilentlyContinue).State | Should -Be 'Interrupted'
+        { Invoke-InSandbox -Name $unwritten -Command 'true' -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxInterrupted*'
         Remove-AgentSandbox -Name $unwritten -Force
         @(Get-AgentSandbox "$unwritten*").Count | Should -Be 0
         Get-SandboxLeftovers -Name $unwritten -Id $sb.Id | Should -BeNullOrEmpty

@@ -1,10 +1,12 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Runtime.Serialization;
 using System.Runtime.Serialization.Json;
 using System.Text;
+using System.Text.RegularExpressions;
 using AgentSandbox.Linux;
 
 namespace AgentSandbox.State
@@ -50,7 +52,7 @@ namespace AgentSandbox.State
         {
             EnsureRoot();
             if (Directory.Exists(DirectoryOf(name))) return null;
-            var staging = HiddenPath(name, "new");
+            var staging = HiddenPath(name, StagingPurpose + "-" + OwnerMark);
             Native.MakeDirectory(staging, 0x1c0);
             var held = Native.LockFile(Path.Combine(staging, LockName));
             bool placed = false;
@@ -64,6 +66,27 @@ namespace AgentSandbox.State
                 }
             }
             return placed ? held : null;
+        }
+
+        private const string StagingPurpose = "new";
+
+        /// <summary>
+        /// This process as a staging directory's name records it (pid and start time): a staging directory
+        /// whose maker has ended is left over at once, without waiting out the moment between making the
+        /// directory and locking it in which a live maker's lock file is still free.
+        /// </summary>
+        private static readonly string OwnerMark = OwnerMarkOf(System.Diagnostics.Process.GetCurrentProcess().Id);
+
+        private static string OwnerMarkOf(int pid) => pid.ToString(CultureInfo.InvariantCulture) + "-" + (ProcInfo.StartTime(pid) ?? "0");
+
+        private static readonly Regex StagingOwner = new Regex(@"\.new-(\d+)-(\d+)-[0-9a-f]{8}\z", RegexOptions.CultureInvariant);
+
+        /// <summary>Whether the directory is a staging one whose maker is no longer running.</summary>
+        private static bool MakerEnded(string dir)
+        {
+            var m = StagingOwner.Match(Path.GetFileName(dir));
+            return m.Success && int.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
+                && OwnerMarkOf(pid) != m.Groups[1].Value + "-" + m.Groups[2].Value;
         }
 
         /// <summary>A name beside the sandboxes that no sandbox can have (names never start with '.').</summary>
@@ -163,7 +186,7 @@ namespace AgentSandbox.State
                 {
                     if (held == null && File.Exists(lockPath)) continue;
                     bool deletion = held != null && Path.GetFileName(dir).Contains(".removed-");
-                    if (!deletion && DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) < HiddenTreePatience) continue;
+                    if (!deletion && !MakerEnded(dir) && DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) < HiddenTreePatience) continue;
                 }
                 FileTree.TryDeleteTree(dir);
             }
