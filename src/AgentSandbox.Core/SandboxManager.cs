@@ -192,7 +192,7 @@ namespace AgentSandbox
             if (Linux.HostTools.IsLinux && Linux.Native.IsRoot)
                 foreach (var store in _context.Stores)
                 {
-                    try { store.DeleteAbandonedHiddenTrees(); }
+                    try { store.DeleteLeftovers(); }
                     catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { }
                 }
             return report;

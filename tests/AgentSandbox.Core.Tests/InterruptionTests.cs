@@ -14,7 +14,7 @@ namespace AgentSandbox.Core.Tests
         private readonly TempDir _tmp = new TempDir();
         private readonly SandboxStore _store;
 
-        public InterruptionTests() { _store = new SandboxStore(_tmp.Combine("state")); }
+        public InterruptionTests() { _store = new SandboxStore(_tmp.Combine("state"), Linux.LinuxStoreHost.Instance); }
 
         public void Dispose() => _tmp.Dispose();
 
@@ -57,7 +57,7 @@ namespace AgentSandbox.Core.Tests
         [Fact]
         public void BeginNamesThisProcessWithItsStartTime()
         {
-            var op = SandboxOperation.Begin(SandboxOperation.Remove);
+            var op = SandboxOperation.Begin(SandboxOperation.Remove, Linux.LinuxStoreHost.Instance);
             Assert.Equal(SandboxOperation.Remove, op.Operation);
             Assert.Equal(Process.GetCurrentProcess().Id, op.ProcessId);
             if (HostTools.IsLinux) Assert.True(ProcInfo.IsSame(op.ProcessId, op.ProcessStart));
@@ -101,7 +101,7 @@ namespace AgentSandbox.Core.Tests
                 var clock = Stopwatch.StartNew();
                 while (_store.IsAbandoned("box") && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(10);
                 Assert.False(_store.IsAbandoned("box"));
-                var op = SandboxOperation.Interruption(Operation(), lockFree: _store.IsAbandoned("box"));
+                var op = SandboxOperation.Interruption(Operation(), lockFree: _store.IsAbandoned("box"), Linux.LinuxStoreHost.Instance);
                 Assert.Null(op);
             }
             finally
@@ -113,7 +113,7 @@ namespace AgentSandbox.Core.Tests
             var after = Stopwatch.StartNew();
             while (!_store.IsAbandoned("box") && after.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(10);
             Assert.True(_store.IsAbandoned("box"));
-            Assert.NotNull(SandboxOperation.Interruption(Operation(), lockFree: _store.IsAbandoned("box")));
+            Assert.NotNull(SandboxOperation.Interruption(Operation(), lockFree: _store.IsAbandoned("box"), Linux.LinuxStoreHost.Instance));
         }
 
         [Fact]
@@ -130,7 +130,7 @@ namespace AgentSandbox.Core.Tests
             }
             using (Native.LockFile(Path.Combine(held, ".lock")))
             {
-                _store.DeleteAbandonedHiddenTrees();
+                _store.DeleteLeftovers();
                 Assert.False(Directory.Exists(free));
                 Assert.True(Directory.Exists(held));
             }

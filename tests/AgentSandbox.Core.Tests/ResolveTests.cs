@@ -16,7 +16,7 @@ namespace AgentSandbox.Core.Tests
         public ResolveTests()
         {
             var root = _tmp.Combine("state");
-            _store = new SandboxStore(root);
+            _store = new SandboxStore(root, Linux.LinuxStoreHost.Instance);
             _manager = new SandboxManager(root);
         }
 

@@ -16,7 +16,7 @@ namespace AgentSandbox.Core.Tests
         private readonly TempDir _tmp = new TempDir();
         private readonly SandboxStore _store;
 
-        public SandboxStoreTests() { _store = new SandboxStore(_tmp.Combine("state")); }
+        public SandboxStoreTests() { _store = new SandboxStore(_tmp.Combine("state"), Linux.LinuxStoreHost.Instance); }
 
         public void Dispose() => _tmp.Dispose();
 
@@ -353,7 +353,7 @@ namespace AgentSandbox.Core.Tests
             var live = Path.Combine(_store.SandboxesDir, $".busy.new-{self}-{Linux.ProcInfo.StartTime(self)}-0badc0de");
             var reused = Path.Combine(_store.SandboxesDir, $".other.new-{self}-1-0badc0de");
             foreach (var d in new[] { dead, live, reused }) { Directory.CreateDirectory(d); File.WriteAllText(Path.Combine(d, ".lock"), ""); }
-            _store.DeleteAbandonedHiddenTrees();
+            _store.DeleteLeftovers();
             Assert.False(Directory.Exists(dead), "its maker is not running");
             Assert.False(Directory.Exists(reused), "its pid now belongs to a process that started at another time");
             Assert.True(Directory.Exists(live), "its maker may be between making it and locking it");

@@ -21,25 +21,32 @@ namespace AgentSandbox.Backends
     /// <summary>What every backend of one manager shares: where the module keeps its state on this host.</summary>
     internal sealed class BackendContext
     {
-        private readonly Dictionary<string, SandboxStore> _stores = new Dictionary<string, SandboxStore>(StringComparer.Ordinal);
+        private readonly Dictionary<string, ISandboxStore> _stores = new Dictionary<string, ISandboxStore>(StringComparer.Ordinal);
 
-        public BackendContext(string stateRoot) { StateRoot = stateRoot; }
+        public BackendContext(string stateRoot, IStoreHost? host = null)
+        {
+            StateRoot = stateRoot;
+            StoreHost = host ?? Linux.LinuxStoreHost.Instance;
+        }
 
         public string StateRoot { get; }
 
+        /// <summary>The file and process primitives of this host that every store is built on.</summary>
+        public IStoreHost StoreHost { get; }
+
         /// <summary>The record store of the backends that keep their sandboxes' records on the host.</summary>
-        public SandboxStore Store => StoreAt("");
+        public ISandboxStore Store => StoreAt("");
 
         /// <summary>A record store of its own below the state root (Docker keeps the creates and removals under way in one).</summary>
-        public SandboxStore StoreAt(string area)
+        public ISandboxStore StoreAt(string area)
         {
             if (!_stores.TryGetValue(area, out var store))
-                _stores[area] = store = new SandboxStore(area.Length == 0 ? StateRoot : System.IO.Path.Combine(StateRoot, area));
+                _stores[area] = store = new SandboxStore(area.Length == 0 ? StateRoot : System.IO.Path.Combine(StateRoot, area), StoreHost);
             return store;
         }
 
         /// <summary>Every store the backends asked for: the sweep tidies what removals left in each.</summary>
-        public IEnumerable<SandboxStore> Stores => _stores.Values;
+        public IEnumerable<ISandboxStore> Stores => _stores.Values;
     }
 
     /// <summary>How one backend is made, and where it can run: a backend is only made on a host it runs on.</summary>

@@ -20,7 +20,7 @@ namespace AgentSandbox.Backends
         /// The backend, made by name: its assembly (and Docker.DotNet) load only now, where the module's
         /// resolver can place them. <paramref name="operations"/> is the store of its operations under way.
         /// </summary>
-        public static ISandboxBackend CreateBackend(State.SandboxStore? operations)
+        public static ISandboxBackend CreateBackend(State.ISandboxStore? operations)
         {
             var type = Type.GetType("AgentSandbox.Backends.Docker.DockerBackend, AgentSandbox.Docker", throwOnError: true)!;
             return (ISandboxBackend)Activator.CreateInstance(type, BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic,

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Threading;
+using AgentSandbox.Backends.Stored;
 using AgentSandbox.Linux;
 
 namespace AgentSandbox.Backends
@@ -32,7 +33,7 @@ namespace AgentSandbox.Backends
         }
 
         /// <summary>Whether the sandbox's files are where its record says: its root, and its image when it has a disk.</summary>
-        private static bool FilesExist(Sandbox s) => Directory.Exists(RootOf(s)) && (!HasDisk(s) || File.Exists(DiskImageOf(s)));
+        protected override bool FilesExist(Sandbox s) => Directory.Exists(RootOf(s)) && (!HasDisk(s) || File.Exists(DiskImageOf(s)));
 
         private static readonly SandboxLimit[] CgroupLimits = { SandboxLimit.Memory, SandboxLimit.Cpu, SandboxLimit.Processes };
 
@@ -50,7 +51,7 @@ namespace AgentSandbox.Backends
         /// Prepare, on the sandbox's own disk when it has one: the image is made and mounted at root/
         /// first, so the whole tree lands in it. Files that do not fit are DiskTooSmall.
         /// </summary>
-        private void PrepareOnDisk(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
+        protected override void PrepareFiles(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
             if (HasDisk(s))
             {
@@ -74,14 +75,14 @@ namespace AgentSandbox.Backends
         }
 
         /// <summary>StartCore on the sandbox's disk, mounted first: StartCore binds into the tree.</summary>
-        private void StartSandbox(Sandbox s, IProgressSink progress)
+        protected override void StartSandbox(Sandbox s, IProgressSink progress)
         {
             MountDisk(s);
             StartCore(s, progress);
         }
 
         /// <summary>StopCore, then the disk unmounted (its loop device goes with it).</summary>
-        private void StopSandbox(Sandbox s, IProgressSink progress)
+        protected override void StopSandbox(Sandbox s, IProgressSink progress)
         {
             StopCore(s, progress);
             UnmountDisk(s);
@@ -126,8 +127,7 @@ namespace AgentSandbox.Backends
             var held = Store.Lock(s.Name);
             try
             {
-                var current = Reload(s);
-                if (current.State == SandboxState.Missing) throw Missing(current);
+                var current = ReloadWithFiles(s);
                 var mounted = current.State == SandboxState.Running ? null : DiskMountedWhileStopped(current);
                 return new Undo(() =>
                 {
@@ -171,8 +171,7 @@ namespace AgentSandbox.Backends
             {
                 // Leftovers of a restore that died half-way go first.
                 DropStaging(staging, incoming);
-                var dir = CheckpointDir(s.Id, checkpoint.Name);
-                using (ReadLock(dir, out _) ?? throw CheckpointGone(checkpoint))
+                using (OpenCheckpoint(checkpoint, out var dir))
                 {
                     progress.Milestone($"Copying checkpoint '{checkpoint.Name}' onto a fresh disk of {DiskImage.Format(s.DiskSizeBytes!.Value)} while '{s.Name}' still runs");
                     progress.Progress("Restore", $"Copying checkpoint '{checkpoint.Name}'", -1);

@@ -12,10 +12,9 @@ namespace AgentSandbox.Backends
     /// </summary>
     internal abstract partial class LinuxBackend
     {
-        public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
+        public override SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
-            var s = Reload(sandbox, lockHeld: false);
-            if (s.State == SandboxState.Missing) throw Missing(s);
+            var s = ReloadWithFiles(sandbox, lockHeld: false);
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
             using var disk = HoldFilesForCopy(s);
             return CopyRunner.Guard(s, () =>
@@ -37,10 +36,9 @@ namespace AgentSandbox.Backends
             });
         }
 
-        public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
+        public override SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
-            var s = Reload(sandbox, lockHeld: false);
-            if (s.State == SandboxState.Missing) throw Missing(s);
+            var s = ReloadWithFiles(sandbox, lockHeld: false);
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
             if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");
             var display = SandboxPath.Join(parts);

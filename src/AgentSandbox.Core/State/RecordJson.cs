@@ -30,7 +30,7 @@ namespace AgentSandbox.State
         /// Writes the record to a unique temporary file, flushes it to disk and renames it over
         /// <paramref name="path"/>: readers see the old record or the new one, never half of one.
         /// </summary>
-        public static void WriteAtomically<T>(string path, T record) where T : class
+        public static void WriteAtomically<T>(string path, T record, IStoreHost host) where T : class
         {
             var tmp = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{System.Environment.CurrentManagedThreadId}.{System.Guid.NewGuid():N}.tmp");
             using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
@@ -38,7 +38,7 @@ namespace AgentSandbox.State
                 Write(fs, record);
                 fs.Flush(true);
             }
-            Linux.Native.Rename(tmp, path);
+            host.Replace(tmp, path);
         }
 
         public static T? Read<T>(Stream stream) where T : class => (T?)SerializerFor<T>().ReadObject(stream);

@@ -1,7 +1,6 @@
 using System;
 using System.Globalization;
 using System.Runtime.Serialization;
-using AgentSandbox.Linux;
 
 namespace AgentSandbox.State
 {
@@ -19,19 +18,19 @@ namespace AgentSandbox.State
 
         [DataMember(Order = 0, IsRequired = true)] public string Operation { get; set; } = "";
         [DataMember(Order = 1)] public int ProcessId { get; set; }
-        /// <summary>The owner's start time in clock ticks since boot (/proc/pid/stat), which a reused pid does not share.</summary>
+        /// <summary>The owner's start mark (on Linux its start time in clock ticks since boot), which a reused pid does not share.</summary>
         [DataMember(Order = 2)] public string? ProcessStart { get; set; }
         [DataMember(Order = 3)] public DateTime Since { get; set; }
 
         /// <summary>The operation, owned by this process.</summary>
-        public static SandboxOperation Begin(string operation)
+        public static SandboxOperation Begin(string operation, IStoreHost host)
         {
             int pid = System.Diagnostics.Process.GetCurrentProcess().Id;
             return new SandboxOperation
             {
                 Operation = operation,
                 ProcessId = pid,
-                ProcessStart = HostTools.IsLinux ? ProcInfo.StartTime(pid) : null,
+                ProcessStart = host.StartMark(pid),
                 Since = DateTime.UtcNow,
             };
         }
@@ -54,8 +53,8 @@ namespace AgentSandbox.State
         }
 
         /// <summary>The reason against this host's processes.</summary>
-        public static string? Interruption(SandboxOperation? pending, bool lockFree) =>
-            Interruption(pending, lockFree, (pid, start) => HostTools.IsLinux && ProcInfo.IsSame(pid, start));
+        public static string? Interruption(SandboxOperation? pending, bool lockFree, IStoreHost host) =>
+            Interruption(pending, lockFree, host.IsRunning);
 
         /// <summary>For a directory whose maker died before it wrote any record.</summary>
         public const string NoRecord = "its creation ended before the sandbox's record was written: the process making it ended.";

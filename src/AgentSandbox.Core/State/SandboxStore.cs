@@ -7,24 +7,28 @@ using System.Runtime.Serialization;
 using System.Runtime.Serialization.Json;
 using System.Text;
 using System.Text.RegularExpressions;
-using AgentSandbox.Linux;
 
 namespace AgentSandbox.State
 {
     /// <summary>
     /// Sandbox records of the file-backed backends, one directory per sandbox under a host-wide root,
     /// so any process on the host sees them. Writes are atomic (temp file and rename) and each
-    /// sandbox has a lock file that serialises lifecycle changes across processes.
+    /// sandbox has a lock file that serialises lifecycle changes across processes. The file and
+    /// process primitives come from the host (IStoreHost): flock on Linux.
     /// </summary>
-    internal sealed class SandboxStore
+    internal sealed class SandboxStore : ISandboxStore
     {
         public const string RecordFile = "sandbox.json";
         private const string LockName = ".lock";
 
-        public SandboxStore(string root)
+        public SandboxStore(string root, IStoreHost host)
         {
             Root = root;
+            Host = host;
+            _ownerMark = OwnerMarkOf(System.Diagnostics.Process.GetCurrentProcess().Id);
         }
+
+        public IStoreHost Host { get; }
 
         /// <summary>The host-wide state directory: AGENTSANDBOX_HOME, else /var/lib/agentsandbox.</summary>
         public static string DefaultRoot =>
@@ -39,9 +43,8 @@ namespace AgentSandbox.State
         private void EnsureRoot()
         {
             if (Directory.Exists(SandboxesDir)) return;
-            Directory.CreateDirectory(Root);
-            Native.Chmod(Root, 0x1ed /* 0755 */);
-            Native.MakeDirectory(SandboxesDir, 0x1c0 /* 0700: other users must not reach sandbox trees */);
+            Host.MakeSharedDirectory(Root);
+            Host.MakePrivateDirectory(SandboxesDir); // other users must not reach sandbox trees
         }
 
         /// <summary>
@@ -52,17 +55,17 @@ namespace AgentSandbox.State
         {
             EnsureRoot();
             if (Directory.Exists(DirectoryOf(name))) return null;
-            var staging = HiddenPath(name, StagingPurpose + "-" + OwnerMark);
-            Native.MakeDirectory(staging, 0x1c0);
-            var held = Native.LockFile(Path.Combine(staging, LockName));
+            var staging = HiddenPath(name, StagingPurpose + "-" + _ownerMark);
+            Host.MakePrivateDirectory(staging);
+            var held = Host.Lock(Path.Combine(staging, LockName));
             bool placed = false;
-            try { placed = Native.RenameDirectoryToFreeName(staging, DirectoryOf(name)); }
+            try { placed = Host.RenameDirectoryToFreeName(staging, DirectoryOf(name)); }
             finally
             {
                 if (!placed)
                 {
                     held.Dispose();
-                    FileTree.TryDeleteTree(staging);
+                    Host.TryDeleteTree(staging);
                 }
             }
             return placed ? held : null;
@@ -75,14 +78,14 @@ namespace AgentSandbox.State
         /// whose maker has ended is left over at once, without waiting out the moment between making the
         /// directory and locking it in which a live maker's lock file is still free.
         /// </summary>
-        private static readonly string OwnerMark = OwnerMarkOf(System.Diagnostics.Process.GetCurrentProcess().Id);
+        private readonly string _ownerMark;
 
-        private static string OwnerMarkOf(int pid) => pid.ToString(CultureInfo.InvariantCulture) + "-" + (ProcInfo.StartTime(pid) ?? "0");
+        private string OwnerMarkOf(int pid) => pid.ToString(CultureInfo.InvariantCulture) + "-" + (Host.StartMark(pid) ?? "0");
 
         private static readonly Regex StagingOwner = new Regex(@"\.new-(\d+)-(\d+)-[0-9a-f]{8}\z", RegexOptions.CultureInvariant);
 
         /// <summary>Whether the directory is a staging one whose maker is no longer running.</summary>
-        private static bool MakerEnded(string dir)
+        private bool MakerEnded(string dir)
         {
             var m = StagingOwner.Match(Path.GetFileName(dir));
             return m.Success && int.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
@@ -93,12 +96,12 @@ namespace AgentSandbox.State
         private string HiddenPath(string name, string purpose) =>
             Path.Combine(SandboxesDir, $".{name}.{purpose}-{Guid.NewGuid().ToString("N").Substring(0, 8)}");
 
-        public IDisposable Lock(string name) => Native.LockFile(Path.Combine(DirectoryOf(name), LockName));
+        public IDisposable Lock(string name) => Host.Lock(Path.Combine(DirectoryOf(name), LockName));
 
         /// <summary>A lock shared with other holders of it and exclusive of Lock; null when the sandbox is gone.</summary>
-        public IDisposable? LockShared(string name) => Native.LockExistingShared(Path.Combine(DirectoryOf(name), LockName));
+        public IDisposable? LockShared(string name) => Host.LockExistingShared(Path.Combine(DirectoryOf(name), LockName));
 
-        public void Save(Sandbox sandbox) => RecordJson.WriteAtomically(Path.Combine(DirectoryOf(sandbox.Name), RecordFile), sandbox);
+        public void Save(Sandbox sandbox) => RecordJson.WriteAtomically(Path.Combine(DirectoryOf(sandbox.Name), RecordFile), sandbox, Host);
 
         /// <summary>The record, or null when there is none (not written yet, or removed meanwhile by another process).</summary>
         public Sandbox? Load(string name)
@@ -139,9 +142,9 @@ namespace AgentSandbox.State
         /// </summary>
         public bool IsAbandoned(string name)
         {
-            var sandboxes = Native.RealPath(SandboxesDir);
+            var sandboxes = Host.RealPath(SandboxesDir);
             if (sandboxes == null) return false;
-            using var held = Native.TryLockExistingFile(Path.Combine(sandboxes, name, LockName));
+            using var held = Host.TryLockExisting(Path.Combine(sandboxes, name, LockName));
             return held != null;
         }
 
@@ -157,14 +160,14 @@ namespace AgentSandbox.State
             if (Directory.Exists(dir))
             {
                 // Deleting through a mount would delete what it shows: refuse before the name goes.
-                FileTree.RefuseIfMounted(dir);
+                Host.RefuseIfMounted(dir);
                 var doomed = HiddenPath(name, "removed");
-                Native.Rename(dir, doomed);
+                Host.Replace(dir, doomed);
                 // The lock file goes last, so a tree whose deleter died still shows, by a free lock, that nobody works on it.
-                FileTree.DeleteTrees(Directory.GetFileSystemEntries(doomed).Where(e => Path.GetFileName(e) != LockName).ToList());
-                FileTree.DeleteTree(doomed);
+                Host.DeleteTrees(Directory.GetFileSystemEntries(doomed).Where(e => Path.GetFileName(e) != LockName).ToList());
+                Host.DeleteTree(doomed);
             }
-            DeleteAbandonedHiddenTrees();
+            DeleteLeftovers();
         }
 
         private static readonly TimeSpan HiddenTreePatience = TimeSpan.FromMinutes(1);
@@ -175,20 +178,20 @@ namespace AgentSandbox.State
         /// appears a moment before it is locked; a deletion's without its lock file) once older than any
         /// live create or delete could make it.
         /// </summary>
-        public void DeleteAbandonedHiddenTrees()
+        public void DeleteLeftovers()
         {
             if (!Directory.Exists(SandboxesDir)) return;
-            var sandboxes = Native.RealPath(SandboxesDir) ?? SandboxesDir;
+            var sandboxes = Host.RealPath(SandboxesDir) ?? SandboxesDir;
             foreach (var dir in Directory.GetDirectories(sandboxes, ".*"))
             {
                 var lockPath = Path.Combine(dir, LockName);
-                using (var held = Native.TryLockExistingFile(lockPath))
+                using (var held = Host.TryLockExisting(lockPath))
                 {
                     if (held == null && File.Exists(lockPath)) continue;
                     bool deletion = held != null && Path.GetFileName(dir).Contains(".removed-");
                     if (!deletion && !MakerEnded(dir) && DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) < HiddenTreePatience) continue;
                 }
-                FileTree.TryDeleteTree(dir);
+                Host.TryDeleteTree(dir);
             }
         }
     }

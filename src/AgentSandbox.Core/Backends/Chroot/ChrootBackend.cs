@@ -19,7 +19,7 @@ namespace AgentSandbox.Backends.Chroot
     {
         private const ulong ReadOnlyBind = Native.MS_REMOUNT | Native.MS_BIND | Native.MS_RDONLY | Native.MS_NOSUID | Native.MS_NODEV;
 
-        public ChrootBackend(SandboxStore store) : base(store) { }
+        public ChrootBackend(ISandboxStore store) : base(store) { }
 
         public override string Name => "Chroot";
         protected override int Weight => 10;

@@ -38,7 +38,7 @@ namespace AgentSandbox.Backends.Nspawn
         /// <summary>The agent's uid inside a user namespace (mapped to an unprivileged host uid).</summary>
         private const int AgentIdInNamespace = 1000;
 
-        public NspawnBackend(SandboxStore store) : base(store) { }
+        public NspawnBackend(ISandboxStore store) : base(store) { }
 
         public override string Name => "Nspawn";
         protected override int Weight => 20;

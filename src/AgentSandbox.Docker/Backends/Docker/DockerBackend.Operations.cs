@@ -18,33 +18,33 @@ namespace AgentSandbox.Backends.Docker
     /// </summary>
     internal sealed partial class DockerBackend
     {
-        private readonly SandboxStore? _operations;
+        private readonly ISandboxStore? _operations;
 
         public DockerBackend() : this(null) { }
 
-        public DockerBackend(SandboxStore? operations)
+        public DockerBackend(ISandboxStore? operations)
         {
             _operations = operations;
         }
 
-        private SandboxStore? Operations => _operations != null && HostTools.IsLinux && Native.IsRoot ? _operations : null;
+        private ISandboxStore? Operations => _operations != null && HostTools.IsLinux && Native.IsRoot ? _operations : null;
 
         /// <summary>Claims the name for a create; the returned lock is held until it ends (EndOperation).</summary>
         private IDisposable? BeginCreate(Sandbox sandbox)
         {
-            if (!(Operations is SandboxStore ops)) return null;
+            if (!(Operations is ISandboxStore ops)) return null;
             var claim = ops.Reserve(sandbox.Name)
                 ?? throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                     $"A sandbox named '{sandbox.Name}' is being made or removed on this host.", sandbox.Name);
-            SaveMarker(ops, sandbox, SandboxOperation.Begin(SandboxOperation.Create));
+            SaveMarker(ops, sandbox, SandboxOperation.Begin(SandboxOperation.Create, ops.Host));
             return claim;
         }
 
         /// <summary>The record in the create's marker again, once it names what a removal must find (a directory import).</summary>
         private void UpdateCreateMarker(Sandbox sandbox)
         {
-            if (Operations is SandboxStore ops && ops.HasRecord(sandbox.Name))
-                SaveMarker(ops, sandbox, ops.Load(sandbox.Name)?.Pending ?? SandboxOperation.Begin(SandboxOperation.Create));
+            if (Operations is ISandboxStore ops && ops.HasRecord(sandbox.Name))
+                SaveMarker(ops, sandbox, ops.Load(sandbox.Name)?.Pending ?? SandboxOperation.Begin(SandboxOperation.Create, ops.Host));
         }
 
         /// <summary>
@@ -53,7 +53,7 @@ namespace AgentSandbox.Backends.Docker
         /// </summary>
         private IDisposable? BeginRemove(Sandbox sandbox)
         {
-            if (!(Operations is SandboxStore ops) || string.IsNullOrEmpty(sandbox.Name)) return null;
+            if (!(Operations is ISandboxStore ops) || string.IsNullOrEmpty(sandbox.Name)) return null;
             for (int attempt = 0; ; attempt++)
             {
                 var held = ops.Reserve(sandbox.Name);
@@ -64,7 +64,7 @@ namespace AgentSandbox.Backends.Docker
                     catch (Exception e) when ((e is DirectoryNotFoundException || e is FileNotFoundException) && attempt < 10) { continue; }
                     if (!Directory.Exists(ops.DirectoryOf(sandbox.Name)) && attempt < 10) { held.Dispose(); continue; }
                 }
-                try { SaveMarker(ops, sandbox, SandboxOperation.Begin(SandboxOperation.Remove)); }
+                try { SaveMarker(ops, sandbox, SandboxOperation.Begin(SandboxOperation.Remove, ops.Host)); }
                 catch (Exception) { held.Dispose(); throw; }
                 return held;
             }
@@ -73,11 +73,11 @@ namespace AgentSandbox.Backends.Docker
         /// <summary>The operation finished (or undid itself): its marker goes, under its lock.</summary>
         private void EndOperation(string name)
         {
-            if (Operations is SandboxStore ops) ops.Delete(name);
+            if (Operations is ISandboxStore ops) ops.Delete(name);
         }
 
         /// <summary>The marker holds the record with the operation; the sandbox itself (and its labels) never does.</summary>
-        private static void SaveMarker(SandboxStore ops, Sandbox sandbox, SandboxOperation operation)
+        private static void SaveMarker(ISandboxStore ops, Sandbox sandbox, SandboxOperation operation)
         {
             var record = RecordJson.FromText(RecordJson.ToText(sandbox))!;
             record.Pending = operation;
@@ -87,19 +87,19 @@ namespace AgentSandbox.Backends.Docker
         /// <summary>Why the sandbox of this name is Interrupted, or null when no operation of it was cut short.</summary>
         private (string Reason, Sandbox? Record)? InterruptionOf(string name)
         {
-            if (!(Operations is SandboxStore ops) || !Directory.Exists(ops.DirectoryOf(name))) return null;
+            if (!(Operations is ISandboxStore ops) || !Directory.Exists(ops.DirectoryOf(name))) return null;
             Sandbox? record;
             try { record = ops.Load(name); }
             catch (SandboxException) { record = null; }
             if (!ops.IsAbandoned(name)) return null;
-            var reason = record == null ? SandboxOperation.NoRecord : SandboxOperation.Interruption(record.Pending, true);
+            var reason = record == null ? SandboxOperation.NoRecord : SandboxOperation.Interruption(record.Pending, true, ops.Host);
             return reason == null ? null : (reason, record);
         }
 
         /// <summary>Marks the listed sandboxes whose operation was cut short, and adds those whose container is gone or never came.</summary>
         private void ApplyOperations(List<Sandbox> sandboxes)
         {
-            if (!(Operations is SandboxStore ops)) return;
+            if (!(Operations is ISandboxStore ops)) return;
             foreach (var name in ops.Names())
             {
                 var listed = sandboxes.FirstOrDefault(s => s.Name == name);
