@@ -163,11 +163,7 @@ namespace AgentSandbox
             if (current.State == SandboxState.Missing)
                 throw new SandboxException(ErrorIds.SandboxMissing, SandboxErrorKind.InvalidState,
                     $"Sandbox '{current.Name}' has a record but its files are gone; remove it with Remove-AgentSandbox '{current.Name}'.", current.Name);
-            if (current.IsExpired(DateTime.UtcNow))
-            {
-                EndExpired(current);
-                throw Expired(current);
-            }
+            RefuseIfExpired(current);
             return current;
         }
     }

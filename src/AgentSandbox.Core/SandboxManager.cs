@@ -127,6 +127,18 @@ namespace AgentSandbox
                 $"Sandbox '{s.Name}' expired at {s.ExpiresAt:u}; its processes were ended and it takes no more commands. " +
                 $"Extend a sandbox before it expires with Set-AgentSandbox -TimeToLive; remove expired ones with Remove-AgentSandbox -Expired.", s.Name);
 
+        /// <summary>
+        /// The one expiry check of every change and command: a sandbox past its time is refused, and its
+        /// processes are ended as it is (its files stay until it is removed). Backends check again under
+        /// their own lock, for a sandbox that expires in between.
+        /// </summary>
+        private void RefuseIfExpired(Sandbox current)
+        {
+            if (!current.IsExpired(DateTime.UtcNow)) return;
+            EndExpired(current);
+            throw Expired(current);
+        }
+
         /// <summary>Ends the processes of an expired sandbox; its files stay until it is removed.</summary>
         private void EndExpired(Sandbox s)
         {
@@ -139,11 +151,7 @@ namespace AgentSandbox
         {
             CheckTimeToLive(timeToLive);
             var current = Resolve(sandbox);
-            if (current.IsExpired(DateTime.UtcNow))
-            {
-                EndExpired(current);
-                throw Expired(current);
-            }
+            RefuseIfExpired(current);
             Owner(current).SetExpiry(current, timeToLive.HasValue ? DateTime.UtcNow + timeToLive.Value : (DateTime?)null);
             return Get(current.Name);
         }
@@ -379,7 +387,7 @@ namespace AgentSandbox
             var result = new List<Sandbox>();
             foreach (var b in backend == null ? _backends : new List<ISandboxBackend> { Backend(backend) })
             {
-                try { result.AddRange(b.List()); }
+                try { result.AddRange(b.List().Select(s => s.WithExpiry(DateTime.UtcNow))); }
                 catch (SandboxException e) when (problems != null && e.ErrorId == ErrorIds.BackendUnavailable) { problems.Add(e.Message); }
             }
             return result.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
@@ -396,7 +404,7 @@ namespace AgentSandbox
 
         /// <summary>Docker looks a name up as an id prefix too: only the sandbox of exactly this name counts.</summary>
         private static Sandbox? FindIn(ISandboxBackend backend, string name) =>
-            backend.Find(name) is Sandbox s && string.Equals(s.Name, name, StringComparison.Ordinal) ? s : null;
+            backend.Find(name) is Sandbox s && string.Equals(s.Name, name, StringComparison.Ordinal) ? s.WithExpiry(DateTime.UtcNow) : null;
 
         /// <summary>
         /// The live record of the sandbox an object names. Only the object's Name, and its Backend when
@@ -423,7 +431,7 @@ namespace AgentSandbox
         public Sandbox Start(Sandbox sandbox, IProgressSink? progress = null)
         {
             var current = Resolve(sandbox);
-            if (current.IsExpired(DateTime.UtcNow)) throw Expired(current);
+            RefuseIfExpired(current);
             Owner(current).Start(current, progress ?? NullProgress.Instance);
             return Get(current.Name);
         }
@@ -451,11 +459,7 @@ namespace AgentSandbox
             // Only the live record decides: the object may be stale (another process may have extended it) or made by hand.
             var current = Resolve(sandbox);
             if (AsksForRoot(request.User)) RequireFeature(current, SandboxFeature.Root, $"-User {request.User}");
-            if (current.IsExpired(DateTime.UtcNow))
-            {
-                EndExpired(current);
-                throw Expired(current);
-            }
+            RefuseIfExpired(current);
             try { return Owner(current).Execute(current, request, output, cancellation); }
             catch (SandboxException e) when (e.ErrorId == ErrorIds.SandboxExpired)
             {

@@ -68,4 +68,11 @@ namespace AgentSandbox.Core.Tests
         public void Restore(Sandbox sandbox, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation) => throw new NotSupportedException();
         public void RemoveCheckpoint(SandboxCheckpoint checkpoint, IProgressSink progress) => throw new NotSupportedException();
     }
+
+    /// <summary>Output nobody reads.</summary>
+    internal sealed class NullOutput : ICommandOutput
+    {
+        public void StandardOutput(string line) { }
+        public void StandardError(string line) { }
+    }
 }

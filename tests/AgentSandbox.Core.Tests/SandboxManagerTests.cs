@@ -110,6 +110,21 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void EveryBackendsSandboxPastItsTimeReadsAsExpiredAndNoChangeStartsIt()
+        {
+            var m = Manager(_middle, _heavy);
+            m.Create(Spec("old"));
+            m.Create(Spec("young", "Heavy"));
+            // The fake backend knows nothing of expiry: what it reports as Running, the manager shows as Expired.
+            m.Get("old").ExpiresAt = DateTime.UtcNow.AddSeconds(-1);
+            Assert.Equal(SandboxState.Expired, m.Get("old").State);
+            Assert.Equal(new[] { SandboxState.Expired, SandboxState.Running }, m.List().Select(s => s.State));
+            Assert.Equal(SandboxState.Expired, Assert.Single(m.ListExpired()).State);
+            Assert.Equal(ErrorIds.SandboxExpired, Refusal(() => m.Start(m.Get("old"))).ErrorId);
+            Assert.Equal(new[] { "Create old", "Stop old" }, _middle.Calls);
+        }
+
+        [Fact]
         public void TheSweepRemovesExpiredSandboxesOnlyAndSaysSo()
         {
             var m = Manager(_middle, _heavy);
@@ -266,12 +281,6 @@ namespace AgentSandbox.Core.Tests
             Assert.True(platforms["Docker"].HasFlag(HostPlatform.Windows) && platforms["Docker"].HasFlag(HostPlatform.Linux));
             Assert.Equal(new[] { "Chroot", "Nspawn", "Docker" }, Manager(HostPlatform.Linux, BackendCatalog.Builtin.ToArray()).BackendNames);
             Assert.Equal(new[] { "Docker" }, Manager(HostPlatform.Windows, BackendCatalog.Builtin.ToArray()).BackendNames);
-        }
-
-        private sealed class NullOutput : ICommandOutput
-        {
-            public void StandardOutput(string line) { }
-            public void StandardError(string line) { }
         }
     }
 }

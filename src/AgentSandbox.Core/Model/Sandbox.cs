@@ -59,6 +59,16 @@ namespace AgentSandbox
 
         public bool IsExpired(DateTime now) => ExpiresAt is DateTime at && at <= now;
 
+        /// <summary>
+        /// The one rule for the Expired state, applied by the manager to every sandbox it returns: a
+        /// sandbox past its time that still has its files reads as Expired, whatever its backend saw.
+        /// </summary>
+        internal Sandbox WithExpiry(DateTime now)
+        {
+            if (IsExpired(now) && (State == SandboxState.Running || State == SandboxState.Stopped)) State = SandboxState.Expired;
+            return this;
+        }
+
         /// <summary>Read from the live system each time the sandbox is listed.</summary>
         public SandboxState State { get; set; }
 

@@ -1,6 +1,5 @@
 using System;
 using System.Collections;
-using System.Collections.Concurrent;
 using System.Linq;
 using System.Management.Automation;
 using System.Threading;
@@ -98,31 +97,11 @@ namespace AgentSandbox.PowerShell.Commands
             };
             WriteVerbose($"Running in '{sandbox.Name}' ({sandbox.Backend}): {request.Command ?? string.Join(" ", new[] { request.FilePath }.Concat(request.Arguments))}");
 
-            var queue = new BlockingCollection<(bool IsError, string Line)>();
-            var output = new QueuedOutput(queue, PassThru);
-            var run = Task.Run(() =>
-            {
-                try { return Manager.Execute(sandbox, request, output, _cancel.Token); }
-                finally { queue.CompleteAdding(); }
-            });
-            // Write* must happen on the pipeline thread: drain what the readers queue as it arrives.
-            bool drained = false;
-            try
-            {
-                foreach (var (isError, line) in queue.GetConsumingEnumerable())
-                {
-                    if (isError) WriteStandardError(line);
-                    else WriteObject(line);
-                }
-                drained = true;
-            }
-            finally
-            {
-                // The pipeline ended early (Select-Object -First, an error that stops it): the command
-                // inside must end with it rather than run on and fill the queue.
-                if (!drained) EndEarly(run);
-            }
-            var result = run.GetAwaiter().GetResult();
+            // Write* must happen on the pipeline thread. When the pipeline ends early (Select-Object -First,
+            // an error that stops it), the command inside ends with it rather than run on.
+            var result = CallerThread.Run(post =>
+                Task.Run(() => Manager.Execute(sandbox, request, new PostedOutput(post, this), _cancel.Token)),
+                onCallerFailed: _cancel.Cancel);
 
             SessionState.PSVariable.Set("global:LASTEXITCODE", result.ExitCode);
             if (result.TimedOut)
@@ -159,27 +138,20 @@ namespace AgentSandbox.PowerShell.Commands
 
         protected override void StopProcessing() => _cancel.Cancel();
 
-        private void EndEarly(Task<CommandResult> run)
+        private sealed class PostedOutput : ICommandOutput
         {
-            _cancel.Cancel();
-            try { run.Wait(); }
-            catch (AggregateException) { /* the pipeline's own exception is the one to report */ }
-        }
+            private readonly Action<Action> _post;
+            private readonly InvokeInSandboxCommand _cmdlet;
+            public PostedOutput(Action<Action> post, InvokeInSandboxCommand cmdlet) { _post = post; _cmdlet = cmdlet; }
 
-        private sealed class QueuedOutput : ICommandOutput
-        {
-            private readonly BlockingCollection<(bool, string)> _queue;
-            private readonly bool _silent;
-            public QueuedOutput(BlockingCollection<(bool, string)> queue, bool silent) { _queue = queue; _silent = silent; }
-            public void StandardOutput(string line) => Add(false, line);
-            public void StandardError(string line) => Add(true, line);
-
-            private void Add(bool isError, string line)
+            public void StandardOutput(string line)
             {
-                if (_silent) return;
-                // A background child may still write after the command ended and the queue closed.
-                try { _queue.Add((isError, line)); }
-                catch (InvalidOperationException) { }
+                if (!_cmdlet.PassThru) _post(() => _cmdlet.WriteObject(line));
+            }
+
+            public void StandardError(string line)
+            {
+                if (!_cmdlet.PassThru) _post(() => _cmdlet.WriteStandardError(line));
             }
         }
     }

@@ -100,7 +100,6 @@ namespace AgentSandbox.Backends.Stored
             s.Interruption = s.Pending == null ? null : SandboxOperation.Interruption(s.Pending, Abandoned(), Store.Host);
             s.State = s.Interruption != null ? SandboxState.Interrupted
                 : !FilesExist(s) ? (s.Pending == null && Abandoned() ? SandboxState.Missing : SandboxState.Stopped)
-                : s.IsExpired(DateTime.UtcNow) ? SandboxState.Expired
                 : IsRunning(s) ? SandboxState.Running : SandboxState.Stopped;
             return s;
         }
@@ -185,7 +184,7 @@ namespace AgentSandbox.Backends.Stored
             progress = new TolerantProgress(progress);
             using var held = Store.Lock(sandbox.Name);
             var s = ReloadWithFiles(sandbox);
-            if (s.State == SandboxState.Expired) throw SandboxManager.Expired(s);
+            if (s.IsExpired(DateTime.UtcNow)) throw SandboxManager.Expired(s);
             if (IsRunning(s)) return;
             try
             {
@@ -259,7 +258,7 @@ namespace AgentSandbox.Backends.Stored
             using (Store.LockShared(sandbox.Name))
             {
                 var s = ReloadWithFiles(sandbox);
-                if (s.State == SandboxState.Expired) throw SandboxManager.Expired(s);
+                if (s.IsExpired(DateTime.UtcNow)) throw SandboxManager.Expired(s);
                 if (s.State != SandboxState.Running)
                     throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
                         $"Sandbox '{s.Name}' is stopped; start it with Start-AgentSandbox '{s.Name}'.", s.Name);

@@ -120,7 +120,7 @@ namespace AgentSandbox.Backends.Docker
             return lifetime;
         }
 
-        /// <summary>The newest stored lifetime, when there is one, over the record's; a sandbox past it is Expired.</summary>
+        /// <summary>The newest stored lifetime, when there is one, over the record's (the manager shows a sandbox past it as Expired).</summary>
         private static void ApplyLifetime(Sandbox s, IReadOnlyDictionary<string, Lifetime> lifetimes)
         {
             if (lifetimes.TryGetValue(s.Id, out var lifetime))
@@ -128,7 +128,6 @@ namespace AgentSandbox.Backends.Docker
                 if (lifetime.Newest != null) s.ExpiresAt = lifetime.Newest.ExpiresAt;
                 s.Problem = lifetime.Problem;
             }
-            if (s.IsExpired(DateTime.UtcNow)) s.State = SandboxState.Expired;
         }
 
         /// <summary>Removes every lifetime volume of a sandbox (it is gone, or going).</summary>
