@@ -9,16 +9,9 @@ using Xunit;
 namespace AgentSandbox.Core.Tests
 {
     /// <summary>When a create or remove stored in a record counts as interrupted: only when nobody holds its lock.</summary>
-    public sealed class InterruptionTests : IDisposable
+    public sealed class InterruptionTests
     {
-        private readonly TempDir _tmp = new TempDir();
-        private readonly SandboxStore _store;
-
-        public InterruptionTests() { _store = new SandboxStore(_tmp.Combine("state"), Linux.LinuxStoreHost.Instance); }
-
-        public void Dispose() => _tmp.Dispose();
-
-        private static SandboxOperation Operation(string what = SandboxOperation.Create) => new SandboxOperation
+        internal static SandboxOperation Operation(string what = SandboxOperation.Create) => new SandboxOperation
         {
             Operation = what, ProcessId = 4242, ProcessStart = "12345", Since = new DateTime(2026, 1, 2, 3, 4, 5, DateTimeKind.Utc),
         };
@@ -55,15 +48,6 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
-        public void BeginNamesThisProcessWithItsStartTime()
-        {
-            var op = SandboxOperation.Begin(SandboxOperation.Remove, Linux.LinuxStoreHost.Instance);
-            Assert.Equal(SandboxOperation.Remove, op.Operation);
-            Assert.Equal(Process.GetCurrentProcess().Id, op.ProcessId);
-            if (HostTools.IsLinux) Assert.True(ProcInfo.IsSame(op.ProcessId, op.ProcessStart));
-        }
-
-        [Fact]
         public void TheOperationTravelsInTheRecordAndAFinishedRecordDoesNotNameIt()
         {
             var s = new Sandbox { Name = "box", Id = "id1", Backend = "Chroot", CreatedAt = DateTime.UtcNow };
@@ -73,6 +57,44 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(SandboxOperation.Remove, back.Pending!.Operation);
             Assert.Equal(4242, back.Pending.ProcessId);
             Assert.Equal("12345", back.Pending.ProcessStart);
+        }
+    }
+
+    /// <summary>Interruptions as the record store and its host primitives show them, on Linux's own.</summary>
+    public sealed class LinuxHostInterruptionTests : StoreInterruptionTests
+    {
+        public LinuxHostInterruptionTests() : base(LinuxStoreHost.Instance) { }
+    }
+
+    /// <summary>The same on the portable primitives.</summary>
+    public sealed class PortableHostInterruptionTests : StoreInterruptionTests
+    {
+        public PortableHostInterruptionTests() : base(PortableStoreHost.Instance) { }
+    }
+
+    public abstract class StoreInterruptionTests : IDisposable
+    {
+        private readonly TempDir _tmp = new TempDir();
+        private readonly IStoreHost _host;
+        private readonly SandboxStore _store;
+
+        private protected StoreInterruptionTests(IStoreHost host)
+        {
+            _host = host;
+            _store = new SandboxStore(_tmp.Combine("state"), host);
+        }
+
+        public void Dispose() => _tmp.Dispose();
+
+        [Fact]
+        public void BeginNamesThisProcessWithItsStartTime()
+        {
+            var op = SandboxOperation.Begin(SandboxOperation.Remove, _host);
+            Assert.Equal(SandboxOperation.Remove, op.Operation);
+            Assert.Equal(Process.GetCurrentProcess().Id, op.ProcessId);
+            Assert.Equal(_host.StartMark(op.ProcessId), op.ProcessStart);
+            Assert.True(_host.IsRunning(op.ProcessId, op.ProcessStart));
+            Assert.False(_host.IsRunning(op.ProcessId, "1"), "another process's start mark");
         }
 
         [Fact]
@@ -101,7 +123,7 @@ namespace AgentSandbox.Core.Tests
                 var clock = Stopwatch.StartNew();
                 while (_store.IsAbandoned("box") && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(10);
                 Assert.False(_store.IsAbandoned("box"));
-                var op = SandboxOperation.Interruption(Operation(), lockFree: _store.IsAbandoned("box"), Linux.LinuxStoreHost.Instance);
+                var op = SandboxOperation.Interruption(InterruptionTests.Operation(), lockFree: _store.IsAbandoned("box"), _host);
                 Assert.Null(op);
             }
             finally
@@ -113,7 +135,7 @@ namespace AgentSandbox.Core.Tests
             var after = Stopwatch.StartNew();
             while (!_store.IsAbandoned("box") && after.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(10);
             Assert.True(_store.IsAbandoned("box"));
-            Assert.NotNull(SandboxOperation.Interruption(Operation(), lockFree: _store.IsAbandoned("box"), Linux.LinuxStoreHost.Instance));
+            Assert.NotNull(SandboxOperation.Interruption(InterruptionTests.Operation(), lockFree: _store.IsAbandoned("box"), _host));
         }
 
         [Fact]
@@ -128,7 +150,7 @@ namespace AgentSandbox.Core.Tests
                 Directory.CreateDirectory(Path.Combine(d, "root"));
                 File.WriteAllText(Path.Combine(d, ".lock"), "");
             }
-            using (Native.LockFile(Path.Combine(held, ".lock")))
+            using (_host.Lock(Path.Combine(held, ".lock")))
             {
                 _store.DeleteLeftovers();
                 Assert.False(Directory.Exists(free));

@@ -11,12 +11,24 @@ using Xunit;
 
 namespace AgentSandbox.Core.Tests
 {
-    public sealed class SandboxStoreTests : IDisposable
+    /// <summary>The record store's contract, on Linux's own host primitives.</summary>
+    public sealed class LinuxHostSandboxStoreTests : SandboxStoreTests
+    {
+        public LinuxHostSandboxStoreTests() : base(LinuxStoreHost.Instance) { }
+    }
+
+    /// <summary>The same contract on the portable primitives, as far as Linux can show it (there they lock with flock too).</summary>
+    public sealed class PortableHostSandboxStoreTests : SandboxStoreTests
+    {
+        public PortableHostSandboxStoreTests() : base(PortableStoreHost.Instance) { }
+    }
+
+    public abstract class SandboxStoreTests : IDisposable
     {
         private readonly TempDir _tmp = new TempDir();
         private readonly SandboxStore _store;
 
-        public SandboxStoreTests() { _store = new SandboxStore(_tmp.Combine("state"), Linux.LinuxStoreHost.Instance); }
+        private protected SandboxStoreTests(IStoreHost host) { _store = new SandboxStore(_tmp.Combine("state"), host); }
 
         public void Dispose() => _tmp.Dispose();
 
@@ -350,7 +362,7 @@ namespace AgentSandbox.Core.Tests
             using (_store.Reserve("seed")) { }
             var self = System.Diagnostics.Process.GetCurrentProcess().Id;
             var dead = Path.Combine(_store.SandboxesDir, ".gone.new-2147483646-123-0badc0de");
-            var live = Path.Combine(_store.SandboxesDir, $".busy.new-{self}-{Linux.ProcInfo.StartTime(self)}-0badc0de");
+            var live = Path.Combine(_store.SandboxesDir, $".busy.new-{self}-{_store.Host.StartMark(self)}-0badc0de");
             var reused = Path.Combine(_store.SandboxesDir, $".other.new-{self}-1-0badc0de");
             foreach (var d in new[] { dead, live, reused }) { Directory.CreateDirectory(d); File.WriteAllText(Path.Combine(d, ".lock"), ""); }
             _store.DeleteLeftovers();

@@ -26,7 +26,7 @@ namespace AgentSandbox.Backends
         public BackendContext(string stateRoot, IStoreHost? host = null)
         {
             StateRoot = stateRoot;
-            StoreHost = host ?? Linux.LinuxStoreHost.Instance;
+            StoreHost = host ?? StoreHosts.ForThisHost;
         }
 
         public string StateRoot { get; }

@@ -6,9 +6,10 @@ namespace AgentSandbox.State
 {
     /// <summary>
     /// A create or remove under way, stored before it begins. Whether it still is under way is never
-    /// read from this record: the owner holds the sandbox's lock file (a flock) for as long as it works,
-    /// and the kernel drops that lock when the owner dies, whatever pid comes next. The owner's pid and
-    /// start time only say, in the reason shown, whether it ended or is still there.
+    /// read from this record: the owner holds the sandbox's lock file (a flock on Linux, the file held
+    /// open elsewhere) for as long as it works, and the system drops that lock when the owner dies,
+    /// whatever pid comes next. The owner's pid and start time only say, in the reason shown, whether
+    /// it ended or is still there.
     /// </summary>
     [DataContract]
     internal sealed class SandboxOperation
@@ -18,7 +19,7 @@ namespace AgentSandbox.State
 
         [DataMember(Order = 0, IsRequired = true)] public string Operation { get; set; } = "";
         [DataMember(Order = 1)] public int ProcessId { get; set; }
-        /// <summary>The owner's start mark (on Linux its start time in clock ticks since boot), which a reused pid does not share.</summary>
+        /// <summary>The owner's start mark (on Linux its start time in clock ticks since boot, elsewhere in UTC ticks), which a reused pid does not share.</summary>
         [DataMember(Order = 2)] public string? ProcessStart { get; set; }
         [DataMember(Order = 3)] public DateTime Since { get; set; }
 
