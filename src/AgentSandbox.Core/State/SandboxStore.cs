@@ -31,10 +31,15 @@ namespace AgentSandbox.State
 
         public IStoreHost Host { get; }
 
-        /// <summary>The host-wide state directory: AGENTSANDBOX_HOME, else /var/lib/agentsandbox.</summary>
+        /// <summary>
+        /// The host-wide state directory: AGENTSANDBOX_HOME, else /var/lib/agentsandbox, or on Windows
+        /// %ProgramData%\AgentSandbox (machine-wide, as every process on the host must see the same sandboxes).
+        /// </summary>
         public static string DefaultRoot =>
-            Environment.GetEnvironmentVariable("AGENTSANDBOX_HOME") is string home && home.Length > 0
-                ? home : "/var/lib/agentsandbox";
+            Environment.GetEnvironmentVariable("AGENTSANDBOX_HOME") is string home && home.Length > 0 ? home
+            : System.Runtime.InteropServices.RuntimeInformation.IsOSPlatform(System.Runtime.InteropServices.OSPlatform.Windows)
+                ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.CommonApplicationData), "AgentSandbox")
+                : "/var/lib/agentsandbox";
 
         public string Root { get; }
         public string SandboxesDir => Path.Combine(Root, "sandboxes");
