@@ -26,20 +26,22 @@ namespace AgentSandbox.Backends
         public BackendContext(string stateRoot, IStoreHost? host = null)
         {
             StateRoot = stateRoot;
-            StoreHost = host ?? Linux.LinuxStoreHost.Instance;
+            StoreHost = host ?? Hosting.HostSystem.Current.Store;
         }
 
         public string StateRoot { get; }
 
-        /// <summary>The file and process primitives of this host that every store is built on.</summary>
-        public IStoreHost StoreHost { get; }
+        /// <summary>The file and process primitives of this host that every store is built on; null where the module keeps no records on the host.</summary>
+        public IStoreHost? StoreHost { get; }
 
         /// <summary>The record store of the backends that keep their sandboxes' records on the host.</summary>
-        public ISandboxStore Store => StoreAt("");
+        public ISandboxStore Store => StoreAt("")
+            ?? throw new InvalidOperationException("This host keeps no sandbox records; only backends that run on Linux use them.");
 
-        /// <summary>A record store of its own below the state root (Docker keeps the creates and removals under way in one).</summary>
-        public ISandboxStore StoreAt(string area)
+        /// <summary>A record store of its own below the state root (Docker keeps the creates and removals under way in one); null where there are none.</summary>
+        public ISandboxStore? StoreAt(string area)
         {
+            if (StoreHost == null) return null;
             if (!_stores.TryGetValue(area, out var store))
                 _stores[area] = store = new SandboxStore(area.Length == 0 ? StateRoot : System.IO.Path.Combine(StateRoot, area), StoreHost);
             return store;
