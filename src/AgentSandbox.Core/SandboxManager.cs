@@ -6,6 +6,7 @@ using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Threading;
 using AgentSandbox.Backends;
+using AgentSandbox.Hosting;
 using AgentSandbox.State;
 using AgentSandbox.Verification;
 
@@ -197,7 +198,7 @@ namespace AgentSandbox
                 }
             }
             // What a removal cut short after its sandbox left its name.
-            if (Linux.HostTools.IsLinux && Linux.Native.IsRoot)
+            if (HostSystem.Current.IsElevated)
                 foreach (var store in _context.Stores)
                 {
                     try { store.DeleteLeftovers(); }
@@ -292,11 +293,11 @@ namespace AgentSandbox
         /// </summary>
         private static void PinMountSources(SandboxSpec spec)
         {
-            if (!Linux.HostTools.IsLinux) return;
+            if (!(HostSystem.Current.MountPins is IMountPins pins)) return;
             foreach (var mount in spec.Mounts)
             {
-                if (mount.Identity == null) Linux.MountSources.Pin(mount);
-                else Linux.MountSources.Verify(mount, spec.Name);
+                if (mount.Identity == null) pins.Pin(mount);
+                else pins.Verify(mount, spec.Name);
             }
         }
 
@@ -348,9 +349,10 @@ namespace AgentSandbox
             if (!Path.IsPathRooted(mount.Source) || afterDrive.Contains(":") || mount.Source.Contains(","))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' must be an absolute host path without ':' (but a drive letter's) or ','.", mount.Source);
             // The module's state (records, roots, checkpoints) never goes into a sandbox, nor a folder holding it.
-            var state = Linux.HostTools.IsLinux ? Linux.Native.RealPath(State.SandboxStore.DefaultRoot) ?? Path.GetFullPath(State.SandboxStore.DefaultRoot) : null;
-            if (state != null && Linux.Native.RealPath(mount.Source) is string real
-                && (Linux.Mounts.IsUnder(real, state) || (mount.ReadWrite && Linux.Mounts.IsUnder(state, real))))
+            var host = HostSystem.Current;
+            var state = host.Store != null ? host.RealPath(State.SandboxStore.DefaultRoot) ?? Path.GetFullPath(State.SandboxStore.DefaultRoot) : null;
+            if (state != null && host.RealPath(mount.Source) is string real
+                && (PathPrefix.IsUnder(real, state) || (mount.ReadWrite && PathPrefix.IsUnder(state, real))))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' is or holds the module's state ({state}), which no sandbox may reach.", mount.Source);
         }
 

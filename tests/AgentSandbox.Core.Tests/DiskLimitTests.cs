@@ -122,7 +122,12 @@ namespace AgentSandbox.Core.Tests
 
         private static List<string[]> Status(string backing) => new List<string[]> { new[] { "Backing Filesystem", backing }, new[] { "Supports d_type", "true" } };
 
-        private static MountEntry? Mount(string fs, string options) => new MountEntry { MountPoint = "/srv/docker", FsType = fs, SuperOptions = options };
+        /// <summary>A mount of the daemon's data root as the Linux host reports it to the backend.</summary>
+        private static (string MountPoint, bool EnforcesProjects)? Mount(string fs, string options)
+        {
+            var m = new MountEntry { MountPoint = "/srv/docker", FsType = fs, SuperOptions = options };
+            return (m.MountPoint, XfsProjectQuota.EnforcesProjects(m));
+        }
 
         [Fact]
         public void Overlay2OnExt4CannotLimitSizes()

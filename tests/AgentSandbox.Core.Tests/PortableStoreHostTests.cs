@@ -299,7 +299,7 @@ namespace AgentSandbox.Core.Tests
         [Fact]
         public void LinuxKeepsItsOwnPrimitives()
         {
-            Assert.Same(LinuxStoreHost.Instance, StoreHosts.ForThisHost);
+            Assert.Same(LinuxStoreHost.Instance, Hosting.HostSystem.Current.Store);
             Assert.Same(LinuxStoreHost.Instance, new BackendContext(_tmp.Path).StoreHost);
         }
     }

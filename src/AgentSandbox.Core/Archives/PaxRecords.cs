@@ -49,13 +49,17 @@ namespace AgentSandbox.Archives
             return null;
         }
 
-        /// <summary>The body of a pax header holding these records.</summary>
-        public static byte[] Format(IEnumerable<KeyValuePair<string, string>> records)
+        /// <summary>The body of a pax header holding these records; values are bytes, written as they are.</summary>
+        public static byte[] Format(IEnumerable<KeyValuePair<string, byte[]>> records)
         {
             var all = new MemoryStream();
             foreach (var kv in records)
             {
-                var rest = TarFormat.StrictUtf8.GetBytes(" " + kv.Key + "=" + kv.Value + "\n");
+                var key = Encoding.ASCII.GetBytes(" " + kv.Key + "=");
+                var rest = new byte[key.Length + kv.Value.Length + 1];
+                key.CopyTo(rest, 0);
+                kv.Value.CopyTo(rest, key.Length);
+                rest[rest.Length - 1] = (byte)'\n';
                 // The length counts its own digits: grow it until it agrees with itself.
                 int length = rest.Length + 1;
                 while (length.ToString(CultureInfo.InvariantCulture).Length + rest.Length != length) length++;

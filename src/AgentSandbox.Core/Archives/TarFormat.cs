@@ -17,6 +17,7 @@ namespace AgentSandbox.Archives
         public const int TypeOffset = 156;
         public const int LinkOffset = 157, LinkLength = 100;
         public const int MagicOffset = 257;
+        public const int DevMajorOffset = 329, DevMinorOffset = 337, DevLength = 8;
         public const int PrefixOffset = 345, PrefixLength = 155;
 
         /// <summary>

@@ -30,36 +30,59 @@ namespace AgentSandbox.Archives
             bool isLink = type == '1' || type == '2';
             long size = entry.Type == TarEntryType.File ? entry.Size : 0;
             Check(entry, isLink, size);
-
             var name = entry.Name + (entry.Type == TarEntryType.Directory && !entry.Name.EndsWith("/", StringComparison.Ordinal) ? "/" : "");
-            var link = isLink ? entry.LinkName : "";
-            long seconds = (long)Math.Floor((entry.ModifiedUtc.ToUniversalTime() - TarFormat.Epoch).TotalSeconds);
-            var pax = new List<KeyValuePair<string, string>>();
-            if (!SplitUstarName(name, out var headerName, out var prefix))
+            Write(new TarHeader
             {
-                pax.Add(Record("path", name));
-                headerName = Ascii(name, 100);
-                prefix = "";
+                Name = TarFormat.StrictUtf8.GetBytes(name),
+                Type = type,
+                Mode = entry.Mode,
+                Uid = entry.Uid,
+                Gid = entry.Gid,
+                Mtime = TarHeader.Seconds(entry.ModifiedUtc),
+                Size = size,
+                LinkName = isLink ? TarFormat.StrictUtf8.GetBytes(entry.LinkName) : new byte[0],
+            }, content, copied);
+        }
+
+        /// <summary>
+        /// Writes one entry as the host names it. A name or link target that is not UTF-8 goes in a pax
+        /// record as it is, marked hdrcharset=BINARY, as GNU tar and Go's archive/tar read it.
+        /// </summary>
+        internal void Write(TarHeader entry, Stream? content = null, Action<long>? copied = null)
+        {
+            Check(entry);
+            var headerName = entry.Name;
+            var prefix = new byte[0];
+            var link = entry.LinkName;
+            var pax = new List<KeyValuePair<string, byte[]>>();
+            if (!IsUtf8(entry.Name) || !IsUtf8(entry.LinkName)) pax.Add(Record("hdrcharset", "BINARY"));
+            if (!SplitUstarName(entry.Name, out headerName, out prefix))
+            {
+                pax.Add(new KeyValuePair<string, byte[]>("path", entry.Name));
+                headerName = Ascii(entry.Name, TarFormat.NameLength);
+                prefix = new byte[0];
             }
             if (!FitsField(link, TarFormat.LinkLength))
             {
-                pax.Add(Record("linkpath", link));
+                pax.Add(new KeyValuePair<string, byte[]>("linkpath", link));
                 link = Ascii(link, TarFormat.LinkLength);
             }
+            long size = entry.Type == '0' ? entry.Size : 0;
             if (size > TarFormat.MaxOctal(TarFormat.SizeLength)) pax.Add(Record("size", size));
             if (entry.Uid > TarFormat.MaxOctal(TarFormat.IdLength)) pax.Add(Record("uid", entry.Uid));
             if (entry.Gid > TarFormat.MaxOctal(TarFormat.IdLength)) pax.Add(Record("gid", entry.Gid));
-            if (seconds < 0 || seconds > TarFormat.MaxOctal(TarFormat.MtimeLength)) pax.Add(Record("mtime", seconds));
+            if (entry.Mtime < 0 || entry.Mtime > TarFormat.MaxOctal(TarFormat.MtimeLength)) pax.Add(Record("mtime", entry.Mtime));
             if (pax.Count > 0)
             {
                 var body = PaxRecords.Format(pax);
                 if (body.Length > TarFormat.MaxMetadataBytes)
-                    throw Refused(entry, $"its name and link target need {body.Length} bytes of pax records, more than the {TarFormat.MaxMetadataBytes >> 20} MiB tar readers accept");
-                WriteHeader("PaxHeaders/" + Ascii(entry.Name, 80), "", 0x1a4, 0, 0, 0, body.Length, 'x', "");
+                    throw Refused(entry.Name, $"its name and link target need {body.Length} bytes of pax records, more than the {TarFormat.MaxMetadataBytes >> 20} MiB tar readers accept");
+                var paxName = Concat(Encoding.ASCII.GetBytes("PaxHeaders/"), Ascii(TrimSlash(entry.Name), 80));
+                WriteHeader(paxName, new byte[0], 0x1a4, 0, 0, 0, body.Length, 'x', new byte[0], 0, 0, false);
                 _out.Write(body, 0, body.Length);
                 Pad(body.Length);
             }
-            WriteHeader(headerName, prefix, entry.Mode, entry.Uid, entry.Gid, seconds, size, type, link);
+            WriteHeader(headerName, prefix, entry.Mode, entry.Uid, entry.Gid, entry.Mtime, size, entry.Type, link, entry.DeviceMajor, entry.DeviceMinor, entry.IsDevice);
             if (size > 0)
             {
                 if (content == null) throw new ArgumentNullException(nameof(content));
@@ -67,7 +90,7 @@ namespace AgentSandbox.Archives
                 while (left > 0)
                 {
                     int n = content.Read(_buffer, 0, (int)Math.Min(_buffer.Length, left));
-                    if (n <= 0) throw new IOException($"'{entry.Name}' became shorter while it was copied");
+                    if (n <= 0) throw new IOException($"'{TarFormat.Printable(entry.Name)}' became shorter while it was copied");
                     _out.Write(_buffer, 0, n);
                     left -= n;
                     copied?.Invoke(n);
@@ -98,8 +121,34 @@ namespace AgentSandbox.Archives
             if (entry.Gid < 0) throw Refused(entry, $"its gid {entry.Gid} is negative");
         }
 
-        private static InvalidDataException Refused(TarEntry entry, string why) =>
-            new InvalidDataException($"'{TarFormat.Printable(entry.Name)}' cannot be written to an archive: {why}");
+        /// <summary>What no tar reader could take back, of an entry given as bytes.</summary>
+        private static void Check(TarHeader entry)
+        {
+            if (entry.Name.Length == 0) throw Refused(entry.Name, "an entry needs a name");
+            if (Array.IndexOf(entry.Name, (byte)0) >= 0) throw Refused(entry.Name, "its name holds a NUL character");
+            if (entry.IsLink && entry.LinkName.Length == 0) throw Refused(entry.Name, "a link needs a target");
+            if (Array.IndexOf(entry.LinkName, (byte)0) >= 0) throw Refused(entry.Name, "its link target holds a NUL character");
+            if ("0123456".IndexOf(entry.Type) < 0) throw Refused(entry.Name, $"'{entry.Type}' is no type it writes");
+            if ((entry.Mode & ~0xfff) != 0) throw Refused(entry.Name, $"its mode {Convert.ToString(entry.Mode, 8)} has bits beyond 07777");
+            if (entry.Size < 0) throw Refused(entry.Name, $"its size {entry.Size} is negative");
+            if (entry.Uid < 0) throw Refused(entry.Name, $"its uid {entry.Uid} is negative");
+            if (entry.Gid < 0) throw Refused(entry.Name, $"its gid {entry.Gid} is negative");
+            if (entry.DeviceMajor < 0 || entry.DeviceMinor < 0) throw Refused(entry.Name, "its device numbers are negative");
+        }
+
+        private static InvalidDataException Refused(TarEntry entry, string why) => Refused(entry.Name, why);
+
+        private static InvalidDataException Refused(string name, string why) =>
+            new InvalidDataException($"'{TarFormat.Printable(name)}' cannot be written to an archive: {why}");
+
+        private static InvalidDataException Refused(byte[] name, string why) =>
+            new InvalidDataException($"'{TarFormat.Printable(name)}' cannot be written to an archive: {why}");
+
+        private static bool IsUtf8(byte[] bytes)
+        {
+            try { TarFormat.StrictUtf8.GetCharCount(bytes); return true; }
+            catch (DecoderFallbackException) { return false; }
+        }
 
         private static bool IsUnicode(string s)
         {
@@ -107,8 +156,8 @@ namespace AgentSandbox.Archives
             catch (EncoderFallbackException) { return false; }
         }
 
-        private static KeyValuePair<string, string> Record(string key, string value) => new KeyValuePair<string, string>(key, value);
-        private static KeyValuePair<string, string> Record(string key, long value) => Record(key, value.ToString(CultureInfo.InvariantCulture));
+        private static KeyValuePair<string, byte[]> Record(string key, string value) => new KeyValuePair<string, byte[]>(key, Encoding.ASCII.GetBytes(value));
+        private static KeyValuePair<string, byte[]> Record(string key, long value) => Record(key, value.ToString(CultureInfo.InvariantCulture));
 
         private void Pad(long size)
         {
@@ -117,30 +166,44 @@ namespace AgentSandbox.Archives
         }
 
         /// <summary>Printable ASCII fits a ustar text field as it is; anything else goes in a pax record.</summary>
-        private static bool IsPlainAscii(string s)
+        private static bool IsPlainAscii(byte[] s)
         {
             foreach (var c in s) if (c > 126 || c < 32) return false;
             return true;
         }
 
-        private static bool FitsField(string s, int length) => IsPlainAscii(s) && s.Length <= length;
+        private static bool FitsField(byte[] s, int length) => IsPlainAscii(s) && s.Length <= length;
 
         /// <summary>A stand-in for a field whose real value is in a pax record: printable ASCII, at most length bytes.</summary>
-        private static string Ascii(string s, int length)
+        private static byte[] Ascii(byte[] s, int length)
         {
-            var sb = new StringBuilder(Math.Min(s.Length, length));
-            foreach (var c in s)
-            {
-                if (sb.Length == length) break;
-                sb.Append(c > 126 || c < 32 ? '_' : c);
-            }
-            return sb.ToString();
+            var stand = new byte[Math.Min(s.Length, length)];
+            for (int i = 0; i < stand.Length; i++) stand[i] = s[i] > 126 || s[i] < 32 ? (byte)'_' : s[i];
+            return stand;
+        }
+
+        private static byte[] TrimSlash(byte[] name) =>
+            name.Length > 1 && name[name.Length - 1] == '/' ? Slice(name, 0, name.Length - 1) : name;
+
+        private static byte[] Slice(byte[] s, int start, int length)
+        {
+            var part = new byte[length];
+            Array.Copy(s, start, part, 0, length);
+            return part;
+        }
+
+        private static byte[] Concat(byte[] a, byte[] b)
+        {
+            var both = new byte[a.Length + b.Length];
+            a.CopyTo(both, 0);
+            b.CopyTo(both, a.Length);
+            return both;
         }
 
         /// <summary>Fits a name in ustar's 100-byte name and 155-byte prefix, or says it cannot.</summary>
-        private static bool SplitUstarName(string name, out string nameField, out string prefixField)
+        private static bool SplitUstarName(byte[] name, out byte[] nameField, out byte[] prefixField)
         {
-            nameField = name; prefixField = "";
+            nameField = name; prefixField = new byte[0];
             if (!IsPlainAscii(name)) return false;
             if (name.Length <= TarFormat.NameLength) return true;
             for (int i = name.Length - 1; i > 0; i--)
@@ -148,15 +211,16 @@ namespace AgentSandbox.Archives
                 if (name[i] != '/' || i == name.Length - 1) continue;
                 if (i <= TarFormat.PrefixLength && name.Length - i - 1 <= TarFormat.NameLength)
                 {
-                    prefixField = name.Substring(0, i);
-                    nameField = name.Substring(i + 1);
+                    prefixField = Slice(name, 0, i);
+                    nameField = Slice(name, i + 1, name.Length - i - 1);
                     return nameField.Length > 0;
                 }
             }
             return false;
         }
 
-        private void WriteHeader(string name, string prefix, int mode, long uid, long gid, long mtime, long size, char type, string link)
+        private void WriteHeader(byte[] name, byte[] prefix, int mode, long uid, long gid, long mtime, long size, char type, byte[] link,
+            int deviceMajor, int deviceMinor, bool isDevice)
         {
             var h = new byte[TarFormat.BlockSize];
             Put(h, TarFormat.NameOffset, name);
@@ -167,13 +231,18 @@ namespace AgentSandbox.Archives
             TarFormat.PutNumber(h, TarFormat.MtimeOffset, TarFormat.MtimeLength, mtime);
             h[TarFormat.TypeOffset] = (byte)type;
             Put(h, TarFormat.LinkOffset, link);
-            Put(h, TarFormat.MagicOffset, "ustar\0" + "00");
+            Put(h, TarFormat.MagicOffset, Encoding.ASCII.GetBytes("ustar\0" + "00"));
+            if (isDevice)
+            {
+                TarFormat.PutNumber(h, TarFormat.DevMajorOffset, TarFormat.DevLength, deviceMajor);
+                TarFormat.PutNumber(h, TarFormat.DevMinorOffset, TarFormat.DevLength, deviceMinor);
+            }
             Put(h, TarFormat.PrefixOffset, prefix);
             TarFormat.PutChecksum(h);
             _out.Write(h, 0, h.Length);
         }
 
         /// <summary>Copies a value already checked to fit its field.</summary>
-        private static void Put(byte[] h, int offset, string value) => Encoding.ASCII.GetBytes(value, 0, value.Length, h, offset);
+        private static void Put(byte[] h, int offset, byte[] value) => value.CopyTo(h, offset);
     }
 }

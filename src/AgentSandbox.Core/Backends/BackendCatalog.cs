@@ -26,7 +26,8 @@ namespace AgentSandbox.Backends
         public BackendContext(string stateRoot, IStoreHost? host = null)
         {
             StateRoot = stateRoot;
-            StoreHost = host ?? StoreHosts.ForThisHost;
+            StoreHost = host ?? Hosting.HostSystem.Current.Store
+                ?? throw new InvalidOperationException("This host offers no primitives for a record store.");
         }
 
         public string StateRoot { get; }

@@ -27,7 +27,10 @@ namespace AgentSandbox.Backends
                 null, new object?[] { operations }, null)!;
         }
 
-        /// <summary>Whether a host process belongs to the container (its cgroup path names the container's id).</summary>
+        /// <summary>
+        /// Whether a host process belongs to the container (its cgroup path names the container's id).
+        /// False wherever the host has no /proc of the daemon's processes.
+        /// </summary>
         public static bool IsContainers(int pid, string containerId)
         {
             try { return File.ReadAllText($"/proc/{pid}/cgroup").Contains(containerId); }

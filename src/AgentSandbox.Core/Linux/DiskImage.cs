@@ -16,12 +16,10 @@ namespace AgentSandbox.Linux
     internal static class DiskImage
     {
         /// <summary>
-        /// One inode per 4 KiB block. Every non-empty file and every directory takes at least one
-        /// block, so only empty files and short links can run out of inodes before space does; the
-        /// inode tables cost 256 bytes per 4 KiB (6.25% of the image), written lazily, so never host disk
-        /// until used. mke2fs uses the same ratio for small file systems.
+        /// DiskSizes' ratio: the inode tables cost 256 bytes per 4 KiB (6.25% of the image), written
+        /// lazily, so never host disk until used.
         /// </summary>
-        public const long BytesPerInode = 4096;
+        public const long BytesPerInode = Backends.DiskSizes.BytesPerInode;
         private const int BlockSize = 4096;
         /// <summary>What the file system keeps for itself, roughly: 12% of 64 MB, 9% of 2 GB (journal and inode tables).</summary>
         public const int OverheadPercent = 10;
@@ -38,7 +36,7 @@ namespace AgentSandbox.Linux
         }
 
         /// <summary>The inode count an image of this size gets (before mke2fs rounds it to whole block groups).</summary>
-        public static long InodesFor(long bytes) => bytes / BytesPerInode;
+        public static long InodesFor(long bytes) => Backends.DiskSizes.InodesFor(bytes);
 
         /// <summary>The mke2fs arguments for an image of this size (whole 4 KiB blocks).</summary>
         internal static List<string> MkfsArguments(string image, long bytes) => new List<string>
@@ -153,11 +151,8 @@ namespace AgentSandbox.Linux
             return false;
         }
 
-        /// <summary>A size as a person gave it: whole GB or MB when it is one, else bytes.</summary>
-        public static string Format(long bytes) =>
-            bytes >= 1L << 30 && bytes % (1L << 30) == 0 ? (bytes >> 30).ToString(CultureInfo.InvariantCulture) + " GB"
-            : bytes >= 1L << 20 && bytes % (1L << 20) == 0 ? (bytes >> 20).ToString(CultureInfo.InvariantCulture) + " MB"
-            : bytes.ToString(CultureInfo.InvariantCulture) + " bytes";
+        /// <summary>A size as a person gave it (DiskSizes.Format).</summary>
+        public static string Format(long bytes) => Backends.DiskSizes.Format(bytes);
 
         private static Dictionary<string, string> ToolEnvironment() =>
             new Dictionary<string, string> { ["PATH"] = ExecChain.DefaultPath, ["LC_ALL"] = "C" };

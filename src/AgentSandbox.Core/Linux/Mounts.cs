@@ -68,12 +68,7 @@ namespace AgentSandbox.Linux
         private static bool IsOctal(string s, int at) =>
             at + 3 <= s.Length && s.Skip(at).Take(3).All(c => c >= '0' && c <= '7');
 
-        public static bool IsUnder(string path, string root)
-        {
-            var trimmed = root.Length > 1 ? root.TrimEnd('/') : root;
-            if (trimmed.Length == 0) trimmed = "/";
-            return path == trimmed || path.StartsWith(trimmed == "/" ? "/" : trimmed + "/", StringComparison.Ordinal);
-        }
+        public static bool IsUnder(string path, string root) => Hosting.PathPrefix.IsUnder(path, root);
 
         /// <summary>Mount points at or below root, in an order they can be unmounted: every mount before the one it sits on.</summary>
         public static List<MountEntry> Under(string root) => UnmountOrder(Read().Where(m => IsUnder(m.MountPoint, root)).ToList());

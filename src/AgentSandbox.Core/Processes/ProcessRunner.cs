@@ -59,7 +59,7 @@ namespace AgentSandbox.Processes
                 foreach (var kv in environment) psi.Environment[kv.Key] = kv.Value;
             }
 
-            if (Linux.HostTools.IsLinux) Linux.Native.CloseOnExecAboveStandardStreams();
+            Hosting.HostSystem.Current.BeforeProcessStart();
             var watch = Stopwatch.StartNew();
             using var process = new Process { StartInfo = psi };
             if (start != null) start(process);

@@ -14,7 +14,7 @@ namespace AgentSandbox.State
     /// Sandbox records of the file-backed backends, one directory per sandbox under a host-wide root,
     /// so any process on the host sees them. Writes are atomic (temp file and rename) and each
     /// sandbox has a lock file that serialises lifecycle changes across processes. The file and
-    /// process primitives come from the host (StoreHosts.ForThisHost): flock on Linux, files
+    /// process primitives come from the host (Hosting.HostSystem.Current.Store): flock on Linux, files
     /// held open without sharing elsewhere.
     /// </summary>
     internal sealed class SandboxStore : ISandboxStore

@@ -30,7 +30,7 @@ namespace AgentSandbox.Backends.Docker
         {
             if (spec.FromCheckpoint?.Source.Data("uid") is string inherited) return int.Parse(inherited, CultureInfo.InvariantCulture);
             // Two creates at once on this host take turns; other hosts sharing the daemon can only collide, which shares counts, nothing more.
-            using var held = Linux.HostTools.IsLinux && Linux.Native.IsRoot ? Linux.Native.LockFile(Path.Combine(LockDirectory(), ".docker-uids.lock")) : null;
+            using var held = _host.IsElevated ? _host.LockFile(Path.Combine(LockDirectory(), ".docker-uids.lock")) : null;
             var used = new HashSet<int>();
             foreach (var s in List().Concat(ListCheckpoints().Select(c => c.Source)))
                 if (int.TryParse(s.Data("uid"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var uid)) used.Add(uid);

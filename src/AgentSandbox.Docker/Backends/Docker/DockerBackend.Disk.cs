@@ -6,7 +6,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
-using AgentSandbox.Linux;
+using AgentSandbox.Hosting;
 using Docker.DotNet;
 using Docker.DotNet.Models;
 
@@ -38,13 +38,15 @@ namespace AgentSandbox.Backends.Docker
         private const string Needs = "-DiskSize needs the overlay2 driver on an XFS data root mounted with pquota, or the btrfs, zfs or devicemapper driver";
 
         /// <summary>The daemon's disk support, asked again when <paramref name="fresh"/> or when the last answer is old.</summary>
-        private static DiskSupport DiskSupportOf(DockerClient client, bool fresh = false)
+        private DiskSupport DiskSupportOf(DockerClient client, bool fresh = false)
         {
             var key = Endpoint.Uri.ToString();
             if (!fresh && DiskSupportSeen.TryGetValue(key, out var seen) && DateTime.UtcNow - seen.At < DiskSupportLifetime) return seen.Support;
             var info = Task.Run(() => client.System.GetSystemInfoAsync()).GetAwaiter().GetResult();
-            var support = JudgeDisk(info.Driver, info.DriverStatus, info.DockerRootDir, DaemonIsLocal, XfsProjectQuota.MountOf,
-                Native.IsRoot && HostTools.Find("xfs_quota") != null);
+            var quotas = _host.ProjectQuotas;
+            var support = quotas == null
+                ? JudgeDisk(info.Driver, info.DriverStatus, info.DockerRootDir, false, _ => null, false, NoQuotasHere)
+                : JudgeDisk(info.Driver, info.DriverStatus, info.DockerRootDir, DaemonIsLocal, quotas.MountOf, quotas.CanLimit);
             DiskSupportSeen[key] = (DateTime.UtcNow, support);
             return support;
         }
@@ -53,8 +55,11 @@ namespace AgentSandbox.Backends.Docker
         /// Judges a daemon's storage. The pquota of an XFS data root can only be seen on this machine:
         /// elsewhere the size is tried, and the daemon's refusal is DiskLimitUnsupported.
         /// </summary>
+        /// <summary>Why no inode limit is set where the host has no project quotas.</summary>
+        internal const string NoQuotasHere = "the module sets an inode limit only on a Linux host, with xfs_quota";
+
         internal static DiskSupport JudgeDisk(string? driver, IList<string[]>? driverStatus, string? rootDir, bool local,
-            Func<string, MountEntry?> mountOf, bool canSetXfsQuota)
+            Func<string, (string MountPoint, bool EnforcesProjects)?> mountOf, bool canSetXfsQuota, string? notLocal = null)
         {
             string Status(string key) => driverStatus?.FirstOrDefault(p => p.Length == 2 && p[0] == key)?[1] ?? "";
             switch (driver)
@@ -64,10 +69,10 @@ namespace AgentSandbox.Backends.Docker
                     if (backing != "xfs")
                         return Refused($"the daemon's overlay2 driver keeps containers on {(backing.Length > 0 ? backing : "a file system")} that cannot limit their size; {Needs}");
                     var mount = local && rootDir != null && Directory.Exists(rootDir) ? mountOf(rootDir) : null;
-                    if (mount != null && !XfsProjectQuota.EnforcesProjects(mount))
-                        return Refused($"the daemon's data root {rootDir} is on XFS mounted without pquota (at {mount.MountPoint}); {Needs}");
+                    if (mount is { } m && !m.EnforcesProjects)
+                        return Refused($"the daemon's data root {rootDir} is on XFS mounted without pquota (at {m.MountPoint}); {Needs}");
                     if (mount == null)
-                        return new DiskSupport { Disk = true, InodesReason = "the module sets an inode limit only where the daemon's data root is on this machine" };
+                        return new DiskSupport { Disk = true, InodesReason = notLocal ?? "the module sets an inode limit only where the daemon's data root is on this machine" };
                     return canSetXfsQuota
                         ? new DiskSupport { Disk = true, Inodes = true }
                         : new DiskSupport { Disk = true, InodesReason = "the module sets the XFS project's inode limit only as root, with xfs_quota (apt-get install xfsprogs)" };
@@ -88,7 +93,7 @@ namespace AgentSandbox.Backends.Docker
         private static readonly SandboxLimit[] ContainerLimits = { SandboxLimit.Memory, SandboxLimit.Cpu, SandboxLimit.Processes };
 
         /// <summary>The limits, the reasons and the weaknesses they make, for Describe; the daemon is asked at most every 30 s.</summary>
-        private static (SandboxLimit[] Limits, string[] NotEnforced, string[] Weaknesses) DescribeLimits(DockerClient? client)
+        private (SandboxLimit[] Limits, string[] NotEnforced, string[] Weaknesses) DescribeLimits(DockerClient? client)
         {
             DiskSupport support;
             try
@@ -120,7 +125,7 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>Before anything is made: a daemon known to have no size option refuses -DiskSize; the inode limit is decided.</summary>
-        private static void PlanDisk(DockerClient client, Sandbox sandbox)
+        private void PlanDisk(DockerClient client, Sandbox sandbox)
         {
             if (!(sandbox.DiskSizeBytes is long size)) return;
             var support = DiskSupportOf(client, fresh: true);
@@ -128,7 +133,7 @@ namespace AgentSandbox.Backends.Docker
                 throw new SandboxException(ErrorIds.DiskLimitUnsupported, SandboxErrorKind.NotAvailable,
                     $"The Docker daemon at {Endpoint.Uri} cannot limit the disk of sandbox '{sandbox.Name}': {support.DiskReason}.", sandbox.Name);
             // Recorded before the container exists: its record (a label) says what is limited.
-            if (support.Inodes) sandbox.InodeLimit = DiskImage.InodesFor(size);
+            if (support.Inodes) sandbox.InodeLimit = DiskSizes.InodesFor(size);
         }
 
         /// <summary>The storage options of a sandbox's container: its size, in bytes.</summary>
@@ -136,15 +141,19 @@ namespace AgentSandbox.Backends.Docker
             s.DiskSizeBytes is long size ? new Dictionary<string, string> { ["size"] = size.ToString(CultureInfo.InvariantCulture) } : null;
 
         /// <summary>The inode limit on the XFS project of the container's layer (made by the daemon with the container).</summary>
-        private static async Task LimitInodesAsync(DockerClient client, string containerId, Sandbox s)
+        private async Task LimitInodesAsync(DockerClient client, string containerId, Sandbox s)
         {
             if (!(s.InodeLimit is long inodes)) return;
+            // Only a Linux host plans an inode limit; a record that asks for one elsewhere (a daemon shared with one) cannot get it here.
+            if (!(_host.ProjectQuotas is IProjectQuotas quotas))
+                throw new SandboxException(ErrorIds.DiskLimitUnsupported, SandboxErrorKind.NotAvailable,
+                    $"Could not limit the inodes of sandbox '{s.Name}': {NoQuotasHere}.", s.Name);
             var c = await client.Containers.InspectContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
             string? upper = null;
             if (c.GraphDriver?.Data?.TryGetValue("UpperDir", out upper) != true || string.IsNullOrEmpty(upper))
                 throw new SandboxException(ErrorIds.DiskLimitUnsupported, SandboxErrorKind.NotAvailable,
                     $"Could not limit the inodes of sandbox '{s.Name}': the daemon did not say where container {containerId.Substring(0, 12)} keeps its layer.", s.Name);
-            try { XfsProjectQuota.LimitInodes(Path.GetDirectoryName(upper!)!, inodes); }
+            try { quotas.LimitInodes(Path.GetDirectoryName(upper!)!, inodes); }
             catch (IOException e)
             {
                 throw new SandboxException(ErrorIds.DiskLimitUnsupported, SandboxErrorKind.NotAvailable,
@@ -168,7 +177,7 @@ namespace AgentSandbox.Backends.Docker
             {
                 var what = spec.FromCheckpoint != null ? $"checkpoint '{spec.FromCheckpoint}'" : spec.Image != null ? $"image '{spec.Image}'" : "its root";
                 return new SandboxException(ErrorIds.DiskTooSmall, SandboxErrorKind.InvalidArgument,
-                    $"The files of sandbox '{spec.Name}' ({what}) do not fit in its -DiskSize of {DiskImage.Format(spec.DiskSizeBytes.Value)} " +
+                    $"The files of sandbox '{spec.Name}' ({what}) do not fit in its -DiskSize of {DiskSizes.Format(spec.DiskSizeBytes.Value)} " +
                     $"(the daemon said: {message}). Give a larger -DiskSize.", spec.Name, e);
             }
             return null;

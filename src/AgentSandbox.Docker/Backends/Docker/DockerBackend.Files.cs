@@ -5,6 +5,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using AgentSandbox.Files;
+using AgentSandbox.Hosting;
 using Docker.DotNet.Models;
 
 namespace AgentSandbox.Backends.Docker
@@ -18,6 +19,10 @@ namespace AgentSandbox.Backends.Docker
     {
         private const uint GoModeDir = 1u << 31, GoModeSymlink = 1u << 27;
 
+        /// <summary>The manager refuses copies where the backend does not declare them (off Linux); this is the backstop.</summary>
+        private IHostCopies HostCopies => _host.Copies ?? throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.NotAvailable,
+            "The Docker backend does not support Copy-AgentSandboxItem on this host.", Name);
+
         public SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
             // The manager passes the live record it found by name.
@@ -25,11 +30,12 @@ namespace AgentSandbox.Backends.Docker
             if (s.State == SandboxState.Interrupted) throw SandboxException.Interrupted(s);
             var id = ContainerOf(s);
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
+            var copies = HostCopies;
             return CopyRunner.Guard(s, () =>
             {
-                var (srcDir, srcName, srcDisplay) = CopyRunner.OpenHostSource(request.Source, request.SandboxWritable);
-                using (srcDir)
+                using (var source = copies.OpenSource(request.Source, request.SandboxWritable))
                 {
+                    var (srcName, srcDisplay, tree) = (source.Name, source.Display, source.Tree);
                     var destPath = SandboxPath.Join(parts);
                     var dest = Stat(id, destPath);
                     string putDir, top;
@@ -46,7 +52,6 @@ namespace AgentSandbox.Backends.Docker
                     var topInfo = Stat(id, target);
                     if (topInfo.IsSymlink) throw SandboxPath.Unsafe(target, "it is a symbolic link, which is never followed");
                     Func<string, NodeInfo> stat = rel => rel.Length == 0 ? topInfo : !topInfo.Exists ? new NodeInfo() : Stat(id, target + "/" + rel);
-                    var tree = new DirTreeSource(srcDir, srcName);
                     var totals = TreeCopy.Plan(tree, new TarTreeSink(Stream.Null, top, null, null, stat), request.Force, target, cancellation);
                     return CallerThread.Run(progress, async relay =>
                     {
@@ -91,15 +96,15 @@ namespace AgentSandbox.Backends.Docker
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
             if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");
             var source = SandboxPath.Join(parts);
+            var copies = HostCopies;
             return CopyRunner.Guard(s, () =>
             {
                 var info = Stat(id, source);
                 if (!info.Exists) throw SandboxPath.NotFound(source, $"in sandbox '{s.Name}'");
                 if (info.IsSymlink) throw SandboxPath.Unsafe(source, "it is a symbolic link, which is never followed");
-                var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, parts[parts.Length - 1], request.SandboxWritable);
-                using (hostDir)
-                using (var sink = new DirTreeSink(hostDir, hostName, null, null, request.Force))
+                using (var target = copies.OpenTarget(request.Destination, parts[parts.Length - 1], request.SandboxWritable, request.Force))
                 {
+                    var (sink, hostDisplay) = (target.Sink, target.Display);
                     // Nothing is written when a target exists without -Force: a first pass reads only the headers.
                     (int, long)? totals = null;
                     if (sink.Stat("").Exists)

@@ -2,7 +2,6 @@ using System;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
-using AgentSandbox.Linux;
 using Docker.DotNet;
 using Docker.DotNet.Models;
 
@@ -19,24 +18,25 @@ namespace AgentSandbox.Backends.Docker
         /// <summary>BackendData key: "accepted" when New-AgentSandbox -Force let root inside act as host root on writable mounts.</summary>
         internal const string RootOnWritableMountsKey = DockerShared.RootOnWritableMountsKey;
 
-        /// <summary>Host paths are the daemon's own only when it runs on this Linux machine.</summary>
-        private static bool ChecksMountSources => HostTools.IsLinux && DaemonIsLocal;
+        /// <summary>Host paths are the daemon's own only when it runs on this machine, and only a Linux host pins them.</summary>
+        private bool ChecksMountSources => _host.MountPins != null && DaemonIsLocal;
 
         /// <summary>
         /// Starts a container of the sandbox: its mount sources must still be what they were pinned to,
         /// and once started the container must show them; otherwise it is killed before any command runs.
         /// </summary>
-        private static async Task StartCheckedAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
+        private async Task StartCheckedAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
         {
-            if (ChecksMountSources) foreach (var m in s.Mounts) MountSources.Verify(m, s.Name);
+            var pins = ChecksMountSources ? _host.MountPins : null;
+            if (pins != null) foreach (var m in s.Mounts) pins.Verify(m, s.Name);
             await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), ct).ConfigureAwait(false);
-            if (!ChecksMountSources || s.Mounts.Count == 0) return;
+            if (pins == null || s.Mounts.Count == 0) return;
             var c = await client.Containers.InspectContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
             // A daemon in a VM (Docker Desktop) shows no pid of this host: the check before the start is all there is.
             if (!(c.State?.Pid is long pid) || pid <= 0 || !DockerShared.IsContainers((int)pid, c.ID)) return;
             try
             {
-                foreach (var m in s.Mounts) MountSources.VerifyMounted(m, $"/proc/{pid}/root", s.Name);
+                foreach (var m in s.Mounts) pins.VerifyMounted(m, $"/proc/{pid}/root", s.Name);
             }
             catch (SandboxException)
             {

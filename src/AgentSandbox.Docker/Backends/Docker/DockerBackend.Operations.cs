@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using AgentSandbox.Linux;
+using AgentSandbox.Hosting;
 using AgentSandbox.State;
 
 namespace AgentSandbox.Backends.Docker
@@ -19,15 +19,21 @@ namespace AgentSandbox.Backends.Docker
     internal sealed partial class DockerBackend
     {
         private readonly ISandboxStore? _operations;
+        /// <summary>What the backend needs of the host this process runs on.</summary>
+        private readonly IHostSystem _host;
 
         public DockerBackend() : this(null) { }
 
-        public DockerBackend(ISandboxStore? operations)
+        public DockerBackend(ISandboxStore? operations) : this(operations, HostSystem.Current) { }
+
+        internal DockerBackend(ISandboxStore? operations, IHostSystem host)
         {
             _operations = operations;
+            _host = host;
         }
 
-        private ISandboxStore? Operations => _operations != null && HostTools.IsLinux && Native.IsRoot ? _operations : null;
+        /// <summary>The store exists only where the host keeps records; only root writes it.</summary>
+        private ISandboxStore? Operations => _operations != null && _host.IsElevated ? _operations : null;
 
         /// <summary>Claims the name for a create; the returned lock is held until it ends (EndOperation).</summary>
         private IDisposable? BeginCreate(Sandbox sandbox)

@@ -66,7 +66,7 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>Puts the old container back as it was: the new one goes, the old one gets its name back and runs if it ran.</summary>
-        private static async Task UndoAsync(DockerClient client, string oldId, Sandbox record, string? newId, bool wasRunning)
+        private async Task UndoAsync(DockerClient client, string oldId, Sandbox record, string? newId, bool wasRunning)
         {
             if (newId != null) TryRemove(client, newId);
             try

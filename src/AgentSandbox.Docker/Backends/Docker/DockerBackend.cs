@@ -5,7 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
-using AgentSandbox.Linux;
+using AgentSandbox.Hosting;
 using AgentSandbox.State;
 using Docker.DotNet;
 using Docker.DotNet.Models;
@@ -49,11 +49,10 @@ namespace AgentSandbox.Backends.Docker
 
         public GuestConventions Guest => GuestConventions.Linux;
 
-        public SandboxFeature[] Features { get; } =
-        {
-            SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts,
-            SandboxFeature.Root, SandboxFeature.HostNetwork,
-        };
+        /// <summary>Copies need the host's side done without following a planted link, which only the Linux host offers.</summary>
+        public SandboxFeature[] Features => _host.Copies != null
+            ? new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork }
+            : new[] { SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork };
 
         public BackendInfo Describe()
         {
@@ -79,7 +78,7 @@ namespace AgentSandbox.Backends.Docker
             };
         }
 
-        private static string[] Weaknesses(DockerEndpoint endpoint)
+        private string[] Weaknesses(DockerEndpoint endpoint)
         {
             var list = new List<string>
             {
@@ -92,10 +91,14 @@ namespace AgentSandbox.Backends.Docker
                 "Without user-namespace remapping, the agent writes into a writable -Mount as its own host uid (one per sandbox, from 0x6FFF0000; a fork keeps its checkpoint's), setuid programs included.",
             };
             // Where this process cannot reach the containers' processes and cgroups, commands are not placed in a cgroup of their own.
-            if (!HostTools.IsLinux || !Native.IsRoot || endpoint.Client != null && !DaemonIsLocal)
-                list.Add("The containers' processes are out of reach from here (a daemon on another machine or in a VM, or PowerShell not running as root): " +
+            if (_host.ExecGroups == null || endpoint.Client != null && !DaemonIsLocal)
+                list.Add("The containers' processes are out of reach from here (a daemon on another machine or in a VM, PowerShell not running as root, or a host other than Linux): " +
                          "a timeout or Ctrl+C kills a command's process tree from inside the container, and a process that left the tree (a double fork) runs on until the sandbox stops; " +
                          "-Mount sources are not checked where the daemon binds them.");
+            if (_host.HostRoots == null)
+                list.Add("This host lends no system directories to a sandbox: New-AgentSandbox needs -Image here (a tarball keeps its files' modes and owners; a directory is imported with what this host reports of them).");
+            if (_host.Copies == null)
+                list.Add("Copy-AgentSandboxItem is not available on this host: the host side of a copy cannot be kept from following a link that a sandbox planted.");
             return list.ToArray();
         }
 
@@ -163,6 +166,11 @@ namespace AgentSandbox.Backends.Docker
 
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
+            // Decided by this host alone, before the daemon is asked anything.
+            if (spec.Image == null && spec.FromCheckpoint == null && _host.HostRoots == null)
+                throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.InvalidArgument,
+                    "Without -Image a Docker sandbox's root is derived from the host's own system directories, which only a Linux host has: " +
+                    "give -Image (an image reference, or a root filesystem tarball or directory).", spec.Name);
             var client = Client;
             RefuseDaemonSocket(spec.Mounts);
             if (spec.Image == null && spec.FromCheckpoint == null && !DaemonIsLocal)
@@ -183,8 +191,8 @@ namespace AgentSandbox.Backends.Docker
                 {
                     var fork = spec.FromCheckpoint == null ? null : await ForkBaseAsync(client, spec.FromCheckpoint, cancellation).ConfigureAwait(false);
                     var (image, binds) = fork != null ? (fork.ID, HostBindsOf(spec.FromCheckpoint!.Source))
-                        : spec.Image == null ? await HostRoot.EnsureAsync(client, relay, cancellation).ConfigureAwait(false)
-                        : (await DockerImages.EnsureAsync(client, spec.Image, relay, cancellation).ConfigureAwait(false), new List<string>());
+                        : spec.Image == null ? await HostRoot.EnsureAsync(client, _host, relay, cancellation).ConfigureAwait(false)
+                        : (await DockerImages.EnsureAsync(client, _host, spec.Image, relay, cancellation).ConfigureAwait(false), new List<string>());
                     var shown = fork != null ? CheckpointTag(spec.FromCheckpoint!.SandboxId, spec.FromCheckpoint.Name) : image;
                     relay.Milestone($"Creating container '{spec.Name}' from {shown}");
                     sandbox.BackendData["image"] = shown;
@@ -283,7 +291,7 @@ namespace AgentSandbox.Backends.Docker
         private const string WorkingDirectoryLeft = "agentsandbox-workdir-left";
 
         /// <summary>Lets the agent user write /workspace and gives it a name; needs a shell in the image.</summary>
-        private static async Task PrepareAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
+        private async Task PrepareAsync(DockerClient client, Sandbox s, string containerId, CancellationToken ct)
         {
             // The working directory travels as an argument, never inside the script text; only what
             // this script creates is opened up (root here has no CAP_FOWNER: it cannot chmod others' files anyway).
@@ -292,7 +300,7 @@ namespace AgentSandbox.Backends.Docker
                 "[ -w /workspace ] && [ \"$(stat -c %u /workspace 2>/dev/null)\" = 0 ] && chmod 1777 /workspace; " +
                 "[ -d \"$1\" ] || echo " + WorkingDirectoryLeft + "; true";
             var request = new CommandRequest { FilePath = "/bin/sh", Arguments = { "-c", script, "sh", s.WorkingDirectory }, User = "0:0", WorkingDirectory = "/" };
-            var result = await DockerExec.RunAsync(client, containerId, request, s, null, ct).ConfigureAwait(false);
+            var result = await DockerExec.RunAsync(client, _host, containerId, request, s, null, ct).ConfigureAwait(false);
             if (result.ExitCode != 0)
                 throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
                     $"The image cannot host a sandbox (it needs /bin/sh; setup exited with {result.ExitCode}): {result.StdErr.Trim()}", s.Image);
@@ -301,20 +309,20 @@ namespace AgentSandbox.Backends.Docker
             if (result.StdOut.Contains(WorkingDirectoryLeft))
             {
                 var agent = new CommandRequest { FilePath = "mkdir", Arguments = { "-p", "--", s.WorkingDirectory }, WorkingDirectory = "/" };
-                await DockerExec.RunAsync(client, containerId, agent, s, null, ct).ConfigureAwait(false);
+                await DockerExec.RunAsync(client, _host, containerId, agent, s, null, ct).ConfigureAwait(false);
             }
         }
 
         /// <summary>The Docker socket inside a sandbox hands the host to whoever is inside.</summary>
-        private static void RefuseDaemonSocket(IEnumerable<SandboxMount> mounts)
+        private void RefuseDaemonSocket(IEnumerable<SandboxMount> mounts)
         {
             var sockets = new List<string> { "/var/run/docker.sock", "/run/docker.sock" };
             if (Endpoint.Uri.Scheme == "unix") sockets.Add(Endpoint.Uri.LocalPath);
-            var real = sockets.Select(p => Native.RealPath(p) ?? p).Concat(sockets).Distinct().ToList();
+            var real = sockets.Select(p => _host.RealPath(p) ?? p).Concat(sockets).Distinct().ToList();
             foreach (var m in mounts)
             {
-                var source = Native.RealPath(m.Source) ?? m.Source;
-                if (real.Any(sock => sock == source || Mounts.IsUnder(sock, source)) || Path.GetFileName(source).Contains("docker.sock"))
+                var source = _host.RealPath(m.Source) ?? m.Source;
+                if (real.Any(sock => sock == source || PathPrefix.IsUnder(sock, source)) || Path.GetFileName(source).Contains("docker.sock"))
                     throw new SandboxException(ErrorIds.DockerSocketRefused, SandboxErrorKind.InvalidArgument,
                         $"Mount '{m.Source}' would put the Docker daemon's socket inside the sandbox, which hands the host to whoever is inside; it is refused.", m.Source);
             }
@@ -371,7 +379,7 @@ namespace AgentSandbox.Backends.Docker
             RefuseInterrupted(sandbox);
             var current = sandbox.Data("container") != null ? sandbox : Find(sandbox.Name) ?? throw SandboxException.NotFound(sandbox.Name);
             CommandResult Run(Sandbox s) =>
-                Task.Run(() => DockerExec.RunAsync(Client, ContainerOf(s), request, s, output, cancellation, RootRefusal(s))).GetAwaiter().GetResult();
+                Task.Run(() => DockerExec.RunAsync(Client, _host, ContainerOf(s), request, s, output, cancellation, RootRefusal(s))).GetAwaiter().GetResult();
             try
             {
                 CommandResult result;

@@ -6,6 +6,7 @@ using System.Linq;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
+using AgentSandbox.Hosting;
 using AgentSandbox.Processes;
 using Docker.DotNet;
 using Docker.DotNet.Models;
@@ -31,7 +32,7 @@ namespace AgentSandbox.Backends.Docker
         /// Null lets the command run as uid or group 0; otherwise the entry refuses them and this makes
         /// the error (the reason the entry gave is its argument).
         /// </param>
-        public static async Task<CommandResult> RunAsync(DockerClient client, string containerId, CommandRequest request, Sandbox sandbox,
+        public static async Task<CommandResult> RunAsync(DockerClient client, IHostSystem host, string containerId, CommandRequest request, Sandbox sandbox,
             ICommandOutput? output, CancellationToken cancellation, Func<string, SandboxException>? refuseRoot = null)
         {
             // The environment goes through the API, never into a command line.
@@ -47,7 +48,7 @@ namespace AgentSandbox.Backends.Docker
             var marker = InsideKill.NewMarker();
             try
             {
-                group = await ExecGroup.ForAsync(client, containerId).ConfigureAwait(false);
+                group = await ExecGroup.ForAsync(client, host.ExecGroups, containerId).ConfigureAwait(false);
                 // Without a group of its own, a marker is what the kill from inside can still find daemonized children by.
                 if (group == null) env[marker.Name] = marker.Value;
                 var argv = SandboxEntry.WrapInContainer(refuseRoot != null, group?.Pattern, request.WorkingDirectory ?? sandbox.WorkingDirectory, request.Argv(GuestConventions.Linux));

@@ -1,12 +1,14 @@
 using System;
 using System.Collections.Generic;
-using System.Diagnostics;
 using System.IO;
+using System.IO.Pipes;
 using System.Linq;
+using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
-using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
+using AgentSandbox.Archives;
+using AgentSandbox.Hosting;
 using Docker.DotNet;
 using Docker.DotNet.Models;
 
@@ -21,9 +23,9 @@ namespace AgentSandbox.Backends.Docker
         public const string RootfsRepository = "agentsandbox/rootfs";
         public const string DefaultImage = "agentsandbox/rootfs:host";
 
-        public static async Task<string> EnsureAsync(DockerClient client, string image, IProgressSink progress, CancellationToken ct)
+        public static async Task<string> EnsureAsync(DockerClient client, IHostSystem host, string image, IProgressSink progress, CancellationToken ct)
         {
-            if (Directory.Exists(image)) return await ImportDirectoryAsync(client, image, progress, ct).ConfigureAwait(false);
+            if (Directory.Exists(image)) return await ImportDirectoryAsync(client, host, image, progress, ct).ConfigureAwait(false);
             if (File.Exists(image)) return await ImportTarballAsync(client, image, progress, ct).ConfigureAwait(false);
             if (LooksLikePath(image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
@@ -133,29 +135,72 @@ namespace AgentSandbox.Backends.Docker
             return tag;
         }
 
-        private static async Task<string> ImportDirectoryAsync(DockerClient client, string directory, IProgressSink progress, CancellationToken ct)
+        private static async Task<string> ImportDirectoryAsync(DockerClient client, IHostSystem host, string directory, IProgressSink progress, CancellationToken ct)
         {
             // A directory may change between uses: import it afresh each time, as a tar stream made on the fly.
             var tag = RootfsRepository + ":dir-" + Guid.NewGuid().ToString("N").Substring(0, 12);
             progress.Milestone($"Importing root filesystem {directory} as {tag}");
-            var psi = new ProcessStartInfo("/bin/tar", Processes.ArgvQuoting.Join(new[] { "-C", directory, "--numeric-owner", "-cf", "-", "." }))
+            using var pipe = new AnonymousPipeServerStream(PipeDirection.Out);
+            using var reader = new AnonymousPipeClientStream(PipeDirection.In, pipe.ClientSafePipeHandle);
+            var output = new WriteWatch(pipe);
+            var producer = Task.Run(() =>
             {
-                UseShellExecute = false,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            using var tar = Process.Start(psi)!;
-            var errors = tar.StandardError.ReadToEndAsync();
-            await ImportAsync(client, tar.StandardOutput.BaseStream, tag, ct).ConfigureAwait(false);
-            tar.WaitForExit();
-            if (tar.ExitCode != 0)
+                try
+                {
+                    using var buffered = new BufferedStream(output, 64 * 1024);
+                    DirectoryArchive.Write(host.Walk(directory), buffered, fixedTimes: false, progress.Milestone, ct);
+                }
+                finally { pipe.Dispose(); }
+            });
+            Exception? importFailure = null;
+            try { await ImportAsync(client, reader, tag, ct).ConfigureAwait(false); }
+            catch (Exception e)
             {
-                try { await client.Images.DeleteImageAsync(tag, new ImageDeleteParameters(), ct).ConfigureAwait(false); }
+                importFailure = e;
+                // Unblocks a producer still writing: it fails on the closed pipe.
+                reader.Dispose();
+            }
+            try { await producer.ConfigureAwait(false); }
+            catch (Exception e) when (!output.Failed && (e is IOException || e is UnauthorizedAccessException || e is InvalidDataException))
+            {
+                // The daemon got the archive cut short: whatever it made of it goes.
+                try { await client.Images.DeleteImageAsync(tag, new ImageDeleteParameters(), CancellationToken.None).ConfigureAwait(false); }
                 catch (Exception) { } // the import may not have made it
                 throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument,
-                    $"Could not read root filesystem '{directory}': {(await errors.ConfigureAwait(false)).Trim()}", directory);
+                    $"Could not read root filesystem '{directory}': {e.Message}", directory, e);
             }
+            catch (Exception) when (importFailure != null) { }
+            if (importFailure != null) ExceptionDispatchInfo.Capture(importFailure).Throw();
             return tag;
+        }
+
+        /// <summary>Tells a failure to write the archive (the daemon stopped reading) from a failure to read the directory.</summary>
+        private sealed class WriteWatch : Stream
+        {
+            private readonly Stream _inner;
+            public WriteWatch(Stream inner) { _inner = inner; }
+            public bool Failed { get; private set; }
+
+            public override void Write(byte[] buffer, int offset, int count)
+            {
+                try { _inner.Write(buffer, offset, count); }
+                catch (Exception) { Failed = true; throw; }
+            }
+
+            public override void Flush()
+            {
+                try { _inner.Flush(); }
+                catch (Exception) { Failed = true; throw; }
+            }
+
+            public override bool CanRead => false;
+            public override bool CanSeek => false;
+            public override bool CanWrite => true;
+            public override long Length => throw new NotSupportedException();
+            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+            public override void SetLength(long value) => throw new NotSupportedException();
         }
 
         internal static async Task ImportAsync(DockerClient client, Stream tar, string tag, CancellationToken ct)

@@ -4,18 +4,19 @@ using System.Diagnostics;
 using System.IO;
 using System.Threading;
 using System.Threading.Tasks;
-using AgentSandbox.Linux;
+using AgentSandbox.Hosting;
 using AgentSandbox.Processes;
 using Docker.DotNet;
 
 namespace AgentSandbox.Backends.Docker
 {
     /// <summary>
-    /// Each command's own cgroup, exec-&lt;token&gt; below its container's, made and joined from the host:
-    /// the command's entry stops itself, the host moves it in and continues it, and a timeout or
-    /// Ctrl+C kills the whole group, whatever its processes did to their parentage, session or
-    /// environment. Needs the container's processes on this host (a daemon on this machine, not in
-    /// a VM) and root to write its cgroups; elsewhere InsideKill is the fallback.
+    /// Each command's own group below its container's, made and joined from the host (the host's
+    /// IExecGroups does that part): the command's entry stops itself, the host moves it in and
+    /// continues it, and a timeout or Ctrl+C kills the whole group, whatever its processes did to
+    /// their parentage, session or environment. Needs the container's processes on this host (a
+    /// daemon on this machine, not in a VM) and a host that reaches them (root on Linux); elsewhere
+    /// InsideKill is the fallback.
     /// </summary>
     internal sealed class ExecGroup
     {
@@ -27,37 +28,30 @@ namespace AgentSandbox.Backends.Docker
 
         private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
 
-        private ExecGroup(CgroupLayout layout, string containerId, string token)
+        private readonly IExecGroup _group;
+        private readonly string _containerId;
+
+        private ExecGroup(IExecGroup group, string containerId)
         {
-            Layout = layout;
-            ContainerId = containerId;
-            Name = "exec-" + token;
+            _group = group;
+            _containerId = containerId;
         }
 
-        private CgroupLayout Layout { get; }
-        private string ContainerId { get; }
-        private string Name { get; }
-
-        /// <summary>The group once the command is in it; null before, or when the entry ended first (it refused).</summary>
-        public Cgroup? Group { get; private set; }
-
         /// <summary>What the entry looks for in /proc/self/cgroup once continued (see SandboxEntry.WrapInContainer).</summary>
-        public string Pattern => new Cgroup(Layout, Name).InKillHierarchyOnly().MembershipPattern;
+        public string Pattern => _group.Pattern;
 
         /// <summary>A group for one command of the container, or null when this host cannot reach the container's processes.</summary>
-        public static async Task<ExecGroup?> ForAsync(DockerClient client, string containerId)
+        public static async Task<ExecGroup?> ForAsync(DockerClient client, IExecGroups? groups, string containerId)
         {
-            if (!HostTools.IsLinux || !Native.IsRoot) return null;
-            var layout = CgroupLayout.Detect();
-            if (!layout.Unified && !layout.V1.ContainsKey("pids")) return null;
+            if (groups == null || !groups.Available) return null;
             if (!Reachable.TryGetValue(containerId, out var fullId))
             {
                 var c = await client.Containers.InspectContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
                 // Not running: the exec is refused on its own; decide at the next command.
                 if (c.State?.Pid is long pid && pid > 0)
-                    Reachable[containerId] = fullId = DockerShared.IsContainers((int)pid, c.ID) && Cgroup.OfProcess(layout, (int)pid) is Cgroup g && g.Exists ? c.ID : null;
+                    Reachable[containerId] = fullId = groups.Reaches((int)pid, c.ID) ? c.ID : null;
             }
-            return fullId != null ? new ExecGroup(layout, fullId, Guid.NewGuid().ToString("N").Substring(0, 12)) : null;
+            return fullId != null ? new ExecGroup(groups.NewGroup(fullId), fullId) : null;
         }
 
         /// <summary>
@@ -88,26 +82,20 @@ namespace AgentSandbox.Backends.Docker
                 }
                 while (true)
                 {
-                    var state = ProcInfo.State(pid);
-                    if (state == null || state == 'Z') return false;
-                    if (state == 'T') break;
+                    var state = _group.StateOf(pid);
+                    if (state == WaitingProcess.Gone) return false;
+                    if (state == WaitingProcess.Stopped) break;
                     await Wait(watch, "the command's entry did not stop itself to be placed").ConfigureAwait(false);
                 }
-                if (!DockerShared.IsContainers(pid, ContainerId) || !(Cgroup.OfProcess(Layout, pid) is Cgroup container))
-                    throw new IOException($"process {pid} of the command is not in the container's cgroup");
-                var group = container.InKillHierarchyOnly().Child(Name);
-                group.Create();
-                Group = group;
-                group.Move(pid);
-                Native.Signal(pid, Native.SIGCONT);
+                _group.Place(pid);
                 return true;
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
                 // Held stopped, the entry has run nothing: it goes rather than run where a timeout cannot reach.
-                if (pid > 0 && DockerShared.IsContainers(pid, ContainerId)) Native.Signal(pid, Native.SIGKILL);
+                _group.Abandon(pid);
                 throw new SandboxException(ErrorIds.SandboxCommandStartFailed, SandboxErrorKind.Failed,
-                    $"The command could not be placed in a cgroup of its own, so it was not run: {e.Message}.", ContainerId, e);
+                    $"The command could not be placed in a cgroup of its own, so it was not run: {e.Message}.", _containerId, e);
             }
         }
 
@@ -118,25 +106,12 @@ namespace AgentSandbox.Backends.Docker
         }
 
         /// <summary>Kills every process of the command, however far it went (double forks, new sessions, a cleared environment).</summary>
-        public void KillAll()
-        {
-            try { Group?.KillAll(); }
-            catch (IOException) { }
-        }
+        public void KillAll() => _group.KillAll();
 
         /// <summary>
         /// After the command: a killed one's group goes; a finished one's only when empty, since its
         /// background processes live on (the daemon deletes the container's groups, these with them, when it stops).
         /// </summary>
-        public void Release(bool killed)
-        {
-            if (Group == null) return;
-            try
-            {
-                if (killed) Group.Delete();
-                else Group.DeleteIfEmpty();
-            }
-            catch (IOException) { }
-        }
+        public void Release(bool killed) => _group.Release(killed);
     }
 }

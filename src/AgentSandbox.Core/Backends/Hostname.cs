@@ -1,4 +1,4 @@
-namespace AgentSandbox.Linux
+namespace AgentSandbox.Backends
 {
     internal static class Hostname
     {
