@@ -108,6 +108,7 @@ namespace AgentSandbox
         public const string LimitUnsupported = "LimitUnsupported";
         /// <summary>An option or operation the sandbox's backend does not support (BackendInfo.Features).</summary>
         public const string FeatureUnsupported = "FeatureUnsupported";
+        public const string VerificationUnsupported = "VerificationUnsupported";
         /// <summary>The files a sandbox starts with (a fork's checkpoint, an -Image) do not fit in its -DiskSize.</summary>
         public const string DiskTooSmall = "DiskTooSmall";
         /// <summary>An object names a sandbox by a backend that is not the one the sandbox is on.</summary>

@@ -430,6 +430,9 @@ namespace AgentSandbox
 
         private ISandboxBackend Owner(Sandbox sandbox) => Backend(sandbox.Backend);
 
+        /// <summary>The conventions of the system inside the sandbox (from the backend that owns it).</summary>
+        public GuestConventions GuestOf(Sandbox sandbox) => Owner(sandbox).Guest;
+
         public Sandbox Start(Sandbox sandbox, IProgressSink? progress = null)
         {
             var current = Resolve(sandbox);

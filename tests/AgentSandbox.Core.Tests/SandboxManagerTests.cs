@@ -125,6 +125,18 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void TheEscapeBatteryRefusesAGuestItHasNoAttemptsForBeforeTryingAnything()
+        {
+            _middle.Guest = GuestConventions.Windows;
+            var m = Manager(_middle);
+            m.Create(new SandboxSpec { Name = "win", Backend = "Middle" });
+            var e = Refusal(() => new IsolationProbe(m).Run(m.Get("win")));
+            Assert.Equal(ErrorIds.VerificationUnsupported, e.ErrorId);
+            Assert.Contains("guest of another system", e.Message);
+            Assert.Equal(new[] { "Create win" }, _middle.Calls);
+        }
+
+        [Fact]
         public void TheSweepRemovesExpiredSandboxesOnlyAndSaysSo()
         {
             var m = Manager(_middle, _heavy);

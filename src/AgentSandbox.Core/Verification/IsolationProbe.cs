@@ -25,6 +25,11 @@ namespace AgentSandbox.Verification
         public IReadOnlyList<IsolationAttempt> Run(Sandbox sandbox, IProgressSink? progress = null, CancellationToken cancellation = default)
         {
             progress ??= NullProgress.Instance;
+            // The attempts are Linux shell scripts judged against fixtures on a Linux host: say so, rather than fail on a missing libc.
+            if (!Linux.HostTools.IsLinux || _manager.GuestOf(sandbox) != GuestConventions.Linux)
+                throw new SandboxException(ErrorIds.VerificationUnsupported, SandboxErrorKind.NotAvailable,
+                    $"Test-AgentSandbox runs its escape attempts from a Linux host into a Linux guest; sandbox '{sandbox.Name}' ({sandbox.Backend}) " +
+                    (Linux.HostTools.IsLinux ? "has a guest of another system." : "is on a host that is not Linux."), sandbox.Name);
             var results = new List<IsolationAttempt>();
             RemoveOrphanCompanions();
             using var fixtures = new Fixtures();
