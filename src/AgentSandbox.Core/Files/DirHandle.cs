@@ -59,13 +59,6 @@ namespace AgentSandbox.Files
         [DllImport("libc", SetLastError = true)] private static extern int fchown(int fd, int uid, int gid);
         [DllImport("libc", SetLastError = true)] private static extern int utimensat(int dirfd, string path, long[] times, int flags);
         [DllImport("libc", SetLastError = true)] private static extern int futimens(int fd, long[] times);
-        [DllImport("libc", SetLastError = true)] private static extern IntPtr opendir(string path);
-        [DllImport("libc", SetLastError = true)] private static extern IntPtr readdir64(IntPtr dir);
-        [DllImport("libc", SetLastError = true, EntryPoint = "readdir")] private static extern IntPtr readdirPlain(IntPtr dir);
-        [DllImport("libc")] private static extern int closedir(IntPtr dir);
-        // d_ino and d_off (8 bytes each), d_reclen (2), d_type (1): glibc's dirent64 and musl's dirent alike.
-        private const int DirentNameOffset = 19;
-        private static bool _noReaddir64;
 
         private int _fd;
         /// <summary>How the directory is named in messages.</summary>
@@ -154,49 +147,17 @@ namespace AgentSandbox.Files
         /// </summary>
         public List<string> List()
         {
-            var dir = opendir($"/proc/self/fd/{_fd}");
-            if (dir == IntPtr.Zero) throw Fail(Display, Marshal.GetLastWin32Error());
             var names = new List<string>();
-            try
+            foreach (var raw in Linux.DirectoryNames.Read(_fd, Display))
             {
-                while (true)
+                try { names.Add(Archives.TarFormat.StrictUtf8.GetString(raw)); }
+                catch (System.Text.DecoderFallbackException)
                 {
-                    var entry = ReadDir(dir);
-                    if (entry == IntPtr.Zero)
-                    {
-                        int errno = Marshal.GetLastWin32Error();
-                        if (errno != 0) throw Fail(Display, errno);
-                        break;
-                    }
-                    var bytes = new List<byte>();
-                    for (int i = DirentNameOffset; ; i++)
-                    {
-                        byte b = Marshal.ReadByte(entry, i);
-                        if (b == 0) break;
-                        bytes.Add(b);
-                    }
-                    var raw = bytes.ToArray();
-                    if (raw.Length == 1 && raw[0] == '.' || raw.Length == 2 && raw[0] == '.' && raw[1] == '.') continue;
-                    try { names.Add(Archives.TarFormat.StrictUtf8.GetString(raw)); }
-                    catch (System.Text.DecoderFallbackException)
-                    {
-                        throw new IOException($"'{Display}/{Archives.TarFormat.Printable(raw)}' has a name that is not valid UTF-8, which cannot be copied");
-                    }
+                    throw new IOException($"'{Display}/{Archives.TarFormat.Printable(raw)}' has a name that is not valid UTF-8, which cannot be copied");
                 }
             }
-            finally { closedir(dir); }
             names.Sort(StringComparer.Ordinal);
             return names;
-        }
-
-        private static IntPtr ReadDir(IntPtr dir)
-        {
-            if (!_noReaddir64)
-            {
-                try { return readdir64(dir); }
-                catch (EntryPointNotFoundException) { _noReaddir64 = true; }
-            }
-            return readdirPlain(dir);
         }
 
         /// <summary>A regular file for reading; a link, a FIFO or a device in its place is refused.</summary>

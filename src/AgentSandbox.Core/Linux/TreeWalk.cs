@@ -20,19 +20,12 @@ namespace AgentSandbox.Linux
         private static int O_NOFOLLOW => Arm ? 0x8000 : 0x20000;
         private const uint STATX_BASIC_STATS = 0x7ff;
         private const int ENOENT = 2, ENOTDIR = 20;
-        // d_ino and d_off (8 bytes each), d_reclen (2), d_type (1): glibc's dirent64 and musl's dirent alike.
-        private const int DirentNameOffset = 19;
         private static readonly byte[] Empty = { 0 };
 
         [DllImport("libc", SetLastError = true)] private static extern int openat(int dirfd, byte[] path, int flags, int mode);
         [DllImport("libc", SetLastError = true)] private static extern int close(int fd);
         [DllImport("libc", SetLastError = true)] private static extern int statx(int dirfd, byte[] path, int flags, uint mask, byte[] buf);
         [DllImport("libc", SetLastError = true)] private static extern long readlinkat(int dirfd, byte[] path, byte[] buf, long size);
-        [DllImport("libc", SetLastError = true)] private static extern IntPtr fdopendir(int fd);
-        [DllImport("libc", SetLastError = true)] private static extern IntPtr readdir64(IntPtr dir);
-        [DllImport("libc", SetLastError = true, EntryPoint = "readdir")] private static extern IntPtr readdirPlain(IntPtr dir);
-        [DllImport("libc")] private static extern int closedir(IntPtr dir);
-        private static bool _noReaddir64;
 
         public static IEnumerable<HostNode> Walk(string directory)
         {
@@ -124,52 +117,9 @@ namespace AgentSandbox.Linux
         /// <summary>The names in the directory, in byte order, without "." and "..".</summary>
         private static List<byte[]> List(int dirFd, string display)
         {
-            // fdopendir takes the descriptor it is given, and closedir closes it: it gets a copy of its own.
-            int own = openat(dirFd, new[] { (byte)'.', (byte)0 }, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-            if (own < 0) throw Fail(display, Marshal.GetLastWin32Error());
-            var dir = fdopendir(own);
-            if (dir == IntPtr.Zero)
-            {
-                int errno = Marshal.GetLastWin32Error();
-                close(own);
-                throw Fail(display, errno);
-            }
-            var names = new List<byte[]>();
-            try
-            {
-                while (true)
-                {
-                    var entry = ReadDir(dir);
-                    if (entry == IntPtr.Zero)
-                    {
-                        int errno = Marshal.GetLastWin32Error();
-                        if (errno != 0) throw Fail(display, errno);
-                        break;
-                    }
-                    var bytes = new List<byte>();
-                    for (int i = DirentNameOffset; ; i++)
-                    {
-                        byte b = Marshal.ReadByte(entry, i);
-                        if (b == 0) break;
-                        bytes.Add(b);
-                    }
-                    if (bytes.Count == 1 && bytes[0] == '.' || bytes.Count == 2 && bytes[0] == '.' && bytes[1] == '.') continue;
-                    names.Add(bytes.ToArray());
-                }
-            }
-            finally { closedir(dir); }
+            var names = DirectoryNames.Read(dirFd, display);
             names.Sort(HostNode.CompareNames);
             return names;
-        }
-
-        private static IntPtr ReadDir(IntPtr dir)
-        {
-            if (!_noReaddir64)
-            {
-                try { return readdir64(dir); }
-                catch (EntryPointNotFoundException) { _noReaddir64 = true; }
-            }
-            return readdirPlain(dir);
         }
 
         /// <summary>A regular file for reading; a link, a FIFO or a device put in its place since is refused.</summary>
