@@ -81,8 +81,9 @@ namespace AgentSandbox.Backends
                 yield return "nsenter and setpriv are missing (apt-get install util-linux)";
         }
 
+        // The state directory is root's alone: say so, rather than fail on it or list nothing silently.
         protected override string? ListingProblem =>
-            HostTools.IsLinux && !Native.IsRoot ? "that needs root (sudo pwsh), whose alone the state directory is" : null;
+            HostTools.IsLinux && !Native.IsRoot ? "that needs root (sudo pwsh)" : null;
 
         protected override string FilesLocation(Sandbox s) => RootOf(s);
 
