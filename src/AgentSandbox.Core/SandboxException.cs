@@ -80,6 +80,8 @@ namespace AgentSandbox
         public const string InvalidTimeToLive = "InvalidTimeToLive";
         public const string IsolationNotMet = "IsolationNotMet";
         public const string DockerSocketRefused = "DockerSocketRefused";
+        public const string HostSocketRefused = "HostSocketRefused";
+        public const string ImagePathRefused = "ImagePathRefused";
         public const string InvalidEnvironment = "InvalidEnvironment";
         public const string InvalidTimeout = "InvalidTimeout";
         public const string NoCommand = "NoCommand";

@@ -214,7 +214,11 @@ namespace AgentSandbox
         {
             var backend = spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend);
             ValidateGuestPaths(spec, backend.Guest);
-            return RefuseUnsupported(spec, backend);
+            RefuseUnsupported(spec, backend);
+            RefuseUnsafeImage(spec);
+            backend.CheckSpec(spec);
+            RefuseHostSockets(spec.Mounts);
+            return backend;
         }
 
         /// <summary>Auto: the lightest available backend whose claims meet the level. Named: refused when it falls short, unless forced.</summary>
@@ -437,6 +441,7 @@ namespace AgentSandbox
         {
             var current = Resolve(sandbox);
             RefuseIfExpired(current);
+            RefuseHostSockets(current.Mounts);
             Owner(current).Start(current, progress ?? NullProgress.Instance);
             return Get(current.Name);
         }

@@ -131,6 +131,58 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void ASparseFileGoesInAtItsFullLengthWithANoteAndAFileWithSmallHolesWithout()
+        {
+            var dir = _tmp.Combine("root");
+            Directory.CreateDirectory(dir);
+            using (var big = File.Create(Path.Combine(dir, "disk.img"))) big.SetLength(256L * 1024 * 1024);
+            using (var small = File.Create(Path.Combine(dir, "small"))) small.SetLength(DirectoryArchive.NotedHoles - 1);
+            var notes = new List<string>();
+            var counted = new CountingStream();
+            DirectoryArchive.Write(LinuxHostSystem.Instance.Walk(dir), counted, false, notes.Add, CancellationToken.None);
+            Assert.StartsWith("'./disk.img' is sparse (256 MiB long, ", Assert.Single(notes));
+            Assert.EndsWith("on disk): it goes in at its full length", notes[0]);
+            Assert.True(counted.Length > 256L * 1024 * 1024 + DirectoryArchive.NotedHoles - 1, $"the archive is {counted.Length} bytes");
+        }
+
+        [Fact]
+        public void WhatIsMountedInsideTheTreeStaysOutAndItsMountPointGoesInEmpty()
+        {
+            if (!Native.IsRoot) return;
+            var dir = _tmp.Combine("root");
+            var inner = Path.Combine(dir, "mnt");
+            Directory.CreateDirectory(inner);
+            File.WriteAllText(Path.Combine(dir, "own"), "own");
+            Native.Mount("tmpfs", inner, "tmpfs", 0, "size=1m");
+            try
+            {
+                File.WriteAllText(Path.Combine(inner, "elsewhere"), "another file system");
+                var notes = new List<string>();
+                var entries = Read(Archive(LinuxHostSystem.Instance, dir, notes));
+                Assert.Contains("./own", entries.Keys);
+                Assert.Contains("./mnt", entries.Keys);
+                Assert.DoesNotContain("./mnt/elsewhere", entries.Keys);
+                Assert.Equal("'./mnt/' is on another file system: it goes in empty", Assert.Single(notes));
+            }
+            finally { Native.Unmount(inner, detach: true); }
+        }
+
+        private sealed class CountingStream : Stream
+        {
+            private long _length;
+            public override void Write(byte[] buffer, int offset, int count) => _length += count;
+            public override void Flush() { }
+            public override bool CanRead => false;
+            public override bool CanSeek => false;
+            public override bool CanWrite => true;
+            public override long Length => _length;
+            public override long Position { get => _length; set => throw new NotSupportedException(); }
+            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+            public override void SetLength(long value) => throw new NotSupportedException();
+        }
+
+        [Fact]
         public void ThePortableHostArchivesWhatDotNetReportsAndLeavesLinksOut()
         {
             var dir = _tmp.Combine("root");

@@ -39,6 +39,8 @@ namespace AgentSandbox.Core.Tests
 
         public Sandbox? Find(string name) => _sandboxes.TryGetValue(name, out var s) ? s : null;
 
+        public void CheckSpec(SandboxSpec spec) { }
+
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
             Calls.Add("Create " + spec.Name);

@@ -202,7 +202,7 @@ namespace AgentSandbox.Core.Tests
         {
             _middle.Features = new[] { SandboxFeature.Mounts };
             var m = Manager(_middle, _heavy);
-            var folder = System.IO.Path.GetTempPath();
+            var folder = AppContext.BaseDirectory;
             var rw = new SandboxSpec { Name = "one", Backend = "Middle" };
             rw.Mounts.Add(new SandboxMount { Source = folder, Destination = "/workspace/data", ReadWrite = true });
             var e = Refusal(() => m.Create(rw));
@@ -238,7 +238,7 @@ namespace AgentSandbox.Core.Tests
         {
             var windowsGuest = new FakeBackend("WinGuest", 40, ProcessLevel) { Guest = GuestConventions.Windows };
             var m = Manager(_middle, windowsGuest);
-            var folder = System.IO.Path.GetTempPath();
+            var folder = AppContext.BaseDirectory;
             var onWindows = new SandboxSpec { Name = "w", Backend = "WinGuest" };
             onWindows.Mounts.Add(new SandboxMount(folder, @"c:\workspace\data\", true));
             var made = m.Create(onWindows);

@@ -402,6 +402,7 @@ Describe 'The Docker socket is never mounted into a sandbox' {
         @{ Mount = '/var/run:/workspace/hostrun' }
         @{ Mount = '/run/docker.sock:/workspace/d.sock' }
     ) {
+        { New-AgentSandbox -Name $name -Backend Docker -Mount $Mount -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'DockerSocketRefused*'
         { New-AgentSandbox -Name $name -Backend Docker -Mount $Mount -ErrorAction Stop } | Should -Throw -ErrorId 'DockerSocketRefused*'
         { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
         Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty

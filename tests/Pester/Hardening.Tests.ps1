@@ -225,6 +225,51 @@ Describe 'The module''s state in a -Mount' {
     }
 }
 
+Describe 'A host service''s listening socket in a -Mount, on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+    BeforeAll {
+        function Start-HostListener([string] $Path) {
+            <# A socket listening at the path, mode 0666, as a container runtime's or a session bus's. #>
+            $socket = [System.Net.Sockets.Socket]::new([System.Net.Sockets.AddressFamily]::Unix, [System.Net.Sockets.SocketType]::Stream, [System.Net.Sockets.ProtocolType]::Unspecified)
+            $socket.Bind([System.Net.Sockets.UnixDomainSocketEndPoint]::new($Path))
+            $socket.Listen(4)
+            chmod 0666 $Path
+            $socket
+        }
+        $name = New-TestName -Tag sock
+        $base = New-HostFolder "/var/tmp/$name" '0755'
+        $service = New-HostFolder "$base/run/service" '0755'
+        $later = New-HostFolder "$base/later"
+        $listener = Start-HostListener "$service/api.sock"
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        $listener.Dispose()
+        Remove-Item $base -Recurse -Force -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a <Access> mount of a folder holding it is HostSocketRefused, under -WhatIf too, and nothing is made' -ForEach @(@{ Access = 'read-only'; Suffix = '' }, @{ Access = 'writable'; Suffix = ':rw' }) {
+        { New-AgentSandbox -Name $name -Backend $Backend -Mount "${base}:/workspace/host$Suffix" -WhatIf -ErrorAction Stop } |
+            Should -Throw -ErrorId 'HostSocketRefused*' -ExpectedMessage "*is refused: it holds $service/api.sock, the socket a host service listens on*"
+        { New-AgentSandbox -Name $name -Backend $Backend -Mount "${base}:/workspace/host$Suffix" -ErrorAction Stop } | Should -Throw -ErrorId 'HostSocketRefused*'
+        Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+
+    It 'a sandbox whose mount gains one while it is stopped does not start until the service is gone' {
+        $sb = New-AgentSandbox -Name $name -Backend $Backend -Mount "${later}:/workspace/later:rw" -ErrorAction Stop
+        Stop-AgentSandbox -InputObject $sb
+        $late = Start-HostListener "$later/late.sock"
+        try {
+            { Start-AgentSandbox -InputObject $sb -ErrorAction Stop } | Should -Throw -ErrorId 'HostSocketRefused*' -ExpectedMessage "*$later/late.sock*"
+            (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
+        }
+        finally { $late.Dispose(); Remove-Item "$later/late.sock" -Force -ErrorAction Ignore }
+        Start-AgentSandbox -InputObject $sb
+        Invoke-InSandbox -InputObject $sb -Command 'ls -A /workspace/later; echo end' | Should -Be 'end'
+    }
+}
+
 Describe 'A sandbox that makes its own removal hard, on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
     BeforeEach { Assert-BackendOrSkip $Backend }
 

@@ -93,6 +93,56 @@ Describe 'Images that cannot be used on <Backend>' -ForEach @(@{ Backend = 'Chro
     }
 }
 
+Describe 'Which -Image paths are taken, on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+    BeforeAll {
+        $name = New-TestName -Tag img
+        $base = "/var/tmp/$name"
+        $shared = New-Item -ItemType Directory -Force -Path "$base/shared"
+        chmod 0777 $shared
+        $writer = $null
+        if (Test-BackendAvailable $Backend) {
+            $writer = New-AgentSandbox -Name "$name-writer" -Backend $Backend -Image $rootfs.Tarball -Mount "${shared}:/workspace/shared:rw" -ErrorAction Stop
+        }
+        $imports = { if ($Backend -eq 'Docker') { @(& docker images --format '{{.Repository}}:{{.Tag}}' 'agentsandbox/rootfs' | Where-Object { $_ -like '*:dir-*' }) } }
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        Remove-TestSandbox "$name-writer"
+        if (Test-Path "$base/mounted/mnt") { umount -l "$base/mounted/mnt" }
+        Remove-Item $base -Recurse -Force -ErrorAction Ignore
+        if ($Backend -eq 'Docker') { & $imports | ForEach-Object { $null = & docker rmi $_ 2>&1 } }
+    }
+    BeforeEach { Assert-BackendOrSkip $Backend }
+
+    It 'a link the sandbox planted in its writable folder is ImagePathRefused, under -WhatIf too, wherever it leads' {
+        Invoke-InSandbox -InputObject $writer -Command 'ln -s /etc /workspace/shared/rootfs && echo planted' | Should -Be 'planted'
+        { New-AgentSandbox -Name $name -Backend $Backend -Image "$shared/rootfs" -WhatIf -ErrorAction Stop } |
+            Should -Throw -ErrorId 'ImagePathRefused*' -ExpectedMessage "*is reached through a link in $shared, which a sandbox here can write*"
+        { New-AgentSandbox -Name $name -Backend $Backend -Image "$shared/rootfs" -ErrorAction Stop } | Should -Throw -ErrorId 'ImagePathRefused*'
+        Get-AgentSandbox -Name $name -ErrorAction Ignore | Should -BeNullOrEmpty
+        Get-SandboxLeftovers -Name $name | Should -BeNullOrEmpty
+    }
+
+    It 'an image in that folder is refused too: the sandbox may have changed it' {
+        cp -a "$($rootfs.Directory)" "$shared/copied"
+        { New-AgentSandbox -Name $name -Backend $Backend -Image "$shared/copied" -ErrorAction Stop } |
+            Should -Throw -ErrorId 'ImagePathRefused*' -ExpectedMessage "*lies in $shared*"
+    }
+
+    It 'what is mounted inside an image directory stays out; its mount point is there, empty' {
+        $before = & $imports
+        cp -a "$($rootfs.Directory)" "$base/mounted"
+        $null = New-Item -ItemType Directory -Force "$base/mounted/mnt"
+        mount -t tmpfs -o size=1m tmpfs "$base/mounted/mnt"
+        Set-Content "$base/mounted/mnt/elsewhere" 'another file system'
+        try { $sb = New-AgentSandbox -Name $name -Backend $Backend -Image "$base/mounted" -ErrorAction Stop }
+        finally { umount -l "$base/mounted/mnt" }
+        Invoke-InSandbox -InputObject $sb -Command 'ls -A /mnt; echo end' | Should -Be 'end'
+        Remove-TestSandbox $name
+        if ($Backend -eq 'Docker') { & $imports | Where-Object { $_ -notin $before } | ForEach-Object { $null = & docker rmi $_ 2>&1 } }
+    }
+}
+
 Describe 'The default root on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
     BeforeAll {
         $name = New-TestName

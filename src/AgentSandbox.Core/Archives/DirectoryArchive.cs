@@ -12,15 +12,19 @@ namespace AgentSandbox.Archives
     /// every entry below it by its own bytes, with its mode, numeric owner and time; links as links,
     /// never followed; a file's second name as a hard link to its first; devices and FIFOs as such.
     /// Sockets (which tar leaves out too) and what the host cannot read as what it is are left out,
-    /// each with a note.
+    /// each with a note; so is what lies on another file system (a mount point is kept, empty).
+    /// A sparse file goes in at its full length (an image layer holds it so anyway), with a note.
     /// </summary>
     internal static class DirectoryArchive
     {
         private static readonly byte[] Top = Encoding.ASCII.GetBytes("./");
 
+        /// <summary>Holes this large in one file are worth a note: the archive, and the image, hold them as zeros.</summary>
+        public const long NotedHoles = 64L * 1024 * 1024;
+
         /// <param name="fixedTimes">Every time 1970: the same tree gives the same bytes, whenever it was made.</param>
-        /// <param name="leftOut">Told each entry left out, with why.</param>
-        public static void Write(IEnumerable<HostNode> nodes, Stream output, bool fixedTimes, Action<string> leftOut, CancellationToken cancellation)
+        /// <param name="note">Told each entry left out or not taken as it is, with why.</param>
+        public static void Write(IEnumerable<HostNode> nodes, Stream output, bool fixedTimes, Action<string> note, CancellationToken cancellation)
         {
             var writer = new TarWriter(output);
             var firstNames = new Dictionary<string, byte[]>(StringComparer.Ordinal);
@@ -30,7 +34,7 @@ namespace AgentSandbox.Archives
                 var name = NameOf(node);
                 if (node.Type == HostNodeType.Socket || node.Type == HostNodeType.Unsupported)
                 {
-                    leftOut($"'{TarFormat.Printable(name)}' is left out of the archive: {(node.Type == HostNodeType.Socket ? "a socket" : node.Why)}");
+                    note($"'{TarFormat.Printable(name)}' is left out of the archive: {(node.Type == HostNodeType.Socket ? "a socket" : node.Why)}");
                     continue;
                 }
                 var header = new TarHeader
@@ -51,12 +55,17 @@ namespace AgentSandbox.Archives
                 switch (node.Type)
                 {
                     case HostNodeType.File:
+                        if (node.Size - node.Allocated >= NotedHoles)
+                            note($"'{TarFormat.Printable(name)}' is sparse ({Sizes(node.Size)} long, {Sizes(node.Allocated)} on disk): it goes in at its full length");
                         header.Type = '0';
                         header.Size = node.Size;
                         if (node.Identity != null) firstNames[node.Identity] = name;
                         using (var content = node.Size > 0 ? node.Open!() : null) writer.Write(header, content);
                         continue;
-                    case HostNodeType.Directory: header.Type = '5'; break;
+                    case HostNodeType.Directory:
+                        header.Type = '5';
+                        if (node.OtherFileSystem) note($"'{TarFormat.Printable(name)}' is on another file system: it goes in empty");
+                        break;
                     case HostNodeType.Symlink: header.Type = '2'; header.LinkName = node.LinkTarget; break;
                     case HostNodeType.Fifo: header.Type = '6'; break;
                     default:
@@ -69,6 +78,9 @@ namespace AgentSandbox.Archives
             }
             writer.Finish();
         }
+
+        private static string Sizes(long bytes) =>
+            bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):0.#} GiB" : bytes >= 1L << 20 ? $"{bytes / (double)(1L << 20):0.#} MiB" : $"{bytes / 1024.0:0.#} KiB";
 
         /// <summary>"./" for the top, "./path" below it, and a directory's name ends with '/'.</summary>
         private static byte[] NameOf(HostNode node)

@@ -13,6 +13,9 @@ namespace AgentSandbox.Backends
         /// <summary>Sandbox data: "accepted" when -Force let root inside reach the host through a writable mount.</summary>
         public const string RootOnWritableMountsKey = "rootOnWritableMounts";
 
+        /// <summary>Docker's daemon socket by its name (docker.sock, or a name made from it), wherever it lies.</summary>
+        public static bool IsDaemonSocketName(string path) => System.IO.Path.GetFileName(path.TrimEnd('/')).Contains("docker.sock");
+
         /// <summary>Below the state root, where the backend keeps the creates and removals under way.</summary>
         public const string OperationArea = "docker";
 

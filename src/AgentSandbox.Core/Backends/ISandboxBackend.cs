@@ -27,6 +27,9 @@ namespace AgentSandbox.Backends
         /// <summary>The sandbox of this name, or null.</summary>
         Sandbox? Find(string name);
 
+        /// <summary>Throws for what this backend will not make from the spec, before anything is made (so -WhatIf says it too).</summary>
+        void CheckSpec(SandboxSpec spec);
+
         /// <summary>Makes and starts the sandbox; on failure leaves nothing behind and throws.</summary>
         Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation);
 

@@ -18,6 +18,12 @@ namespace AgentSandbox.Hosting
         /// <summary>The path absolute and canonical, or null when nothing is there.</summary>
         string? RealPath(string path);
 
+        /// <summary>
+        /// The real folders in which resolving the path followed a link, in order (empty when it followed
+        /// none); null when the path does not resolve.
+        /// </summary>
+        IReadOnlyList<string>? FoldersOfLinks(string path);
+
         /// <summary>An exclusive lock on the file (made if absent) that other processes wait for; held until disposed.</summary>
         IDisposable LockFile(string path);
 
@@ -29,6 +35,12 @@ namespace AgentSandbox.Hosting
         /// it holds, names in byte order; links below it are entries, never followed.
         /// </summary>
         IEnumerable<HostNode> Walk(string directory);
+
+        /// <summary>
+        /// The paths host services listen on with Unix sockets (in this process's network namespace);
+        /// empty where the host cannot tell.
+        /// </summary>
+        IReadOnlyList<string> ListeningSockets();
 
         /// <summary>The record store's primitives: flock and /proc on Linux, .NET (and a few Windows calls) elsewhere.</summary>
         IStoreHost Store { get; }

@@ -28,10 +28,29 @@ namespace AgentSandbox.Hosting
         /// <summary>On Windows every link resolved; elsewhere absolute and normalised, links left as they are.</summary>
         public string? RealPath(string path) => State.PortableStoreHost.Instance.RealPath(path);
 
+        /// <summary>
+        /// .NET on netstandard2.0 reads no link's target: the folders holding a link or junction on the
+        /// path as given are what it can say (a link reached through another link is not seen).
+        /// </summary>
+        public IReadOnlyList<string>? FoldersOfLinks(string path)
+        {
+            if (RealPath(path) == null) return null;
+            var folders = new List<string>();
+            for (var at = Path.GetFullPath(path); Path.GetDirectoryName(at) is string parent; at = parent)
+            {
+                try { if ((File.GetAttributes(at) & FileAttributes.ReparsePoint) != 0) folders.Insert(0, RealPath(parent) ?? parent); }
+                catch (IOException) { return null; }
+            }
+            return folders;
+        }
+
         /// <summary>The record store's exclusive lock: the file held open without sharing, waited for.</summary>
         public IDisposable LockFile(string path) => State.PortableStoreHost.Instance.Lock(path);
 
         public void BeforeProcessStart() { }
+
+        /// <summary>.NET lists no other process's sockets: a -Mount holding one is not noticed here (said in the docs).</summary>
+        public IReadOnlyList<string> ListeningSockets() => new string[0];
 
         public IEnumerable<HostNode> Walk(string directory) => Walk(new DirectoryInfo(directory), "");
 
@@ -58,7 +77,7 @@ namespace AgentSandbox.Hosting
                 else if (child is FileInfo file)
                 {
                     var node = Node(file, path, HostNodeType.File, 0x1a4);
-                    node.Size = file.Length;
+                    node.Size = node.Allocated = file.Length;
                     node.Open = () => new FileStream(file.FullName, FileMode.Open, FileAccess.Read, FileShare.Read);
                     yield return node;
                 }

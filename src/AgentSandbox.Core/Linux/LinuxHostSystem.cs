@@ -17,12 +17,16 @@ namespace AgentSandbox.Linux
 
         public string? RealPath(string path) => Native.RealPath(path);
 
+        public IReadOnlyList<string>? FoldersOfLinks(string path) => LinkResolution.FoldersOfLinks(path);
+
         /// <summary>flock(2): the kernel drops it when its holder dies.</summary>
         public IDisposable LockFile(string path) => Native.LockFile(path);
 
         public void BeforeProcessStart() => Native.CloseOnExecAboveStandardStreams();
 
         public IEnumerable<HostNode> Walk(string directory) => TreeWalk.Walk(directory);
+
+        public IReadOnlyList<string> ListeningSockets() => UnixSockets.ListeningPaths();
 
         public IStoreHost Store => LinuxStoreHost.Instance;
 

@@ -50,6 +50,9 @@ namespace AgentSandbox.Verification
             new Attempt("priv-fifo-host-file", SandboxBoundary.Privilege, true,
                 "as root, make a FIFO of a file the host reads or writes for the sandbox (/etc/group, /etc/hostname), then have the host run a command or make a fork",
                 FifoInHostFile),
+            new Attempt("priv-host-socket", SandboxBoundary.Privilege, true,
+                "as root, connect to a host service's listening Unix socket (mode 0666, as a container runtime's or a session bus's) in a folder given as a read-only -Mount",
+                HostServiceSocket),
         };
 
         /// <summary>

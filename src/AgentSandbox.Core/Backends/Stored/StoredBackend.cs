@@ -130,6 +130,8 @@ namespace AgentSandbox.Backends.Stored
             return current;
         }
 
+        public virtual void CheckSpec(SandboxSpec spec) { }
+
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
             EnsureAvailable();

@@ -164,15 +164,20 @@ namespace AgentSandbox.Backends.Docker
             return s;
         }
 
-        public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
+        /// <summary>Decided by this host alone, before the daemon is asked anything.</summary>
+        public void CheckSpec(SandboxSpec spec)
         {
-            // Decided by this host alone, before the daemon is asked anything.
             if (spec.Image == null && spec.FromCheckpoint == null && _host.HostRoots == null)
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.InvalidArgument,
                     "Without -Image a Docker sandbox's root is derived from the host's own system directories, which only a Linux host has: " +
                     "give -Image (an image reference, or a root filesystem tarball or directory).", spec.Name);
-            var client = Client;
             RefuseDaemonSocket(spec.Mounts);
+        }
+
+        public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
+        {
+            CheckSpec(spec);
+            var client = Client;
             if (spec.Image == null && spec.FromCheckpoint == null && !DaemonIsLocal)
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.InvalidArgument,
                     $"The Docker daemon at {Endpoint.Uri} is not on this machine, so the host cannot be its root: give -Image.", spec.Name);
@@ -322,7 +327,7 @@ namespace AgentSandbox.Backends.Docker
             foreach (var m in mounts)
             {
                 var source = _host.RealPath(m.Source) ?? m.Source;
-                if (real.Any(sock => sock == source || PathPrefix.IsUnder(sock, source)) || Path.GetFileName(source).Contains("docker.sock"))
+                if (real.Any(sock => PathPrefix.IsUnder(sock, source)) || DockerShared.IsDaemonSocketName(source))
                     throw new SandboxException(ErrorIds.DockerSocketRefused, SandboxErrorKind.InvalidArgument,
                         $"Mount '{m.Source}' would put the Docker daemon's socket inside the sandbox, which hands the host to whoever is inside; it is refused.", m.Source);
             }
