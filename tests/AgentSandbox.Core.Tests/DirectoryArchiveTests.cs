@@ -203,6 +203,23 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void HostRootBuildsOfEndedProcessesAreSweptAndThoseOfLiveOnesAndOtherNamesKept()
+        {
+            var area = _tmp.Combine("docker-builds");
+            var self = Process.GetCurrentProcess();
+            var live = Path.Combine(area, $"{self.Id}-{self.StartTime.ToUniversalTime().Ticks}-aaaa");
+            // The same pid with another start time is a process that ended, its pid taken again.
+            var reused = Path.Combine(area, $"{self.Id}-{self.StartTime.ToUniversalTime().Ticks - 10 * TimeSpan.TicksPerSecond}-bbbb");
+            var gone = Path.Combine(area, $"{int.MaxValue - 1}-638000000000000000-cccc");
+            var other = Path.Combine(area, "not-a-build");
+            foreach (var d in new[] { live, reused, gone, other }) Directory.CreateDirectory(Path.Combine(d, "root"));
+            var deleted = new List<string>();
+            HostRoot.SweepAbandoned(area, d => { deleted.Add(d); Directory.Delete(d, true); });
+            Assert.Equal(new[] { reused, gone }.OrderBy(d => d), deleted.OrderBy(d => d));
+            Assert.True(Directory.Exists(live) && Directory.Exists(other));
+        }
+
+        [Fact]
         public void TheHostDerivedRootIsTheSameArchiveEachTimeItIsBuilt()
         {
             // Its skeleton is owned by the agent's uid, which only root can give.

@@ -35,6 +35,9 @@ namespace AgentSandbox.Backends.Docker
         /// <summary>The store exists only where the host keeps records; only root writes it.</summary>
         private ISandboxStore? Operations => _operations != null && _host.IsElevated ? _operations : null;
 
+        /// <summary>Beside the operations under way, in the module's state: where the host-derived root is built.</summary>
+        private string? BuildArea => Operations is ISandboxStore ops ? Path.Combine(Path.GetDirectoryName(ops.Root.TrimEnd('/', '\\'))!, "docker-builds") : null;
+
         /// <summary>Claims the name for a create; the returned lock is held until it ends (EndOperation).</summary>
         private IDisposable? BeginCreate(Sandbox sandbox)
         {

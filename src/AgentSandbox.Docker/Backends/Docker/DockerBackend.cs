@@ -196,7 +196,7 @@ namespace AgentSandbox.Backends.Docker
                 {
                     var fork = spec.FromCheckpoint == null ? null : await ForkBaseAsync(client, spec.FromCheckpoint, cancellation).ConfigureAwait(false);
                     var (image, binds) = fork != null ? (fork.ID, HostBindsOf(spec.FromCheckpoint!.Source))
-                        : spec.Image == null ? await HostRoot.EnsureAsync(client, _host, relay, cancellation).ConfigureAwait(false)
+                        : spec.Image == null ? await HostRoot.EnsureAsync(client, _host, BuildArea, relay, cancellation).ConfigureAwait(false)
                         : (await DockerImages.EnsureAsync(client, _host, spec.Image, relay, cancellation).ConfigureAwait(false), new List<string>());
                     var shown = fork != null ? CheckpointTag(spec.FromCheckpoint!.SandboxId, spec.FromCheckpoint.Name) : image;
                     relay.Milestone($"Creating container '{spec.Name}' from {shown}");
