@@ -84,6 +84,8 @@ namespace AgentSandbox
         {
             RequireFeature(current, SandboxFeature.Checkpoints, "Restore-AgentSandbox");
             var live = CheckpointOfLive(current, checkpointName);
+            // A running sandbox comes back running: that is a start.
+            if (current.State == SandboxState.Running) RefuseHostSockets(current.Mounts);
             Owner(current).Restore(current, live, progress ?? NullProgress.Instance, cancellation);
             return Get(current.Name);
         }

@@ -21,7 +21,8 @@ namespace AgentSandbox
             var sockets = host.ListeningSockets().Select(p => (Bound: p, Real: host.RealPath(p))).Where(s => s.Real != null).ToList();
             foreach (var mount in list)
             {
-                var source = host.RealPath(mount.Source) ?? mount.Source;
+                // A pinned source is its real path, opened without links at every mount: check that very path.
+                var source = mount.Identity != null ? mount.Source : host.RealPath(mount.Source) ?? mount.Source;
                 // Docker's own socket, when among them, is named: its ErrorId is the one callers know.
                 var (bound, _) = sockets.Where(s => PathPrefix.IsUnder(s.Real!, source))
                     .OrderBy(s => DockerShared.IsDaemonSocketName(s.Bound) ? 0 : 1).FirstOrDefault();

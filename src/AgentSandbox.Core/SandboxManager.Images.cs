@@ -1,4 +1,4 @@
-using System.Collections.Generic;
+using System;
 using System.IO;
 using System.Linq;
 using AgentSandbox.Hosting;
@@ -8,36 +8,45 @@ namespace AgentSandbox
     public sealed partial class SandboxManager
     {
         /// <summary>
-        /// An -Image on the host is read as root. Where a sandbox can write it, or a link on its way,
-        /// that sandbox chooses what is read: another sandbox's files, the module's state, /etc. So it
-        /// is taken from its real path, and refused when that path, or a folder where a link on the way
-        /// lies, is the module's state or a folder any sandbox here can write.
+        /// An -Image on the host is read as root, by path. Whoever can change what the path leads to
+        /// while it is read chooses what goes into the sandbox: another sandbox's files, the module's
+        /// state, /etc. So the path must be real (no link on it: one may have been planted by a sandbox,
+        /// or copied out of one), and neither it nor anything in or around it may be the module's
+        /// state, a folder some sandbox can write, or a mount. Nothing that is read can then change
+        /// under the copy by a sandbox's hand.
         /// </summary>
         private void RefuseUnsafeImage(SandboxSpec spec)
         {
-            if (spec.Image == null || !Path.IsPathRooted(spec.Image) || !(File.Exists(spec.Image) || Directory.Exists(spec.Image))) return;
+            if (spec.Image == null || !Path.IsPathRooted(spec.Image)) return;
             var host = HostSystem.Current;
-            var real = host.RealPath(spec.Image);
-            var linkFolders = host.FoldersOfLinks(spec.Image);
-            if (real == null || linkFolders == null)
-                throw Invalid(ErrorIds.ImageNotFound, $"Image '{spec.Image}' does not resolve to a root filesystem directory or tarball.", spec.Image);
+            var given = Path.GetFullPath(spec.Image);
+            var real = host.RealPath(given)
+                ?? throw Invalid(ErrorIds.ImageNotFound, $"Image '{spec.Image}' was not found: give a root filesystem directory or tarball.", spec.Image);
+            var comparison = System.Runtime.InteropServices.RuntimeInformation.IsOSPlatform(System.Runtime.InteropServices.OSPlatform.Windows)
+                ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+            if (!string.Equals(Trimmed(given), Trimmed(real), comparison))
+                throw Invalid(ErrorIds.ImagePathRefused,
+                    $"Image '{spec.Image}' is reached through a link, and an image is read as root by its path: a link on it may have been planted by a sandbox, or copied out of one. " +
+                    $"It leads to {real}; give that path if it is the image you mean.", spec.Image);
             foreach (var state in new[] { State.SandboxStore.DefaultRoot, _context.StateRoot }.Select(p => host.RealPath(p)).OfType<string>().Distinct())
             {
-                if (PathPrefix.IsUnder(real, state))
+                if (PathPrefix.IsUnder(real, state) || PathPrefix.IsUnder(state, real))
                     throw Invalid(ErrorIds.ImagePathRefused,
-                        $"Image '{spec.Image}' is the module's state ({real}): a sandbox's files or checkpoint are never an image; start from a checkpoint with -FromCheckpoint.", spec.Image);
-                if (linkFolders.FirstOrDefault(f => PathPrefix.IsUnder(f, state)) is string inState)
-                    throw Invalid(ErrorIds.ImagePathRefused, $"Image '{spec.Image}' is reached through a link in the module's state ({inState}), which no image path may pass.", spec.Image);
+                        $"Image '{spec.Image}' is or holds the module's state ({state}): a sandbox's files or checkpoints are never an image; start from a checkpoint with -FromCheckpoint.", spec.Image);
             }
             foreach (var writable in SandboxWritableFolders().Select(f => host.RealPath(f)).OfType<string>().Distinct())
             {
-                var through = PathPrefix.IsUnder(real, writable) ? $"lies in {writable}"
-                    : linkFolders.FirstOrDefault(f => PathPrefix.IsUnder(f, writable)) is string f ? $"is reached through a link in {f}" : null;
-                if (through != null)
+                var how = PathPrefix.IsUnder(real, writable) ? "lies in" : PathPrefix.IsUnder(writable, real) ? "holds" : null;
+                if (how != null)
                     throw Invalid(ErrorIds.ImagePathRefused,
-                        $"Image '{spec.Image}' {through}, which a sandbox here can write (a writable -Mount): that sandbox may have changed it, or planted the link, to have another folder read as root. Copy the image to a folder no sandbox writes.", spec.Image);
+                        $"Image '{spec.Image}' {how} {writable}, which a sandbox here can write (a writable -Mount): it could change the image, or swap a folder for a link while the image is read. Copy the image to a folder no sandbox writes.", spec.Image);
             }
+            if (Directory.Exists(real) && host.MountsBelow(real).FirstOrDefault() is string mounted)
+                throw Invalid(ErrorIds.ImagePathRefused,
+                    $"Image '{spec.Image}' has a file system mounted inside it ({mounted}), which would be read as part of the image: unmount it, or give a tarball.", spec.Image);
             spec.Image = real;
         }
+
+        private static string Trimmed(string path) => path.Length > 1 ? path.TrimEnd('/', '\\') : path;
     }
 }

@@ -285,6 +285,9 @@ namespace AgentSandbox
             if (spec.FromCheckpoint != null) CheckFork(spec);
             var backend = Choose(spec);
             PinMountSources(spec);
+            // Checked again on what was pinned, which is what is mounted: the path may have led elsewhere a moment ago.
+            foreach (var mount in spec.Mounts.Where(m => m.Identity != null)) RefuseStateInMount(mount, mount.Source);
+            RefuseHostSockets(spec.Mounts);
             if (Find(spec.Name) != null)
                 throw new SandboxException(ErrorIds.SandboxExists, SandboxErrorKind.AlreadyExists,
                     $"A sandbox named '{spec.Name}' already exists on this host.", spec.Name);
@@ -352,11 +355,15 @@ namespace AgentSandbox
             var afterDrive = mount.Source.Length >= 2 && char.IsLetter(mount.Source[0]) && mount.Source[1] == ':' ? mount.Source.Substring(2) : mount.Source;
             if (!Path.IsPathRooted(mount.Source) || afterDrive.Contains(":") || mount.Source.Contains(","))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' must be an absolute host path without ':' (but a drive letter's) or ','.", mount.Source);
-            // The module's state (records, roots, checkpoints) never goes into a sandbox, nor a folder holding it.
+            if (HostSystem.Current.RealPath(mount.Source) is string real) RefuseStateInMount(mount, real);
+        }
+
+        /// <summary>The module's state (records, roots, checkpoints) never goes into a sandbox, nor a folder holding it.</summary>
+        private static void RefuseStateInMount(SandboxMount mount, string realSource)
+        {
             var host = HostSystem.Current;
-            var state = host.Store != null ? host.RealPath(State.SandboxStore.DefaultRoot) ?? Path.GetFullPath(State.SandboxStore.DefaultRoot) : null;
-            if (state != null && host.RealPath(mount.Source) is string real
-                && (PathPrefix.IsUnder(real, state) || (mount.ReadWrite && PathPrefix.IsUnder(state, real))))
+            var state = host.RealPath(State.SandboxStore.DefaultRoot) ?? Path.GetFullPath(State.SandboxStore.DefaultRoot);
+            if (PathPrefix.IsUnder(realSource, state) || (mount.ReadWrite && PathPrefix.IsUnder(state, realSource)))
                 throw Invalid(ErrorIds.InvalidMount, $"Mount source '{mount.Source}' is or holds the module's state ({state}), which no sandbox may reach.", mount.Source);
         }
 

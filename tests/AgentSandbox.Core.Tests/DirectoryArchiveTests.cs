@@ -145,28 +145,6 @@ namespace AgentSandbox.Core.Tests
             Assert.True(counted.Length > 256L * 1024 * 1024 + DirectoryArchive.NotedHoles - 1, $"the archive is {counted.Length} bytes");
         }
 
-        [Fact]
-        public void WhatIsMountedInsideTheTreeStaysOutAndItsMountPointGoesInEmpty()
-        {
-            if (!Native.IsRoot) return;
-            var dir = _tmp.Combine("root");
-            var inner = Path.Combine(dir, "mnt");
-            Directory.CreateDirectory(inner);
-            File.WriteAllText(Path.Combine(dir, "own"), "own");
-            Native.Mount("tmpfs", inner, "tmpfs", 0, "size=1m");
-            try
-            {
-                File.WriteAllText(Path.Combine(inner, "elsewhere"), "another file system");
-                var notes = new List<string>();
-                var entries = Read(Archive(LinuxHostSystem.Instance, dir, notes));
-                Assert.Contains("./own", entries.Keys);
-                Assert.Contains("./mnt", entries.Keys);
-                Assert.DoesNotContain("./mnt/elsewhere", entries.Keys);
-                Assert.Equal("'./mnt/' is on another file system: it goes in empty", Assert.Single(notes));
-            }
-            finally { Native.Unmount(inner, detach: true); }
-        }
-
         private sealed class CountingStream : Stream
         {
             private long _length;

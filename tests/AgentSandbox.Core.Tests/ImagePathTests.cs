@@ -17,7 +17,7 @@ namespace AgentSandbox.Core.Tests
         {
             _state = Folder("state");
             _manager = new SandboxManager(new[] { new BackendFactory("Fake", HostPlatform.Linux, _ => _backend) }, new BackendContext(_state), HostPlatform.Linux);
-            _shared = Folder("shared");
+            _shared = Folder("area/shared");
             _image = Folder("images/rootfs");
             _secret = Folder("secret");
             // A sandbox that can write the shared folder: what it leaves there is its choice.
@@ -42,37 +42,46 @@ namespace AgentSandbox.Core.Tests
 
         [Fact]
         public void AnImageInAFolderASandboxCanWriteIsRefused() =>
-            Assert.Contains($"lies in {_shared}, which a sandbox here can write", Refused(Folder("shared/rootfs")).Message);
+            Assert.Contains($"lies in {_shared}, which a sandbox here can write", Refused(Folder("area/shared/rootfs")).Message);
 
         [Fact]
-        public void ALinkPlantedInSuchAFolderIsRefusedWhereverItLeads()
+        public void AnImageHoldingAFolderASandboxCanWriteIsRefused() =>
+            Assert.Contains($"holds {_shared}, which a sandbox here can write", Refused(_dir.Combine("area")).Message);
+
+        [Fact]
+        public void AnyLinkOnThePathIsRefusedNamingWhereItLeadsWhoeverMadeIt()
         {
             var planted = Path.Combine(_shared, "rootfs");
             File.CreateSymbolicLink(planted, _secret);
-            Assert.Contains($"is reached through a link in {_shared}", Refused(planted).Message);
-            // The same link reached through a link of the host's own, and through a '..'.
-            var hostLink = Path.Combine(Folder("host"), "current");
-            File.CreateSymbolicLink(hostLink, planted);
-            Assert.Contains($"is reached through a link in {_shared}", Refused(hostLink).Message);
-            Assert.Contains($"is reached through a link in {_shared}", Refused(Path.Combine(_image, "..", "..", "shared", "rootfs")).Message);
+            Assert.Contains($"is reached through a link, and an image is read as root by its path", Refused(planted).Message);
+            // A link left by a sandbox since removed, or copied out of one, lies in a folder no sandbox writes now.
+            var leftOver = Path.Combine(Folder("copied-out"), "rootfs");
+            File.CreateSymbolicLink(leftOver, _secret);
+            Assert.EndsWith($"It leads to {_secret}; give that path if it is the image you mean.", Refused(leftOver).Message);
+            Assert.Contains("is reached through a link", Refused(Path.Combine(_image, "..", "..", "copied-out", "rootfs")).Message);
         }
 
         [Fact]
-        public void TheModulesStateIsNeverAnImage()
+        public void TheModulesStateIsNeverAnImageNorWhatHoldsIt()
         {
-            var root = Folder("state/sandboxes/other/root");
-            Assert.Contains("is the module's state", Refused(root).Message);
-            var link = Path.Combine(Folder("host"), "other-root");
-            File.CreateSymbolicLink(link, root);
-            Assert.Contains("is the module's state", Refused(link).Message);
+            Assert.Contains("is or holds the module's state", Refused(Folder("state/sandboxes/other/root")).Message);
+            Assert.Contains("is or holds the module's state", Refused(_dir.Path + "/state/../state").Message);
         }
 
         [Fact]
-        public void AnImageReachedThroughTheHostsOwnLinksIsTakenFromItsRealPath()
+        public void AnImageWithAFileSystemMountedInsideIsRefused()
         {
-            var link = Path.Combine(Folder("host"), "current");
-            File.CreateSymbolicLink(link, _image);
-            var made = Create(link);
+            if (!Linux.Native.IsRoot) return;
+            var inner = Folder("images/rootfs/mnt");
+            Linux.Native.Mount("tmpfs", inner, "tmpfs", 0, "size=1m");
+            try { Assert.Contains($"has a file system mounted inside it ({inner})", Refused(_image).Message); }
+            finally { Linux.Native.Unmount(inner, detach: true); }
+        }
+
+        [Fact]
+        public void AnImageOnItsRealPathIsTakenAsItsRealPath()
+        {
+            var made = Create(_image + "/./");
             Assert.Equal(_image, made.Image);
             Assert.Contains("Create one", _backend.Calls);
         }

@@ -268,6 +268,18 @@ Describe 'A host service''s listening socket in a -Mount, on <Backend>' -ForEach
         Start-AgentSandbox -InputObject $sb
         Invoke-InSandbox -InputObject $sb -Command 'ls -A /workspace/later; echo end' | Should -Be 'end'
     }
+
+    It 'a restore of the running sandbox, which starts it again, is refused while one is there' {
+        $null = Checkpoint-AgentSandbox -Name $name -CheckpointName before
+        $late = Start-HostListener "$later/late.sock"
+        try {
+            { Restore-AgentSandbox -Name $name -CheckpointName before -Force -ErrorAction Stop } | Should -Throw -ErrorId 'HostSocketRefused*'
+            (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+        }
+        finally { $late.Dispose(); Remove-Item "$later/late.sock" -Force -ErrorAction Ignore }
+        Restore-AgentSandbox -Name $name -CheckpointName before -Force
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+    }
 }
 
 Describe 'A sandbox that makes its own removal hard, on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {

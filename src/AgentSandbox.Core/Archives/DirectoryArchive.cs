@@ -12,7 +12,7 @@ namespace AgentSandbox.Archives
     /// every entry below it by its own bytes, with its mode, numeric owner and time; links as links,
     /// never followed; a file's second name as a hard link to its first; devices and FIFOs as such.
     /// Sockets (which tar leaves out too) and what the host cannot read as what it is are left out,
-    /// each with a note; so is what lies on another file system (a mount point is kept, empty).
+    /// each with a note.
     /// A sparse file goes in at its full length (an image layer holds it so anyway), with a note.
     /// </summary>
     internal static class DirectoryArchive
@@ -62,10 +62,7 @@ namespace AgentSandbox.Archives
                         if (node.Identity != null) firstNames[node.Identity] = name;
                         using (var content = node.Size > 0 ? node.Open!() : null) writer.Write(header, content);
                         continue;
-                    case HostNodeType.Directory:
-                        header.Type = '5';
-                        if (node.OtherFileSystem) note($"'{TarFormat.Printable(name)}' is on another file system: it goes in empty");
-                        break;
+                    case HostNodeType.Directory: header.Type = '5'; break;
                     case HostNodeType.Symlink: header.Type = '2'; header.LinkName = node.LinkTarget; break;
                     case HostNodeType.Fifo: header.Type = '6'; break;
                     default:

@@ -22,10 +22,6 @@ namespace AgentSandbox.Hosting
         public long Size { get; set; }
         /// <summary>What a file takes on disk, in bytes; far below Size for a sparse file.</summary>
         public long Allocated { get; set; }
-        /// <summary>The device of the file system it lies on ("major:minor"); empty where the host cannot tell.</summary>
-        public string FileSystem { get; set; } = "";
-        /// <summary>A directory on another file system than the walk's top (a mount point): its contents are not walked.</summary>
-        public bool OtherFileSystem { get; set; }
         /// <summary>A symbolic link's target, as bytes.</summary>
         public byte[] LinkTarget { get; set; } = new byte[0];
         public int DeviceMajor { get; set; }

@@ -18,11 +18,8 @@ namespace AgentSandbox.Hosting
         /// <summary>The path absolute and canonical, or null when nothing is there.</summary>
         string? RealPath(string path);
 
-        /// <summary>
-        /// The real folders in which resolving the path followed a link, in order (empty when it followed
-        /// none); null when the path does not resolve.
-        /// </summary>
-        IReadOnlyList<string>? FoldersOfLinks(string path);
+        /// <summary>The mount points below the directory (not the directory's own); empty where the host cannot tell.</summary>
+        IReadOnlyList<string> MountsBelow(string directory);
 
         /// <summary>An exclusive lock on the file (made if absent) that other processes wait for; held until disposed.</summary>
         IDisposable LockFile(string path);

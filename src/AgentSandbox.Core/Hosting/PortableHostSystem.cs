@@ -28,21 +28,8 @@ namespace AgentSandbox.Hosting
         /// <summary>On Windows every link resolved; elsewhere absolute and normalised, links left as they are.</summary>
         public string? RealPath(string path) => State.PortableStoreHost.Instance.RealPath(path);
 
-        /// <summary>
-        /// .NET on netstandard2.0 reads no link's target: the folders holding a link or junction on the
-        /// path as given are what it can say (a link reached through another link is not seen).
-        /// </summary>
-        public IReadOnlyList<string>? FoldersOfLinks(string path)
-        {
-            if (RealPath(path) == null) return null;
-            var folders = new List<string>();
-            for (var at = Path.GetFullPath(path); Path.GetDirectoryName(at) is string parent; at = parent)
-            {
-                try { if ((File.GetAttributes(at) & FileAttributes.ReparsePoint) != 0) folders.Insert(0, RealPath(parent) ?? parent); }
-                catch (IOException) { return null; }
-            }
-            return folders;
-        }
+        /// <summary>.NET lists no mounts: a volume mounted in a folder is not seen here.</summary>
+        public IReadOnlyList<string> MountsBelow(string directory) => new string[0];
 
         /// <summary>The record store's exclusive lock: the file held open without sharing, waited for.</summary>
         public IDisposable LockFile(string path) => State.PortableStoreHost.Instance.Lock(path);

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using AgentSandbox.Files;
 using AgentSandbox.Hosting;
 using AgentSandbox.State;
@@ -17,7 +18,8 @@ namespace AgentSandbox.Linux
 
         public string? RealPath(string path) => Native.RealPath(path);
 
-        public IReadOnlyList<string>? FoldersOfLinks(string path) => LinkResolution.FoldersOfLinks(path);
+        public IReadOnlyList<string> MountsBelow(string directory) =>
+            Mounts.Read().Select(m => m.MountPoint).Where(p => p != directory && Mounts.IsUnder(p, directory)).Distinct().ToList();
 
         /// <summary>flock(2): the kernel drops it when its holder dies.</summary>
         public IDisposable LockFile(string path) => Native.LockFile(path);

@@ -101,8 +101,7 @@ namespace AgentSandbox.Linux
             if (Directory.Exists(image))
             {
                 progress.Milestone($"Copying root filesystem {image}");
-                // --one-file-system: what is mounted inside the image (a /proc, a bound host folder) stays out, its mount point kept empty.
-                ProcessRunner.Run("/bin/cp", "-a", "--reflink=auto", "--one-file-system", image.TrimEnd('/') + "/.", root);
+                ProcessRunner.Run("/bin/cp", "-a", "--reflink=auto", image.TrimEnd('/') + "/.", root);
             }
             else if (File.Exists(image))
             {

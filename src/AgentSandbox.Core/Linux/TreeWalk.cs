@@ -9,8 +9,7 @@ namespace AgentSandbox.Linux
 {
     /// <summary>
     /// Walks a tree through directory descriptors, by names as bytes (a file system's names need not be
-    /// UTF-8), never following a link below the top nor entering another file system (a mount point
-    /// is given, empty): what an archive of it needs, as tar --one-file-system reads it.
+    /// UTF-8), never following a link below the top: what an archive of it needs, as tar reads it.
     /// </summary>
     internal static class TreeWalk
     {
@@ -37,13 +36,13 @@ namespace AgentSandbox.Linux
                 var top = Stat(fd, null, directory) ?? throw new FileNotFoundException($"{directory}: no such file or directory", directory);
                 top.Type = HostNodeType.Directory;
                 yield return top;
-                foreach (var node in Below(fd, new byte[0], directory, top.FileSystem)) yield return node;
+                foreach (var node in Below(fd, new byte[0], directory)) yield return node;
             }
             finally { close(fd); }
         }
 
         /// <summary>What the directory open as dirFd holds, depth first; dirPath is its path below the top.</summary>
-        private static IEnumerable<HostNode> Below(int dirFd, byte[] dirPath, string display, string fileSystem)
+        private static IEnumerable<HostNode> Below(int dirFd, byte[] dirPath, string display)
         {
             foreach (var name in List(dirFd, display))
             {
@@ -65,14 +64,12 @@ namespace AgentSandbox.Linux
                 }
                 else if (node.Type == HostNodeType.Directory)
                 {
-                    node.OtherFileSystem = node.FileSystem != fileSystem;
                     yield return node;
-                    if (node.OtherFileSystem) continue;
                     int sub = openat(dirFd, Bytes(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
                     if (sub < 0) throw Fail(Shown(display, name), Marshal.GetLastWin32Error());
                     try
                     {
-                        foreach (var child in Below(sub, path, Shown(display, name), fileSystem)) yield return child;
+                        foreach (var child in Below(sub, path, Shown(display, name))) yield return child;
                     }
                     finally { close(sub); }
                 }
@@ -108,7 +105,6 @@ namespace AgentSandbox.Linux
                 Gid = BitConverter.ToUInt32(buf, 24),
                 Size = BitConverter.ToInt64(buf, 40),
                 Allocated = BitConverter.ToInt64(buf, 48) * 512,
-                FileSystem = $"{BitConverter.ToUInt32(buf, 136)}:{BitConverter.ToUInt32(buf, 140)}",
                 ModifiedUtc = Archives.TarFormat.Epoch.AddSeconds(BitConverter.ToInt64(buf, 112)).AddTicks(BitConverter.ToUInt32(buf, 120) / 100),
                 DeviceMajor = (int)BitConverter.ToUInt32(buf, 128),
                 DeviceMinor = (int)BitConverter.ToUInt32(buf, 132),

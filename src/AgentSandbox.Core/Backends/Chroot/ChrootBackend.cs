@@ -44,6 +44,7 @@ namespace AgentSandbox.Backends.Chroot
                     "The host kernel is shared.",
                     "-Network Host shares the host's network stack.",
                     "A writable -Mount is written as the sandbox's own unprivileged host uid, and by -User root as host root.",
+                    CommonWeaknesses.SocketsWhileRunning,
                 };
                 if (!Layout.RestrictsDevices)
                     list.Add("This host has no device cgroup (cgroup v2): -User root can make a device node in /dev and use it.");

@@ -60,6 +60,7 @@ namespace AgentSandbox.Backends.Nspawn
                     "-Network Host shares the host's network stack.",
                     // nsenter joins namespaces only: nspawn's bounding set stays with the processes it started.
                     "Root inside (where allowed) has every capability of the container's user namespace (none on the host): nspawn's capability bounding set applies only to what the container's init starts.",
+                    CommonWeaknesses.SocketsWhileRunning,
                 };
                 if (UserNamespacesWork)
                     list.Add($"What the kernel counts per user is counted for host root too (it owns the containers' user namespaces): each sandbox is held to {UserCountLimits["max_inotify_instances"]} inotify instances, but enough sandboxes at once can use up host root's.");

@@ -89,6 +89,7 @@ namespace AgentSandbox.Backends.Docker
                 "-Network Host shares the host's network stack.",
                 "The sandbox's -Environment values are kept in its container's record label and in its checkpoints' image labels, which whoever reaches the daemon can read: give secrets per command (Invoke-InSandbox -Environment).",
                 "Without user-namespace remapping, the agent writes into a writable -Mount as its own host uid (one per sandbox, from 0x6FFF0000; a fork keeps its checkpoint's), setuid programs included.",
+                CommonWeaknesses.SocketsWhileRunning,
             };
             // Where this process cannot reach the containers' processes and cgroups, commands are not placed in a cgroup of their own.
             if (_host.ExecGroups == null || endpoint.Client != null && !DaemonIsLocal)
