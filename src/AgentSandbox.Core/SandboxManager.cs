@@ -507,7 +507,9 @@ namespace AgentSandbox
         /// a link in its writable folder for a copy of another sandbox to follow.
         /// </summary>
         private IReadOnlyCollection<string> SandboxWritableFolders() =>
-            List(null, new List<string>()).SelectMany(s => s.Mounts ?? new List<SandboxMount>())
-                .Where(m => m.ReadWrite).Select(m => m.Source).Distinct().ToList();
+            SandboxWritableMounts().Select(m => m.Source).Distinct().ToList();
+
+        private IEnumerable<SandboxMount> SandboxWritableMounts() =>
+            List(null, new List<string>()).SelectMany(s => s.Mounts ?? new List<SandboxMount>()).Where(m => m.ReadWrite);
     }
 }

@@ -45,6 +45,15 @@ namespace AgentSandbox.Core.Tests
             Assert.Contains($"lies in {_shared}, which a sandbox here can write", Refused(Folder("area/shared/rootfs")).Message);
 
         [Fact]
+        public void AFolderASandboxCanWriteIsKnownByItsIdentityWhereverItWasMovedTo()
+        {
+            Folder("area/shared/rootfs");
+            Directory.Move(_dir.Combine("area"), _dir.Combine("moved"));
+            var moved = _dir.Combine("moved", "shared");
+            Assert.Contains($"lies in {moved}, which a sandbox here can write", Refused(Path.Combine(moved, "rootfs")).Message);
+        }
+
+        [Fact]
         public void AnImageHoldingAFolderASandboxCanWriteIsRefused() =>
             Assert.Contains($"holds {_shared}, which a sandbox here can write", Refused(_dir.Combine("area")).Message);
 

@@ -10,6 +10,9 @@ namespace AgentSandbox.Hosting
         /// <summary>Records the source's real path and identity in the mount.</summary>
         void Pin(SandboxMount mount);
 
+        /// <summary>The identity (as Pin records it) of what is at the path now, no link followed; null when nothing is.</summary>
+        string? IdentityAt(string path);
+
         /// <summary>Throws MountSourceChanged when the source is no longer what was pinned.</summary>
         void Verify(SandboxMount mount, string sandboxName);
 

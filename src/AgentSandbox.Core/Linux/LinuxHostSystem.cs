@@ -45,6 +45,8 @@ namespace AgentSandbox.Linux
 
         void IMountPins.Pin(SandboxMount mount) => MountSources.Pin(mount);
 
+        string? IMountPins.IdentityAt(string path) => MountSources.IdentityAt(path);
+
         void IMountPins.Verify(SandboxMount mount, string sandboxName) => MountSources.Verify(mount, sandboxName);
 
         void IMountPins.VerifyMounted(SandboxMount mount, string root, string sandboxName) => MountSources.VerifyMounted(mount, root, sandboxName);

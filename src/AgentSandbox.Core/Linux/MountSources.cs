@@ -92,6 +92,13 @@ namespace AgentSandbox.Linux
         /// <summary>The path mount(2) takes for an opened source.</summary>
         public static string ProcPath(SafeFileHandle fd) => "/proc/self/fd/" + fd.DangerousGetHandle().ToInt32().ToString(CultureInfo.InvariantCulture);
 
+        /// <summary>The identity of what is at the path now (no link followed), or null when nothing is.</summary>
+        public static string? IdentityAt(string path)
+        {
+            using var fd = OpenNoLinks(path, out _);
+            return fd == null ? null : IdentityOf(fd);
+        }
+
         private static SafeFileHandle? OpenNoLinks(string path, out int errno)
         {
             var how = new OpenHow { Flags = O_PATH | O_CLOEXEC, Resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
