@@ -35,20 +35,18 @@ namespace AgentSandbox
                     throw Invalid(ErrorIds.ImagePathRefused,
                         $"Image '{spec.Image}' is or holds the module's state ({state}): a sandbox's files or checkpoints are never an image; start from a checkpoint with -FromCheckpoint.", spec.Image);
             }
+            SandboxException Writable(string how, string folder) => Invalid(ErrorIds.ImagePathRefused,
+                $"Image '{spec.Image}' {how} {folder}, which a sandbox here can write (a writable -Mount): it could change the image, or swap a folder for a link while the image is read. Copy the image to a folder no sandbox writes.", spec.Image);
             var writableMounts = SandboxWritableMounts().ToList();
             // By identity too: a folder renamed since its sandbox was made is still that sandbox's.
             var identities = new HashSet<string>(writableMounts.Select(m => m.Identity).OfType<string>());
             if (host.MountPins is IMountPins pins && identities.Count > 0)
                 for (var at = real; at != null; at = Path.GetDirectoryName(at))
-                    if (pins.IdentityAt(at) is string identity && identities.Contains(identity))
-                        throw Invalid(ErrorIds.ImagePathRefused,
-                            $"Image '{spec.Image}' lies in {at}, which a sandbox here can write (a writable -Mount): it could change the image, or swap a folder for a link while the image is read. Copy the image to a folder no sandbox writes.", spec.Image);
+                    if (pins.IdentityAt(at) is string identity && identities.Contains(identity)) throw Writable("lies in", at);
             foreach (var writable in writableMounts.Select(m => host.RealPath(m.Source)).OfType<string>().Distinct())
             {
                 var how = PathPrefix.IsUnder(real, writable) ? "lies in" : PathPrefix.IsUnder(writable, real) ? "holds" : null;
-                if (how != null)
-                    throw Invalid(ErrorIds.ImagePathRefused,
-                        $"Image '{spec.Image}' {how} {writable}, which a sandbox here can write (a writable -Mount): it could change the image, or swap a folder for a link while the image is read. Copy the image to a folder no sandbox writes.", spec.Image);
+                if (how != null) throw Writable(how, writable);
             }
             if (Directory.Exists(real) && host.MountsBelow(real).FirstOrDefault() is string mounted)
                 throw Invalid(ErrorIds.ImagePathRefused,
