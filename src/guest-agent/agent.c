@@ -1,0 +1,411 @@
+/*
+ * agentsandbox-agent: runs commands inside a sandbox for the host, over one byte stream (a
+ * virtio-serial port, later an hvsocket; standard input and output in tests). Static, small,
+ * and needing nothing from the guest's system but a kernel, so one binary serves busybox,
+ * Alpine and Debian guests alike. Frames are described in protocol.h.
+ *
+ * Each command runs in a session of its own and, where the guest has cgroup v2, in a cgroup of
+ * its own, so a signal reaches everything it started, double forks included. The agent is a
+ * child subreaper: orphans of commands are reaped here, never left as zombies.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "protocol.h"
+#include "wire.h"
+
+#define MAX_COMMANDS 256
+
+struct command {
+    uint32_t id;
+    pid_t pid;
+    int in_fd, out_fd, err_fd; /* the agent's ends; -1 once closed */
+    struct buffer pending_in;  /* input the command has not read yet */
+    int close_in;              /* end of input asked for: close once pending_in is written */
+    char cgroup[96];           /* "" without one */
+};
+
+static struct command *commands[MAX_COMMANDS];
+/* Cgroups of finished commands whose processes lived on: each goes once its last process has ended. */
+static char leftovers[MAX_COMMANDS][96];
+static int chan_in = 0, chan_out = 1, port_mode;
+static int sigchld_pipe[2];
+static int have_cgroups;
+
+static void on_sigchld(int sig) {
+    (void)sig;
+    int saved = errno;
+    ssize_t ignored = write(sigchld_pipe[1], "c", 1);
+    (void)ignored;
+    errno = saved;
+}
+
+static struct command *find(uint32_t id) {
+    for (int i = 0; i < MAX_COMMANDS; i++)
+        if (commands[i] && commands[i]->id == id) return commands[i];
+    return NULL;
+}
+
+static void send_failed(uint32_t id, const char *what, int err) {
+    char text[512];
+    if (err) snprintf(text, sizeof text, "%s: %s", what, strerror(err));
+    else snprintf(text, sizeof text, "%s", what);
+    struct buffer b = {0};
+    put_str(&b, text, strlen(text));
+    send_frame(chan_out, AS_FAILED, id, &b);
+}
+
+static void close_fd(int *fd) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+}
+
+/* The cgroup of each command is made below the one given (mounted by the guest's init), if any. */
+static char cgroup_area[64];
+
+static void setup_cgroups(const char *area) {
+    if (!area || strlen(area) >= sizeof cgroup_area) return;
+    if (mkdir(area, 0755) != 0 && errno != EEXIST) return;
+    strcpy(cgroup_area, area);
+    have_cgroups = 1;
+}
+
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* Every process of the command: its cgroup where there is one, else its session's process group. */
+static void signal_all(struct command *c, int sig) {
+    if (c->cgroup[0] && sig == SIGKILL) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/cgroup.kill", c->cgroup);
+        if (write_file(path, "1") == 0) return;
+    }
+    if (c->cgroup[0]) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/cgroup.procs", c->cgroup);
+        FILE *f = fopen(path, "re");
+        if (f) {
+            int pid;
+            while (fscanf(f, "%d", &pid) == 1) kill(pid, sig);
+            fclose(f);
+        }
+    }
+    if (c->pid > 0) { kill(-c->pid, sig); kill(c->pid, sig); }
+}
+
+/* The program as execvpe would find it, but on the command's own PATH. */
+static void exec_program(char **argv, char **envp) {
+    if (strchr(argv[0], '/')) { execve(argv[0], argv, envp); return; }
+    const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for (char **e = envp; *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0) path = *e + 5;
+    int first_error = ENOENT;
+    for (const char *p = path;; p++) {
+        const char *end = strchrnul(p, ':');
+        char full[4096];
+        int n = snprintf(full, sizeof full, "%.*s%s%s", (int)(end - p), p, end == p ? "" : "/", argv[0]);
+        if (n > 0 && (size_t)n < sizeof full) {
+            execve(full, argv, envp);
+            if (errno != ENOENT && errno != ENOTDIR) first_error = errno;
+        }
+        if (!*end) break;
+        p = end;
+    }
+    errno = first_error;
+}
+
+/* In the child: report a failed step to the parent through the close-on-exec pipe, and end. */
+static void child_fail(int report, const char *step) {
+    char msg[320];
+    int n = snprintf(msg, sizeof msg, "%s: %s", step, strerror(errno));
+    ssize_t ignored = write(report, msg, n > 0 ? (size_t)n : 0);
+    (void)ignored;
+    _exit(127);
+}
+
+static void start_command(uint32_t id, struct reader *r) {
+    uint32_t flags = get_u32(r), uid = get_u32(r), gid = get_u32(r), ngroups = get_u32(r);
+    if (r->failed || ngroups > 256) { send_failed(id, "a malformed command", 0); return; }
+    gid_t groups[256];
+    for (uint32_t i = 0; i < ngroups; i++) groups[i] = get_u32(r);
+    char *cwd = get_str(r);
+    uint32_t argc = get_u32(r);
+    if (r->failed || argc == 0 || argc > 65536) { free(cwd); send_failed(id, "a command needs a program", 0); return; }
+    char **argv = calloc(argc + 1, sizeof *argv);
+    for (uint32_t i = 0; i < argc && !r->failed; i++) argv[i] = get_str(r);
+    uint32_t envc = get_u32(r);
+    char **envp = calloc((envc > 65536 ? 0 : envc) + 1, sizeof *envp);
+    for (uint32_t i = 0; i < envc && envc <= 65536 && !r->failed; i++) envp[i] = get_str(r);
+    int slot = -1;
+    for (int i = 0; i < MAX_COMMANDS && slot < 0; i++) if (!commands[i]) slot = i;
+    if (r->failed || envc > 65536 || find(id) || slot < 0) {
+        send_failed(id, r->failed || envc > 65536 ? "a malformed command" : slot < 0 ? "too many commands at once" : "a command of this id runs already", 0);
+        goto done;
+    }
+    int in[2] = {-1, -1}, out[2], err[2], report[2];
+    if (((flags & AS_EXEC_STDIN) && pipe2(in, O_CLOEXEC) != 0) || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) {
+        send_failed(id, "pipe", errno);
+        goto done;
+    }
+    struct command *c = calloc(1, sizeof *c);
+    c->id = id;
+    if (have_cgroups) {
+        snprintf(c->cgroup, sizeof c->cgroup, "%s/cmd-%u", cgroup_area, id);
+        if (mkdir(c->cgroup, 0755) != 0 && errno != EEXIST) c->cgroup[0] = 0;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        setsid();
+        if (c->cgroup[0]) {
+            char path[160];
+            snprintf(path, sizeof path, "%s/cgroup.procs", c->cgroup);
+            if (write_file(path, "0") != 0) child_fail(report[1], "joining the command's cgroup");
+        }
+        int null = (flags & AS_EXEC_STDIN) ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (dup2((flags & AS_EXEC_STDIN) ? in[0] : null, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) child_fail(report[1], "standard streams");
+        /* The user first, then the directory: it is resolved with the user's rights, never root's. */
+        if (setgroups(ngroups, groups) != 0) child_fail(report[1], "setgroups");
+        if (setgid(gid) != 0) child_fail(report[1], "setgid");
+        if (setuid(uid) != 0) child_fail(report[1], "setuid");
+        if (chdir(cwd && *cwd ? cwd : "/") != 0) child_fail(report[1], cwd && *cwd ? cwd : "/");
+        exec_program(argv, envp);
+        child_fail(report[1], argv[0]);
+    }
+    int fork_errno = errno;
+    close(report[1]);
+    if (in[0] >= 0) close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    char why[320];
+    ssize_t n = pid > 0 ? read(report[0], why, sizeof why - 1) : 0;
+    close(report[0]);
+    if (pid < 0 || n > 0) {
+        if (pid < 0) send_failed(id, "fork", fork_errno);
+        else { why[n] = 0; send_failed(id, why, 0); waitpid(pid, NULL, 0); }
+        if (in[1] >= 0) close(in[1]);
+        close(out[0]);
+        close(err[0]);
+        if (c->cgroup[0]) rmdir(c->cgroup);
+        free(c);
+        goto done;
+    }
+    c->pid = pid;
+    c->in_fd = in[1];
+    c->out_fd = out[0];
+    c->err_fd = err[0];
+    if (c->in_fd >= 0) fcntl(c->in_fd, F_SETFL, O_NONBLOCK);
+    fcntl(c->out_fd, F_SETFL, O_NONBLOCK);
+    fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
+    commands[slot] = c;
+    struct buffer b = {0};
+    put_u32(&b, (uint32_t)pid);
+    send_frame(chan_out, AS_STARTED, id, &b);
+done:
+    free(cwd);
+    for (uint32_t i = 0; i < argc; i++) free(argv[i]);
+    free(argv);
+    for (uint32_t i = 0; envc <= 65536 && i < envc; i++) free(envp[i]);
+    free(envp);
+}
+
+/* Sends what the stream holds now; closes it at its end. */
+static void forward(struct command *c, int *fd, uint8_t kind, int until_empty) {
+    char data[AS_CHUNK];
+    for (;;) {
+        ssize_t n = read(*fd, data, sizeof data);
+        if (n > 0) {
+            struct buffer b = {0};
+            put_bytes(&b, data, (size_t)n);
+            send_frame(chan_out, kind, c->id, &b);
+            if (!until_empty) return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        close_fd(fd);
+        return;
+    }
+}
+
+static void write_input(struct command *c) {
+    while (c->in_fd >= 0 && c->pending_in.len > 0) {
+        ssize_t n = write(c->in_fd, c->pending_in.data, c->pending_in.len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        if (n < 0) { close_fd(&c->in_fd); c->pending_in.len = 0; break; } /* it stopped reading: the rest is dropped */
+        buffer_consume(&c->pending_in, (size_t)n);
+    }
+    if (c->close_in && c->pending_in.len == 0) close_fd(&c->in_fd);
+}
+
+/* The command's own process ended: what it wrote before is sent, then its end; what it left running writes to nobody. */
+static void finish(int slot, int status) {
+    struct command *c = commands[slot];
+    if (c->out_fd >= 0) forward(c, &c->out_fd, AS_STDOUT, 1);
+    if (c->err_fd >= 0) forward(c, &c->err_fd, AS_STDERR, 1);
+    struct buffer b = {0};
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    put_u32(&b, (uint32_t)(sig ? 128 + sig : WEXITSTATUS(status)));
+    put_u32(&b, (uint32_t)sig);
+    send_frame(chan_out, AS_EXITED, c->id, &b);
+    close_fd(&c->in_fd);
+    close_fd(&c->out_fd);
+    close_fd(&c->err_fd);
+    free(c->pending_in.data);
+    commands[slot] = NULL;
+    if (c->cgroup[0] && rmdir(c->cgroup) != 0)
+        for (int i = 0; i < MAX_COMMANDS; i++)
+            if (!leftovers[i][0]) { memcpy(leftovers[i], c->cgroup, sizeof c->cgroup); break; }
+    free(c);
+}
+
+static void reap(void) {
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (int i = 0; i < MAX_COMMANDS; i++)
+            if (commands[i] && commands[i]->pid == pid) finish(i, status);
+    for (int i = 0; i < MAX_COMMANDS; i++)
+        if (leftovers[i][0] && rmdir(leftovers[i]) == 0) leftovers[i][0] = 0;
+}
+
+static void handle(uint8_t kind, uint32_t id, struct reader *r) {
+    struct command *c = id ? find(id) : NULL;
+    switch (kind) {
+    case AS_HELLO: {
+        struct utsname u;
+        char text[400];
+        uname(&u);
+        snprintf(text, sizeof text, "%s %s %s", u.sysname, u.release, u.machine);
+        struct buffer b = {0};
+        put_u32(&b, AS_PROTOCOL_VERSION);
+        put_str(&b, text, strlen(text));
+        send_frame(chan_out, AS_WELCOME, id, &b);
+        break;
+    }
+    case AS_EXEC: start_command(id, r); break;
+    case AS_STDIN:
+        if (!c || c->in_fd < 0) break; /* ended, or it takes no input: nothing to do */
+        if (r->left == 0) c->close_in = 1;
+        else buffer_put(&c->pending_in, r->at, r->left);
+        write_input(c);
+        break;
+    case AS_SIGNAL: {
+        uint32_t sig = get_u32(r);
+        if (c && !r->failed && sig > 0 && sig < 65) signal_all(c, (int)sig);
+        break;
+    }
+    case AS_PING: send_frame(chan_out, AS_PONG, id, &(struct buffer){0}); break;
+    default: send_failed(id, "an unknown frame", 0); break;
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *port = NULL, *cgroups = NULL;
+    int stdio = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--stdio") == 0) stdio = 1;
+        else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = argv[++i];
+        else if (strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc) cgroups = argv[++i];
+        else { port = NULL; stdio = 0; break; }
+    }
+    if (!port == !stdio) {
+        fprintf(stderr, "usage: %s (--port /dev/virtio-ports/NAME | --stdio) [--cgroup /sys/fs/cgroup/agentsandbox]\n", argv[0]);
+        return 2;
+    }
+    if (port) {
+        int fd = open(port, O_RDWR | O_CLOEXEC);
+        if (fd < 0) { perror(port); return 1; }
+        chan_in = chan_out = fd;
+        port_mode = 1;
+    }
+    fcntl(chan_in, F_SETFL, fcntl(chan_in, F_GETFL) & ~O_NONBLOCK);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGPIPE, SIG_IGN);
+    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return 1;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
+    setup_cgroups(cgroups);
+
+    struct buffer incoming = {0};
+    for (;;) {
+        struct pollfd fds[2 + 3 * MAX_COMMANDS];
+        struct command *owner[2 + 3 * MAX_COMMANDS];
+        int n = 0;
+        fds[n++] = (struct pollfd){.fd = chan_in, .events = POLLIN};
+        fds[n++] = (struct pollfd){.fd = sigchld_pipe[0], .events = POLLIN};
+        for (int i = 0; i < MAX_COMMANDS; i++) {
+            struct command *c = commands[i];
+            if (!c) continue;
+            if (c->out_fd >= 0) { owner[n] = c; fds[n++] = (struct pollfd){.fd = c->out_fd, .events = POLLIN}; }
+            if (c->err_fd >= 0) { owner[n] = c; fds[n++] = (struct pollfd){.fd = c->err_fd, .events = POLLIN}; }
+            if (c->in_fd >= 0 && c->pending_in.len) { owner[n] = c; fds[n++] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT}; }
+        }
+        if (poll(fds, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR) continue;
+            return 1;
+        }
+        if (fds[1].revents) {
+            char drain[64];
+            while (read(sigchld_pipe[0], drain, sizeof drain) > 0) {}
+            reap();
+        }
+        for (int i = 2; i < n; i++) {
+            if (!fds[i].revents) continue;
+            struct command *c = owner[i];
+            int still = 0;
+            for (int k = 0; k < MAX_COMMANDS; k++) still |= commands[k] == c;
+            if (!still) continue; /* finished while this round ran */
+            if (fds[i].fd == c->out_fd) forward(c, &c->out_fd, AS_STDOUT, 0);
+            else if (fds[i].fd == c->err_fd) forward(c, &c->err_fd, AS_STDERR, 0);
+            else if (fds[i].fd == c->in_fd) write_input(c);
+        }
+        if (fds[0].revents) {
+            char data[AS_CHUNK];
+            ssize_t got = read(chan_in, data, sizeof data);
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) {
+                /* A port without the host's end connected reads as its end: wait for the host to come back. */
+                if (port_mode) { usleep(100000); continue; }
+                for (int k = 0; k < MAX_COMMANDS; k++) if (commands[k]) signal_all(commands[k], SIGKILL);
+                return 0;
+            }
+            buffer_put(&incoming, data, (size_t)got);
+            for (;;) {
+                uint8_t kind;
+                uint32_t id;
+                struct reader frame;
+                int state = next_frame(&incoming, &kind, &id, &frame);
+                if (state == 0) break;
+                if (state < 0) { fprintf(stderr, "agentsandbox-agent: a frame over %u bytes: the stream is broken\n", AS_MAX_FRAME); return 2; }
+                handle(kind, id, &frame);
+                buffer_consume(&incoming, frame_size(&frame));
+            }
+        }
+    }
+}
