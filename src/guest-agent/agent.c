@@ -35,12 +35,12 @@ struct command {
     int in_fd, out_fd, err_fd; /* the agent's ends; -1 once closed */
     struct buffer pending_in;  /* input the command has not read yet */
     int close_in;              /* end of input asked for: close once pending_in is written */
-    char cgroup[96];           /* "" without one */
+    char cgroup[240];          /* "" without one */
 };
 
 static struct command *commands[MAX_COMMANDS];
 /* Cgroups of finished commands whose processes lived on: each goes once its last process has ended. */
-static char leftovers[MAX_COMMANDS][96];
+static char leftovers[MAX_COMMANDS][240];
 static int chan_in = 0, chan_out = 1, port_mode;
 static int sigchld_pipe[2];
 static int have_cgroups;
@@ -74,11 +74,12 @@ static void close_fd(int *fd) {
 }
 
 /* The cgroup of each command is made below the one given (mounted by the guest's init), if any. */
-static char cgroup_area[64];
+static char cgroup_area[200];
 
 static void setup_cgroups(const char *area) {
-    if (!area || strlen(area) >= sizeof cgroup_area) return;
-    if (mkdir(area, 0755) != 0 && errno != EEXIST) return;
+    if (!area) return;
+    if (strlen(area) >= sizeof cgroup_area) { fprintf(stderr, "agentsandbox-agent: %s: too long a path; commands run without cgroups\n", area); return; }
+    if (mkdir(area, 0755) != 0 && errno != EEXIST) { fprintf(stderr, "agentsandbox-agent: %s: %s; commands run without cgroups\n", area, strerror(errno)); return; }
     strcpy(cgroup_area, area);
     have_cgroups = 1;
 }
@@ -94,12 +95,12 @@ static int write_file(const char *path, const char *text) {
 /* Every process of the command: its cgroup where there is one, else its session's process group. */
 static void signal_all(struct command *c, int sig) {
     if (c->cgroup[0] && sig == SIGKILL) {
-        char path[160];
+        char path[300];
         snprintf(path, sizeof path, "%s/cgroup.kill", c->cgroup);
         if (write_file(path, "1") == 0) return;
     }
     if (c->cgroup[0]) {
-        char path[160];
+        char path[300];
         snprintf(path, sizeof path, "%s/cgroup.procs", c->cgroup);
         FILE *f = fopen(path, "re");
         if (f) {
@@ -180,7 +181,7 @@ static void start_command(uint32_t id, struct reader *r) {
         signal(SIGCHLD, SIG_DFL);
         setsid();
         if (c->cgroup[0]) {
-            char path[160];
+            char path[300];
             snprintf(path, sizeof path, "%s/cgroup.procs", c->cgroup);
             if (write_file(path, "0") != 0) child_fail(report[1], "joining the command's cgroup");
         }

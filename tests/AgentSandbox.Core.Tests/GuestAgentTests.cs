@@ -1,0 +1,193 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text;
+using AgentSandbox.Guest;
+using Xunit;
+
+namespace AgentSandbox.Core.Tests
+{
+    /// <summary>
+    /// The guest agent, built from its source and run on this host over its standard streams: the
+    /// protocol and process handling a guest relies on, without a virtual machine.
+    /// </summary>
+    public sealed class GuestAgentTests : IDisposable
+    {
+        private static readonly Lazy<string> Binary = new Lazy<string>(Build);
+        private readonly Process _agent;
+        // The cgroup v2 tree a guest's init mounts, mounted here privately (beside v1 on a v1 host).
+        private readonly string _cgroupMount = Path.Combine(Path.GetTempPath(), "asbx-agent-cgroup2-" + Guid.NewGuid().ToString("N"));
+        private readonly string _cgroupArea;
+
+        public GuestAgentTests()
+        {
+            Directory.CreateDirectory(_cgroupMount);
+            AgentSandbox.Processes.ProcessRunner.Run("/usr/bin/mount", "-t", "cgroup2", "cgroup2", _cgroupMount);
+            _cgroupArea = Path.Combine(_cgroupMount, "asbx-agent-test");
+            _agent = Process.Start(new ProcessStartInfo(Binary.Value, $"--stdio --cgroup {_cgroupArea}")
+            {
+                RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false,
+            })!;
+        }
+
+        private static string Build()
+        {
+            var source = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/guest-agent/agent.c"));
+            // Beside the tests, not in the temp folder: nothing is left behind there.
+            var output = Path.Combine(AppContext.BaseDirectory, "agentsandbox-agent");
+            var cc = Process.Start(new ProcessStartInfo("cc", $"-static -Os -Wall -Werror -o {output} {source}") { RedirectStandardError = true, UseShellExecute = false })!;
+            var errors = cc.StandardError.ReadToEnd();
+            cc.WaitForExit();
+            Assert.True(cc.ExitCode == 0, "the agent did not build: " + errors);
+            return output;
+        }
+
+        private void Send(AgentFrame frame)
+        {
+            var bytes = frame.ToBytes();
+            _agent.StandardInput.BaseStream.Write(bytes, 0, bytes.Length);
+            _agent.StandardInput.BaseStream.Flush();
+        }
+
+        private AgentFrame Next() => AgentFrame.Read(_agent.StandardOutput.BaseStream) ?? throw new EndOfStreamException("the agent ended");
+
+        /// <summary>Every frame of the command until it exited or failed, in order.</summary>
+        private List<AgentFrame> Until(uint id)
+        {
+            var frames = new List<AgentFrame>();
+            while (true)
+            {
+                var f = Next();
+                if (f.Id != id) continue;
+                frames.Add(f);
+                if (f.Kind == AgentFrameKind.Exited || f.Kind == AgentFrameKind.Failed) return frames;
+            }
+        }
+
+        private static string Text(IEnumerable<AgentFrame> frames, AgentFrameKind kind) =>
+            string.Concat(frames.Where(f => f.Kind == kind).Select(f => Encoding.UTF8.GetString(f.Payload)));
+
+        private void Exec(uint id, string[] argv, string cwd = "/", uint uid = 0, uint gid = 0, bool stdin = false, params string[] env) =>
+            Send(AgentFrame.Exec(id, argv, env.Length > 0 ? env : new[] { "PATH=/usr/bin:/bin" }, cwd, uid, gid, new uint[0], stdin));
+
+        [Fact]
+        public void ItGreetsWithItsVersionAndKernelAndRunsACommandWithExactArgvEnvironmentAndExitCode()
+        {
+            Send(AgentFrame.Hello());
+            var welcome = Next();
+            Assert.Equal(AgentFrameKind.Welcome, welcome.Kind);
+            Assert.Equal(AgentFrame.ProtocolVersion, welcome.U32At(0));
+            Assert.StartsWith("Linux ", welcome.StrAt(4));
+
+            Exec(7, new[] { "sh", "-c", "printf '[%s]' \"$@\"; echo; echo \"$ONE|$TWO\"; echo oops >&2; exit 3", "argv0", "a b", "", "*" },
+                "/tmp", 0, 0, false, "PATH=/usr/bin:/bin", "ONE=x y", "TWO=");
+            var frames = Until(7);
+            Assert.Equal(AgentFrameKind.Started, frames[0].Kind);
+            Assert.Equal("[a b][][*]\nx y|\n", Text(frames, AgentFrameKind.Stdout));
+            Assert.Equal("oops\n", Text(frames, AgentFrameKind.Stderr));
+            Assert.Equal(3u, frames.Last().U32At(0));
+            Assert.Equal(0u, frames.Last().U32At(4));
+        }
+
+        [Fact]
+        public void AProgramThatCannotStartAndADirectoryTheUserCannotEnterAreSaidAndNothingRuns()
+        {
+            Exec(1, new[] { "/nonexistent/program" });
+            var missing = Until(1);
+            Assert.Equal(AgentFrameKind.Failed, Assert.Single(missing).Kind);
+            Assert.Equal("/nonexistent/program: No such file or directory", missing[0].StrAt(0));
+
+            // The directory is entered as the user, after root's rights are dropped.
+            var root = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "asbx-agent-private-" + Guid.NewGuid().ToString("N"))).FullName;
+            try
+            {
+                Linux.Native.Chmod(root, 0x1c0);
+                Exec(2, new[] { "id", "-u" }, root, 65534, 65534);
+                var refused = Until(2);
+                Assert.Equal($"{root}: Permission denied", Assert.Single(refused).StrAt(0));
+                Exec(3, new[] { "id", "-u" }, "/", 65534, 65534);
+                Assert.Equal("65534\n", Text(Until(3), AgentFrameKind.Stdout));
+            }
+            finally { Directory.Delete(root); }
+        }
+
+        [Fact]
+        public void OutputStreamsWhileTheCommandRunsAndInputArrivesInPieces()
+        {
+            Exec(4, new[] { "sh", "-c", "echo first; read line; echo \"got $line\"; cat" }, stdin: true);
+            Assert.Equal(AgentFrameKind.Started, Next().Kind);
+            var first = Next();
+            Assert.Equal(AgentFrameKind.Stdout, first.Kind);
+            Assert.Equal("first\n", Encoding.UTF8.GetString(first.Payload));
+            Send(AgentFrame.Stdin(4, Encoding.UTF8.GetBytes("hello\nrest ")));
+            Send(AgentFrame.Stdin(4, Encoding.UTF8.GetBytes("of it")));
+            Send(AgentFrame.Stdin(4, new byte[0]));
+            var frames = Until(4);
+            Assert.Equal("got hello\nrest of it", Text(frames, AgentFrameKind.Stdout));
+            Assert.Equal(0u, frames.Last().U32At(0));
+        }
+
+        [Fact]
+        public void ASignalReachesEverythingTheCommandStartedAndOtherCommandsRunOn()
+        {
+            var marker = SleepMarker();
+            Exec(5, new[] { "sh", "-c", $"(setsid sleep {marker} &) ; sleep {marker}" });
+            Exec(6, new[] { "sh", "-c", "sleep 1; echo survivor" });
+            var started = Next();
+            Assert.Equal(AgentFrameKind.Started, started.Kind);
+            System.Threading.Thread.Sleep(300);
+            Assert.Equal(2, Processes(marker));
+            Send(AgentFrame.Signal(5, 9));
+            var killed = Until(5);
+            Assert.Equal(128u + 9, killed.Last().U32At(0));
+            Assert.Equal(9u, killed.Last().U32At(4));
+            System.Threading.Thread.Sleep(300);
+            Assert.True(0 == Processes(marker), string.Join(" ", Directory.GetDirectories(_cgroupArea)) + " | " + Describe(marker));
+            Assert.Equal("survivor\n", Text(Until(6), AgentFrameKind.Stdout));
+            Assert.Empty(Directory.GetDirectories(_cgroupArea));
+        }
+
+        /// <summary>A sleep of 600 s whose argument no other process has: how its processes are found in /proc.</summary>
+        private static string SleepMarker() => "600." + new Random().Next(100000, 999999);
+
+        private static string Describe(string marker) => string.Join("; ", Directory.GetDirectories("/proc").Where(d => Path.GetFileName(d).All(char.IsDigit)).Select(d =>
+        {
+            try { return File.ReadAllText(Path.Combine(d, "cmdline")).Contains(marker) ? d + " " + File.ReadAllText(Path.Combine(d, "status")).Split('\n')[2] + " " + File.ReadAllText(Path.Combine(d, "cgroup")).Replace("\n", ",") : null; }
+            catch (IOException) { return null; }
+        }).Where(x => x != null));
+
+        private static int Processes(string marker) =>
+            Directory.GetDirectories("/proc").Count(d =>
+            {
+                try { return Path.GetFileName(d).All(char.IsDigit) && File.ReadAllText(Path.Combine(d, "cmdline")) == "sleep\0" + marker + "\0"; }
+                catch (IOException) { return false; }
+            });
+
+        [Fact]
+        public void WhenTheHostGoesAwayTheAgentEndsAndKillsWhatIsLeft()
+        {
+            var marker = SleepMarker();
+            Exec(8, new[] { "sh", "-c", $"sleep {marker}" });
+            Assert.Equal(AgentFrameKind.Started, Next().Kind);
+            System.Threading.Thread.Sleep(300);
+            Assert.Equal(1, Processes(marker));
+            _agent.StandardInput.Close();
+            Assert.True(_agent.WaitForExit(5000));
+            System.Threading.Thread.Sleep(200);
+            Assert.Equal(0, Processes(marker));
+        }
+
+        public void Dispose()
+        {
+            try { if (!_agent.HasExited) { _agent.Kill(); _agent.WaitForExit(); } } catch (InvalidOperationException) { }
+            _agent.Dispose();
+            // What the agent made is gone once its commands are: an area left holding groups is a leak.
+            foreach (var dir in Directory.Exists(_cgroupArea) ? Directory.GetDirectories(_cgroupArea) : new string[0]) Directory.Delete(dir);
+            if (Directory.Exists(_cgroupArea)) Directory.Delete(_cgroupArea);
+            AgentSandbox.Processes.ProcessRunner.TryRun("/usr/bin/umount", _cgroupMount);
+            try { Directory.Delete(_cgroupMount); } catch (IOException) { }
+        }
+    }
+}
