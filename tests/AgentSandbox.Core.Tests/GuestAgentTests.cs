@@ -137,16 +137,22 @@ namespace AgentSandbox.Core.Tests
             Exec(6, new[] { "sh", "-c", "sleep 1; echo survivor" });
             var started = Next();
             Assert.Equal(AgentFrameKind.Started, started.Kind);
-            System.Threading.Thread.Sleep(300);
-            Assert.Equal(2, Processes(marker));
+            Assert.True(WaitFor(() => Processes(marker) == 2), "both sleeps should have started");
             Send(AgentFrame.Signal(5, 9));
             var killed = Until(5);
             Assert.Equal(128u + 9, killed.Last().U32At(0));
             Assert.Equal(9u, killed.Last().U32At(4));
-            System.Threading.Thread.Sleep(300);
-            Assert.True(0 == Processes(marker), string.Join(" ", Directory.GetDirectories(_cgroupArea)) + " | " + Describe(marker));
+            Assert.True(WaitFor(() => Processes(marker) == 0), "left running: " + Describe(marker));
             Assert.Equal("survivor\n", Text(Until(6), AgentFrameKind.Stdout));
             Assert.Empty(Directory.GetDirectories(_cgroupArea));
+        }
+
+        /// <summary>Polls for up to 10 s: processes start and end on their own time under load.</summary>
+        private static bool WaitFor(Func<bool> condition)
+        {
+            var until = DateTime.UtcNow.AddSeconds(10);
+            while (!condition()) { if (DateTime.UtcNow > until) return false; System.Threading.Thread.Sleep(20); }
+            return true;
         }
 
         /// <summary>A sleep of 600 s whose argument no other process has: how its processes are found in /proc.</summary>
@@ -171,12 +177,10 @@ namespace AgentSandbox.Core.Tests
             var marker = SleepMarker();
             Exec(8, new[] { "sh", "-c", $"sleep {marker}" });
             Assert.Equal(AgentFrameKind.Started, Next().Kind);
-            System.Threading.Thread.Sleep(300);
-            Assert.Equal(1, Processes(marker));
+            Assert.True(WaitFor(() => Processes(marker) == 1), "the sleep should have started");
             _agent.StandardInput.Close();
             Assert.True(_agent.WaitForExit(5000));
-            System.Threading.Thread.Sleep(200);
-            Assert.Equal(0, Processes(marker));
+            Assert.True(WaitFor(() => Processes(marker) == 0), "left running: " + Describe(marker));
         }
 
         public void Dispose()
