@@ -44,6 +44,22 @@ static char leftovers[MAX_COMMANDS][240];
 static int chan_in = 0, chan_out = 1, port_mode;
 static int sigchld_pipe[2];
 static int have_cgroups;
+/* On a port: whether the host's end is away (the port reads as ended until it connects again). */
+static int host_away;
+
+/* The port's driver raises SIGIO when the host's end connects or goes; the main loop polls this pipe for it. */
+static void on_sigio(int sig) {
+    (void)sig;
+    int saved = errno;
+    ssize_t ignored = write(sigchld_pipe[1], "i", 1);
+    (void)ignored;
+    errno = saved;
+}
+
+static int port_host_connected(void) {
+    struct pollfd p = {.fd = chan_in, .events = POLLIN};
+    return poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP);
+}
 
 static void on_sigchld(int sig) {
     (void)sig;
@@ -342,8 +358,15 @@ int main(int argc, char **argv) {
         if (fd < 0) { perror(port); return 1; }
         chan_in = chan_out = fd;
         port_mode = 1;
+        struct sigaction io = {0};
+        io.sa_handler = on_sigio;
+        io.sa_flags = SA_RESTART;
+        sigaction(SIGIO, &io, NULL);
+        fcntl(fd, F_SETOWN, getpid());
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
+        host_away = !port_host_connected();
     }
-    fcntl(chan_in, F_SETFL, fcntl(chan_in, F_GETFL) & ~O_NONBLOCK);
+    if (!port_mode) fcntl(chan_in, F_SETFL, fcntl(chan_in, F_GETFL) & ~O_NONBLOCK);
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return 1;
@@ -358,7 +381,8 @@ int main(int argc, char **argv) {
         struct pollfd fds[2 + 3 * MAX_COMMANDS];
         struct command *owner[2 + 3 * MAX_COMMANDS];
         int n = 0;
-        fds[n++] = (struct pollfd){.fd = chan_in, .events = POLLIN};
+        /* While the host is away the port polls as ready all the time: SIGIO (or the timeout, should it be missed) says when it is back. */
+        fds[n++] = (struct pollfd){.fd = host_away ? -1 : chan_in, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = sigchld_pipe[0], .events = POLLIN};
         for (int i = 0; i < MAX_COMMANDS; i++) {
             struct command *c = commands[i];
@@ -367,10 +391,11 @@ int main(int argc, char **argv) {
             if (c->err_fd >= 0) { owner[n] = c; fds[n++] = (struct pollfd){.fd = c->err_fd, .events = POLLIN}; }
             if (c->in_fd >= 0 && c->pending_in.len) { owner[n] = c; fds[n++] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT}; }
         }
-        if (poll(fds, (nfds_t)n, -1) < 0) {
+        if (poll(fds, (nfds_t)n, host_away ? 1000 : -1) < 0) {
             if (errno == EINTR) continue;
             return 1;
         }
+        if (host_away && port_host_connected()) { host_away = 0; incoming.len = 0; }
         if (fds[1].revents) {
             char drain[64];
             while (read(sigchld_pipe[0], drain, sizeof drain) > 0) {}
@@ -389,11 +414,11 @@ int main(int argc, char **argv) {
         if (fds[0].revents) {
             char data[AS_CHUNK];
             ssize_t got = read(chan_in, data, sizeof data);
-            if (got < 0 && errno == EINTR) continue;
+            if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
             if (got <= 0) {
-                /* A port without the host's end connected reads as its end: wait for the host to come back. */
-                if (port_mode) { usleep(100000); continue; }
+                /* The host went (its process ended, or it gave up on a command): what it was running ends too. */
                 for (int k = 0; k < MAX_COMMANDS; k++) if (commands[k]) signal_all(commands[k], SIGKILL);
+                if (port_mode) { host_away = 1; incoming.len = 0; continue; }
                 return 0;
             }
             buffer_put(&incoming, data, (size_t)got);

@@ -3,6 +3,7 @@
 #define AGENTSANDBOX_WIRE_H
 
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,13 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) {
+            /* A port is non-blocking: wait for room, but give up once the host's end is gone (what is left of the frame is lost with it). */
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            if (poll(&p, 1, -1) < 0 && errno != EINTR) return -1;
+            if ((p.revents & (POLLHUP | POLLERR)) && !(p.revents & POLLOUT)) return -1;
+            continue;
+        }
         if (w <= 0) return -1;
         p += w;
         n -= (size_t)w;

@@ -235,6 +235,12 @@ namespace AgentSandbox.Linux
             foreach (var rule in AllowedDevices) Write(File("devices", "devices.allow"), rule);
         }
 
+        /// <summary>Allows one more device (a rule as devices.allow takes it) after RestrictDevices; v1 only, like it.</summary>
+        public void AllowDevice(string rule)
+        {
+            if (Layout.RestrictsDevices) Write(File("devices", "devices.allow"), rule);
+        }
+
         private string File(string controller, string file)
         {
             var dir = DirectoryFor(controller)

@@ -68,6 +68,8 @@ namespace AgentSandbox
         Root,
         /// <summary>-Network Host.</summary>
         HostNetwork,
+        /// <summary>-Kernel: the sandbox boots a kernel of its own, which the caller may choose.</summary>
+        GuestKernel,
     }
 
     /// <summary>How a sandbox keeps untrusted commands away from host root.</summary>
@@ -77,5 +79,7 @@ namespace AgentSandbox
         UserNamespace,
         /// <summary>Commands run as an unprivileged host user with no capabilities and no_new_privs.</summary>
         UnprivilegedUser,
+        /// <summary>Commands run in a virtual machine with a kernel of its own; its hypervisor runs as an unprivileged host user.</summary>
+        VirtualMachine,
     }
 }

@@ -28,5 +28,7 @@ namespace AgentSandbox
         public bool Force { get; set; }
         /// <summary>Start from this checkpoint's files instead of an image (a fork); its backend is the only one allowed.</summary>
         public SandboxCheckpoint? FromCheckpoint { get; set; }
+        /// <summary>The guest kernel of a backend that boots one: a Debian kernel package (.deb) or a folder holding one unpacked; null: the one kept, or Debian's current.</summary>
+        public string? Kernel { get; set; }
     }
 }

@@ -1,0 +1,245 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using AgentSandbox.Backends.Stored;
+using AgentSandbox.Linux;
+using AgentSandbox.State;
+
+namespace AgentSandbox.Backends.Qemu
+{
+    /// <summary>
+    /// One QEMU virtual machine per sandbox, with a Linux kernel of its own: KVM where QEMU may use
+    /// it, software emulation (TCG) otherwise. The root disk is a qcow2 overlay of a base image
+    /// shared read-only; commands go to the guest agent over virtio-serial ports. QEMU runs as a
+    /// host uid of its own, in the sandbox's host cgroup, under its seccomp sandbox, with no network
+    /// device and no device beyond the disk, the ports and a serial console kept in memory.
+    /// </summary>
+    internal sealed partial class QemuBackend : StoredBackend
+    {
+        public const string BusyboxPath = "/bin/busybox";
+
+        /// <summary>Agent ports per guest: as many commands can run at once; more wait for a free one.</summary>
+        internal const int Ports = 8;
+
+        internal const long DefaultMemory = 256L << 20;
+
+        /// <summary>What QEMU needs on the host beyond the guest's memory: itself and the emulator's translation cache (capped at 64 MiB).</summary>
+        private const long HostOverhead = 192L << 20;
+
+        /// <summary>QEMU's own threads (vCPUs, I/O workers); the guest's processes are limited inside it.</summary>
+        private const int QemuThreadLimit = 128;
+
+        private const int HostIdBase = 0x70000000, HostIdLimit = 0x71000000;
+
+        private static readonly TimeSpan BootTimeout = TimeSpan.FromMinutes(3);
+
+        private readonly string _qemuRoot;
+
+        public QemuBackend(ISandboxStore store, string stateRoot) : base(store)
+        {
+            _qemuRoot = Path.Combine(stateRoot, "qemu");
+        }
+
+        public override string Name => "Qemu";
+        public override GuestConventions Guest => GuestConventions.Linux;
+        public override SandboxFeature[] Features { get; } = { SandboxFeature.Copy, SandboxFeature.Root, SandboxFeature.GuestKernel };
+
+        internal string KernelStore => Path.Combine(_qemuRoot, "kernels");
+        internal string ImageStore => Path.Combine(_qemuRoot, "images");
+
+        private CgroupLayout Layout => _layout ??= CgroupLayout.Detect();
+        private CgroupLayout? _layout;
+
+        protected override string? ListingProblem => HostTools.IsLinux && !Native.IsRoot ? "that needs root (sudo pwsh)" : null;
+
+        public override BackendInfo Describe()
+        {
+            var problems = QemuHost.Problems().ToList();
+            if (HostTools.IsLinux && Native.IsRoot && Layout.Problem is string cg) problems.Add("cgroups: " + cg);
+            if (problems.Count == 0 && !GuestKernel.Kept(KernelStore).Any() && HostTools.Find("apt-get") == null)
+                problems.Add("no guest kernel is kept and apt-get is missing to fetch one (give New-AgentSandbox -Kernel a Debian kernel package)");
+            var kvm = QemuHost.KvmGroup(out var noKvm);
+            return new BackendInfo
+            {
+                Name = Name,
+                Available = problems.Count == 0,
+                Reason = problems.Count == 0 ? null : string.Join("; ", problems),
+                Platform = "Linux",
+                Boundaries = new[]
+                {
+                    SandboxBoundary.Filesystem, SandboxBoundary.Process, SandboxBoundary.Network, SandboxBoundary.IPC, SandboxBoundary.Hostname,
+                    SandboxBoundary.Privilege, SandboxBoundary.Devices, SandboxBoundary.Kernel, SandboxBoundary.Limits,
+                },
+                Privilege = PrivilegeMode.VirtualMachine,
+                Limits = new[] { SandboxLimit.Memory, SandboxLimit.Cpu, SandboxLimit.Processes, SandboxLimit.Disk },
+                LimitsNotEnforced = new[] { "Inodes: the guest's ext4 has the inodes mke2fs gives a disk of its size" },
+                Features = Features,
+                Weaknesses = Weaknesses(kvm != null, noKvm),
+                Weight = 60,
+            };
+        }
+
+        private static string[] Weaknesses(bool kvm, string noKvm)
+        {
+            var list = new List<string>
+            {
+                "A guest that breaks out of its kernel through a flaw in QEMU's emulated devices (virtio disk and serial, the serial console, RTC, PIT) runs as the sandbox's own unprivileged host uid, under QEMU's seccomp filter, in the sandbox's cgroup: contained, but on the host.",
+                "The base disk of an image is shared read-only by its sandboxes; its contents are readable to every sandbox made from it.",
+                "Commands run as root inside the guest when asked (-User root): root of the guest kernel, not of the host.",
+            };
+            list.Add(kvm
+                ? "KVM is used: the guest runs on the host CPU, so a flaw in KVM or in the CPU (a side channel) is between it and the host."
+                : "Software emulation (TCG): " + noKvm + ". Boots take seconds and commands run many times slower than on the host.");
+            return list.ToArray();
+        }
+
+        private static string VmDir(Sandbox s) => Path.Combine(s.Location!, "vm");
+        private static string Overlay(Sandbox s) => Path.Combine(VmDir(s), "disk.qcow2");
+        private static string ErrorLog(Sandbox s) => Path.Combine(s.Location!, "qemu.err");
+        internal static string PortSocket(Sandbox s, int port) => Path.Combine(VmDir(s), "port" + port.ToString(CultureInfo.InvariantCulture) + ".sock");
+        internal static string PortLock(Sandbox s, int port) => Path.Combine(s.Location!, "port" + port.ToString(CultureInfo.InvariantCulture) + ".lock");
+        private static string QmpSocket(Sandbox s) => Path.Combine(VmDir(s), "qmp.sock");
+        private Cgroup CgroupOf(Sandbox s) => Cgroup.ForSandbox(Layout, s.Name);
+        private static int HostUid(Sandbox s) => int.Parse(s.Data("hostId")!, CultureInfo.InvariantCulture);
+        internal static int QemuPid(Sandbox s) => int.TryParse(s.Data("qemu"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid) ? pid : -1;
+
+        protected override bool FilesExist(Sandbox s) => File.Exists(Overlay(s));
+        protected override string FilesLocation(Sandbox s) => VmDir(s);
+        protected override bool IsRunning(Sandbox s) => QemuPid(s) > 0 && ProcInfo.IsSame(QemuPid(s), s.Data("qemuStart"));
+
+        protected override void PrepareFiles(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
+        {
+            s.Privilege = PrivilegeMode.VirtualMachine;
+            s.MemoryBytes ??= DefaultMemory;
+            s.CpuCount ??= 1;
+            var uid = AllocateId(s, "hostId", HostIdBase, 1, HostIdLimit);
+            var kernel = GuestKernel.Obtain(KernelStore, spec.Kernel, progress);
+            cancellation.ThrowIfCancellationRequested();
+            var initrd = Initramfs.Obtain(kernel, BusyboxPath, AgentBinary.Path);
+            var baseDisk = BaseImages.Obtain(ImageStore, spec.Image, spec.DiskSizeBytes ?? BaseImages.DefaultSize, progress, cancellation);
+            cancellation.ThrowIfCancellationRequested();
+            s.BackendData["kernel"] = kernel.Image;
+            s.BackendData["initrd"] = initrd;
+            s.BackendData["baseDisk"] = baseDisk;
+            s.BackendData["uid"] = s.BackendData["gid"] = BaseImages.AgentId.ToString(CultureInfo.InvariantCulture);
+
+            var vm = VmDir(s);
+            Directory.CreateDirectory(vm);
+            progress.Milestone("Making the sandbox's copy-on-write disk over " + baseDisk);
+            Processes.ProcessRunner.Run(QemuHost.ImageTool!, "create", "-q", "-f", "qcow2", "-b", baseDisk, "-F", "raw", Overlay(s));
+            // QEMU's own uid owns its working folder and overlay, and nothing else on the host.
+            Native.Chown(Overlay(s), uid, uid, followLinks: false);
+            Native.Chmod(Overlay(s), 0x180);
+            Native.Chown(vm, uid, uid, followLinks: false);
+            Native.Chmod(vm, 0x1c0);
+            for (int p = 0; p < Ports; p++) File.WriteAllText(PortLock(s, p), "");
+        }
+
+        protected override void StartSandbox(Sandbox s, IProgressSink progress)
+        {
+            EnsureAvailable();
+            var cg = CgroupOf(s);
+            cg.Create();
+            cg.RestrictDevices();
+            var kvmGroup = QemuHost.KvmGroup(out _);
+            if (kvmGroup != null) cg.AllowDevice("c 10:232 rwm");
+            cg.ApplyLimits(s.MemoryBytes!.Value + HostOverhead, s.CpuCount, QemuThreadLimit);
+            // Sockets a previous run left: QEMU makes them anew (unlinking by name follows no link).
+            foreach (var old in Directory.GetFiles(VmDir(s), "*.sock")) File.Delete(old);
+            File.WriteAllText(ErrorLog(s), "");
+
+            var launch = QemuLaunch.Build(s, kvmGroup, Ports);
+            progress.Milestone($"Booting the guest ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)");
+            int pid = QemuLaunch.Start(launch, cg, VmDir(s), ErrorLog(s), HostUid(s), kvmGroup);
+            s.BackendData["qemu"] = pid.ToString(CultureInfo.InvariantCulture);
+            s.BackendData["qemuStart"] = ProcInfo.StartTime(pid) ?? "";
+            s.BackendData["accel"] = kvmGroup != null ? "kvm" : "tcg";
+            using (var agent = WaitForAgent(s, pid))
+                progress.Milestone($"Guest '{s.Name}' is up: {agent.GuestSystem}");
+            if (s.WorkingDirectory != Sandbox.DefaultWorkspace) MakeWorkingDirectory(s);
+        }
+
+        /// <summary>Waits for the agent on the first port to answer, failing early (with QEMU's words) when QEMU ends.</summary>
+        private AgentSandbox.Guest.AgentConnection WaitForAgent(Sandbox s, int pid)
+        {
+            var deadline = DateTime.UtcNow + BootTimeout;
+            while (true)
+            {
+                if (!ProcInfo.IsSame(pid, s.Data("qemuStart"))) throw BootFailed(s, "QEMU ended");
+                var socket = UnixStream.TryConnect(PortSocket(s, 0));
+                if (socket != null)
+                {
+                    try
+                    {
+                        CheckPeer(s, socket, PortSocket(s, 0));
+                        return AgentSandbox.Guest.AgentConnection.Open(socket, deadline - DateTime.UtcNow, CancellationToken.None);
+                    }
+                    catch (TimeoutException) { socket.Dispose(); throw BootFailed(s, $"the guest agent did not answer within {BootTimeout.TotalMinutes:0} minutes"); }
+                    catch { socket.Dispose(); throw; }
+                }
+                if (DateTime.UtcNow > deadline) throw BootFailed(s, "QEMU made no agent socket");
+                Thread.Sleep(20);
+            }
+        }
+
+        /// <summary>The socket must be served by the sandbox's own QEMU: its folder belongs to QEMU's uid, which could swap it.</summary>
+        internal static void CheckPeer(Sandbox s, UnixStream socket, string path)
+        {
+            var peer = socket.Peer();
+            if (peer.Pid != QemuPid(s))
+                throw new IOException($"{path} is served by process {peer.Pid}, not by the QEMU of sandbox '{s.Name}' (pid {QemuPid(s)}); refusing to use it.");
+        }
+
+        private SandboxException BootFailed(Sandbox s, string what)
+        {
+            var errors = File.Exists(ErrorLog(s)) ? File.ReadAllText(ErrorLog(s)).Trim() : "";
+            var console = IsRunning(s) ? ReadConsole(s) : "";
+            return new SandboxException(ErrorIds.SandboxStartFailed, SandboxErrorKind.Failed,
+                $"The virtual machine of sandbox '{s.Name}' did not start: {what}." +
+                (errors.Length > 0 ? " QEMU said: " + Last(errors, 2000) : "") +
+                (console.Length > 0 ? " Guest console: " + Last(console, 2000) : ""), s.Name);
+        }
+
+        private static string Last(string text, int chars) => text.Length <= chars ? text : "…" + text.Substring(text.Length - chars);
+
+        /// <summary>The guest's serial console, which QEMU keeps in a 64 KiB ring in memory (a guest cannot fill the host's disk with it).</summary>
+        private static string ReadConsole(Sandbox s)
+        {
+            try
+            {
+                using var qmp = Qmp.Connect(QmpSocket(s), QemuPid(s), TimeSpan.FromSeconds(2));
+                var answer = qmp.Execute("ringbuf-read", "{\"device\":\"console\",\"size\":65536,\"format\":\"utf8\"}");
+                return Qmp.Field(answer, "return") ?? "";
+            }
+            catch (Exception e) when (e is IOException || e is TimeoutException) { return ""; }
+        }
+
+        protected override void StopSandbox(Sandbox s, IProgressSink progress)
+        {
+            if (IsRunning(s))
+            {
+                progress.Milestone($"Stopping the virtual machine of '{s.Name}'");
+                try
+                {
+                    using var qmp = Qmp.Connect(QmpSocket(s), QemuPid(s), TimeSpan.FromSeconds(2));
+                    qmp.Execute("quit");
+                }
+                catch (Exception e) when (e is IOException || e is TimeoutException) { }
+                var until = DateTime.UtcNow.AddSeconds(5);
+                while (IsRunning(s) && DateTime.UtcNow < until) Thread.Sleep(10);
+            }
+            // Whatever is left (QEMU that ignored quit, a half-made start) dies with the cgroup.
+            var cg = CgroupOf(s);
+            if (cg.Exists)
+            {
+                cg.KillAll();
+                cg.Delete();
+            }
+            s.BackendData.Remove("qemu");
+            s.BackendData.Remove("qemuStart");
+        }
+    }
+}

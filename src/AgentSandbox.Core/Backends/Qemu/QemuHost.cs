@@ -1,0 +1,96 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using AgentSandbox.Linux;
+
+namespace AgentSandbox.Backends.Qemu
+{
+    /// <summary>What this host offers QEMU: its programs, KVM or emulation, the TSC rate a guest needs without KVM.</summary>
+    internal static class QemuHost
+    {
+        public static string? SystemEmulator => HostTools.Find("qemu-system-x86_64");
+        public static string? ImageTool => HostTools.Find("qemu-img");
+
+        /// <summary>The group that may open /dev/kvm when KVM is usable, else null (and why not in <paramref name="why"/>).</summary>
+        public static int? KvmGroup(out string why)
+        {
+            why = "";
+            const string kvm = "/dev/kvm";
+            if (!File.Exists(kvm) && !Directory.Exists("/sys/module/kvm")) { why = "no /dev/kvm (no hardware virtualisation here: the guest runs under emulation, about 20 times slower)"; return null; }
+            var st = Native.Lstat(kvm);
+            if (st == null) { why = "/dev/kvm is missing"; return null; }
+            // QEMU runs as an unprivileged uid: it reaches /dev/kvm through the device's group, given to it alone.
+            if ((st.Value.Mode & 0x10) == 0) { why = "/dev/kvm is not group-readable and writable"; return null; }
+            return st.Value.Gid;
+        }
+
+        /// <summary>The host's TSC rate in kHz, which an emulated guest's TSC runs at: passed on so the guest need not calibrate it (which can hang without an HPET).</summary>
+        public static long? TscKhz()
+        {
+            try
+            {
+                foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                {
+                    if (!line.StartsWith("cpu MHz", StringComparison.Ordinal)) continue;
+                    var value = line.Substring(line.IndexOf(':') + 1).Trim();
+                    if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var mhz) && mhz > 0)
+                        return (long)Math.Round(mhz * 1000);
+                }
+            }
+            catch (IOException) { }
+            return null;
+        }
+
+        public static IEnumerable<string> Problems()
+        {
+            if (!HostTools.IsLinux) { yield return "needs a Linux host"; yield break; }
+            if (RuntimeInformation.OSArchitecture != Architecture.X64) yield return $"runs x86-64 guests only (this host is {RuntimeInformation.OSArchitecture})";
+            if (!Native.IsRoot) yield return "must run as root (sudo pwsh)";
+            if (SystemEmulator == null) yield return "qemu-system-x86_64 is missing (apt-get install qemu-system-x86)";
+            if (ImageTool == null) yield return "qemu-img is missing (apt-get install qemu-utils)";
+            if (HostTools.Find("mkfs.ext4") == null) yield return "mkfs.ext4 is missing (apt-get install e2fsprogs)";
+            if (HostTools.Find("setpriv") == null) yield return "setpriv is missing (apt-get install util-linux)";
+            if (!File.Exists(QemuBackend.BusyboxPath)) yield return $"{QemuBackend.BusyboxPath} is missing: the guest's tools are the host's static busybox (apt-get install busybox-static)";
+            else if (!IsStatic(QemuBackend.BusyboxPath)) yield return $"{QemuBackend.BusyboxPath} is not statically linked (apt-get install busybox-static)";
+            if (!File.Exists(AgentBinary.Path)) yield return $"the guest agent {AgentBinary.Path} is missing (build.ps1 builds it; it needs a C compiler: apt-get install musl-tools)";
+        }
+
+        /// <summary>Whether an ELF file has no program interpreter (a static executable runs in any guest).</summary>
+        public static bool IsStatic(string path)
+        {
+            try
+            {
+                var bytes = File.ReadAllBytes(path);
+                if (bytes.Length < 64 || bytes[0] != 0x7f || bytes[4] != 2) return false;
+                long phoff = BitConverter.ToInt64(bytes, 32);
+                int phentsize = BitConverter.ToUInt16(bytes, 54), phnum = BitConverter.ToUInt16(bytes, 56);
+                for (int i = 0; i < phnum; i++)
+                {
+                    long at = phoff + (long)i * phentsize;
+                    if (at + 4 > bytes.Length) return false;
+                    if (BitConverter.ToUInt32(bytes, (int)at) == 3 /* PT_INTERP */) return false;
+                }
+                return true;
+            }
+            catch (IOException) { return false; }
+        }
+    }
+
+    /// <summary>Where the guest agent's static binary is: beside the module's assembly, in guest/ (build.ps1 puts it there).</summary>
+    internal static class AgentBinary
+    {
+        public const string FileName = "agentsandbox-agent";
+
+        public static string Path
+        {
+            get
+            {
+                var dir = System.IO.Path.GetDirectoryName(typeof(AgentBinary).Assembly.Location) ?? ".";
+                return System.IO.Path.Combine(dir, "guest", FileName);
+            }
+        }
+    }
+}

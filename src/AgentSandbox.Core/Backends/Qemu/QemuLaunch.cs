@@ -1,0 +1,84 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using AgentSandbox.Linux;
+using AgentSandbox.Processes;
+
+namespace AgentSandbox.Backends.Qemu
+{
+    /// <summary>
+    /// QEMU's command line and its start: a microvm machine (no PCI, no firmware, no option ROMs),
+    /// the kernel booted directly, the root disk and the agent ports on virtio-mmio, nothing else.
+    /// Paths are relative to QEMU's working folder, which it enters as root before it becomes its
+    /// own uid, so it needs no right on the sandbox's private folders above it.
+    /// </summary>
+    internal sealed class QemuLaunch
+    {
+        /// <summary>Joins the cgroup, enters QEMU's folder, starts it detached with its errors in a log, prints its pid.</summary>
+        private const string SpawnStub =
+            "log=$1; dir=$2; shift 2; for f; do shift; [ \"$f\" = -- ] && break; echo $$ > \"$f\" || exit 125; done; " +
+            "cd \"$dir\" || exit 125; setsid \"$@\" </dev/null >/dev/null 2>>\"$log\" & echo $!";
+
+        /// <summary>Every -sandbox deny QEMU 7.2 offers: no obsolete calls, no privilege changes, no new processes, no scheduling or resource changes.</summary>
+        internal const string SeccompPolicy = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+        public List<string> Argv { get; } = new List<string>();
+        public int Cpus { get; private set; }
+
+        public static QemuLaunch Build(Sandbox s, int? kvmGroup, int ports)
+        {
+            var launch = new QemuLaunch { Cpus = Math.Max(1, (int)Math.Ceiling(s.CpuCount ?? 1)) };
+            var append = new List<string> { "console=ttyS0", "quiet", "panic=-1", "rdinit=/init", "pci=off" };
+            // Without KVM the guest's TSC runs at the host's rate; told so, it never calibrates against timers microvm lacks.
+            if (kvmGroup == null && QemuHost.TscKhz() is long khz) append.Add("tsc_early_khz=" + khz.ToString(CultureInfo.InvariantCulture));
+            append.Add("as.ports=" + ports.ToString(CultureInfo.InvariantCulture));
+            if (s.ProcessLimit is int pids) append.Add("as.pids=" + pids.ToString(CultureInfo.InvariantCulture));
+            append.Add("as.hostname=" + Hostname.For(s.Name));
+
+            var a = launch.Argv;
+            a.AddRange(new[] { QemuHost.SystemEmulator!, "-name", "agentsandbox-" + s.Id, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot" });
+            if (kvmGroup != null) a.AddRange(new[] { "-accel", "kvm", "-cpu", "host" });
+            else a.AddRange(new[] { "-accel", "tcg,tb-size=64" });
+            a.AddRange(new[]
+            {
+                "-m", (s.MemoryBytes!.Value >> 20).ToString(CultureInfo.InvariantCulture) + "M",
+                "-smp", launch.Cpus.ToString(CultureInfo.InvariantCulture),
+                "-M", "microvm,x-option-roms=off",
+                "-kernel", s.Data("kernel")!, "-initrd", s.Data("initrd")!, "-append", string.Join(" ", append),
+                "-chardev", "ringbuf,id=console,size=65536", "-serial", "chardev:console",
+                "-blockdev", "driver=qcow2,node-name=disk0,file.driver=file,file.filename=disk.qcow2",
+                "-device", "virtio-blk-device,drive=disk0",
+                "-device", "virtio-serial-device,id=vser0",
+            });
+            for (int p = 0; p < ports; p++)
+            {
+                var n = p.ToString(CultureInfo.InvariantCulture);
+                a.AddRange(new[]
+                {
+                    "-chardev", $"socket,id=port{n},path=port{n}.sock,server=on,wait=off",
+                    "-device", $"virtserialport,bus=vser0.0,chardev=port{n},name={GuestInit.PortPrefix}{n}",
+                });
+            }
+            a.AddRange(new[] { "-qmp", "unix:qmp.sock,server=on,wait=off", "-sandbox", SeccompPolicy });
+            return launch;
+        }
+
+        /// <summary>Starts QEMU as <paramref name="uid"/> (its group the same, plus the readers' group and KVM's), returns its pid.</summary>
+        public static int Start(QemuLaunch launch, Cgroup cgroup, string workingFolder, string errorLog, int uid, int? kvmGroup)
+        {
+            var groups = QemuFiles.ReaderGid.ToString(CultureInfo.InvariantCulture) + (kvmGroup is int g ? "," + g.ToString(CultureInfo.InvariantCulture) : "");
+            var argv = new List<string> { "agentsandbox-qemu", errorLog, workingFolder };
+            argv.AddRange(cgroup.ProcsFiles);
+            argv.Add("--");
+            argv.AddRange(new[]
+            {
+                HostTools.Require("setpriv", "util-linux"), "--reuid=" + uid.ToString(CultureInfo.InvariantCulture), "--regid=" + uid.ToString(CultureInfo.InvariantCulture),
+                "--groups=" + groups, "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
+            });
+            argv.AddRange(launch.Argv);
+            var output = ProcessRunner.Run("/bin/sh", new[] { "-c", SpawnStub }.Concat(argv).ToList(), new Dictionary<string, string> { ["PATH"] = ExecChain.DefaultPath });
+            return int.Parse(output.Trim(), CultureInfo.InvariantCulture);
+        }
+    }
+}

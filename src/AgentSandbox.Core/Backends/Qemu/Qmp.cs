@@ -1,0 +1,106 @@
+using System;
+using System.IO;
+using System.Text;
+using System.Text.RegularExpressions;
+using AgentSandbox.Linux;
+
+namespace AgentSandbox.Backends.Qemu
+{
+    /// <summary>
+    /// QEMU's machine protocol (QMP) over its unix socket: one JSON object a line. The module sends
+    /// commands it writes itself and reads back only "return", an error's "desc" and the odd string
+    /// field, so a line-level reader is enough and no JSON library is needed.
+    /// </summary>
+    internal sealed class Qmp : IDisposable
+    {
+        private readonly UnixStream _socket;
+        private readonly StreamReader _reader;
+
+        private Qmp(UnixStream socket)
+        {
+            _socket = socket;
+            _reader = new StreamReader(socket, new UTF8Encoding(false), false, 4096);
+        }
+
+        /// <summary>
+        /// Connects to QEMU's QMP socket, checking that the listener is the QEMU process the sandbox
+        /// started (a socket in a directory QEMU's user can write might have been swapped for another).
+        /// </summary>
+        public static Qmp Connect(string path, int qemuPid, TimeSpan timeout)
+        {
+            var deadline = DateTime.UtcNow + timeout;
+            while (true)
+            {
+                var socket = UnixStream.TryConnect(path);
+                if (socket != null)
+                {
+                    var peer = socket.Peer();
+                    if (peer.Pid != qemuPid)
+                    {
+                        socket.Dispose();
+                        throw new IOException($"{path} is served by process {peer.Pid}, not by the sandbox's QEMU (pid {qemuPid}); refusing to use it.");
+                    }
+                    var qmp = new Qmp(socket);
+                    try
+                    {
+                        var greeting = qmp.ReadLine();
+                        if (!greeting.Contains("\"QMP\"")) throw new IOException("QEMU's monitor did not greet as QMP: " + greeting);
+                        qmp.Execute("qmp_capabilities");
+                        return qmp;
+                    }
+                    catch
+                    {
+                        qmp.Dispose();
+                        throw;
+                    }
+                }
+                if (DateTime.UtcNow > deadline) throw new TimeoutException($"QEMU's monitor socket {path} did not answer within {timeout.TotalSeconds:0} s.");
+                System.Threading.Thread.Sleep(20);
+            }
+        }
+
+        /// <summary>Runs a command with arguments given as a JSON object's text; returns the "return" line, throws with QEMU's description on an error.</summary>
+        public string Execute(string command, string? arguments = null)
+        {
+            var line = "{\"execute\":\"" + command + "\"" + (arguments != null ? ",\"arguments\":" + arguments : "") + "}\n";
+            var bytes = Encoding.UTF8.GetBytes(line);
+            _socket.Write(bytes, 0, bytes.Length);
+            while (true)
+            {
+                var answer = ReadLine();
+                if (answer.StartsWith("{\"event\"", StringComparison.Ordinal) || answer.Contains("\"event\":")) continue;
+                if (answer.Contains("\"error\""))
+                    throw new IOException($"QEMU refused {command}: {Field(answer, "desc") ?? answer}");
+                if (answer.Contains("\"return\"")) return answer;
+            }
+        }
+
+        /// <summary>A string field's value anywhere in a line (QEMU's names are unique enough where the module looks).</summary>
+        public static string? Field(string json, string name)
+        {
+            var m = Regex.Match(json, "\"" + Regex.Escape(name) + "\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)\"");
+            return m.Success ? Regex.Unescape(m.Groups[1].Value) : null;
+        }
+
+        /// <summary>Quotes a string for a JSON argument.</summary>
+        public static string Quote(string value)
+        {
+            var sb = new StringBuilder("\"");
+            foreach (var c in value)
+            {
+                if (c == '"' || c == '\\') sb.Append('\\').Append(c);
+                else if (c < 0x20) sb.AppendFormat("\\u{0:x4}", (int)c);
+                else sb.Append(c);
+            }
+            return sb.Append('"').ToString();
+        }
+
+        private string ReadLine() => _reader.ReadLine() ?? throw new IOException("QEMU closed its monitor connection.");
+
+        public void Dispose()
+        {
+            _reader.Dispose();
+            _socket.Dispose();
+        }
+    }
+}

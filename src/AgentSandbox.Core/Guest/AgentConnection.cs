@@ -1,0 +1,180 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Threading;
+using AgentSandbox.Linux;
+
+namespace AgentSandbox.Guest
+{
+    /// <summary>What one command is: exact argv and environment, the user's ids, where it starts.</summary>
+    internal sealed class AgentExec
+    {
+        public IReadOnlyList<string> Argv { get; set; } = Array.Empty<string>();
+        public IReadOnlyList<string> Environment { get; set; } = Array.Empty<string>();
+        public string WorkingDirectory { get; set; } = "/";
+        public uint Uid { get; set; }
+        public uint Gid { get; set; }
+        public IReadOnlyList<uint> Groups { get; set; } = Array.Empty<uint>();
+    }
+
+    /// <summary>How a command ended: its exit code (128 + signal when killed) and whether the host stopped it.</summary>
+    internal struct AgentOutcome
+    {
+        public int ExitCode;
+        public int Signal;
+        public bool Stopped;
+    }
+
+    /// <summary>The agent refused or could not start the command; nothing of it ran.</summary>
+    internal sealed class AgentCommandFailedException : Exception
+    {
+        public AgentCommandFailedException(string why) : base(why) { }
+    }
+
+    /// <summary>
+    /// One connection to the guest agent (src/guest-agent), running one command at a time: frames
+    /// out, streams in as the command writes them, a kill to everything the command started when
+    /// the caller stops it. Closing the connection makes the agent kill what is still running.
+    /// </summary>
+    internal sealed class AgentConnection : IDisposable
+    {
+        /// <summary>How long a killed command may take to report its end before the connection is cut (which kills it too).</summary>
+        private static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(10);
+
+        private readonly Stream _stream;
+        private readonly object _writing = new object();
+        private uint _lastId;
+
+        private AgentConnection(Stream stream, string guestSystem)
+        {
+            _stream = stream;
+            GuestSystem = guestSystem;
+        }
+
+        /// <summary>The guest's uname as the agent reported it.</summary>
+        public string GuestSystem { get; }
+
+        /// <summary>
+        /// Greets the agent until it answers: at boot the guest may not have opened its port yet, and
+        /// greetings sent meanwhile wait in the channel (extra welcomes are skipped later).
+        /// </summary>
+        public static AgentConnection Open(UnixStream stream, TimeSpan timeout, CancellationToken cancellation)
+        {
+            var deadline = DateTime.UtcNow + timeout;
+            var hello = AgentFrame.Hello().ToBytes();
+            while (true)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                stream.Write(hello, 0, hello.Length);
+                if (stream.WaitReadable(250))
+                {
+                    var frame = AgentFrame.Read(stream) ?? throw new IOException("The guest agent's channel closed before it answered.");
+                    if (frame.Kind != AgentFrameKind.Welcome)
+                        throw new IOException($"The guest agent answered a greeting with frame kind 0x{(byte)frame.Kind:x2}: the channel is out of step.");
+                    if (frame.U32At(0) != AgentFrame.ProtocolVersion)
+                        throw new IOException($"The guest agent speaks protocol {frame.U32At(0)}, the module {AgentFrame.ProtocolVersion}.");
+                    return new AgentConnection(stream, frame.StrAt(4));
+                }
+                if (DateTime.UtcNow > deadline) throw new TimeoutException($"The guest agent did not answer within {timeout.TotalSeconds:0} s.");
+            }
+        }
+
+        /// <summary>
+        /// Runs one command to its end. Input, when given, is read from <paramref name="stdin"/> on
+        /// a thread of its own and closed at its end. On <paramref name="stop"/> every process the
+        /// command started is killed and the outcome says Stopped.
+        /// </summary>
+        public AgentOutcome Run(AgentExec exec, Stream? stdin, Action<byte[], int> stdout, Action<byte[], int> stderr, CancellationToken stop)
+        {
+            uint id = ++_lastId;
+            Send(AgentFrame.Exec(id, exec.Argv, exec.Environment, exec.WorkingDirectory, exec.Uid, exec.Gid, exec.Groups, stdin != null));
+            var outcome = new AgentOutcome();
+            Thread? feeder = null;
+            Timer? cut = null;
+            try
+            {
+                using (stop.Register(() =>
+                {
+                    outcome.Stopped = true;
+                    try { Send(AgentFrame.Signal(id, Native.SIGKILL)); }
+                    catch (IOException) { }
+                    catch (ObjectDisposedException) { }
+                    // An agent that does not answer the kill loses its connection, which kills the command too.
+                    cut = new Timer(_ => Abort(), null, KillGrace, Timeout.InfiniteTimeSpan);
+                }))
+                {
+                    while (true)
+                    {
+                        var frame = AgentFrame.Read(_stream)
+                            ?? throw new IOException(outcome.Stopped ? "The guest agent did not confirm the kill in time; its channel was closed." : "The guest agent's channel closed while a command ran.");
+                        if (frame.Id != id) continue; // welcomes to greetings sent while the guest booted, ends of earlier commands
+                        switch (frame.Kind)
+                        {
+                            case AgentFrameKind.Started:
+                                if (stdin != null && feeder == null)
+                                {
+                                    feeder = new Thread(() => Feed(id, stdin)) { IsBackground = true, Name = "agent stdin" };
+                                    feeder.Start();
+                                }
+                                break;
+                            case AgentFrameKind.Stdout: stdout(frame.Payload, frame.Payload.Length); break;
+                            case AgentFrameKind.Stderr: stderr(frame.Payload, frame.Payload.Length); break;
+                            case AgentFrameKind.Failed: throw new AgentCommandFailedException(frame.StrAt(0));
+                            case AgentFrameKind.Exited:
+                                outcome.ExitCode = (int)frame.U32At(0);
+                                outcome.Signal = (int)frame.U32At(4);
+                                return outcome;
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                cut?.Dispose();
+            }
+        }
+
+        private void Feed(uint id, Stream stdin)
+        {
+            var buffer = new byte[60 * 1024];
+            try
+            {
+                int n;
+                while ((n = stdin.Read(buffer, 0, buffer.Length)) > 0)
+                {
+                    var chunk = new byte[n];
+                    Array.Copy(buffer, chunk, n);
+                    Send(AgentFrame.Stdin(id, chunk));
+                }
+                Send(AgentFrame.Stdin(id, Array.Empty<byte>()));
+            }
+            // The command ended or the host stopped it: the rest of the input has nowhere to go.
+            catch (IOException) { }
+            catch (ObjectDisposedException) { }
+        }
+
+        private void Send(AgentFrame frame)
+        {
+            var bytes = frame.ToBytes();
+            lock (_writing) _stream.Write(bytes, 0, bytes.Length);
+        }
+
+        /// <summary>Cuts the connection from any thread: a read under way returns the end.</summary>
+        public void Abort()
+        {
+            if (_stream is UnixStream unix) unix.Abort();
+            else _stream.Dispose();
+        }
+
+        /// <summary>Raised once when the connection is disposed (what was held for it can go).</summary>
+        public event Action? Closed;
+
+        public void Dispose()
+        {
+            _stream.Dispose();
+            var closed = Closed;
+            Closed = null;
+            closed?.Invoke();
+        }
+    }
+}
