@@ -28,6 +28,9 @@
 #include "wire.h"
 
 #define MAX_COMMANDS 256
+/* Input queued for commands beyond this stops the agent reading its channel, so a host that sends
+   faster than a command reads waits (the channel's own buffers push back) instead of filling the guest's memory. */
+#define MAX_QUEUED_INPUT (4u << 20)
 
 struct command {
     uint32_t id;
@@ -207,6 +210,8 @@ static void start_command(uint32_t id, struct reader *r) {
         if (setgroups(ngroups, groups) != 0) child_fail(report[1], "setgroups");
         if (setgid(gid) != 0) child_fail(report[1], "setgid");
         if (setuid(uid) != 0) child_fail(report[1], "setuid");
+        /* A user other than root gains nothing from setuid programs, as on the container backends. */
+        if (uid != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report[1], "no_new_privs");
         if (chdir(cwd && *cwd ? cwd : "/") != 0) child_fail(report[1], cwd && *cwd ? cwd : "/");
         exec_program(argv, envp);
         child_fail(report[1], argv[0]);
@@ -382,7 +387,11 @@ int main(int argc, char **argv) {
         struct command *owner[2 + 3 * MAX_COMMANDS];
         int n = 0;
         /* While the host is away the port polls as ready all the time: SIGIO (or the timeout, should it be missed) says when it is back. */
-        fds[n++] = (struct pollfd){.fd = host_away ? -1 : chan_in, .events = POLLIN};
+        size_t queued = 0;
+        for (int i = 0; i < MAX_COMMANDS; i++) if (commands[i]) queued += commands[i]->pending_in.len;
+        int throttled = queued > MAX_QUEUED_INPUT;
+        /* Throttled, the channel is still watched for the host going away (POLLHUP comes unasked). */
+        fds[n++] = (struct pollfd){.fd = host_away ? -1 : chan_in, .events = throttled ? 0 : POLLIN};
         fds[n++] = (struct pollfd){.fd = sigchld_pipe[0], .events = POLLIN};
         for (int i = 0; i < MAX_COMMANDS; i++) {
             struct command *c = commands[i];
@@ -411,7 +420,14 @@ int main(int argc, char **argv) {
             else if (fds[i].fd == c->err_fd) forward(c, &c->err_fd, AS_STDERR, 0);
             else if (fds[i].fd == c->in_fd) write_input(c);
         }
-        if (fds[0].revents) {
+        if (throttled && (fds[0].revents & (POLLHUP | POLLERR)) && !(fds[0].revents & POLLIN)) {
+            for (int k = 0; k < MAX_COMMANDS; k++) if (commands[k]) signal_all(commands[k], SIGKILL);
+            if (!port_mode) return 0;
+            host_away = 1;
+            incoming.len = 0;
+            continue;
+        }
+        if (fds[0].revents && !throttled) {
             char data[AS_CHUNK];
             ssize_t got = read(chan_in, data, sizeof data);
             if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;

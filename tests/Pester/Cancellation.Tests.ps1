@@ -14,7 +14,7 @@ BeforeAll {
     }
 }
 
-Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
     BeforeAll {
         $name = New-TestName
         $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend }
@@ -34,7 +34,7 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
         $r.ExitCode | Should -Not -Be 0
         @($failure).Count | Should -Be 1
         $failure[0].FullyQualifiedErrorId | Should -BeLike 'SandboxCommandTimedOut*'
-        Get-HostPidsByMarker -Marker $marker | Should -BeNullOrEmpty
+        Get-SandboxPidsByMarker -Name $name -Backend $Backend -Marker $marker | Should -BeNullOrEmpty
     }
 
     It 'a timed-out command is a terminating error with -ErrorAction Stop' {
@@ -59,12 +59,12 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
         try {
             $null = $ps.AddScript("Import-Module '$(Get-TestModulePath)'; Invoke-InSandbox -Name '$name' -Command 'sleep $marker & (sleep $marker &); wait; echo finished'")
             $async = $ps.BeginInvoke()
-            Wait-Until { @(Get-HostPidsByMarker -Marker $marker).Count -ge 3 } 20 | Should -BeTrue -Because 'the shell and both sleeps start'
+            Wait-Until { @(Get-SandboxPidsByMarker -Name $name -Backend $Backend -Marker $marker).Count -ge 3 } 20 | Should -BeTrue -Because 'the shell and both sleeps start'
             $watch = [Diagnostics.Stopwatch]::StartNew()
             $ps.Stop()
             $watch.Elapsed.TotalSeconds | Should -BeLessThan 10 -Because 'Stop() returns promptly'
             $ps.InvocationStateInfo.State | Should -Be 'Stopped'
-            Wait-Until { @(Get-HostPidsByMarker -Marker $marker).Count -eq 0 } 5 | Should -BeTrue -Because 'the sleeps are killed'
+            Wait-Until { @(Get-SandboxPidsByMarker -Name $name -Backend $Backend -Marker $marker).Count -eq 0 } 5 | Should -BeTrue -Because 'the sleeps are killed'
         }
         finally {
             $ps.Dispose()
@@ -74,7 +74,7 @@ Describe 'Timeouts and cancellation on <Backend>' -ForEach @(@{ Backend = 'Chroo
     }
 }
 
-Describe 'Stopping New-AgentSandbox (Ctrl+C) on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }) {
+Describe 'Stopping New-AgentSandbox (Ctrl+C) on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Qemu' }) {
     BeforeAll {
         $names = 0, 25, 50, 75, 100, 150, 200 | ForEach-Object { @{ Delay = $_; Name = New-TestName } }
         $diskNames = 0, 25, 50, 75, 100, 150, 200 | ForEach-Object { @{ Delay = $_; Name = New-TestName -Tag 'disk' } }
@@ -113,11 +113,12 @@ Describe 'Stopping New-AgentSandbox (Ctrl+C) on <Backend>' -ForEach @(@{ Backend
     BeforeEach { Assert-BackendOrSkip $Backend }
 
     It 'leaves nothing behind, whenever it comes; a create it came too late for leaves a running sandbox' {
-        Test-StoppedCreate $names '-Memory 64MB' | Should -BeGreaterThan 0
+        # A virtual machine's guest needs more memory than a container to boot at all.
+        Test-StoppedCreate $names ($Backend -eq 'Qemu' ? '-Memory 128MB' : '-Memory 64MB') | Should -BeGreaterThan 0
     }
 
     It 'leaves no disk image, mount or loop device behind either, with -DiskSize' {
-        Test-StoppedCreate $diskNames '-Memory 64MB -DiskSize 64MB' | Should -BeGreaterThan 0
+        Test-StoppedCreate $diskNames ($Backend -eq 'Qemu' ? '-Memory 128MB -DiskSize 64MB' : '-Memory 64MB -DiskSize 64MB') | Should -BeGreaterThan 0
     }
 
     It 'keeps the sandbox when the pipeline ends because it has what it wanted (Select-Object -First)' {

@@ -11,7 +11,7 @@ BeforeAll {
     }
 }
 
-Describe 'Copy-AgentSandboxItem on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+Describe 'Copy-AgentSandboxItem on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
     BeforeAll {
         $name = New-TestName
         $sb = $null
@@ -220,7 +220,7 @@ mkdir -p "$p"; printf 'at the bottom' > "$p/bottom.txt"
         Invoke-Sb 'rm -rf /workspace/deep'
     }
 
-    It 'a path longer than 4096 bytes: Chroot and Nspawn copy it; the Docker daemon leaves it out' {
+    It 'a path longer than 4096 bytes: Chroot and Nspawn copy it; the Docker daemon leaves it out; the guest''s tar on Qemu refuses the copy' {
         # Built in three parts moved into each other: no command sees a path over PATH_MAX.
         Invoke-Sb @'
 set -e
@@ -234,6 +234,12 @@ b1=$(part c1); mv c2 "$b1/"
         $out = Join-Path $hostDir 'deeper-out'
         $null = New-Item -ItemType Directory -Path $out
         try {
+            if ($Backend -eq 'Qemu') {
+                # busybox tar in the guest cannot name the file: the copy fails, saying so, rather than leave it out.
+                { Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/deeper -Destination $out -ErrorAction Stop } |
+                    Should -Throw -ErrorId 'SandboxCopyFailed*' -ExpectedMessage '*File name too long*'
+                return
+            }
             Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/deeper -Destination $out
             # The host path is too long for a single open: read it from the directory that holds it.
             $found = @(& find $out -name bottom.txt -execdir cat '{}' ';')

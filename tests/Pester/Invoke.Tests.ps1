@@ -2,7 +2,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
 }
 
-Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
     BeforeAll {
         $name = New-TestName
         $sb = $null
@@ -249,7 +249,7 @@ Describe 'Invoke-InSandbox on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ 
     }
 }
 
-Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
     BeforeAll {
         $name = New-TestName
         $sb = if (Test-BackendAvailable $Backend) { New-AgentSandbox -Name $name -Backend $Backend }
@@ -260,6 +260,12 @@ Describe 'Users on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = '
     It 'the default user is not root, inside or on the host' {
         Invoke-InSandbox -InputObject $sb -Command 'id -u' | Should -Not -Be '0'
         Invoke-InSandbox -InputObject $sb -Command 'touch /workspace/by-agent'
+        if ($Backend -eq 'Qemu') {
+            # The guest's files are on its own disk: the owner is the guest's, and the host process behind it is not root either.
+            Invoke-InSandbox -InputObject $sb -Command 'stat -c %u /workspace/by-agent' | Should -Not -Be '0'
+            (Get-Content "/proc/$($sb.BackendData['qemu'])/status" | Where-Object { $_ -like 'Uid:*' }) -split '\s+' | Select-Object -Skip 1 | Should -Not -Contain '0'
+            return
+        }
         $workspace = if ($Backend -eq 'Docker') {
             # /workspace is in the container's own layer: on the host, the overlay upper directory holds what was written there.
             $upper = & docker inspect -f '{{.GraphDriver.Name}} {{.GraphDriver.Data.UpperDir}}' $name

@@ -2,7 +2,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
 }
 
-Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
     BeforeAll {
         $name = New-TestName
         $made = $null
@@ -56,9 +56,9 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
     It 'Stop-AgentSandbox stops it, ends its processes, and commands are refused while stopped' {
         $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
         Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
-        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -BeGreaterThan 0
+        @(Get-SandboxPidsByMarker -Name $name -Backend $Backend -Marker $sleep).Count | Should -BeGreaterThan 0
         $stopped = Stop-AgentSandbox -Name $name -PassThru
-        Get-HostPidsByMarker -Marker $sleep | Should -BeNullOrEmpty
+        Get-SandboxPidsByMarker -Name $name -Backend $Backend -Marker $sleep | Should -BeNullOrEmpty
         $stopped.State | Should -Be 'Stopped'
         (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
         { Invoke-InSandbox -Name $name -Command 'true' -ErrorAction Stop } |
@@ -95,7 +95,7 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         # A background process for Remove to end; its duration is a marker no other process has.
         $sleep = '1000.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
         Invoke-InSandbox -Name $name -Command "sleep $sleep > /dev/null 2>&1 &"
-        @(Get-HostPidsByMarker -Marker $sleep).Count | Should -BeGreaterThan 0
+        @(Get-SandboxPidsByMarker -Name $name -Backend $Backend -Marker $sleep).Count | Should -BeGreaterThan 0
         $id = (Get-AgentSandbox -Name $name).Id
         $volumes = @()
         $layer = $null
@@ -110,11 +110,12 @@ Describe 'Sandbox lifecycle on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{
         { Get-AgentSandbox -Name $name -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxNotFound*'
         Get-SandboxLeftovers -Name $name -Id $id -Volume $volumes | Should -BeNullOrEmpty
         if ($layer) { Test-Path -LiteralPath $layer | Should -BeFalse -Because "the layer holding /workspace ($layer) goes with the container" }
-        Get-HostPidsByMarker -Marker $sleep | Should -BeNullOrEmpty
+        Get-SandboxPidsByMarker -Name $name -Backend $Backend -Marker $sleep | Should -BeNullOrEmpty
+        Get-HostPidsByMarker -Marker "sandboxes/$name/" | Should -BeNullOrEmpty
     }
 }
 
-Describe 'A new sandbox is running at once on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+Describe 'A new sandbox is running at once on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
     BeforeAll { $names = 1..5 | ForEach-Object { New-TestName } }
     AfterAll { Remove-TestSandbox $names }
     BeforeEach { Assert-BackendOrSkip $Backend }
@@ -128,7 +129,7 @@ Describe 'A new sandbox is running at once on <Backend>' -ForEach @(@{ Backend =
     }
 }
 
-Describe 'Pipelines and wildcards on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+Describe 'Pipelines and wildcards on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
     BeforeAll {
         $prefix = New-TestName
         $names = @("$prefix-a", "$prefix-b")

@@ -12,7 +12,7 @@ BeforeAll {
     }
 }
 
-Describe 'Sandboxes from other processes and plain objects pipe in on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }) {
+Describe 'Sandboxes from other processes and plain objects pipe in on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
     BeforeAll {
         $name = New-TestName -Tag pipe
         $made = $null

@@ -184,12 +184,28 @@ function Get-SandboxCgroupPids {
 }
 
 function Get-HostPidsByMarker {
-    <# Host pids whose command line contains Marker (a unique string the test put in an argument). #>
+    <#
+    Host pids whose command line or working directory contains Marker (a unique string the test put
+    in an argument, or a sandbox's folder: a Qemu sandbox's QEMU works in its vm/ folder).
+    #>
     param([Parameter(Mandatory)] [string] $Marker)
     @(Get-ChildItem /proc -Directory -ErrorAction Ignore | Where-Object Name -match '^\d+$' | ForEach-Object {
             $cmd = try { [IO.File]::ReadAllText("$($_.FullName)/cmdline") } catch { '' }
-            if ($cmd.Contains($Marker) -and [int]$_.Name -ne $PID) { [int]$_.Name }
+            $cwd = try { [string](Get-Item -LiteralPath "$($_.FullName)/cwd" -ErrorAction Stop).LinkTarget } catch { '' }
+            if (($cmd.Contains($Marker) -or $cwd.Contains($Marker)) -and [int]$_.Name -ne $PID) { [int]$_.Name }
         })
+}
+
+function Get-SandboxPidsByMarker {
+    <#
+    Processes of a sandbox whose command line contains Marker: host pids; on Qemu, whose processes
+    are in the guest, guest pids while its virtual machine runs, and none once its QEMU is gone.
+    #>
+    param([Parameter(Mandatory)] [string] $Name, [Parameter(Mandatory)] [string] $Backend, [Parameter(Mandatory)] [string] $Marker)
+    if ($Backend -ne 'Qemu') { return Get-HostPidsByMarker -Marker $Marker }
+    if (-not (Get-HostPidsByMarker -Marker "sandboxes/$Name/vm")) { return @() }
+    @(Invoke-InSandbox -Name $Name -User root -Environment @{ PT_MARKER = $Marker } -ErrorAction SilentlyContinue `
+        -Command 'ps -o pid,args | grep -F -- "$PT_MARKER" | grep -v grep | awk ''{ print $1 }''' | ForEach-Object { [int]$_ })
 }
 
 function Get-MountsUnder {

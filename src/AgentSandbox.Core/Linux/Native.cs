@@ -32,6 +32,7 @@ namespace AgentSandbox.Linux
         [DllImport(Libc, SetLastError = true)] private static extern int mkdir(string path, int mode);
         [DllImport(Libc, SetLastError = true)] private static extern int symlink(string target, string linkPath);
         [DllImport(Libc, SetLastError = true)] private static extern int rename(string from, string to);
+        [DllImport(Libc, SetLastError = true)] private static extern int link(string from, string to);
         [DllImport(Libc, SetLastError = true)] private static extern int fcntl(int fd, int cmd, int arg);
         private const int F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
         [DllImport(Libc, SetLastError = true)] private static extern int close_range(uint first, uint last, int flags);
@@ -132,6 +133,21 @@ namespace AgentSandbox.Linux
         }
         [DllImport(Libc, SetLastError = true)] private static extern long readlink(string path, byte[] buffer, long size);
         [DllImport(Libc)] private static extern IntPtr strerror(int errnum);
+
+        /// <summary>A second name for a file (never a copy): both names are the same inode.</summary>
+        public static void HardLink(string existing, string newPath)
+        {
+            if (link(existing, newPath) != 0) throw Fail($"link {existing} {newPath}", Marshal.GetLastWin32Error());
+        }
+
+        /// <summary>The inode number of what is at path (a link itself, not what it names).</summary>
+        public static ulong Inode(string path)
+        {
+            var buffer = new byte[256];
+            if (statx(-100, path, 0x100 /* AT_SYMLINK_NOFOLLOW */, 0x100 /* STATX_INO */, buffer) != 0)
+                throw Fail($"statx {path}", Marshal.GetLastWin32Error());
+            return BitConverter.ToUInt64(buffer, 32);
+        }
 
         public static void Symlink(string target, string linkPath)
         {

@@ -27,7 +27,7 @@ namespace AgentSandbox.Linux
         private int _fd;
         private readonly object _closing = new object();
 
-        private UnixStream(int fd) { _fd = fd; }
+        internal UnixStream(int fd) { _fd = fd; }
 
         /// <summary>Connects to the socket at path; null when nobody listens there (yet).</summary>
         public static UnixStream? TryConnect(string path)
@@ -130,5 +130,60 @@ namespace AgentSandbox.Linux
         public override void Flush() { }
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
         public override void SetLength(long value) => throw new NotSupportedException();
+    }
+
+    /// <summary>A listening AF_UNIX socket that root makes for one process to connect to (QEMU sending a migration stream).</summary>
+    internal sealed class UnixListener : IDisposable
+    {
+        private const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000, POLLIN = 1, EINTR = 4;
+        [DllImport("libc", SetLastError = true)] private static extern int socket(int domain, int type, int protocol);
+        [DllImport("libc", SetLastError = true)] private static extern int bind(int fd, byte[] address, int length);
+        [DllImport("libc", SetLastError = true)] private static extern int listen(int fd, int backlog);
+        [DllImport("libc", SetLastError = true)] private static extern int accept4(int fd, IntPtr address, IntPtr length, int flags);
+        [DllImport("libc", SetLastError = true)] private static extern int poll(byte[] fds, ulong count, int timeout);
+        [DllImport("libc", SetLastError = true)] private static extern int close(int fd);
+
+        private int _fd;
+        public string Path { get; }
+
+        private UnixListener(int fd, string path) { _fd = fd; Path = path; }
+
+        public static UnixListener Bind(string path)
+        {
+            var name = Encoding.UTF8.GetBytes(path);
+            if (name.Length >= 108) throw new IOException($"The socket path {path} is too long for AF_UNIX.");
+            var address = new byte[2 + name.Length + 1];
+            address[0] = AF_UNIX;
+            name.CopyTo(address, 2);
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0) throw new IOException("socket: " + Native.ErrorText(Marshal.GetLastWin32Error()));
+            if (bind(fd, address, address.Length) != 0 || listen(fd, 1) != 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                close(fd);
+                throw new IOException($"listen on {path}: {Native.ErrorText(errno)}");
+            }
+            return new UnixListener(fd, path);
+        }
+
+        /// <summary>The first connection within the time, or null.</summary>
+        public UnixStream? Accept(int milliseconds)
+        {
+            var fds = new byte[8];
+            BitConverter.GetBytes(_fd).CopyTo(fds, 0);
+            BitConverter.GetBytes((short)POLLIN).CopyTo(fds, 4);
+            int n;
+            while ((n = poll(fds, 1, milliseconds)) < 0 && Marshal.GetLastWin32Error() == EINTR) { }
+            if (n <= 0) return null;
+            int client = accept4(_fd, IntPtr.Zero, IntPtr.Zero, SOCK_CLOEXEC);
+            if (client < 0) throw new IOException("accept: " + Native.ErrorText(Marshal.GetLastWin32Error()));
+            return new UnixStream(client);
+        }
+
+        public void Dispose()
+        {
+            if (_fd >= 0) { close(_fd); _fd = -1; }
+            try { File.Delete(Path); } catch (IOException) { }
+        }
     }
 }

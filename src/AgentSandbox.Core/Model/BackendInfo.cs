@@ -26,6 +26,8 @@ namespace AgentSandbox
         public Verification.IsolationLevel? Isolation => Verification.IsolationLevels.Highest(Boundaries);
         /// <summary>Relative cost: lower is lighter. Auto picks the lightest available.</summary>
         public int Weight { get; set; }
+        /// <summary>For a backend that runs virtual machines, how their CPUs run: "KVM", or "Emulation (TCG)" and why there is no KVM; null otherwise.</summary>
+        public string? Accelerator { get; set; }
 
         public override string ToString() => Name;
     }

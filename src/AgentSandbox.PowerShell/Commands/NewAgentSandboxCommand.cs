@@ -55,6 +55,11 @@ namespace AgentSandbox.PowerShell.Commands
         [Parameter]
         public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
 
+        /// <summary>The guest kernel of a backend that boots one (Qemu): a Debian kernel package (.deb) or a folder holding one unpacked.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? Kernel { get; set; }
+
         [Parameter]
         public Hashtable? Environment { get; set; }
 
@@ -97,6 +102,7 @@ namespace AgentSandbox.PowerShell.Commands
                     CpuCount = Bound(nameof(CpuCount)) ? CpuCount : (double?)null,
                     ProcessLimit = Bound(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
                     DiskSizeBytes = Bound(nameof(DiskSize)) ? DiskSize : (long?)null,
+                    Kernel = Kernel == null ? null : GetUnresolvedProviderPathFromPSPath(Kernel),
                     Network = Network,
                     Environment = Hashtables.ToStrings(Environment),
                     Mounts = HostMounts(),

@@ -91,7 +91,15 @@ namespace AgentSandbox.Backends.Qemu
             var apt = HostTools.Find("apt-get") ?? throw new FileNotFoundException(
                 "No guest kernel is kept and apt-get is missing to fetch one: give New-AgentSandbox -Kernel a Debian kernel package (.deb).");
             // The metapackage names the current kernel package; apt-get download fetches it without installing anything.
-            var depends = ProcessRunner.Run(HostTools.Require("apt-cache", "apt"), "depends", DefaultPackage);
+            var aptCache = HostTools.Require("apt-cache", "apt");
+            var depends = ProcessRunner.TryRun(aptCache, "depends", DefaultPackage).StdOut;
+            if (!depends.Contains("Depends: linux-image-"))
+            {
+                // A host that never fetched the package lists (a fresh container, a CI machine) learns them first.
+                progress.Milestone("Reading the package lists (apt-get update) to find the guest kernel");
+                ProcessRunner.TryRun(apt, "update", "-qq");
+                depends = ProcessRunner.TryRun(aptCache, "depends", DefaultPackage).StdOut;
+            }
             var package = depends.Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith("Depends: linux-image-", StringComparison.Ordinal))
                 .Select(l => l.Substring("Depends: ".Length)).FirstOrDefault()
                 ?? throw new IOException($"apt-cache names no kernel package for {DefaultPackage} (run apt-get update, or give -Kernel a .deb).");

@@ -52,7 +52,7 @@ namespace AgentSandbox.Backends.Qemu
                     var dir = request.WorkingDirectory ?? s.WorkingDirectory;
                     if (e.Message.StartsWith(dir + ":", StringComparison.Ordinal))
                         throw new SandboxException(ErrorIds.WorkingDirectoryUnavailable, SandboxErrorKind.InvalidArgument,
-                            $"The command did not run in sandbox '{s.Name}': the working directory {e.Message}" + (request.User != null ? $" (as user {request.User})." : "."), s.Name);
+                            $"The command did not run in sandbox '{s.Name}': the working directory {dir} {WhyNotEntered(e.Message)}" + (request.User != null ? $" (as user {request.User})." : "."), s.Name);
                     if (!e.Message.StartsWith(argv[0] + ":", StringComparison.Ordinal))
                         throw new SandboxException(ErrorIds.SandboxCommandStartFailed, SandboxErrorKind.Failed,
                             $"The command did not run in sandbox '{s.Name}': {e.Message}.", s.Name, e);
@@ -70,6 +70,7 @@ namespace AgentSandbox.Backends.Qemu
                 stderr.Flush();
                 return new CommandResult
                 {
+                    Sandbox = s.Name,
                     ExitCode = outcome.ExitCode,
                     StdOut = stdout.Text,
                     StdErr = stderr.Text,
@@ -79,6 +80,12 @@ namespace AgentSandbox.Backends.Qemu
                 };
             };
         }
+
+        /// <summary>The words every backend uses for a working directory the command could not enter.</summary>
+        private static string WhyNotEntered(string agentMessage) =>
+            agentMessage.EndsWith("Not a directory", StringComparison.Ordinal) ? "is not a directory"
+            : agentMessage.EndsWith("Permission denied", StringComparison.Ordinal) ? "cannot be entered by this user"
+            : "does not exist, or this user may not reach it";
 
         private static Dictionary<string, string> CommandEnvironment(Sandbox s, CommandRequest request, int uid)
         {

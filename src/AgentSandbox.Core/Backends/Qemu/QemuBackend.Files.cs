@@ -22,18 +22,35 @@ namespace AgentSandbox.Backends.Qemu
         private static Hosting.IHostCopies HostCopies => Hosting.HostSystem.Current.Copies
             ?? throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.NotAvailable, "Copy-AgentSandboxItem is not available on this host.", "Qemu");
 
-        private Sandbox RunningForCopy(Sandbox sandbox)
+        /// <summary>
+        /// Runs a copy in the sandbox's running guest. A stopped sandbox's files are reached by booting
+        /// it for the copy alone, under its lock (no command or start meanwhile), and stopping it after.
+        /// </summary>
+        private T WithGuest<T>(Sandbox sandbox, IProgressSink progress, Func<Sandbox, T> copy)
         {
             var s = ReloadWithFiles(sandbox, lockHeld: false);
-            if (s.State != SandboxState.Running)
-                throw new SandboxException(ErrorIds.SandboxNotRunning, SandboxErrorKind.InvalidState,
-                    $"Sandbox '{s.Name}' is stopped, and its files are reached through its running guest; start it with Start-AgentSandbox '{s.Name}'.", s.Name);
-            return s;
+            if (s.State == SandboxState.Running) return copy(s);
+            using (Store.Lock(s.Name))
+            {
+                s = ReloadWithFiles(sandbox);
+                if (s.State == SandboxState.Running) return copy(s);
+                if (s.IsExpired(DateTime.UtcNow)) throw SandboxManager.Expired(s);
+                progress = new TolerantProgress(progress);
+                progress.Milestone($"Booting stopped sandbox '{s.Name}' for the copy");
+                try
+                {
+                    StartSandbox(s, progress);
+                    return copy(s);
+                }
+                finally { StopSandbox(s, progress); }
+            }
         }
 
-        public override SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
+        public override SandboxCopyResult CopyToSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation) =>
+            WithGuest(sandbox, progress, s => CopyIn(s, request, progress, cancellation));
+
+        private SandboxCopyResult CopyIn(Sandbox s, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
-            var s = RunningForCopy(sandbox);
             var parts = SandboxPath.Split(request.Destination, s.WorkingDirectory);
             var copies = HostCopies;
             return CopyRunner.Guard(s, () =>
@@ -61,13 +78,14 @@ namespace AgentSandbox.Backends.Qemu
                 {
                     using var pipe = new AnonymousPipeServerStream(PipeDirection.Out);
                     using var reader = new AnonymousPipeClientStream(PipeDirection.In, pipe.ClientSafePipeHandle);
+                    DirectoryTimes? directories = null;
                     var producer = Task.Run(() =>
                     {
                         try
                         {
                             using var buffered = new BufferedStream(pipe, 64 * 1024);
                             return CopyRunner.Run(s, "ToSandbox", source.Display, target, source.Tree,
-                                new TarTreeSink(buffered, top, BaseImages.AgentId, BaseImages.AgentId, stat), request.Force, relay, cancellation, totals);
+                                directories = new DirectoryTimes(new TarTreeSink(buffered, top, BaseImages.AgentId, BaseImages.AgentId, stat), putDir, top), request.Force, relay, cancellation, totals);
                         }
                         finally { pipe.Dispose(); }
                     });
@@ -78,14 +96,17 @@ namespace AgentSandbox.Backends.Qemu
                     try { result = await producer.ConfigureAwait(false); }
                     catch (IOException) when (untar.ExitCode != 0) { throw CopyFailed(s, "writing into", putDir, untar.StdErr); }
                     if (untar.ExitCode != 0) throw CopyFailed(s, "writing into", putDir, untar.StdErr);
+                    if (directories != null) SetDirectoryTimes(s, directories, cancellation);
                     return result;
                 });
             });
         }
 
-        public override SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
+        public override SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation) =>
+            WithGuest(sandbox, progress, s => CopyOut(s, request, progress, cancellation));
+
+        private SandboxCopyResult CopyOut(Sandbox s, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
-            var s = RunningForCopy(sandbox);
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
             if (parts.Length == 0) throw SandboxPath.Unsafe(request.Source, "copying the whole root is refused; name a directory inside it");
             var source = SandboxPath.Join(parts);
@@ -139,6 +160,45 @@ namespace AgentSandbox.Backends.Qemu
             return result;
         }
 
+        /// <summary>
+        /// busybox tar sets a directory's time before it fills it, which moves the time on: set again
+        /// afterwards, deepest first, as the archive had them (touch -h: a link there is not followed).
+        /// </summary>
+        private void SetDirectoryTimes(Sandbox s, DirectoryTimes directories, CancellationToken cancellation)
+        {
+            var all = directories.Times.OrderByDescending(d => d.Path.Count(c => c == '/')).ToList();
+            for (int at = 0; at < all.Count; at += 200)
+            {
+                var argv = new System.Collections.Generic.List<string> { GuestInit.Busybox, "sh", "-c",
+                    "B=" + GuestInit.Busybox + "; while [ $# -gt 0 ]; do $B touch -h -c -d \"@$1\" -- \"$2\" || exit 1; shift 2; done", "sh" };
+                foreach (var (path, time) in all.Skip(at).Take(200))
+                {
+                    argv.Add(((long)(time - Archives.TarFormat.Epoch).TotalSeconds).ToString(CultureInfo.InvariantCulture));
+                    argv.Add(path);
+                }
+                var r = RunTool(s, argv, null, null, cancellation);
+                if (r.ExitCode != 0) throw CopyFailed(s, "setting the times of folders in", all[at].Path, r.StdErr);
+            }
+        }
+
+        /// <summary>Passes a copy's entries on, noting each directory's path in the guest and time.</summary>
+        private sealed class DirectoryTimes : ITreeSink
+        {
+            private readonly ITreeSink _inner;
+            private readonly string _putDir, _top;
+            public DirectoryTimes(ITreeSink inner, string putDir, string top) { _inner = inner; _putDir = putDir.TrimEnd('/'); _top = top; }
+            public System.Collections.Generic.List<(string Path, DateTime Time)> Times { get; } = new System.Collections.Generic.List<(string, DateTime)>();
+            public NodeInfo Stat(string relative) => _inner.Stat(relative);
+            public void Write(Archives.TarEntry entry, Stream? content, Action<long> copied)
+            {
+                _inner.Write(entry, content, copied);
+                if (entry.Type == Archives.TarEntryType.Directory)
+                    Times.Add((_putDir + "/" + (entry.Name.Length == 0 ? _top : _top + "/" + entry.Name), entry.ModifiedUtc));
+            }
+            public void Complete() => _inner.Complete();
+            public void Dispose() => _inner.Dispose();
+        }
+
         private static SandboxException CopyFailed(Sandbox s, string what, string path, string why) =>
             new SandboxException(ErrorIds.SandboxCopyFailed, SandboxErrorKind.Failed,
                 $"Copying failed {what} '{path}' in sandbox '{s.Name}': {why.Trim()}", s.Name);
@@ -161,11 +221,5 @@ namespace AgentSandbox.Backends.Qemu
                 MtimeSeconds = long.Parse(f[4], CultureInfo.InvariantCulture),
             };
         }
-
-        protected override long CaptureCheckpoint(Sandbox s, string name, string dir, IProgressSink progress, CancellationToken cancellation) =>
-            throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.NotAvailable, "The Qemu backend does not support checkpoints yet.", s.Name);
-
-        protected override void RestoreCheckpoint(Sandbox s, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation) =>
-            throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.NotAvailable, "The Qemu backend does not support checkpoints yet.", s.Name);
     }
 }

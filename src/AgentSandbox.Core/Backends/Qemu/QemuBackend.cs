@@ -45,7 +45,7 @@ namespace AgentSandbox.Backends.Qemu
 
         public override string Name => "Qemu";
         public override GuestConventions Guest => GuestConventions.Linux;
-        public override SandboxFeature[] Features { get; } = { SandboxFeature.Copy, SandboxFeature.Root, SandboxFeature.GuestKernel };
+        public override SandboxFeature[] Features { get; } = { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Root, SandboxFeature.GuestKernel };
 
         internal string KernelStore => Path.Combine(_qemuRoot, "kernels");
         internal string ImageStore => Path.Combine(_qemuRoot, "images");
@@ -79,6 +79,7 @@ namespace AgentSandbox.Backends.Qemu
                 Features = Features,
                 Weaknesses = Weaknesses(kvm != null, noKvm),
                 Weight = 60,
+                Accelerator = kvm != null ? "KVM" : "Emulation (TCG): " + noKvm,
             };
         }
 
@@ -96,12 +97,15 @@ namespace AgentSandbox.Backends.Qemu
             return list.ToArray();
         }
 
+        /// <summary>QEMU's working folder: root's, which QEMU's uid may enter but not change (the disk chain it reads is root's there).</summary>
         private static string VmDir(Sandbox s) => Path.Combine(s.Location!, "vm");
+        /// <summary>QEMU's own folder inside it, for its sockets.</summary>
+        private static string RunDir(Sandbox s) => Path.Combine(VmDir(s), "run");
         private static string Overlay(Sandbox s) => Path.Combine(VmDir(s), "disk.qcow2");
         private static string ErrorLog(Sandbox s) => Path.Combine(s.Location!, "qemu.err");
-        internal static string PortSocket(Sandbox s, int port) => Path.Combine(VmDir(s), "port" + port.ToString(CultureInfo.InvariantCulture) + ".sock");
+        internal static string PortSocket(Sandbox s, int port) => Path.Combine(RunDir(s), "port" + port.ToString(CultureInfo.InvariantCulture) + ".sock");
         internal static string PortLock(Sandbox s, int port) => Path.Combine(s.Location!, "port" + port.ToString(CultureInfo.InvariantCulture) + ".lock");
-        private static string QmpSocket(Sandbox s) => Path.Combine(VmDir(s), "qmp.sock");
+        private static string QmpSocket(Sandbox s) => Path.Combine(RunDir(s), "qmp.sock");
         private Cgroup CgroupOf(Sandbox s) => Cgroup.ForSandbox(Layout, s.Name);
         private static int HostUid(Sandbox s) => int.Parse(s.Data("hostId")!, CultureInfo.InvariantCulture);
         internal static int QemuPid(Sandbox s) => int.TryParse(s.Data("qemu"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid) ? pid : -1;
@@ -126,19 +130,50 @@ namespace AgentSandbox.Backends.Qemu
             s.BackendData["baseDisk"] = baseDisk;
             s.BackendData["uid"] = s.BackendData["gid"] = BaseImages.AgentId.ToString(CultureInfo.InvariantCulture);
 
-            var vm = VmDir(s);
-            Directory.CreateDirectory(vm);
-            progress.Milestone("Making the sandbox's copy-on-write disk over " + baseDisk);
-            Processes.ProcessRunner.Run(QemuHost.ImageTool!, "create", "-q", "-f", "qcow2", "-b", baseDisk, "-F", "raw", Overlay(s));
-            // QEMU's own uid owns its working folder and overlay, and nothing else on the host.
-            Native.Chown(Overlay(s), uid, uid, followLinks: false);
-            Native.Chmod(Overlay(s), 0x180);
-            Native.Chown(vm, uid, uid, followLinks: false);
-            Native.Chmod(vm, 0x1c0);
+            MakeVmFolders(s, uid);
+            if (spec.FromCheckpoint != null) PrepareFork(s, spec.FromCheckpoint, progress);
+            else
+            {
+                progress.Milestone("Making the sandbox's copy-on-write disk over " + baseDisk);
+                MakeOverlay(s, baseDisk, "raw");
+            }
             for (int p = 0; p < Ports; p++) File.WriteAllText(PortLock(s, p), "");
         }
 
-        protected override void StartSandbox(Sandbox s, IProgressSink progress)
+        /// <summary>vm/ (root's, QEMU's uid may enter it) and vm/run/ (QEMU's uid's, for its sockets).</summary>
+        private static void MakeVmFolders(Sandbox s, int uid)
+        {
+            Directory.CreateDirectory(RunDir(s));
+            Native.Chown(VmDir(s), 0, uid, followLinks: false);
+            Native.Chmod(VmDir(s), 0x1e8 /* 0750 */);
+            Native.Chown(RunDir(s), uid, uid, followLinks: false);
+            Native.Chmod(RunDir(s), 0x1c0);
+        }
+
+        /// <summary>A new overlay over <paramref name="backing"/> (a base disk's absolute path, or a checkpoint disk's name in vm/), QEMU's uid's alone.</summary>
+        private void MakeOverlay(Sandbox s, string backing, string backingFormat)
+        {
+            if (File.Exists(Overlay(s))) File.Delete(Overlay(s));
+            Processes.ProcessRunner.Run(QemuHost.ImageTool!, "create", "-q", "-f", "qcow2", "-b", backing, "-F", backingFormat, Overlay(s));
+            s.BackendData["backing"] = backing;
+            int uid = HostUid(s);
+            Native.Chown(Overlay(s), uid, uid, followLinks: false);
+            Native.Chmod(Overlay(s), 0x180);
+        }
+
+        /// <summary>Below this a Debian kernel and the initramfs do not fit with room for commands.</summary>
+        internal const long MinimumMemory = 128L << 20;
+
+        public override void CheckSpec(SandboxSpec spec)
+        {
+            if (spec.MemoryBytes is long memory && memory < MinimumMemory)
+                throw new SandboxException(ErrorIds.InvalidLimit, SandboxErrorKind.InvalidArgument,
+                    $"-Memory {DiskSizes.Format(memory)} is too little for a Qemu guest, whose kernel and initramfs alone take tens of MB: give at least {DiskSizes.Format(MinimumMemory)}.", spec.Name);
+        }
+
+        protected override void StartSandbox(Sandbox s, IProgressSink progress) => StartSandbox(s, progress, CancellationToken.None);
+
+        protected override void StartSandbox(Sandbox s, IProgressSink progress, CancellationToken cancellation)
         {
             EnsureAvailable();
             var cg = CgroupOf(s);
@@ -148,26 +183,39 @@ namespace AgentSandbox.Backends.Qemu
             if (kvmGroup != null) cg.AllowDevice("c 10:232 rwm");
             cg.ApplyLimits(s.MemoryBytes!.Value + HostOverhead, s.CpuCount, QemuThreadLimit);
             // Sockets a previous run left: QEMU makes them anew (unlinking by name follows no link).
-            foreach (var old in Directory.GetFiles(VmDir(s), "*.sock")) File.Delete(old);
+            foreach (var old in Directory.GetFiles(RunDir(s), "*.sock")) File.Delete(old);
             File.WriteAllText(ErrorLog(s), "");
 
-            var launch = QemuLaunch.Build(s, kvmGroup, Ports);
+            var resume = s.Data("resume") == "1" && File.Exists(Path.Combine(s.Location!, ResumeState))
+                ? new LaunchOptions { Incoming = true } : null;
+            var launch = QemuLaunch.Build(s, kvmGroup, Ports, resume);
             progress.Milestone($"Booting the guest ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)");
             int pid = QemuLaunch.Start(launch, cg, VmDir(s), ErrorLog(s), HostUid(s), kvmGroup);
             s.BackendData["qemu"] = pid.ToString(CultureInfo.InvariantCulture);
             s.BackendData["qemuStart"] = ProcInfo.StartTime(pid) ?? "";
             s.BackendData["accel"] = kvmGroup != null ? "kvm" : "tcg";
-            using (var agent = WaitForAgent(s, pid))
+            if (resume != null) Resume(s, pid, progress);
+            s.BackendData.Remove("booted");
+            using (var agent = WaitForAgent(s, pid, cancellation))
                 progress.Milestone($"Guest '{s.Name}' is up: {agent.GuestSystem}");
+            s.BackendData["booted"] = "1";
+            if (resume != null)
+            {
+                Reseed(s);
+                // Resumed once: the next start boots the disk as it is then. QEMU keeps its memory file mapped.
+                s.BackendData.Remove("resume");
+                File.Delete(Path.Combine(s.Location!, ResumeState));
+            }
             if (s.WorkingDirectory != Sandbox.DefaultWorkspace) MakeWorkingDirectory(s);
         }
 
         /// <summary>Waits for the agent on the first port to answer, failing early (with QEMU's words) when QEMU ends.</summary>
-        private AgentSandbox.Guest.AgentConnection WaitForAgent(Sandbox s, int pid)
+        private AgentSandbox.Guest.AgentConnection WaitForAgent(Sandbox s, int pid, CancellationToken cancellation)
         {
             var deadline = DateTime.UtcNow + BootTimeout;
             while (true)
             {
+                cancellation.ThrowIfCancellationRequested();
                 if (!ProcInfo.IsSame(pid, s.Data("qemuStart"))) throw BootFailed(s, "QEMU ended");
                 var socket = UnixStream.TryConnect(PortSocket(s, 0));
                 if (socket != null)
@@ -175,7 +223,7 @@ namespace AgentSandbox.Backends.Qemu
                     try
                     {
                         CheckPeer(s, socket, PortSocket(s, 0));
-                        return AgentSandbox.Guest.AgentConnection.Open(socket, deadline - DateTime.UtcNow, CancellationToken.None);
+                        return AgentSandbox.Guest.AgentConnection.Open(socket, deadline - DateTime.UtcNow, cancellation);
                     }
                     catch (TimeoutException) { socket.Dispose(); throw BootFailed(s, $"the guest agent did not answer within {BootTimeout.TotalMinutes:0} minutes"); }
                     catch { socket.Dispose(); throw; }
@@ -222,6 +270,13 @@ namespace AgentSandbox.Backends.Qemu
             if (IsRunning(s))
             {
                 progress.Milestone($"Stopping the virtual machine of '{s.Name}'");
+                // What the guest wrote may still be in its own page cache: written to its disk first, or lost with QEMU.
+                try
+                {
+                    using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                    if (s.Data("booted") == "1") RunTool(s, new[] { GuestInit.Busybox, "sync" }, null, null, patience.Token);
+                }
+                catch (Exception e) when (e is IOException || e is SandboxException || e is OperationCanceledException || e is TimeoutException) { }
                 try
                 {
                     using var qmp = Qmp.Connect(QmpSocket(s), QemuPid(s), TimeSpan.FromSeconds(2));

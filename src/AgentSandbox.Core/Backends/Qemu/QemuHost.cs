@@ -19,9 +19,9 @@ namespace AgentSandbox.Backends.Qemu
         {
             why = "";
             const string kvm = "/dev/kvm";
-            if (!File.Exists(kvm) && !Directory.Exists("/sys/module/kvm")) { why = "no /dev/kvm (no hardware virtualisation here: the guest runs under emulation, about 20 times slower)"; return null; }
             var st = Native.Lstat(kvm);
-            if (st == null) { why = "/dev/kvm is missing"; return null; }
+            if (st == null) { why = "no /dev/kvm (no hardware virtualisation here: the guest's CPU is emulated, many times slower)"; return null; }
+            if ((st.Value.Mode & 0xF000) != 0x2000) { why = "/dev/kvm is not a character device"; return null; }
             // QEMU runs as an unprivileged uid: it reaches /dev/kvm through the device's group, given to it alone.
             if ((st.Value.Mode & 0x10) == 0) { why = "/dev/kvm is not group-readable and writable"; return null; }
             return st.Value.Gid;

@@ -13,6 +13,13 @@ namespace AgentSandbox.Backends.Qemu
     /// Paths are relative to QEMU's working folder, which it enters as root before it becomes its
     /// own uid, so it needs no right on the sandbox's private folders above it.
     /// </summary>
+    /// <summary>How a launch differs from a cold boot: a restore or a fork that resumes a checkpoint's guest.</summary>
+    internal sealed class LaunchOptions
+    {
+        /// <summary>Waits for a migration stream (migrate-incoming) instead of booting.</summary>
+        public bool Incoming { get; set; }
+    }
+
     internal sealed class QemuLaunch
     {
         /// <summary>Joins the cgroup, enters QEMU's folder, starts it detached with its errors in a log, prints its pid.</summary>
@@ -26,8 +33,9 @@ namespace AgentSandbox.Backends.Qemu
         public List<string> Argv { get; } = new List<string>();
         public int Cpus { get; private set; }
 
-        public static QemuLaunch Build(Sandbox s, int? kvmGroup, int ports)
+        public static QemuLaunch Build(Sandbox s, int? kvmGroup, int ports, LaunchOptions? options = null)
         {
+            var o = options ?? new LaunchOptions();
             var launch = new QemuLaunch { Cpus = Math.Max(1, (int)Math.Ceiling(s.CpuCount ?? 1)) };
             var append = new List<string> { "console=ttyS0", "quiet", "panic=-1", "rdinit=/init", "pci=off" };
             // Without KVM the guest's TSC runs at the host's rate; told so, it never calibrates against timers microvm lacks.
@@ -40,11 +48,12 @@ namespace AgentSandbox.Backends.Qemu
             a.AddRange(new[] { QemuHost.SystemEmulator!, "-name", "agentsandbox-" + s.Id, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot" });
             if (kvmGroup != null) a.AddRange(new[] { "-accel", "kvm", "-cpu", "host" });
             else a.AddRange(new[] { "-accel", "tcg,tb-size=64" });
+            var memory = (s.MemoryBytes!.Value >> 20).ToString(CultureInfo.InvariantCulture) + "M";
+            a.AddRange(new[] { "-m", memory, "-smp", launch.Cpus.ToString(CultureInfo.InvariantCulture) });
+            // Named, so the memory a checkpoint saved finds its block again.
+            a.AddRange(new[] { "-object", $"memory-backend-ram,id=mem,size={memory}", "-M", "microvm,x-option-roms=off,memory-backend=mem" });
             a.AddRange(new[]
             {
-                "-m", (s.MemoryBytes!.Value >> 20).ToString(CultureInfo.InvariantCulture) + "M",
-                "-smp", launch.Cpus.ToString(CultureInfo.InvariantCulture),
-                "-M", "microvm,x-option-roms=off",
                 "-kernel", s.Data("kernel")!, "-initrd", s.Data("initrd")!, "-append", string.Join(" ", append),
                 "-chardev", "ringbuf,id=console,size=65536", "-serial", "chardev:console",
                 "-blockdev", "driver=qcow2,node-name=disk0,file.driver=file,file.filename=disk.qcow2",
@@ -56,11 +65,12 @@ namespace AgentSandbox.Backends.Qemu
                 var n = p.ToString(CultureInfo.InvariantCulture);
                 a.AddRange(new[]
                 {
-                    "-chardev", $"socket,id=port{n},path=port{n}.sock,server=on,wait=off",
+                    "-chardev", $"socket,id=port{n},path=run/port{n}.sock,server=on,wait=off",
                     "-device", $"virtserialport,bus=vser0.0,chardev=port{n},name={GuestInit.PortPrefix}{n}",
                 });
             }
-            a.AddRange(new[] { "-qmp", "unix:qmp.sock,server=on,wait=off", "-sandbox", SeccompPolicy });
+            a.AddRange(new[] { "-qmp", $"unix:run/qmp.sock,server=on,wait=off", "-sandbox", SeccompPolicy });
+            if (o.Incoming) a.AddRange(new[] { "-incoming", "defer" });
             return launch;
         }
 

@@ -32,6 +32,8 @@ namespace AgentSandbox.Backends.Stored
         /// <summary>Builds the sandbox's files and fills its backend data; its record already exists, naming the create.</summary>
         protected abstract void PrepareFiles(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation);
         protected abstract void StartSandbox(Sandbox s, IProgressSink progress);
+        /// <summary>A start that a create's cancellation can cut short (a virtual machine's boot takes seconds); by default it cannot.</summary>
+        protected virtual void StartSandbox(Sandbox s, IProgressSink progress, CancellationToken cancellation) => StartSandbox(s, progress);
         /// <summary>Ends every process and undoes what starting made; must succeed on a half-made sandbox.</summary>
         protected abstract void StopSandbox(Sandbox s, IProgressSink progress);
         protected abstract bool IsRunning(Sandbox s);
@@ -152,7 +154,7 @@ namespace AgentSandbox.Backends.Stored
                 Store.Save(s);
                 cancellation.ThrowIfCancellationRequested();
                 progress.Milestone($"Starting sandbox '{s.Name}'");
-                StartSandbox(s, progress);
+                StartSandbox(s, progress, cancellation);
                 s.Pending = null;
                 Store.Save(s);
                 // Stopped while it started: a sandbox nobody will receive is undone too.

@@ -1,0 +1,271 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading;
+using AgentSandbox.Linux;
+
+namespace AgentSandbox.Backends.Qemu
+{
+    /// <summary>
+    /// Checkpoints hold the guest's disk and, of a running guest, its memory and device state, so a
+    /// restore or a fork resumes with its processes running.
+    ///
+    /// Disk: the overlay is copied (the guest held still) as the checkpoint's disk.qcow2, whose
+    /// backing is the base disk or, after a restore or fork, an earlier checkpoint's disk; every disk
+    /// of that chain is hard-linked beside it under a name of its own (chain), so a checkpoint
+    /// outlives what it was taken of. A restore or fork links the chain into the sandbox's vm/ folder
+    /// (root's: QEMU's uid reads the links, cannot change them) and writes to a new overlay over it:
+    /// forks share the checkpoint's disk copy-on-write.
+    ///
+    /// Memory: the held guest migrates its memory and device state into one stream (state), which a
+    /// restore or fork loads into a QEMU started with -incoming. Forks do not share the checkpoint's
+    /// memory pages: QEMU 7.2 can map a memory file copy-on-write only if its uid may write the file
+    /// (its readonly=on makes the guest's memory read-only too), and a file every fork could write
+    /// would let one fork change what its siblings resume from.
+    /// </summary>
+    internal sealed partial class QemuBackend
+    {
+        private const string CheckpointDisk = "disk.qcow2", ChainFile = "chain", StateFile = "state", ResumeState = "resume.state";
+        private static readonly TimeSpan MigrationTimeout = TimeSpan.FromMinutes(5);
+
+        protected override long CaptureCheckpoint(Sandbox s, string name, string dir, IProgressSink progress, CancellationToken cancellation)
+        {
+            bool running = IsRunning(s);
+            Qmp? qmp = running ? Qmp.Connect(QmpSocket(s), QemuPid(s), TimeSpan.FromSeconds(10)) : null;
+            try
+            {
+                if (qmp != null)
+                {
+                    progress.Milestone($"Holding the guest of '{s.Name}' still");
+                    // Stopping also flushes QEMU's writes to the overlay.
+                    qmp.Execute("stop");
+                }
+                progress.Milestone($"Copying the disk of '{s.Name}' into checkpoint '{name}'");
+                CopyDisk(s, dir);
+                if (qmp != null) SaveMemory(s, qmp, dir, progress, cancellation);
+            }
+            finally
+            {
+                if (qmp != null)
+                {
+                    try { qmp.Execute("cont"); } catch (IOException) { }
+                    qmp.Dispose();
+                }
+                FileTree.TryDeleteTree(Path.Combine(RunDir(s), "checkpoint"));
+            }
+            foreach (var f in Directory.GetFiles(dir).Where(f => Path.GetFileName(f) != ".lock")) QemuFiles.ShareFile(f);
+            return Directory.GetFiles(dir).Sum(f => new FileInfo(f).Length);
+        }
+
+        /// <summary>The overlay's copy and the chain it stands on, checked: QEMU's uid could have written anything into the overlay's header.</summary>
+        private void CopyDisk(Sandbox s, string dir)
+        {
+            var st = Native.Lstat(Overlay(s));
+            if (st == null || (st.Value.Mode & 0xF000) != 0x8000) throw new IOException($"{Overlay(s)} is not a regular file.");
+            var target = Path.Combine(dir, CheckpointDisk);
+            Processes.ProcessRunner.Run("/bin/cp", "--sparse=always", "--no-dereference", Overlay(s), target);
+            var backing = Qcow2Header.BackingFile(target);
+            if (backing != s.Data("backing"))
+                throw new InvalidDataException($"The disk of sandbox '{s.Name}' names '{backing}' as its backing file, not '{s.Data("backing")}': refusing to keep it.");
+            var chain = Chain(s);
+            foreach (var link in chain) Native.HardLink(Path.Combine(VmDir(s), link), Path.Combine(dir, link));
+            File.WriteAllLines(Path.Combine(dir, ChainFile), chain);
+        }
+
+        /// <summary>The checkpoint disks below the sandbox's overlay, in vm/, each checked to be the one linked there (root's, same inode).</summary>
+        private static List<string> Chain(Sandbox s)
+        {
+            var names = new List<string>();
+            foreach (var entry in (s.Data("chain") ?? "").Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries))
+            {
+                var parts = entry.Split(':');
+                var path = Path.Combine(VmDir(s), parts[0]);
+                var st = Native.Lstat(path);
+                if (st == null || (st.Value.Mode & 0xF000) != 0x8000 || st.Value.Uid != 0 || Native.Inode(path).ToString(CultureInfo.InvariantCulture) != parts[1])
+                    throw new IOException($"{path} is not the checkpoint disk the sandbox was made over.");
+                names.Add(parts[0]);
+            }
+            return names;
+        }
+
+        /// <summary>
+        /// The held guest's memory and device state, as one migration stream to a socket root listens
+        /// on (QEMU's seccomp filter allows it no process to pipe through): about the guest's used memory.
+        /// </summary>
+        private void SaveMemory(Sandbox s, Qmp source, string dir, IProgressSink progress, CancellationToken cancellation)
+        {
+            progress.Milestone("Saving the guest's memory");
+            using (var listener = UnixListener.Bind(Path.Combine(RunDir(s), "checkpoint.sock")))
+            {
+                Native.Chown(listener.Path, HostUid(s), HostUid(s), followLinks: false);
+                source.Execute("migrate", "{\"uri\":\"unix:run/checkpoint.sock\"}");
+                using (var incoming = listener.Accept((int)MigrationTimeout.TotalMilliseconds)
+                    ?? throw new TimeoutException("QEMU did not send the guest's memory."))
+                {
+                    if (incoming.Peer().Pid != QemuPid(s)) throw new IOException("The guest's memory came from another process than the sandbox's QEMU.");
+                    using var state = File.Create(Path.Combine(dir, StateFile));
+                    incoming.CopyTo(state, 1 << 20);
+                }
+            }
+            AwaitMigration(source, "the guest's memory", cancellation);
+        }
+
+        private static void AwaitMigration(Qmp qmp, string what, CancellationToken cancellation)
+        {
+            var deadline = DateTime.UtcNow + MigrationTimeout;
+            while (true)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                var status = Qmp.Field(qmp.Execute("query-migrate"), "status");
+                if (status == "completed") return;
+                if (status == "failed" || status == "cancelled")
+                    throw new IOException($"QEMU could not save {what}: the migration {status}.");
+                if (DateTime.UtcNow > deadline) throw new TimeoutException($"Saving {what} took longer than {MigrationTimeout.TotalMinutes:0} minutes.");
+                Thread.Sleep(10);
+            }
+        }
+
+        private static string AwaitStatus(Qmp qmp, string[] wanted, CancellationToken cancellation)
+        {
+            var deadline = DateTime.UtcNow + MigrationTimeout;
+            while (true)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                var status = Qmp.Field(qmp.Execute("query-status"), "status");
+                if (status != null && wanted.Contains(status)) return status;
+                if (status == "inmigrate" || status == "prelaunch" || status == "finish-migrate") { }
+                else if (DateTime.UtcNow > deadline || status == "internal-error" || status == "shutdown")
+                    throw new IOException($"QEMU is '{status}' instead of '{string.Join("' or '", wanted)}'.");
+                if (DateTime.UtcNow > deadline) throw new TimeoutException($"QEMU stayed '{status}' instead of '{string.Join("' or '", wanted)}'.");
+                Thread.Sleep(10);
+            }
+        }
+
+        protected override void RestoreCheckpoint(Sandbox s, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation)
+        {
+            bool wasRunning = IsRunning(s);
+            try
+            {
+                using (OpenCheckpoint(checkpoint, out var dir))
+                {
+                    StopSandbox(s, progress);
+                    progress.Milestone($"Putting checkpoint '{checkpoint.Name}' back into '{s.Name}'");
+                    UseCheckpoint(s, checkpoint, dir);
+                    // The record names the new disk at once: a start that fails leaves a stopped sandbox on the checkpoint's files.
+                    Store.Save(s);
+                    if (wasRunning)
+                    {
+                        try { StartSandbox(s, progress); }
+                        catch { try { StopSandbox(s, progress); } catch (Exception) { } Store.Save(s); throw; }
+                    }
+                }
+                Store.Save(s);
+            }
+            catch (Exception e) when (!(e is SandboxException) && !(e is OperationCanceledException))
+            {
+                throw new SandboxException(ErrorIds.RestoreFailed, SandboxErrorKind.Failed,
+                    $"Could not restore sandbox '{s.Name}' to checkpoint '{checkpoint.Name}': {e.Message}", s.Name, e);
+            }
+        }
+
+        private void PrepareFork(Sandbox s, SandboxCheckpoint checkpoint, IProgressSink progress)
+        {
+            using (OpenCheckpoint(checkpoint, out var dir))
+            {
+                progress.Milestone($"Making '{s.Name}' over checkpoint '{checkpoint}' (its disk and memory are shared, copy-on-write)");
+                // The guest's memory holds the kernel it ran: a fork resumes on the same kernel and initramfs.
+                s.BackendData["kernel"] = checkpoint.Source.Data("kernel")!;
+                s.BackendData["initrd"] = checkpoint.Source.Data("initrd")!;
+                UseCheckpoint(s, checkpoint, dir);
+            }
+        }
+
+        /// <summary>
+        /// Links the checkpoint's disks into vm/ and makes a new overlay over them; with its memory,
+        /// the next start resumes the guest (unless the memory or CPUs differ from the checkpoint's).
+        /// </summary>
+        private void UseCheckpoint(Sandbox s, SandboxCheckpoint checkpoint, string dir)
+        {
+            var key = CheckpointKey(checkpoint);
+            var chain = File.Exists(Path.Combine(dir, ChainFile)) ? File.ReadAllLines(Path.Combine(dir, ChainFile)).Where(l => l.Length > 0).ToList() : new List<string>();
+            var links = new List<string>();
+            foreach (var (from, to) in chain.Select(c => (c, c)).Concat(new[] { (CheckpointDisk, key + ".qcow2") }))
+            {
+                var link = Path.Combine(VmDir(s), to);
+                if (!File.Exists(link)) Native.HardLink(Path.Combine(dir, from), link);
+                links.Add(to + ":" + Native.Inode(link).ToString(CultureInfo.InvariantCulture));
+            }
+            MakeOverlay(s, key + ".qcow2", "qcow2");
+            s.BackendData["chain"] = string.Join(" ", links);
+            s.BackendData.Remove("resume");
+            bool sameMachine = checkpoint.Source.MemoryBytes == s.MemoryBytes && checkpoint.Source.CpuCount == s.CpuCount
+                && checkpoint.Source.Data("kernel") == s.Data("kernel") && checkpoint.Source.Data("initrd") == s.Data("initrd");
+            var stateLink = Path.Combine(s.Location!, ResumeState);
+            if (File.Exists(stateLink)) File.Delete(stateLink);
+            if (File.Exists(Path.Combine(dir, StateFile)) && sameMachine)
+            {
+                Native.HardLink(Path.Combine(dir, StateFile), stateLink);
+                s.BackendData["resume"] = "1";
+            }
+            RemoveUnusedLinks(s);
+        }
+
+        /// <summary>Disks and memory of earlier checkpoints the sandbox no longer stands on.</summary>
+        private static void RemoveUnusedLinks(Sandbox s)
+        {
+            var used = new HashSet<string>((s.Data("chain") ?? "").Split(' ').Select(e => e.Split(':')[0]), StringComparer.Ordinal) { "disk.qcow2" };
+            foreach (var f in Directory.GetFiles(VmDir(s)))
+                if (!used.Contains(Path.GetFileName(f))) File.Delete(f);
+        }
+
+        /// <summary>A name for a checkpoint's files in a sandbox's vm/ folder, unique on the host.</summary>
+        private static string CheckpointKey(SandboxCheckpoint checkpoint)
+        {
+            using var sha = SHA256.Create();
+            var hash = sha.ComputeHash(Encoding.UTF8.GetBytes(checkpoint.SandboxId + "/" + checkpoint.Name + "/" + checkpoint.CreatedAt.Ticks.ToString(CultureInfo.InvariantCulture)));
+            return "ck-" + BitConverter.ToString(hash, 0, 8).Replace("-", "").ToLowerInvariant();
+        }
+
+        /// <summary>
+        /// Loads a checkpoint's state into a QEMU started with -incoming over its memory file; the
+        /// guest runs on from where it was held. Its random number generator is then fed fresh host
+        /// entropy, so forks of one checkpoint do not draw the same numbers.
+        /// </summary>
+        private void Resume(Sandbox s, int pid, IProgressSink progress)
+        {
+            progress.Milestone($"Resuming the guest of '{s.Name}' from its checkpoint's memory");
+            using var qmp = Qmp.Connect(QmpSocket(s), pid, TimeSpan.FromSeconds(30));
+            qmp.Execute("migrate-incoming", "{\"uri\":\"unix:run/incoming.sock\"}");
+            var socket = Path.Combine(RunDir(s), "incoming.sock");
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            UnixStream? stream;
+            while ((stream = UnixStream.TryConnect(socket)) == null)
+            {
+                if (DateTime.UtcNow > deadline) throw new TimeoutException("QEMU did not listen for the checkpoint's state.");
+                Thread.Sleep(5);
+            }
+            using (stream)
+            {
+                CheckPeer(s, stream, socket);
+                using var state = File.OpenRead(Path.Combine(s.Location!, ResumeState));
+                state.CopyTo(stream, 1 << 20);
+            }
+            // The guest comes in as its checkpoint held it: paused.
+            var status = AwaitStatus(qmp, new[] { "paused", "running" }, CancellationToken.None);
+            if (status == "paused") qmp.Execute("cont");
+        }
+
+        private void Reseed(Sandbox s)
+        {
+            var entropy = new byte[512];
+            using (var rng = RandomNumberGenerator.Create()) rng.GetBytes(entropy);
+            // And its name: a fork resumes with its checkpoint's.
+            RunTool(s, new[] { GuestInit.Busybox, "sh", "-c", "cat > /dev/urandom; " + GuestInit.Busybox + " hostname \"$1\"", "sh", Hostname.For(s.Name) },
+                new MemoryStream(entropy), null, CancellationToken.None);
+        }
+    }
+}

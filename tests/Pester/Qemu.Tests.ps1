@@ -1,0 +1,155 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+
+    function Get-QemuStatus([int] $QemuPid) {
+        # Fields of the QEMU process's /proc status, by name.
+        $fields = @{}
+        foreach ($line in Get-Content "/proc/$QemuPid/status") { $k, $v = $line -split ':\s+', 2; $fields[$k] = $v }
+        $fields
+    }
+
+    function New-SleepMarker { '300.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999) }
+
+}
+
+Describe 'Qemu: a virtual machine per sandbox' {
+    BeforeAll {
+        $name = New-TestName -Tag 'vm'
+        $sb = if (Test-BackendAvailable Qemu) { New-AgentSandbox -Name $name -Backend Qemu -Memory 320MB -CpuCount 2 -ProcessLimit 40 }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Qemu }
+
+    It 'Get-AgentSandboxBackend says it gives Kernel isolation and how its CPUs run' {
+        $info = Get-AgentSandboxBackend Qemu
+        $info.Isolation | Should -Be 'Kernel'
+        $info.Privilege | Should -Be 'VirtualMachine'
+        $info.Accelerator | Should -Match '^(KVM|Emulation \(TCG\): .+)$'
+        if (-not (Test-Path /dev/kvm)) { $info.Accelerator | Should -Match 'no /dev/kvm' }
+        $info.Features | Should -Contain 'Checkpoints'
+    }
+
+    It 'runs a kernel of its own: another boot, another kernel instance' {
+        Invoke-InSandbox -InputObject $sb -Command 'cat /proc/sys/kernel/random/boot_id' | Should -Not -Be (Get-Content /proc/sys/kernel/random/boot_id)
+        $guestBoot = Invoke-InSandbox -InputObject $sb -Command "awk '`$1 == ""btime"" { print `$2 }' /proc/stat"
+        $hostBoot = (Get-Content /proc/stat | Where-Object { $_ -like 'btime *' }) -split ' ' | Select-Object -Last 1
+        $guestBoot | Should -Not -Be $hostBoot
+        # Its own processes only: the host's thousands are not there.
+        [int](Invoke-InSandbox -InputObject $sb -Command 'ls -d /proc/[0-9]* | wc -l') | Should -BeLessThan 200
+    }
+
+    It 'has the memory and CPUs asked for, and loopback as its only network' {
+        $kib = [long]((Invoke-InSandbox -InputObject $sb -Command "grep MemTotal /proc/meminfo") -split '\s+')[1]
+        $kib | Should -BeGreaterThan (250MB / 1KB)
+        $kib | Should -BeLessOrEqual (320MB / 1KB)
+        Invoke-InSandbox -InputObject $sb -Command 'nproc' | Should -Be '2'
+        Invoke-InSandbox -InputObject $sb -Command 'ls /sys/class/net' | Should -Be 'lo'
+    }
+
+    It '-ProcessLimit holds every command inside the guest' {
+        $r = Invoke-InSandbox -InputObject $sb -Command 'for i in $(seq 1 60); do sleep 30 & done 2>&1 | tail -1; echo started' -TimeoutSec 60 -PassThru
+        $r.StdOut | Should -Match 'started'
+        $r.StdOut + $r.StdErr | Should -Match '(can.t fork|Resource temporarily unavailable)'
+        Invoke-InSandbox -InputObject $sb -User root -Command 'cat /sys/fs/cgroup/agentsandbox/pids.max' | Should -Be '40'
+    }
+
+    It 'QEMU runs as an unprivileged host uid of its own, under its seccomp filter, in the sandbox''s cgroup' {
+        $qemuPid = [int]$sb.BackendData['qemu']
+        $status = Get-QemuStatus $qemuPid
+        ($status['Uid'] -split '\s+') | Should -Not -Contain '0'
+        $status['NoNewPrivs'] | Should -Be '1'
+        $status['Seccomp'] | Should -Be '2'
+        $status['CapEff'] | Should -Be '0000000000000000'
+        (Get-Content "/proc/$qemuPid/cgroup") -join "`n" | Should -Match "agentsandbox/$name"
+        # Not readable by other sandboxes' QEMUs: its folder is QEMU's uid's, the folders above it root's alone.
+        (stat -c '%U %a' "$($sb.Location)") | Should -Be 'root 700'
+    }
+
+    It 'a file written just before Stop-AgentSandbox is there after Start-AgentSandbox' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo kept > /workspace/before-stop.txt'
+        Stop-AgentSandbox -InputObject $sb
+        Get-HostPidsByMarker -Marker "sandboxes/$name/vm" | Should -BeNullOrEmpty -Because 'QEMU ended'
+        Start-AgentSandbox -InputObject $sb
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/before-stop.txt' | Should -Be 'kept'
+    }
+
+    It '-Kernel is refused by backends that do not boot one, and a -Kernel that is no kernel is refused' {
+        { New-AgentSandbox -Name (New-TestName) -Backend Nspawn -Kernel /tmp/none.deb -ErrorAction Stop } | Should -Throw -ErrorId 'FeatureUnsupported*'
+        $bad = New-TestName
+        try {
+            { New-AgentSandbox -Name $bad -Backend Qemu -Kernel /nonexistent/linux.deb -ErrorAction Stop } | Should -Throw
+            Get-AgentSandbox -Name $bad -ErrorAction Ignore | Should -BeNullOrEmpty
+        }
+        finally { Remove-TestSandbox $bad }
+    }
+}
+
+Describe 'Qemu: checkpoints keep the running guest' {
+    BeforeAll {
+        $name = New-TestName -Tag 'vmck'
+        $forks = [Collections.Generic.List[string]]::new()
+        $sb = if (Test-BackendAvailable Qemu) { New-AgentSandbox -Name $name -Backend Qemu }
+    }
+    AfterAll {
+        Remove-TestSandbox @($forks) + $name
+        Get-AgentSandboxCheckpoint -SandboxName $name -ErrorAction Ignore | Remove-AgentSandboxCheckpoint -Confirm:$false -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip Qemu }
+
+    It 'a fork resumes with the processes and memory of the checkpointed guest' {
+        $marker = New-SleepMarker
+        Invoke-InSandbox -InputObject $sb -Command "echo in-memory > /dev/shm/marker; echo on-disk > /workspace/file; (sleep $marker > /dev/null 2>&1 &)"
+        $checkpoint = $sb | Checkpoint-AgentSandbox -CheckpointName running
+        $checkpoint | Should -Not -BeNullOrEmpty
+        # The source runs on.
+        Invoke-InSandbox -InputObject $sb -Command 'cat /dev/shm/marker' | Should -Be 'in-memory'
+
+        foreach ($i in 1, 2) {
+            $fork = New-TestName -Tag 'vmfork'; $forks.Add($fork)
+            $null = New-AgentSandbox -Name $fork -FromCheckpoint $checkpoint
+            @(Get-SandboxPidsByMarker -Name $fork -Backend Qemu -Marker $marker).Count | Should -Be 1 -Because 'the process runs on in the fork'
+            Invoke-InSandbox -Name $fork -Command 'cat /dev/shm/marker /workspace/file' | Should -Be @('in-memory', 'on-disk')
+            Invoke-InSandbox -Name $fork -Command 'hostname' | Should -Be $fork -Because 'a fork is a new sandbox, named as such'
+        }
+        # Forks share the checkpoint's disk: each one's own overlay holds only what it wrote.
+        foreach ($fork in $forks) { (Get-Item "$((Get-AgentSandbox -Name $fork).Location)/vm/disk.qcow2").Length | Should -BeLessThan 8MB }
+        # Their random number generators were fed apart.
+        $a = Invoke-InSandbox -Name $forks[0] -Command 'head -c 16 /dev/urandom | od -An -tx1'
+        $b = Invoke-InSandbox -Name $forks[1] -Command 'head -c 16 /dev/urandom | od -An -tx1'
+        $a | Should -Not -Be $b
+        # A fork's writes are its own.
+        Invoke-InSandbox -Name $forks[0] -Command 'echo changed > /workspace/file'
+        Invoke-InSandbox -Name $forks[1] -Command 'cat /workspace/file' | Should -Be 'on-disk'
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/file' | Should -Be 'on-disk'
+    }
+
+    It 'Restore-AgentSandbox brings back the files, memory and processes of the checkpoint' {
+        Invoke-InSandbox -InputObject $sb -Command 'rm /workspace/file; echo lost > /dev/shm/marker; killall sleep; true'
+        Restore-AgentSandbox -Name $name -CheckpointName running -Force
+        Invoke-InSandbox -InputObject $sb -Command 'cat /dev/shm/marker /workspace/file' | Should -Be @('in-memory', 'on-disk')
+        (Invoke-InSandbox -InputObject $sb -Command 'ps -o args | grep -c ^sleep') | Should -Be '1'
+    }
+
+    It 'a fork of a fork resumes too, and outlives the checkpoints and sandboxes it came from' {
+        $first = $forks[0]
+        $second = New-TestName -Tag 'vmfork'; $forks.Add($second)
+        $ck = Get-AgentSandbox -Name $first | Checkpoint-AgentSandbox -CheckpointName gen2
+        $null = New-AgentSandbox -Name $second -FromCheckpoint $ck
+        Invoke-InSandbox -Name $second -Command 'cat /dev/shm/marker /workspace/file' | Should -Be @('in-memory', 'changed')
+        # Its checkpoint goes with it (it was not kept).
+        Remove-AgentSandbox -Name $first -Confirm:$false
+        Get-AgentSandboxCheckpoint -SandboxName $first -ErrorAction Ignore | Should -BeNullOrEmpty
+        Stop-AgentSandbox -Name $second
+        Start-AgentSandbox -Name $second
+        Invoke-InSandbox -Name $second -Command 'cat /workspace/file' | Should -Be 'changed'
+    }
+
+    It 'a checkpoint of a stopped guest holds its disk, and a fork of it boots' {
+        Stop-AgentSandbox -InputObject $sb
+        $cold = $sb | Checkpoint-AgentSandbox -CheckpointName cold
+        Start-AgentSandbox -InputObject $sb
+        $fork = New-TestName -Tag 'vmfork'; $forks.Add($fork)
+        $null = New-AgentSandbox -Name $fork -FromCheckpoint $cold
+        Invoke-InSandbox -Name $fork -Command 'cat /workspace/file; test -e /dev/shm/marker && echo memory || echo booted' | Should -Be @('on-disk', 'booted')
+    }
+}
