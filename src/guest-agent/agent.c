@@ -288,19 +288,20 @@ static void finish(int slot, int status) {
     struct command *c = commands[slot];
     if (c->out_fd >= 0) forward(c, &c->out_fd, AS_STDOUT, 1);
     if (c->err_fd >= 0) forward(c, &c->err_fd, AS_STDERR, 1);
-    struct buffer b = {0};
-    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    put_u32(&b, (uint32_t)(sig ? 128 + sig : WEXITSTATUS(status)));
-    put_u32(&b, (uint32_t)sig);
-    send_frame(chan_out, AS_EXITED, c->id, &b);
     close_fd(&c->in_fd);
     close_fd(&c->out_fd);
     close_fd(&c->err_fd);
     free(c->pending_in.data);
     commands[slot] = NULL;
+    /* Gone before the host hears of the end, unless processes it started live on (then once they end). */
     if (c->cgroup[0] && rmdir(c->cgroup) != 0)
         for (int i = 0; i < MAX_COMMANDS; i++)
             if (!leftovers[i][0]) { memcpy(leftovers[i], c->cgroup, sizeof c->cgroup); break; }
+    struct buffer b = {0};
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    put_u32(&b, (uint32_t)(sig ? 128 + sig : WEXITSTATUS(status)));
+    put_u32(&b, (uint32_t)sig);
+    send_frame(chan_out, AS_EXITED, c->id, &b);
     free(c);
 }
 

@@ -172,6 +172,51 @@ namespace AgentSandbox.Core.Tests
             });
 
         [Fact]
+        public void AUserOtherThanRootRunsWithNoNewPrivilegesAndRootWithout()
+        {
+            Exec(21, new[] { "sh", "-c", "grep NoNewPrivs /proc/self/status" }, uid: 65534, gid: 65534);
+            Assert.Contains("NoNewPrivs:\t1", Text(Until(21), AgentFrameKind.Stdout));
+            Exec(22, new[] { "sh", "-c", "grep NoNewPrivs /proc/self/status" });
+            Assert.Contains("NoNewPrivs:\t0", Text(Until(22), AgentFrameKind.Stdout));
+        }
+
+        [Fact]
+        public void InputACommandDoesNotReadPushesBackInsteadOfPilingUpInTheAgent()
+        {
+            // A command that reads nothing for a while: the host's input must wait in the channel, not in the agent's memory.
+            Exec(23, new[] { "sh", "-c", "sleep 3; cat > /dev/null; echo drained" }, stdin: true);
+            Assert.Equal(AgentFrameKind.Started, Until23Started());
+            long sent = 0;
+            var chunk = new byte[60 * 1024];
+            var writer = new System.Threading.Thread(() =>
+            {
+                try
+                {
+                    for (int i = 0; i < 1000; i++) { Send(AgentFrame.Stdin(23, chunk)); System.Threading.Interlocked.Add(ref sent, chunk.Length); }
+                    Send(AgentFrame.Stdin(23, new byte[0]));
+                }
+                catch (IOException) { }
+            }) { IsBackground = true };
+            writer.Start();
+            System.Threading.Thread.Sleep(1500);
+            // The pipe to the command (64 KiB), the agent's queue (4 MiB) and the channel's buffers: far from the 60 MB sent in the end.
+            Assert.InRange(System.Threading.Interlocked.Read(ref sent), 0, 16L << 20);
+            var frames = Until(23);
+            writer.Join(TimeSpan.FromSeconds(60));
+            Assert.Equal("drained", Text(frames, AgentFrameKind.Stdout).Trim());
+            Assert.Equal(60L * 1024 * 1000, System.Threading.Interlocked.Read(ref sent));
+        }
+
+        private AgentFrameKind Until23Started()
+        {
+            while (true)
+            {
+                var f = Next();
+                if (f.Id == 23) return f.Kind;
+            }
+        }
+
+        [Fact]
         public void WhenTheHostGoesAwayTheAgentEndsAndKillsWhatIsLeft()
         {
             var marker = SleepMarker();

@@ -13,7 +13,7 @@ Describe 'Get-AgentSandboxBackend' {
 
     It 'lists each backend the module has once, and no backend that is not built (Wsl, HyperV)' {
         $all = @(Get-AgentSandboxBackend)
-        ($all.Name | Sort-Object) | Should -Be @('Chroot', 'Docker', 'Nspawn')
+        ($all.Name | Sort-Object) | Should -Be @('Chroot', 'Docker', 'Nspawn', 'Qemu')
         foreach ($b in $all) {
             $b.Platform | Should -Not -BeNullOrEmpty -Because $b.Name
             $b.Boundaries | Should -Not -BeNullOrEmpty -Because "$($b.Name) says what it enforces"
@@ -56,11 +56,15 @@ Describe 'Get-AgentSandboxBackend' {
         ($b | Format-List | Out-String) | Should -Match 'Features\s*: Copy, Checkpoints, Mounts, WritableMounts, Root, HostNetwork'
     }
 
-    It 'no backend claims the Kernel boundary: all share the host kernel, and say so' {
+    It 'only Qemu claims the Kernel boundary: the others share the host kernel, and say so' {
         foreach ($b in Get-AgentSandboxBackend -Name Chroot, Nspawn, Docker) {
             $b.Boundaries | Should -Not -Contain ([AgentSandbox.SandboxBoundary]::Kernel)
             ($b.Weaknesses -join ' ') | Should -Match 'kernel'
         }
+        $qemu = Get-AgentSandboxBackend -Name Qemu
+        $qemu.Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]::Kernel)
+        # What a guest meets when it breaks out of its kernel is said too.
+        ($qemu.Weaknesses -join ' ') | Should -Match 'QEMU'
     }
 
     It 'Nspawn claims the namespaces and the privilege boundary Chroot lacks' {

@@ -65,6 +65,18 @@ Describe 'Qemu: a virtual machine per sandbox' {
         (stat -c '%U %a' "$($sb.Location)") | Should -Be 'root 700'
     }
 
+    It 'Test-AgentSandbox: every boundary it claims holds, Kernel included, and root inside acts on the guest''s kernel only' {
+        $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorAction Stop)
+        $kernel = $attempts | Where-Object Id -eq 'kernel-shared'
+        $kernel.Outcome | Should -Be 'Blocked'
+        $kernel.Evidence | Should -Match 'a kernel of its own'
+        # Root in the guest does change its kernel's settings: the verdict says whose kernel that was.
+        ($attempts | Where-Object Id -eq 'priv-procfs-write').Evidence | Should -Match "the sandbox's own kernel, not the host's"
+        $verdicts = @(Test-AgentSandbox -InputObject $sb -ErrorAction Stop)
+        @($verdicts | Where-Object { $_.Claimed -and $_.Held -eq $false }) | Should -BeNullOrEmpty
+        ($verdicts | Where-Object Boundary -eq 'Kernel').Held | Should -BeTrue
+    }
+
     It 'a file written just before Stop-AgentSandbox is there after Start-AgentSandbox' {
         Invoke-InSandbox -InputObject $sb -Command 'echo kept > /workspace/before-stop.txt'
         Stop-AgentSandbox -InputObject $sb

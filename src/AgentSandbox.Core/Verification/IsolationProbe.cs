@@ -44,7 +44,30 @@ namespace AgentSandbox.Verification
                 results.Add(RunOne(sandbox, attempt, fixtures, attempt.AsRoot && rootAllowed, cancellation));
                 fixtures.RestoreHostProcess();
             }
+            JudgeInOwnKernel(results);
             return results;
+        }
+
+        /// <summary>What root does to the running kernel: its settings, its devices, its modules, its identity maps.</summary>
+        private static readonly HashSet<string> ActOnTheKernel = new HashSet<string>(StringComparer.Ordinal)
+        {
+            "priv-host-root", "priv-mknod-disk", "priv-mount", "priv-load-module", "priv-sysrq", "priv-procfs-write", "priv-sysfs-write", "priv-new-userns",
+        };
+
+        /// <summary>
+        /// Where the kernel attempt found a kernel of the sandbox's own (another boot_id and boot
+        /// time), root inside that did something to "the kernel" did it to the guest's: that is no
+        /// host privilege, and the verdict says so with both findings.
+        /// </summary>
+        private static void JudgeInOwnKernel(List<IsolationAttempt> results)
+        {
+            var kernel = results.FirstOrDefault(r => r.Id == "kernel-shared");
+            if (kernel == null || kernel.Outcome != AttemptOutcome.Blocked) return;
+            foreach (var r in results.Where(r => ActOnTheKernel.Contains(r.Id) && r.Outcome == AttemptOutcome.Succeeded))
+            {
+                r.Outcome = AttemptOutcome.Blocked;
+                r.Evidence = $"done to the sandbox's own kernel, not the host's ({kernel.Evidence}): {r.Evidence}";
+            }
         }
 
         /// <summary>Companion sandboxes of a probe whose process is gone (killed mid-run): their names carry its pid.</summary>

@@ -493,7 +493,8 @@ namespace AgentSandbox.Verification
                     }
                     catch (SandboxException e) { return "the fork failed: " + e.Message; }
                 });
-            bool hung = !act.Wait(TimeSpan.FromSeconds(5));
+            // A virtual machine's fork boots or resumes a guest, which under emulation takes more than 5 s: it is given longer before it counts as stuck.
+            bool hung = !act.Wait(TimeSpan.FromSeconds(c.Sandbox.Backend == "Qemu" ? 120 : 5));
             // Release: the FIFO's other end, opened from the host, until what waits on it is done.
             var fifo = docker ? ContainerPath(companion, file) : Path.Combine(Path.GetDirectoryName(companion.Location!)!, forkName, "root", "etc", "hostname");
             var held = new List<int>();
@@ -523,7 +524,7 @@ namespace AgentSandbox.Verification
             catch (Exception e) when (e is IOException || e is SandboxException || e is UnauthorizedAccessException) { outcome += $" (cleanup: {e.Message})"; }
             var what = docker ? $"a command in the companion (the daemon reads {file} for every exec)" : $"a fork of the companion's checkpoint (a fork writes {file})";
             return hung
-                ? (AttemptOutcome.Succeeded, $"with {file} a FIFO, {what} had not ended after 5 s; the host then opened the FIFO's other end itself: {outcome}")
+                ? (AttemptOutcome.Succeeded, $"with {file} a FIFO, {what} had not ended in time; the host then opened the FIFO's other end itself: {outcome}")
                 : (AttemptOutcome.Blocked, $"with {file} a FIFO, {what} ended by itself: {outcome}");
         }
 
