@@ -253,7 +253,7 @@ namespace AgentSandbox
         }
 
         private static string KernelNeeds(IsolationLevel level) => level == IsolationLevel.Kernel
-            ? " Kernel isolation needs a virtual machine of its own per sandbox (a Hyper-V or WSL2 backend on Windows); none is available on this host."
+            ? " Kernel isolation needs a virtual machine of its own per sandbox (the Qemu backend on Linux; its reason above says what it lacks here)."
             : "";
 
         /// <summary>

@@ -291,7 +291,8 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(HostPlatform.Linux, platforms["Chroot"]);
             Assert.Equal(HostPlatform.Linux, platforms["Nspawn"]);
             Assert.True(platforms["Docker"].HasFlag(HostPlatform.Windows) && platforms["Docker"].HasFlag(HostPlatform.Linux));
-            Assert.Equal(new[] { "Chroot", "Nspawn", "Docker" }, Manager(HostPlatform.Linux, BackendCatalog.Builtin.ToArray()).BackendNames);
+            Assert.Equal(HostPlatform.Linux, platforms["Qemu"]);
+            Assert.Equal(new[] { "Chroot", "Nspawn", "Docker", "Qemu" }, Manager(HostPlatform.Linux, BackendCatalog.Builtin.ToArray()).BackendNames);
             Assert.Equal(new[] { "Docker" }, Manager(HostPlatform.Windows, BackendCatalog.Builtin.ToArray()).BackendNames);
         }
     }

@@ -88,8 +88,8 @@ namespace AgentSandbox.Backends
         {
             new BackendFactory("Chroot", HostPlatform.Linux, c => new ChrootBackend(c.Store)),
             new BackendFactory("Nspawn", HostPlatform.Linux, c => new NspawnBackend(c.Store)),
-            new BackendFactory("Qemu", HostPlatform.Linux, c => new Qemu.QemuBackend(c.Store, c.StateRoot)),
             new BackendFactory("Docker", HostPlatform.Linux | HostPlatform.Windows | HostPlatform.MacOS, c => DockerShared.CreateBackend(c.StoreAt(DockerShared.OperationArea))),
+            new BackendFactory("Qemu", HostPlatform.Linux, c => new Qemu.QemuBackend(c.Store, c.StateRoot)),
         };
 
         public static HostPlatform Current =>

@@ -96,7 +96,8 @@ namespace AgentSandbox.Linux
             try { group.KillAll(); } catch (System.IO.IOException) { }
         }
 
-        private static Dictionary<string, string> Environment(Sandbox sandbox, CommandRequest request, int uid)
+        /// <summary>What every command starts with (PATH, HOME, LANG, AGENTSANDBOX), then the sandbox's values, then the command's.</summary>
+        internal static Dictionary<string, string> Environment(Sandbox sandbox, CommandRequest request, int uid)
         {
             var env = new Dictionary<string, string>(StringComparer.Ordinal)
             {

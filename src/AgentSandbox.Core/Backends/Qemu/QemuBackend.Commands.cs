@@ -40,7 +40,7 @@ namespace AgentSandbox.Backends.Qemu
                     var exec = new AgentExec
                     {
                         Argv = argv.ToList(),
-                        Environment = CommandEnvironment(s, request, user.Uid).Select(kv => kv.Key + "=" + kv.Value).ToList(),
+                        Environment = ExecChain.Environment(s, request, user.Uid).Select(kv => kv.Key + "=" + kv.Value).ToList(),
                         WorkingDirectory = request.WorkingDirectory ?? s.WorkingDirectory,
                         Uid = (uint)user.Uid, Gid = (uint)user.Gid, Groups = user.Groups,
                     };
@@ -86,20 +86,6 @@ namespace AgentSandbox.Backends.Qemu
             agentMessage.EndsWith("Not a directory", StringComparison.Ordinal) ? "is not a directory"
             : agentMessage.EndsWith("Permission denied", StringComparison.Ordinal) ? "cannot be entered by this user"
             : "does not exist, or this user may not reach it";
-
-        private static Dictionary<string, string> CommandEnvironment(Sandbox s, CommandRequest request, int uid)
-        {
-            var env = new Dictionary<string, string>(StringComparer.Ordinal)
-            {
-                ["PATH"] = ExecChain.DefaultPath,
-                ["HOME"] = uid == 0 ? "/root" : Sandbox.DefaultWorkspace,
-                ["LANG"] = "C.UTF-8",
-                ["AGENTSANDBOX"] = s.Name,
-            };
-            foreach (var kv in s.Environment) env[kv.Key] = kv.Value;
-            foreach (var kv in request.Environment) env[kv.Key] = kv.Value;
-            return env;
-        }
 
         /// <summary>
         /// A connection to the agent on a port no other command holds, greeted. The port's lock goes
