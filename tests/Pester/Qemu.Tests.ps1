@@ -85,6 +85,15 @@ Describe 'Qemu: a virtual machine per sandbox' {
         Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/before-stop.txt' | Should -Be 'kept'
     }
 
+    It 'a guest root that deletes the module''s tools in the guest cannot keep its sandbox from stopping' {
+        Invoke-InSandbox -InputObject $sb -User root -Command 'rm -f /.agentsandbox/busybox; echo gone' | Should -Be 'gone'
+        (Stop-AgentSandbox -InputObject $sb -PassThru).State | Should -Be 'Stopped'
+        Get-HostPidsByMarker -Marker "sandboxes/$name/vm" | Should -BeNullOrEmpty -Because 'QEMU ended'
+        # The tools come from the initramfs at every boot.
+        Start-AgentSandbox -InputObject $sb
+        Invoke-InSandbox -InputObject $sb -Command 'test -x /.agentsandbox/busybox && echo back' | Should -Be 'back'
+    }
+
     It '-Kernel is refused by backends that do not boot one, and a -Kernel that is no kernel is refused' {
         { New-AgentSandbox -Name (New-TestName) -Backend Nspawn -Kernel /tmp/none.deb -ErrorAction Stop } | Should -Throw -ErrorId 'FeatureUnsupported*'
         $bad = New-TestName

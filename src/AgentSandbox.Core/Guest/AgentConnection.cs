@@ -62,13 +62,22 @@ namespace AgentSandbox.Guest
         {
             var deadline = DateTime.UtcNow + timeout;
             var hello = AgentFrame.Hello().ToBytes();
+            // An answer begun and never finished must not hold the host: past the deadline the channel is cut.
+            using var cut = new Timer(_ => stream.Abort(), null, timeout > TimeSpan.Zero ? timeout : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
             while (true)
             {
                 cancellation.ThrowIfCancellationRequested();
                 stream.Write(hello, 0, hello.Length);
                 if (stream.WaitReadable(250))
                 {
-                    var frame = AgentFrame.Read(stream) ?? throw new IOException("The guest agent's channel closed before it answered.");
+                    AgentFrame? frame;
+                    try { frame = AgentFrame.Read(stream); }
+                    catch (IOException) when (DateTime.UtcNow > deadline) { throw new TimeoutException($"The guest agent did not answer within {timeout.TotalSeconds:0} s."); }
+                    if (frame == null)
+                    {
+                        if (DateTime.UtcNow > deadline) throw new TimeoutException($"The guest agent did not answer within {timeout.TotalSeconds:0} s.");
+                        throw new IOException("The guest agent's channel closed before it answered.");
+                    }
                     if (frame.Kind != AgentFrameKind.Welcome)
                         throw new IOException($"The guest agent answered a greeting with frame kind 0x{(byte)frame.Kind:x2}: the channel is out of step.");
                     if (frame.U32At(0) != AgentFrame.ProtocolVersion)

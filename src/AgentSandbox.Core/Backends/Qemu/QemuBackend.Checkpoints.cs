@@ -108,10 +108,28 @@ namespace AgentSandbox.Backends.Qemu
                 {
                     if (incoming.Peer().Pid != QemuPid(s)) throw new IOException("The guest's memory came from another process than the sandbox's QEMU.");
                     using var state = File.Create(Path.Combine(dir, StateFile));
-                    incoming.CopyTo(state, 1 << 20);
+                    // QEMU is the sandbox's side: what it sends is held to the guest's memory and a margin, and to the migration's time.
+                    using var cut = new Timer(_ => incoming.Abort(), null, MigrationTimeout, Timeout.InfiniteTimeSpan);
+                    CopyAtMost(incoming, state, s.MemoryBytes!.Value + StateMargin);
                 }
             }
             AwaitMigration(source, "the guest's memory", cancellation);
+        }
+
+        /// <summary>Device state and the stream's own framing beyond the guest's memory pages.</summary>
+        private const long StateMargin = 64L << 20;
+
+        private static void CopyAtMost(Stream from, Stream to, long limit)
+        {
+            var buffer = new byte[1 << 20];
+            long total = 0;
+            int n;
+            while ((n = from.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                total += n;
+                if (total > limit) throw new IOException($"QEMU sent more than {limit >> 20} MiB for a guest of {(limit - StateMargin) >> 20} MiB: refusing to keep it.");
+                to.Write(buffer, 0, n);
+            }
         }
 
         private static void AwaitMigration(Qmp qmp, string what, CancellationToken cancellation)
