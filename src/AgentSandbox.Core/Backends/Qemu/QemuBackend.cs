@@ -93,7 +93,7 @@ namespace AgentSandbox.Backends.Qemu
             };
             list.Add(kvm
                 ? "KVM is used: the guest runs on the host CPU, so a flaw in KVM or in the CPU (a side channel) is between it and the host."
-                : "Software emulation (TCG): " + noKvm + ". Boots take seconds and commands run many times slower than on the host.");
+                : "Software emulation (TCG): " + noKvm + ". Boots take seconds and commands run many times slower than on the host, and QEMU's own security policy does not count TCG as a security boundary: a flaw in its translator is a way out of the guest as much as a device's.");
             return list.ToArray();
         }
 
