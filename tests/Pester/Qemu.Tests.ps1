@@ -112,7 +112,7 @@ Describe 'Qemu: checkpoints keep the running guest' {
         $sb = if (Test-BackendAvailable Qemu) { New-AgentSandbox -Name $name -Backend Qemu }
     }
     AfterAll {
-        Remove-TestSandbox @($forks) + $name
+        Remove-TestSandbox (@($forks) + $name)
         Get-AgentSandboxCheckpoint -SandboxName $name -ErrorAction Ignore | Remove-AgentSandboxCheckpoint -Confirm:$false -ErrorAction Ignore
     }
     BeforeEach { Assert-BackendOrSkip Qemu }
