@@ -43,7 +43,11 @@ namespace AgentSandbox.Guest
 
         private readonly Stream _stream;
         private readonly object _writing = new object();
-        private uint _lastId;
+        /// <summary>
+        /// Ids start anywhere: a command of the connection before on the same port may not be reaped yet
+        /// when the next connection's first command arrives, and the agent refuses an id it still holds.
+        /// </summary>
+        private uint _lastId = (uint)new Random().Next(1, int.MaxValue / 2);
 
         private AgentConnection(Stream stream, string guestSystem)
         {
