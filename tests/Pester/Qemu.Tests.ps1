@@ -132,8 +132,13 @@ Describe 'Qemu: checkpoints keep the running guest' {
             Invoke-InSandbox -Name $fork -Command 'cat /dev/shm/marker /workspace/file' | Should -Be @('in-memory', 'on-disk')
             Invoke-InSandbox -Name $fork -Command 'hostname' | Should -Be $fork -Because 'a fork is a new sandbox, named as such'
         }
-        # Forks share the checkpoint's disk: each one's own overlay holds only what it wrote.
-        foreach ($fork in $forks) { (Get-Item "$((Get-AgentSandbox -Name $fork).Location)/vm/disk.qcow2").Length | Should -BeLessThan 8MB }
+        # Forks share the checkpoint's disk, the same file (a link to it, never a copy), and write to overlays of their own.
+        $checkpointDisk = (stat -c %i "$($checkpoint.Location)/disk.qcow2")
+        foreach ($fork in $forks) {
+            $vm = "$((Get-AgentSandbox -Name $fork).Location)/vm"
+            @(Get-ChildItem "$vm/ck-*.qcow2" | ForEach-Object { stat -c %i $_.FullName }) | Should -Be $checkpointDisk
+            (Get-Item "$vm/disk.qcow2").Length | Should -BeLessThan 8MB
+        }
         # Their random number generators were fed apart.
         $a = Invoke-InSandbox -Name $forks[0] -Command 'head -c 16 /dev/urandom | od -An -tx1'
         $b = Invoke-InSandbox -Name $forks[1] -Command 'head -c 16 /dev/urandom | od -An -tx1'

@@ -429,6 +429,33 @@ namespace AgentSandbox.Files
         /// <summary>The first count+1 components.</summary>
         public static string Join(string[] parts, int last) => "/" + string.Join("/", parts, 0, last + 1);
 
+        /// <summary>
+        /// Where a copy into a sandbox lands, for backends that see the sandbox's files only through
+        /// <paramref name="stat"/> (an lstat made inside it): into the destination when it is a folder,
+        /// else as the destination's last name in its folder, which must exist. A link at the
+        /// destination or the target is refused. The stat returned answers for paths below the target.
+        /// </summary>
+        public static (string PutDir, string Top, string Target, Func<string, NodeInfo> Stat) CopyTarget(
+            string[] parts, string sourceName, string sandboxName, Func<string, NodeInfo> stat)
+        {
+            var destPath = Join(parts);
+            var dest = stat(destPath);
+            string putDir, top;
+            if (dest.IsSymlink) throw Unsafe(destPath, "it is a symbolic link, which is never followed");
+            if (dest.IsDirectory) { putDir = destPath; top = sourceName; }
+            else
+            {
+                putDir = Join(parts.Take(parts.Length - 1));
+                top = parts[parts.Length - 1];
+                if (!stat(putDir).IsDirectory)
+                    throw NotFound(putDir, $"as a folder in sandbox '{sandboxName}' (the destination folder must exist)");
+            }
+            var target = putDir.TrimEnd('/') + "/" + top;
+            var topInfo = stat(target);
+            if (topInfo.IsSymlink) throw Unsafe(target, "it is a symbolic link, which is never followed");
+            return (putDir, top, target, rel => rel.Length == 0 ? topInfo : !topInfo.Exists ? new NodeInfo() : stat(target + "/" + rel));
+        }
+
         public static SandboxException Unsafe(string path, string why) =>
             new SandboxException(ErrorIds.UnsafeSandboxPath, SandboxErrorKind.PermissionDenied,
                 $"Refusing the sandbox path '{path}': {why}.", path);

@@ -55,7 +55,6 @@ namespace AgentSandbox.Backends.Qemu
                     try { qmp.Execute("cont"); } catch (IOException) { }
                     qmp.Dispose();
                 }
-                FileTree.TryDeleteTree(Path.Combine(RunDir(s), "checkpoint"));
             }
             foreach (var f in Directory.GetFiles(dir).Where(f => Path.GetFileName(f) != ".lock")) QemuFiles.ShareFile(f);
             return Directory.GetFiles(dir).Sum(f => new FileInfo(f).Length);
@@ -99,10 +98,12 @@ namespace AgentSandbox.Backends.Qemu
         private void SaveMemory(Sandbox s, Qmp source, string dir, IProgressSink progress, CancellationToken cancellation)
         {
             progress.Milestone("Saving the guest's memory");
-            using (var listener = UnixListener.Bind(Path.Combine(RunDir(s), "checkpoint.sock")))
+            // In vm/, which is root's: QEMU's uid can reach the socket there but never swap what the path names before it is handed over.
+            using (var listener = UnixListener.Bind(Path.Combine(VmDir(s), "checkpoint.sock")))
             {
-                Native.Chown(listener.Path, HostUid(s), HostUid(s), followLinks: false);
-                source.Execute("migrate", "{\"uri\":\"unix:run/checkpoint.sock\"}");
+                Native.Chown(listener.Path, 0, HostUid(s), followLinks: false);
+                Native.Chmod(listener.Path, 0x1b0 /* 0660 */);
+                source.Execute("migrate", "{\"uri\":\"unix:checkpoint.sock\"}");
                 using (var incoming = listener.Accept((int)MigrationTimeout.TotalMilliseconds)
                     ?? throw new TimeoutException("QEMU did not send the guest's memory."))
                 {

@@ -56,23 +56,7 @@ namespace AgentSandbox.Backends.Qemu
             return CopyRunner.Guard(s, () =>
             {
                 using var source = copies.OpenSource(request.Source, request.SandboxWritable);
-                var destPath = SandboxPath.Join(parts);
-                var dest = Stat(s, destPath);
-                string putDir, top;
-                if (dest.IsSymlink) throw SandboxPath.Unsafe(destPath, "it is a symbolic link, which is never followed");
-                if (dest.IsDirectory) { putDir = destPath; top = source.Name; }
-                else
-                {
-                    putDir = SandboxPath.Join(parts.Take(parts.Length - 1));
-                    top = parts[parts.Length - 1];
-                    var parent = Stat(s, putDir);
-                    if (parent.IsSymlink) throw SandboxPath.Unsafe(putDir, "it is a symbolic link, which is never followed");
-                    if (!parent.IsDirectory) throw SandboxPath.NotFound(putDir, $"as a folder in sandbox '{s.Name}' (the destination folder must exist)");
-                }
-                var target = putDir.TrimEnd('/') + "/" + top;
-                var topInfo = Stat(s, target);
-                if (topInfo.IsSymlink) throw SandboxPath.Unsafe(target, "it is a symbolic link, which is never followed");
-                Func<string, NodeInfo> stat = rel => rel.Length == 0 ? topInfo : !topInfo.Exists ? new NodeInfo() : Stat(s, target + "/" + rel);
+                var (putDir, top, target, stat) = SandboxPath.CopyTarget(parts, source.Name, s.Name, path => Stat(s, path));
                 var totals = TreeCopy.Plan(source.Tree, new TarTreeSink(Stream.Null, top, null, null, stat), request.Force, target, cancellation);
                 return CallerThread.Run(progress, async relay =>
                 {

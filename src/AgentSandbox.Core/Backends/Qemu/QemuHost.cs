@@ -61,18 +61,20 @@ namespace AgentSandbox.Backends.Qemu
         /// <summary>Whether an ELF file has no program interpreter (a static executable runs in any guest).</summary>
         public static bool IsStatic(string path)
         {
+            // Only the ELF header and the program headers are read: this runs at every start.
             try
             {
-                var bytes = File.ReadAllBytes(path);
-                if (bytes.Length < 64 || bytes[0] != 0x7f || bytes[4] != 2) return false;
-                long phoff = BitConverter.ToInt64(bytes, 32);
-                int phentsize = BitConverter.ToUInt16(bytes, 54), phnum = BitConverter.ToUInt16(bytes, 56);
+                using var f = File.OpenRead(path);
+                var header = new byte[64];
+                if (f.Read(header, 0, 64) < 64 || header[0] != 0x7f || header[4] != 2) return false;
+                long phoff = BitConverter.ToInt64(header, 32);
+                int phentsize = BitConverter.ToUInt16(header, 54), phnum = BitConverter.ToUInt16(header, 56);
+                if (phentsize < 4 || phnum > 256) return false;
+                var table = new byte[phentsize * phnum];
+                f.Position = phoff;
+                if (f.Read(table, 0, table.Length) < table.Length) return false;
                 for (int i = 0; i < phnum; i++)
-                {
-                    long at = phoff + (long)i * phentsize;
-                    if (at + 4 > bytes.Length) return false;
-                    if (BitConverter.ToUInt32(bytes, (int)at) == 3 /* PT_INTERP */) return false;
-                }
+                    if (BitConverter.ToUInt32(table, i * phentsize) == 3 /* PT_INTERP */) return false;
                 return true;
             }
             catch (IOException) { return false; }

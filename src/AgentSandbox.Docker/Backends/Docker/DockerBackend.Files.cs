@@ -36,22 +36,7 @@ namespace AgentSandbox.Backends.Docker
                 using (var source = copies.OpenSource(request.Source, request.SandboxWritable))
                 {
                     var (srcName, srcDisplay, tree) = (source.Name, source.Display, source.Tree);
-                    var destPath = SandboxPath.Join(parts);
-                    var dest = Stat(id, destPath);
-                    string putDir, top;
-                    if (dest.IsSymlink) throw SandboxPath.Unsafe(destPath, "it is a symbolic link, which is never followed");
-                    if (dest.IsDirectory) { putDir = destPath; top = srcName; }
-                    else
-                    {
-                        putDir = SandboxPath.Join(parts.Take(parts.Length - 1));
-                        top = parts[parts.Length - 1];
-                        if (!Stat(id, putDir).IsDirectory)
-                            throw SandboxPath.NotFound(putDir, $"as a folder in sandbox '{s.Name}' (the destination folder must exist)");
-                    }
-                    var target = (putDir.TrimEnd('/') + "/" + top);
-                    var topInfo = Stat(id, target);
-                    if (topInfo.IsSymlink) throw SandboxPath.Unsafe(target, "it is a symbolic link, which is never followed");
-                    Func<string, NodeInfo> stat = rel => rel.Length == 0 ? topInfo : !topInfo.Exists ? new NodeInfo() : Stat(id, target + "/" + rel);
+                    var (putDir, top, target, stat) = SandboxPath.CopyTarget(parts, srcName, s.Name, path => Stat(id, path));
                     var totals = TreeCopy.Plan(tree, new TarTreeSink(Stream.Null, top, null, null, stat), request.Force, target, cancellation);
                     return CallerThread.Run(progress, async relay =>
                     {
