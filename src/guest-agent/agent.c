@@ -18,14 +18,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "protocol.h"
 #include "wire.h"
+
+/* From linux/random.h, which musl does not ship: _IOW('R', 0x03, int[2]) and _IO('R', 0x07). */
+#ifndef RNDADDENTROPY
+#define RNDADDENTROPY 0x40085203
+#define RNDRESEEDCRNG 0x5207
+#endif
 
 #define MAX_COMMANDS 256
 /* Input queued for commands beyond this stops the agent reading its channel, so a host that sends
@@ -315,6 +323,48 @@ static void reap(void) {
         if (leftovers[i][0] && rmdir(leftovers[i]) == 0) leftovers[i][0] = 0;
 }
 
+/*
+ * Makes a guest resumed from a saved one (a template or a checkpoint) its own: entropy credited
+ * to the kernel's pool, its host name, the time (held since the save), and the process limit of
+ * the cgroup above this agent's (the one every port's commands share). No process is started:
+ * under emulation each first exec after a resume is slow.
+ */
+static void configure(uint32_t id, struct reader *r) {
+    char *host = get_str(r);
+    uint32_t lo = get_u32(r), hi = get_u32(r);
+    char *pids = get_str(r);
+    const char *step = NULL;
+    int err = 0;
+    if (r->failed || !host || !pids) step = "a malformed Configure frame";
+    struct { int entropy_count; int buf_size; uint8_t buf[512]; } pool = {0};
+    size_t n = r->left > sizeof pool.buf ? sizeof pool.buf : r->left;
+    if (!step) {
+        memcpy(pool.buf, r->at, n);
+        pool.buf_size = (int)n;
+        pool.entropy_count = (int)n * 8;
+        int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool) != 0) { step = "adding entropy"; err = errno; }
+        /* Added entropy alone waits for the next scheduled reseed: until then every guest resumed from one save would draw the same numbers. */
+        else if (ioctl(fd, RNDRESEEDCRNG) != 0) { step = "reseeding the random number generator"; err = errno; }
+        if (fd >= 0) close(fd);
+    }
+    if (!step && sethostname(host, strlen(host)) != 0) { step = "setting the host name"; err = errno; }
+    struct timeval now = {.tv_sec = (time_t)((uint64_t)hi << 32 | lo)};
+    if (!step && settimeofday(&now, NULL) != 0) { step = "setting the time"; err = errno; }
+    if (!step && cgroup_area[0]) {
+        char path[sizeof cgroup_area + 16];
+        snprintf(path, sizeof path, "%s", cgroup_area);
+        char *slash = strrchr(path, '/');
+        if (slash) strcpy(slash, "/pids.max");
+        if (write_file(path, pids) != 0) { step = "setting the process limit"; err = errno; }
+    }
+    memset(&pool, 0, sizeof pool);
+    free(host);
+    free(pids);
+    if (step) send_failed(id, step, err);
+    else send_frame(chan_out, AS_PONG, id, &(struct buffer){0});
+}
+
 static void handle(uint8_t kind, uint32_t id, struct reader *r) {
     struct command *c = id ? find(id) : NULL;
     switch (kind) {
@@ -342,6 +392,7 @@ static void handle(uint8_t kind, uint32_t id, struct reader *r) {
         break;
     }
     case AS_PING: send_frame(chan_out, AS_PONG, id, &(struct buffer){0}); break;
+    case AS_CONFIGURE: configure(id, r); break;
     default: send_failed(id, "an unknown frame", 0); break;
     }
 }

@@ -20,6 +20,7 @@ enum {
     AS_STDIN = 0x03,  /* bytes; none: end of input */
     AS_SIGNAL = 0x04, /* u32 signal, to every process the command started */
     AS_PING = 0x05,
+    AS_CONFIGURE = 0x06, /* str host name, u32 seconds since 1970 (low, high), str process limit ("max" or a number), then entropy bytes (at most 512) */
 };
 
 /* Agent to host. */
@@ -30,7 +31,7 @@ enum {
     AS_STDERR = 0x84,  /* bytes */
     AS_EXITED = 0x85,  /* i32 exit code (128 + signal when killed), u32 signal (0: it exited) */
     AS_FAILED = 0x86,  /* str why: the command did not start (or the frame was refused) */
-    AS_PONG = 0x87,
+    AS_PONG = 0x87,       /* also: Configure done */
 };
 
 /* AS_EXEC flags. */

@@ -147,6 +147,20 @@ namespace AgentSandbox.Guest
             }
         }
 
+        /// <summary>Gives a resumed guest its own host name, time, process limit and entropy; throws with the agent's words when a step fails.</summary>
+        public void Configure(string hostname, DateTimeOffset now, string processLimit, byte[] entropy)
+        {
+            uint id = ++_lastId;
+            Send(AgentFrame.Configure(id, hostname, now.ToUnixTimeSeconds(), processLimit, entropy));
+            while (true)
+            {
+                var frame = AgentFrame.Read(_stream) ?? throw new IOException("The guest agent's channel closed before it was configured.");
+                if (frame.Id != id) continue;
+                if (frame.Kind == AgentFrameKind.Pong) return;
+                if (frame.Kind == AgentFrameKind.Failed) throw new AgentCommandFailedException(frame.StrAt(0));
+            }
+        }
+
         private void Feed(uint id, Stream stdin)
         {
             var buffer = new byte[60 * 1024];

@@ -8,7 +8,7 @@ namespace AgentSandbox.Guest
     /// <summary>Frame kinds of the guest agent's protocol (src/guest-agent/protocol.h, which must say the same).</summary>
     internal enum AgentFrameKind : byte
     {
-        Hello = 0x01, Exec = 0x02, Stdin = 0x03, Signal = 0x04, Ping = 0x05,
+        Hello = 0x01, Exec = 0x02, Stdin = 0x03, Signal = 0x04, Ping = 0x05, Configure = 0x06,
         Welcome = 0x81, Started = 0x82, Stdout = 0x83, Stderr = 0x84, Exited = 0x85, Failed = 0x86, Pong = 0x87,
     }
 
@@ -88,6 +88,17 @@ namespace AgentSandbox.Guest
         public static AgentFrame Signal(uint id, int signal) => new AgentFrame(AgentFrameKind.Signal, id, new PayloadWriter().U32((uint)signal).ToArray());
 
         public static AgentFrame Stdin(uint id, byte[] data) => new AgentFrame(AgentFrameKind.Stdin, id, data);
+
+        /// <summary>A resumed guest made this one: host name, time, process limit ("max" or a number), entropy (at most 512 bytes).</summary>
+        public static AgentFrame Configure(uint id, string hostname, long unixSeconds, string processLimit, byte[] entropy)
+        {
+            var p = new PayloadWriter().Str(hostname).U32((uint)unixSeconds).U32((uint)(unixSeconds >> 32)).Str(processLimit);
+            var head = p.ToArray();
+            var payload = new byte[head.Length + entropy.Length];
+            Array.Copy(head, payload, head.Length);
+            Array.Copy(entropy, 0, payload, head.Length, entropy.Length);
+            return new AgentFrame(AgentFrameKind.Configure, id, payload);
+        }
 
         public uint U32At(int offset) => BitConverter.ToUInt32(Payload, offset);
 

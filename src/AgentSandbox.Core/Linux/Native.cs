@@ -166,7 +166,7 @@ namespace AgentSandbox.Linux
 
         public static string ErrorText(int errno) => Marshal.PtrToStringAnsi(strerror(errno)) ?? $"errno {errno}";
 
-        private static IOException Fail(string what, int errno) => new IOException($"{what}: {ErrorText(errno)}", errno);
+        internal static IOException Fail(string what, int errno) => new IOException($"{what}: {ErrorText(errno)}", errno);
 
         public static void Mount(string? source, string target, string? fstype, ulong flags, string? data = null)
         {

@@ -46,7 +46,7 @@ namespace AgentSandbox.Backends.Qemu
                 }
                 progress.Milestone($"Copying the disk of '{s.Name}' into checkpoint '{name}'");
                 CopyDisk(s, dir);
-                if (qmp != null) SaveMemory(s, qmp, dir, progress, cancellation);
+                if (qmp != null) SaveMemory(s, qmp, dir, ignoreShared: false, progress, cancellation);
             }
             finally
             {
@@ -95,9 +95,11 @@ namespace AgentSandbox.Backends.Qemu
         /// The held guest's memory and device state, as one migration stream to a socket root listens
         /// on (QEMU's seccomp filter allows it no process to pipe through): about the guest's used memory.
         /// </summary>
-        private void SaveMemory(Sandbox s, Qmp source, string dir, IProgressSink progress, CancellationToken cancellation)
+        private void SaveMemory(Sandbox s, Qmp source, string dir, bool ignoreShared, IProgressSink progress, CancellationToken cancellation)
         {
-            progress.Milestone("Saving the guest's memory");
+            progress.Milestone(ignoreShared ? "Saving the guest's device state" : "Saving the guest's memory");
+            // Set either way: a guest resumed from a template had it on for its own start.
+            source.Execute("migrate-set-capabilities", IgnoreShared(ignoreShared));
             // In vm/, which is root's: QEMU's uid can reach the socket there but never swap what the path names before it is handed over.
             using (var listener = UnixListener.Bind(Path.Combine(VmDir(s), "checkpoint.sock")))
             {
@@ -116,6 +118,10 @@ namespace AgentSandbox.Backends.Qemu
             }
             AwaitMigration(source, "the guest's memory", cancellation);
         }
+
+        /// <summary>Whether a migration stream leaves out memory that is in a file (a template's).</summary>
+        private static string IgnoreShared(bool on) =>
+            "{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":" + (on ? "true" : "false") + "}]}";
 
         /// <summary>Device state and the stream's own framing beyond the guest's memory pages.</summary>
         private const long StateMargin = 64L << 20;
@@ -221,6 +227,7 @@ namespace AgentSandbox.Backends.Qemu
             MakeOverlay(s, key + ".qcow2", "qcow2");
             s.BackendData["chain"] = string.Join(" ", links);
             s.BackendData.Remove("resume");
+            s.BackendData.Remove("templateMemory");
             bool sameMachine = checkpoint.Source.MemoryBytes == s.MemoryBytes && checkpoint.Source.CpuCount == s.CpuCount
                 && checkpoint.Source.Data("kernel") == s.Data("kernel") && checkpoint.Source.Data("initrd") == s.Data("initrd");
             var stateLink = Path.Combine(s.Location!, ResumeState);
@@ -254,10 +261,11 @@ namespace AgentSandbox.Backends.Qemu
         /// guest runs on from where it was held. Its random number generator is then fed fresh host
         /// entropy, so forks of one checkpoint do not draw the same numbers.
         /// </summary>
-        private void Resume(Sandbox s, int pid, IProgressSink progress)
+        private void Resume(Sandbox s, int pid, bool ignoreShared)
         {
-            progress.Milestone($"Resuming the guest of '{s.Name}' from its checkpoint's memory");
             using var qmp = Qmp.Connect(QmpSocket(s), pid, TimeSpan.FromSeconds(30));
+            // A template's stream holds its devices alone: the memory is already mapped.
+            if (ignoreShared) qmp.Execute("migrate-set-capabilities", IgnoreShared(true));
             qmp.Execute("migrate-incoming", "{\"uri\":\"unix:run/incoming.sock\"}");
             var socket = Path.Combine(RunDir(s), "incoming.sock");
             var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -278,13 +286,24 @@ namespace AgentSandbox.Backends.Qemu
             if (status == "paused") qmp.Execute("cont");
         }
 
+        /// <summary>
+        /// What a resumed guest holds from the guest it was saved from, made this sandbox's: fresh
+        /// entropy, its name, the time (held since the save), and its process limit.
+        /// </summary>
         private void Reseed(Sandbox s)
         {
-            var entropy = new byte[512];
+            var entropy = new byte[64];
             using (var rng = RandomNumberGenerator.Create()) rng.GetBytes(entropy);
-            // And its name: a fork resumes with its checkpoint's.
-            RunTool(s, new[] { GuestInit.Busybox, "sh", "-c", "cat > /dev/urandom; " + GuestInit.Busybox + " hostname \"$1\"", "sh", Hostname.For(s.Name) },
-                new MemoryStream(entropy), null, CancellationToken.None);
+            try
+            {
+                using var connection = Connect(s, CancellationToken.None);
+                connection.Configure(Hostname.For(s.Name), DateTimeOffset.UtcNow, s.ProcessLimit?.ToString(CultureInfo.InvariantCulture) ?? "max", entropy);
+            }
+            catch (AgentSandbox.Guest.AgentCommandFailedException e)
+            {
+                throw new SandboxException(ErrorIds.SandboxStartFailed, SandboxErrorKind.Failed,
+                    $"The resumed guest of sandbox '{s.Name}' could not be given its own name, entropy, time and process limit: {e.Message}", s.Name);
+            }
         }
     }
 }

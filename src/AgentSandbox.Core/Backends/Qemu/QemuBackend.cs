@@ -131,13 +131,13 @@ namespace AgentSandbox.Backends.Qemu
             s.BackendData["uid"] = s.BackendData["gid"] = BaseImages.AgentId.ToString(CultureInfo.InvariantCulture);
 
             MakeVmFolders(s, uid);
+            for (int p = 0; p < Ports; p++) File.WriteAllText(PortLock(s, p), "");
             if (spec.FromCheckpoint != null) PrepareFork(s, spec.FromCheckpoint, progress);
-            else
+            else if (!PrepareFromTemplate(s, baseDisk, progress, cancellation))
             {
                 progress.Milestone("Making the sandbox's copy-on-write disk over " + baseDisk);
                 MakeOverlay(s, baseDisk, "raw");
             }
-            for (int p = 0; p < Ports; p++) File.WriteAllText(PortLock(s, p), "");
         }
 
         /// <summary>vm/ (root's, QEMU's uid may enter it) and vm/run/ (QEMU's uid's, for its sockets).</summary>
@@ -186,15 +186,41 @@ namespace AgentSandbox.Backends.Qemu
             foreach (var old in Directory.GetFiles(RunDir(s), "*.sock")) File.Delete(old);
             File.WriteAllText(ErrorLog(s), "");
 
-            var resume = s.Data("resume") == "1" && File.Exists(Path.Combine(s.Location!, ResumeState))
-                ? new LaunchOptions { Incoming = true } : null;
+            bool fromTemplate = s.Data("resume") == "template";
+            LaunchOptions? resume = s.Data("resume") != null && File.Exists(Path.Combine(s.Location!, ResumeState)) ? new LaunchOptions { Incoming = true } : null;
+            using var templateMemory = resume != null && fromTemplate ? OpenTemplateMemory(s) : null;
+            if (resume != null && fromTemplate)
+            {
+                if (templateMemory == null)
+                {
+                    // The template's memory is gone with its holder (the host restarted): its disk boots as any disk does.
+                    progress.Milestone($"The template of '{s.Name}' is gone; booting its disk instead");
+                    resume = null;
+                }
+                else
+                {
+                    resume.MemoryFile = "/proc/self/fd/3";
+                    resume.InheritedFile = SealedMemory.PathFor(templateMemory);
+                }
+            }
             var launch = QemuLaunch.Build(s, kvmGroup, Ports, resume);
-            progress.Milestone($"Booting the guest ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)");
-            int pid = QemuLaunch.Start(launch, cg, VmDir(s), ErrorLog(s), HostUid(s), kvmGroup);
+            progress.Milestone(resume != null
+                ? $"Resuming the guest from {(fromTemplate ? "its template" : "its checkpoint")} ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)"
+                : $"Booting the guest ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)");
+            int pid = QemuLaunch.Start(launch, cg, VmDir(s), ErrorLog(s), HostUid(s), kvmGroup, resume?.InheritedFile);
             s.BackendData["qemu"] = pid.ToString(CultureInfo.InvariantCulture);
             s.BackendData["qemuStart"] = ProcInfo.StartTime(pid) ?? "";
             s.BackendData["accel"] = kvmGroup != null ? "kvm" : "tcg";
-            if (resume != null) Resume(s, pid, progress);
+            templateMemory?.Dispose();
+            if (resume != null)
+            {
+                try { Resume(s, pid, fromTemplate); }
+                catch (Exception e) when (e is IOException || e is TimeoutException)
+                {
+                    Thread.Sleep(100); // QEMU's last words reach its log as it ends
+                    throw BootFailed(s, $"the saved guest could not be loaded ({e.Message})");
+                }
+            }
             s.BackendData.Remove("booted");
             using (var agent = WaitForAgent(s, pid, cancellation))
                 progress.Milestone($"Guest '{s.Name}' is up: {agent.GuestSystem}");
@@ -202,8 +228,12 @@ namespace AgentSandbox.Backends.Qemu
             if (resume != null)
             {
                 Reseed(s);
-                // Resumed once: the next start boots the disk as it is then. QEMU keeps its memory file mapped.
+            }
+            if (s.Data("resume") != null)
+            {
+                // Resumed once (or the memory was gone): the next start boots the disk as it is then. QEMU keeps its memory mapped.
                 s.BackendData.Remove("resume");
+                s.BackendData.Remove("templateMemory");
                 File.Delete(Path.Combine(s.Location!, ResumeState));
             }
             if (s.WorkingDirectory != Sandbox.DefaultWorkspace) MakeWorkingDirectory(s);

@@ -7,24 +7,40 @@ using AgentSandbox.Processes;
 
 namespace AgentSandbox.Backends.Qemu
 {
+    /// <summary>How a launch differs from a cold boot: a guest resumed from a checkpoint or a template, or a template's own boot.</summary>
+    internal sealed class LaunchOptions
+    {
+        /// <summary>Waits for a migration stream (migrate-incoming) instead of booting.</summary>
+        public bool Incoming { get; set; }
+
+        /// <summary>The guest's memory in this file rather than anonymous memory.</summary>
+        public string? MemoryFile { get; set; }
+
+        /// <summary>Writes to <see cref="MemoryFile"/> reach it (a template's boot); otherwise they stay private to this QEMU.</summary>
+        public bool SharedMemory { get; set; }
+
+        /// <summary>A file root opens as QEMU's fd 3 before QEMU starts (a template's sealed memory).</summary>
+        public string? InheritedFile { get; set; }
+
+        /// <summary>A template's boot: no settings of one sandbox on the kernel command line (they are applied after a resume).</summary>
+        public bool Template { get; set; }
+    }
+
     /// <summary>
     /// QEMU's command line and its start: a microvm machine (no PCI, no firmware, no option ROMs),
     /// the kernel booted directly, the root disk and the agent ports on virtio-mmio, nothing else.
     /// Paths are relative to QEMU's working folder, which it enters as root before it becomes its
     /// own uid, so it needs no right on the sandbox's private folders above it.
     /// </summary>
-    /// <summary>How a launch differs from a cold boot: a restore or a fork that resumes a checkpoint's guest.</summary>
-    internal sealed class LaunchOptions
-    {
-        /// <summary>Waits for a migration stream (migrate-incoming) instead of booting.</summary>
-        public bool Incoming { get; set; }
-    }
-
     internal sealed class QemuLaunch
     {
-        /// <summary>Joins the cgroup, enters QEMU's folder, starts it detached with its errors in a log, prints its pid.</summary>
+        /// <summary>
+        /// Joins the cgroup, opens the inherited file as fd 3 (as root), enters QEMU's folder, starts
+        /// it detached with its errors in a log, prints its pid.
+        /// </summary>
         private const string SpawnStub =
-            "log=$1; dir=$2; shift 2; for f; do shift; [ \"$f\" = -- ] && break; echo $$ > \"$f\" || exit 125; done; " +
+            "log=$1; dir=$2; inherit=$3; shift 3; for f; do shift; [ \"$f\" = -- ] && break; echo $$ > \"$f\" || exit 125; done; " +
+            "if [ -n \"$inherit\" ]; then exec 3<\"$inherit\" || exit 125; fi; " +
             "cd \"$dir\" || exit 125; setsid \"$@\" </dev/null >/dev/null 2>>\"$log\" & echo $!";
 
         /// <summary>Every -sandbox deny QEMU 7.2 offers: no obsolete calls, no privilege changes, no new processes, no scheduling or resource changes.</summary>
@@ -41,17 +57,22 @@ namespace AgentSandbox.Backends.Qemu
             // Without KVM the guest's TSC runs at the host's rate; told so, it never calibrates against timers microvm lacks.
             if (kvmGroup == null && QemuHost.TscKhz() is long khz) append.Add("tsc_early_khz=" + khz.ToString(CultureInfo.InvariantCulture));
             append.Add("as.ports=" + ports.ToString(CultureInfo.InvariantCulture));
-            if (s.ProcessLimit is int pids) append.Add("as.pids=" + pids.ToString(CultureInfo.InvariantCulture));
-            append.Add("as.hostname=" + Hostname.For(s.Name));
+            if (!o.Template)
+            {
+                if (s.ProcessLimit is int pids) append.Add("as.pids=" + pids.ToString(CultureInfo.InvariantCulture));
+                append.Add("as.hostname=" + Hostname.For(s.Name));
+            }
 
             var a = launch.Argv;
-            a.AddRange(new[] { QemuHost.SystemEmulator!, "-name", "agentsandbox-" + s.Id, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot" });
+            a.AddRange(new[] { QemuHost.SystemEmulator!, "-name", "agentsandbox-" + (o.Template ? "template" : s.Id), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot" });
             if (kvmGroup != null) a.AddRange(new[] { "-accel", "kvm", "-cpu", "host" });
             else a.AddRange(new[] { "-accel", "tcg,tb-size=64" });
             var memory = (s.MemoryBytes!.Value >> 20).ToString(CultureInfo.InvariantCulture) + "M";
             a.AddRange(new[] { "-m", memory, "-smp", launch.Cpus.ToString(CultureInfo.InvariantCulture) });
-            // Named, so the memory a checkpoint saved finds its block again.
-            a.AddRange(new[] { "-object", $"memory-backend-ram,id=mem,size={memory}", "-M", "microvm,x-option-roms=off,memory-backend=mem" });
+            // Named, so the memory a checkpoint or template saved finds its block again.
+            var backend = o.MemoryFile == null ? $"memory-backend-ram,id=mem,size={memory}"
+                : $"memory-backend-file,id=mem,size={memory},mem-path={o.MemoryFile},share={(o.SharedMemory ? "on" : "off")}";
+            a.AddRange(new[] { "-object", backend, "-M", "microvm,x-option-roms=off,memory-backend=mem" });
             a.AddRange(new[]
             {
                 "-kernel", s.Data("kernel")!, "-initrd", s.Data("initrd")!, "-append", string.Join(" ", append),
@@ -75,10 +96,10 @@ namespace AgentSandbox.Backends.Qemu
         }
 
         /// <summary>Starts QEMU as <paramref name="uid"/> (its group the same, plus the readers' group and KVM's), returns its pid.</summary>
-        public static int Start(QemuLaunch launch, Cgroup cgroup, string workingFolder, string errorLog, int uid, int? kvmGroup)
+        public static int Start(QemuLaunch launch, Cgroup cgroup, string workingFolder, string errorLog, int uid, int? kvmGroup, string? inheritedFile = null)
         {
             var groups = QemuFiles.ReaderGid.ToString(CultureInfo.InvariantCulture) + (kvmGroup is int g ? "," + g.ToString(CultureInfo.InvariantCulture) : "");
-            var argv = new List<string> { "agentsandbox-qemu", errorLog, workingFolder };
+            var argv = new List<string> { "agentsandbox-qemu", errorLog, workingFolder, inheritedFile ?? "" };
             argv.AddRange(cgroup.ProcsFiles);
             argv.Add("--");
             argv.AddRange(new[]
