@@ -13,7 +13,7 @@ param(
     [ValidateRange(5, 1000)] [int] $Repetitions = 20,
     [string] $OutFile,
     # Lists may also be given as one comma-separated word (pwsh -File passes them so).
-    [string[]] $Backend = @('Chroot', 'Nspawn', 'Docker'),
+    [string[]] $Backend = @('Chroot', 'Nspawn', 'Docker', 'Qemu'),
     [string[]] $Measure = @('Exec', 'Lifecycle', 'Parallel', 'Memory', 'Import'),
     [string[]] $ParallelCount = @('16', '64'),
     [ValidateRange(1, 256)] [int] $IdleCount = 8,
@@ -26,9 +26,9 @@ Set-StrictMode -Version 3
 $Backend = @($Backend -split ',' | Where-Object { $_ })
 $Measure = @($Measure -split ',' | Where-Object { $_ })
 $ParallelCount = [int[]]@($ParallelCount -split ',' | Where-Object { $_ })
-foreach ($b in $Backend) { if ($b -notin 'Chroot', 'Nspawn', 'Docker') { throw "-Backend: unknown backend '$b' (Chroot, Nspawn, Docker)" } }
+foreach ($b in $Backend) { if ($b -notin 'Chroot', 'Nspawn', 'Docker', 'Qemu') { throw "-Backend: unknown backend '$b' (Chroot, Nspawn, Docker, Qemu)" } }
 foreach ($m in $Measure) { if ($m -notin 'Exec', 'Lifecycle', 'Parallel', 'Memory', 'Import') { throw "-Measure: unknown measure '$m' (Exec, Lifecycle, Parallel, Memory, Import)" } }
-foreach ($part in 'BenchSupport', 'BenchFixtures', 'Measure-Exec', 'Measure-Parallel', 'Measure-Footprint', 'Write-BenchReport') {
+foreach ($part in 'BenchSupport', 'BenchFixtures', 'Measure-Exec', 'Measure-Qemu', 'Measure-Parallel', 'Measure-Footprint', 'Write-BenchReport') {
     . (Join-Path $PSScriptRoot "$part.ps1")
 }
 if ((id -u) -ne '0') { throw 'The benchmark needs root (the Linux backends and the raw tools do).' }
@@ -46,6 +46,7 @@ $Bench = [pscustomobject]@{
     Root        = $null
     RawNspawnRoot = $null
     Image       = $null
+    QemuTemplate = $null
     Rows        = [Collections.Generic.List[object]]::new()
     Parallel    = [Collections.Generic.List[object]]::new()
     Memory      = [Collections.Generic.List[object]]::new()
@@ -76,6 +77,12 @@ try {
             Lifecycle = { Measure-Lifecycle $b }
             Parallel  = { Measure-Parallel $b 2 -WarmUp; foreach ($n in $ParallelCount) { Measure-Parallel $b $n } }
             Memory    = { Measure-IdleMemory $b }
+        }
+        if ($b -eq 'Qemu') {
+            # Cold boots, warm exec and new-from-template together, against raw QEMU; at most 16 virtual machines at once.
+            $steps.Exec = { Measure-Qemu }
+            $steps.Lifecycle = {}
+            $steps.Parallel = { Measure-Parallel $b 2 -WarmUp; foreach ($n in $ParallelCount | Where-Object { $_ -le 16 }) { Measure-Parallel $b $n } }
         }
         foreach ($step in $steps.Keys | Where-Object { $_ -in $Measure }) {
             try { & $steps[$step] }

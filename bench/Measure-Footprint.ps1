@@ -88,6 +88,16 @@ function Measure-IdleMemory([string] $Backend) {
                 Remove = { param($c) Stop-RawNspawn $c }
             }
         }
+        'Qemu' {
+            # Raw QEMU of the same machine, cold booted and idle (its agent answered once).
+            $name = 'idle raw QEMU, cold booted (same kernel, initramfs, disk, 256 MB)'
+            if (-not $Bench.QemuTemplate) { throw 'the raw QEMU command line comes from the Exec measure: run it too' }
+            $sets.Raw = @{
+                Make   = { param($i) $r = Start-RawQemu $Bench.QemuTemplate (Join-Path $Bench.Work "idle-qemu-$i"); (Connect-RawAgent $r.Port).Dispose(); $r }
+                PidsOf = { param($r) $r.Process.Id }
+                Remove = { param($r) Stop-RawQemu $r }
+            }
+        }
         'Docker' {
             $name = 'idle docker run -d container'
             $sets.Raw = @{

@@ -2,8 +2,9 @@
 .SYNOPSIS
 Runs Test-AgentSandbox -Attempt on every available Linux backend and writes docs/isolation.md.
 .DESCRIPTION
-For Chroot, Nspawn and Docker (those available here) it creates a sandbox with -Memory 128MB
--ProcessLimit 64 -CpuCount 0.5, -DiskSize 64MB where the backend can limit disk here, and a read-only and a writable -Mount, runs the escape battery, removes the
+For Chroot, Nspawn, Docker and Qemu (those available here) it creates a sandbox with -Memory 128MB
+-ProcessLimit 64 -CpuCount 0.5, -DiskSize 64MB where the backend can limit disk here, and a read-only and a writable -Mount
+where the backend has mounts, runs the escape battery, removes the
 sandbox, and writes a markdown report: one row per attempt, one column per backend, then a verdict
 table per backend, the evidence of every attempt that got through and the reason for every one
 that could not be made. Run as root.
@@ -20,7 +21,7 @@ Import-Module $ModulePath -Force
 function Escape-Cell([string] $Text) { ($Text -replace '\|', '\|' -replace '\r?\n', ' ').Trim() }
 
 $results = [ordered]@{}   # backend -> @{ Attempts; Verdicts; Claims }
-foreach ($backend in 'Chroot', 'Nspawn', 'Docker') {
+foreach ($backend in 'Chroot', 'Nspawn', 'Docker', 'Qemu') {
     $info = Get-AgentSandboxBackend -Name $backend
     if (-not $info -or -not $info.Available) { Write-Warning "$backend is not available here: $($info.Reason)"; continue }
     $name = 'pt-report-{0}-{1}' -f $backend.ToLowerInvariant(), [guid]::NewGuid().ToString('N').Substring(0, 8)
@@ -31,7 +32,9 @@ foreach ($backend in 'Chroot', 'Nspawn', 'Docker') {
         Write-Host "Testing $backend ($name)"
         # A disk where the backend can limit one here (a Docker daemon's storage may not): limits-disk and limits-inodes need it.
         $disk = if ($info.Limits -contains 'Disk') { @{ DiskSize = 64MB } } else { Write-Warning "$backend cannot limit disk here: $($info.LimitsNotEnforced -join '; ')"; @{} }
-        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory 128MB -ProcessLimit 64 -CpuCount 0.5 @disk -Mount "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw"
+        # Mounts where the backend has them; without, the -Mount attempts are inconclusive there.
+        $mounts = if ($info.Features -contains 'Mounts') { @{ Mount = "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw" } } else { Write-Warning "$backend has no -Mount"; @{} }
+        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory 128MB -ProcessLimit 64 -CpuCount 0.5 @disk @mounts
         $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorAction Continue)
         $verdicts = @(Test-AgentSandbox -InputObject $sb -ErrorAction SilentlyContinue)
         $results[$backend] = @{ Attempts = $attempts; Verdicts = $verdicts; Sandbox = $sb }
@@ -82,11 +85,13 @@ Add "| Docker | $(Escape-Cell $dockerVersion) |"
 Add
 Add '## How to read this'
 Add
+$withoutMounts = @($results.Keys | Where-Object { -not $results[$_].Sandbox.Mounts })
+$mountNote = if ($withoutMounts.Count -eq 0) { '' } else { " (not on $($withoutMounts -join ', '), which has no -Mount, so the attempts on mounts are inconclusive there)" }
 $withDisk = @($results.Keys | Where-Object { $results[$_].Sandbox.DiskSizeBytes })
 $withoutDisk = @($results.Keys | Where-Object { -not $results[$_].Sandbox.DiskSizeBytes })
 $diskNote = if ($withoutDisk.Count -eq 0) { '`-DiskSize 64MB`' } else { "``-DiskSize 64MB`` where the backend can limit disk here ($($withDisk -join ', '); not $($withoutDisk -join ', '), whose limits-disk and limits-inodes are therefore inconclusive)" }
 Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64 -CpuCount 0.5`, ' + $diskNote + ', the default network (None), a read-only `-Mount` of a host folder ' +
-    'at /workspace/ro and a writable one at /workspace/rw, and `Test-AgentSandbox -Attempt` ' +
+    "at /workspace/ro and a writable one at /workspace/rw$mountNote, and ``Test-AgentSandbox -Attempt`` " +
     'made every escape attempt of its battery inside it. Attempts about what root can do ran as root where the sandbox allows root ' +
     "($(Get-RootNote)); the others ran as the sandbox's default user. A backend only **claims** some boundaries " +
     '(`Get-AgentSandboxBackend` shows them): an attempt that got through a boundary the backend does not claim is expected and marked ' +

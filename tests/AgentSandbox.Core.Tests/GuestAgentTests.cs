@@ -92,6 +92,28 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void AConfigureFrameSaysItsFieldsInOrderAndOneCutShortIsRefusedBeforeAnyStep()
+        {
+            var frame = AgentFrame.Configure(5, "box", 0x1_0000_0002L, "max", new byte[] { 9, 8 });
+            Assert.Equal(AgentFrameKind.Configure, frame.Kind);
+            Assert.Equal("box", frame.StrAt(0));
+            Assert.Equal(2u, frame.U32At(7));
+            Assert.Equal(1u, frame.U32At(11));
+            Assert.Equal("max", frame.StrAt(15));
+            Assert.Equal(new byte[] { 9, 8 }, frame.Payload.Skip(22).ToArray());
+
+            // Only the host name and nothing after it: refused whole. (A complete frame is never sent
+            // here: the agent runs on this host, whose name and clock it would change.)
+            var hostname = File.ReadAllText("/proc/sys/kernel/hostname");
+            Send(new AgentFrame(AgentFrameKind.Configure, 6, frame.Payload.Take(7).ToArray()));
+            var answer = Next();
+            Assert.Equal(AgentFrameKind.Failed, answer.Kind);
+            Assert.Equal(6u, answer.Id);
+            Assert.Equal("a malformed Configure frame", answer.StrAt(0));
+            Assert.Equal(hostname, File.ReadAllText("/proc/sys/kernel/hostname"));
+        }
+
+        [Fact]
         public void AProgramThatCannotStartAndADirectoryTheUserCannotEnterAreSaidAndNothingRuns()
         {
             Exec(1, new[] { "/nonexistent/program" });

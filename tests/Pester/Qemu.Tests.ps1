@@ -61,6 +61,10 @@ Describe 'Qemu: a virtual machine per sandbox' {
         $status['Seccomp'] | Should -Be '2'
         $status['CapEff'] | Should -Be '0000000000000000'
         (Get-Content "/proc/$qemuPid/cgroup") -join "`n" | Should -Match "agentsandbox/$name"
+        # Namespaces of its own: no host network (loopback and abstract sockets included), IPC or host name, and a /dev of four nodes.
+        foreach ($ns in 'net', 'ipc', 'uts', 'mnt') { (readlink "/proc/$qemuPid/ns/$ns") | Should -Not -Be (readlink "/proc/self/ns/$ns") -Because "QEMU's $ns namespace is its own" }
+        $devices = @('null', 'random', 'urandom', 'zero') + @(if ($sb.BackendData['accel'] -eq 'kvm') { 'kvm' })
+        @(Get-ChildItem "/proc/$qemuPid/root/dev" -Name | Sort-Object) | Should -Be @($devices | Sort-Object)
         # Not readable by other sandboxes' QEMUs: its folder is QEMU's uid's, the folders above it root's alone.
         (stat -c '%U %a' "$($sb.Location)") | Should -Be 'root 700'
     }

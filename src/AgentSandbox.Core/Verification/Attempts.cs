@@ -43,7 +43,7 @@ namespace AgentSandbox.Verification
             "readmarker() { out=$(cat \"$1\" 2>&1); case \"$out\" in *\"$P_TEXT\"*) r SUCCEEDED \"read the host marker through $1\";; esac; r BLOCKED \"cat $1: ${out:-nothing}\"; }\n" +
             "arch_nr() { case $(uname -m) in x86_64) echo $1;; aarch64) echo $2;; *) echo;; esac; }\n";
 
-        public static IReadOnlyList<Attempt> All { get; } = Scripted().Concat(StagedAttempts.All).Concat(LifetimeAttempts.All).ToList();
+        public static IReadOnlyList<Attempt> All { get; } = Scripted().Concat(StagedAttempts.All).Concat(LifetimeAttempts.All).Concat(VirtualMachineAttempts.All).ToList();
 
         private static IEnumerable<Attempt> Scripted() => new List<Attempt>
         {

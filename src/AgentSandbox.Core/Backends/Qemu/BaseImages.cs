@@ -77,7 +77,39 @@ namespace AgentSandbox.Backends.Qemu
             foreach (var d in new[] { "sbin", "usr/bin", "usr/sbin", "root", "home", "etc", "var/tmp" }) Directory.CreateDirectory(Path.Combine(root, d));
             File.WriteAllText(Path.Combine(root, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
             File.WriteAllText(Path.Combine(root, "etc", "group"), "root:x:0:\nnogroup:x:65534:\n");
+            AddPerl(root, progress);
         }
+
+        /// <summary>Where the host has Debian's perl-base: scripts (and the escape battery's system calls) need a perl as the other backends' roots have.</summary>
+        private const string Perl = "/usr/bin/perl", PerlLibrary = "/usr/lib/x86_64-linux-gnu/perl-base";
+
+        /// <summary>The host's perl-base: the interpreter, the shared libraries it loads (as ldd names them) and its modules.</summary>
+        private static void AddPerl(string root, IProgressSink progress)
+        {
+            if (!File.Exists(Perl) || !Directory.Exists(PerlLibrary) || HostTools.Find("ldd") is not string ldd) return;
+            progress.Milestone("Adding the host's perl-base to the default guest image");
+            var libraries = ProcessRunner.Run(ldd, Perl).Split('\n')
+                .Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith("linux-vdso", StringComparison.Ordinal))
+                .Select(l => l.Contains("=>") ? l.Substring(l.IndexOf("=>", StringComparison.Ordinal) + 2).Trim() : l)
+                .Select(l => l.Split(' ')[0]).Where(l => l.StartsWith("/", StringComparison.Ordinal));
+            foreach (var path in libraries.Concat(new[] { Perl }))
+            {
+                var target = Path.Combine(root, path.TrimStart('/'));
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                // The file itself, not a link that leads into the host's tree.
+                ProcessRunner.Run("/bin/cp", "--dereference", "--preserve=mode", path, target);
+            }
+            Directory.CreateDirectory(Path.Combine(root, Path.GetDirectoryName(PerlLibrary.TrimStart('/'))!));
+            ProcessRunner.Run("/bin/cp", "-a", PerlLibrary, Path.Combine(root, PerlLibrary.TrimStart('/')));
+            // Commands get LANG=C.UTF-8: without its locale, glibc programs warn on every start.
+            if (Directory.Exists(Locale))
+            {
+                Directory.CreateDirectory(Path.Combine(root, "usr/lib/locale"));
+                ProcessRunner.Run("/bin/cp", "-a", Locale, Path.Combine(root, Locale.TrimStart('/')));
+            }
+        }
+
+        private const string Locale = "/usr/lib/locale/C.utf8";
 
         /// <summary>
         /// What names an image's disk: a tarball by its content's digest; a folder by its path and a
@@ -92,6 +124,7 @@ namespace AgentSandbox.Backends.Qemu
             {
                 kind = "default";
                 Add(Convert.ToBase64String(File.ReadAllBytes(QemuBackend.BusyboxPath)));
+                if (File.Exists(Perl)) Add("perl and locale " + new FileInfo(Perl).Length + " " + new FileInfo(Perl).LastWriteTimeUtc.Ticks);
             }
             else if (File.Exists(image))
             {

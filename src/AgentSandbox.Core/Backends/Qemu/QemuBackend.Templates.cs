@@ -118,6 +118,7 @@ namespace AgentSandbox.Backends.Qemu
             if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
             Directory.CreateDirectory(work);
             Native.Chmod(work, 0x1c0);
+            (int Pid, string Start)? holder = null;
             try
             {
                 MakeVmFolders(t, TemplateUid);
@@ -138,14 +139,15 @@ namespace AgentSandbox.Backends.Qemu
 
                 var holders = new Cgroup(Layout, Cgroup.ModuleRoot + "/" + TemplateName + "s");
                 holders.Create();
-                var holder = SealedMemory.Hold(memory, holders.ProcsFiles);
-                File.WriteAllText(Path.Combine(work, TemplateHolder), holder.Pid.ToString(CultureInfo.InvariantCulture) + " " + holder.Start);
+                holder = SealedMemory.Hold(memory, holders.ProcsFiles);
+                File.WriteAllText(Path.Combine(work, TemplateHolder), holder.Value.Pid.ToString(CultureInfo.InvariantCulture) + " " + holder.Value.Start);
                 if (Directory.Exists(dir)) RemoveTemplate(dir);
                 Directory.Move(work, dir);
-                return holder;
+                return holder.Value;
             }
             catch
             {
+                if (holder is (int pid, string start)) SealedMemory.Release(pid, start);
                 if (cg.Exists) { cg.KillAll(); cg.Delete(); }
                 try { Directory.Delete(work, recursive: true); } catch (Exception) { }
                 throw;

@@ -43,6 +43,16 @@ namespace AgentSandbox.Backends.Qemu
             "if [ -n \"$inherit\" ]; then exec 3<\"$inherit\" || exit 125; fi; " +
             "cd \"$dir\" || exit 125; setsid \"$@\" </dev/null >/dev/null 2>>\"$log\" & echo $!";
 
+        /// <summary>
+        /// Run as root in QEMU's own namespaces, before it drops to its uid: a /dev holding only what
+        /// QEMU opens (null, zero, the random devices, and KVM's device when it is used), so code that
+        /// escapes QEMU finds no other device node of the host's.
+        /// </summary>
+        private const string DeviceStub =
+            "kvm=$1; shift; mount -t tmpfs -o mode=0755,nosuid,noexec,size=64k agentsandbox-dev /dev || exit 125; " +
+            "mknod -m 666 /dev/null c 1 3 && mknod -m 666 /dev/zero c 1 5 && mknod -m 666 /dev/random c 1 8 && mknod -m 666 /dev/urandom c 1 9 || exit 125; " +
+            "if [ -n \"$kvm\" ]; then mknod -m 660 /dev/kvm c 10 232 && chgrp \"$kvm\" /dev/kvm || exit 125; fi; exec \"$@\"";
+
         /// <summary>Every -sandbox deny QEMU 7.2 offers: no obsolete calls, no privilege changes, no new processes, no scheduling or resource changes.</summary>
         internal const string SeccompPolicy = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
@@ -102,8 +112,12 @@ namespace AgentSandbox.Backends.Qemu
             var argv = new List<string> { "agentsandbox-qemu", errorLog, workingFolder, inheritedFile ?? "" };
             argv.AddRange(cgroup.ProcsFiles);
             argv.Add("--");
+            // Namespaces of its own: no host network (not even loopback, nor the host's abstract unix
+            // sockets), no host System V IPC, its own host name, and its own mounts for its /dev.
             argv.AddRange(new[]
             {
+                HostTools.Require("unshare", "util-linux"), "--net", "--ipc", "--uts", "--mount", "--propagation", "private", "--",
+                "/bin/sh", "-c", DeviceStub, "agentsandbox-qemu-dev", kvmGroup?.ToString(CultureInfo.InvariantCulture) ?? "",
                 HostTools.Require("setpriv", "util-linux"), "--reuid=" + uid.ToString(CultureInfo.InvariantCulture), "--regid=" + uid.ToString(CultureInfo.InvariantCulture),
                 "--groups=" + groups, "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
             });
