@@ -41,6 +41,9 @@ namespace AgentSandbox.Guest
         /// <summary>How long a killed command may take to report its end before the connection is cut (which kills it too).</summary>
         private static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(10);
 
+        /// <summary>Frames of an earlier connection's commands a greeting may meet before its answer (output of up to eight commands).</summary>
+        private const int MaxStaleFrames = 4096;
+
         private readonly Stream _stream;
         private readonly object _writing = new object();
         /// <summary>
@@ -66,12 +69,15 @@ namespace AgentSandbox.Guest
         {
             var deadline = DateTime.UtcNow + timeout;
             var hello = AgentFrame.Hello().ToBytes();
+            int stale = 0;
+            bool greet = true;
             // An answer begun and never finished must not hold the host: past the deadline the channel is cut.
             using var cut = new Timer(_ => stream.Abort(), null, timeout > TimeSpan.Zero ? timeout : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
             while (true)
             {
                 cancellation.ThrowIfCancellationRequested();
-                stream.Write(hello, 0, hello.Length);
+                if (greet) stream.Write(hello, 0, hello.Length);
+                greet = true;
                 if (stream.WaitReadable(250))
                 {
                     AgentFrame? frame;
@@ -82,8 +88,15 @@ namespace AgentSandbox.Guest
                         if (DateTime.UtcNow > deadline) throw new TimeoutException($"The guest agent did not answer within {timeout.TotalSeconds:0} s.");
                         throw new IOException("The guest agent's channel closed before it answered.");
                     }
+                    // What the port still held of the connection before (the end of a command it cut, say)
+                    // arrives first: passed over, the greeting's answer comes after it.
                     if (frame.Kind != AgentFrameKind.Welcome)
-                        throw new IOException($"The guest agent answered a greeting with frame kind 0x{(byte)frame.Kind:x2}: the channel is out of step.");
+                    {
+                        if (++stale > MaxStaleFrames)
+                            throw new IOException($"The guest agent answered a greeting with {MaxStaleFrames} frames of other kinds (the last 0x{(byte)frame.Kind:x2}): the channel is out of step.");
+                        greet = false;
+                        continue;
+                    }
                     if (frame.U32At(0) != AgentFrame.ProtocolVersion)
                         throw new IOException($"The guest agent speaks protocol {frame.U32At(0)}, the module {AgentFrame.ProtocolVersion}.");
                     return new AgentConnection(stream, frame.StrAt(4));

@@ -13,7 +13,7 @@ namespace AgentSandbox.Backends.Qemu
     /// <summary>
     /// Root disks: one ext4 image per (image, size), made once and shared read-only by every
     /// sandbox of it, each of which writes to a qcow2 overlay of its own. Without -Image the root is
-    /// the host's static busybox with the agent user and /workspace.
+    /// the host's static busybox (and perl-base, where the host has it) with the agent user and /workspace.
     /// </summary>
     internal static class BaseImages
     {
