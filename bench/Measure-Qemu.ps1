@@ -170,7 +170,7 @@ function Measure-Qemu {
         Remove-AgentSandbox -InputObject $sb -Force -ErrorAction Continue
     }
 
-    Write-Step "Qemu: New-AgentSandbox from the booted template -> first output of echo hi -> Remove-AgentSandbox ($reps rounds)"
+    Write-Step "Qemu: New-AgentSandbox from the booted template -> first output of echo hi -> Remove-AgentSandbox ($($reps * 2) rounds)"
     $state = @{ Index = 0 }
     $life = [ordered]@{
         Module = {

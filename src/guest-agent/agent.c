@@ -330,6 +330,8 @@ static void reap(void) {
  * under emulation each first exec after a resume is slow.
  */
 static void configure(uint32_t id, struct reader *r) {
+    /* On standard streams the agent runs beside its host (as in its tests), whose name and clock are not its to set. */
+    if (!port_mode) { send_failed(id, "Configure is taken on a guest's port only", 0); return; }
     char *host = get_str(r);
     uint32_t lo = get_u32(r), hi = get_u32(r);
     char *pids = get_str(r);

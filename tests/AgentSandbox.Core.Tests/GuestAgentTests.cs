@@ -92,7 +92,7 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
-        public void AConfigureFrameSaysItsFieldsInOrderAndOneCutShortIsRefusedBeforeAnyStep()
+        public void AConfigureFrameSaysItsFieldsInOrderAndTheAgentOnStandardStreamsRefusesIt()
         {
             var frame = AgentFrame.Configure(5, "box", 0x1_0000_0002L, "max", new byte[] { 9, 8 });
             Assert.Equal(AgentFrameKind.Configure, frame.Kind);
@@ -102,14 +102,17 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal("max", frame.StrAt(15));
             Assert.Equal(new byte[] { 9, 8 }, frame.Payload.Skip(22).ToArray());
 
-            // Only the host name and nothing after it: refused whole. (A complete frame is never sent
-            // here: the agent runs on this host, whose name and clock it would change.)
+            // On its standard streams the agent runs beside its host (here, as root): it refuses to
+            // set this host's name, clock and entropy, the frame whole or cut short.
             var hostname = File.ReadAllText("/proc/sys/kernel/hostname");
-            Send(new AgentFrame(AgentFrameKind.Configure, 6, frame.Payload.Take(7).ToArray()));
-            var answer = Next();
-            Assert.Equal(AgentFrameKind.Failed, answer.Kind);
-            Assert.Equal(6u, answer.Id);
-            Assert.Equal("a malformed Configure frame", answer.StrAt(0));
+            foreach (var payload in new[] { frame.Payload, frame.Payload.Take(7).ToArray() })
+            {
+                Send(new AgentFrame(AgentFrameKind.Configure, 6, payload));
+                var answer = Next();
+                Assert.Equal(AgentFrameKind.Failed, answer.Kind);
+                Assert.Equal(6u, answer.Id);
+                Assert.Equal("Configure is taken on a guest's port only", answer.StrAt(0));
+            }
             Assert.Equal(hostname, File.ReadAllText("/proc/sys/kernel/hostname"));
         }
 

@@ -50,26 +50,32 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
-        public void AHolderKeepsTheImageForOthersUntilReleased()
+        public void AHolderKeepsTheImageForOthersUntilReleasedAndARecordOfAnythingElseOpensNothing()
         {
             var source = Image(128 << 10, 4096);
-            var holder = (Pid: 0, Start: "");
+            MemoryHolder? holder = null;
             try
             {
                 using (var memory = SealedMemory.CopyOf(source, 128 << 10, "asbx-test"))
                     holder = SealedMemory.Hold(memory, Array.Empty<string>());
-                using (var held = SealedMemory.OpenHeld(holder.Pid, holder.Start))
+                var record = MemoryHolder.Parse(holder.ToString())!;
+                using (var held = SealedMemory.OpenHeld(record))
                 {
                     Assert.NotNull(held);
                     Assert.Equal(File.ReadAllBytes(source), File.ReadAllBytes($"/proc/self/fd/{held!.Fd}"));
                 }
-                // Another start time is another process: nothing is opened.
-                Assert.Null(SealedMemory.OpenHeld(holder.Pid, holder.Start + "1"));
+                // Another start time, another boot, another image: nothing is opened.
+                Assert.Null(SealedMemory.OpenHeld(new MemoryHolder(record.Pid, record.Start + "1", record.BootId, record.Inode)));
+                Assert.Null(SealedMemory.OpenHeld(new MemoryHolder(record.Pid, record.Start, Guid.NewGuid().ToString(), record.Inode)));
+                Assert.Null(SealedMemory.OpenHeld(new MemoryHolder(record.Pid, record.Start, record.BootId, record.Inode + 1)));
+                // Another process of root's, with whatever its fd 3 is: not the image.
+                var self = System.Diagnostics.Process.GetCurrentProcess().Id;
+                Assert.Null(SealedMemory.OpenHeld(new MemoryHolder(self, ProcInfo.StartTime(self)!, record.BootId, record.Inode)));
             }
-            finally { SealedMemory.Release(holder.Pid, holder.Start); }
+            finally { if (holder != null) SealedMemory.Release(holder); }
             var deadline = DateTime.UtcNow.AddSeconds(5);
-            while (ProcInfo.IsSame(holder.Pid, holder.Start) && DateTime.UtcNow < deadline) System.Threading.Thread.Sleep(10);
-            Assert.Null(SealedMemory.OpenHeld(holder.Pid, holder.Start));
+            while (holder.IsAlive() && DateTime.UtcNow < deadline) System.Threading.Thread.Sleep(10);
+            Assert.Null(SealedMemory.OpenHeld(holder));
         }
 
         public void Dispose() => Directory.Delete(_dir, recursive: true);

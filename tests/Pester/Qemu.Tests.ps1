@@ -10,6 +10,12 @@ BeforeAll {
 
     function New-SleepMarker { '300.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999) }
 
+    function Test-ProcessAlive([int] $ProcessId) {
+        # Killed but not yet reaped (a zombie) counts as gone.
+        $stat = Get-Content "/proc/$ProcessId/stat" -Raw -ErrorAction Ignore
+        $stat -and $stat[$stat.LastIndexOf(')') + 2] -ne 'Z'
+    }
+
 }
 
 Describe 'Qemu: a virtual machine per sandbox' {
@@ -143,13 +149,20 @@ Describe 'Qemu: checkpoints keep the running guest' {
             @(Get-ChildItem "$vm/ck-*.qcow2" | ForEach-Object { stat -c %i $_.FullName }) | Should -Be $checkpointDisk
             (Get-Item "$vm/disk.qcow2").Length | Should -BeLessThan 8MB
         }
+        # And its memory: both map the checkpoint's sealed image, held by one process of the module's.
+        $holder = [int]((Get-Content "$($checkpoint.Location)/memory") -split ' ')[0]
+        foreach ($fork in $forks) {
+            $qemuPid = (Get-AgentSandbox -Name $fork).BackendData['qemu']
+            (Get-Content "/proc/$qemuPid/maps") -match 'memfd:agentsandbox-checkpoint' | Should -Not -BeNullOrEmpty
+            (readlink "/proc/$qemuPid/fd/3") | Should -Be (readlink "/proc/$holder/fd/3")
+        }
         # Their random number generators were fed apart.
         $a = Invoke-InSandbox -Name $forks[0] -Command 'head -c 16 /dev/urandom | od -An -tx1'
         $b = Invoke-InSandbox -Name $forks[1] -Command 'head -c 16 /dev/urandom | od -An -tx1'
         $a | Should -Not -Be $b
-        # A fork's writes are its own.
-        Invoke-InSandbox -Name $forks[0] -Command 'echo changed > /workspace/file'
-        Invoke-InSandbox -Name $forks[1] -Command 'cat /workspace/file' | Should -Be 'on-disk'
+        # A fork's writes are its own, to disk and memory.
+        Invoke-InSandbox -Name $forks[0] -Command 'echo changed > /workspace/file; echo changed > /dev/shm/marker'
+        Invoke-InSandbox -Name $forks[1] -Command 'cat /workspace/file /dev/shm/marker' | Should -Be @('on-disk', 'in-memory')
         Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/file' | Should -Be 'on-disk'
     }
 
@@ -165,10 +178,14 @@ Describe 'Qemu: checkpoints keep the running guest' {
         $second = New-TestName -Tag 'vmfork'; $forks.Add($second)
         $ck = Get-AgentSandbox -Name $first | Checkpoint-AgentSandbox -CheckpointName gen2
         $null = New-AgentSandbox -Name $second -FromCheckpoint $ck
-        Invoke-InSandbox -Name $second -Command 'cat /dev/shm/marker /workspace/file' | Should -Be @('in-memory', 'changed')
-        # Its checkpoint goes with it (it was not kept).
+        Invoke-InSandbox -Name $second -Command 'cat /dev/shm/marker /workspace/file' | Should -Be @('changed', 'changed')
+        $holder = [int]((Get-Content "$($ck.Location)/memory") -split ' ')[0]
+        # Its checkpoint goes with it (it was not kept), and so does the process that kept the checkpoint's memory.
         Remove-AgentSandbox -Name $first -Confirm:$false
         Get-AgentSandboxCheckpoint -SandboxName $first -ErrorAction Ignore | Should -BeNullOrEmpty
+        Test-ProcessAlive $holder | Should -BeFalse
+        # The fork runs on in the memory it mapped.
+        Invoke-InSandbox -Name $second -Command 'cat /dev/shm/marker' | Should -Be 'changed'
         Stop-AgentSandbox -Name $second
         Start-AgentSandbox -Name $second
         Invoke-InSandbox -Name $second -Command 'cat /workspace/file' | Should -Be 'changed'

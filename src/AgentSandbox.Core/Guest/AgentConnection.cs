@@ -161,13 +161,15 @@ namespace AgentSandbox.Guest
         }
 
         /// <summary>Gives a resumed guest its own host name, time, process limit and entropy; throws with the agent's words when a step fails.</summary>
-        public void Configure(string hostname, DateTimeOffset now, string processLimit, byte[] entropy)
+        public void Configure(string hostname, DateTimeOffset now, string processLimit, byte[] entropy, TimeSpan timeout)
         {
             uint id = ++_lastId;
+            // A guest that never answers must not hold the host: past the deadline the channel is cut.
+            using var cut = new Timer(_ => Abort(), null, timeout, Timeout.InfiniteTimeSpan);
             Send(AgentFrame.Configure(id, hostname, now.ToUnixTimeSeconds(), processLimit, entropy));
             while (true)
             {
-                var frame = AgentFrame.Read(_stream) ?? throw new IOException("The guest agent's channel closed before it was configured.");
+                var frame = AgentFrame.Read(_stream) ?? throw new IOException($"The guest agent's channel closed (or it did not answer within {timeout.TotalSeconds:0} s) before it was configured.");
                 if (frame.Id != id) continue;
                 if (frame.Kind == AgentFrameKind.Pong) return;
                 if (frame.Kind == AgentFrameKind.Failed) throw new AgentCommandFailedException(frame.StrAt(0));

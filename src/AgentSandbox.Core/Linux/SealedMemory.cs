@@ -30,7 +30,7 @@ namespace AgentSandbox.Linux
         [DllImport("libc", SetLastError = true)] private static extern long pwrite(int fd, byte[] buffer, long count, long offset);
         [DllImport("libc", SetLastError = true)] private static extern int close(int fd);
         [DllImport("libc")] private static extern int getpid();
-        private const int O_RDONLY = 0, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000;
+        private const int O_RDONLY = 0, O_NONBLOCK = 0x800, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000;
 
         /// <summary>A descriptor of this process, closed when disposed.</summary>
         internal sealed class Handle : IDisposable
@@ -87,9 +87,10 @@ namespace AgentSandbox.Linux
             return true;
         }
 
-        /// <summary>Starts the holder of <paramref name="memory"/> in <paramref name="cgroupProcs"/>; returns its pid and start time.</summary>
-        public static (int Pid, string Start) Hold(Handle memory, IEnumerable<string> cgroupProcs)
+        /// <summary>Starts the holder of <paramref name="memory"/> in <paramref name="cgroupProcs"/>.</summary>
+        public static MemoryHolder Hold(Handle memory, IEnumerable<string> cgroupProcs)
         {
+            var inode = Stat(memory.Fd)?.Inode ?? throw new IOException("The memory image cannot be examined.");
             // The holder takes the memfd from this process's table, where it is close-on-exec for everyone else.
             var source = PathFor(memory);
             var argv = new List<string> { "-c",
@@ -97,21 +98,31 @@ namespace AgentSandbox.Linux
                 "exec " + HolderFd + "<\"$src\" || exit 125; setsid sleep infinity </dev/null >/dev/null 2>&1 & echo $!", "holder", source };
             argv.AddRange(cgroupProcs);
             var pid = int.Parse(ProcessRunner.Run("/bin/sh", argv, new Dictionary<string, string> { ["PATH"] = ExecChain.DefaultPath }).Trim(), CultureInfo.InvariantCulture);
-            return (pid, ProcInfo.StartTime(pid) ?? throw new IOException("The memory holder ended at once."));
+            var start = ProcInfo.StartTime(pid);
+            if (start == null)
+            {
+                Native.kill(pid, Native.SIGKILL);
+                throw new IOException("The memory holder ended at once.");
+            }
+            return new MemoryHolder(pid, start, MemoryHolder.CurrentBootId(), inode);
         }
 
         /// <summary>
         /// The image a live holder keeps, opened read-only, or null when the holder is gone. Checked
-        /// after opening that the pid was still the holder then and that the memfd is sealed.
+        /// after opening: the pid was still the holder then, and what was opened is the sealed memfd
+        /// it was given (root's, the same inode), never something put in its place.
         /// </summary>
-        public static Handle? OpenHeld(int pid, string start)
+        public static Handle? OpenHeld(MemoryHolder holder)
         {
-            if (!ProcInfo.IsSame(pid, start)) return null;
+            if (!holder.IsAlive()) return null;
             // Not O_NOFOLLOW: the fd entry is a link by nature, and only the holder's own table is followed.
-            int fd = open($"/proc/{pid}/fd/{HolderFd}", O_RDONLY | O_CLOEXEC, 0);
+            // O_NONBLOCK: were it a FIFO, opening it would not wait.
+            int fd = open($"/proc/{holder.Pid}/fd/{HolderFd}", O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
             if (fd < 0) return null;
             var handle = new Handle(fd);
-            if (!ProcInfo.IsSame(pid, start) || fcntl(fd, F_GET_SEALS, 0) != Sealed)
+            var st = Stat(fd);
+            if (!holder.IsAlive() || st == null || (st.Value.Mode & 0xF000) != 0x8000 || st.Value.Uid != 0 || st.Value.Inode != holder.Inode
+                || fcntl(fd, F_GET_SEALS, 0) != Sealed)
             {
                 handle.Dispose();
                 return null;
@@ -122,9 +133,64 @@ namespace AgentSandbox.Linux
         /// <summary>The path by which a child of this process (a shell run as root) opens <paramref name="held"/>.</summary>
         public static string PathFor(Handle held) => $"/proc/{getpid()}/fd/{held.Fd}";
 
-        public static void Release(int pid, string start)
+        /// <summary>Ends the holder, when it is still the one recorded (this boot, root's, the same process).</summary>
+        public static void Release(MemoryHolder holder)
         {
-            if (ProcInfo.IsSame(pid, start)) Native.kill(pid, Native.SIGKILL);
+            if (holder.IsAlive()) Native.kill(holder.Pid, Native.SIGKILL);
+        }
+
+        [DllImport("libc", SetLastError = true)] private static extern int statx(int dirfd, string path, int flags, uint mask, byte[] buffer);
+        private const int AT_EMPTY_PATH = 0x1000;
+
+        /// <summary>Type and mode, owner and inode of an open descriptor.</summary>
+        private static (int Mode, uint Uid, ulong Inode)? Stat(int fd)
+        {
+            var buffer = new byte[256];
+            if (statx(fd, "", AT_EMPTY_PATH, 0x7ff, buffer) != 0) return null;
+            return (BitConverter.ToUInt16(buffer, 28), BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt64(buffer, 32));
+        }
+    }
+
+    /// <summary>
+    /// Who keeps a sealed image: a pid, told apart from a later process of that pid by its start
+    /// time, from one of another boot by the boot's id, and from a thread or another user's process
+    /// by being a thread-group leader of root's. The memfd's inode is recorded to check what it holds.
+    /// </summary>
+    internal sealed class MemoryHolder
+    {
+        public MemoryHolder(int pid, string start, string bootId, ulong inode) { Pid = pid; Start = start; BootId = bootId; Inode = inode; }
+
+        public int Pid { get; }
+        public string Start { get; }
+        public string BootId { get; }
+        public ulong Inode { get; }
+
+        public override string ToString() => string.Join(" ", Pid.ToString(CultureInfo.InvariantCulture), Start, BootId, Inode.ToString(CultureInfo.InvariantCulture));
+
+        public static MemoryHolder? Parse(string? text)
+        {
+            var parts = (text ?? "").Trim().Split(' ');
+            return parts.Length == 4 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
+                && ulong.TryParse(parts[3], NumberStyles.None, CultureInfo.InvariantCulture, out var inode)
+                ? new MemoryHolder(pid, parts[1], parts[2], inode) : null;
+        }
+
+        public static string CurrentBootId() => File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+
+        public bool IsAlive()
+        {
+            if (BootId != CurrentBootId() || !ProcInfo.IsSame(Pid, Start)) return false;
+            try
+            {
+                string? tgid = null, uid = null;
+                foreach (var line in File.ReadAllLines($"/proc/{Pid}/status"))
+                {
+                    if (line.StartsWith("Tgid:", StringComparison.Ordinal)) tgid = line.Substring(5).Trim();
+                    else if (line.StartsWith("Uid:", StringComparison.Ordinal)) uid = line.Substring(4).Trim().Split('\t', ' ')[0];
+                }
+                return tgid == Pid.ToString(CultureInfo.InvariantCulture) && uid == "0";
+            }
+            catch (IOException) { return false; }
         }
     }
 }

@@ -21,11 +21,10 @@ namespace AgentSandbox.Backends.Qemu
     /// (root's: QEMU's uid reads the links, cannot change them) and writes to a new overlay over it:
     /// forks share the checkpoint's disk copy-on-write.
     ///
-    /// Memory: the held guest migrates its memory and device state into one stream (state), which a
-    /// restore or fork loads into a QEMU started with -incoming. Forks do not share the checkpoint's
-    /// memory pages: QEMU 7.2 can map a memory file copy-on-write only if its uid may write the file
-    /// (its readonly=on makes the guest's memory read-only too), and a file every fork could write
-    /// would let one fork change what its siblings resume from.
+    /// Memory: the held guest migrates its memory and device state into one stream (state). The first
+    /// restore or fork converts it into shared memory and a stream of the devices alone
+    /// (QemuBackend.SharedMemory.cs), which it and later forks resume from, mapping the memory
+    /// copy-on-write; the whole stream is loaded instead when that memory is gone.
     /// </summary>
     internal sealed partial class QemuBackend
     {
@@ -179,7 +178,7 @@ namespace AgentSandbox.Backends.Qemu
                 {
                     StopSandbox(s, progress);
                     progress.Milestone($"Putting checkpoint '{checkpoint.Name}' back into '{s.Name}'");
-                    UseCheckpoint(s, checkpoint, dir);
+                    UseCheckpoint(s, checkpoint, dir, progress, cancellation);
                     // The record names the new disk at once: a start that fails leaves a stopped sandbox on the checkpoint's files.
                     Store.Save(s);
                     if (wasRunning)
@@ -197,7 +196,7 @@ namespace AgentSandbox.Backends.Qemu
             }
         }
 
-        private void PrepareFork(Sandbox s, SandboxCheckpoint checkpoint, IProgressSink progress)
+        private void PrepareFork(Sandbox s, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation)
         {
             using (OpenCheckpoint(checkpoint, out var dir))
             {
@@ -205,7 +204,7 @@ namespace AgentSandbox.Backends.Qemu
                 // The guest's memory holds the kernel it ran: a fork resumes on the same kernel and initramfs.
                 s.BackendData["kernel"] = checkpoint.Source.Data("kernel")!;
                 s.BackendData["initrd"] = checkpoint.Source.Data("initrd")!;
-                UseCheckpoint(s, checkpoint, dir);
+                UseCheckpoint(s, checkpoint, dir, progress, cancellation);
             }
         }
 
@@ -213,7 +212,7 @@ namespace AgentSandbox.Backends.Qemu
         /// Links the checkpoint's disks into vm/ and makes a new overlay over them; with its memory,
         /// the next start resumes the guest (unless the memory or CPUs differ from the checkpoint's).
         /// </summary>
-        private void UseCheckpoint(Sandbox s, SandboxCheckpoint checkpoint, string dir)
+        private void UseCheckpoint(Sandbox s, SandboxCheckpoint checkpoint, string dir, IProgressSink progress, CancellationToken cancellation)
         {
             var key = CheckpointKey(checkpoint);
             var chain = File.Exists(Path.Combine(dir, ChainFile)) ? File.ReadAllLines(Path.Combine(dir, ChainFile)).Where(l => l.Length > 0).ToList() : new List<string>();
@@ -226,18 +225,34 @@ namespace AgentSandbox.Backends.Qemu
             }
             MakeOverlay(s, key + ".qcow2", "qcow2");
             s.BackendData["chain"] = string.Join(" ", links);
-            s.BackendData.Remove("resume");
-            s.BackendData.Remove("templateMemory");
+            ForgetResume(s);
+            RemoveUnusedLinks(s);
             bool sameMachine = checkpoint.Source.MemoryBytes == s.MemoryBytes && checkpoint.Source.CpuCount == s.CpuCount
                 && checkpoint.Source.Data("kernel") == s.Data("kernel") && checkpoint.Source.Data("initrd") == s.Data("initrd");
+            if (!File.Exists(Path.Combine(dir, StateFile)) || !sameMachine) return;
             var stateLink = Path.Combine(s.Location!, ResumeState);
-            if (File.Exists(stateLink)) File.Delete(stateLink);
-            if (File.Exists(Path.Combine(dir, StateFile)) && sameMachine)
+            if (CheckpointMemory(s, checkpoint, dir, progress, cancellation) is MemoryHolder holder)
+            {
+                // The devices' stream over the shared memory; the whole stream beside it, for when the memory's holder is gone.
+                Native.HardLink(Path.Combine(dir, DevicesFile), stateLink);
+                Native.HardLink(Path.Combine(dir, StateFile), Path.Combine(s.Location!, FullResumeState));
+                s.BackendData["resume"] = "shared";
+                s.BackendData["sharedMemory"] = holder.ToString();
+            }
+            else
             {
                 Native.HardLink(Path.Combine(dir, StateFile), stateLink);
-                s.BackendData["resume"] = "1";
+                s.BackendData["resume"] = "full";
             }
-            RemoveUnusedLinks(s);
+            s.BackendData["resumeFrom"] = "checkpoint";
+        }
+
+        /// <summary>No saved guest to resume at the next start: it boots its disk.</summary>
+        private static void ForgetResume(Sandbox s)
+        {
+            foreach (var key in new[] { "resume", "sharedMemory", "resumeFrom", "template" }) s.BackendData.Remove(key);
+            foreach (var file in new[] { ResumeState, FullResumeState })
+                if (File.Exists(Path.Combine(s.Location!, file))) File.Delete(Path.Combine(s.Location!, file));
         }
 
         /// <summary>Disks and memory of earlier checkpoints the sandbox no longer stands on.</summary>
@@ -261,7 +276,7 @@ namespace AgentSandbox.Backends.Qemu
         /// guest runs on from where it was held. Its random number generator is then fed fresh host
         /// entropy, so forks of one checkpoint do not draw the same numbers.
         /// </summary>
-        private void Resume(Sandbox s, int pid, bool ignoreShared)
+        private void Resume(Sandbox s, int pid, bool ignoreShared, bool run = true)
         {
             using var qmp = Qmp.Connect(QmpSocket(s), pid, TimeSpan.FromSeconds(30));
             // A template's stream holds its devices alone: the memory is already mapped.
@@ -283,7 +298,7 @@ namespace AgentSandbox.Backends.Qemu
             }
             // The guest comes in as its checkpoint held it: paused.
             var status = AwaitStatus(qmp, new[] { "paused", "running" }, CancellationToken.None);
-            if (status == "paused") qmp.Execute("cont");
+            if (status == "paused" && run) qmp.Execute("cont");
         }
 
         /// <summary>
@@ -297,9 +312,9 @@ namespace AgentSandbox.Backends.Qemu
             try
             {
                 using var connection = Connect(s, CancellationToken.None);
-                connection.Configure(Hostname.For(s.Name), DateTimeOffset.UtcNow, s.ProcessLimit?.ToString(CultureInfo.InvariantCulture) ?? "max", entropy);
+                connection.Configure(Hostname.For(s.Name), DateTimeOffset.UtcNow, s.ProcessLimit?.ToString(CultureInfo.InvariantCulture) ?? "max", entropy, TimeSpan.FromSeconds(60));
             }
-            catch (AgentSandbox.Guest.AgentCommandFailedException e)
+            catch (Exception e) when (e is AgentSandbox.Guest.AgentCommandFailedException || e is IOException)
             {
                 throw new SandboxException(ErrorIds.SandboxStartFailed, SandboxErrorKind.Failed,
                     $"The resumed guest of sandbox '{s.Name}' could not be given its own name, entropy, time and process limit: {e.Message}", s.Name);

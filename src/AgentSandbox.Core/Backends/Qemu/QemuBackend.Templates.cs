@@ -26,7 +26,8 @@ namespace AgentSandbox.Backends.Qemu
     /// </summary>
     internal sealed partial class QemuBackend
     {
-        private const int TemplateUid = HostIdLimit;
+        /// <summary>The template guests' QEMU uid: below the sandboxes' range (0x70000000) and nspawn's user namespaces (0x71000000 up), used by nothing else.</summary>
+        private const int TemplateUid = 0x6FFFFFFE;
         private const string TemplateName = "_template", TemplateMemory = "run/template.mem";
         private const string TemplateDisk = "disk.qcow2", TemplateState = "state", TemplateHolder = "holder";
         internal const int TemplatesKept = 4;
@@ -52,7 +53,8 @@ namespace AgentSandbox.Backends.Qemu
                         progress.Milestone("No template could be made, so this sandbox boots on its own: " + e.Message);
                         return false;
                     }
-                    EvictTemplates(key);
+                    try { EvictTemplates(key); }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { progress.Milestone("Older templates could not be dropped: " + e.Message); }
                 }
                 else progress.Milestone($"Cloning the booted template {key} (its disk and memory are shared, copy-on-write)");
                 File.SetLastWriteTimeUtc(Path.Combine(dir, TemplateHolder), DateTime.UtcNow);
@@ -62,11 +64,12 @@ namespace AgentSandbox.Backends.Qemu
                 Native.HardLink(Path.Combine(dir, TemplateDisk), link);
                 MakeOverlay(s, linkName, "qcow2");
                 s.BackendData["chain"] = linkName + ":" + Native.Inode(link).ToString(CultureInfo.InvariantCulture);
-                var state = Path.Combine(s.Location!, ResumeState);
-                if (File.Exists(state)) File.Delete(state);
-                Native.HardLink(Path.Combine(dir, TemplateState), state);
-                s.BackendData["resume"] = "template";
-                s.BackendData["templateMemory"] = holder.Value.Pid.ToString(CultureInfo.InvariantCulture) + ":" + holder.Value.Start;
+                ForgetResume(s);
+                Native.HardLink(Path.Combine(dir, TemplateState), Path.Combine(s.Location!, ResumeState));
+                s.BackendData["resume"] = "shared";
+                s.BackendData["resumeFrom"] = "template";
+                s.BackendData["sharedMemory"] = holder.ToString();
+                s.BackendData["template"] = key;
                 return true;
             }
         }
@@ -76,7 +79,8 @@ namespace AgentSandbox.Backends.Qemu
         {
             var launch = QemuLaunch.Build(TemplateOf(s, ""), kvm, Ports, TemplateLaunch);
             var text = new StringBuilder(string.Join("\0", launch.Argv));
-            foreach (var file in new[] { s.Data("kernel")!, s.Data("initrd")!, s.Data("baseDisk")! })
+            // The emulator too: another QEMU may not load what this one saved.
+            foreach (var file in new[] { s.Data("kernel")!, s.Data("initrd")!, s.Data("baseDisk")!, QemuHost.SystemEmulator! })
             {
                 var info = new FileInfo(file);
                 text.Append('\0').Append(Native.Inode(file)).Append(':').Append(info.Length).Append(':').Append(info.LastWriteTimeUtc.Ticks);
@@ -96,19 +100,16 @@ namespace AgentSandbox.Backends.Qemu
             return t;
         }
 
-        private static (int Pid, string Start)? LiveHolder(string dir)
+        private static MemoryHolder? LiveHolder(string dir)
         {
-            var file = Path.Combine(dir, TemplateHolder);
-            if (!File.Exists(file)) return null;
-            var parts = File.ReadAllText(file).Trim().Split(' ');
-            if (parts.Length == 2 && int.TryParse(parts[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid)
-                && ProcInfo.IsSame(pid, parts[1]) && File.Exists(Path.Combine(dir, TemplateDisk)) && File.Exists(Path.Combine(dir, TemplateState)))
-                return (pid, parts[1]);
-            RemoveTemplate(dir);
+            var holder = MemoryHolder.Parse(File.Exists(Path.Combine(dir, TemplateHolder)) ? File.ReadAllText(Path.Combine(dir, TemplateHolder)) : null);
+            if (holder != null && holder.IsAlive() && File.Exists(Path.Combine(dir, TemplateDisk)) && File.Exists(Path.Combine(dir, TemplateState)))
+                return holder;
+            if (Directory.Exists(dir)) RemoveTemplate(dir);
             return null;
         }
 
-        private (int Pid, string Start) BuildTemplate(Sandbox s, int? kvm, string dir, IProgressSink progress, CancellationToken cancellation)
+        private MemoryHolder BuildTemplate(Sandbox s, int? kvm, string dir, IProgressSink progress, CancellationToken cancellation)
         {
             var work = dir + ".new";
             var t = TemplateOf(s, work);
@@ -118,7 +119,7 @@ namespace AgentSandbox.Backends.Qemu
             if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
             Directory.CreateDirectory(work);
             Native.Chmod(work, 0x1c0);
-            (int Pid, string Start)? holder = null;
+            MemoryHolder? holder = null;
             try
             {
                 MakeVmFolders(t, TemplateUid);
@@ -140,14 +141,14 @@ namespace AgentSandbox.Backends.Qemu
                 var holders = new Cgroup(Layout, Cgroup.ModuleRoot + "/" + TemplateName + "s");
                 holders.Create();
                 holder = SealedMemory.Hold(memory, holders.ProcsFiles);
-                File.WriteAllText(Path.Combine(work, TemplateHolder), holder.Value.Pid.ToString(CultureInfo.InvariantCulture) + " " + holder.Value.Start);
+                File.WriteAllText(Path.Combine(work, TemplateHolder), holder.ToString());
                 if (Directory.Exists(dir)) RemoveTemplate(dir);
                 Directory.Move(work, dir);
-                return holder.Value;
+                return holder;
             }
             catch
             {
-                if (holder is (int pid, string start)) SealedMemory.Release(pid, start);
+                if (holder != null) SealedMemory.Release(holder);
                 if (cg.Exists) { cg.KillAll(); cg.Delete(); }
                 try { Directory.Delete(work, recursive: true); } catch (Exception) { }
                 throw;
@@ -194,23 +195,21 @@ namespace AgentSandbox.Backends.Qemu
             foreach (var dir in old.ToList()) RemoveTemplate(dir);
         }
 
+        /// <summary>Drops the template a clone could not resume from (another QEMU, a damaged save): later sandboxes boot a new one.</summary>
+        private void DropTemplate(string key)
+        {
+            using (Native.LockFile(Path.Combine(TemplateStore, ".lock")))
+            {
+                var dir = Path.Combine(TemplateStore, key);
+                if (Directory.Exists(dir)) RemoveTemplate(dir);
+            }
+        }
+
         private static void RemoveTemplate(string dir)
         {
             var file = Path.Combine(dir, TemplateHolder);
-            if (File.Exists(file))
-            {
-                var parts = File.ReadAllText(file).Trim().Split(' ');
-                if (parts.Length == 2 && int.TryParse(parts[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid)) SealedMemory.Release(pid, parts[1]);
-            }
+            if (File.Exists(file) && MemoryHolder.Parse(File.ReadAllText(file)) is MemoryHolder holder) SealedMemory.Release(holder);
             Directory.Delete(dir, recursive: true);
-        }
-
-        /// <summary>The sealed memory of the template a clone resumes from, or null when its holder is gone (the clone then boots its disk).</summary>
-        private static SealedMemory.Handle? OpenTemplateMemory(Sandbox s)
-        {
-            var parts = (s.Data("templateMemory") ?? "").Split(':');
-            return parts.Length == 2 && int.TryParse(parts[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid)
-                ? SealedMemory.OpenHeld(pid, parts[1]) : null;
         }
     }
 }

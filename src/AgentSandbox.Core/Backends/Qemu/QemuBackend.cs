@@ -133,7 +133,7 @@ namespace AgentSandbox.Backends.Qemu
 
             MakeVmFolders(s, uid);
             for (int p = 0; p < Ports; p++) File.WriteAllText(PortLock(s, p), "");
-            if (spec.FromCheckpoint != null) PrepareFork(s, spec.FromCheckpoint, progress);
+            if (spec.FromCheckpoint != null) PrepareFork(s, spec.FromCheckpoint, progress, cancellation);
             else if (!PrepareFromTemplate(s, baseDisk, progress, cancellation))
             {
                 progress.Milestone("Making the sandbox's copy-on-write disk over " + baseDisk);
@@ -177,67 +177,72 @@ namespace AgentSandbox.Backends.Qemu
         protected override void StartSandbox(Sandbox s, IProgressSink progress, CancellationToken cancellation)
         {
             EnsureAvailable();
-            var cg = CgroupOf(s);
-            cg.Create();
-            cg.RestrictDevices();
-            var kvmGroup = QemuHost.KvmGroup(out _);
-            if (kvmGroup != null) cg.AllowDevice("c 10:232 rwm");
-            cg.ApplyLimits(s.MemoryBytes!.Value + HostOverhead, s.CpuCount, QemuThreadLimit);
-            // Sockets a previous run left: QEMU makes them anew (unlinking by name follows no link).
-            foreach (var old in Directory.GetFiles(RunDir(s), "*.sock")) File.Delete(old);
-            File.WriteAllText(ErrorLog(s), "");
+            try { StartGuest(s, progress, cancellation); }
+            catch (TemplateUnusable e)
+            {
+                // A template is a cache: one that cannot be loaded (another QEMU, a damaged save) is dropped, and the sandbox boots its disk.
+                progress.Milestone(e.Message + "; booting the sandbox's disk instead");
+                var cg = CgroupOf(s);
+                if (cg.Exists) { cg.KillAll(); cg.Delete(); }
+                if (s.Data("template") is string key) DropTemplate(key);
+                ForgetResume(s);
+                StartGuest(s, progress, cancellation);
+            }
+        }
 
-            bool fromTemplate = s.Data("resume") == "template";
-            LaunchOptions? resume = s.Data("resume") != null && File.Exists(Path.Combine(s.Location!, ResumeState)) ? new LaunchOptions { Incoming = true } : null;
-            using var templateMemory = resume != null && fromTemplate ? OpenTemplateMemory(s) : null;
-            if (resume != null && fromTemplate)
+        private sealed class TemplateUnusable : Exception
+        {
+            public TemplateUnusable(string message, Exception inner) : base(message, inner) { }
+        }
+
+        private void StartGuest(Sandbox s, IProgressSink progress, CancellationToken cancellation)
+        {
+            var resume = ResumeOptions(s, progress, out var kind, out var memory);
+            using (memory)
             {
-                if (templateMemory == null)
+                var cg = CgroupOf(s);
+                cg.Create();
+                cg.RestrictDevices();
+                var kvmGroup = QemuHost.KvmGroup(out _);
+                if (kvmGroup != null) cg.AllowDevice("c 10:232 rwm");
+                // Over shared memory, pages of the image that the template never touched are filled in as
+                // the guest first reads them, charged to this QEMU: up to the guest's memory once more.
+                long shared = kind == "shared" ? s.MemoryBytes!.Value : 0;
+                cg.ApplyLimits(s.MemoryBytes!.Value + HostOverhead + shared, s.CpuCount, QemuThreadLimit);
+                // Sockets a previous run left: QEMU makes them anew (unlinking by name follows no link).
+                foreach (var old in Directory.GetFiles(RunDir(s), "*.sock")) File.Delete(old);
+                File.WriteAllText(ErrorLog(s), "");
+
+                var launch = QemuLaunch.Build(s, kvmGroup, Ports, resume);
+                var from = s.Data("resumeFrom") == "template" ? "its template" : "its checkpoint";
+                progress.Milestone(resume != null
+                    ? $"Resuming the guest from {from} ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)"
+                    : $"Booting the guest ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)");
+                int pid = QemuLaunch.Start(launch, cg, VmDir(s), ErrorLog(s), HostUid(s), kvmGroup, resume?.InheritedFile);
+                s.BackendData["qemu"] = pid.ToString(CultureInfo.InvariantCulture);
+                s.BackendData["qemuStart"] = ProcInfo.StartTime(pid) ?? "";
+                s.BackendData["accel"] = kvmGroup != null ? "kvm" : "tcg";
+                memory?.Dispose();
+                if (resume != null)
                 {
-                    // The template's memory is gone with its holder (the host restarted): its disk boots as any disk does.
-                    progress.Milestone($"The template of '{s.Name}' is gone; booting its disk instead");
-                    resume = null;
+                    try { Resume(s, pid, ignoreShared: kind == "shared"); }
+                    catch (Exception e) when (e is IOException || e is TimeoutException)
+                    {
+                        Thread.Sleep(100); // QEMU's last words reach its log as it ends
+                        var failed = BootFailed(s, $"the saved guest could not be loaded ({e.Message})");
+                        if (s.Data("resumeFrom") == "template") throw new TemplateUnusable(failed.Message, failed);
+                        throw failed;
+                    }
+                    // Resumed: the guest writes to its disk from now on, so the next start boots the disk as it is then.
+                    ForgetResume(s);
                 }
-                else
-                {
-                    resume.MemoryFile = "/proc/self/fd/3";
-                    resume.InheritedFile = SealedMemory.PathFor(templateMemory);
-                }
+                s.BackendData.Remove("booted");
+                using (var agent = WaitForAgent(s, pid, cancellation))
+                    progress.Milestone($"Guest '{s.Name}' is up: {agent.GuestSystem}");
+                s.BackendData["booted"] = "1";
+                if (resume != null) Reseed(s);
+                if (s.WorkingDirectory != Sandbox.DefaultWorkspace) MakeWorkingDirectory(s);
             }
-            var launch = QemuLaunch.Build(s, kvmGroup, Ports, resume);
-            progress.Milestone(resume != null
-                ? $"Resuming the guest from {(fromTemplate ? "its template" : "its checkpoint")} ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)"
-                : $"Booting the guest ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)");
-            int pid = QemuLaunch.Start(launch, cg, VmDir(s), ErrorLog(s), HostUid(s), kvmGroup, resume?.InheritedFile);
-            s.BackendData["qemu"] = pid.ToString(CultureInfo.InvariantCulture);
-            s.BackendData["qemuStart"] = ProcInfo.StartTime(pid) ?? "";
-            s.BackendData["accel"] = kvmGroup != null ? "kvm" : "tcg";
-            templateMemory?.Dispose();
-            if (resume != null)
-            {
-                try { Resume(s, pid, fromTemplate); }
-                catch (Exception e) when (e is IOException || e is TimeoutException)
-                {
-                    Thread.Sleep(100); // QEMU's last words reach its log as it ends
-                    throw BootFailed(s, $"the saved guest could not be loaded ({e.Message})");
-                }
-            }
-            s.BackendData.Remove("booted");
-            using (var agent = WaitForAgent(s, pid, cancellation))
-                progress.Milestone($"Guest '{s.Name}' is up: {agent.GuestSystem}");
-            s.BackendData["booted"] = "1";
-            if (resume != null)
-            {
-                Reseed(s);
-            }
-            if (s.Data("resume") != null)
-            {
-                // Resumed once (or the memory was gone): the next start boots the disk as it is then. QEMU keeps its memory mapped.
-                s.BackendData.Remove("resume");
-                s.BackendData.Remove("templateMemory");
-                File.Delete(Path.Combine(s.Location!, ResumeState));
-            }
-            if (s.WorkingDirectory != Sandbox.DefaultWorkspace) MakeWorkingDirectory(s);
         }
 
         /// <summary>Waits for the agent on the first port to answer, failing early (with QEMU's words) when QEMU ends.</summary>

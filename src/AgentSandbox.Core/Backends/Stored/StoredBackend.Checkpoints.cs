@@ -180,9 +180,13 @@ namespace AgentSandbox.Backends.Stored
                 }
             }
             catch (IOException) when (!Directory.Exists(dir) && !Directory.Exists(doomed)) { return false; }
+            ReleaseCheckpointFiles(doomed);
             Store.Host.DeleteTree(doomed);
             return true;
         }
+
+        /// <summary>What a checkpoint holds beyond its files (a process keeping its memory), let go before they are deleted.</summary>
+        protected virtual void ReleaseCheckpointFiles(string dir) { }
 
         protected static SandboxException CheckpointGone(SandboxCheckpoint checkpoint) =>
             new SandboxException(ErrorIds.CheckpointNotFound, SandboxErrorKind.NotFound,
