@@ -34,7 +34,9 @@ foreach ($backend in 'Chroot', 'Nspawn', 'Docker', 'Qemu') {
         $disk = if ($info.Limits -contains 'Disk') { @{ DiskSize = 64MB } } else { Write-Warning "$backend cannot limit disk here: $($info.LimitsNotEnforced -join '; ')"; @{} }
         # Mounts where the backend has them; without, the -Mount attempts are inconclusive there.
         $mounts = if ($info.Features -contains 'Mounts') { @{ Mount = "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw" } } else { Write-Warning "$backend has no -Mount"; @{} }
-        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory 128MB -ProcessLimit 64 -CpuCount 0.5 @disk @mounts
+        # A guest's own kernel and tools take about 50 MB of its memory: a virtual machine gets 256 MB, so that 84 processes fit (limits-fork).
+        $memory = if ($info.Privilege -eq 'VirtualMachine') { 256MB } else { 128MB }
+        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory $memory -ProcessLimit 64 -CpuCount 0.5 @disk @mounts
         $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorAction Continue)
         $verdicts = @(Test-AgentSandbox -InputObject $sb -ErrorAction SilentlyContinue)
         $results[$backend] = @{ Attempts = $attempts; Verdicts = $verdicts; Sandbox = $sb }
@@ -90,7 +92,8 @@ $mountNote = if ($withoutMounts.Count -eq 0) { '' } else { " (not on $($withoutM
 $withDisk = @($results.Keys | Where-Object { $results[$_].Sandbox.DiskSizeBytes })
 $withoutDisk = @($results.Keys | Where-Object { -not $results[$_].Sandbox.DiskSizeBytes })
 $diskNote = if ($withoutDisk.Count -eq 0) { '`-DiskSize 64MB`' } else { "``-DiskSize 64MB`` where the backend can limit disk here ($($withDisk -join ', '); not $($withoutDisk -join ', '), whose limits-disk and limits-inodes are therefore inconclusive)" }
-Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64 -CpuCount 0.5`, ' + $diskNote + ', the default network (None), a read-only `-Mount` of a host folder ' +
+$vmNote = if ($results.Keys | Where-Object { $results[$_].Sandbox.Privilege -eq 'VirtualMachine' }) { ' (`-Memory 256MB` for a virtual machine, whose own kernel and tools take about 50 MB of it)' } else { '' }
+Add ('Each sandbox was created with `-Memory 128MB -ProcessLimit 64 -CpuCount 0.5`' + $vmNote + ', ' + $diskNote + ', the default network (None), a read-only `-Mount` of a host folder ' +
     "at /workspace/ro and a writable one at /workspace/rw$mountNote, and ``Test-AgentSandbox -Attempt`` " +
     'made every escape attempt of its battery inside it. Attempts about what root can do ran as root where the sandbox allows root ' +
     "($(Get-RootNote)); the others ran as the sandbox's default user. A backend only **claims** some boundaries " +

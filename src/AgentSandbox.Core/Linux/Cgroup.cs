@@ -257,6 +257,37 @@ namespace AgentSandbox.Linux
             return System.IO.File.Exists(path) ? System.IO.File.ReadAllText(path).Trim() : null;
         }
 
+        /// <summary>The CPU time this group's processes have used, in seconds (cpu.stat on v2, cpuacct.usage on v1), or null when it cannot be read.</summary>
+        public double? CpuSeconds()
+        {
+            if (Layout.Unified)
+            {
+                var stat = Read("cpu", "cpu.stat");
+                var line = stat?.Split('\n').FirstOrDefault(l => l.StartsWith("usage_usec ", StringComparison.Ordinal));
+                return line != null && long.TryParse(line.Substring(11), NumberStyles.Integer, CultureInfo.InvariantCulture, out var usec) ? usec / 1e6 : (double?)null;
+            }
+            // cpuacct where it is mounted with cpu (cpu,cpuacct); else what the group's processes have used, from /proc.
+            var ns = Read("cpu", "cpuacct.usage");
+            if (ns != null && long.TryParse(ns, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n)) return n / 1e9;
+            if (!Exists) return null;
+            long ticks = 0;
+            foreach (var pid in Processes())
+            {
+                try
+                {
+                    var stat = System.IO.File.ReadAllText($"/proc/{pid}/stat");
+                    var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
+                    // utime and stime (fields 14 and 15): every thread of the process, in clock ticks.
+                    ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+                }
+                catch (IOException) { }
+            }
+            return ticks / (double)ClockTicksPerSecond;
+        }
+
+        /// <summary>USER_HZ, which Linux keeps at 100 on every architecture the module runs on.</summary>
+        private const int ClockTicksPerSecond = 100;
+
         /// <summary>Every process in this group and its descendants.</summary>
         public List<int> Processes()
         {

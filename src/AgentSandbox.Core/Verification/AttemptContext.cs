@@ -62,10 +62,13 @@ namespace AgentSandbox.Verification
                 Environment = env,
                 User = asRoot ?? AsRoot ? "0" : null,
                 WorkingDirectory = workingDirectory,
-                Timeout = timeout ?? TimeSpan.FromSeconds(60),
+                Timeout = timeout ?? TimeoutFor(target),
             };
             return Manager.Execute(target, request, new SilentOutput(), Cancellation);
         }
+
+        /// <summary>How long one attempt may run: a virtual machine under emulation runs commands many times slower than the host does.</summary>
+        public static TimeSpan TimeoutFor(Sandbox sandbox) => TimeSpan.FromSeconds(sandbox.Privilege == PrivilegeMode.VirtualMachine ? 180 : 60);
 
         /// <summary>The verdict a script printed last ("BLOCKED: …", "SUCCEEDED: …", "INCONCLUSIVE: …").</summary>
         public static (AttemptOutcome, string) Verdict(CommandResult result)

@@ -43,6 +43,36 @@ namespace AgentSandbox.Verification
             "readmarker() { out=$(cat \"$1\" 2>&1); case \"$out\" in *\"$P_TEXT\"*) r SUCCEEDED \"read the host marker through $1\";; esac; r BLOCKED \"cat $1: ${out:-nothing}\"; }\n" +
             "arch_nr() { case $(uname -m) in x86_64) echo $1;; aarch64) echo $2;; *) echo;; esac; }\n";
 
+        /// <summary>Busy processes for 2 s, then the CPU time they used against what -CpuCount allows in the time they took.</summary>
+        internal const string CpuScript =
+            "[ -n \"$P_CPU\" ] || r INCONCLUSIVE 'the sandbox has no -CpuCount'; need perl; " +
+            // /proc/uptime for the wall clock: perl-base has no Time::HiRes. A 25% margin absorbs accounting jitter.
+            "perl -e 'sub now { open(my $u, \"<\", \"/proc/uptime\"); (split \" \", <$u>)[0] } my $cpus = '$P_CPU'; my $n = int($cpus) + 2; my $start = now(); " +
+            "my @k; for (1..$n) { my $p = fork; if (defined $p && !$p) { 1 while now() < $start + 2; exit 0 } push @k, $p if $p } waitpid($_, 0) for @k; " +
+            "my $wall = now() - $start; my @t = times; my $used = $t[2] + $t[3]; my $allowed = $cpus * $wall; " +
+            "printf \"%s: %d busy processes used %.2f s of CPU in %.2f s; -CpuCount %s allows %.2f s\\n\", ($used > 1.25 * $allowed ? \"SUCCEEDED\" : \"BLOCKED\"), scalar @k, $used, $wall, $cpus, $allowed'";
+
+        /// <summary>
+        /// A virtual machine's guest cannot see the host holding its virtual CPUs back (its clock runs
+        /// on, and it counts the time to its processes), so there the host judges, by the CPU time the
+        /// sandbox's host cgroup used while the script ran.
+        /// </summary>
+        private static (AttemptOutcome, string) LimitsCpu(AttemptContext c)
+        {
+            if (c.Sandbox.Privilege != PrivilegeMode.VirtualMachine || c.Sandbox.CpuCount == null) return AttemptContext.Verdict(c.Run(CpuScript));
+            var cgroup = Linux.Cgroup.ForSandbox(Linux.CgroupLayout.Detect(), c.Sandbox.Name);
+            var before = cgroup.CpuSeconds();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var inside = AttemptContext.Verdict(c.Run(CpuScript));
+            var wall = clock.Elapsed.TotalSeconds;
+            var after = cgroup.CpuSeconds();
+            if (before == null || after == null) return (AttemptOutcome.Inconclusive, "the sandbox's host cgroup gives no CPU time to judge by; inside: " + inside.Item2);
+            var used = after.Value - before.Value;
+            var allowed = c.Sandbox.CpuCount.Value * wall;
+            return (used > 1.25 * allowed ? AttemptOutcome.Succeeded : AttemptOutcome.Blocked,
+                $"on the host its virtual machine used {used:0.00} s of CPU in {wall:0.00} s; -CpuCount {c.Sandbox.CpuCount.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)} allows {allowed:0.00} s (the guest's own count, which cannot see the host's hold: {inside.Item2})");
+        }
+
         public static IReadOnlyList<Attempt> All { get; } = Scripted().Concat(StagedAttempts.All).Concat(LifetimeAttempts.All).Concat(VirtualMachineAttempts.All).ToList();
 
         private static IEnumerable<Attempt> Scripted() => new List<Attempt>
@@ -207,13 +237,7 @@ namespace AgentSandbox.Verification
                 "[ -n \"$P_PIDS\" ] || r INCONCLUSIVE 'the sandbox has no -ProcessLimit'; need perl; " +
                 "perl -e 'my $want = '$P_PIDS' + 20; my @k; for (1..$want) { my $p = fork; last unless defined $p; if (!$p) { sleep 30; exit 0 } push @k, $p } " +
                 "my $n = @k; kill 9, @k; waitpid($_, 0) for @k; print $n >= $want ? \"SUCCEEDED: ran $n processes past the limit of '$P_PIDS'\\n\" : \"BLOCKED: fork failed after $n of $want processes (limit '$P_PIDS'): $!\\n\"'"),
-            new Attempt("limits-cpu", SandboxBoundary.Limits, false, "use more CPU than -CpuCount allows (busy processes for 2 s)",
-                "[ -n \"$P_CPU\" ] || r INCONCLUSIVE 'the sandbox has no -CpuCount'; need perl; " +
-                // /proc/uptime for the wall clock: perl-base has no Time::HiRes. A 25% margin absorbs accounting jitter.
-                "perl -e 'sub now { open(my $u, \"<\", \"/proc/uptime\"); (split \" \", <$u>)[0] } my $cpus = '$P_CPU'; my $n = int($cpus) + 2; my $start = now(); " +
-                "my @k; for (1..$n) { my $p = fork; if (defined $p && !$p) { 1 while now() < $start + 2; exit 0 } push @k, $p if $p } waitpid($_, 0) for @k; " +
-                "my $wall = now() - $start; my @t = times; my $used = $t[2] + $t[3]; my $allowed = $cpus * $wall; " +
-                "printf \"%s: %d busy processes used %.2f s of CPU in %.2f s; -CpuCount %s allows %.2f s\\n\", ($used > 1.25 * $allowed ? \"SUCCEEDED\" : \"BLOCKED\"), scalar @k, $used, $wall, $cpus, $allowed'"),
+            new Attempt("limits-cpu", SandboxBoundary.Limits, false, "use more CPU than -CpuCount allows (busy processes for 2 s)", LimitsCpu),
             new Attempt("limits-disk", SandboxBoundary.Limits, false, "write 16 MB past -DiskSize into /workspace",
                 "[ -n \"$P_DISK\" ] || r INCONCLUSIVE 'the sandbox has no -DiskSize'; need dd; need wc; f=/workspace/agentsandbox-probe-disk-$P_TOKEN; want=$(( P_DISK / 1048576 + 16 )); " +
                 // The error is kept in a variable: a file for it would need the space that has run out.

@@ -108,7 +108,7 @@ namespace AgentSandbox.Verification
                 {
                     var result = context.Run(attempt.Script);
                     (outcome, evidence) = attempt.Judge?.Invoke(f, result) ?? AttemptContext.Verdict(result);
-                    if (result.TimedOut) evidence += " (the attempt ran past 60 s and was killed)";
+                    if (result.TimedOut) evidence += $" (the attempt ran past {AttemptContext.TimeoutFor(sandbox).TotalSeconds:0} s and was killed)";
                 }
             }
             catch (SandboxException e)

@@ -494,7 +494,7 @@ namespace AgentSandbox.Verification
                     catch (SandboxException e) { return "the fork failed: " + e.Message; }
                 });
             // A virtual machine's fork boots or resumes a guest, which under emulation takes more than 5 s: it is given longer before it counts as stuck.
-            bool hung = !act.Wait(TimeSpan.FromSeconds(c.Sandbox.Backend == "Qemu" ? 120 : 5));
+            bool hung = !act.Wait(TimeSpan.FromSeconds(c.Sandbox.Privilege == PrivilegeMode.VirtualMachine ? 120 : 5));
             // Release: the FIFO's other end, opened from the host, until what waits on it is done.
             var fifo = docker ? ContainerPath(companion, file) : Path.Combine(Path.GetDirectoryName(companion.Location!)!, forkName, "root", "etc", "hostname");
             var held = new List<int>();
