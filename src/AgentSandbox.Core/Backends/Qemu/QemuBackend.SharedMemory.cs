@@ -57,11 +57,8 @@ namespace AgentSandbox.Backends.Qemu
                 Native.HardLink(Path.Combine(dir, StateFile), Path.Combine(work, ResumeState));
                 File.WriteAllText(ErrorLog(t), "");
 
-                cg.Create();
-                cg.RestrictDevices();
                 var kvm = QemuHost.KvmGroup(out _);
-                if (kvm != null) cg.AllowDevice("c 10:232 rwm");
-                cg.ApplyLimits(t.MemoryBytes!.Value + HostOverhead, t.CpuCount, QemuThreadLimit);
+                QemuCgroup(t, kvm);
                 var launch = QemuLaunch.Build(t, kvm, Ports, new LaunchOptions { Incoming = true, MemoryFile = ConvertMemory, SharedMemory = true });
                 int pid = QemuLaunch.Start(launch, cg, VmDir(t), ErrorLog(t), HostUid(t), kvm);
                 t.BackendData["qemu"] = pid.ToString(CultureInfo.InvariantCulture);
@@ -80,7 +77,7 @@ namespace AgentSandbox.Backends.Qemu
                 }
                 finally { cg.KillAll(); cg.Delete(); }
 
-                using var memory = SealedMemory.CopyOf(Path.Combine(VmDir(t), ConvertMemory), t.MemoryBytes.Value, "agentsandbox-checkpoint");
+                using var memory = SealedMemory.CopyOf(Path.Combine(VmDir(t), ConvertMemory), t.MemoryBytes!.Value, "agentsandbox-checkpoint");
                 var devices = Path.Combine(dir, DevicesFile);
                 if (File.Exists(devices)) File.Delete(devices);
                 File.Move(Path.Combine(work, StateFile), devices);

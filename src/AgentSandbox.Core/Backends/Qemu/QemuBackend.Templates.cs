@@ -158,11 +158,8 @@ namespace AgentSandbox.Backends.Qemu
         /// <summary>Boots the template guest with its memory in a file, waits for its agent, holds it still and saves its device state.</summary>
         private void BootAndSaveTemplate(Sandbox t, Cgroup cg, int? kvm, IProgressSink progress, CancellationToken cancellation)
         {
-            cg.Create();
-            cg.RestrictDevices();
-            if (kvm != null) cg.AllowDevice("c 10:232 rwm");
-            cg.ApplyLimits(t.MemoryBytes!.Value + HostOverhead, t.CpuCount, QemuThreadLimit);
-            progress.Milestone($"Booting a template guest once ({t.MemoryBytes.Value >> 20} MiB): sandboxes of the same image, memory and vCPUs start from it");
+            QemuCgroup(t, kvm);
+            progress.Milestone($"Booting a template guest once ({t.MemoryBytes!.Value >> 20} MiB): sandboxes of the same image, memory and vCPUs start from it");
             var launch = QemuLaunch.Build(t, kvm, Ports, TemplateLaunch);
             int pid = QemuLaunch.Start(launch, cg, VmDir(t), ErrorLog(t), TemplateUid, kvm);
             t.BackendData["qemu"] = pid.ToString(CultureInfo.InvariantCulture);

@@ -190,6 +190,17 @@ namespace AgentSandbox.Backends.Qemu
             }
         }
 
+        /// <summary>The host cgroup a QEMU of <paramref name="s"/> runs in: its devices (KVM's where used), memory for the guest, QEMU and <paramref name="extraMemory"/>, CPUs and threads.</summary>
+        private Cgroup QemuCgroup(Sandbox s, int? kvmGroup, long extraMemory = 0)
+        {
+            var cg = CgroupOf(s);
+            cg.Create();
+            cg.RestrictDevices();
+            if (kvmGroup != null) cg.AllowDevice("c 10:232 rwm");
+            cg.ApplyLimits(s.MemoryBytes!.Value + HostOverhead + extraMemory, s.CpuCount, QemuThreadLimit);
+            return cg;
+        }
+
         private sealed class TemplateUnusable : Exception
         {
             public TemplateUnusable(string message, Exception inner) : base(message, inner) { }
@@ -200,15 +211,10 @@ namespace AgentSandbox.Backends.Qemu
             var resume = ResumeOptions(s, progress, out var kind, out var memory);
             using (memory)
             {
-                var cg = CgroupOf(s);
-                cg.Create();
-                cg.RestrictDevices();
                 var kvmGroup = QemuHost.KvmGroup(out _);
-                if (kvmGroup != null) cg.AllowDevice("c 10:232 rwm");
                 // Over shared memory, pages of the image that the template never touched are filled in as
                 // the guest first reads them, charged to this QEMU: up to the guest's memory once more.
-                long shared = kind == "shared" ? s.MemoryBytes!.Value : 0;
-                cg.ApplyLimits(s.MemoryBytes!.Value + HostOverhead + shared, s.CpuCount, QemuThreadLimit);
+                var cg = QemuCgroup(s, kvmGroup, kind == "shared" ? s.MemoryBytes!.Value : 0);
                 // Sockets a previous run left: QEMU makes them anew (unlinking by name follows no link).
                 foreach (var old in Directory.GetFiles(RunDir(s), "*.sock")) File.Delete(old);
                 File.WriteAllText(ErrorLog(s), "");
@@ -216,8 +222,8 @@ namespace AgentSandbox.Backends.Qemu
                 var launch = QemuLaunch.Build(s, kvmGroup, Ports, resume);
                 var from = s.Data("resumeFrom") == "template" ? "its template" : "its checkpoint";
                 progress.Milestone(resume != null
-                    ? $"Resuming the guest from {from} ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)"
-                    : $"Booting the guest ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes.Value >> 20} MiB, {launch.Cpus} vCPU)");
+                    ? $"Resuming the guest from {from} ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes!.Value >> 20} MiB, {launch.Cpus} vCPU)"
+                    : $"Booting the guest ({(kvmGroup != null ? "KVM" : "emulation")}, {s.MemoryBytes!.Value >> 20} MiB, {launch.Cpus} vCPU)");
                 int pid = QemuLaunch.Start(launch, cg, VmDir(s), ErrorLog(s), HostUid(s), kvmGroup, resume?.InheritedFile);
                 s.BackendData["qemu"] = pid.ToString(CultureInfo.InvariantCulture);
                 s.BackendData["qemuStart"] = ProcInfo.StartTime(pid) ?? "";
