@@ -69,9 +69,11 @@ namespace AgentSandbox.Linux
                 var block = new byte[64 << 10];
                 for (long offset = 0; offset < size; offset += block.Length)
                 {
-                    long n = pread(from.Fd, block, block.Length, offset);
+                    long want = Math.Min(block.Length, size - offset);
+                    Array.Clear(block, 0, block.Length);
+                    long n = pread(from.Fd, block, want, offset);
                     if (n < 0) throw Native.Fail("read " + source, Marshal.GetLastWin32Error());
-                    if (n < block.Length) throw new IOException($"{source} ended early.");
+                    if (n < want) throw new IOException($"{source} ended early.");
                     if (!IsZero(block) && pwrite(fd, block, n, offset) != n) throw Native.Fail("write memfd", Marshal.GetLastWin32Error());
                 }
                 if (fcntl(fd, F_ADD_SEALS, Sealed) != 0) throw Native.Fail("seal memfd", Marshal.GetLastWin32Error());

@@ -67,6 +67,10 @@ namespace AgentSandbox.Verification
             var wall = clock.Elapsed.TotalSeconds;
             var after = cgroup.CpuSeconds();
             if (before == null || after == null) return (AttemptOutcome.Inconclusive, "the sandbox's host cgroup gives no CPU time to judge by; inside: " + inside.Item2);
+            // With whole vCPUs busy the guest cannot use more than -CpuCount anyway: the host's quota must be there too.
+            var quota = cgroup.Read("cpu", "cpu.max") ?? cgroup.Read("cpu", "cpu.cfs_quota_us");
+            if (quota == null || quota.StartsWith("max", StringComparison.Ordinal) || quota == "-1")
+                return (AttemptOutcome.Succeeded, $"the host sets no CPU quota on the sandbox's virtual machine (its cgroup says '{quota ?? "nothing"}'); only its vCPU count holds it");
             var used = after.Value - before.Value;
             var allowed = c.Sandbox.CpuCount.Value * wall;
             return (used > 1.25 * allowed ? AttemptOutcome.Succeeded : AttemptOutcome.Blocked,

@@ -294,10 +294,12 @@ namespace AgentSandbox.Backends.Qemu
             {
                 CheckPeer(s, stream, socket);
                 using var state = File.OpenRead(Path.Combine(s.Location!, ResumeState));
+                // A QEMU that stops reading must not hold the host (and the checkpoint's locks) for good.
+                using var cut = new Timer(_ => stream.Abort(), null, MigrationTimeout, Timeout.InfiniteTimeSpan);
                 state.CopyTo(stream, 1 << 20);
             }
             // The guest comes in as its checkpoint held it: paused.
-            var status = AwaitStatus(qmp, new[] { "paused", "running" }, CancellationToken.None);
+            var status = AwaitStatus(qmp, run ? new[] { "paused", "running" } : new[] { "paused" }, CancellationToken.None);
             if (status == "paused" && run) qmp.Execute("cont");
         }
 

@@ -26,8 +26,9 @@ namespace AgentSandbox.Backends.Qemu
                 var held = ReadHolder(Path.Combine(dir, MemoryHolderFile));
                 if (held != null && held.IsAlive() && File.Exists(Path.Combine(dir, DevicesFile))) return held;
                 if (held != null) SealedMemory.Release(held);
+                // Whatever stops the conversion (a failure, Ctrl+C), the sandbox is left whole: it loads the checkpoint's whole state.
                 try { return ConvertCheckpoint(s, checkpoint, dir, progress, cancellation); }
-                catch (Exception e) when (!(e is OperationCanceledException))
+                catch (Exception e)
                 {
                     progress.Milestone($"The memory of checkpoint '{checkpoint}' could not be shared, so '{s.Name}' loads a copy of its own: {e.Message}");
                     return null;
@@ -84,7 +85,11 @@ namespace AgentSandbox.Backends.Qemu
                 var holders = new Cgroup(Layout, Cgroup.ModuleRoot + "/" + TemplateName + "s");
                 holders.Create();
                 holder = SealedMemory.Hold(memory, holders.ProcsFiles);
-                File.WriteAllText(Path.Combine(dir, MemoryHolderFile), holder.ToString());
+                // Written whole or not at all: a holder no record names would keep its memory until the host restarts.
+                var record = Path.Combine(dir, MemoryHolderFile);
+                File.WriteAllText(record + ".new", holder.ToString());
+                File.Copy(record + ".new", record, overwrite: true);
+                File.Delete(record + ".new");
                 return holder;
             }
             catch
@@ -125,7 +130,9 @@ namespace AgentSandbox.Backends.Qemu
                 progress.Milestone("The checkpoint's shared memory is gone; loading its whole state");
                 File.Delete(Path.Combine(s.Location!, ResumeState));
                 File.Move(full, Path.Combine(s.Location!, ResumeState));
-                kind = "full";
+                // The record says so too: a start that fails now tries the whole state again, never it as devices alone.
+                s.BackendData["resume"] = kind = "full";
+                s.BackendData.Remove("sharedMemory");
                 return resume;
             }
             progress.Milestone("The template's memory is gone; booting the sandbox's disk instead");

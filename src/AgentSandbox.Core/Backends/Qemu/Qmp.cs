@@ -43,7 +43,9 @@ namespace AgentSandbox.Backends.Qemu
                     var qmp = new Qmp(socket);
                     try
                     {
-                        var greeting = qmp.ReadLine();
+                        string greeting;
+                        using (new System.Threading.Timer(_ => socket.Abort(), null, AnswerTimeout, System.Threading.Timeout.InfiniteTimeSpan))
+                            greeting = qmp.ReadLine();
                         if (!greeting.Contains("\"QMP\"")) throw new IOException("QEMU's monitor did not greet as QMP: " + greeting);
                         qmp.Execute("qmp_capabilities");
                         return qmp;
@@ -59,11 +61,19 @@ namespace AgentSandbox.Backends.Qemu
             }
         }
 
+        /// <summary>How long QEMU may take to answer one command (they all answer at once; long work is polled).</summary>
+        private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(60);
+
+        /// <summary>The longest line the module reads from QEMU: its answers are short, a console read at most 64 KiB escaped.</summary>
+        private const int MaxLine = 1 << 20;
+
         /// <summary>Runs a command with arguments given as a JSON object's text; returns the "return" line, throws with QEMU's description on an error.</summary>
         public string Execute(string command, string? arguments = null)
         {
             var line = "{\"execute\":\"" + command + "\"" + (arguments != null ? ",\"arguments\":" + arguments : "") + "}\n";
             var bytes = Encoding.UTF8.GetBytes(line);
+            // QEMU is the sandbox's side: one that never answers must not hold the host.
+            using var cut = new System.Threading.Timer(_ => _socket.Abort(), null, AnswerTimeout, System.Threading.Timeout.InfiniteTimeSpan);
             _socket.Write(bytes, 0, bytes.Length);
             while (true)
             {
@@ -95,7 +105,18 @@ namespace AgentSandbox.Backends.Qemu
             return sb.Append('"').ToString();
         }
 
-        private string ReadLine() => _reader.ReadLine() ?? throw new IOException("QEMU closed its monitor connection.");
+        private string ReadLine()
+        {
+            var text = new StringBuilder();
+            while (true)
+            {
+                int c = _reader.Read();
+                if (c < 0) throw new IOException($"QEMU closed its monitor connection (or did not answer within {AnswerTimeout.TotalSeconds:0} s).");
+                if (c == '\n') return text.ToString().TrimEnd('\r');
+                if (text.Length >= MaxLine) throw new IOException("QEMU sent a monitor line over 1 MiB: refusing to read on.");
+                text.Append((char)c);
+            }
+        }
 
         public void Dispose()
         {

@@ -146,7 +146,7 @@ namespace AgentSandbox.Backends.Stored
             foreach (var dir in Directory.GetDirectories(Path.Combine(CheckpointsDir, s.Id)))
             {
                 // Half-made ones (no record: their maker died) go too, and deletions cut short.
-                if (IsDeletion(dir)) { Store.Host.TryDeleteTree(dir); continue; }
+                if (IsDeletion(dir)) { ReleaseCheckpointFiles(dir); Store.Host.TryDeleteTree(dir); continue; }
                 if (LoadCheckpoint(dir)?.Keep == true) continue;
                 progress.Milestone($"Deleting checkpoint '{s.Name}/{Path.GetFileName(dir)}'");
                 DeleteCheckpointDir(dir);
