@@ -45,7 +45,7 @@ namespace AgentSandbox.Linux
 
         private static Handle Open(string path)
         {
-            int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+            int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
             if (fd < 0) throw Native.Fail("open " + path, Marshal.GetLastWin32Error());
             return new Handle(fd);
         }
@@ -56,10 +56,11 @@ namespace AgentSandbox.Linux
         /// </summary>
         public static Handle CopyOf(string source, long size, string name)
         {
-            var st = Native.Lstat(source);
-            if (st == null || (st.Value.Mode & 0xF000) != 0x8000 || new FileInfo(source).Length != size)
-                throw new IOException($"{source} is not a memory image of {size} bytes.");
+            // Judged by what was opened (no link followed), not by its path.
             using var from = Open(source);
+            var st = Stat(from.Fd);
+            if (st == null || (st.Value.Mode & 0xF000) != 0x8000 || st.Value.Size != size)
+                throw new IOException($"{source} is not a memory image of {size} bytes.");
             int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
             if (fd < 0) throw Native.Fail("memfd_create", Marshal.GetLastWin32Error());
             var memory = new Handle(fd);
@@ -145,11 +146,11 @@ namespace AgentSandbox.Linux
         private const int AT_EMPTY_PATH = 0x1000;
 
         /// <summary>Type and mode, owner and inode of an open descriptor.</summary>
-        private static (int Mode, uint Uid, ulong Inode)? Stat(int fd)
+        private static (int Mode, uint Uid, ulong Inode, long Size)? Stat(int fd)
         {
             var buffer = new byte[256];
             if (statx(fd, "", AT_EMPTY_PATH, 0x7ff, buffer) != 0) return null;
-            return (BitConverter.ToUInt16(buffer, 28), BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt64(buffer, 32));
+            return (BitConverter.ToUInt16(buffer, 28), BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt64(buffer, 32), BitConverter.ToInt64(buffer, 40));
         }
     }
 

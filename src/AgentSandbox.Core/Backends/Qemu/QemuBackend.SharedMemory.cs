@@ -78,18 +78,14 @@ namespace AgentSandbox.Backends.Qemu
                 }
                 finally { cg.KillAll(); cg.Delete(); }
 
-                using var memory = SealedMemory.CopyOf(Path.Combine(VmDir(t), ConvertMemory), t.MemoryBytes!.Value, "agentsandbox-checkpoint");
                 var devices = Path.Combine(dir, DevicesFile);
                 if (File.Exists(devices)) File.Delete(devices);
                 File.Move(Path.Combine(work, StateFile), devices);
-                var holders = new Cgroup(Layout, Cgroup.ModuleRoot + "/" + TemplateName + "s");
-                holders.Create();
-                holder = SealedMemory.Hold(memory, holders.ProcsFiles);
-                // Written whole or not at all: a holder no record names would keep its memory until the host restarts.
+                holder = HoldMemory(Path.Combine(VmDir(t), ConvertMemory), t.MemoryBytes!.Value, "agentsandbox-checkpoint");
+                // Written whole or not at all (a rename): a holder no record names would keep its memory until the host restarts.
                 var record = Path.Combine(dir, MemoryHolderFile);
                 File.WriteAllText(record + ".new", holder.ToString());
-                File.Copy(record + ".new", record, overwrite: true);
-                File.Delete(record + ".new");
+                Native.Rename(record + ".new", record);
                 return holder;
             }
             catch
@@ -139,6 +135,15 @@ namespace AgentSandbox.Backends.Qemu
             ForgetResume(s);
             kind = null;
             return null;
+        }
+
+        /// <summary>A saved guest's memory file, sealed and given to a holder in the agentsandbox/_templates cgroup.</summary>
+        private MemoryHolder HoldMemory(string memoryFile, long size, string name)
+        {
+            using var memory = SealedMemory.CopyOf(memoryFile, size, name);
+            var holders = new Cgroup(Layout, Cgroup.ModuleRoot + "/" + TemplateName + "s");
+            holders.Create();
+            return SealedMemory.Hold(memory, holders.ProcsFiles);
         }
 
         private static MemoryHolder? ReadHolder(string file) => File.Exists(file) ? MemoryHolder.Parse(File.ReadAllText(file)) : null;

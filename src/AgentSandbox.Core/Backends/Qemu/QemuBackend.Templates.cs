@@ -102,7 +102,7 @@ namespace AgentSandbox.Backends.Qemu
 
         private static MemoryHolder? LiveHolder(string dir)
         {
-            var holder = MemoryHolder.Parse(File.Exists(Path.Combine(dir, TemplateHolder)) ? File.ReadAllText(Path.Combine(dir, TemplateHolder)) : null);
+            var holder = ReadHolder(Path.Combine(dir, TemplateHolder));
             if (holder != null && holder.IsAlive() && File.Exists(Path.Combine(dir, TemplateDisk)) && File.Exists(Path.Combine(dir, TemplateState)))
                 return holder;
             if (Directory.Exists(dir)) RemoveTemplate(dir);
@@ -128,19 +128,16 @@ namespace AgentSandbox.Backends.Qemu
                 File.WriteAllText(ErrorLog(t), "");
                 BootAndSaveTemplate(t, cg, kvm, progress, cancellation);
 
-                progress.Milestone("Sealing the template's memory");
-                using var memory = SealedMemory.CopyOf(Path.Combine(VmDir(t), TemplateMemory), t.MemoryBytes!.Value, "agentsandbox-template");
                 var disk = Path.Combine(work, TemplateDisk);
                 Processes.ProcessRunner.Run("/bin/cp", "--sparse=always", "--no-dereference", Overlay(t), disk);
                 if (Qcow2Header.BackingFile(disk) != s.Data("baseDisk"))
                     throw new InvalidDataException("The template's disk names another backing file than its base disk.");
                 QemuFiles.ShareFile(disk);
-                Directory.Delete(VmDir(t), recursive: true);
                 foreach (var f in Directory.GetFiles(work).Where(f => f.EndsWith(".lock", StringComparison.Ordinal) || f == ErrorLog(t))) File.Delete(f);
 
-                var holders = new Cgroup(Layout, Cgroup.ModuleRoot + "/" + TemplateName + "s");
-                holders.Create();
-                holder = SealedMemory.Hold(memory, holders.ProcsFiles);
+                progress.Milestone("Sealing the template's memory");
+                holder = HoldMemory(Path.Combine(VmDir(t), TemplateMemory), t.MemoryBytes!.Value, "agentsandbox-template");
+                Directory.Delete(VmDir(t), recursive: true);
                 File.WriteAllText(Path.Combine(work, TemplateHolder), holder.ToString());
                 if (Directory.Exists(dir)) RemoveTemplate(dir);
                 Directory.Move(work, dir);
@@ -204,8 +201,7 @@ namespace AgentSandbox.Backends.Qemu
 
         private static void RemoveTemplate(string dir)
         {
-            var file = Path.Combine(dir, TemplateHolder);
-            if (File.Exists(file) && MemoryHolder.Parse(File.ReadAllText(file)) is MemoryHolder holder) SealedMemory.Release(holder);
+            if (ReadHolder(Path.Combine(dir, TemplateHolder)) is MemoryHolder holder) SealedMemory.Release(holder);
             Directory.Delete(dir, recursive: true);
         }
     }
