@@ -50,6 +50,9 @@ Describe 'Qemu: a virtual machine per sandbox' {
         $kib | Should -BeLessOrEqual (320MB / 1KB)
         Invoke-InSandbox -InputObject $sb -Command 'nproc' | Should -Be '2'
         Invoke-InSandbox -InputObject $sb -Command 'ls /sys/class/net' | Should -Be 'lo'
+        # Loopback is up: a service the agent starts in the guest answers on 127.0.0.1.
+        $served = Invoke-InSandbox -InputObject $sb -TimeoutSec 60 -Command '/.agentsandbox/busybox nc -l -p 7070 -e /bin/echo served-inside & sleep 1; /.agentsandbox/busybox nc 127.0.0.1 7070 </dev/null'
+        $served | Should -Be 'served-inside'
     }
 
     It '-ProcessLimit holds every command inside the guest' {

@@ -107,5 +107,8 @@ namespace AgentSandbox
         };
 
         internal string? Data(string key) => BackendData.TryGetValue(key, out var v) ? v : null;
+
+        /// <summary>Where else than 127.0.0.1 the host's loopback would answer the sandbox (a virtual machine's user-mode network); the battery tries these too.</summary>
+        internal string[] HostLoopbackAliases => Data("hostLoopback")?.Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries) ?? Array.Empty<string>();
     }
 }

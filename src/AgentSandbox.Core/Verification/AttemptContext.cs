@@ -42,6 +42,8 @@ namespace AgentSandbox.Verification
             ["P_INODES"] = sandbox.InodeLimit?.ToString(CultureInfo.InvariantCulture) ?? "",
             ["P_ROBIND"] = f.ReadOnlyDestination ?? "", ["P_RWBIND"] = f.WritableDestination ?? "",
             ["P_SYSRQ"] = f.HostHasSysrq ? "1" : "",
+            ["P_NETWORK"] = sandbox.Network.ToString(),
+            ["P_HOSTADDRS"] = string.Join(" ", new[] { "127.0.0.1" }.Concat(sandbox.HostLoopbackAliases)),
         };
 
         /// <summary>

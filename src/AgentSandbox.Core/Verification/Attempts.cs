@@ -137,13 +137,15 @@ namespace AgentSandbox.Verification
             // Network, as the agent's user.
             new Attempt("net-interfaces", SandboxBoundary.Network, false, "list network interfaces",
                 "n=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' '); [ \"$n\" = \"lo \" ] && r BLOCKED 'only lo'; r SUCCEEDED \"interfaces: $n\""),
+            // 127.0.0.1, and where a virtual machine's user-mode network puts the host's loopback (P_HOSTADDRS).
             new Attempt("net-host-loopback", SandboxBoundary.Network, false, "connect to a service on the host's 127.0.0.1",
-                "if command -v perl >/dev/null; then perl -MIO::Socket::INET -e 'IO::Socket::INET->new(PeerAddr => \"127.0.0.1:'$P_PORT'\", Timeout => 3) or print \"$!\\n\"' 2>&1; " +
-                "elif command -v nc >/dev/null; then nc -w 3 127.0.0.1 $P_PORT </dev/null 2>&1; else r INCONCLUSIVE 'neither perl nor nc in the sandbox'; fi; r BLOCKED 'judged on the host'",
+                "command -v perl >/dev/null || command -v nc >/dev/null || r INCONCLUSIVE 'neither perl nor nc in the sandbox'; " +
+                "for a in $P_HOSTADDRS; do if command -v perl >/dev/null; then perl -MIO::Socket::INET -e 'IO::Socket::INET->new(PeerAddr => \"'$a:$P_PORT'\", Timeout => 3) or print \"'$a': $!\\n\"' 2>&1; " +
+                "else nc -w 3 $a $P_PORT </dev/null 2>&1; fi; done; r BLOCKED 'judged on the host'",
                 (f, result) => result.StdOut.Contains("INCONCLUSIVE") ? ((AttemptOutcome, string)?)null
                     : f.TakeConnections() > 0
                         ? (AttemptOutcome.Succeeded, $"the host listener on 127.0.0.1:{f.Port} accepted a connection")
-                        : (AttemptOutcome.Blocked, $"the host listener on 127.0.0.1:{f.Port} saw no connection ({result.StdOut.Trim().Split('\n')[0]})")),
+                        : (AttemptOutcome.Blocked, $"the host listener on 127.0.0.1:{f.Port} saw no connection ({string.Join("; ", result.StdOut.Trim().Split('\n').Where(l => !l.StartsWith("BLOCKED", StringComparison.Ordinal)))})")),
 
             // IPC and hostname, as the agent's user.
             new Attempt("ipc-host-shm", SandboxBoundary.IPC, false, "see a host SysV shared-memory segment",

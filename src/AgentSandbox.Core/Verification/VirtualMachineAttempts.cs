@@ -23,19 +23,19 @@ namespace AgentSandbox.Verification
                 AgentChannelTakeover),
         };
 
-        /// <summary>virtio device ids: 1 network, 9 9p shared folder, 0x13 vsock, 0x1a virtio-fs lead out; 2 block and 3 console are the sandbox's own disk and agent ports.</summary>
+        /// <summary>virtio device ids: 1 network (unless -Network Host asked for it), 9 9p shared folder, 0x13 vsock, 0x1a virtio-fs lead out; 2 block and 3 console are the sandbox's own disk and agent ports.</summary>
         private const string DeviceScript =
             // A container sees the host's own /sys: only a guest of this module's virtual machines is looked at.
             "[ -e /dev/virtio-ports/as.0 ] || r INCONCLUSIVE 'the sandbox is no virtual machine of this module'; " +
-            "own=''; out=''; other=''; " +
+            "own=''; out=''; other=''; asked=''; " +
             "for d in /sys/bus/virtio/devices/*; do [ -r \"$d/device\" ] || continue; id=$(cat \"$d/device\"); " +
-            "case $id in 0x0002) own=\"$own block\";; 0x0003) own=\"$own console\";; 0x0001) out=\"$out network\";; 0x0009) out=\"$out 9p-share\";; 0x0013) out=\"$out vsock\";; 0x001a) out=\"$out virtio-fs\";; 0x0005) out=\"$out balloon\";; *) other=\"$other $id\";; esac; done; " +
-            "nics=$(ls /sys/class/net 2>/dev/null | grep -v '^lo$' | tr '\\n' ' '); " +
+            "case $id in 0x0002) own=\"$own block\";; 0x0003) own=\"$own console\";; 0x0001) if [ \"$P_NETWORK\" = Host ]; then asked=' (a network card, as -Network Host asked)'; else out=\"$out network\"; fi;; 0x0009) out=\"$out 9p-share\";; 0x0013) out=\"$out vsock\";; 0x001a) out=\"$out virtio-fs\";; 0x0005) out=\"$out balloon\";; *) other=\"$other $id\";; esac; done; " +
+            "nics=$([ \"$P_NETWORK\" = Host ] || ls /sys/class/net 2>/dev/null | grep -v '^lo$' | tr '\\n' ' '); " +
             "pci=$(ls /sys/bus/pci/devices 2>/dev/null | wc -l); " +
             "[ -n \"$out$nics\" ] && r SUCCEEDED \"devices that lead out of the guest:$out ${nics:+interfaces $nics}\"; " +
             // Without its own disk and console in view, it did not see the machine's devices at all.
             "case $own in *block*console*|*console*block*) ;; *) r INCONCLUSIVE \"the guest's own disk and console were not found among its virtio devices ($own)\";; esac; " +
-            "r BLOCKED \"virtio devices:${own:- none}${other:+, others$other}; no network interface, shared folder, vsock or balloon; $pci PCI devices\"";
+            "r BLOCKED \"virtio devices:${own:- none}${other:+, others$other}$asked; no other network interface, no shared folder, vsock or balloon; $pci PCI devices\"";
 
         private static (AttemptOutcome, string) AgentChannelTakeover(AttemptContext c)
         {

@@ -123,16 +123,13 @@ namespace AgentSandbox.Backends.Qemu
             if (image == null)
             {
                 kind = "default";
-                Add(Convert.ToBase64String(File.ReadAllBytes(QemuBackend.BusyboxPath)));
+                Add(Convert.ToBase64String(FileDigests.Sha256(QemuBackend.BusyboxPath)));
                 if (File.Exists(Perl)) Add("perl and locale " + new FileInfo(Perl).Length + " " + new FileInfo(Perl).LastWriteTimeUtc.Ticks);
             }
             else if (File.Exists(image))
             {
                 kind = "tar";
-                using var f = File.OpenRead(image);
-                var buffer = new byte[1 << 20];
-                int n;
-                while ((n = f.Read(buffer, 0, buffer.Length)) > 0) sha.TransformBlock(buffer, 0, n, null, 0);
+                Add(Convert.ToBase64String(FileDigests.Sha256(image)));
             }
             else if (Directory.Exists(image))
             {

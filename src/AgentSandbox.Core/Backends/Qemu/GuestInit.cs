@@ -6,7 +6,7 @@ namespace AgentSandbox.Backends.Qemu
     /// /.agentsandbox (so they work whatever the image holds), and switches root. Stage 2 is PID 1
     /// for the guest's life: /run, /dev/pts, /dev/shm, a cgroup v2 tree whose pids.max holds every
     /// command, and one agent per virtio-serial port (as.0, as.1, ...), each restarted if it ends.
-    /// Settings come on the kernel command line (as.ports, as.pids, as.hostname), which holds no secret.
+    /// Settings come on the kernel command line (as.ports, as.pids, as.hostname, as.net), which holds no secret.
     /// </summary>
     internal static class GuestInit
     {
@@ -22,7 +22,9 @@ $B mount -t proc proc /proc
 $B mount -t sysfs sysfs /sys
 $B mount -t devtmpfs devtmpfs /dev
 fail() { echo ""agentsandbox: the guest could not start: $*"" > /dev/console; $B poweroff -f; }
-for m in $($B cat /etc/modules); do $B insmod /lib/modules/$m.ko || fail ""loading module $m""; done
+modules=$($B cat /etc/modules)
+$B grep -q ' as.net=' /proc/cmdline && modules=""$modules $($B cat /etc/modules.net)""
+for m in $modules; do $B insmod /lib/modules/$m.ko || fail ""loading module $m""; done
 $B mount -t ext4 -o noatime /dev/vda /newroot || fail ""mounting the root disk""
 $B mkdir -p /newroot" + ToolsDirectory + @" /newroot/dev /newroot/proc /newroot/sys || fail ""preparing the root""
 $B mount -t tmpfs -o mode=0755,size=16m,nosuid,nodev agentsandbox /newroot" + ToolsDirectory + @" || fail ""mounting the tools""
@@ -38,8 +40,16 @@ for a in $($B cat /proc/cmdline); do
     as.ports=*) ports=${a#*=} ;;
     as.pids=*) pids=${a#*=} ;;
     as.hostname=*) $B hostname ""${a#*=}"" ;;
+    as.net=*) net=${a#*=} ;;
   esac
 done
+$B ip link set lo up
+if [ ""$net"" = user ]; then
+  # QEMU's user-mode network: the guest is 10.0.2.15, QEMU answers as the gateway (the host's loopback) and the DNS forwarder.
+  $B ip link set eth0 up && $B ip addr add 10.0.2.15/24 dev eth0 && $B ip route add default via 10.0.2.2 || echo ""agentsandbox: the network could not be set up"" > /dev/console
+  [ -L /etc/resolv.conf ] && $B rm -f /etc/resolv.conf
+  echo ""nameserver 10.0.2.3"" > /etc/resolv.conf
+fi
 $B mkdir -p /dev/pts /dev/shm /run /tmp
 $B mount -t devpts -o nosuid,noexec,gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 $B mount -t tmpfs -o nosuid,nodev shm /dev/shm

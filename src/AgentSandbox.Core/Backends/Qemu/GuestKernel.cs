@@ -21,11 +21,21 @@ namespace AgentSandbox.Backends.Qemu
         /// <summary>What the guest must load before its root disk and agent port work: virtio over MMIO, the console ports, the disk, ext4 (crc32c is asked for by name, not by symbol).</summary>
         internal static readonly string[] NeededModules = { "virtio_mmio", "virtio_console", "virtio_blk", "crc32c_generic", "ext4" };
 
+        /// <summary>What a guest with a network device (-Network Host) loads as well: the virtio network driver.</summary>
+        internal static readonly string[] NetworkModules = { "virtio_net" };
+
+        /// <summary>
+        /// The layout of a kept kernel; part of its folder's name, so a kernel kept by an earlier
+        /// layout (without the network modules) is kept anew beside it, and sandboxes made with
+        /// the old one keep the files they name.
+        /// </summary>
+        private const string KeptFormat = "2";
+
         private const string DefaultPackage = "linux-image-amd64";
 
-        private GuestKernel(string directory, string release, string[] moduleOrder)
+        private GuestKernel(string directory, string release, string[] moduleOrder, string[]? networkModuleOrder)
         {
-            Directory = directory; Release = release; ModuleOrder = moduleOrder;
+            Directory = directory; Release = release; ModuleOrder = moduleOrder; NetworkModuleOrder = networkModuleOrder;
         }
 
         /// <summary>Where the kernel is kept: vmlinux, modules/, release.</summary>
@@ -34,6 +44,8 @@ namespace AgentSandbox.Backends.Qemu
         public string Image => Path.Combine(Directory, "vmlinux");
         /// <summary>Module names in the order the guest loads them (dependencies first); built-in ones are left out.</summary>
         public string[] ModuleOrder { get; }
+        /// <summary>The network driver's modules not in <see cref="ModuleOrder"/>, in load order; null when the kernel has no virtio network driver.</summary>
+        public string[]? NetworkModuleOrder { get; }
         public string ModulePath(string name) => Path.Combine(Directory, "modules", name + ".ko");
 
         /// <summary>The kernel kept in this folder, or null when it is not a complete one.</summary>
@@ -41,10 +53,16 @@ namespace AgentSandbox.Backends.Qemu
         {
             var release = Path.Combine(directory, "release");
             var order = Path.Combine(directory, "modules.order");
+            var format = Path.Combine(directory, "format");
             if (!File.Exists(release) || !File.Exists(order) || !File.Exists(Path.Combine(directory, "vmlinux"))) return null;
-            return new GuestKernel(directory, File.ReadAllText(release).Trim(),
-                File.ReadAllLines(order).Where(l => l.Length > 0).ToArray());
+            if (!File.Exists(format) || File.ReadAllText(format).Trim() != KeptFormat) return null;
+            var network = Path.Combine(directory, NetworkOrderFile);
+            return new GuestKernel(directory, File.ReadAllText(release).Trim(), Lines(order), File.Exists(network) ? Lines(network) : null);
         }
+
+        private const string NetworkOrderFile = "network.order";
+
+        private static string[] Lines(string path) => File.ReadAllLines(path).Where(l => l.Length > 0).ToArray();
 
         /// <summary>
         /// The kernel from <paramref name="source"/> (a .deb or an unpacked package), or the newest
@@ -114,6 +132,13 @@ namespace AgentSandbox.Backends.Qemu
             return deb;
         }
 
+        /// <summary>The network driver's modules beyond <paramref name="loaded"/>; null when the kernel has none (its guests then get no network).</summary>
+        private static List<(string Name, string Path)>? NetworkOrder(string modulesRoot, List<(string Name, string Path)> loaded)
+        {
+            try { return ModuleGraph.LoadOrder(modulesRoot, NetworkModules).Where(m => !loaded.Any(l => l.Name == m.Name)).ToList(); }
+            catch (FileNotFoundException) { return null; }
+        }
+
         /// <summary>Copies what the guest needs out of an unpacked kernel package into a folder of the store named by the kernel's release and digest.</summary>
         private static GuestKernel Keep(string store, string tree, string work, IProgressSink progress)
         {
@@ -129,7 +154,7 @@ namespace AgentSandbox.Backends.Qemu
             using (var sha = SHA256.Create())
             using (var f = File.OpenRead(vmlinuz))
                 digest = BitConverter.ToString(sha.ComputeHash(f), 0, 6).Replace("-", "").ToLowerInvariant();
-            var dir = Path.Combine(store, release + "-" + digest);
+            var dir = Path.Combine(store, release + "-" + digest + "-f" + KeptFormat);
             if (Load(dir) is GuestKernel already) return already;
 
             var staging = Path.Combine(work, "kernel");
@@ -139,6 +164,12 @@ namespace AgentSandbox.Backends.Qemu
             var order = ModuleGraph.LoadOrder(modulesRoot, NeededModules);
             foreach (var (name, path) in order) ModuleGraph.CopyUncompressed(path, Path.Combine(staging, "modules", name + ".ko"));
             File.WriteAllLines(Path.Combine(staging, "modules.order"), order.Select(m => m.Name));
+            if (NetworkOrder(modulesRoot, order) is List<(string Name, string Path)> network)
+            {
+                foreach (var (name, path) in network) ModuleGraph.CopyUncompressed(path, Path.Combine(staging, "modules", name + ".ko"));
+                File.WriteAllLines(Path.Combine(staging, NetworkOrderFile), network.Select(m => m.Name));
+            }
+            File.WriteAllText(Path.Combine(staging, "format"), KeptFormat + "\n");
             File.WriteAllText(Path.Combine(staging, "release"), release + "\n");
             QemuFiles.ShareTree(staging);
             // Appears whole or not at all; a concurrent keeper of the same kernel wins the rename and this copy goes.

@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
+using AgentSandbox.Linux;
 
 namespace AgentSandbox.Backends.Qemu
 {
@@ -17,15 +18,19 @@ namespace AgentSandbox.Backends.Qemu
     {
         public static string Obtain(GuestKernel kernel, string busybox, string agent)
         {
-            var entries = new List<(string Path, int Mode, byte[] Data)>
+            var network = kernel.NetworkModuleOrder ?? Array.Empty<string>();
+            // Files by their host path, texts as they are; read only when the initramfs is written.
+            var entries = new List<(string Path, int Mode, string? File, byte[]? Text)>
             {
-                ("bin/busybox", 0x1ed, File.ReadAllBytes(busybox)),
-                ("bin/agentsandbox-agent", 0x1ed, File.ReadAllBytes(agent)),
-                ("init", 0x1ed, Encoding.UTF8.GetBytes(GuestInit.Stage1)),
-                ("init2", 0x1ed, Encoding.UTF8.GetBytes(GuestInit.Stage2)),
-                ("etc/modules", 0x1a4, Encoding.UTF8.GetBytes(string.Join("\n", kernel.ModuleOrder) + "\n")),
+                ("bin/busybox", 0x1ed, busybox, null),
+                ("bin/agentsandbox-agent", 0x1ed, agent, null),
+                ("init", 0x1ed, null, Encoding.UTF8.GetBytes(GuestInit.Stage1)),
+                ("init2", 0x1ed, null, Encoding.UTF8.GetBytes(GuestInit.Stage2)),
+                ("etc/modules", 0x1a4, null, Encoding.UTF8.GetBytes(string.Join("\n", kernel.ModuleOrder) + "\n")),
+                // Loaded only by a guest with a network device (as.net on its command line).
+                ("etc/modules.net", 0x1a4, null, Encoding.UTF8.GetBytes(string.Join("\n", network) + "\n")),
             };
-            foreach (var m in kernel.ModuleOrder) entries.Add(("lib/modules/" + m + ".ko", 0x1a4, File.ReadAllBytes(kernel.ModulePath(m))));
+            foreach (var m in kernel.ModuleOrder.Concat(network)) entries.Add(("lib/modules/" + m + ".ko", 0x1a4, kernel.ModulePath(m), null));
 
             string digest;
             using (var sha = SHA256.Create())
@@ -33,8 +38,9 @@ namespace AgentSandbox.Backends.Qemu
                 foreach (var e in entries)
                 {
                     var name = Encoding.UTF8.GetBytes(e.Path + "\0");
+                    var data = e.File != null ? FileDigests.Sha256(e.File) : e.Text!;
                     sha.TransformBlock(name, 0, name.Length, null, 0);
-                    sha.TransformBlock(e.Data, 0, e.Data.Length, null, 0);
+                    sha.TransformBlock(data, 0, data.Length, null, 0);
                 }
                 sha.TransformFinalBlock(Array.Empty<byte>(), 0, 0);
                 digest = BitConverter.ToString(sha.Hash!, 0, 8).Replace("-", "").ToLowerInvariant();
@@ -42,7 +48,7 @@ namespace AgentSandbox.Backends.Qemu
             var path = Path.Combine(kernel.Directory, "initrd-" + digest + ".cpio");
             if (File.Exists(path)) return path;
             var staging = path + "." + Guid.NewGuid().ToString("N");
-            using (var f = File.Create(staging)) Write(f, entries);
+            using (var f = File.Create(staging)) Write(f, entries.Select(e => (e.Path, e.Mode, e.File != null ? File.ReadAllBytes(e.File) : e.Text!)));
             QemuFiles.ShareFile(staging);
             File.Move(staging, path);
             return path;

@@ -227,7 +227,7 @@ namespace AgentSandbox.Backends.Qemu
             s.BackendData["chain"] = string.Join(" ", links);
             ForgetResume(s);
             RemoveUnusedLinks(s);
-            bool sameMachine = checkpoint.Source.MemoryBytes == s.MemoryBytes && checkpoint.Source.CpuCount == s.CpuCount
+            bool sameMachine = checkpoint.Source.MemoryBytes == s.MemoryBytes && checkpoint.Source.CpuCount == s.CpuCount && checkpoint.Source.Network == s.Network
                 && checkpoint.Source.Data("kernel") == s.Data("kernel") && checkpoint.Source.Data("initrd") == s.Data("initrd");
             if (!File.Exists(Path.Combine(dir, StateFile)) || !sameMachine) return;
             var stateLink = Path.Combine(s.Location!, ResumeState);

@@ -43,7 +43,7 @@ namespace AgentSandbox.Backends.Qemu
             if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
             Directory.CreateDirectory(work);
             Native.Chmod(work, 0x1c0);
-            var t = new Sandbox { Name = s.Name, Id = s.Id, Location = work, MemoryBytes = checkpoint.Source.MemoryBytes, CpuCount = checkpoint.Source.CpuCount };
+            var t = new Sandbox { Name = s.Name, Id = s.Id, Location = work, MemoryBytes = checkpoint.Source.MemoryBytes, CpuCount = checkpoint.Source.CpuCount, Network = checkpoint.Source.Network };
             foreach (var k in new[] { "kernel", "initrd" }) t.BackendData[k] = checkpoint.Source.Data(k)!;
             t.BackendData["hostId"] = s.Data("hostId")!;
             var cg = CgroupOf(t);

@@ -89,12 +89,30 @@ namespace AgentSandbox.Backends.Qemu
             return BitConverter.ToString(sha.ComputeHash(Encoding.UTF8.GetBytes(text.ToString())), 0, 8).Replace("-", "").ToLowerInvariant();
         }
 
+        /// <summary>
+        /// One command as the agent user, as a sandbox's would run, before the template is saved: its
+        /// page cache then holds the image's shell and what it loads, so a clone's first command reads
+        /// none of it from disk (under emulation that read is most of a first command's time).
+        /// An image without a shell makes no template worse, so its failure is no failure.
+        /// </summary>
+        private void WarmUp(Sandbox t, CancellationToken cancellation)
+        {
+            using var connection = Connect(t, cancellation);
+            connection.Run(new AgentSandbox.Guest.AgentExec
+            {
+                Argv = new[] { "/bin/sh", "-c", "echo" },
+                Environment = new[] { "PATH=" + ExecChain.DefaultPath, "HOME=" + Sandbox.DefaultWorkspace },
+                WorkingDirectory = Sandbox.DefaultWorkspace,
+                Uid = BaseImages.AgentId, Gid = BaseImages.AgentId,
+            }, null, (b, n) => { }, (b, n) => { }, cancellation);
+        }
+
         private static LaunchOptions TemplateLaunch => new LaunchOptions { Template = true, MemoryFile = TemplateMemory, SharedMemory = true };
 
         /// <summary>The template's own sandbox-like record: never stored, its name one no sandbox can have.</summary>
         private static Sandbox TemplateOf(Sandbox s, string location)
         {
-            var t = new Sandbox { Name = TemplateName, Id = "template", Location = location, MemoryBytes = s.MemoryBytes, CpuCount = s.CpuCount };
+            var t = new Sandbox { Name = TemplateName, Id = "template", Location = location, MemoryBytes = s.MemoryBytes, CpuCount = s.CpuCount, Network = s.Network };
             foreach (var k in new[] { "kernel", "initrd", "baseDisk" }) t.BackendData[k] = s.Data(k)!;
             t.BackendData["hostId"] = TemplateUid.ToString(CultureInfo.InvariantCulture);
             return t;
@@ -164,6 +182,7 @@ namespace AgentSandbox.Backends.Qemu
             try
             {
                 WaitForAgent(t, pid, cancellation).Dispose();
+                WarmUp(t, cancellation);
                 RunTool(t, new[] { GuestInit.Busybox, "sync" }, null, null, cancellation);
                 using var qmp = Qmp.Connect(QmpSocket(t), pid, TimeSpan.FromSeconds(10));
                 qmp.Execute("stop");

@@ -45,7 +45,7 @@ namespace AgentSandbox.Backends.Qemu
 
         public override string Name => "Qemu";
         public override GuestConventions Guest => GuestConventions.Linux;
-        public override SandboxFeature[] Features { get; } = { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Root, SandboxFeature.GuestKernel };
+        public override SandboxFeature[] Features { get; } = { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Root, SandboxFeature.HostNetwork, SandboxFeature.GuestKernel };
 
         internal string KernelStore => Path.Combine(_qemuRoot, "kernels");
         internal string ImageStore => Path.Combine(_qemuRoot, "images");
@@ -90,6 +90,7 @@ namespace AgentSandbox.Backends.Qemu
                 "A guest that breaks out of its kernel through a flaw in QEMU's emulated devices (virtio disk and serial, the serial console, RTC, PIT) runs as the sandbox's own unprivileged host uid, under QEMU's seccomp filter, in the sandbox's cgroup: contained, but on the host.",
                 "The base disk of an image is shared read-only by its sandboxes; its contents are readable to every sandbox made from it.",
                 "Commands run as root inside the guest when asked (-User root): root of the guest kernel, not of the host.",
+                "-Network Host gives the guest QEMU's user-mode network: it reaches whatever the host reaches, the host's own loopback services included (at 10.0.2.2), and its QEMU runs in the host's network namespace, where code that escapes QEMU reaches them too (and the host's abstract unix sockets).",
                 "Sandboxes made from one booted template start from the same guest kernel state: the same kernel address layout (KASLR) and whatever else the kernel chose at boot, so what a sandbox learns of its own kernel holds for its siblings. Each gets fresh entropy and a reseeded random generator, its own host name and the time; a sandbox stopped and started boots afresh.",
             };
             list.Add(kvm
@@ -122,6 +123,9 @@ namespace AgentSandbox.Backends.Qemu
             s.CpuCount ??= 1;
             var uid = AllocateId(s, "hostId", HostIdBase, 1, HostIdLimit);
             var kernel = GuestKernel.Obtain(KernelStore, spec.Kernel, progress);
+            if (s.Network == SandboxNetwork.Host && kernel.NetworkModuleOrder == null)
+                throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.NotAvailable,
+                    $"The guest kernel {kernel.Release} has no virtio network driver (virtio_net), so its guests cannot have -Network Host: give -Kernel one that has it.", s.Name);
             cancellation.ThrowIfCancellationRequested();
             var initrd = Initramfs.Obtain(kernel, BusyboxPath, AgentBinary.Path);
             var baseDisk = BaseImages.Obtain(ImageStore, spec.Image, spec.DiskSizeBytes ?? BaseImages.DefaultSize, progress, cancellation);
@@ -130,6 +134,8 @@ namespace AgentSandbox.Backends.Qemu
             s.BackendData["initrd"] = initrd;
             s.BackendData["baseDisk"] = baseDisk;
             s.BackendData["uid"] = s.BackendData["gid"] = BaseImages.AgentId.ToString(CultureInfo.InvariantCulture);
+            // QEMU's user-mode network gives the host's loopback this address; the battery tries it whatever the network.
+            s.BackendData["hostLoopback"] = "10.0.2.2";
 
             MakeVmFolders(s, uid);
             for (int p = 0; p < Ports; p++) File.WriteAllText(PortLock(s, p), "");

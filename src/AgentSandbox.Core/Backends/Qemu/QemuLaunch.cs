@@ -59,11 +59,16 @@ namespace AgentSandbox.Backends.Qemu
         public List<string> Argv { get; } = new List<string>();
         public int Cpus { get; private set; }
 
+        /// <summary>-Network Host: QEMU stays in the host's network namespace, where its user-mode network opens the guest's connections.</summary>
+        public bool HostNetwork { get; private set; }
+
         public static QemuLaunch Build(Sandbox s, int? kvmGroup, int ports, LaunchOptions? options = null)
         {
             var o = options ?? new LaunchOptions();
-            var launch = new QemuLaunch { Cpus = Math.Max(1, (int)Math.Ceiling(s.CpuCount ?? 1)) };
+            var launch = new QemuLaunch { Cpus = Math.Max(1, (int)Math.Ceiling(s.CpuCount ?? 1)), HostNetwork = s.Network == SandboxNetwork.Host };
             var append = new List<string> { "console=ttyS0", "quiet", "panic=-1", "rdinit=/init", "pci=off" };
+            // A property of the machine (it has a network device), so a template of it has it too.
+            if (launch.HostNetwork) append.Add("as.net=user");
             // Without KVM the guest's TSC runs at the host's rate; told so, it never calibrates against timers microvm lacks.
             if (kvmGroup == null && QemuHost.TscKhz() is long khz) append.Add("tsc_early_khz=" + khz.ToString(CultureInfo.InvariantCulture));
             append.Add("as.ports=" + ports.ToString(CultureInfo.InvariantCulture));
@@ -100,6 +105,9 @@ namespace AgentSandbox.Backends.Qemu
                     "-device", $"virtserialport,bus=vser0.0,chardev=port{n},name={GuestInit.PortPrefix}{n}",
                 });
             }
+            // After the disk and the ports, so their virtio-mmio slots (and the guest's /dev/vda) stay where they are without it.
+            // User-mode networking: QEMU itself opens the guest's connections as its own uid; no tap, bridge or host interface.
+            if (launch.HostNetwork) a.AddRange(new[] { "-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0" });
             a.AddRange(new[] { "-qmp", $"unix:run/qmp.sock,server=on,wait=off", "-sandbox", SeccompPolicy });
             if (o.Incoming) a.AddRange(new[] { "-incoming", "defer" });
             return launch;
@@ -113,10 +121,13 @@ namespace AgentSandbox.Backends.Qemu
             argv.AddRange(cgroup.ProcsFiles);
             argv.Add("--");
             // Namespaces of its own: no host network (not even loopback, nor the host's abstract unix
-            // sockets), no host System V IPC, its own host name, and its own mounts for its /dev.
+            // sockets) unless the guest is given the host's, no host System V IPC, its own host name,
+            // and its own mounts for its /dev.
+            argv.Add(HostTools.Require("unshare", "util-linux"));
+            if (!launch.HostNetwork) argv.Add("--net");
             argv.AddRange(new[]
             {
-                HostTools.Require("unshare", "util-linux"), "--net", "--ipc", "--uts", "--mount", "--propagation", "private", "--",
+                "--ipc", "--uts", "--mount", "--propagation", "private", "--",
                 "/bin/sh", "-c", DeviceStub, "agentsandbox-qemu-dev", kvmGroup?.ToString(CultureInfo.InvariantCulture) ?? "",
                 HostTools.Require("setpriv", "util-linux"), "--reuid=" + uid.ToString(CultureInfo.InvariantCulture), "--regid=" + uid.ToString(CultureInfo.InvariantCulture),
                 "--groups=" + groups, "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
