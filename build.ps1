@@ -153,6 +153,28 @@ function Stop-TestDocker($Daemon) {
     Stop-PrivateDockerd $Daemon
 }
 
+# The Wsl backend runs here against the wsl.exe stand-in of tests/WslStandIn (a test tool, not WSL):
+# built, named by AGENTSANDBOX_WSL_EXE for the run, its state kept under out/, shut down afterwards.
+function Start-TestWsl {
+    if (-not $IsLinux) { return $null }
+    $standIn = Join-Path $root 'tests/WslStandIn'
+    Write-Host 'Building the wsl.exe stand-in for the Wsl backend''s tests' -ForegroundColor Cyan
+    Invoke-Native dotnet @('build', "$standIn/WslStandIn.csproj", '-c', 'Release', '-o', "$standIn/bin", '--nologo', '-v', 'quiet', '-clp:ErrorsOnly')
+    $state = Join-Path $out 'test-wsl'
+    $env:AGENTSANDBOX_WSL_EXE = Join-Path $standIn 'wsl.exe'
+    $env:WSL_STANDIN_ROOT = $state
+    [pscustomobject]@{ Exe = $env:AGENTSANDBOX_WSL_EXE; State = $state }
+}
+
+function Stop-TestWsl($Wsl) {
+    if (-not $Wsl) { return }
+    # What the tests left (they remove their own): every distribution of the stand-in's, then its VM.
+    $env:WSL_UTF8 = '1'
+    foreach ($d in @(& $Wsl.Exe '--list --quiet' 2>$null | Where-Object { $_ -like 'agentsandbox-*' })) { $null = & $Wsl.Exe "--unregister $d" 2>&1 }
+    $null = & $Wsl.Exe '--shutdown' 2>&1
+    Remove-Item Env:AGENTSANDBOX_WSL_EXE, Env:WSL_STANDIN_ROOT, Env:WSL_UTF8 -ErrorAction Ignore
+}
+
 function Invoke-ReportScript([string] $Script, [string] $OutFile) {
     Invoke-Build
     $daemon = Start-TestDocker
@@ -223,8 +245,9 @@ switch ($Task) {
         Invoke-Build
         $core = Invoke-CoreTests
         $daemon = Start-TestDocker
+        $wsl = Start-TestWsl
         try { $module = Invoke-PesterTests }
-        finally { Stop-TestDocker $daemon }
+        finally { Stop-TestWsl $wsl; Stop-TestDocker $daemon }
         $passed = $core.Passed + $module.Passed
         $failed = $core.Failed + $module.Failed
         $skipped = $core.Skipped + $module.Skipped

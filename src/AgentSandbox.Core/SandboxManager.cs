@@ -267,6 +267,8 @@ namespace AgentSandbox
             if (sandbox.Network == SandboxNetwork.Host) claims.Remove(SandboxBoundary.Network);
             if (sandbox.MemoryBytes == null && sandbox.ProcessLimit == null && sandbox.CpuCount == null && sandbox.DiskSizeBytes == null) claims.Remove(SandboxBoundary.Limits);
             if (sandbox.Data(DockerShared.RootOnWritableMountsKey) == "accepted") claims.Remove(SandboxBoundary.Privilege);
+            // A Wsl sandbox whose -Force accepted root: root on the kernel every distribution shares holds no boundary of it.
+            if (sandbox.Backend == "Wsl" && sandbox.Data("rootAccepted") == "accepted") claims.Clear();
             return claims;
         }
 

@@ -129,15 +129,20 @@ static void signal_all(struct command *c, int sig) {
     if (c->cgroup[0]) {
         char path[300];
         snprintf(path, sizeof path, "%s/cgroup.procs", c->cgroup);
-        FILE *f = fopen(path, "re");
-        if (f) {
-            int pid;
-            while (fscanf(f, "%d", &pid) == 1) kill(pid, sig);
+        /* Without cgroup.kill (cgroup v1) a kill goes round until the group is empty: a process may fork meanwhile. */
+        for (int round = 0; round < (sig == SIGKILL ? 100 : 1); round++) {
+            FILE *f = fopen(path, "re");
+            if (!f) break;
+            int pid, found = 0;
+            while (fscanf(f, "%d", &pid) == 1) { kill(pid, sig); found = 1; }
             fclose(f);
+            if (!found) break;
         }
     }
     if (c->pid > 0) { kill(-c->pid, sig); kill(c->pid, sig); }
 }
+
+#include "sandbox.h"
 
 /* The program as execvpe would find it, but on the command's own PATH. */
 static void exec_program(char **argv, char **envp) {
@@ -197,7 +202,13 @@ static void start_command(uint32_t id, struct reader *r) {
     c->id = id;
     if (have_cgroups) {
         snprintf(c->cgroup, sizeof c->cgroup, "%s/cmd-%u", cgroup_area, id);
-        if (mkdir(c->cgroup, 0755) != 0 && errno != EEXIST) c->cgroup[0] = 0;
+        /* A command outside its group would be outside the limits above it too: it does not start. */
+        if (mkdir(c->cgroup, 0755) != 0 && errno != EEXIST) {
+            send_failed(id, "making the command's cgroup", errno);
+            free(c);
+            close_fd(&in[0]); close_fd(&in[1]); close(out[0]); close(out[1]); close(err[0]); close(err[1]); close(report[0]); close(report[1]);
+            goto done;
+        }
     }
     pid_t pid = fork();
     if (pid == 0) {
@@ -207,6 +218,8 @@ static void start_command(uint32_t id, struct reader *r) {
         signal(SIGPIPE, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
         setsid();
+        for (int j = 0; j < njoins; j++)
+            if (write_file(joins[j], "0") != 0) child_fail(report[1], "joining the sandbox's cgroup");
         if (c->cgroup[0]) {
             char path[300];
             snprintf(path, sizeof path, "%s/cgroup.procs", c->cgroup);
@@ -401,17 +414,36 @@ static void handle(uint8_t kind, uint32_t id, struct reader *r) {
 
 int main(int argc, char **argv) {
     const char *port = NULL, *cgroups = NULL;
-    int stdio = 0;
-    for (int i = 1; i < argc; i++) {
+    int stdio = 0, hold = 0, bad = 0;
+    const char *remove = NULL;
+    struct sandbox_options sandbox = {0};
+    for (int i = 1; i < argc && !bad; i++) {
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--stdio") == 0) stdio = 1;
-        else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = argv[++i];
-        else if (strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc) cgroups = argv[++i];
-        else { port = NULL; stdio = 0; break; }
+        else if (strcmp(argv[i], "--hold") == 0) hold = 1;
+        else if (!next) bad = 1;
+        else if (strcmp(argv[i], "--port") == 0) port = argv[++i];
+        else if (strcmp(argv[i], "--cgroup") == 0) cgroups = argv[++i];
+        else if (strcmp(argv[i], "--netns") == 0) sandbox.netns = argv[++i];
+        else if (strcmp(argv[i], "--hide") == 0 && sandbox.nhide < 8) sandbox.hide[sandbox.nhide++] = argv[++i];
+        else if (strcmp(argv[i], "--sandbox-cgroup") == 0) sandbox.cgroup = argv[++i];
+        else if (strcmp(argv[i], "--remove-cgroup") == 0) remove = argv[++i];
+        else if (strcmp(argv[i], "--memory") == 0) sandbox.memory = argv[++i];
+        else if (strcmp(argv[i], "--pids") == 0) sandbox.pids = argv[++i];
+        else if (strcmp(argv[i], "--cpu-quota") == 0) sandbox.cpu_quota = argv[++i];
+        else if (strcmp(argv[i], "--cpu-period") == 0) sandbox.cpu_period = argv[++i];
+        else bad = 1;
     }
-    if (!port == !stdio) {
-        fprintf(stderr, "usage: %s (--port /dev/virtio-ports/NAME | --stdio) [--cgroup /sys/fs/cgroup/agentsandbox]\n", argv[0]);
+    /* Keeps a WSL distribution's instance running between commands (WSL ends an idle one): nothing else. */
+    if (hold && !bad && !port && !stdio) { for (;;) pause(); }
+    if (remove && !bad && !port && !stdio) return remove_sandbox_cgroup(remove) == 0 ? 0 : 3;
+    if (bad || !port == !stdio || (cgroups && sandbox.cgroup) || ((sandbox.netns || sandbox.nhide || sandbox.cgroup) && !stdio)) {
+        fprintf(stderr, "usage: %s (--port /dev/virtio-ports/NAME | --stdio) [--cgroup /sys/fs/cgroup/agentsandbox]\n"
+                        "       %s --stdio [--netns /run/PATH] [--hide PATH]... [--sandbox-cgroup NAME [--memory BYTES] [--pids N] [--cpu-quota US [--cpu-period US]]]\n"
+                        "       %s --hold | --remove-cgroup NAME\n", argv[0], argv[0], argv[0]);
         return 2;
     }
+    if ((sandbox.netns || sandbox.nhide || sandbox.cgroup) && setup_sandbox(&sandbox) != 0) return 3;
     if (port) {
         int fd = open(port, O_RDWR | O_CLOEXEC);
         if (fd < 0) { perror(port); return 1; }

@@ -15,7 +15,6 @@ namespace AgentSandbox.Core.Tests
     /// </summary>
     public sealed class GuestAgentTests : IDisposable
     {
-        private static readonly Lazy<string> Binary = new Lazy<string>(Build);
         private readonly Process _agent;
         // The cgroup v2 tree a guest's init mounts, mounted here privately (beside v1 on a v1 host).
         private readonly string _cgroupMount = Path.Combine(Path.GetTempPath(), "asbx-agent-cgroup2-" + Guid.NewGuid().ToString("N"));
@@ -26,22 +25,10 @@ namespace AgentSandbox.Core.Tests
             Directory.CreateDirectory(_cgroupMount);
             AgentSandbox.Processes.ProcessRunner.Run("/usr/bin/mount", "-t", "cgroup2", "cgroup2", _cgroupMount);
             _cgroupArea = Path.Combine(_cgroupMount, "asbx-agent-test");
-            _agent = Process.Start(new ProcessStartInfo(Binary.Value, $"--stdio --cgroup {_cgroupArea}")
+            _agent = Process.Start(new ProcessStartInfo(GuestAgentBinary.Path, $"--stdio --cgroup {_cgroupArea}")
             {
                 RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false,
             })!;
-        }
-
-        private static string Build()
-        {
-            var source = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/guest-agent/agent.c"));
-            // Beside the tests, not in the temp folder: nothing is left behind there.
-            var output = Path.Combine(AppContext.BaseDirectory, "agentsandbox-agent");
-            var cc = Process.Start(new ProcessStartInfo("cc", $"-static -Os -Wall -Werror -o {output} {source}") { RedirectStandardError = true, UseShellExecute = false })!;
-            var errors = cc.StandardError.ReadToEnd();
-            cc.WaitForExit();
-            Assert.True(cc.ExitCode == 0, "the agent did not build: " + errors);
-            return output;
         }
 
         private void Send(AgentFrame frame)
@@ -263,5 +250,26 @@ namespace AgentSandbox.Core.Tests
             AgentSandbox.Processes.ProcessRunner.TryRun("/usr/bin/umount", _cgroupMount);
             try { Directory.Delete(_cgroupMount); } catch (IOException) { }
         }
+    }
+
+    /// <summary>The guest agent built once from its source for the tests that run it on this host.</summary>
+    internal static class GuestAgentBinary
+    {
+        private static readonly Lazy<string> Built = new Lazy<string>(Build);
+
+        public static string Path => Built.Value;
+
+        private static string Build()
+        {
+            var source = System.IO.Path.GetFullPath(System.IO.Path.Combine(AppContext.BaseDirectory, "../../../../../src/guest-agent/agent.c"));
+            // Beside the tests, not in the temp folder: nothing is left behind there.
+            var output = System.IO.Path.Combine(AppContext.BaseDirectory, "agentsandbox-agent");
+            var cc = Process.Start(new ProcessStartInfo("cc", $"-static -Os -Wall -Werror -o {output} {source}") { RedirectStandardError = true, UseShellExecute = false })!;
+            var errors = cc.StandardError.ReadToEnd();
+            cc.WaitForExit();
+            Assert.True(cc.ExitCode == 0, "the agent did not build: " + errors);
+            return output;
+        }
+
     }
 }

@@ -292,8 +292,10 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(HostPlatform.Linux, platforms["Nspawn"]);
             Assert.True(platforms["Docker"].HasFlag(HostPlatform.Windows) && platforms["Docker"].HasFlag(HostPlatform.Linux));
             Assert.Equal(HostPlatform.Linux, platforms["Qemu"]);
-            Assert.Equal(new[] { "Chroot", "Nspawn", "Docker", "Qemu" }, Manager(HostPlatform.Linux, BackendCatalog.Builtin.ToArray()).BackendNames);
-            Assert.Equal(new[] { "Docker" }, Manager(HostPlatform.Windows, BackendCatalog.Builtin.ToArray()).BackendNames);
+            // Wsl is a Windows backend that Linux also makes, to run it against a wsl.exe stand-in.
+            Assert.Equal(HostPlatform.Windows | HostPlatform.Linux, platforms["Wsl"]);
+            Assert.Equal(new[] { "Chroot", "Nspawn", "Docker", "Qemu", "Wsl" }, Manager(HostPlatform.Linux, BackendCatalog.Builtin.ToArray()).BackendNames);
+            Assert.Equal(new[] { "Docker", "Wsl" }, Manager(HostPlatform.Windows, BackendCatalog.Builtin.ToArray()).BackendNames);
         }
     }
 }

@@ -11,11 +11,13 @@ BeforeAll {
     }
 }
 
-Describe 'Copy-AgentSandboxItem on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }) {
+Describe 'Copy-AgentSandboxItem on <Backend>' -ForEach @(@{ Backend = 'Chroot' }, @{ Backend = 'Nspawn' }, @{ Backend = 'Docker' }, @{ Backend = 'Qemu' }, @{ Backend = 'Wsl' }) {
     BeforeAll {
         $name = New-TestName
         $sb = $null
-        if (Test-BackendAvailable $Backend) { $sb = New-AgentSandbox -Name $name -Backend $Backend }
+        # Wsl has no image of its own: it imports the test's busybox root filesystem.
+        $image = if ($Backend -eq 'Wsl') { @{ Image = (Get-TestRootfs).Tarball } } else { @{} }
+        if (Test-BackendAvailable $Backend) { $sb = New-AgentSandbox -Name $name -Backend $Backend @image }
         # Host files of the test, and a marker that stands for any host file a sandbox must not reach.
         $hostDir = Join-Path ([IO.Path]::GetTempPath()) (New-TestName)
         $null = New-Item -ItemType Directory -Path $hostDir
@@ -234,8 +236,8 @@ b1=$(part c1); mv c2 "$b1/"
         $out = Join-Path $hostDir 'deeper-out'
         $null = New-Item -ItemType Directory -Path $out
         try {
-            if ($Backend -eq 'Qemu') {
-                # busybox tar in the guest cannot name the file: the copy fails, saying so, rather than leave it out.
+            if ($Backend -in 'Qemu', 'Wsl') {
+                # busybox tar in the guest (Qemu's, and the test's Wsl image's) cannot name the file: the copy fails, saying so, rather than leave it out.
                 { Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/deeper -Destination $out -ErrorAction Stop } |
                     Should -Throw -ErrorId 'SandboxCopyFailed*' -ExpectedMessage '*File name too long*'
                 return

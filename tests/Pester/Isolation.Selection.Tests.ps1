@@ -8,12 +8,13 @@ Describe 'Get-AgentSandboxBackend -> Isolation' {
         @{ Name = 'Nspawn'; Level = 'Process' }
         @{ Name = 'Docker'; Level = 'Process' }
         @{ Name = 'Qemu'; Level = 'Kernel' }
+        @{ Name = 'Wsl'; Level = 'Process' }
     ) {
         $b = Get-AgentSandboxBackend -Name $Name
         $b.Isolation | Should -Be ([AgentSandbox.Verification.IsolationLevel]$Level)
     }
 
-    It 'Chroot claims Filesystem, Network, IPC, Devices and Limits only; Nspawn and Docker all but Kernel; Qemu all' {
+    It 'Chroot claims Filesystem, Network, IPC, Devices and Limits only; Nspawn and Docker all but Kernel; Qemu all; Wsl neither Kernel nor Devices' {
         $chroot = @((Get-AgentSandboxBackend Chroot).Boundaries | ForEach-Object { "$_" } | Sort-Object)
         $chroot | Should -Be @('Devices', 'Filesystem', 'IPC', 'Limits', 'Network')
         $allButKernel = @([enum]::GetNames([AgentSandbox.SandboxBoundary]) | Where-Object { $_ -ne 'Kernel' } | Sort-Object)
@@ -22,6 +23,9 @@ Describe 'Get-AgentSandboxBackend -> Isolation' {
         }
         @((Get-AgentSandboxBackend Qemu).Boundaries | ForEach-Object { "$_" } | Sort-Object) |
             Should -Be @([enum]::GetNames([AgentSandbox.SandboxBoundary]) | Sort-Object)
+        # Wsl: not Kernel (one kernel for every distribution of the user), not Devices (the VM's /dev).
+        @((Get-AgentSandboxBackend Wsl).Boundaries | ForEach-Object { "$_" } | Sort-Object) |
+            Should -Be @('Filesystem', 'Hostname', 'IPC', 'Limits', 'Network', 'Privilege', 'Process')
     }
 }
 

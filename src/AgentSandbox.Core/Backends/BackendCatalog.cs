@@ -46,6 +46,22 @@ namespace AgentSandbox.Backends
             return store;
         }
 
+        /// <summary>
+        /// The Wsl backend's records: WSL distributions belong to the Windows user who made them, so their
+        /// records live in that user's profile (%LOCALAPPDATA%\AgentSandbox\wsl) unless AGENTSANDBOX_HOME moves
+        /// the module's state; elsewhere (tests against a stand-in) below the state root.
+        /// </summary>
+        public ISandboxStore WslStore =>
+            RuntimeInformation.IsOSPlatform(OSPlatform.Windows) && string.IsNullOrEmpty(System.Environment.GetEnvironmentVariable("AGENTSANDBOX_HOME"))
+                ? StoreAtRoot(System.IO.Path.Combine(System.Environment.GetFolderPath(System.Environment.SpecialFolder.LocalApplicationData), "AgentSandbox", "wsl"))
+                : StoreAt("wsl");
+
+        private ISandboxStore StoreAtRoot(string root)
+        {
+            if (!_stores.TryGetValue(root, out var store)) _stores[root] = store = new SandboxStore(root, StoreHost);
+            return store;
+        }
+
         /// <summary>Every store the backends asked for: the sweep tidies what removals left in each.</summary>
         public IEnumerable<ISandboxStore> Stores => _stores.Values;
     }
@@ -90,6 +106,8 @@ namespace AgentSandbox.Backends
             new BackendFactory("Nspawn", HostPlatform.Linux, c => new NspawnBackend(c.Store)),
             new BackendFactory("Docker", HostPlatform.Linux | HostPlatform.Windows | HostPlatform.MacOS, c => DockerShared.CreateBackend(c.StoreAt(DockerShared.OperationArea))),
             new BackendFactory("Qemu", HostPlatform.Linux, c => new Qemu.QemuBackend(c.Store, c.StateRoot)),
+            // A Windows backend; on Linux it works only against a wsl.exe stand-in (AGENTSANDBOX_WSL_EXE), as the module's tests run it.
+            new BackendFactory("Wsl", HostPlatform.Windows | HostPlatform.Linux, c => new Wsl.WslBackend(c.WslStore)),
         };
 
         public static HostPlatform Current =>

@@ -106,6 +106,26 @@ namespace AgentSandbox.Guest
         }
 
         /// <summary>
+        /// Greets an agent that was just started on <paramref name="channel"/> (its standard streams):
+        /// nothing came before, so one greeting and its answer. Past the deadline or on cancellation the
+        /// channel is cut.
+        /// </summary>
+        public static AgentConnection OpenStarted(ProcessChannel channel, TimeSpan timeout, CancellationToken cancellation)
+        {
+            using var cut = new Timer(_ => channel.Abort(), null, timeout, Timeout.InfiniteTimeSpan);
+            using var stop = cancellation.Register(channel.Abort);
+            var hello = AgentFrame.Hello().ToBytes();
+            channel.Write(hello, 0, hello.Length);
+            var frame = AgentFrame.Read(channel) ?? throw new IOException("The guest agent's channel closed before it answered.");
+            cancellation.ThrowIfCancellationRequested();
+            if (frame.Kind != AgentFrameKind.Welcome)
+                throw new IOException($"The guest agent answered a greeting with a frame of kind 0x{(byte)frame.Kind:x2}.");
+            if (frame.U32At(0) != AgentFrame.ProtocolVersion)
+                throw new IOException($"The guest agent speaks protocol {frame.U32At(0)}, the module {AgentFrame.ProtocolVersion}.");
+            return new AgentConnection(channel, frame.StrAt(4));
+        }
+
+        /// <summary>
         /// Runs one command to its end. Input, when given, is read from <paramref name="stdin"/> on
         /// a thread of its own and closed at its end. On <paramref name="stop"/> every process the
         /// command started is killed and the outcome says Stopped.
@@ -205,6 +225,7 @@ namespace AgentSandbox.Guest
         public void Abort()
         {
             if (_stream is UnixStream unix) unix.Abort();
+            else if (_stream is ProcessChannel process) process.Abort();
             else _stream.Dispose();
         }
 

@@ -73,6 +73,13 @@ namespace AgentSandbox.Verification
         public static TimeSpan TimeoutFor(Sandbox sandbox) => TimeSpan.FromSeconds(sandbox.Privilege == PrivilegeMode.VirtualMachine ? 180 : 60);
 
         /// <summary>The verdict a script printed last ("BLOCKED: …", "SUCCEEDED: …", "INCONCLUSIVE: …").</summary>
+        /// <summary>What a sandbox printed, fit for evidence: control characters shown as '?', at most 300 characters.</summary>
+        public static string Excerpt(string text)
+        {
+            var clean = new string(text.Select(c => char.IsControl(c) ? '?' : c).ToArray());
+            return clean.Length <= 300 ? clean : clean.Substring(0, 300) + "…";
+        }
+
         public static (AttemptOutcome, string) Verdict(CommandResult result)
         {
             foreach (var line in result.StdOut.Split('\n').Reverse())

@@ -142,10 +142,10 @@ namespace AgentSandbox.Verification
                 "command -v perl >/dev/null || command -v nc >/dev/null || r INCONCLUSIVE 'neither perl nor nc in the sandbox'; " +
                 "for a in $P_HOSTADDRS; do if command -v perl >/dev/null; then perl -MIO::Socket::INET -e 'IO::Socket::INET->new(PeerAddr => \"'$a:$P_PORT'\", Timeout => 3) or print \"'$a': $!\\n\"' 2>&1; " +
                 "else nc -w 3 $a $P_PORT </dev/null 2>&1; fi; done; r BLOCKED 'judged on the host'",
-                (f, result) => result.StdOut.Contains("INCONCLUSIVE") ? ((AttemptOutcome, string)?)null
-                    : f.TakeConnections() > 0
-                        ? (AttemptOutcome.Succeeded, $"the host listener on 127.0.0.1:{f.Port} accepted a connection")
-                        : (AttemptOutcome.Blocked, $"the host listener on 127.0.0.1:{f.Port} saw no connection ({string.Join("; ", result.StdOut.Trim().Split('\n').Where(l => !l.StartsWith("BLOCKED", StringComparison.Ordinal)))})")),
+                // What the host saw decides first: a sandbox cannot talk its way out of a connection it made.
+                (f, result) => f.TakeConnections() > 0 ? (AttemptOutcome.Succeeded, $"the host listener on 127.0.0.1:{f.Port} accepted a connection")
+                    : result.StdOut.Contains("INCONCLUSIVE") ? ((AttemptOutcome, string)?)null
+                    : (AttemptOutcome.Blocked, $"the host listener on 127.0.0.1:{f.Port} saw no connection ({AttemptContext.Excerpt(string.Join("; ", result.StdOut.Trim().Split('\n').Where(l => !l.StartsWith("BLOCKED", StringComparison.Ordinal))))})")),
 
             // IPC and hostname, as the agent's user.
             new Attempt("ipc-host-shm", SandboxBoundary.IPC, false, "see a host SysV shared-memory segment",

@@ -29,8 +29,8 @@ namespace AgentSandbox.Verification
             "[ -e /dev/virtio-ports/as.0 ] || r INCONCLUSIVE 'the sandbox is no virtual machine of this module'; " +
             "own=''; out=''; other=''; asked=''; " +
             "for d in /sys/bus/virtio/devices/*; do [ -r \"$d/device\" ] || continue; id=$(cat \"$d/device\"); " +
-            "case $id in 0x0002) own=\"$own block\";; 0x0003) own=\"$own console\";; 0x0001) if [ \"$P_NETWORK\" = Host ]; then asked=' (a network card, as -Network Host asked)'; else out=\"$out network\"; fi;; 0x0009) out=\"$out 9p-share\";; 0x0013) out=\"$out vsock\";; 0x001a) out=\"$out virtio-fs\";; 0x0005) out=\"$out balloon\";; *) other=\"$other $id\";; esac; done; " +
-            "nics=$([ \"$P_NETWORK\" = Host ] || ls /sys/class/net 2>/dev/null | grep -v '^lo$' | tr '\\n' ' '); " +
+            "case $id in 0x0002) own=\"$own block\";; 0x0003) own=\"$own console\";; 0x0001) if [ \"$P_NETWORK\" = Host ] && [ -z \"$asked\" ]; then asked=' (a network card, as -Network Host asked)'; else out=\"$out network\"; fi;; 0x0009) out=\"$out 9p-share\";; 0x0013) out=\"$out vsock\";; 0x001a) out=\"$out virtio-fs\";; 0x0005) out=\"$out balloon\";; *) other=\"$other $id\";; esac; done; " +
+            "nics=$(ls /sys/class/net 2>/dev/null | grep -v '^lo$'); [ \"$P_NETWORK\" = Host ] && nics=$(echo \"$nics\" | tail -n +2); nics=$(echo $nics); " +
             "pci=$(ls /sys/bus/pci/devices 2>/dev/null | wc -l); " +
             "[ -n \"$out$nics\" ] && r SUCCEEDED \"devices that lead out of the guest:$out ${nics:+interfaces $nics}\"; " +
             // Without its own disk and console in view, it did not see the machine's devices at all.

@@ -47,7 +47,8 @@ $B ip link set lo up
 if [ ""$net"" = user ]; then
   # QEMU's user-mode network: the guest is 10.0.2.15, QEMU answers as the gateway (the host's loopback) and the DNS forwarder.
   $B ip link set eth0 up && $B ip addr add 10.0.2.15/24 dev eth0 && $B ip route add default via 10.0.2.2 || echo ""agentsandbox: the network could not be set up"" > /dev/console
-  [ -L /etc/resolv.conf ] && $B rm -f /etc/resolv.conf
+  # Whatever was there goes first (a link, or a FIFO that would hold this init for good).
+  $B rm -f /etc/resolv.conf
   echo ""nameserver 10.0.2.3"" > /etc/resolv.conf
 fi
 $B mkdir -p /dev/pts /dev/shm /run /tmp

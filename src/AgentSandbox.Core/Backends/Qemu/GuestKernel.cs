@@ -55,7 +55,8 @@ namespace AgentSandbox.Backends.Qemu
             var order = Path.Combine(directory, "modules.order");
             var format = Path.Combine(directory, "format");
             if (!File.Exists(release) || !File.Exists(order) || !File.Exists(Path.Combine(directory, "vmlinux"))) return null;
-            if (!File.Exists(format) || File.ReadAllText(format).Trim() != KeptFormat) return null;
+            // A kernel kept by an earlier layout (no format file) still boots guests without a network.
+            if (File.Exists(format) && File.ReadAllText(format).Trim() != KeptFormat) return null;
             var network = Path.Combine(directory, NetworkOrderFile);
             return new GuestKernel(directory, File.ReadAllText(release).Trim(), Lines(order), File.Exists(network) ? Lines(network) : null);
         }
@@ -68,11 +69,12 @@ namespace AgentSandbox.Backends.Qemu
         /// The kernel from <paramref name="source"/> (a .deb or an unpacked package), or the newest
         /// one kept, or the default package fetched with apt-get; unpacked into <paramref name="store"/> once.
         /// </summary>
-        public static GuestKernel Obtain(string store, string? source, IProgressSink progress)
+        public static GuestKernel Obtain(string store, string? source, IProgressSink progress, bool network = false)
         {
             if (source == null)
             {
-                var kept = Kept(store).FirstOrDefault();
+                // A guest with a network card needs a kernel kept with its driver: one kept by an earlier layout is fetched again.
+                var kept = Kept(store).FirstOrDefault(k => !network || k.NetworkModuleOrder != null);
                 if (kept != null) return kept;
             }
             QemuFiles.MakeSharedDirectory(store);

@@ -196,14 +196,24 @@ namespace AgentSandbox.Backends.Qemu
             }
         }
 
+        /// <summary>Whether a guest saved in <paramref name="saved"/> can resume in <paramref name="s"/>: its memory, vCPUs and devices (a network card or none) are the same.</summary>
+        private static bool SameMachine(Sandbox saved, Sandbox s) =>
+            saved.MemoryBytes == s.MemoryBytes && saved.CpuCount == s.CpuCount && saved.Network == s.Network;
+
         private void PrepareFork(Sandbox s, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation)
         {
             using (OpenCheckpoint(checkpoint, out var dir))
             {
                 progress.Milestone($"Making '{s.Name}' over checkpoint '{checkpoint}' (its disk and memory are shared, copy-on-write)");
-                // The guest's memory holds the kernel it ran: a fork resumes on the same kernel and initramfs.
-                s.BackendData["kernel"] = checkpoint.Source.Data("kernel")!;
-                s.BackendData["initrd"] = checkpoint.Source.Data("initrd")!;
+                // The guest's memory holds the kernel it ran: a fork that resumes it runs on the same kernel and
+                // initramfs; one that boots the disk (another machine, or that kernel no longer kept) takes the current ones.
+                var kernel = checkpoint.Source.Data("kernel")!;
+                var initrd = checkpoint.Source.Data("initrd")!;
+                if (SameMachine(checkpoint.Source, s) && File.Exists(kernel) && File.Exists(initrd))
+                {
+                    s.BackendData["kernel"] = kernel;
+                    s.BackendData["initrd"] = initrd;
+                }
                 UseCheckpoint(s, checkpoint, dir, progress, cancellation);
             }
         }
@@ -227,7 +237,7 @@ namespace AgentSandbox.Backends.Qemu
             s.BackendData["chain"] = string.Join(" ", links);
             ForgetResume(s);
             RemoveUnusedLinks(s);
-            bool sameMachine = checkpoint.Source.MemoryBytes == s.MemoryBytes && checkpoint.Source.CpuCount == s.CpuCount && checkpoint.Source.Network == s.Network
+            bool sameMachine = SameMachine(checkpoint.Source, s)
                 && checkpoint.Source.Data("kernel") == s.Data("kernel") && checkpoint.Source.Data("initrd") == s.Data("initrd");
             if (!File.Exists(Path.Combine(dir, StateFile)) || !sameMachine) return;
             var stateLink = Path.Combine(s.Location!, ResumeState);

@@ -97,15 +97,24 @@ namespace AgentSandbox.Backends.Qemu
         /// </summary>
         private void WarmUp(Sandbox t, CancellationToken cancellation)
         {
-            using var connection = Connect(t, cancellation);
-            connection.Run(new AgentSandbox.Guest.AgentExec
+            // The templates' lock is held meanwhile: an image whose shell never ends must not hold every other create.
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+            deadline.CancelAfter(WarmUpTimeout);
+            try
             {
-                Argv = new[] { "/bin/sh", "-c", "echo" },
-                Environment = new[] { "PATH=" + ExecChain.DefaultPath, "HOME=" + Sandbox.DefaultWorkspace },
-                WorkingDirectory = Sandbox.DefaultWorkspace,
-                Uid = BaseImages.AgentId, Gid = BaseImages.AgentId,
-            }, null, (b, n) => { }, (b, n) => { }, cancellation);
+                using var connection = Connect(t, deadline.Token);
+                connection.Run(new AgentSandbox.Guest.AgentExec
+                {
+                    Argv = new[] { "/bin/sh", "-c", "echo" },
+                    Environment = new[] { "PATH=" + ExecChain.DefaultPath, "HOME=" + Sandbox.DefaultWorkspace },
+                    WorkingDirectory = Sandbox.DefaultWorkspace,
+                    Uid = BaseImages.AgentId, Gid = BaseImages.AgentId,
+                }, null, (b, n) => { }, (b, n) => { }, deadline.Token);
+            }
+            catch (Exception e) when (!cancellation.IsCancellationRequested && (e is OperationCanceledException || e is IOException || e is AgentSandbox.Guest.AgentCommandFailedException || e is TimeoutException)) { }
         }
+
+        private static readonly TimeSpan WarmUpTimeout = TimeSpan.FromSeconds(30);
 
         private static LaunchOptions TemplateLaunch => new LaunchOptions { Template = true, MemoryFile = TemplateMemory, SharedMemory = true };
 

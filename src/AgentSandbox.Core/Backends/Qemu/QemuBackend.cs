@@ -17,7 +17,7 @@ namespace AgentSandbox.Backends.Qemu
     /// host uid of its own, in the sandbox's host cgroup, under its seccomp sandbox, with no network
     /// device and no device beyond the disk, the ports and a serial console kept in memory.
     /// </summary>
-    internal sealed partial class QemuBackend : StoredBackend
+    internal sealed partial class QemuBackend : Guest.AgentBackend
     {
         public const string BusyboxPath = "/bin/busybox";
 
@@ -122,12 +122,12 @@ namespace AgentSandbox.Backends.Qemu
             s.MemoryBytes ??= DefaultMemory;
             s.CpuCount ??= 1;
             var uid = AllocateId(s, "hostId", HostIdBase, 1, HostIdLimit);
-            var kernel = GuestKernel.Obtain(KernelStore, spec.Kernel, progress);
+            var kernel = GuestKernel.Obtain(KernelStore, spec.Kernel, progress, network: s.Network == SandboxNetwork.Host);
             if (s.Network == SandboxNetwork.Host && kernel.NetworkModuleOrder == null)
                 throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.NotAvailable,
                     $"The guest kernel {kernel.Release} has no virtio network driver (virtio_net), so its guests cannot have -Network Host: give -Kernel one that has it.", s.Name);
             cancellation.ThrowIfCancellationRequested();
-            var initrd = Initramfs.Obtain(kernel, BusyboxPath, AgentBinary.Path);
+            var initrd = Initramfs.Obtain(kernel, BusyboxPath, AgentSandbox.Backends.Guest.AgentBinary.Path);
             var baseDisk = BaseImages.Obtain(ImageStore, spec.Image, spec.DiskSizeBytes ?? BaseImages.DefaultSize, progress, cancellation);
             cancellation.ThrowIfCancellationRequested();
             s.BackendData["kernel"] = kernel.Image;

@@ -55,7 +55,7 @@ namespace AgentSandbox.Backends.Qemu
             if (HostTools.Find("setpriv") == null) yield return "setpriv is missing (apt-get install util-linux)";
             if (!File.Exists(QemuBackend.BusyboxPath)) yield return $"{QemuBackend.BusyboxPath} is missing: the guest's tools are the host's static busybox (apt-get install busybox-static)";
             else if (!IsStatic(QemuBackend.BusyboxPath)) yield return $"{QemuBackend.BusyboxPath} is not statically linked (apt-get install busybox-static)";
-            if (!File.Exists(AgentBinary.Path)) yield return $"the guest agent {AgentBinary.Path} is missing (build.ps1 builds it; it needs a C compiler: apt-get install musl-tools)";
+            if (!File.Exists(AgentSandbox.Backends.Guest.AgentBinary.Path)) yield return $"the guest agent {AgentSandbox.Backends.Guest.AgentBinary.Path} is missing (build.ps1 builds it; it needs a C compiler: apt-get install musl-tools)";
         }
 
         /// <summary>Whether an ELF file has no program interpreter (a static executable runs in any guest).</summary>
@@ -78,21 +78,6 @@ namespace AgentSandbox.Backends.Qemu
                 return true;
             }
             catch (IOException) { return false; }
-        }
-    }
-
-    /// <summary>Where the guest agent's static binary is: beside the module's assembly, in guest/ (build.ps1 puts it there).</summary>
-    internal static class AgentBinary
-    {
-        public const string FileName = "agentsandbox-agent";
-
-        public static string Path
-        {
-            get
-            {
-                var dir = System.IO.Path.GetDirectoryName(typeof(AgentBinary).Assembly.Location) ?? ".";
-                return System.IO.Path.Combine(dir, "guest", FileName);
-            }
         }
     }
 }

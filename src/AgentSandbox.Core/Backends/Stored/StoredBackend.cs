@@ -48,6 +48,12 @@ namespace AgentSandbox.Backends.Stored
         /// </summary>
         protected abstract Func<CommandResult> PrepareCommand(Sandbox s, CommandRequest request, ICommandOutput output, CancellationToken cancellation);
 
+        /// <summary>
+        /// Deletes what the backend keeps of the sandbox outside its folder (a WSL distribution), once
+        /// it is stopped, before its record and folder go: on a remove, and when a create is undone.
+        /// </summary>
+        protected virtual void DeleteOutsideFiles(Sandbox s, IProgressSink progress) { }
+
         /// <summary>Why this process cannot list the sandboxes at all (the state is root's alone), or null.</summary>
         protected virtual string? ListingProblem => null;
 
@@ -165,7 +171,7 @@ namespace AgentSandbox.Backends.Stored
             catch (Exception e)
             {
                 progress.Milestone($"Creating '{s.Name}' failed; undoing what was made");
-                try { StopSandbox(s, progress); Store.Delete(s.Name); }
+                try { StopSandbox(s, progress); DeleteOutsideFiles(s, progress); Store.Delete(s.Name); }
                 catch (Exception cleanup)
                 {
                     throw Wrap(e, $"and cleaning up failed too ({cleanup.Message}); Remove-AgentSandbox '{s.Name}' -Force retries it", s.Name);
@@ -244,6 +250,7 @@ namespace AgentSandbox.Backends.Stored
                     // Before the record goes, so checkpoints are never left without a sandbox to finish removing.
                     RemoveCheckpointsOf(s, progress);
                     progress.Milestone($"Deleting the files of '{s.Name}'");
+                    DeleteOutsideFiles(s, progress);
                     Store.Delete(s.Name);
                 }
                 catch (Exception e) when (!(e is SandboxException))

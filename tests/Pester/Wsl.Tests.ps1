@@ -1,0 +1,148 @@
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+    $rootfs = Get-TestRootfs
+
+    function Invoke-Wsl {
+        <# The wsl.exe the backend uses, run directly as a user would: its text decoded (WSL_UTF8=1). #>
+        param([Parameter(Mandatory)] [string] $CommandLine)
+        $env:WSL_UTF8 = '1'
+        try { $out = & $env:AGENTSANDBOX_WSL_EXE $CommandLine; [pscustomobject]@{ ExitCode = $LASTEXITCODE; Text = ($out -join "`n") } }
+        finally { Remove-Item Env:WSL_UTF8 }
+    }
+
+    function Get-Distribution($Sandbox) { "agentsandbox-$($Sandbox.Id)" }
+}
+
+Describe 'Wsl: a WSL distribution per sandbox' {
+    BeforeAll {
+        $name = New-TestName -Tag 'wsl'
+        $sb = if (Test-BackendAvailable Wsl) { New-AgentSandbox -Name $name -Backend Wsl -Image $rootfs.Tarball -ProcessLimit 30 -Memory 256MB -CpuCount 1 }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Wsl }
+
+    It 'Get-AgentSandboxBackend says what it claims, and that Kernel is not one of them' {
+        $info = Get-AgentSandboxBackend Wsl
+        $info.Available | Should -BeTrue
+        $info.Boundaries | Should -Contain ([AgentSandbox.SandboxBoundary]::Network)
+        $info.Boundaries | Should -Not -Contain ([AgentSandbox.SandboxBoundary]::Kernel)
+        $info.Boundaries | Should -Not -Contain ([AgentSandbox.SandboxBoundary]::Devices)
+        $info.Isolation | Should -Be 'Process'
+        ($info.Weaknesses -join ' ') | Should -Match 'one Linux kernel'
+        $info.Accelerator | Should -Match '^WSL \d+\.\d+'
+    }
+
+    It 'is a distribution of the module''s own name, listed by wsl.exe, holding the wsl.conf that closes the ways out to Windows' {
+        $sb.State | Should -Be 'Running'
+        (Invoke-Wsl '--list --quiet').Text -split "`n" | Should -Contain (Get-Distribution $sb)
+        (Invoke-Wsl '--list --running --quiet').Text -split "`n" | Should -Contain (Get-Distribution $sb)
+        $conf = Invoke-InSandbox -InputObject $sb -Command 'cat /etc/wsl.conf' -PassThru
+        $conf.StdOut | Should -Not -Match "`r"
+        foreach ($line in '[automount]', 'enabled=false', 'mountFsTab=false', '[interop]', 'appendWindowsPath=false', 'default=agentsandbox', 'systemd=false', 'generateResolvConf=false') {
+            ($conf.StdOut -split "`n") | Should -Contain $line
+        }
+    }
+
+    It 'runs commands as the agent user with their exact argv, input, environment, directory and exit code' {
+        $r = Invoke-InSandbox -InputObject $sb -FilePath /bin/sh -ArgumentList '-c', 'printf "[%s]" "$@"; echo; id -un; pwd; echo "$ONE"; cat; exit 7', 'argv0', 'a b', '', 'q"uote', 'back\slash\', '*' `
+            -Environment @{ ONE = 'x y' } -StandardInput 'from stdin' -PassThru
+        $r.ExitCode | Should -Be 7
+        $lines = $r.StdOut -split "`n"
+        $lines[0] | Should -Be '[a b][][q"uote][back\slash\][*]'
+        $lines[1] | Should -Be 'agentsandbox'
+        $lines[2] | Should -Be '/workspace'
+        $lines[3] | Should -Be 'x y'
+        $lines[4] | Should -Be 'from stdin'
+    }
+
+    It 'sees no Windows drive, runs no Windows program, and does not see /mnt/wsl' {
+        $r = Invoke-InSandbox -InputObject $sb -PassThru -Command 'ls -A /mnt/c 2>&1 | head -3; echo ---; ls -A /mnt/wsl 2>&1 | head -3; echo ---; cmd.exe /c echo interop 2>&1; /mnt/c/Windows/System32/cmd.exe /c echo interop 2>&1; echo "[$WSL_INTEROP]"'
+        $parts = $r.StdOut -split "---`n"
+        $parts[0] | Should -Not -Match 'Users|Windows'
+        $parts[1].Trim() | Should -BeNullOrEmpty
+        $parts[2] | Should -Not -Match '^interop$'
+        $parts[2] | Should -Match '\[\]'
+    }
+
+    It 'has a network of its own: loopback only, shared by its commands' {
+        Invoke-InSandbox -InputObject $sb -Command "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '" | Should -Be 'lo'
+        $a = Invoke-InSandbox -InputObject $sb -Command 'stat -L -c %i /proc/self/ns/net'
+        $b = Invoke-InSandbox -InputObject $sb -Command 'stat -L -c %i /proc/self/ns/net'
+        $a | Should -Be $b
+        $a | Should -Not -Be (stat -L -c %i /proc/self/ns/net)
+    }
+
+    It '-ProcessLimit, -Memory and -CpuCount are the limits of the sandbox''s cgroup in the distribution' {
+        $r = Invoke-InSandbox -InputObject $sb -PassThru -TimeoutSec 60 -Command 'for i in $(seq 1 60); do (sleep 20 &) 2>/dev/null || break; done; echo done'
+        $r.StdOut + $r.StdErr | Should -Match '(done|fork|Resource temporarily unavailable)'
+        $groups = Invoke-InSandbox -InputObject $sb -Command 'cat /proc/self/cgroup'
+        ($groups -join "`n") | Should -Match "agentsandbox-wsl/$($sb.Id)"
+        # What the loop left holds the sandbox's process count: gone before the next test.
+        Invoke-InSandbox -InputObject $sb -Command 'pkill -f "sleep 20"; true'
+    }
+
+    It '-User root is refused without -Force, with its own ErrorId' {
+        { Invoke-InSandbox -InputObject $sb -User root -Command 'id -u' -ErrorAction Stop } | Should -Throw -ErrorId 'RootRefused*'
+    }
+
+    It 'a timeout kills the command and everything it started in the distribution' {
+        $marker = 'sleep 29{0}' -f (Get-Random -Minimum 1000 -Maximum 9999)
+        $r = Invoke-InSandbox -InputObject $sb -PassThru -TimeoutSec 3 -Command "($marker &) ; $marker" -ErrorAction SilentlyContinue
+        $r.TimedOut | Should -BeTrue
+        Start-Sleep -Milliseconds 500
+        $left = Invoke-InSandbox -InputObject $sb -PassThru -Command "ps -o args 2>/dev/null | grep -c '^$marker' || true" -ErrorVariable failed -ErrorAction SilentlyContinue
+        "$($left.StdOut)".Trim() | Should -Be '0' -Because "$failed $($left.StdErr)"
+    }
+
+    It 'Stop-AgentSandbox terminates the distribution, Start-AgentSandbox brings it back with its files' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo kept > /workspace/kept.txt'
+        (Stop-AgentSandbox -InputObject $sb -PassThru).State | Should -Be 'Stopped'
+        (Invoke-Wsl '--list --running --quiet').Text -split "`n" | Should -Not -Contain (Get-Distribution $sb)
+        (Start-AgentSandbox -InputObject $sb -PassThru).State | Should -Be 'Running'
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/kept.txt' | Should -Be 'kept'
+    }
+
+    It 'a checkpoint is an export; a fork is a distribution of its own with the checkpoint''s files' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo before > /workspace/state.txt'
+        $ck = $sb | Checkpoint-AgentSandbox -CheckpointName c1
+        Invoke-InSandbox -InputObject $sb -Command 'echo after > /workspace/state.txt'
+        $fork = New-TestName -Tag 'wslf'
+        try {
+            $f = New-AgentSandbox -Name $fork -FromCheckpoint $ck
+            Get-Distribution $f | Should -Not -Be (Get-Distribution $sb)
+            Invoke-InSandbox -InputObject $f -Command 'cat /workspace/state.txt' | Should -Be 'before'
+            Restore-AgentSandbox -InputObject $sb -CheckpointName c1 -Confirm:$false
+            Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/state.txt' | Should -Be 'before'
+        }
+        finally { Remove-TestSandbox $fork }
+    }
+
+    It 'Remove-AgentSandbox unregisters the distribution and leaves no cgroup behind' {
+        $other = New-TestName -Tag 'wslr'
+        $o = New-AgentSandbox -Name $other -Backend Wsl -Image $rootfs.Tarball -ProcessLimit 10
+        Invoke-InSandbox -InputObject $o -Command 'true'
+        Remove-AgentSandbox -InputObject $o -Force -Confirm:$false
+        (Invoke-Wsl '--list --quiet').Text -split "`n" | Should -Not -Contain (Get-Distribution $o)
+        @(Get-ChildItem /sys/fs/cgroup -Recurse -Directory -Filter $o.Id -ErrorAction Ignore) | Should -BeNullOrEmpty
+        Get-AgentSandbox -Name $other -ErrorAction Ignore | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Wsl: root and the host network, asked for knowingly' {
+    BeforeAll {
+        $name = New-TestName -Tag 'wslroot'
+        $sb = if (Test-BackendAvailable Wsl) { New-AgentSandbox -Name $name -Backend Wsl -Image $rootfs.Tarball -Network Host -Force }
+    }
+    AfterAll { Remove-TestSandbox $name }
+    BeforeEach { Assert-BackendOrSkip Wsl }
+
+    It 'with -Force, -User root runs as root, and the sandbox claims no boundary' {
+        Invoke-InSandbox -InputObject $sb -User root -Command 'id -u' | Should -Be '0'
+        @(Test-AgentSandbox -InputObject $sb -ErrorAction SilentlyContinue | Where-Object Claimed) | Should -BeNullOrEmpty
+    }
+
+    It '-Network Host shares the distributions'' network (the stand-in''s VM has eth0)' {
+        (Invoke-InSandbox -InputObject $sb -Command "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '") | Should -Contain 'eth0'
+        ($sb | Invoke-InSandbox -Command 'cat /etc/wsl.conf') | Should -Contain 'generateResolvConf=true'
+    }
+}
