@@ -106,6 +106,8 @@ function Get-TestRootfs {
     A busybox root filesystem (directory and tarball of it) made from the host's busybox-static,
     built once and cached under out/test-images/. Returns @{ Directory; Tarball }.
     #>
+    # Where it cannot be made (Windows, for the Wsl tests), a tarball made elsewhere is named instead.
+    if ($env:AGENTSANDBOX_TEST_ROOTFS) { return @{ Directory = $null; Tarball = $env:AGENTSANDBOX_TEST_ROOTFS } }
     $images = Join-Path $script:RepoRoot 'out/test-images'
     $dir = Join-Path $images 'busybox-rootfs'
     $tar = Join-Path $images 'busybox-rootfs.tar'

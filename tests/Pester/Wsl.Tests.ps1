@@ -5,8 +5,10 @@ BeforeAll {
     function Invoke-Wsl {
         <# The wsl.exe the backend uses, run directly as a user would: its text decoded (WSL_UTF8=1). #>
         param([Parameter(Mandatory)] [string] $CommandLine)
+        $exe = if ($env:AGENTSANDBOX_WSL_EXE) { $env:AGENTSANDBOX_WSL_EXE } else { 'wsl.exe' }
         $env:WSL_UTF8 = '1'
-        try { $out = & $env:AGENTSANDBOX_WSL_EXE $CommandLine; [pscustomobject]@{ ExitCode = $LASTEXITCODE; Text = ($out -join "`n") } }
+        # Windows hands wsl.exe the command line as it is; the stand-in takes it as its one argument.
+        try { $out = if ($IsWindows) { Invoke-Expression "& '$exe' $CommandLine" } else { & $exe $CommandLine }; [pscustomobject]@{ ExitCode = $LASTEXITCODE; Text = ($out -join "`n") } }
         finally { Remove-Item Env:WSL_UTF8 }
     }
 
@@ -69,7 +71,8 @@ Describe 'Wsl: a WSL distribution per sandbox' {
         $a = Invoke-InSandbox -InputObject $sb -Command 'stat -L -c %i /proc/self/ns/net'
         $b = Invoke-InSandbox -InputObject $sb -Command 'stat -L -c %i /proc/self/ns/net'
         $a | Should -Be $b
-        $a | Should -Not -Be (stat -L -c %i /proc/self/ns/net)
+        # Against the stand-in the distributions' network is a namespace of this host's.
+        if ($IsLinux) { $a | Should -Not -Be (stat -L -c %i /proc/self/ns/net) }
     }
 
     It '-ProcessLimit, -Memory and -CpuCount are the limits of the sandbox''s cgroup in the distribution' {
@@ -117,14 +120,77 @@ Describe 'Wsl: a WSL distribution per sandbox' {
         finally { Remove-TestSandbox $fork }
     }
 
+    It 'Test-AgentSandbox: every boundary it claims holds, and what WSL adds is tried and blocked' {
+        # One run: the attempts come out, a claim an attempt broke would come as an IsolationClaimViolated error.
+        $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorVariable violated -ErrorAction SilentlyContinue)
+        foreach ($id in 'fs-windows-drive', 'proc-windows-interop', 'ipc-wsl-shared-mount', 'net-wsl-distributions', 'proc-other-distribution') {
+            $a = $attempts | Where-Object Id -EQ $id
+            $a.Outcome | Should -Be 'Blocked' -Because "${id}: $($a.Evidence)"
+        }
+        # Root is refused here, so the root attempts say so rather than pass.
+        ($attempts | Where-Object Id -EQ 'priv-drvfs-mount').Outcome | Should -Be 'Inconclusive'
+        @($violated) | Should -BeNullOrEmpty -Because ($violated -join "`n")
+        $claims = (Get-AgentSandboxBackend Wsl).Boundaries
+        @($attempts | Where-Object { $_.Outcome -eq 'Succeeded' -and $_.Boundary -in $claims }) | Should -BeNullOrEmpty
+    }
+
     It 'Remove-AgentSandbox unregisters the distribution and leaves no cgroup behind' {
         $other = New-TestName -Tag 'wslr'
         $o = New-AgentSandbox -Name $other -Backend Wsl -Image $rootfs.Tarball -ProcessLimit 10
         Invoke-InSandbox -InputObject $o -Command 'true'
         Remove-AgentSandbox -InputObject $o -Force -Confirm:$false
         (Invoke-Wsl '--list --quiet').Text -split "`n" | Should -Not -Contain (Get-Distribution $o)
-        @(Get-ChildItem /sys/fs/cgroup -Recurse -Directory -Filter $o.Id -ErrorAction Ignore) | Should -BeNullOrEmpty
+        # The stand-in's distributions share this host's cgroups; WSL's are in its virtual machine.
+        if ($IsLinux) { @(Get-ChildItem /sys/fs/cgroup -Recurse -Directory -Filter $o.Id -ErrorAction Ignore) | Should -BeNullOrEmpty }
         Get-AgentSandbox -Name $other -ErrorAction Ignore | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Wsl: images' {
+    BeforeAll {
+        $work = Join-Path ([IO.Path]::GetTempPath()) "pt-wslimg-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $null = New-Item -ItemType Directory -Path $work
+        $names = [Collections.Generic.List[string]]::new()
+    }
+    AfterAll {
+        Remove-TestSandbox $names
+        Remove-Item $work -Recurse -Force -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip Wsl }
+
+    It 'imports a .tar.gz and a .tar.xz as it imports a .tar' {
+        if (-not $IsLinux) { Set-ItResult -Skipped -Because 'the compressed images are made with gzip and xz' }
+        gzip -c $rootfs.Tarball > "$work/image.tar.gz"
+        xz -c -T1 $rootfs.Tarball > "$work/image.tar.xz"
+        foreach ($image in "$work/image.tar.gz", "$work/image.tar.xz") {
+            $n = New-TestName -Tag 'wslimg'; $names.Add($n)
+            $s = New-AgentSandbox -Name $n -Backend Wsl -Image $image
+            Invoke-InSandbox -InputObject $s -Command 'cat /etc/wsl.conf | grep -c enabled=false' | Should -Be '3' -Because $image
+            Remove-AgentSandbox -InputObject $s -Force -Confirm:$false
+        }
+    }
+
+    It 'refuses what is no distribution: ImageInvalid for a file that is no tar archive, ImageNotFound for a name that is neither file nor distribution; nothing is left' {
+        Set-Content "$work/notes.txt" 'not an archive at all, just text that is long enough to fill a header block or two' -NoNewline
+        function Get-ModuleDistributions { @((Invoke-Wsl '--list --quiet').Text -split "`n" | Where-Object { $_ -like 'agentsandbox-*' }) }
+        $before = Get-ModuleDistributions
+        $bad = New-TestName -Tag 'wslbad'; $names.Add($bad)
+        { New-AgentSandbox -Name $bad -Backend Wsl -Image "$work/notes.txt" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageInvalid*'
+        { New-AgentSandbox -Name $bad -Backend Wsl -Image 'no-such-distribution' -ErrorAction Stop } | Should -Throw -ErrorId 'ImageNotFound*'
+        { New-AgentSandbox -Name $bad -Backend Wsl -ErrorAction Stop } | Should -Throw -ErrorId 'ImageNotFound*'
+        Get-AgentSandbox -Name $bad -ErrorAction Ignore | Should -BeNullOrEmpty
+        Get-ModuleDistributions | Should -Be $before
+    }
+
+    It 'copies an existing distribution by exporting it, leaving it as it was' {
+        $source = New-TestName -Tag 'wslsrc'; $names.Add($source)
+        $copy = New-TestName -Tag 'wslcopy'; $names.Add($copy)
+        $s = New-AgentSandbox -Name $source -Backend Wsl -Image $rootfs.Tarball
+        Invoke-InSandbox -InputObject $s -Command 'echo from-the-source > /workspace/mark.txt'
+        $c = New-AgentSandbox -Name $copy -Backend Wsl -Image (Get-Distribution $s)
+        Invoke-InSandbox -InputObject $c -Command 'cat /workspace/mark.txt' | Should -Be 'from-the-source'
+        Invoke-InSandbox -InputObject $s -Command 'cat /workspace/mark.txt' | Should -Be 'from-the-source'
+        (Get-AgentSandbox -Name $source).State | Should -Be 'Running'
     }
 }
 
@@ -136,9 +202,16 @@ Describe 'Wsl: root and the host network, asked for knowingly' {
     AfterAll { Remove-TestSandbox $name }
     BeforeEach { Assert-BackendOrSkip Wsl }
 
-    It 'with -Force, -User root runs as root, and the sandbox claims no boundary' {
+    It 'with -Force, -User root runs as root, the attempts WSL adds get through, and no claim is broken since none is made' {
         Invoke-InSandbox -InputObject $sb -User root -Command 'id -u' | Should -Be '0'
-        @(Test-AgentSandbox -InputObject $sb -ErrorAction SilentlyContinue | Where-Object Claimed) | Should -BeNullOrEmpty
+        $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorVariable violated -ErrorAction SilentlyContinue)
+        # Root mounts drive C: by drvfs; the host network is the one every distribution shares.
+        foreach ($id in 'priv-drvfs-mount', 'net-wsl-distributions') {
+            $a = $attempts | Where-Object Id -EQ $id
+            $a.Outcome | Should -Be 'Succeeded' -Because "${id}: $($a.Evidence)"
+        }
+        # Filesystem and Network were broken above: claimed, they would be violations.
+        @($violated) | Should -BeNullOrEmpty -Because ($violated -join "`n")
     }
 
     It '-Network Host shares the distributions'' network (the stand-in''s VM has eth0)' {

@@ -43,6 +43,7 @@ namespace AgentSandbox.Verification
             ["P_ROBIND"] = f.ReadOnlyDestination ?? "", ["P_RWBIND"] = f.WritableDestination ?? "",
             ["P_SYSRQ"] = f.HostHasSysrq ? "1" : "",
             ["P_NETWORK"] = sandbox.Network.ToString(),
+            ["P_WSL"] = sandbox.Backend == "Wsl" ? "1" : "",
             ["P_HOSTADDRS"] = string.Join(" ", new[] { "127.0.0.1" }.Concat(sandbox.HostLoopbackAliases)),
         };
 

@@ -91,7 +91,7 @@ namespace AgentSandbox.Verification
                 return result.StdOut.Trim() == "0";
             }
             // Refused outright, or refused for what root would reach (a writable -Mount on Docker without user-namespace remapping).
-            catch (SandboxException e) when (e.ErrorId == ErrorIds.InvalidUser || e.ErrorId == ErrorIds.RootOnWritableMount) { return false; }
+            catch (SandboxException e) when (e.ErrorId == ErrorIds.InvalidUser || e.ErrorId == ErrorIds.RootOnWritableMount || e.ErrorId == ErrorIds.RootRefused) { return false; }
         }
 
         private IsolationAttempt RunOne(Sandbox sandbox, Attempt attempt, Fixtures f, bool asRoot, CancellationToken cancellation)

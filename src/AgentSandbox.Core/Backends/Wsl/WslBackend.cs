@@ -244,6 +244,17 @@ namespace AgentSandbox.Backends.Wsl
             catch { channel.Dispose(); throw; }
         }
 
+        /// <summary>
+        /// A shell command run as root in the distribution by a plain wsl.exe launch, outside the module's
+        /// agent (in the distribution's own namespaces, as the user's own sessions run): the battery
+        /// plants there what other distributions could.
+        /// </summary>
+        internal (int ExitCode, string StdOut, string StdErr) RunOutsideAgent(Sandbox s, string script)
+        {
+            var r = Exe.Run(WslExe.CommandLine(new[] { "-d", Distribution(s), "-u", "root", "--cd", "/" }, new[] { "/bin/sh", "-c", script }), (System.IO.Stream?)null, TimeSpan.FromSeconds(60));
+            return (r.ExitCode, r.Text, r.Errors);
+        }
+
         protected override void BeforeCommand(Sandbox s, CommandRequest request)
         {
             bool root = request.User == "root" || request.User == "0" || (request.User?.StartsWith("0:", StringComparison.Ordinal) ?? false);

@@ -36,7 +36,7 @@ namespace AgentSandbox.Backends.Wsl
         }
 
         /// <summary>The process's output; its end checks the exit code, so a damaged file is no silently short archive.</summary>
-        private sealed class ProcessOutput : Stream
+        private sealed class ProcessOutput : Archives.ReadOnlyStream
         {
             private readonly Process _p;
             private readonly System.Threading.Tasks.Task<string> _errors;
@@ -60,15 +60,6 @@ namespace AgentSandbox.Backends.Wsl
                 }
                 base.Dispose(disposing);
             }
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush() { }
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 }
