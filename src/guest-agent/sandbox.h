@@ -85,7 +85,8 @@ static int setup_netns(const char *path) {
     char lock[320];
     snprintf(lock, sizeof lock, "%s.lock", path);
     int lk = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (lk < 0 || flock(lk, LOCK_EX) != 0) return fail_setup(lock, errno);
+    if (lk < 0) return fail_setup(lock, errno);
+    if (flock(lk, LOCK_EX) != 0) { int e = errno; close(lk); return fail_setup(lock, e); }
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct statfs sf;
     int r;
@@ -110,7 +111,8 @@ static int hide_mounts(const struct sandbox_options *o) {
     /* Nothing mounted later under the paths (another distribution's disk in /mnt/wsl) reaches this namespace either. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return fail_setup("making mounts private", errno);
     for (int i = 0; i < o->nhide; i++)
-        if (umount2(o->hide[i], MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) return fail_setup(o->hide[i], errno);
+        /* UMOUNT_NOFOLLOW: a path the agent user made a link (to /sys/fs/cgroup, say) is not followed to what it names. */
+        if (umount2(o->hide[i], MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL && errno != ENOENT) return fail_setup(o->hide[i], errno);
     return 0;
 }
 
@@ -184,6 +186,8 @@ static int setup_sandbox_cgroup(const struct sandbox_options *o) {
         if (make_dirs(dir, 0755) != 0) return fail_setup(dir, errno);
         if (n && enable_controllers("/sys/fs/cgroup", o->cgroup, controllers) != 0) return -1;
         if (o->memory && write_setting(dir, "memory.max", o->memory) != 0) return -1;
+        /* No swap beside it: the limit is the memory the sandbox may take, as on the other backends. A kernel without swap accounting has no file. */
+        if (o->memory) { char swap[360]; snprintf(swap, sizeof swap, "%s/memory.swap.max", dir); if (access(swap, F_OK) == 0 && write_setting(dir, "memory.swap.max", "0") != 0) return -1; }
         if (o->pids && write_setting(dir, "pids.max", o->pids) != 0) return -1;
         if (o->cpu_quota) {
             char cpu[64];
@@ -204,6 +208,11 @@ static int setup_sandbox_cgroup(const struct sandbox_options *o) {
             snprintf(dir, sizeof dir, "%s/%s", root, o->cgroup);
             if (make_dirs(dir, 0755) != 0) return fail_setup(dir, errno);
             if (i == 0 && wanted && write_setting(dir, "memory.limit_in_bytes", wanted) != 0) return -1;
+            if (i == 0 && wanted) {
+                char memsw[360];
+                snprintf(memsw, sizeof memsw, "%s/memory.memsw.limit_in_bytes", dir);
+                if (access(memsw, F_OK) == 0 && write_setting(dir, "memory.memsw.limit_in_bytes", wanted) != 0) return -1;
+            }
             if (i == 1 && wanted && write_setting(dir, "pids.max", wanted) != 0) return -1;
             if (i == 2 && wanted) {
                 if (write_setting(dir, "cpu.cfs_period_us", o->cpu_period ? o->cpu_period : "100000") != 0) return -1;
@@ -212,14 +221,14 @@ static int setup_sandbox_cgroup(const struct sandbox_options *o) {
             /* The pids group holds each command's own group (to be killed as one); the others are joined as they are. */
             if (i != 1 && njoins < MAX_JOINS) snprintf(joins[njoins++], sizeof joins[0], "%s/cgroup.procs", dir);
         }
-        /* Without a pids hierarchy commands are killed by their session alone. */
-        if (!is_fs("/sys/fs/cgroup/pids", CGROUP1_MAGIC)) return 0;
+        /* Without a group to hold each command, a command that left its session could not be killed: no command runs. */
+        if (!is_fs("/sys/fs/cgroup/pids", CGROUP1_MAGIC)) return fail_setup("the distribution has neither cgroup v2 nor a cgroup v1 pids hierarchy to hold commands", 0);
         snprintf(dir, sizeof dir, "/sys/fs/cgroup/pids/%s", o->cgroup);
     }
     remove_stale(dir);
     snprintf(area, sizeof area, "%s/agent-%d", dir, (int)getpid());
     setup_cgroups(area);
-    return 0;
+    return have_cgroups ? 0 : fail_setup("the agent's own cgroup could not be made", 0);
 }
 
 /* Kills every process in a group and those below it, then removes them, deepest first. */

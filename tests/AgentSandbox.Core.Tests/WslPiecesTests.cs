@@ -142,6 +142,87 @@ namespace AgentSandbox.Core.Tests
                 Assert.Throws<InvalidDataException>(() => ImportArchive.Write(junk, Stream.Null, add));
         }
 
+        /// <summary>One ustar header block with its checksum.</summary>
+        private static byte[] Header(string name, char type, long size, int mode = 0x1a4)
+        {
+            var h = new byte[512];
+            void Put(int at, string text) { var b = Encoding.ASCII.GetBytes(text); Array.Copy(b, 0, h, at, b.Length); }
+            Put(0, name);
+            Put(100, Convert.ToString(mode, 8).PadLeft(7, '0'));
+            Put(108, "0000000"); Put(116, "0000000");
+            Put(124, Convert.ToString(size, 8).PadLeft(11, '0'));
+            Put(136, "00000000000");
+            h[156] = (byte)type;
+            Put(257, "ustar\0"); Put(263, "00");
+            for (int i = 148; i < 156; i++) h[i] = (byte)' ';
+            Put(148, Convert.ToString(h.Sum(b => (long)b), 8).PadLeft(6, '0') + "\0");
+            return h;
+        }
+
+        private static byte[] Padded(string text) { var b = Encoding.UTF8.GetBytes(text); Array.Resize(ref b, (b.Length + 511) / 512 * 512); return b; }
+
+        private static MemoryStream Archive(params byte[][] parts)
+        {
+            var m = new MemoryStream();
+            foreach (var p in parts) m.Write(p, 0, p.Length);
+            m.Write(new byte[1024], 0, 1024);
+            m.Position = 0;
+            return m;
+        }
+
+        private static string Record(string key, string value)
+        {
+            var body = " " + key + "=" + value + "\n";
+            int n = body.Length + 1;
+            while ((n.ToString().Length + body.Length) != n) n = n.ToString().Length + body.Length;
+            return n + body;
+        }
+
+        [Fact]
+        public void AnArchiveThatWouldReadTwoWaysIsRefused()
+        {
+            var add = new ImportArchive.Additions { Agent = new byte[1] };
+            var etc = Header("etc/", '5', 0, 0x1ed);
+            // An extended header with no member after it would name the module's first member.
+            var trailing = Padded(Record("path", "etc/passwd"));
+            var e = Assert.Throws<InvalidDataException>(() => ImportArchive.Write(Archive(etc, Header("PaxHeader", 'x', Encoding.UTF8.GetByteCount(Record("path", "etc/passwd"))), trailing), Stream.Null, add));
+            Assert.Contains("ends with an extended header", e.Message);
+            // A link that claims data: one reader skips it, another reads it.
+            Assert.Contains("holds no data", Assert.Throws<InvalidDataException>(() => ImportArchive.Write(Archive(etc, Header("bin/sh", '2', 512), new byte[512]), Stream.Null, add)).Message);
+            // A pax size is honoured: the member's data is skipped as a tar reader would, not read as headers.
+            var sized = Record("size", "512");
+            var content = Padded("root:x:0:0:root:/root:/bin/sh\n".PadRight(512, '#'));
+            using var o = new MemoryStream();
+            ImportArchive.Write(Archive(etc, Header("PaxHeader", 'x', Encoding.UTF8.GetByteCount(sized)), Padded(sized), Header("etc/motd", '0', 0), content), o, add);
+            // A value holding a newline cannot fake a record of its own.
+            var xattr = Record("SCHILY.xattr.user.x", "a\n30 path=etc/passwd-elsewhere\n");
+            ImportArchive.Write(Archive(etc, Header("PaxHeader", 'x', Encoding.UTF8.GetByteCount(xattr)), Padded(xattr), Header("etc/motd", '0', 0)), Stream.Null, add);
+        }
+
+        [Fact]
+        public void TheRootAndEtcAreRootsAndAWorkspaceTheImageHasKeepsItsOwner()
+        {
+            var root = Directory.CreateDirectory(Path.Combine(_dir, "root")).FullName;
+            Directory.CreateDirectory(Path.Combine(root, "etc"));
+            Directory.CreateDirectory(Path.Combine(root, "srv"));
+            var add = new ImportArchive.Additions { Agent = new byte[1], Workspace = "/srv" };
+            var output = Path.Combine(_dir, "import.tar");
+            using (var image = File.OpenRead(Tar(root)))
+            using (var o = File.Create(output))
+                ImportArchive.Write(image, o, add);
+            var listing = AgentSandbox.Processes.ProcessRunner.Run("/bin/tar", "--numeric-owner", "-tvf", output).Split('\n');
+            Assert.Contains(listing, l => l.StartsWith("drwxr-xr-x 0/0", StringComparison.Ordinal) && l.TrimEnd().EndsWith(" ./", StringComparison.Ordinal));
+            Assert.DoesNotContain(listing, l => l.Contains($" {add.Uid}/") && l.Contains("srv"));
+            // /workspace is the agent's even where the image has it, as on every backend.
+            Directory.CreateDirectory(Path.Combine(root, "workspace"));
+            var second = new ImportArchive.Additions { Agent = new byte[1] };
+            using (var image = File.OpenRead(Tar(root)))
+            using (var o = File.Create(output))
+                ImportArchive.Write(image, o, second);
+            listing = AgentSandbox.Processes.ProcessRunner.Run("/bin/tar", "--numeric-owner", "-tvf", output).Split('\n');
+            Assert.Contains(listing, l => l.Contains($" {second.Uid}/{second.Gid} ") && l.TrimEnd().EndsWith("workspace/", StringComparison.Ordinal));
+        }
+
         [Fact]
         public void AnImageUserNamedForTheAgentIsKeptUnlessItIsRoot()
         {
@@ -150,6 +231,11 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal((1200, 1300), (add.Uid, add.Gid));
             Assert.Single(users.Split('\n'), l => l.StartsWith("agentsandbox:", StringComparison.Ordinal));
             Assert.Throws<InvalidDataException>(() => ImportArchive.AddAgentUser("agentsandbox:x:0:0::/:/bin/sh\n", "", new ImportArchive.Additions()));
+            Assert.Throws<InvalidDataException>(() => ImportArchive.AddAgentUser("agentsandbox:x:1200:0::/:/bin/sh\n", "", new ImportArchive.Additions()));
+            // A new one takes the id the backend chose, or the next free one.
+            var chosen = new ImportArchive.Additions { PreferredId = 0x5E000000 };
+            ImportArchive.AddAgentUser("root:x:0:0::/root:/bin/sh\n", "root:x:0:\n", chosen);
+            Assert.Equal((0x5E000000, 0x5E000000), (chosen.Uid, chosen.Gid));
         }
     }
 }

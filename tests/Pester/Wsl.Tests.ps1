@@ -40,7 +40,8 @@ Describe 'Wsl: a WSL distribution per sandbox' {
         (Invoke-Wsl '--list --running --quiet').Text -split "`n" | Should -Contain (Get-Distribution $sb)
         $conf = Invoke-InSandbox -InputObject $sb -Command 'cat /etc/wsl.conf' -PassThru
         $conf.StdOut | Should -Not -Match "`r"
-        foreach ($line in '[automount]', 'enabled=false', 'mountFsTab=false', '[interop]', 'appendWindowsPath=false', 'default=agentsandbox', 'systemd=false', 'generateResolvConf=false') {
+        # The user's own sessions (wsl -d) are root's, never the agent's uid.
+        foreach ($line in '[automount]', 'enabled=false', 'mountFsTab=false', '[interop]', 'appendWindowsPath=false', 'default=root', 'systemd=false', 'generateResolvConf=false') {
             ($conf.StdOut -split "`n") | Should -Contain $line
         }
     }
@@ -76,16 +77,22 @@ Describe 'Wsl: a WSL distribution per sandbox' {
     }
 
     It '-ProcessLimit, -Memory and -CpuCount are the limits of the sandbox''s cgroup in the distribution' {
-        $r = Invoke-InSandbox -InputObject $sb -PassThru -TimeoutSec 60 -Command 'for i in $(seq 1 60); do (sleep 20 &) 2>/dev/null || break; done; echo done'
+        $r = Invoke-InSandbox -InputObject $sb -PassThru -TimeoutSec 60 -Command 'for i in $(seq 1 60); do (sleep 3 &) 2>/dev/null || break; done; echo done'
         $r.StdOut + $r.StdErr | Should -Match '(done|fork|Resource temporarily unavailable)'
         $groups = Invoke-InSandbox -InputObject $sb -Command 'cat /proc/self/cgroup'
         ($groups -join "`n") | Should -Match "agentsandbox-wsl/$($sb.Id)"
-        # What the loop left holds the sandbox's process count: gone before the next test.
-        Invoke-InSandbox -InputObject $sb -Command 'pkill -f "sleep 20"; true'
+        # What the loop left holds the sandbox's process count (no command can start meanwhile): gone before the next test.
+        Start-Sleep -Seconds 4
     }
 
-    It '-User root is refused without -Force, with its own ErrorId' {
-        { Invoke-InSandbox -InputObject $sb -User root -Command 'id -u' -ErrorAction Stop } | Should -Throw -ErrorId 'RootRefused*'
+    It '-User root is refused without -Force, with its own ErrorId, however root is spelled' {
+        foreach ($user in 'root', '0', '00', '0:0', '00:00') {
+            { Invoke-InSandbox -InputObject $sb -User $user -Command 'id -u' -ErrorAction Stop } | Should -Throw -ErrorId 'RootRefused*' -Because "-User $user"
+        }
+        # A user of the agent's uid with root's group is refused too.
+        $agentUid = Invoke-InSandbox -InputObject $sb -Command 'id -u'
+        { Invoke-InSandbox -InputObject $sb -User "${agentUid}:0" -Command 'id' -ErrorAction Stop } | Should -Throw -ErrorId 'RootRefused*'
+        [long]$agentUid | Should -BeGreaterThan 60000 -Because 'the agent has a uid of its own, not the 1000 of the user''s own accounts'
     }
 
     It 'a timeout kills the command and everything it started in the distribution' {

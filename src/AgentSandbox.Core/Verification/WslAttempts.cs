@@ -26,6 +26,10 @@ namespace AgentSandbox.Verification
                 "for c in cmd.exe /mnt/c/Windows/System32/cmd.exe /mnt/c/WINDOWS/system32/cmd.exe; do out=$($c /c echo \"$P_TOKEN\" 2>&1); " +
                 "case \"$out\" in *\"$P_TOKEN\"*) r SUCCEEDED \"$c ran on Windows\";; esac; tried=\"$tried $c: $(echo \"$out\" | head -1);\"; done; " +
                 "[ -n \"$WSL_INTEROP\" ] && [ -S \"$WSL_INTEROP\" ] && r SUCCEEDED \"the interop socket $WSL_INTEROP is there to use\"; " +
+                // WSL's interop server sockets, and its binfmt handler for Windows programs (one per kernel, so another distribution's turns it on here too).
+                "for sock in /run/WSL/*_interop; do [ -S \"$sock\" ] && [ -w \"$sock\" ] && r SUCCEEDED \"the interop socket $sock is there to use\"; done; " +
+                "if grep -q '^enabled' /proc/sys/fs/binfmt_misc/WSLInterop 2>/dev/null; then printf 'MZ' > /tmp/agentsandbox-probe.exe; chmod +x /tmp/agentsandbox-probe.exe; " +
+                "out=$(/tmp/agentsandbox-probe.exe 2>&1); rm -f /tmp/agentsandbox-probe.exe; tried=\"$tried binfmt WSLInterop is on, a Windows program file gave: $(echo \"$out\" | head -1);\"; fi; " +
                 "r BLOCKED \"no Windows program ran:$tried\""),
             new Attempt("ipc-wsl-shared-mount", SandboxBoundary.IPC, false, "read a file another distribution left in /mnt/wsl, the tmpfs WSL shares between them", SharedMount),
             new Attempt("net-wsl-distributions", SandboxBoundary.Network, false, "connect to a listener of another distribution on the network WSL shares between them", SharedNetwork),
@@ -66,8 +70,10 @@ namespace AgentSandbox.Verification
             int port = 20000 + new Random().Next(20000);
             var got = "/tmp/agentsandbox-probe-net-" + c.Fixtures.Token;
             // A listener on the network every distribution shares, as the user's own distribution would have.
-            var listening = wsl.RunOutsideAgent(c.Sandbox, $"(timeout 20 nc -l -p {port} > {got} 2>/dev/null &) ; sleep 0.3; echo listening");
-            if (!listening.StdOut.Contains("listening")) return (AttemptOutcome.Inconclusive, "no listener could be started outside the sandbox: " + AttemptContext.Excerpt(listening.StdErr));
+            // Listening for sure: the port in LISTEN state (0A) in the shared namespace's /proc/net/tcp or tcp6, or the attempt proves nothing.
+            var hex = port.ToString("X4", System.Globalization.CultureInfo.InvariantCulture);
+            var listening = wsl.RunOutsideAgent(c.Sandbox, $"(timeout 20 nc -l -p {port} > {got} 2>/dev/null &) ; for i in 1 2 3 4 5 6 7 8 9 10; do cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ':{hex} [0-9A-F]*:0000 0A' && {{ echo listening; exit 0; }}; sleep 0.2; done; echo none");
+            if (!listening.StdOut.Contains("listening")) return (AttemptOutcome.Inconclusive, "no listener could be started outside the sandbox (nc -l -p): " + AttemptContext.Excerpt(listening.StdOut + listening.StdErr));
             try
             {
                 var tried = c.Run($"echo {c.Fixtures.Token} | nc -w 3 127.0.0.1 {port} 2>&1; echo exit=$?");

@@ -51,6 +51,15 @@ namespace AgentSandbox.Backends.Guest
         /// <summary>Refuses a command before anything runs (a user the backend does not allow); nothing by default.</summary>
         protected virtual void BeforeCommand(Sandbox s, CommandRequest request) { }
 
+        /// <summary>Refuses the user a command resolved to (whatever it was called), before it runs; nothing by default.</summary>
+        protected virtual void CheckUser(Sandbox s, int uid, int gid, IReadOnlyList<uint> groups) { }
+
+        /// <summary>
+        /// Who runs the module's own tools in the guest (copies, stat, user lookups): guest root where the
+        /// guest is the sandbox's alone (a virtual machine's); the agent user where root would be more.
+        /// </summary>
+        protected virtual (int Uid, int Gid) ToolUser(Sandbox s) => (0, 0);
+
         protected override Func<CommandResult> PrepareCommand(Sandbox s, CommandRequest request, ICommandOutput output, CancellationToken cancellation)
         {
             BeforeCommand(s, request);
@@ -67,6 +76,7 @@ namespace AgentSandbox.Backends.Guest
                 {
                     using var connection = Connect(s, cancellation);
                     var user = ResolveUser(s, connection, request.User);
+                    CheckUser(s, user.Uid, user.Gid, user.Groups);
                     var exec = new AgentExec
                     {
                         Argv = argv.ToList(),
@@ -130,10 +140,12 @@ namespace AgentSandbox.Backends.Guest
             }
             // A name is the guest's to define: ask it (its id tool).
             var output = new StringBuilder();
+            var (toolUid, toolGid) = ToolUser(s);
             var outcome = connection.Run(new AgentExec
             {
                 Argv = Tool("sh", "-c", ToolVariable + "$B id -u \"$1\" && $B id -g \"$1\" && $B id -G \"$1\"", "sh", user),
                 Environment = new[] { "PATH=" + ExecChain.DefaultPath },
+                Uid = (uint)toolUid, Gid = (uint)toolGid, Groups = new[] { (uint)toolGid },
             }, null, (b, n) => output.Append(Encoding.UTF8.GetString(b, 0, n)), (b, n) => { }, CancellationToken.None);
             var lines = output.ToString().Split(new[] { '\n' }, StringSplitOptions.RemoveEmptyEntries);
             if (outcome.ExitCode != 0 || lines.Length < 3)
@@ -149,7 +161,8 @@ namespace AgentSandbox.Backends.Guest
             using var connection = Connect(s, cancellation);
             var outText = new StringBuilder();
             var errText = new StringBuilder();
-            var outcome = connection.Run(new AgentExec { Argv = argv, Environment = new[] { "PATH=" + ExecChain.DefaultPath } }, stdin,
+            var (uid, gid) = ToolUser(s);
+            var outcome = connection.Run(new AgentExec { Argv = argv, Environment = new[] { "PATH=" + ExecChain.DefaultPath }, Uid = (uint)uid, Gid = (uint)gid, Groups = new[] { (uint)gid }, WorkingDirectory = "/" }, stdin,
                 stdout ?? ((b, n) => outText.Append(Encoding.UTF8.GetString(b, 0, n))), (b, n) => errText.Append(Encoding.UTF8.GetString(b, 0, n)), cancellation);
             if (outcome.Stopped) cancellation.ThrowIfCancellationRequested();
             return (outcome.ExitCode, outText.ToString(), errText.ToString());

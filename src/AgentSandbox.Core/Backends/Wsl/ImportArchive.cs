@@ -21,6 +21,7 @@ namespace AgentSandbox.Backends.Wsl
         public const string AgentPath = "/.agentsandbox/agentsandbox-agent";
         public const string AgentUser = "agentsandbox";
         private const int MaxAccountFile = 1 << 20;
+        private const int MaxExtendedHeader = 1 << 20;
 
         /// <summary>What the additions need to know; filled in from the image as it streams by.</summary>
         internal sealed class Additions
@@ -28,6 +29,8 @@ namespace AgentSandbox.Backends.Wsl
             public string WslConf { get; set; } = "";
             public byte[] Agent { get; set; } = Array.Empty<byte>();
             public string Workspace { get; set; } = Sandbox.DefaultWorkspace;
+            /// <summary>The uid (and gid) the agent user gets when the image has none of that name and nobody has it.</summary>
+            public int PreferredId { get; set; } = 1000;
             /// <summary>Set by <see cref="Write"/>: the agent user's ids as the image's files allow.</summary>
             public int Uid { get; set; }
             public int Gid { get; set; }
@@ -37,34 +40,63 @@ namespace AgentSandbox.Backends.Wsl
         public static void Write(Stream image, Stream output, Additions add)
         {
             string? passwd = null, group = null;
-            bool sawShellOrEtc = false;
+            bool sawShellOrEtc = false, sawWorkspace = false;
             var block = new byte[TarFormat.BlockSize];
             string? pendingName = null;
+            long? pendingSize = null;
+            var workspace = Normalise(add.Workspace);
             while (true)
             {
                 if (!ReadBlock(image, block)) throw new InvalidDataException("The image is not a tar archive: it ends inside a header.");
-                if (block.All(b => b == 0)) break; // the end (a second zero block follows, unread)
+                if (block.All(b => b == 0))
+                {
+                    // A header for a member that never comes would apply to the sandbox's first member.
+                    if (pendingName != null || pendingSize != null) throw new InvalidDataException("The image's archive ends with an extended header and no member after it.");
+                    break; // the end (a second zero block follows, unread)
+                }
                 if (!ChecksumOk(block)) throw new InvalidDataException("The image is not a tar archive (a header's checksum does not match).");
                 char type = (char)block[156];
-                long size = Number(block, 124, 12);
+                long size = pendingSize ?? Number(block, 124, 12);
                 string name = pendingName ?? UstarName(block);
                 output.Write(block, 0, block.Length);
-                byte[]? keep = null;
                 if (type == 'L' || type == 'x')
                 {
-                    var data = CopyData(image, output, size, keepUpTo: 64 * 1024);
-                    pendingName = type == 'L' ? Encoding.UTF8.GetString(data!).TrimEnd('\0') : PaxPath(data!) ?? pendingName;
+                    var data = CopyData(image, output, size, keepUpTo: MaxExtendedHeader)
+                        ?? throw new InvalidDataException($"The image's archive has an extended header of {size} bytes (at most {MaxExtendedHeader} are taken).");
+                    if (type == 'L') pendingName = Encoding.UTF8.GetString(data).TrimEnd('\0');
+                    else
+                    {
+                        var pax = Pax.Parse(data);
+                        if (pax.Keys.Any(k => k.StartsWith("GNU.sparse.", StringComparison.Ordinal)))
+                            throw new InvalidDataException("The image's archive holds a sparse file, which is not taken (make the archive without --sparse).");
+                        if (pax.TryGetValue("path", out var p)) pendingName = p;
+                        if (pax.TryGetValue("size", out var z))
+                            pendingSize = long.TryParse(z, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v
+                                : throw new InvalidDataException("The image's archive gives a member a size that is no number.");
+                    }
                     continue;
                 }
-                pendingName = null;
-                var path = Normalise(name);
-                if (path == "etc" || path == "bin/sh") sawShellOrEtc = true;
-                bool account = (type == '0' || type == '\0') && (path == "etc/passwd" || path == "etc/group");
-                keep = CopyData(image, output, type == '0' || type == '\0' || type == '7' || type == 'g' ? size : (type == '1' || type == '2' || type == '5' ? 0 : size),
-                    keepUpTo: account ? MaxAccountFile : 0);
-                if (path.StartsWith("etc/", StringComparison.Ordinal) && path.Length > 4) sawShellOrEtc = true;
-                if (account && keep != null)
+                if (type == 'g' || type == 'K' || type == 'V')
                 {
+                    // Global headers, long link names and volume labels: passed on, none names a member.
+                    CopyData(image, output, size, keepUpTo: 0);
+                    continue;
+                }
+                if (type == 'S') throw new InvalidDataException("The image's archive holds a GNU sparse file, which is not taken (make the archive without --sparse).");
+                pendingName = null;
+                pendingSize = null;
+                var path = Normalise(name);
+                // Links, folders and devices carry no data; one that claims some is read two ways by two readers, so it is refused.
+                bool dataless = type == '1' || type == '2' || type == '3' || type == '4' || type == '5' || type == '6';
+                if (dataless && size != 0) throw new InvalidDataException($"The image's archive gives {path}, a member that holds no data, a size of {size}.");
+                if (path == "etc" || path == "bin/sh") sawShellOrEtc = true;
+                if (path == workspace) sawWorkspace = true;
+                bool account = (type == '0' || type == '\0' || type == '7') && (path == "etc/passwd" || path == "etc/group");
+                var keep = CopyData(image, output, size, keepUpTo: account ? MaxAccountFile : 0);
+                if (path.StartsWith("etc/", StringComparison.Ordinal) && path.Length > 4) sawShellOrEtc = true;
+                if (account)
+                {
+                    if (keep == null) throw new InvalidDataException($"The image's /{path} is larger than {MaxAccountFile >> 20} MiB.");
                     if (path == "etc/passwd") passwd = Encoding.UTF8.GetString(keep);
                     else group = Encoding.UTF8.GetString(keep);
                 }
@@ -79,6 +111,8 @@ namespace AgentSandbox.Backends.Wsl
                 writer.Write(new TarEntry { Name = name, Type = TarEntryType.File, Mode = mode, Uid = uid, Gid = gid, Size = content.Length, ModifiedUtc = now }, new MemoryStream(content));
             void Dir(string name, int mode, int uid, int gid) =>
                 writer.Write(new TarEntry { Name = name, Type = TarEntryType.Directory, Mode = mode, Uid = uid, Gid = gid, ModifiedUtc = now });
+            // The root and /etc are root's whatever the image said: the agent user must not rename what the module put there.
+            Dir(".", 0x1ed, 0, 0);
             Dir("etc", 0x1ed, 0, 0);
             File("etc/passwd", 0x1a4, 0, 0, Encoding.UTF8.GetBytes(users));
             File("etc/group", 0x1a4, 0, 0, Encoding.UTF8.GetBytes(groups));
@@ -86,7 +120,9 @@ namespace AgentSandbox.Backends.Wsl
             File("etc/wsl.conf", 0x1a4, 0, 0, Encoding.UTF8.GetBytes(add.WslConf.Replace("\r", "")));
             Dir(".agentsandbox", 0x1ed, 0, 0);
             File(AgentPath.TrimStart('/'), 0x1ed, 0, 0, add.Agent);
-            Dir(add.Workspace.TrimStart('/'), 0x1ed, add.Uid, add.Gid);
+            // /workspace is the agent's, as on every backend; another working directory is the agent's only when the module
+            // makes it: a folder the image has keeps its owner (-WorkingDirectory /etc gives the agent nothing).
+            if (!sawWorkspace || workspace == Normalise(Sandbox.DefaultWorkspace)) Dir(workspace, 0x1ed, add.Uid, add.Gid);
             writer.Finish();
             output.Flush();
         }
@@ -102,15 +138,18 @@ namespace AgentSandbox.Backends.Wsl
                 && int.TryParse(existing[3], NumberStyles.None, CultureInfo.InvariantCulture, out var g))
             {
                 add.Uid = u; add.Gid = g;
-                if (u == 0) throw new InvalidDataException($"The image's user {AgentUser} is root (uid 0): commands would run as root.");
+                if (u == 0 || g == 0) throw new InvalidDataException($"The image's user {AgentUser} is root's (uid {u}, gid {g}): commands would run with root's rights.");
             }
             else
             {
                 var usedUids = new HashSet<int>(users.Select(l => l.Split(':')).Where(f => f.Length > 2).Select(f => int.TryParse(f[2], out var v) ? v : -1));
                 var usedGids = new HashSet<int>(groups.Select(l => l.Split(':')).Where(f => f.Length > 2).Select(f => int.TryParse(f[2], out var v) ? v : -1));
-                int uid = 1000;
+                // A uid no account of the user's own distributions has (theirs start at 1000): per-uid kernel state (keyrings,
+                // process counts) is one for every distribution on WSL's one kernel. The backend picks it per sandbox.
+                int uid = add.PreferredId;
                 while (usedUids.Contains(uid)) uid++;
-                int gid = usedGids.Contains(uid) ? Enumerable.Range(1000, 60000).First(x => !usedGids.Contains(x)) : uid;
+                int gid = uid;
+                while (usedGids.Contains(gid)) gid++;
                 add.Uid = uid; add.Gid = gid;
                 users.Add($"{AgentUser}:x:{uid}:{gid}:AgentSandbox agent:{add.Workspace}:/bin/sh");
             }
@@ -185,22 +224,35 @@ namespace AgentSandbox.Backends.Wsl
             return prefix.Length > 0 ? prefix + "/" + name : name;
         }
 
-        private static string? PaxPath(byte[] data)
-        {
-            foreach (var record in Encoding.UTF8.GetString(data).Split('\n'))
-            {
-                int space = record.IndexOf(' ');
-                if (space > 0 && record.Substring(space + 1).StartsWith("path=", StringComparison.Ordinal)) return record.Substring(space + 6);
-            }
-            return null;
-        }
-
         /// <summary>"./etc/passwd", "/etc/passwd" and "etc/passwd" alike.</summary>
         private static string Normalise(string name)
         {
             var n = name.Replace('\\', '/');
             while (n.StartsWith("./", StringComparison.Ordinal)) n = n.Substring(2);
             return n.Trim('/');
+        }
+    }
+
+    /// <summary>pax extended header records ("%d key=value\n"), read by their length as tar readers do: a value may hold newlines.</summary>
+    internal static class Pax
+    {
+        public static Dictionary<string, string> Parse(byte[] data)
+        {
+            var records = new Dictionary<string, string>(StringComparer.Ordinal);
+            int at = 0;
+            while (at < data.Length && data[at] != 0)
+            {
+                int space = Array.IndexOf(data, (byte)' ', at);
+                if (space < 0 || !int.TryParse(Encoding.ASCII.GetString(data, at, space - at), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var length)
+                    || length <= space - at + 1 || at + length > data.Length || data[at + length - 1] != (byte)'\n')
+                    throw new InvalidDataException("The image's archive has a malformed pax record.");
+                var record = Encoding.UTF8.GetString(data, space + 1, at + length - space - 2);
+                int eq = record.IndexOf('=');
+                if (eq <= 0) throw new InvalidDataException("The image's archive has a pax record without a key.");
+                records[record.Substring(0, eq)] = record.Substring(eq + 1);
+                at += length;
+            }
+            return records;
         }
     }
 }

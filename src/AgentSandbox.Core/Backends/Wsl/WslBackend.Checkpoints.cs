@@ -21,7 +21,7 @@ namespace AgentSandbox.Backends.Wsl
             {
                 progress.Milestone($"Exporting WSL distribution {Distribution(s)} into checkpoint '{name}'");
                 var archive = Path.Combine(dir, CheckpointArchive);
-                Exe.Check(WslExe.CommandLine(new[] { "--export", Distribution(s), archive }), s.Name, timeout: System.TimeSpan.FromMinutes(30), cancellation: cancellation);
+                Exe.Check(WslExe.CommandLine(new[] { "--export", Distribution(s) }, quoted: new[] { archive }), s.Name, timeout: System.TimeSpan.FromMinutes(30), cancellation: cancellation);
                 return new FileInfo(archive).Length;
             }
             finally
@@ -37,7 +37,8 @@ namespace AgentSandbox.Backends.Wsl
             {
                 StopSandbox(s, progress);
                 DeleteOutsideFiles(s, progress);
-                var add = new ImportArchive.Additions { WslConf = WslConf(s), Agent = File.ReadAllBytes(AgentBinary.Path), Workspace = s.WorkingDirectory };
+                // The agent user the sandbox had: the checkpoint's files are its.
+                var add = new ImportArchive.Additions { WslConf = WslConf(s), Agent = File.ReadAllBytes(AgentBinary.Path), Workspace = s.WorkingDirectory, PreferredId = AgentUid(s) };
                 Import(Exe, s, Path.Combine(dir, CheckpointArchive), add, progress, cancellation);
                 Store.Save(s);
             }

@@ -34,8 +34,8 @@ namespace AgentSandbox.Backends.Wsl
             if (WslExe.Locate(out _) is not WslExe exe) return null;
             var args = running ? new[] { "--list", "--running", "--quiet" } : new[] { "--list", "--quiet" };
             var r = exe.Run(WslExe.CommandLine(args));
-            // --running with none running is a failure without a code ("There are no running distributions."); no distributions at all likewise.
-            if (r.ExitCode != 0) return r.ErrorCode == null ? new HashSet<string>(StringComparer.OrdinalIgnoreCase) : null;
+            // With --quiet, none is an empty answer; a failure says nothing of what exists (Stop and Remove then act as if it did).
+            if (r.ExitCode != 0) return null;
             return new HashSet<string>(r.Text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0), StringComparer.OrdinalIgnoreCase);
         }
 

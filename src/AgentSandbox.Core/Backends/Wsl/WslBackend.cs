@@ -30,6 +30,8 @@ namespace AgentSandbox.Backends.Wsl
         /// <summary>Mounts commands never see: every distribution's shared tmpfs, and WSLg's sockets and its X server's.</summary>
         private static readonly string[] Hidden = { "/mnt/wsl", "/mnt/wslg", "/tmp/.X11-unix" };
         private const string RootAcceptedKey = "rootAccepted";
+        /// <summary>The agent users' ids: one per sandbox, far above the 1000s of the user's own distributions' accounts.</summary>
+        private const int AgentIdBase = 0x5E000000, AgentIdLimit = 0x5F000000;
         private static readonly TimeSpan GreetTimeout = TimeSpan.FromSeconds(60);
         private static readonly Regex DistributionName = new Regex("^[a-zA-Z0-9._-]{1,256}$");
 
@@ -66,6 +68,7 @@ namespace AgentSandbox.Backends.Wsl
                 WslConf = WslConf(s),
                 Agent = File.ReadAllBytes(AgentBinary.Path),
                 Workspace = s.WorkingDirectory,
+                PreferredId = AllocateId(s, "agentId", AgentIdBase, 1, AgentIdLimit),
             };
             string? exported = null;
             try
@@ -84,7 +87,7 @@ namespace AgentSandbox.Backends.Wsl
                     // Another distribution: exported (never changed) and imported as the sandbox's.
                     progress.Milestone($"Exporting WSL distribution {spec.Image} (it is not changed)");
                     exported = source = Path.Combine(s.Location!, "export.tar");
-                    exe.Check(WslExe.CommandLine(new[] { "--export", spec.Image, source }), spec.Image, timeout: TimeSpan.FromMinutes(30), cancellation: cancellation);
+                    exe.Check(WslExe.CommandLine(new[] { "--export", spec.Image }, quoted: new[] { source }), spec.Image, timeout: TimeSpan.FromMinutes(30), cancellation: cancellation);
                 }
                 else
                     throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound,
@@ -102,7 +105,7 @@ namespace AgentSandbox.Backends.Wsl
         {
             progress.Milestone($"Importing WSL distribution {Distribution(s)} from {source}");
             var folder = InstallFolder(s);
-            var r = exe.Run(WslExe.CommandLine(new[] { "--import", Distribution(s), folder, "-", "--version", "2" }), input =>
+            var r = exe.Run(WslExe.CommandLine(new[] { "--import", Distribution(s) }, quoted: new[] { folder, "-", "--version", "2" }), input =>
             {
                 using var image = Decompressed(source);
                 ImportArchive.Write(image, input, add);
@@ -135,7 +138,7 @@ namespace AgentSandbox.Backends.Wsl
             return file;
         }
 
-        /// <summary>/etc/wsl.conf: no Windows drive, no interop, the agent user, no systemd, the sandbox's host name, DNS only with a network.</summary>
+        /// <summary>/etc/wsl.conf: no Windows drive, no interop, root for the user's own sessions, no systemd, the sandbox's host name, DNS only with a network.</summary>
         internal static string WslConf(Sandbox s)
         {
             bool network = s.Network == SandboxNetwork.Host;
@@ -143,7 +146,8 @@ namespace AgentSandbox.Backends.Wsl
                 "# Written by AgentSandbox: the ways out to Windows are closed. Changes apply at the next start of the distribution.",
                 "[automount]", "enabled=false", "mountFsTab=false",
                 "[interop]", "enabled=false", "appendWindowsPath=false",
-                "[user]", "default=" + ImportArchive.AgentUser,
+                // Root, not the agent: a session the Windows user opens (wsl -d) must not run as the agent's uid, which the agent could trace.
+                "[user]", "default=root",
                 "[boot]", "systemd=false",
                 "[network]", "generateHosts=true", "generateResolvConf=" + (network ? "true" : "false"), "hostname=" + Hostname.For(s.Name),
                 "[gpu]", "enabled=false",
@@ -174,7 +178,6 @@ namespace AgentSandbox.Backends.Wsl
             }
             // The holder runs on by itself; its output is read by nobody, and it writes none.
             holder.Dispose();
-            if (s.WorkingDirectory != Sandbox.DefaultWorkspace) MakeWorkingDirectory(s);
         }
 
         private static byte[] ReadAll(Stream s) { using var m = new MemoryStream(); s.CopyTo(m); return m.ToArray(); }
@@ -257,10 +260,23 @@ namespace AgentSandbox.Backends.Wsl
 
         protected override void BeforeCommand(Sandbox s, CommandRequest request)
         {
-            bool root = request.User == "root" || request.User == "0" || (request.User?.StartsWith("0:", StringComparison.Ordinal) ?? false);
-            if (root && s.Data(RootAcceptedKey) != "accepted")
-                throw new SandboxException(ErrorIds.RootRefused, SandboxErrorKind.PermissionDenied,
-                    $"-User root is refused in Wsl sandbox '{s.Name}': root in a WSL distribution is root on the kernel every distribution of this Windows user shares, and can mount the Windows drives and turn interop back on. Make the sandbox with New-AgentSandbox -Force to accept that (it then claims no boundary).", s.Name);
+            if (request.User == "root") RefuseRoot(s);
         }
+
+        /// <summary>Whatever the user was called (a name the image maps to uid 0, "00:00"), root's ids are refused.</summary>
+        protected override void CheckUser(Sandbox s, int uid, int gid, IReadOnlyList<uint> groups)
+        {
+            if (uid == 0 || gid == 0 || groups.Contains(0u)) RefuseRoot(s);
+        }
+
+        private void RefuseRoot(Sandbox s)
+        {
+            if (s.Data(RootAcceptedKey) == "accepted") return;
+            throw new SandboxException(ErrorIds.RootRefused, SandboxErrorKind.PermissionDenied,
+                $"-User root is refused in Wsl sandbox '{s.Name}': root in a WSL distribution is root on the kernel every distribution of this Windows user shares, and can mount the Windows drives and turn interop back on. Make the sandbox with New-AgentSandbox -Force to accept that (it then claims no boundary).", s.Name);
+        }
+
+        /// <summary>Copies, stat and user lookups run as the agent user, with the distribution's own tools: as root they would be the image's code run as root on the shared kernel.</summary>
+        protected override (int Uid, int Gid) ToolUser(Sandbox s) => (AgentUid(s), AgentGid(s));
     }
 }

@@ -73,7 +73,7 @@ namespace AgentSandbox.Backends.Wsl
         /// quoting, so none may hold one), then, after --exec, the program's argv quoted as
         /// CommandLineToArgvW reads it.
         /// </summary>
-        public static string CommandLine(IEnumerable<string> options, IReadOnlyList<string>? exec = null)
+        public static string CommandLine(IEnumerable<string> options, IReadOnlyList<string>? exec = null, IReadOnlyList<string>? quoted = null)
         {
             var parts = new List<string>();
             foreach (var o in options)
@@ -82,6 +82,8 @@ namespace AgentSandbox.Backends.Wsl
                     throw new ArgumentException($"A wsl.exe option cannot hold a blank or a quote: '{o}'.");
                 parts.Add(o);
             }
+            // --import and --export split what follows them again, with CommandLineToArgvW: a path there may hold blanks, quoted.
+            if (quoted != null) parts.Add(ArgvQuoting.Join(quoted));
             if (exec != null)
             {
                 if (exec.Count == 0 || exec[0].IndexOfAny(new[] { ' ', '\t', '"' }) >= 0)
