@@ -159,7 +159,8 @@ function Start-TestWsl {
     if (-not $IsLinux) { return $null }
     $standIn = Join-Path $root 'tests/WslStandIn'
     Write-Host 'Building the wsl.exe stand-in for the Wsl backend''s tests' -ForegroundColor Cyan
-    Invoke-Native dotnet @('build', "$standIn/WslStandIn.csproj", '-c', 'Release', '-o', "$standIn/bin", '--nologo', '-v', 'quiet', '-clp:ErrorsOnly')
+    # To the console: what the function returns is the object below alone.
+    Invoke-Native dotnet @('build', "$standIn/WslStandIn.csproj", '-c', 'Release', '-o', "$standIn/bin", '--nologo', '-v', 'quiet', '-clp:ErrorsOnly') | Out-Host
     $state = Join-Path $out 'test-wsl'
     $env:AGENTSANDBOX_WSL_EXE = Join-Path $standIn 'wsl.exe'
     $env:WSL_STANDIN_ROOT = $state
@@ -168,6 +169,8 @@ function Start-TestWsl {
 
 function Stop-TestWsl($Wsl) {
     if (-not $Wsl) { return }
+    # Tidying after the tests: what it cannot do is said, and never fails the run.
+    trap { Write-Warning "Stopping the wsl.exe stand-in: $_"; continue }
     # What the tests left (they remove their own): every distribution of the stand-in's, then its VM.
     $env:WSL_UTF8 = '1'
     foreach ($d in @(& $Wsl.Exe '--list --quiet' 2>$null | Where-Object { $_ -like 'agentsandbox-*' })) { $null = & $Wsl.Exe "--unregister $d" 2>&1 }
