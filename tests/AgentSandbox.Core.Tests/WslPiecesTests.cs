@@ -194,9 +194,12 @@ namespace AgentSandbox.Core.Tests
             var content = Padded("root:x:0:0:root:/root:/bin/sh\n".PadRight(512, '#'));
             using var o = new MemoryStream();
             ImportArchive.Write(Archive(etc, Header("PaxHeader", 'x', Encoding.UTF8.GetByteCount(sized)), Padded(sized), Header("etc/motd", '0', 0), content), o, add);
-            // A value holding a newline cannot fake a record of its own.
-            var xattr = Record("SCHILY.xattr.user.x", "a\n30 path=etc/passwd-elsewhere\n");
-            ImportArchive.Write(Archive(etc, Header("PaxHeader", 'x', Encoding.UTF8.GetByteCount(xattr)), Padded(xattr), Header("etc/motd", '0', 0)), Stream.Null, add);
+            // A value holding a newline cannot fake a record of its own: read as etc/passwd, this member (an agent user of
+            // uid 0) would be refused; read as etc/motd, as tar readers read it, it is not.
+            var xattr = Record("SCHILY.xattr.user.x", "a\n19 path=etc/passwd\n");
+            var motd = "agentsandbox:x:0:0::/:/bin/sh\n";
+            ImportArchive.Write(Archive(etc, Header("PaxHeader", 'x', Encoding.UTF8.GetByteCount(xattr)), Padded(xattr), Header("etc/motd", '0', motd.Length), Padded(motd)),
+                Stream.Null, new ImportArchive.Additions { Agent = new byte[1] });
         }
 
         [Fact]

@@ -97,9 +97,7 @@ namespace AgentSandbox.Guest
                         greet = false;
                         continue;
                     }
-                    if (frame.U32At(0) != AgentFrame.ProtocolVersion)
-                        throw new IOException($"The guest agent speaks protocol {frame.U32At(0)}, the module {AgentFrame.ProtocolVersion}.");
-                    return new AgentConnection(stream, frame.StrAt(4));
+                    return Welcomed(stream, frame);
                 }
                 if (DateTime.UtcNow > deadline) throw new TimeoutException($"The guest agent did not answer within {timeout.TotalSeconds:0} s.");
             }
@@ -120,9 +118,15 @@ namespace AgentSandbox.Guest
             cancellation.ThrowIfCancellationRequested();
             if (frame.Kind != AgentFrameKind.Welcome)
                 throw new IOException($"The guest agent answered a greeting with a frame of kind 0x{(byte)frame.Kind:x2}.");
-            if (frame.U32At(0) != AgentFrame.ProtocolVersion)
-                throw new IOException($"The guest agent speaks protocol {frame.U32At(0)}, the module {AgentFrame.ProtocolVersion}.");
-            return new AgentConnection(channel, frame.StrAt(4));
+            return Welcomed(channel, frame);
+        }
+
+        /// <summary>The connection a Welcome frame opens, if the agent speaks the module's protocol.</summary>
+        private static AgentConnection Welcomed(Stream stream, AgentFrame welcome)
+        {
+            if (welcome.U32At(0) != AgentFrame.ProtocolVersion)
+                throw new IOException($"The guest agent speaks protocol {welcome.U32At(0)}, the module {AgentFrame.ProtocolVersion}.");
+            return new AgentConnection(stream, welcome.StrAt(4));
         }
 
         /// <summary>

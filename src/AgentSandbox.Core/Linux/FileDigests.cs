@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Concurrent;
 using System.IO;
-using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace AgentSandbox.Linux
@@ -47,7 +46,6 @@ namespace AgentSandbox.Linux
             public bool Settled { get; }
         }
 
-        [DllImport("libc", SetLastError = true)] private static extern int statx(int dirfd, string path, int flags, uint mask, byte[] buffer);
         private const int AT_FDCWD = -100, AT_EMPTY_PATH = 0x1000;
         private const uint STATX_BASIC_STATS = 0x7ff;
 
@@ -55,7 +53,7 @@ namespace AgentSandbox.Linux
         private static FileIdentity? Identity(string path, int fd)
         {
             var b = new byte[256];
-            try { if (statx(fd < 0 ? AT_FDCWD : fd, path, fd < 0 ? 0 : AT_EMPTY_PATH, STATX_BASIC_STATS, b) != 0) return null; }
+            try { if (Native.statx(fd < 0 ? AT_FDCWD : fd, path, fd < 0 ? 0 : AT_EMPTY_PATH, STATX_BASIC_STATS, b) != 0) return null; }
             catch (EntryPointNotFoundException) { return null; }
             catch (DllNotFoundException) { return null; }
             if ((BitConverter.ToUInt32(b, 0) & STATX_BASIC_STATS) != STATX_BASIC_STATS) return null;

@@ -63,7 +63,7 @@ namespace AgentSandbox.Linux
                 if (flags >= 0 && (flags & FD_CLOEXEC) == 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
             }
         }
-        [DllImport(Libc, SetLastError = true)] private static extern int statx(int dirfd, string path, int flags, uint mask, byte[] buffer);
+        [DllImport(Libc, SetLastError = true)] internal static extern int statx(int dirfd, string path, int flags, uint mask, byte[] buffer);
         private const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100;
         private const ulong STATX_ATTR_MOUNT_ROOT = 0x2000;
         private static volatile bool _statxWorks = true;

@@ -17,27 +17,51 @@ namespace AgentSandbox.Backends.Wsl
         private (DateTime At, HashSet<string>? All, HashSet<string>? Running) _listing;
         private (DateTime At, string? Problem, string? Version) _description;
 
-        /// <summary>The module's distributions (all, or running), from wsl.exe --list --quiet; null when wsl.exe cannot say.</summary>
+        /// <summary>The distributions (all, or running), from one wsl.exe --list --verbose; null when wsl.exe cannot say.</summary>
         private HashSet<string>? Listing(bool running, bool fresh = false)
         {
             lock (_cache)
             {
-                if (fresh || DateTime.UtcNow - _listing.At > ListingLife) _listing = (DateTime.UtcNow, ReadListing(false), ReadListing(true));
+                if (fresh || DateTime.UtcNow - _listing.At > ListingLife)
+                {
+                    var (all, up) = ReadListing();
+                    _listing = (DateTime.UtcNow, all, up);
+                }
                 return running ? _listing.Running : _listing.All;
             }
         }
 
         private void ForgetListing() { lock (_cache) _listing = default; }
 
-        private HashSet<string>? ReadListing(bool running)
+        /// <summary>
+        /// Names and states in one call (every Invoke-InSandbox reloads its sandbox, which asks both). The
+        /// layout is "* NAME  STATE  VERSION": the marker column, then names without blanks (WSL allows none)
+        /// and the states, which WSL never translates.
+        /// </summary>
+        private static (HashSet<string>? All, HashSet<string>? Running) ReadListing()
         {
-            if (WslExe.Locate(out _) is not WslExe exe) return null;
-            var args = running ? new[] { "--list", "--running", "--quiet" } : new[] { "--list", "--quiet" };
-            var r = exe.Run(WslExe.CommandLine(args));
-            // With --quiet, none is an empty answer; a failure says nothing of what exists (Stop and Remove then act as if it did).
-            if (r.ExitCode != 0) return null;
-            return new HashSet<string>(r.Text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0), StringComparer.OrdinalIgnoreCase);
+            if (WslExe.Locate(out _) is not WslExe exe) return (null, null);
+            var r = exe.Run(WslExe.CommandLine(new[] { "--list", "--verbose" }));
+            if (r.ExitCode != 0)
+            {
+                // No distribution at all is a failure without a code in verbose form; --quiet says it plainly (an empty answer).
+                if (r.ErrorCode != null || exe.Run(WslExe.CommandLine(new[] { "--list", "--quiet" })) is not { ExitCode: 0 } quiet) return (null, null);
+                var none = quiet.Text.Split('\n').Any(l => l.Trim().Length > 0);
+                return none ? (null, null) : (Empty(), Empty());
+            }
+            var all = Empty();
+            var up = Empty();
+            foreach (var line in r.Text.Split('\n').Skip(1))
+            {
+                var fields = line.Length > 2 ? line.Substring(2).Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries) : Array.Empty<string>();
+                if (fields.Length < 2) continue;
+                all.Add(fields[0]);
+                if (fields[1] == "Running") up.Add(fields[0]);
+            }
+            return (all, up);
         }
+
+        private static HashSet<string> Empty() => new HashSet<string>(StringComparer.OrdinalIgnoreCase);
 
         public override BackendInfo Describe()
         {

@@ -237,10 +237,8 @@ namespace AgentSandbox.Backends.Wsl
                 var said = WslExe.Decode(channel.FirstOutput);
                 var errors = channel.Errors.Trim();
                 channel.Dispose();
-                var output = new WslOutput { ExitCode = exit ?? 0, Text = said, Errors = errors };
-                foreach (var line in said.Split('\n'))
-                    if (WslOutput.ErrorLine.Match(line.Trim()) is { Success: true } m) output.ErrorCode = m.Groups["code"].Value;
-                if (exit is int code && output.Failed && output.ErrorCode != null) throw WslExe.Failure(output, s.Name);
+                var output = new WslOutput { ExitCode = exit ?? 0, Text = said, Errors = errors, ErrorCode = WslOutput.FindErrorCode(said) };
+                if (exit != null && output.Failed && output.ErrorCode != null) throw WslExe.Failure(output, s.Name);
                 throw new SandboxException(ErrorIds.SandboxCommandStartFailed, SandboxErrorKind.Failed,
                     $"The guest agent of sandbox '{s.Name}' did not start in its distribution: {(errors.Length > 0 ? errors : said.Trim().Length > 0 ? said.Trim() : e.Message)}", s.Name, e);
             }

@@ -24,6 +24,15 @@ namespace AgentSandbox.Backends.Wsl
         /// <summary>The message without its "Error code:" line.</summary>
         public string Message => string.Join(" ", Text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !ErrorLine.IsMatch(l)));
 
+        /// <summary>The code of the "Error code:" line in wsl.exe's text, or null.</summary>
+        public static string? FindErrorCode(string text)
+        {
+            string? code = null;
+            foreach (var line in text.Split('\n'))
+                if (ErrorLine.Match(line.Trim()) is { Success: true } m) code = m.Groups["code"].Value;
+            return code;
+        }
+
         /// <summary>"Error code: Wsl/Service/WSL_E_DISTRO_NOT_FOUND"; localised Windows say "Fehlercode:" and the like, so the prefix is not matched.</summary>
         internal static readonly Regex ErrorLine = new Regex(@"^\S[^:]*:\s*Wsl(/[A-Za-z0-9_]+)*/(?<code>[A-Za-z0-9_]+|0x[0-9a-fA-F]+)\s*$");
     }
@@ -144,11 +153,7 @@ namespace AgentSandbox.Backends.Wsl
             readErr.Wait();
             feed.Join(TimeSpan.FromSeconds(5));
             var result = new WslOutput { ExitCode = p.ExitCode, Text = Decode(stdout.ToArray()), Errors = Decode(stderr.ToArray()) };
-            foreach (var line in result.Text.Split('\n'))
-            {
-                var m = WslOutput.ErrorLine.Match(line.Trim());
-                if (m.Success) result.ErrorCode = m.Groups["code"].Value;
-            }
+            result.ErrorCode = WslOutput.FindErrorCode(result.Text);
             // What the input's maker said (an image that is no tar archive) is the cause; wsl.exe's complaint is its echo.
             if (feedError is InvalidDataException bad) throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument, bad.Message, "image", bad);
             if (feedError != null && !result.Failed) throw new IOException("wsl.exe stopped reading its input: " + feedError.Message, feedError);
