@@ -1,8 +1,9 @@
 <#
 .SYNOPSIS
-Runs Test-AgentSandbox -Attempt on every available Linux backend and writes docs/isolation.md.
+Runs Test-AgentSandbox -Attempt on every available backend and writes docs/isolation.md.
 .DESCRIPTION
-For Chroot, Nspawn, Docker and Qemu (those available here) it creates a sandbox with -Memory 128MB
+For Chroot, Nspawn, Docker, Qemu and Wsl (those available here; Wsl on Linux only against the wsl.exe
+that AGENTSANDBOX_WSL_EXE names, which build.ps1 points at the test stand-in) it creates a sandbox with -Memory 128MB
 -ProcessLimit 64 -CpuCount 0.5, -DiskSize 64MB where the backend can limit disk here, and a read-only and a writable -Mount
 where the backend has mounts, runs the escape battery, removes the
 sandbox, and writes a markdown report: one row per attempt, one column per backend, then a verdict
@@ -18,10 +19,17 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath -Force
 
+# The tests' busybox root with the host's perl-base added (many attempts are perl scripts), as a tarball.
+function Get-TestImageTarball {
+    $env:AGENTSANDBOX_MODULE = $ModulePath
+    Import-Module (Join-Path $PSScriptRoot '../tests/Pester/TestHelpers.psm1')
+    Get-TestPerlRootfs
+}
+
 function Escape-Cell([string] $Text) { ($Text -replace '\|', '\|' -replace '\r?\n', ' ').Trim() }
 
 $results = [ordered]@{}   # backend -> @{ Attempts; Verdicts; Claims }
-foreach ($backend in 'Chroot', 'Nspawn', 'Docker', 'Qemu') {
+foreach ($backend in 'Chroot', 'Nspawn', 'Docker', 'Qemu', 'Wsl') {
     $info = Get-AgentSandboxBackend -Name $backend
     if (-not $info -or -not $info.Available) { Write-Warning "$backend is not available here: $($info.Reason)"; continue }
     $name = 'pt-report-{0}-{1}' -f $backend.ToLowerInvariant(), [guid]::NewGuid().ToString('N').Substring(0, 8)
@@ -36,7 +44,9 @@ foreach ($backend in 'Chroot', 'Nspawn', 'Docker', 'Qemu') {
         $mounts = if ($info.Features -contains 'Mounts') { @{ Mount = "$($ro):/workspace/ro", "$($rw):/workspace/rw:rw" } } else { Write-Warning "$backend has no -Mount"; @{} }
         # A guest's own kernel and tools take about 50 MB of its memory: a virtual machine gets 256 MB, so that 84 processes fit (limits-fork).
         $memory = if ($info.Privilege -eq 'VirtualMachine') { 256MB } else { 128MB }
-        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory $memory -ProcessLimit 64 -CpuCount 0.5 @disk @mounts
+        # A WSL distribution is imported from a root filesystem tarball: the tests' busybox root.
+        $image = if ($backend -eq 'Wsl') { @{ Image = (Get-TestImageTarball) } } else { @{} }
+        $sb = New-AgentSandbox -Name $name -Backend $backend -Memory $memory -ProcessLimit 64 -CpuCount 0.5 @disk @mounts @image
         $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorAction Continue)
         $verdicts = @(Test-AgentSandbox -InputObject $sb -ErrorAction SilentlyContinue)
         $results[$backend] = @{ Attempts = $attempts; Verdicts = $verdicts; Sandbox = $sb }
@@ -46,7 +56,7 @@ foreach ($backend in 'Chroot', 'Nspawn', 'Docker', 'Qemu') {
         Remove-Item $ro, $rw -Recurse -Force -ErrorAction Ignore
     }
 }
-if ($results.Count -eq 0) { throw 'No Linux backend is available here.' }
+if ($results.Count -eq 0) { throw 'No backend is available here.' }
 
 $backends = @($results.Keys)
 $first = $results[$backends[0]].Attempts
@@ -104,6 +114,13 @@ Add
 foreach ($b in $backends) {
     $level = (Get-AgentSandboxBackend -Name $b).Isolation
     Add "- **$b** ($level isolation) claims: $($claimed[$b] -join ', ')"
+}
+if ($backends -contains 'Wsl' -and -not $IsWindows) {
+    Add
+    Add ('The **Wsl** column was not made on Windows: its wsl.exe was `' + (Escape-Cell $env:AGENTSANDBOX_WSL_EXE) + '`, the test stand-in ' +
+        '(tests/WslStandIn), which imitates WSL2 with namespaces on this Linux host. It shows what the module itself enforces inside a ' +
+        'distribution (its agent user, mount and network namespaces, cgroup, hidden /mnt/wsl); what WSL itself does on Windows ' +
+        '(the shared utility VM, drvfs, interop) is the stand-in''s imitation, and was not tried against real WSL here.')
 }
 Add
 Add '## Attempts'

@@ -143,6 +143,10 @@ static void signal_all(struct command *c, int sig) {
 }
 
 #include "sandbox.h"
+#include "userns.h"
+
+/* Set by --no-userns: commands may not make user namespaces (userns.h). */
+static int no_userns;
 
 /* The program as execvpe would find it, but on the command's own PATH. */
 static void exec_program(char **argv, char **envp) {
@@ -233,6 +237,7 @@ static void start_command(uint32_t id, struct reader *r) {
         if (setuid(uid) != 0) child_fail(report[1], "setuid");
         /* A user other than root gains nothing from setuid programs, as on the container backends. */
         if (uid != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report[1], "no_new_privs");
+        if (no_userns && deny_user_namespaces() != 0) child_fail(report[1], "the user-namespace filter");
         if (chdir(cwd && *cwd ? cwd : "/") != 0) child_fail(report[1], cwd && *cwd ? cwd : "/");
         exec_program(argv, envp);
         child_fail(report[1], argv[0]);
@@ -421,6 +426,7 @@ int main(int argc, char **argv) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--stdio") == 0) stdio = 1;
         else if (strcmp(argv[i], "--hold") == 0) hold = 1;
+        else if (strcmp(argv[i], "--no-userns") == 0) no_userns = 1;
         else if (!next) bad = 1;
         else if (strcmp(argv[i], "--port") == 0) port = argv[++i];
         else if (strcmp(argv[i], "--cgroup") == 0) cgroups = argv[++i];
@@ -439,7 +445,7 @@ int main(int argc, char **argv) {
     if (remove && !bad && !port && !stdio) return remove_sandbox_cgroup(remove) == 0 ? 0 : 3;
     if (bad || !port == !stdio || (cgroups && sandbox.cgroup) || ((sandbox.netns || sandbox.nhide || sandbox.cgroup) && !stdio)) {
         fprintf(stderr, "usage: %s (--port /dev/virtio-ports/NAME | --stdio) [--cgroup /sys/fs/cgroup/agentsandbox]\n"
-                        "       %s --stdio [--netns /run/PATH] [--hide PATH]... [--sandbox-cgroup NAME [--memory BYTES] [--pids N] [--cpu-quota US [--cpu-period US]]]\n"
+                        "       %s --stdio [--netns /run/PATH] [--hide PATH]... [--no-userns] [--sandbox-cgroup NAME [--memory BYTES] [--pids N] [--cpu-quota US [--cpu-period US]]]\n"
                         "       %s --hold | --remove-cgroup NAME\n", argv[0], argv[0], argv[0]);
         return 2;
     }

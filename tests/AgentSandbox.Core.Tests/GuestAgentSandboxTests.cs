@@ -34,11 +34,13 @@ namespace AgentSandbox.Core.Tests
         }
 
         /// <summary>Runs one shell command in a new agent with the options, returns its output.</summary>
-        private (string Out, uint Exit) Run(string script, params string[] options)
+        private (string Out, uint Exit) Run(string script, params string[] options) => RunAs(0, script, options);
+
+        private (string Out, uint Exit) RunAs(uint uid, string script, params string[] options)
         {
             using var agent = Start(options);
             var input = agent.StandardInput.BaseStream;
-            var bytes = AgentFrame.Exec(1, new[] { "/bin/sh", "-c", script }, new[] { "PATH=/usr/sbin:/usr/bin:/sbin:/bin" }, "/", 0, 0, new uint[0], false).ToBytes();
+            var bytes = AgentFrame.Exec(1, new[] { "/bin/sh", "-c", script }, new[] { "PATH=/usr/sbin:/usr/bin:/sbin:/bin" }, "/", uid, uid, new[] { uid }, false).ToBytes();
             input.Write(bytes, 0, bytes.Length);
             input.Flush();
             var output = new StringBuilder();
@@ -76,6 +78,21 @@ namespace AgentSandbox.Core.Tests
             var second = Run("stat -L -c %i /proc/self/ns/net", "--netns", NetnsPath);
             Assert.Equal(lines[0], second.Out.Trim());
             Assert.Equal(lines[0], Linux.Native.Inode(NetnsPath).ToString());
+        }
+
+        [Fact]
+        public void NoUsernsKeepsCommandsFromMakingUserNamespacesAndLetsThemForkAsBefore()
+        {
+            const string script = "unshare --user true 2>&1 && echo made; sh -c 'true & wait' && echo forked";
+            // Without the option this host lets any user make one: the test can fail.
+            Assert.Equal("made\nforked\n", RunAs(65534, script).Out);
+            var r = RunAs(65534, script, "--no-userns");
+            Assert.Contains("Operation not permitted", r.Out);
+            Assert.DoesNotContain("made", r.Out);
+            Assert.EndsWith("forked\n", r.Out);
+            // unshare(2) straight, and clone(2) with CLONE_NEWUSER (perl's syscall: no C library choosing clone3 first).
+            var calls = RunAs(65534, "perl -e 'print syscall(272, 0x10000000) == 0 ? \"unshared\\n\" : \"$!\\n\"; my $p = syscall(56, 0x10000000 | 17, 0, 0, 0, 0); if ($p == 0) { exit 0 } print $p > 0 ? \"cloned\\n\" : \"$!\\n\"; print syscall(435, 0, 0) == -1 ? \"$!\\n\" : \"clone3\\n\"'", "--no-userns");
+            Assert.Equal("Operation not permitted\nOperation not permitted\nFunction not implemented\n", calls.Out);
         }
 
         [Fact]

@@ -101,6 +101,36 @@ function Get-OtherDockerClient {
     $dir
 }
 
+function Get-TestPerlRootfs {
+    <#
+    The busybox root filesystem with the host's perl-base added (interpreter, the libraries ldd
+    names, its modules), as a tarball cached under out/test-images/: many escape attempts are perl
+    scripts, which are inconclusive without it.
+    #>
+    if ($env:AGENTSANDBOX_TEST_PERL_ROOTFS) { return $env:AGENTSANDBOX_TEST_PERL_ROOTFS }
+    $busybox = (Get-TestRootfs).Directory
+    $tar = Join-Path (Split-Path $busybox) 'busybox-perl-rootfs.tar'
+    if (Test-Path $tar) { return $tar }
+    $root = "$tar.$PID.d"
+    try {
+        cp -a $busybox $root
+        $libraries = @(ldd /usr/bin/perl | ForEach-Object { if ($_ -match '(/\S+) \(0x') { $Matches[1] } })
+        foreach ($file in @('/usr/bin/perl') + $libraries) {
+            $null = New-Item -ItemType Directory -Force -Path (Split-Path "$root$file")
+            cp --dereference --preserve=mode $file "$root$file"
+        }
+        $library = @(Get-Item /usr/lib/*/perl-base -ErrorAction Ignore | Where-Object PSIsContainer)[0]
+        if (-not $library) { throw 'perl-base has no module folder under /usr/lib/<triplet>/perl-base' }
+        $null = New-Item -ItemType Directory -Force -Path (Split-Path "$root$($library.FullName)")
+        cp -a $library.FullName "$root$($library.FullName)"
+        tar -C $root --numeric-owner -cf "$tar.$PID.tmp" .
+        if ($LASTEXITCODE -ne 0) { throw "tar failed with $LASTEXITCODE" }
+        Move-Item "$tar.$PID.tmp" $tar -Force
+    }
+    finally { Remove-Item $root, "$tar.$PID.tmp" -Recurse -Force -ErrorAction Ignore }
+    $tar
+}
+
 function Get-TestRootfs {
     <#
     A busybox root filesystem (directory and tarball of it) made from the host's busybox-static,

@@ -108,17 +108,25 @@ namespace AgentSandbox.Guest
         /// nothing came before, so one greeting and its answer. Past the deadline or on cancellation the
         /// channel is cut.
         /// </summary>
-        public static AgentConnection OpenStarted(ProcessChannel channel, TimeSpan timeout, CancellationToken cancellation)
+        public static AgentConnection OpenStarted(ProcessChannel channel, TimeSpan timeout, CancellationToken cancellation) =>
+            OpenFresh(channel, channel.Abort, timeout, cancellation);
+
+        /// <summary>
+        /// Greets the agent at the other end of a connection of its own (a socket the agent accepted):
+        /// nothing came before, so one greeting and its answer. Past the deadline or on cancellation
+        /// <paramref name="cut"/> ends the stream.
+        /// </summary>
+        public static AgentConnection OpenFresh(Stream stream, Action cut, TimeSpan timeout, CancellationToken cancellation)
         {
-            using var cut = new Timer(_ => channel.Abort(), null, timeout, Timeout.InfiniteTimeSpan);
-            using var stop = cancellation.Register(channel.Abort);
+            using var timer = new Timer(_ => cut(), null, timeout, Timeout.InfiniteTimeSpan);
+            using var stop = cancellation.Register(cut);
             var hello = AgentFrame.Hello().ToBytes();
-            channel.Write(hello, 0, hello.Length);
-            var frame = AgentFrame.Read(channel) ?? throw new IOException("The guest agent's channel closed before it answered.");
+            stream.Write(hello, 0, hello.Length);
+            var frame = AgentFrame.Read(stream) ?? throw new IOException("The guest agent's channel closed before it answered.");
             cancellation.ThrowIfCancellationRequested();
             if (frame.Kind != AgentFrameKind.Welcome)
                 throw new IOException($"The guest agent answered a greeting with a frame of kind 0x{(byte)frame.Kind:x2}.");
-            return Welcomed(channel, frame);
+            return Welcomed(stream, frame);
         }
 
         /// <summary>The connection a Welcome frame opens, if the agent speaks the module's protocol.</summary>

@@ -207,6 +207,8 @@ namespace AgentSandbox.Verification
             new Attempt("priv-load-module", SandboxBoundary.Privilege, true, "load a kernel module",
                 "need perl; nr=$(arch_nr 175 105); [ -n \"$nr\" ] || r INCONCLUSIVE 'unknown architecture'; " +
                 "res=$(perl -e 'my $args = \"\"; syscall('$nr', 0, 0, $args); print $!{EPERM} ? \"EPERM\" : $!{ENOSYS} ? \"ENOSYS\" : \"$!\"'); " +
+                // Nothing said is perl failing to run (a module of its own missing), not a verdict.
+                "[ -n \"$res\" ] || r INCONCLUSIVE 'perl could not make the call'; " +
                 "[ \"$res\" = EPERM ] && r BLOCKED 'init_module: Operation not permitted'; " +
                 // A kernel without module support answers ENOSYS to everyone: judge by the capability instead.
                 "eff=$(awk '/^CapEff/ {print $2}' /proc/self/status); map=$(awk 'NR==1 {print $1\" \"$2\" \"$3}' /proc/self/uid_map); " +
@@ -229,6 +231,7 @@ namespace AgentSandbox.Verification
             new Attempt("priv-new-userns", SandboxBoundary.Privilege, false, "make a user namespace of its own (its root reaches much of the kernel that needs capabilities)",
                 "need perl; nr=$(arch_nr 272 97); [ -n \"$nr\" ] || r INCONCLUSIVE 'unknown architecture'; " +
                 "res=$(perl -e 'print syscall('$nr', 0x10000000) == 0 ? \"OK\" : \"$!\"'); " +
+                "[ -n \"$res\" ] || r INCONCLUSIVE 'perl could not make the call'; " +
                 "[ \"$res\" = OK ] && r SUCCEEDED 'unshare(CLONE_NEWUSER) made a new user namespace with every capability in it'; r BLOCKED \"unshare(CLONE_NEWUSER): $res\""),
             new Attempt("priv-setuid", SandboxBoundary.Privilege, false, "gain root through a setuid binary",
                 "nnp=$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status); [ \"$nnp\" = 1 ] && r BLOCKED 'no_new_privs is set: setuid bits are ignored'; " +

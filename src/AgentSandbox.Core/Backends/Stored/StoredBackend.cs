@@ -64,12 +64,21 @@ namespace AgentSandbox.Backends.Stored
         /// </summary>
         protected virtual bool ClaimsOrphans => false;
 
-        protected void EnsureAvailable()
+        protected void EnsureAvailable(SandboxSpec? spec = null)
+        {
+            if (UnavailableFor(spec) is string reason)
+                throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
+                    $"The {Name} backend is not available here: {reason}.", Name);
+        }
+
+        /// <summary>
+        /// Why a sandbox cannot be made here (null when it can): what Describe says, unless the spec
+        /// supplies what the backend lacks by default (HyperV without a default image, given -Image).
+        /// </summary>
+        protected virtual string? UnavailableFor(SandboxSpec? spec)
         {
             var info = Describe();
-            if (!info.Available)
-                throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
-                    $"The {Name} backend is not available here: {info.Reason}.", Name);
+            return info.Available ? null : info.Reason;
         }
 
         public IEnumerable<Sandbox> List()
@@ -142,7 +151,7 @@ namespace AgentSandbox.Backends.Stored
 
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
-            EnsureAvailable();
+            EnsureAvailable(spec);
             // The token ends a create (Ctrl+C); a stopped pipeline's sink throws instead, and must not cut the undoing short.
             progress = new TolerantProgress(progress);
             using var claim = Store.Reserve(spec.Name)

@@ -219,6 +219,8 @@ namespace AgentSandbox.Backends.Wsl
             var argv = new List<string> { ImportArchive.AgentPath, "--stdio" };
             if (s.Network != SandboxNetwork.Host) argv.AddRange(new[] { "--netns", NetnsPath });
             foreach (var h in Hidden) argv.AddRange(new[] { "--hide", h });
+            // WSL's one kernel serves every distribution of the user: no user namespace (and the capabilities in it) for commands.
+            argv.Add("--no-userns");
             argv.AddRange(new[] { "--sandbox-cgroup", CgroupName(s) });
             if (s.MemoryBytes is long memory) argv.AddRange(new[] { "--memory", memory.ToString(CultureInfo.InvariantCulture) });
             if (s.ProcessLimit is int pids) argv.AddRange(new[] { "--pids", pids.ToString(CultureInfo.InvariantCulture) });
