@@ -349,7 +349,7 @@ static void reap(void) {
  * under emulation each first exec after a resume is slow.
  */
 static void configure(uint32_t id, struct reader *r) {
-    /* On standard streams the agent runs beside its host (as in its tests), whose name and clock are not its to set. */
+    /* On standard streams or a Unix socket the agent runs beside its host (as in its tests), whose name and clock are not its to set. */
     if (!guest_channel) { send_failed(id, "Configure is taken on a guest's own channel only (a port or vsock)", 0); return; }
     char *host = get_str(r);
     uint32_t lo = get_u32(r), hi = get_u32(r);
