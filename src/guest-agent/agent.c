@@ -483,7 +483,12 @@ static int serve(void) {
                 struct reader frame;
                 int state = next_frame(&incoming, &kind, &id, &frame);
                 if (state == 0) break;
-                if (state < 0) { fprintf(stderr, "agentsandbox-agent: a frame over %u bytes: the stream is broken\n", AS_MAX_FRAME); return 2; }
+                if (state < 0) {
+                    fprintf(stderr, "agentsandbox-agent: a frame over %u bytes: the stream is broken\n", AS_MAX_FRAME);
+                    /* No host can reach its commands any more: they end with the channel, as when it closes. */
+                    for (int k = 0; k < MAX_COMMANDS; k++) if (commands[k]) signal_all(commands[k], SIGKILL);
+                    return 2;
+                }
                 handle(kind, id, &frame);
                 buffer_consume(&incoming, frame_size(&frame));
             }

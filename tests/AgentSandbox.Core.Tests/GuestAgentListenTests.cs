@@ -124,11 +124,16 @@ namespace AgentSandbox.Core.Tests
                 var exec = AgentFrame.Exec(9, new[] { "/bin/true" }, new string[0], "/", 0, 0, new uint[0], false).ToBytes();
                 half.Write(exec, 0, exec.Length / 2);
             }
+            var brokenMarker = GuestAgentTests.SleepMarker();
             using (var broken = UnixStream.TryConnect(_socket)!)
             {
+                var sleep = AgentFrame.Exec(3, new[] { "sleep", brokenMarker }, new[] { "PATH=/usr/bin:/bin" }, "/", 0, 0, new uint[0], false).ToBytes();
+                broken.Write(sleep, 0, sleep.Length);
+                Assert.Equal(AgentFrameKind.Started, AgentFrame.Read(broken)!.Kind);
                 broken.Write(new byte[] { 0xff, 0xff, 0xff, 0x7f, 2, 0, 0, 0, 0 }, 0, 9);
-                Assert.Equal(-1, broken.ReadByte()); // the connection's process ends; the listener does not
+                Assert.Equal(-1, broken.ReadByte()); // the connection's process ends, and its command with it; the listener does not
             }
+            Assert.True(GuestAgentTests.WaitFor(() => GuestAgentTests.Processes(brokenMarker) == 0), "left running: " + GuestAgentTests.Describe(brokenMarker));
             using (UnixStream.TryConnect(_socket)!) { }
             Assert.False(listener.HasExited);
 
