@@ -1,8 +1,9 @@
 /*
  * agentsandbox-agent: runs commands inside a sandbox for the host, over one byte stream (a
- * virtio-serial port, later an hvsocket; standard input and output in tests). Static, small,
- * and needing nothing from the guest's system but a kernel, so one binary serves busybox,
- * Alpine and Debian guests alike. Frames are described in protocol.h.
+ * virtio-serial port; standard input and output for WSL and tests), or over each connection to a
+ * socket it listens on (AF_VSOCK, which a Hyper-V host reaches over hvsocket; a Unix socket in
+ * tests; listen.h). Static, small, and needing nothing from the guest's system but a kernel, so
+ * one binary serves busybox, Alpine and Debian guests alike. Frames are described in protocol.h.
  *
  * Each command runs in a session of its own and, where the guest has cgroup v2, in a cgroup of
  * its own, so a signal reaches everything it started, double forks included. The agent is a
@@ -53,6 +54,8 @@ static struct command *commands[MAX_COMMANDS];
 /* Cgroups of finished commands whose processes lived on: each goes once its last process has ended. */
 static char leftovers[MAX_COMMANDS][240];
 static int chan_in = 0, chan_out = 1, port_mode;
+/* The channel is the guest's own (a port, or a connection from the hypervisor's host): the guest's name, clock and entropy are the host's to set. */
+static int guest_channel;
 static int sigchld_pipe[2];
 static int have_cgroups;
 /* On a port: whether the host's end is away (the port reads as ended until it connects again). */
@@ -102,12 +105,15 @@ static void close_fd(int *fd) {
 
 /* The cgroup of each command is made below the one given (mounted by the guest's init), if any. */
 static char cgroup_area[200];
+/* Where each command's group is made: the area itself, or on a listener a group of each connection's own below it (ids are the connection's). */
+static char command_area[220];
 
 static void setup_cgroups(const char *area) {
     if (!area) return;
     if (strlen(area) >= sizeof cgroup_area) { fprintf(stderr, "agentsandbox-agent: %s: too long a path; commands run without cgroups\n", area); return; }
     if (mkdir(area, 0755) != 0 && errno != EEXIST) { fprintf(stderr, "agentsandbox-agent: %s: %s; commands run without cgroups\n", area, strerror(errno)); return; }
     strcpy(cgroup_area, area);
+    strcpy(command_area, area);
     have_cgroups = 1;
 }
 
@@ -205,7 +211,7 @@ static void start_command(uint32_t id, struct reader *r) {
     struct command *c = calloc(1, sizeof *c);
     c->id = id;
     if (have_cgroups) {
-        snprintf(c->cgroup, sizeof c->cgroup, "%s/cmd-%u", cgroup_area, id);
+        snprintf(c->cgroup, sizeof c->cgroup, "%s/cmd-%u", command_area, id);
         /* A command outside its group would be outside the limits above it too: it does not start. */
         if (mkdir(c->cgroup, 0755) != 0 && errno != EEXIST) {
             send_failed(id, "making the command's cgroup", errno);
@@ -348,8 +354,8 @@ static void reap(void) {
  * under emulation each first exec after a resume is slow.
  */
 static void configure(uint32_t id, struct reader *r) {
-    /* On standard streams the agent runs beside its host (as in its tests), whose name and clock are not its to set. */
-    if (!port_mode) { send_failed(id, "Configure is taken on a guest's port only", 0); return; }
+    /* On standard streams or a Unix socket the agent runs beside its host (as in its tests), whose name and clock are not its to set. */
+    if (!guest_channel) { send_failed(id, "Configure is taken on a guest's own channel only (a port or vsock)", 0); return; }
     char *host = get_str(r);
     uint32_t lo = get_u32(r), hi = get_u32(r);
     char *pids = get_str(r);
@@ -417,62 +423,8 @@ static void handle(uint8_t kind, uint32_t id, struct reader *r) {
     }
 }
 
-int main(int argc, char **argv) {
-    const char *port = NULL, *cgroups = NULL;
-    int stdio = 0, hold = 0, bad = 0;
-    const char *remove = NULL;
-    struct sandbox_options sandbox = {0};
-    for (int i = 1; i < argc && !bad; i++) {
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--stdio") == 0) stdio = 1;
-        else if (strcmp(argv[i], "--hold") == 0) hold = 1;
-        else if (strcmp(argv[i], "--no-userns") == 0) no_userns = 1;
-        else if (!next) bad = 1;
-        else if (strcmp(argv[i], "--port") == 0) port = argv[++i];
-        else if (strcmp(argv[i], "--cgroup") == 0) cgroups = argv[++i];
-        else if (strcmp(argv[i], "--netns") == 0) sandbox.netns = argv[++i];
-        else if (strcmp(argv[i], "--hide") == 0 && sandbox.nhide < 8) sandbox.hide[sandbox.nhide++] = argv[++i];
-        else if (strcmp(argv[i], "--sandbox-cgroup") == 0) sandbox.cgroup = argv[++i];
-        else if (strcmp(argv[i], "--remove-cgroup") == 0) remove = argv[++i];
-        else if (strcmp(argv[i], "--memory") == 0) sandbox.memory = argv[++i];
-        else if (strcmp(argv[i], "--pids") == 0) sandbox.pids = argv[++i];
-        else if (strcmp(argv[i], "--cpu-quota") == 0) sandbox.cpu_quota = argv[++i];
-        else if (strcmp(argv[i], "--cpu-period") == 0) sandbox.cpu_period = argv[++i];
-        else bad = 1;
-    }
-    /* Keeps a WSL distribution's instance running between commands (WSL ends an idle one): nothing else. */
-    if (hold && !bad && !port && !stdio) { for (;;) pause(); }
-    if (remove && !bad && !port && !stdio) return remove_sandbox_cgroup(remove) == 0 ? 0 : 3;
-    if (bad || !port == !stdio || (cgroups && sandbox.cgroup) || ((sandbox.netns || sandbox.nhide || sandbox.cgroup) && !stdio)) {
-        fprintf(stderr, "usage: %s (--port /dev/virtio-ports/NAME | --stdio) [--cgroup /sys/fs/cgroup/agentsandbox]\n"
-                        "       %s --stdio [--netns /run/PATH] [--hide PATH]... [--no-userns] [--sandbox-cgroup NAME [--memory BYTES] [--pids N] [--cpu-quota US [--cpu-period US]]]\n"
-                        "       %s --hold | --remove-cgroup NAME\n", argv[0], argv[0], argv[0]);
-        return 2;
-    }
-    if ((sandbox.netns || sandbox.nhide || sandbox.cgroup) && setup_sandbox(&sandbox) != 0) return 3;
-    if (port) {
-        int fd = open(port, O_RDWR | O_CLOEXEC);
-        if (fd < 0) { perror(port); return 1; }
-        chan_in = chan_out = fd;
-        port_mode = 1;
-        struct sigaction io = {0};
-        io.sa_handler = on_sigio;
-        io.sa_flags = SA_RESTART;
-        sigaction(SIGIO, &io, NULL);
-        fcntl(fd, F_SETOWN, getpid());
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
-        host_away = !port_host_connected();
-    }
-    if (!port_mode) fcntl(chan_in, F_SETFL, fcntl(chan_in, F_GETFL) & ~O_NONBLOCK);
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    signal(SIGPIPE, SIG_IGN);
-    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return 1;
-    struct sigaction sa = {0};
-    sa.sa_handler = on_sigchld;
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-    sigaction(SIGCHLD, &sa, NULL);
-    setup_cgroups(cgroups);
-
+/* Serves the channel until its host goes (on a port: forever); the agent's exit code. */
+static int serve(void) {
     struct buffer incoming = {0};
     for (;;) {
         struct pollfd fds[2 + 3 * MAX_COMMANDS];
@@ -536,10 +488,86 @@ int main(int argc, char **argv) {
                 struct reader frame;
                 int state = next_frame(&incoming, &kind, &id, &frame);
                 if (state == 0) break;
-                if (state < 0) { fprintf(stderr, "agentsandbox-agent: a frame over %u bytes: the stream is broken\n", AS_MAX_FRAME); return 2; }
+                if (state < 0) {
+                    fprintf(stderr, "agentsandbox-agent: a frame over %u bytes: the stream is broken\n", AS_MAX_FRAME);
+                    /* No host can reach its commands any more: they end with the channel, as when it closes. */
+                    for (int k = 0; k < MAX_COMMANDS; k++) if (commands[k]) signal_all(commands[k], SIGKILL);
+                    return 2;
+                }
                 handle(kind, id, &frame);
                 buffer_consume(&incoming, frame_size(&frame));
             }
         }
     }
+}
+
+#include "listen.h"
+
+int main(int argc, char **argv) {
+    const char *port = NULL, *cgroups = NULL, *listen_on = NULL;
+    int stdio = 0, hold = 0, bad = 0;
+    const char *remove = NULL;
+    struct sandbox_options sandbox = {0};
+    for (int i = 1; i < argc && !bad; i++) {
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--stdio") == 0) stdio = 1;
+        else if (strcmp(argv[i], "--hold") == 0) hold = 1;
+        else if (strcmp(argv[i], "--no-userns") == 0) no_userns = 1;
+        else if (!next) bad = 1;
+        else if (strcmp(argv[i], "--port") == 0) port = argv[++i];
+        else if (strcmp(argv[i], "--listen") == 0) listen_on = argv[++i];
+        else if (strcmp(argv[i], "--cgroup") == 0) cgroups = argv[++i];
+        else if (strcmp(argv[i], "--netns") == 0) sandbox.netns = argv[++i];
+        else if (strcmp(argv[i], "--hide") == 0 && sandbox.nhide < 8) sandbox.hide[sandbox.nhide++] = argv[++i];
+        else if (strcmp(argv[i], "--sandbox-cgroup") == 0) sandbox.cgroup = argv[++i];
+        else if (strcmp(argv[i], "--remove-cgroup") == 0) remove = argv[++i];
+        else if (strcmp(argv[i], "--memory") == 0) sandbox.memory = argv[++i];
+        else if (strcmp(argv[i], "--pids") == 0) sandbox.pids = argv[++i];
+        else if (strcmp(argv[i], "--cpu-quota") == 0) sandbox.cpu_quota = argv[++i];
+        else if (strcmp(argv[i], "--cpu-period") == 0) sandbox.cpu_period = argv[++i];
+        else bad = 1;
+    }
+    int channels = !!port + stdio + !!listen_on;
+    /* Keeps a WSL distribution's instance running between commands (WSL ends an idle one): nothing else. */
+    if (hold && !bad && !channels) { for (;;) pause(); }
+    if (remove && !bad && !channels) return remove_sandbox_cgroup(remove) == 0 ? 0 : 3;
+    if (bad || channels != 1 || (cgroups && sandbox.cgroup) || ((sandbox.netns || sandbox.nhide || sandbox.cgroup) && port)) {
+        fprintf(stderr, "usage: %s (--port /dev/virtio-ports/NAME | --stdio | --listen (vsock:PORT | unix:PATH)) [--cgroup /sys/fs/cgroup/agentsandbox]\n"
+                        "       %s (--stdio | --listen (vsock:PORT | unix:PATH)) [--netns /run/PATH] [--hide PATH]... [--no-userns] [--sandbox-cgroup NAME [--memory BYTES] [--pids N] [--cpu-quota US [--cpu-period US]]]\n"
+                        "       %s --hold | --remove-cgroup NAME\n", argv[0], argv[0], argv[0]);
+        return 2;
+    }
+    struct listen_spec spec = {0};
+    if (listen_on && parse_listen(listen_on, &spec) != 0) return 2;
+    /* Bound before the sandbox is entered: vsock belongs to the guest's first network namespace, not the sandbox's own. */
+    int listener = listen_on ? open_listener(&spec) : -1;
+    if (listen_on && listener < 0) return 1;
+    if ((sandbox.netns || sandbox.nhide || sandbox.cgroup) && setup_sandbox(&sandbox) != 0) {
+        if (spec.path) unlink(spec.path);
+        return 3;
+    }
+    if (port) {
+        int fd = open(port, O_RDWR | O_CLOEXEC);
+        if (fd < 0) { perror(port); return 1; }
+        chan_in = chan_out = fd;
+        port_mode = guest_channel = 1;
+        struct sigaction io = {0};
+        io.sa_handler = on_sigio;
+        io.sa_flags = SA_RESTART;
+        sigaction(SIGIO, &io, NULL);
+        fcntl(fd, F_SETOWN, getpid());
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
+        host_away = !port_host_connected();
+    }
+    if (stdio) fcntl(chan_in, F_SETFL, fcntl(chan_in, F_GETFL) & ~O_NONBLOCK);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGPIPE, SIG_IGN);
+    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return 1;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
+    setup_cgroups(cgroups);
+    if (listen_on) return listen_forever(listener, &spec);
+    return serve();
 }

@@ -147,29 +147,39 @@ static int enable_controllers(const char *root, const char *cgroup, const char *
     return 0;
 }
 
-/* Groups an earlier agent of the sandbox left (its distribution stopped under it): only those of agents that are gone, and only once empty. */
-static void remove_stale(const char *dir) {
+/* A group and the groups below it, deepest first: rmdir takes only those no process is in. */
+static void remove_empty_groups(const char *dir, int depth) {
+    DIR *d = depth < 3 ? opendir(dir) : NULL;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
+            char sub[600];
+            int n = snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            if (n > 0 && (size_t)n < sizeof sub) remove_empty_groups(sub, depth + 1);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/*
+ * Groups of agents (prefix "agent-": an earlier agent of the sandbox, its distribution stopped
+ * under it) or of a listener's connections ("conn-") that are gone: only those whose process is
+ * gone, and only once they are empty.
+ */
+static void remove_stale(const char *dir, const char *prefix) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
+    size_t n = strlen(prefix);
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "agent-", 6) != 0) continue;
-        int pid = atoi(e->d_name + 6);
+        if (strncmp(e->d_name, prefix, n) != 0) continue;
+        int pid = atoi(e->d_name + n);
         if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH) continue;
-        char agent[600];
-        snprintf(agent, sizeof agent, "%s/%s", dir, e->d_name);
-        DIR *inner = opendir(agent);
-        if (inner) {
-            struct dirent *c;
-            while ((c = readdir(inner)))
-                if (strncmp(c->d_name, "cmd-", 4) == 0) {
-                    char sub[900];
-                    snprintf(sub, sizeof sub, "%s/%s", agent, c->d_name);
-                    rmdir(sub);
-                }
-            closedir(inner);
-        }
-        rmdir(agent);
+        char group[600];
+        int len = snprintf(group, sizeof group, "%s/%s", dir, e->d_name);
+        if (len > 0 && (size_t)len < sizeof group) remove_empty_groups(group, 0);
     }
     closedir(d);
 }
@@ -225,7 +235,7 @@ static int setup_sandbox_cgroup(const struct sandbox_options *o) {
         if (!is_fs("/sys/fs/cgroup/pids", CGROUP1_MAGIC)) return fail_setup("the distribution has neither cgroup v2 nor a cgroup v1 pids hierarchy to hold commands", 0);
         snprintf(dir, sizeof dir, "/sys/fs/cgroup/pids/%s", o->cgroup);
     }
-    remove_stale(dir);
+    remove_stale(dir, "agent-");
     snprintf(area, sizeof area, "%s/agent-%d", dir, (int)getpid());
     setup_cgroups(area);
     return have_cgroups ? 0 : fail_setup("the agent's own cgroup could not be made", 0);
@@ -240,8 +250,8 @@ static void kill_and_remove(const char *dir, int depth) {
         while ((e = readdir(d))) {
             if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
             char sub[600];
-            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-            kill_and_remove(sub, depth + 1);
+            int n = snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            if (n > 0 && (size_t)n < sizeof sub) kill_and_remove(sub, depth + 1);
         }
         closedir(d);
     }

@@ -98,7 +98,7 @@ namespace AgentSandbox.Core.Tests
                 var answer = Next();
                 Assert.Equal(AgentFrameKind.Failed, answer.Kind);
                 Assert.Equal(6u, answer.Id);
-                Assert.Equal("Configure is taken on a guest's port only", answer.StrAt(0));
+                Assert.Equal("Configure is taken on a guest's own channel only (a port or vsock)", answer.StrAt(0));
             }
             Assert.Equal(hostname, File.ReadAllText("/proc/sys/kernel/hostname"));
         }
@@ -160,7 +160,7 @@ namespace AgentSandbox.Core.Tests
         }
 
         /// <summary>Polls for up to 10 s: processes start and end on their own time under load.</summary>
-        private static bool WaitFor(Func<bool> condition)
+        internal static bool WaitFor(Func<bool> condition)
         {
             var until = DateTime.UtcNow.AddSeconds(10);
             while (!condition()) { if (DateTime.UtcNow > until) return false; System.Threading.Thread.Sleep(20); }
@@ -168,15 +168,15 @@ namespace AgentSandbox.Core.Tests
         }
 
         /// <summary>A sleep of 600 s whose argument no other process has: how its processes are found in /proc.</summary>
-        private static string SleepMarker() => "600." + new Random().Next(100000, 999999);
+        internal static string SleepMarker() => "600." + new Random().Next(100000, 999999);
 
-        private static string Describe(string marker) => string.Join("; ", Directory.GetDirectories("/proc").Where(d => Path.GetFileName(d).All(char.IsDigit)).Select(d =>
+        internal static string Describe(string marker) => string.Join("; ", Directory.GetDirectories("/proc").Where(d => Path.GetFileName(d).All(char.IsDigit)).Select(d =>
         {
             try { return File.ReadAllText(Path.Combine(d, "cmdline")).Contains(marker) ? d + " " + File.ReadAllText(Path.Combine(d, "status")).Split('\n')[2] + " " + File.ReadAllText(Path.Combine(d, "cgroup")).Replace("\n", ",") : null; }
             catch (IOException) { return null; }
         }).Where(x => x != null));
 
-        private static int Processes(string marker) =>
+        internal static int Processes(string marker) =>
             Directory.GetDirectories("/proc").Count(d =>
             {
                 try { return Path.GetFileName(d).All(char.IsDigit) && File.ReadAllText(Path.Combine(d, "cmdline")) == "sleep\0" + marker + "\0"; }
