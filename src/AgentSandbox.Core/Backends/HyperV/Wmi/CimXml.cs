@@ -129,7 +129,11 @@ namespace AgentSandbox.Backends.HyperV.Wmi
             return -1;
         }
 
-        /// <summary>Element text: &amp;, &lt; and &gt; as entities, and carriage returns as &amp;#xD; (a parser would turn a raw one into a line feed).</summary>
+        /// <summary>
+        /// Element text: &amp;, &lt; and &gt; as entities, and carriage returns as &amp;#xD; (a parser
+        /// would turn a raw one into a line feed). Quotes stay as they are, as in WMI's own text
+        /// (a path's quoted keys in a VALUE): only attributes need them escaped, and names are checked instead.
+        /// </summary>
         public static void AppendEscaped(StringBuilder to, string text)
         {
             foreach (char c in text)
