@@ -12,6 +12,7 @@ namespace AgentSandbox.Backends.HyperV.Wmi
         Boolean, UInt8, UInt16, UInt32, UInt64, SInt16, SInt32, SInt64, Real64, String, DateTime,
         /// <summary>A reference: a <see cref="WmiPath"/>.</summary>
         Reference,
+        SInt8, Real32, Char16,
     }
 
     /// <summary>
@@ -28,9 +29,11 @@ namespace AgentSandbox.Backends.HyperV.Wmi
         public WmiPath(string className, IEnumerable<KeyValuePair<string, string>> keys, string server = ".", string nameSpace = VirtualizationNamespace)
         {
             ClassName = className ?? throw new ArgumentNullException(nameof(className));
-            Keys = keys.OrderBy(k => k.Key, StringComparer.OrdinalIgnoreCase).ToList();
-            Server = server;
-            Namespace = nameSpace;
+            Keys = (keys ?? throw new ArgumentNullException(nameof(keys))).OrderBy(k => k.Key, StringComparer.OrdinalIgnoreCase).ToList();
+            // A null would print as nothing and give a path that names something else, or nothing.
+            if (Keys.Any(k => k.Key == null || k.Value == null)) throw new ArgumentException("A key of a path has a name and a value.", nameof(keys));
+            Server = string.IsNullOrEmpty(server) ? throw new ArgumentException("A path names its server (\".\" for this one).", nameof(server)) : server;
+            Namespace = string.IsNullOrEmpty(nameSpace) ? throw new ArgumentException("A path names its namespace.", nameof(nameSpace)) : nameSpace;
         }
 
         public WmiPath(string className, string key, string value, string server = ".")
@@ -96,7 +99,7 @@ namespace AgentSandbox.Backends.HyperV.Wmi
                 if (j >= rest.Length) return null;
                 keys.Add(new KeyValuePair<string, string>(name, value.ToString()));
                 i = j + 1;
-                if (i < rest.Length) { if (rest[i] != ',') return null; i++; }
+                if (i < rest.Length) { if (rest[i] != ',' || i + 1 == rest.Length) return null; i++; }
             }
             return keys.Count == 0 ? null : new WmiPath(className, keys, server, ns);
         }
@@ -116,8 +119,9 @@ namespace AgentSandbox.Backends.HyperV.Wmi
 
     /// <summary>
     /// An instance as a session returns it: its class, its path and its properties. Values are CLR
-    /// values (bool, byte, ushort, uint, ulong, short, int, long, double, string, DateTimeOffset,
-    /// WmiPath), arrays as arrays of those; a missing or NULL property reads as null.
+    /// values (bool, byte, sbyte, ushort, uint, ulong, short, int, long, float, double, char, string,
+    /// DateTimeOffset for a CIM timestamp, TimeSpan for a CIM interval, WmiPath), arrays as arrays of
+    /// those; a missing or NULL property reads as null.
     /// </summary>
     internal sealed class WmiObject
     {
@@ -139,12 +143,19 @@ namespace AgentSandbox.Backends.HyperV.Wmi
 
         public string? String(string name) => this[name] as string;
 
+        /// <summary>An unsigned integer value (or one given as its decimal text); null for anything else, a negative number included.</summary>
         public ulong? Number(string name) => this[name] switch
         {
-            null => null,
             string s => ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : (ulong?)null,
-            bool _ => null,
-            object o => Convert.ToUInt64(o, CultureInfo.InvariantCulture),
+            byte n => n,
+            ushort n => n,
+            uint n => n,
+            ulong n => n,
+            sbyte n => n >= 0 ? (ulong)n : (ulong?)null,
+            short n => n >= 0 ? (ulong)n : (ulong?)null,
+            int n => n >= 0 ? (ulong)n : (ulong?)null,
+            long n => n >= 0 ? (ulong)n : (ulong?)null,
+            _ => null,
         };
 
         public bool? Boolean(string name) => this[name] switch
