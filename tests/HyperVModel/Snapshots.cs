@@ -58,7 +58,7 @@ namespace AgentSandbox.HyperVModel
                 try { name = CimXml.Parse(a.String("SnapshotSettings"), "Msvm_VirtualSystemSettingData").Str("ElementName"); }
                 catch (CimXmlException) { return Returned(4); }
             }
-            string vmId = "", snapId = NewId(), memory = "", node = "disk0", newNode = "disk" + Guid.NewGuid().ToString("N");
+            string vmId = "", snapId = NewId(), memory = "", node = "disk0", newNode = "disk" + Guid.NewGuid().ToString("N").Substring(0, 12);
             int pid = 0;
             ushort state = 0;
             var disks = new List<(string Sasd, string Parent, string Child)>();
