@@ -100,6 +100,15 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(6UL, State(s, vm));
             Done(s, ChangeState(s, vm, 2));
             Assert.Equal(sleeper, Run(vm, "pidof", "sleep"));
+            // Pause and resume (9, then 2), save and restore (6, then 2): the guest runs on where it was.
+            Done(s, ChangeState(s, vm, 9));
+            Assert.Equal(9UL, State(s, vm));
+            Assert.Throws<IOException>(() => Guest(vm, TimeSpan.FromSeconds(1)));
+            Done(s, ChangeState(s, vm, 2));
+            Done(s, ChangeState(s, vm, 6));
+            Assert.Equal(6UL, State(s, vm));
+            Done(s, ChangeState(s, vm, 2));
+            Assert.Equal(sleeper, Run(vm, "pidof", "sleep"));
 
             // A fork: a new machine on a differencing disk over the snapshot's disk boots what the snapshot held.
             var fork = Machine(s, "fork", NewDisk(s, Path.Combine(Dir("guest"), "fork.vhdx"), DiskOf(s, snapshot.Path!)));
@@ -122,7 +131,8 @@ namespace AgentSandbox.Core.Tests
             Done(s, Destroy(s, fork));
             Done(s, s.Invoke(Service(s, "Msvm_VirtualSystemSnapshotService"), "DestroySnapshot", new[] { WmiArgument.Reference("AffectedSnapshot", snapshot.Path) }));
 
-            Done(s, ChangeState(s, vm, 3));
+            // A saved machine may be destroyed (off or saved, destroysystem-msvm-virtualsystemmanagementservice).
+            Done(s, ChangeState(s, vm, 6));
             Done(s, Destroy(s, vm));
             Assert.Equal(parentDigest, Digest(parent));
             Assert.NotEqual(childDigest, Digest(child));

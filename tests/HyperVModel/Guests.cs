@@ -219,12 +219,14 @@ namespace AgentSandbox.HyperVModel
         private static bool Greeted(UnixStream socket, DateTime deadline)
         {
             var hello = AgentFrame.Hello().ToBytes();
-            socket.Write(hello, 0, hello.Length);
             using var cut = new Timer(_ => socket.Abort(), null, Math.Max(0, (int)(deadline - DateTime.UtcNow).TotalMilliseconds), Timeout.Infinite);
             try
             {
+                // Greeted again each second while the guest boots, as AgentConnection.Open greets (extra welcomes are passed over later).
+                var next = DateTime.MinValue;
                 while (DateTime.UtcNow < deadline)
                 {
+                    if (DateTime.UtcNow >= next) { socket.Write(hello, 0, hello.Length); next = DateTime.UtcNow.AddSeconds(1); }
                     if (!socket.WaitReadable(250)) continue;
                     var frame = AgentFrame.Read(socket);
                     if (frame == null) return false;
@@ -301,6 +303,8 @@ namespace AgentSandbox.HyperVModel
         {
             if (disposing)
             {
+                // Shut down first: a read blocked on the socket in another thread returns (a close alone does not wake it).
+                Socket.Abort();
                 Socket.Dispose();
                 Interlocked.Exchange(ref _claim, null)?.Dispose();
             }
