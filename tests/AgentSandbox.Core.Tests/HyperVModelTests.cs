@@ -247,6 +247,23 @@ namespace AgentSandbox.Core.Tests
         }
 
         [Fact]
+        public void AJobWhoseProcessEndedMidWorkFails()
+        {
+            // A job still being worked on by a process that is gone (its pid's start time no longer matches) fails at the next look.
+            var model = new Model(_fixture.Root);
+            var id = model.Locked(st =>
+            {
+                var j = model.NewJob(st, "Orphaned", pending: true);
+                j.Set("ownerStart", "0");
+                return j.Inst.Str("InstanceID")!;
+            });
+            using var s = Open();
+            var job = s.Get(new WmiPath("Msvm_ConcreteJob", "InstanceID", id))!;
+            Assert.Equal(10UL, job.Number("JobState"));
+            Assert.Contains("ended before it was done", job.String("ErrorDescription"));
+        }
+
+        [Fact]
         public void AFinishedJobVanishesAfterItsRemovalTime()
         {
             Environment.SetEnvironmentVariable("HYPERV_MODEL_JOB_REMOVAL_MS", "300");

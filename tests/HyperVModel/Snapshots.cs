@@ -121,7 +121,7 @@ namespace AgentSandbox.HyperVModel
                     if (memory == "link") Native.HardLink(SavedState(vmId), MemoryOf(snapId));
                 }
             }
-            catch (Exception e) when (e is IOException || e is TimeoutException || e is UnauthorizedAccessException)
+            catch (Exception e) when (!(e is OutOfMemoryException))
             {
                 error = e.Message;
             }

@@ -133,7 +133,8 @@ namespace AgentSandbox.HyperVModel
                         break;
                 }
             }
-            catch (Exception e) when (e is IOException || e is TimeoutException || e is InvalidDataException || e is SandboxException)
+            // Whatever stopped the work fails the job: a job is never left running for good.
+            catch (Exception e) when (!(e is OutOfMemoryException))
             {
                 error = e.Message;
             }
