@@ -1,0 +1,62 @@
+using System;
+using System.IO;
+using System.Threading;
+using AgentSandbox.Backends.HyperV;
+using AgentSandbox.Backends.HyperV.Wmi;
+
+namespace AgentSandbox.HyperVModel
+{
+    /// <summary>
+    /// A model of a Hyper-V host for the module's tests (not Hyper-V): its WMI namespace
+    /// root\virtualization\v2 as Microsoft documents it, held in files under HYPERV_MODEL_ROOT that every
+    /// process opening the model shares, and hvsocket connections into running machines, which are QEMU
+    /// guests running the module's agent. The Hyper-V backend loads this assembly when
+    /// AGENTSANDBOX_HYPERV_MODEL names it and makes one with the parameterless constructor.
+    /// </summary>
+    public sealed class ModelHost : IHyperVHost
+    {
+        /// <summary>The vsock-port service id template, "{port:x8}-facb-11e6-bd58-64006a7986d3" (make-integration-service.md).</summary>
+        private const string VsockTemplate = "-facb-11e6-bd58-64006a7986d3";
+
+        /// <summary>Why the model cannot be driven: no root, or what HYPERV_MODEL_UNAVAILABLE says Hyper-V lacks; null when it can.</summary>
+        public string? Unavailable
+        {
+            get
+            {
+                if (Knobs.Root == null) return $"The Hyper-V model has no state folder: set {Knobs.RootVariable} to one.";
+                return Knobs.Unavailable?.ToLowerInvariant() switch
+                {
+                    null => null,
+                    "role" => "The Hyper-V role is not installed (Enable-WindowsOptionalFeature -Online -FeatureName Microsoft-Hyper-V-All, then restart).",
+                    "access" => "Access to Hyper-V is denied: run elevated, or as a member of Hyper-V Administrators.",
+                    _ => "The Hyper-V Virtual Machine Management service (vmms) is not running (Start-Service vmms).",
+                };
+            }
+        }
+
+        private static Model NewModel() => new Model(Knobs.Root ?? throw new WmiException(WmiFailure.Unavailable,
+            $"The Hyper-V model has no state folder: set {Knobs.RootVariable} to one."));
+
+        IWmiSession IHyperVHost.Open() => new Session(NewModel());
+
+        /// <summary>
+        /// A stream to what listens in a running machine on a vsock port's service id: one of its agent
+        /// ports, held by this stream until it is disposed. IOException when the machine does not run,
+        /// the id is not a vsock port's, or no agent answers within <paramref name="timeout"/>.
+        /// </summary>
+        public Stream ConnectGuest(Guid vmId, Guid serviceId, TimeSpan timeout, CancellationToken cancellation)
+        {
+            if (!serviceId.ToString("D").EndsWith(VsockTemplate, StringComparison.OrdinalIgnoreCase))
+                throw new IOException($"Service {serviceId} is not a vsock port's ({{port:x8}}{VsockTemplate}): nothing in the guest listens on it.");
+            var model = NewModel();
+            var id = vmId.ToString("D").ToUpperInvariant();
+            return model.Connect(id, () => model.RunningPid(id), timeout, cancellation);
+        }
+
+        /// <summary>Stops every QEMU the model runs under HYPERV_MODEL_ROOT (by the pid each machine's folder records); removes nothing.</summary>
+        public void ShutdownAll() => NewModel().ShutdownAll();
+
+        /// <summary>Makes a base disk for tests at <paramref name="path"/>: the Qemu backend's default root image (busybox and the agent user) as a qcow2 "VHDX".</summary>
+        public static void MakeBaseImage(string path, long sizeBytes = 256L << 20) => Model.MakeBaseImage(path, sizeBytes);
+    }
+}
