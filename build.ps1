@@ -178,6 +178,38 @@ function Stop-TestWsl($Wsl) {
     Remove-Item Env:AGENTSANDBOX_WSL_EXE, Env:WSL_STANDIN_ROOT, Env:WSL_UTF8 -ErrorAction Ignore
 }
 
+# The HyperV backend runs here against the model of Hyper-V's WMI namespace in tests/HyperVModel (a test
+# tool, not Hyper-V; its running machines are QEMU guests): built, named by AGENTSANDBOX_HYPERV_MODEL for
+# the run, its state under out/, its guests stopped afterwards.
+function Start-TestHyperV {
+    if (-not $IsLinux) { return $null }
+    $project = Join-Path $root 'tests/HyperVModel'
+    Write-Host 'Building the model of Hyper-V for the HyperV backend''s tests' -ForegroundColor Cyan
+    Invoke-Native dotnet @('build', "$project/HyperVModel.csproj", '-c', 'Release', '-o', "$project/bin", '--nologo', '-v', 'quiet', '-clp:ErrorsOnly') | Out-Host
+    $state = Join-Path $out 'test-hyperv'
+    $null = New-Item -ItemType Directory -Force -Path $state
+    $env:AGENTSANDBOX_HYPERV_MODEL = Join-Path $project 'bin/AgentSandbox.HyperVModel.dll'
+    $env:HYPERV_MODEL_ROOT = $state
+    # The default image, as a Hyper-V host's user would set one: the model's base disk (the Qemu backend's default root).
+    $image = Join-Path $out 'test-images/hyperv-base.vhdx'
+    if (-not (Test-Path $image)) {
+        $null = New-Item -ItemType Directory -Force -Path (Split-Path $image)
+        & $pwsh -NoProfile -Command "Add-Type -Path '$($env:AGENTSANDBOX_HYPERV_MODEL)'; [AgentSandbox.HyperVModel.ModelHost]::MakeBaseImage('$image.tmp', 2GB)" | Out-Host
+        if ($LASTEXITCODE -ne 0) { throw 'The Hyper-V model''s base image could not be made.' }
+        Move-Item "$image.tmp" $image
+    }
+    $env:AGENTSANDBOX_HYPERV_IMAGE = $image
+    [pscustomobject]@{ Model = $env:AGENTSANDBOX_HYPERV_MODEL; State = $state }
+}
+
+function Stop-TestHyperV($HyperV) {
+    if (-not $HyperV) { return }
+    trap { Write-Warning "Stopping the Hyper-V model's guests: $_"; continue }
+    # Its guests (QEMU processes it started, by their pid files); the tests remove their own machines.
+    & $pwsh -NoProfile -Command "`$env:HYPERV_MODEL_ROOT = '$($HyperV.State)'; Add-Type -Path '$($HyperV.Model)'; [AgentSandbox.HyperVModel.ModelHost]::new().ShutdownAll()" | Out-Host
+    Remove-Item Env:AGENTSANDBOX_HYPERV_MODEL, Env:HYPERV_MODEL_ROOT, Env:AGENTSANDBOX_HYPERV_IMAGE -ErrorAction Ignore
+}
+
 function Invoke-ReportScript([string] $Script, [string] $OutFile, [switch] $WithWsl) {
     Invoke-Build
     $daemon = Start-TestDocker
@@ -251,8 +283,9 @@ switch ($Task) {
         $core = Invoke-CoreTests
         $daemon = Start-TestDocker
         $wsl = Start-TestWsl
+        $hyperV = Start-TestHyperV
         try { $module = Invoke-PesterTests }
-        finally { Stop-TestWsl $wsl; Stop-TestDocker $daemon }
+        finally { Stop-TestHyperV $hyperV; Stop-TestWsl $wsl; Stop-TestDocker $daemon }
         $passed = $core.Passed + $module.Passed
         $failed = $core.Failed + $module.Failed
         $skipped = $core.Skipped + $module.Skipped

@@ -112,6 +112,7 @@ namespace AgentSandbox
         public const string FeatureUnsupported = "FeatureUnsupported";
         /// <summary>-User root in a sandbox whose backend gives root more than the sandbox (Wsl) and that was not made with -Force.</summary>
         public const string RootRefused = "RootRefused";
+        public const string HyperVAccessDenied = "HyperVAccessDenied";
         public const string VerificationUnsupported = "VerificationUnsupported";
         /// <summary>The files a sandbox starts with (a fork's checkpoint, an -Image) do not fit in its -DiskSize.</summary>
         public const string DiskTooSmall = "DiskTooSmall";

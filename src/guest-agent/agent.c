@@ -176,6 +176,17 @@ static void exec_program(char **argv, char **envp) {
 }
 
 /* In the child: report a failed step to the parent through the close-on-exec pipe, and end. */
+/* Every descriptor above the standard three closes at exec: close_range's CLOEXEC flag (Linux 5.11), else one by one. */
+static void close_inherited_on_exec(void) {
+    if (syscall(436 /* close_range */, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) == 0) return;
+    long most = sysconf(_SC_OPEN_MAX);
+    if (most < 0 || most > 65536) most = 65536;
+    for (int fd = 3; fd < most; fd++) {
+        int f = fcntl(fd, F_GETFD);
+        if (f >= 0) fcntl(fd, F_SETFD, f | FD_CLOEXEC);
+    }
+}
+
 static void child_fail(int report, const char *step) {
     char msg[320];
     int n = snprintf(msg, sizeof msg, "%s: %s", step, strerror(errno));
@@ -237,13 +248,17 @@ static void start_command(uint32_t id, struct reader *r) {
         }
         int null = (flags & AS_EXEC_STDIN) ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (dup2((flags & AS_EXEC_STDIN) ? in[0] : null, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) child_fail(report[1], "standard streams");
+        /* A user other than root gains nothing from setuid programs, as on the container backends. This and
+         * the filter come while the process is still root's: no moment passes in which it runs as the user
+         * without them (a moment guarded by the dumpable flag alone, a global setting on a shared kernel). */
+        if (uid != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report[1], "no_new_privs");
+        if (no_userns && deny_user_namespaces() != 0) child_fail(report[1], "the user-namespace filter");
+        /* What the agent inherited from whatever started it stays out of the command. */
+        close_inherited_on_exec();
         /* The user first, then the directory: it is resolved with the user's rights, never root's. */
         if (setgroups(ngroups, groups) != 0) child_fail(report[1], "setgroups");
         if (setgid(gid) != 0) child_fail(report[1], "setgid");
         if (setuid(uid) != 0) child_fail(report[1], "setuid");
-        /* A user other than root gains nothing from setuid programs, as on the container backends. */
-        if (uid != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report[1], "no_new_privs");
-        if (no_userns && deny_user_namespaces() != 0) child_fail(report[1], "the user-namespace filter");
         if (chdir(cwd && *cwd ? cwd : "/") != 0) child_fail(report[1], cwd && *cwd ? cwd : "/");
         exec_program(argv, envp);
         child_fail(report[1], argv[0]);

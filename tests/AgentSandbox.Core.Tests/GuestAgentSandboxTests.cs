@@ -26,7 +26,8 @@ namespace AgentSandbox.Core.Tests
 
         private Process Start(params string[] options)
         {
-            var info = new ProcessStartInfo(GuestAgentBinary.Path, "--stdio " + string.Join(" ", options))
+            // Through a shell that leaves descriptor 7 open, as a careless parent would: commands must not get it.
+            var info = new ProcessStartInfo("/bin/sh", "-c \"exec 7</etc/hostname; exec \\\"$0\\\" --stdio \\\"$@\\\"\" " + GuestAgentBinary.Path + " " + string.Join(" ", options))
             {
                 RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
             };
@@ -93,6 +94,13 @@ namespace AgentSandbox.Core.Tests
             // unshare(2) straight, and clone(2) with CLONE_NEWUSER (perl's syscall: no C library choosing clone3 first).
             var calls = RunAs(65534, "perl -e 'print syscall(272, 0x10000000) == 0 ? \"unshared\\n\" : \"$!\\n\"; my $p = syscall(56, 0x10000000 | 17, 0, 0, 0, 0); if ($p == 0) { exit 0 } print $p > 0 ? \"cloned\\n\" : \"$!\\n\"; print syscall(435, 0, 0) == -1 ? \"$!\\n\" : \"clone3\\n\"'", "--no-userns");
             Assert.Equal("Operation not permitted\nOperation not permitted\nFunction not implemented\n", calls.Out);
+        }
+
+        [Fact]
+        public void DescriptorsTheAgentInheritedDoNotReachCommands()
+        {
+            // The agent itself holds 7 (the shell above gave it); a command sees only its standard three.
+            Assert.Equal("0 1 2 \n", RunAs(65534, "for f in /proc/self/fd/*; do n=${f##*/}; [ \"$n\" -lt 3 ] && printf '%s ' $n; [ \"$n\" = 7 ] && printf 'leaked '; done; echo").Out);
         }
 
         [Fact]

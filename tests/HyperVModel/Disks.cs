@@ -101,6 +101,41 @@ namespace AgentSandbox.HyperVModel
             });
         }
 
+        /// <summary>
+        /// ConvertVirtualHardDisk: a new disk at Path with what the source (and its parents) hold; the
+        /// source is not modified (convertvirtualharddisk-msvm-imagemanagementservice). The model makes
+        /// Type 3 (dynamic) VHDX alone: qemu-img convert flattens the chain into one qcow2.
+        /// </summary>
+        public WmiMethodResult ConvertVirtualHardDisk(Args args)
+        {
+            Inst d;
+            try { d = CimXml.Parse(args.String("VirtualDiskSettingData"), "Msvm_VirtualHardDiskSettingData"); }
+            catch (CimXmlException) { return Returned(32773); }
+            var source = args.String("SourcePath");
+            var path = d.Str("Path");
+            if (string.IsNullOrEmpty(source) || !Path.IsPathRooted(source) || string.IsNullOrEmpty(path) || !Path.IsPathRooted(path)
+                || d.Num("Format") != Vhdx || d.Num("Type") != Dynamic || !string.IsNullOrEmpty(d.Str("ParentPath"))
+                || Path.GetExtension(path).ToLowerInvariant() != ".vhdx")
+                return Returned(32773);
+            var temp = Path.Combine(Path.GetDirectoryName(path)!, "." + Path.GetFileName(path) + ".hvmodel-" + Guid.NewGuid().ToString("N"));
+            return Locked(s =>
+            {
+                var job = NewJob(s, "Converting virtual hard disk");
+                if (ShouldFail(s, "ConvertVirtualHardDisk")) { FailJob(job, 32768, "Failed to convert the virtual hard disk (HYPERV_MODEL_FAIL)."); return Started(job); }
+                string? why = null; ushort code = 32768;
+                if (!File.Exists(source)) { why = $"The system cannot find the file specified: '{source}'."; code = 32779; }
+                else if (!IsVhdx(source!)) { why = $"'{source}' is not a virtual hard disk."; code = 32773; }
+                else if (!Directory.Exists(Path.GetDirectoryName(path)!)) { why = $"The system cannot find the path specified ('{Path.GetDirectoryName(path)}')."; code = 32779; }
+                else if (File.Exists(path)) { why = $"The file '{path}' exists."; }
+                if (why != null) { FailJob(job, code, $"Failed to convert the virtual hard disk '{source}': {why}"); return Started(job); }
+                try { ProcessRunner.Run(ImageTool, "convert", "-q", "-U", "-O", "qcow2", source!, temp); }
+                catch (IOException e) { FailJob(job, 32768, $"Failed to convert the virtual hard disk '{source}': {e.Message}"); return Started(job); }
+                job.Set("renameFrom", temp);
+                job.Set("renameTo", path);
+                return Started(job);
+            });
+        }
+
         /// <summary>GetVirtualHardDiskSettingData: the disk's settings as an embedded Msvm_VirtualHardDiskSettingData, at once.</summary>
         public WmiMethodResult GetVirtualHardDiskSettingData(Args args)
         {

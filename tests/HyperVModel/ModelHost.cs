@@ -56,6 +56,47 @@ namespace AgentSandbox.HyperVModel
         /// <summary>Stops every QEMU the model runs under HYPERV_MODEL_ROOT (by the pid each machine's folder records); removes nothing.</summary>
         public void ShutdownAll() => NewModel().ShutdownAll();
 
+        /// <summary>
+        /// What the model holds of the machine named <paramref name="elementName"/>, for tests to assert
+        /// (null when there is none): its id and state, its settings, memory, processors and disks, read
+        /// through the model's own WMI as any client would.
+        /// </summary>
+        public static System.Collections.Hashtable? Machine(string elementName)
+        {
+            using IWmiSession wmi = new Session(NewModel());
+            var vm = System.Linq.Enumerable.FirstOrDefault(wmi.Query($"SELECT * FROM Msvm_ComputerSystem WHERE ElementName = '{elementName.Replace("\\", "\\\\").Replace("'", "\\'")}'"));
+            if (vm == null) return null;
+            var id = vm.String("Name")!;
+            var settings = System.Linq.Enumerable.First(wmi.Query($"SELECT * FROM Msvm_VirtualSystemSettingData WHERE VirtualSystemIdentifier = '{id}' AND VirtualSystemType = 'Microsoft:Hyper-V:System:Realized'"));
+            object? Part(string cls, string property) => System.Linq.Enumerable.FirstOrDefault(wmi.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", cls))?[property];
+            var disks = System.Linq.Enumerable.ToArray(System.Linq.Enumerable.SelectMany(
+                wmi.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "Msvm_StorageAllocationSettingData"), d => d.Strings("HostResource")));
+            return new System.Collections.Hashtable
+            {
+                ["Id"] = id,
+                ["EnabledState"] = vm.Number("EnabledState"),
+                ["Notes"] = string.Join("\n", settings.Strings("Notes")),
+                ["SubType"] = settings.String("VirtualSystemSubType"),
+                ["SecureBootEnabled"] = settings.Boolean("SecureBootEnabled"),
+                ["SecureBootTemplateId"] = settings.String("SecureBootTemplateId"),
+                ["AutomaticSnapshotsEnabled"] = settings.Boolean("AutomaticSnapshotsEnabled"),
+                ["MemoryMB"] = Part("Msvm_MemorySettingData", "VirtualQuantity"),
+                ["DynamicMemoryEnabled"] = Part("Msvm_MemorySettingData", "DynamicMemoryEnabled"),
+                ["Processors"] = Part("Msvm_ProcessorSettingData", "VirtualQuantity"),
+                ["ProcessorLimit"] = Part("Msvm_ProcessorSettingData", "Limit"),
+                ["Disks"] = disks,
+                ["NetworkAdapters"] = wmi.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "Msvm_SyntheticEthernetPortSettingData").Count,
+                ["Snapshots"] = wmi.Query($"SELECT * FROM Msvm_VirtualSystemSettingData WHERE VirtualSystemIdentifier = '{id}' AND VirtualSystemType = 'Microsoft:Hyper-V:Snapshot:Realized'").Count,
+            };
+        }
+
+        /// <summary>The display names of every machine the model holds.</summary>
+        public static string[] MachineNames()
+        {
+            using IWmiSession wmi = new Session(NewModel());
+            return System.Linq.Enumerable.ToArray(System.Linq.Enumerable.Select(wmi.Query("SELECT * FROM Msvm_ComputerSystem WHERE Caption = 'Virtual Machine'"), m => m.String("ElementName") ?? ""));
+        }
+
         /// <summary>Makes a base disk for tests at <paramref name="path"/>: the Qemu backend's default root image (busybox and the agent user) as a qcow2 "VHDX".</summary>
         public static void MakeBaseImage(string path, long sizeBytes = 256L << 20) => Model.MakeBaseImage(path, sizeBytes);
     }

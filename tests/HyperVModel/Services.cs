@@ -35,6 +35,7 @@ namespace AgentSandbox.HyperVModel
             "DestroySnapshotTree" => DestroySnapshot(a, tree: true),
             "CreateVirtualHardDisk" => CreateVirtualHardDisk(a),
             "GetVirtualHardDiskSettingData" => GetVirtualHardDiskSettingData(a),
+            "ConvertVirtualHardDisk" => ConvertVirtualHardDisk(a),
             "GetError" => Locked(s => GetErrors(s, Find(s, PathOf(target.Inst)) ?? throw new WmiException(WmiFailure.NotFound, "The job is gone."), many: false)),
             "GetErrorEx" => Locked(s => GetErrors(s, Find(s, PathOf(target.Inst)) ?? throw new WmiException(WmiFailure.NotFound, "The job is gone."), many: true)),
             _ => throw new WmiException(WmiFailure.NotFound, $"Method {method} not found."),

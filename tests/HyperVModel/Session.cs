@@ -60,6 +60,7 @@ namespace AgentSandbox.HyperVModel
             new MethodDef("Msvm_VirtualSystemSnapshotService", "DestroySnapshotTree", ("SnapshotSettingData", CimType.Reference, false)),
             new MethodDef("Msvm_ImageManagementService", "CreateVirtualHardDisk", ("VirtualDiskSettingData", CimType.String, false)),
             new MethodDef("Msvm_ImageManagementService", "GetVirtualHardDiskSettingData", ("Path", CimType.String, false)),
+            new MethodDef("Msvm_ImageManagementService", "ConvertVirtualHardDisk", ("SourcePath", CimType.String, false), ("VirtualDiskSettingData", CimType.String, false)),
             new MethodDef("Msvm_ConcreteJob", "GetError"),
             new MethodDef("Msvm_ConcreteJob", "GetErrorEx"),
         };

@@ -16,6 +16,8 @@ $script:HasDocker = [bool](Get-Command docker -CommandType Application -ErrorAct
 
 function Get-TestModulePath { $script:ModulePath }
 
+function Get-TestRepoRoot { $script:RepoRoot }
+
 function Get-TestBackends {
     <# The backends every backend-dependent block runs on, as -ForEach data. #>
     $script:Backends | ForEach-Object { @{ Backend = $_ } }

@@ -129,8 +129,14 @@ Describe 'Wsl: a WSL distribution per sandbox' {
     }
 
     It 'Test-AgentSandbox: every boundary it claims holds, and what WSL adds is tried and blocked' {
+        # A hostile agent watches the battery: every probe token it can read (the attempts' environments) becomes a
+        # link in /tmp to /etc/wsl.conf, so root writing to a predictable probe path there would empty it.
+        $conf = Invoke-InSandbox -InputObject $sb -Command 'cat /etc/wsl.conf'
+        Invoke-InSandbox -InputObject $sb -Command 'setsid sh -c ''echo $$ > /tmp/watcher.pid; while :; do for e in /proc/[0-9]*/environ; do t=$(tr "\0" "\n" < $e 2>/dev/null | sed -n "s/^P_TOKEN=//p"); [ -n "$t" ] && for n in net drvfs; do ln -s /etc/wsl.conf /tmp/agentsandbox-probe-$n-$t 2>/dev/null; done; done; sleep 0.3; done'' >/dev/null 2>&1 </dev/null &'
         # One run: the attempts come out, a claim an attempt broke would come as an IsolationClaimViolated error.
-        $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorVariable violated -ErrorAction SilentlyContinue)
+        try { $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorVariable violated -ErrorAction SilentlyContinue) }
+        finally { Invoke-InSandbox -InputObject $sb -Command 'kill $(cat /tmp/watcher.pid); rm -f /tmp/watcher.pid /tmp/agentsandbox-probe-*' }
+        Invoke-InSandbox -InputObject $sb -Command 'cat /etc/wsl.conf' | Should -Be $conf
         foreach ($id in 'fs-windows-drive', 'proc-windows-interop', 'ipc-wsl-shared-mount', 'net-wsl-distributions', 'proc-other-distribution') {
             $a = $attempts | Where-Object Id -EQ $id
             $a.Outcome | Should -Be 'Blocked' -Because "${id}: $($a.Evidence)"

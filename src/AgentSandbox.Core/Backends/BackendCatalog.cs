@@ -108,6 +108,8 @@ namespace AgentSandbox.Backends
             new BackendFactory("Qemu", HostPlatform.Linux, c => new Qemu.QemuBackend(c.Store, c.StateRoot)),
             // A Windows backend; on Linux it works only against a wsl.exe stand-in (AGENTSANDBOX_WSL_EXE), as the module's tests run it.
             new BackendFactory("Wsl", HostPlatform.Windows | HostPlatform.Linux, c => new Wsl.WslBackend(c.WslStore)),
+            // A Windows backend; on Linux it works only against a model of Hyper-V's WMI namespace (AGENTSANDBOX_HYPERV_MODEL), as the module's tests run it.
+            new BackendFactory("HyperV", HostPlatform.Windows | HostPlatform.Linux, c => new HyperV.HyperVBackend(c.Store)),
         };
 
         public static HostPlatform Current =>

@@ -40,7 +40,8 @@ namespace AgentSandbox.Verification
         private const string DriveScript =
             "found=''; for d in /mnt/*; do [ -d \"$d/Windows\" ] || [ -d \"$d/Users\" ] && found=\"$found $d\"; done; " +
             "[ -n \"$found\" ] && r SUCCEEDED \"Windows drives:$found\"; " +
-            "m=/tmp/agentsandbox-drvfs.$$; mkdir -p $m; err=$(mount -t drvfs C: $m 2>&1); " +
+            // A folder of its own (mktemp -d): a fixed name in /tmp could be a link the agent planted.
+            "m=$(mktemp -d) || r INCONCLUSIVE 'mktemp -d failed'; err=$(mount -t drvfs C: $m 2>&1); " +
             "if [ -d $m/Windows ] || [ -d $m/Users ]; then umount -l $m; rmdir $m; r SUCCEEDED 'mounted drive C: with drvfs'; fi; " +
             "umount -l $m 2>/dev/null; rmdir $m 2>/dev/null; r BLOCKED \"no Windows drive under /mnt; mount -t drvfs C: said: ${err:-nothing}\"";
 
@@ -68,22 +69,30 @@ namespace AgentSandbox.Verification
         {
             if (Backend(c) is not WslBackend wsl) return (AttemptOutcome.Inconclusive, "the sandbox is no WSL distribution");
             int port = 20000 + new Random().Next(20000);
-            var got = "/tmp/agentsandbox-probe-net-" + c.Fixtures.Token;
             // A listener on the network every distribution shares, as the user's own distribution would have.
             // Listening for sure: the port in LISTEN state (0A) in the shared namespace's /proc/net/tcp or tcp6, or the attempt proves nothing.
+            // What it receives goes into a folder root just made (mode 0700): root writing to a path in the agent's
+            // reach would follow a link the agent planted there (to /etc/wsl.conf, say).
             var hex = port.ToString("X4", System.Globalization.CultureInfo.InvariantCulture);
-            var listening = wsl.RunOutsideAgent(c.Sandbox, $"(timeout 20 nc -l -p {port} > {got} 2>/dev/null &) ; for i in 1 2 3 4 5 6 7 8 9 10; do cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ':{hex} [0-9A-F]*:0000 0A' && {{ echo listening; exit 0; }}; sleep 0.2; done; echo none");
-            if (!listening.StdOut.Contains("listening")) return (AttemptOutcome.Inconclusive, "no listener could be started outside the sandbox (nc -l -p): " + AttemptContext.Excerpt(listening.StdOut + listening.StdErr));
+            var listening = wsl.RunOutsideAgent(c.Sandbox, $"d=$(mktemp -d) || exit 1; echo \"dir=$d\"; (timeout 20 nc -l -p {port} > \"$d/got\" 2>/dev/null &) ; for i in 1 2 3 4 5 6 7 8 9 10; do cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ':{hex} [0-9A-F]*:0000 0A' && {{ echo listening; exit 0; }}; sleep 0.2; done; echo none");
+            var dir = listening.StdOut.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.StartsWith("dir=/", StringComparison.Ordinal))?.Substring(4);
+            if (dir == null || dir.IndexOfAny(new[] { '\'', '"', '$', '`', '\\', ' ' }) >= 0) return (AttemptOutcome.Inconclusive, "no private folder could be made outside the sandbox (mktemp -d): " + AttemptContext.Excerpt(listening.StdOut + listening.StdErr));
+            var got = dir + "/got";
+            if (!listening.StdOut.Contains("listening"))
+            {
+                wsl.RunOutsideAgent(c.Sandbox, $"rm -rf '{dir}'");
+                return (AttemptOutcome.Inconclusive, "no listener could be started outside the sandbox (nc -l -p): " + AttemptContext.Excerpt(listening.StdOut + listening.StdErr));
+            }
             try
             {
                 var tried = c.Run($"echo {c.Fixtures.Token} | nc -w 3 127.0.0.1 {port} 2>&1; echo exit=$?");
-                var received = wsl.RunOutsideAgent(c.Sandbox, $"sleep 0.3; cat {got} 2>/dev/null").StdOut;
+                var received = wsl.RunOutsideAgent(c.Sandbox, $"sleep 0.3; cat '{got}' 2>/dev/null").StdOut;
                 return received.Contains(c.Fixtures.Token)
                     ? (AttemptOutcome.Succeeded, $"a listener on 127.0.0.1:{port} of the distributions' shared network received what the sandbox sent")
                     : (AttemptOutcome.Blocked, $"the listener on 127.0.0.1:{port} of the distributions' shared network received nothing ({AttemptContext.Excerpt(tried.StdOut.Trim())})");
             }
             // The listener ends by its own timeout; no process is killed by what its command line says.
-            finally { wsl.RunOutsideAgent(c.Sandbox, $"rm -f {got}"); }
+            finally { wsl.RunOutsideAgent(c.Sandbox, $"rm -rf '{dir}'"); }
         }
 
         private static (AttemptOutcome, string) OtherDistribution(AttemptContext c)

@@ -1,0 +1,202 @@
+# The HyperV backend against the model of Hyper-V's WMI namespace (tests/HyperVModel, whose running
+# machines are QEMU guests with the module's agent): build.ps1 test names it with AGENTSANDBOX_HYPERV_MODEL.
+BeforeAll {
+    Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+
+    function Get-HyperVTestImage {
+        # The default image build.ps1 test sets, or one made as it makes it: the model's base disk.
+        if ($env:AGENTSANDBOX_HYPERV_IMAGE) { return $env:AGENTSANDBOX_HYPERV_IMAGE }
+        if (-not $env:AGENTSANDBOX_HYPERV_MODEL) { return $null }
+        $image = Join-Path (Get-TestRepoRoot) 'out/test-images/hyperv-base.vhdx'
+        if (-not (Test-Path $image)) {
+            $null = New-Item -ItemType Directory -Force -Path (Split-Path $image)
+            Add-Type -Path $env:AGENTSANDBOX_HYPERV_MODEL
+            [AgentSandbox.HyperVModel.ModelHost]::MakeBaseImage("$image.tmp", 2GB)
+            Move-Item "$image.tmp" $image
+        }
+        $image
+    }
+
+    function Get-Machine($Sandbox) {
+        Add-Type -Path $env:AGENTSANDBOX_HYPERV_MODEL
+        [AgentSandbox.HyperVModel.ModelHost]::Machine("AgentSandbox-$($Sandbox.Name)-$($Sandbox.Id)")
+    }
+
+    function Get-FileHashText([string] $Path) { (Get-FileHash -Algorithm SHA256 -LiteralPath $Path).Hash }
+
+    $image = Get-HyperVTestImage
+}
+
+Describe 'HyperV: a Hyper-V virtual machine per sandbox (against the model of Hyper-V)' {
+    BeforeAll {
+        $name = New-TestName -Tag 'hv'
+        $imageHash = if ($image) { Get-FileHashText $image }
+        $saved = $env:AGENTSANDBOX_HYPERV_IMAGE
+        $env:AGENTSANDBOX_HYPERV_IMAGE = $image
+        $sb = if (Test-BackendAvailable HyperV) { New-AgentSandbox -Name $name -Backend HyperV -Image $image -Memory 256MB -CpuCount 0.5 -ProcessLimit 40 }
+    }
+    AfterAll { Remove-TestSandbox $name; $env:AGENTSANDBOX_HYPERV_IMAGE = $saved }
+    BeforeEach { Assert-BackendOrSkip HyperV }
+
+    It 'Get-AgentSandboxBackend says it claims every boundary with Kernel, and without a default image why it is unavailable' {
+        $info = Get-AgentSandboxBackend HyperV
+        $info.Platform | Should -Be 'Windows'
+        $info.Boundaries | Should -Contain 'Kernel'
+        $info.Privilege | Should -Be 'VirtualMachine'
+        $info.Features | Should -Contain 'Checkpoints'
+        $info.Available | Should -BeTrue
+        $info.Isolation | Should -Be 'Kernel'
+        # Without a default image it says why, and still makes sandboxes from -Image.
+        Remove-Item Env:AGENTSANDBOX_HYPERV_IMAGE
+        try { (Get-AgentSandboxBackend HyperV).Reason | Should -BeLike 'no base image given*AGENTSANDBOX_HYPERV_IMAGE*' }
+        finally { $env:AGENTSANDBOX_HYPERV_IMAGE = $image }
+    }
+
+    # What the machine is, read from the model's WMI (on a real host, these read the model's inspection helper and are skipped).
+    It 'is a Generation 2 machine of the module''s name with Secure Boot for Linux, static memory, its vCPU capped, no adapter, on a differencing disk' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
+        $m = Get-Machine $sb
+        $m | Should -Not -BeNullOrEmpty
+        $m.EnabledState | Should -Be 2
+        $m.SubType | Should -Be 'Microsoft:Hyper-V:SubType:2'
+        $m.Notes | Should -BeLike "*AgentSandbox sandbox '$name'*Remove-AgentSandbox*"
+        $m.SecureBootEnabled | Should -BeTrue
+        $m.SecureBootTemplateId | Should -Be '272e7447-90a4-4563-a4b9-8e4ab00526ce'
+        $m.AutomaticSnapshotsEnabled | Should -BeFalse
+        $m.MemoryMB | Should -Be 256
+        $m.DynamicMemoryEnabled | Should -BeFalse
+        $m.Processors | Should -Be 1
+        $m.ProcessorLimit | Should -Be 50000
+        $m.NetworkAdapters | Should -Be 0
+        $m.Disks | Should -HaveCount 1
+        $m.Disks[0] | Should -BeLike "$($sb.Location)*"
+        (qemu-img info --output=json -U $m.Disks[0] | ConvertFrom-Json).'backing-filename' | Should -Be $image
+    }
+
+    It 'runs commands in a kernel of its own with their exact argv, input, environment, directory and exit code' {
+        Invoke-InSandbox -InputObject $sb -Command 'cat /proc/sys/kernel/random/boot_id' | Should -Not -Be (Get-Content /proc/sys/kernel/random/boot_id)
+        Invoke-InSandbox -InputObject $sb -Command 'id -un; hostname' | Should -Be 'agent', $name
+        $argv = Invoke-InSandbox -InputObject $sb -FilePath /bin/sh -ArgumentList '-c', 'for a; do echo "[$a]"; done', 'sh', 'a b', '', 'x"y', 'back\slash'
+        $argv | Should -Be '[a b]', '[]', '[x"y]', '[back\slash]'
+        Invoke-InSandbox -InputObject $sb -Command 'cat' -StandardInput 'line one', 'line two' | Should -Be 'line one', 'line two'
+        Invoke-InSandbox -InputObject $sb -Command 'echo "$GREETING from $(pwd)"' -Environment @{ GREETING = 'hello' } -WorkingDirectory /tmp | Should -Be 'hello from /tmp'
+        $r = Invoke-InSandbox -InputObject $sb -Command 'echo out; echo err >&2; exit 7' -PassThru
+        $r.ExitCode | Should -Be 7
+        $r.StdOut.Trim() | Should -Be 'out'
+        $r.StdErr.Trim() | Should -Be 'err'
+        Invoke-InSandbox -InputObject $sb -User root -Command 'id -u' | Should -Be '0'
+    }
+
+    It 'a timeout kills the command and what it started in the guest' {
+        $marker = '300.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        $r = Invoke-InSandbox -InputObject $sb -Command "sleep $marker & sleep $marker" -TimeoutSec 3 -PassThru -ErrorAction SilentlyContinue
+        $r.TimedOut | Should -BeTrue
+        Start-Sleep -Milliseconds 500
+        Invoke-InSandbox -InputObject $sb -Command "ps -o args | grep -c '^sleep $marker' || true" | Should -Be '0'
+    }
+
+    It 'copies files in and out through the agent' {
+        $work = Join-Path ([IO.Path]::GetTempPath()) "pt-hv-copy-$PID"
+        try {
+            $null = New-Item -ItemType Directory -Force -Path "$work/in/sub"
+            Set-Content -LiteralPath "$work/in/sub/file.txt" -Value 'copied in' -NoNewline
+            Copy-AgentSandboxItem -InputObject $sb -ToSandbox -Path "$work/in" -Destination /workspace
+            Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/in/sub/file.txt; echo; stat -c %U /workspace/in/sub/file.txt' | Should -Be 'copied in', 'agent'
+            Invoke-InSandbox -InputObject $sb -Command 'echo made inside > /workspace/out.txt'
+            Copy-AgentSandboxItem -InputObject $sb -FromSandbox -Path /workspace/out.txt -Destination "$work/out.txt"
+            Get-Content "$work/out.txt" | Should -Be 'made inside'
+        }
+        finally { Remove-Item $work -Recurse -Force -ErrorAction Ignore }
+    }
+
+    It 'Stop-AgentSandbox shuts the guest down (the machine is off), Start-AgentSandbox boots it with its files' {
+        Invoke-InSandbox -InputObject $sb -Command 'echo kept > /workspace/kept.txt; sync'
+        Stop-AgentSandbox -InputObject $sb
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Stopped'
+        (Get-Machine $sb).EnabledState | Should -Be 3
+        (Start-AgentSandbox -InputObject $sb -PassThru).State | Should -Be 'Running'
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/kept.txt' | Should -Be 'kept'
+    }
+
+    It 'a checkpoint is a Hyper-V checkpoint with memory: a restore brings a running process back; a fork boots the checkpoint''s disk' {
+        $marker = '300.{0}' -f (Get-Random -Minimum 100000 -Maximum 999999)
+        Invoke-InSandbox -InputObject $sb -Command "echo before > /workspace/state.txt; sync; setsid sleep $marker >/dev/null 2>&1 </dev/null &"
+        $cp = Checkpoint-AgentSandbox -InputObject $sb -CheckpointName one
+        if ($env:AGENTSANDBOX_HYPERV_MODEL) { (Get-Machine $sb).Snapshots | Should -Be 1 }
+        Invoke-InSandbox -InputObject $sb -Command "pkill -f 'sleep $marker'; echo after > /workspace/state.txt"
+        Restore-AgentSandbox -Name $name -CheckpointName one -Force
+        Invoke-InSandbox -InputObject $sb -Command 'cat /workspace/state.txt' | Should -Be 'before'
+        Invoke-InSandbox -InputObject $sb -Command "ps -o args | grep -c '^sleep $marker' || true" | Should -Be '1'
+        $forkName = New-TestName -Tag 'hvfork'
+        try {
+            $fork = New-AgentSandbox -Name $forkName -FromCheckpoint $cp
+            $fork.Backend | Should -Be 'HyperV'
+            Invoke-InSandbox -InputObject $fork -Command 'cat /workspace/state.txt' | Should -Be 'before'
+            # A fork boots: the process is not carried.
+            Invoke-InSandbox -InputObject $fork -Command "ps -o args | grep -c '^sleep $marker' || true" | Should -Be '0'
+            if ($env:AGENTSANDBOX_HYPERV_MODEL) {
+                $fm = Get-Machine $fork
+                $fm.Id | Should -Not -Be (Get-Machine $sb).Id
+                (qemu-img info --output=json -U $fm.Disks[0] | ConvertFrom-Json).'backing-filename' | Should -BeNullOrEmpty
+            }
+        }
+        finally { Remove-TestSandbox $forkName }
+        $cp | Remove-AgentSandboxCheckpoint -Confirm:$false
+        if ($env:AGENTSANDBOX_HYPERV_MODEL) { (Get-Machine $sb).Snapshots | Should -Be 0 }
+    }
+
+    It 'Test-AgentSandbox: every boundary it claims holds' {
+        $attempts = @(Test-AgentSandbox -InputObject $sb -Attempt -ErrorVariable violated -ErrorAction SilentlyContinue)
+        $attempts.Count | Should -BeGreaterThan 20
+        ($attempts | Where-Object Id -EQ 'kernel-shared').Outcome | Should -Be 'Blocked'
+        @($violated) | Should -BeNullOrEmpty -Because ($violated -join "`n")
+    }
+
+    It 'Remove-AgentSandbox destroys the machine and its disks and leaves the image as it was' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
+        $other = New-TestName -Tag 'hvrm'
+        $s = New-AgentSandbox -Name $other -Backend HyperV -Image $image
+        $m = Get-Machine $s
+        Remove-AgentSandbox -InputObject $s -Force -Confirm:$false
+        Get-Machine $s | Should -BeNullOrEmpty
+        Test-Path $m.Disks[0] | Should -BeFalse
+        Test-Path $s.Location | Should -BeFalse
+        Get-FileHashText $image | Should -Be $imageHash
+    }
+}
+
+# Failures are injected through the model's knobs: a real host has none.
+Describe 'HyperV: failures leave nothing behind and say what to do' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
+    BeforeEach { Assert-BackendOrSkip HyperV }
+    AfterEach { Remove-Item Env:HYPERV_MODEL_FAIL, Env:HYPERV_MODEL_UNAVAILABLE -ErrorAction Ignore }
+
+    It 'a job that fails half-way through a create (<Method>) undoes the machine and its disk' -ForEach @(
+        @{ Method = 'CreateVirtualHardDisk' }, @{ Method = 'DefineSystem' }, @{ Method = 'ModifyResourceSettings' }, @{ Method = 'AddResourceSettings' }, @{ Method = 'RequestStateChange' }
+    ) {
+        $n = New-TestName -Tag 'hvfail'
+        $env:HYPERV_MODEL_FAIL = $Method
+        try {
+            $e = { New-AgentSandbox -Name $n -Backend HyperV -Image $image -ErrorAction Stop } | Should -Throw -ErrorId '*Failed*' -PassThru
+            $e.Exception.Message | Should -Match $Method
+        }
+        finally { Remove-Item Env:HYPERV_MODEL_FAIL }
+        Get-AgentSandbox -Name $n -ErrorAction Ignore | Should -BeNullOrEmpty
+        Test-Path (Get-SandboxStateDir -Name $n) | Should -BeFalse
+        Add-Type -Path $env:AGENTSANDBOX_HYPERV_MODEL
+        [AgentSandbox.HyperVModel.ModelHost]::MachineNames() | Where-Object { $_ -like "AgentSandbox-$n-*" } | Should -BeNullOrEmpty
+    }
+
+    It 'refuses access with HyperVAccessDenied''s advice, and says when the Hyper-V role is missing' {
+        $env:HYPERV_MODEL_UNAVAILABLE = 'access'
+        (Get-AgentSandboxBackend HyperV).Reason | Should -Match 'Hyper-V Administrators'
+        { New-AgentSandbox -Name (New-TestName -Tag 'hvacc') -Backend HyperV -Image $image -ErrorAction Stop } | Should -Throw -ErrorId 'BackendUnavailable*'
+        $env:HYPERV_MODEL_UNAVAILABLE = 'role'
+        (Get-AgentSandboxBackend HyperV).Reason | Should -Match 'Hyper-V role'
+    }
+
+    It 'refuses a missing image, one that is no VHDX, -Mount and -Network Host before anything is made' {
+        $n = New-TestName -Tag 'hvimg'
+        { New-AgentSandbox -Name $n -Backend HyperV -Image '/nonexistent/base.vhdx' -ErrorAction Stop } | Should -Throw -ErrorId 'ImageNotFound*'
+        { New-AgentSandbox -Name $n -Backend HyperV -Image $PSCommandPath -ErrorAction Stop } | Should -Throw -ErrorId 'ImageInvalid*'
+        { New-AgentSandbox -Name $n -Backend HyperV -Image $image -Network Host -ErrorAction Stop } | Should -Throw -ErrorId 'FeatureUnsupported*'
+        Get-AgentSandbox -Name $n -ErrorAction Ignore | Should -BeNullOrEmpty
+    }
+}
