@@ -50,6 +50,13 @@ Describe 'HyperV: a Hyper-V virtual machine per sandbox (against the model of Hy
         Remove-Item Env:AGENTSANDBOX_HYPERV_IMAGE
         try { (Get-AgentSandboxBackend HyperV).Reason | Should -BeLike 'no base image given*AGENTSANDBOX_HYPERV_IMAGE*' }
         finally { $env:AGENTSANDBOX_HYPERV_IMAGE = $image }
+        # Without the model, on a host that is not Windows: unavailable, and why.
+        if (-not $IsWindows) {
+            $model = $env:AGENTSANDBOX_HYPERV_MODEL
+            Remove-Item Env:AGENTSANDBOX_HYPERV_MODEL
+            try { (Get-AgentSandboxBackend HyperV).Reason | Should -BeLike 'Hyper-V is a Windows feature*AGENTSANDBOX_HYPERV_MODEL*' }
+            finally { $env:AGENTSANDBOX_HYPERV_MODEL = $model }
+        }
     }
 
     # What the machine is, read from the model's WMI (on a real host, these read the model's inspection helper and are skipped).
@@ -151,6 +158,17 @@ Describe 'HyperV: a Hyper-V virtual machine per sandbox (against the model of Hy
         @($violated) | Should -BeNullOrEmpty -Because ($violated -join "`n")
     }
 
+    It 'a user Hyper-V refuses meets HyperVAccessDenied, saying what to do, and the sandbox is left as it was' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
+        $env:HYPERV_MODEL_UNAVAILABLE = 'access'
+        try {
+            $e = { Stop-AgentSandbox -InputObject $sb -ErrorAction Stop } | Should -Throw -ErrorId 'HyperVAccessDenied*' -PassThru
+            $e.Exception.Message | Should -Match 'elevated.*Hyper-V Administrators'
+            $e.CategoryInfo.Category | Should -Be 'PermissionDenied'
+        }
+        finally { Remove-Item Env:HYPERV_MODEL_UNAVAILABLE }
+        (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
+    }
+
     It 'Remove-AgentSandbox destroys the machine and its disks and leaves the image as it was' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
         $other = New-TestName -Tag 'hvrm'
         $s = New-AgentSandbox -Name $other -Backend HyperV -Image $image
@@ -184,7 +202,7 @@ Describe 'HyperV: failures leave nothing behind and say what to do' -Skip:(-not 
         [AgentSandbox.HyperVModel.ModelHost]::MachineNames() | Where-Object { $_ -like "AgentSandbox-$n-*" } | Should -BeNullOrEmpty
     }
 
-    It 'refuses access with HyperVAccessDenied''s advice, and says when the Hyper-V role is missing' {
+    It 'is unavailable to a user Hyper-V refuses, and says when the Hyper-V role is missing' {
         $env:HYPERV_MODEL_UNAVAILABLE = 'access'
         (Get-AgentSandboxBackend HyperV).Reason | Should -Match 'Hyper-V Administrators'
         { New-AgentSandbox -Name (New-TestName -Tag 'hvacc') -Backend HyperV -Image $image -ErrorAction Stop } | Should -Throw -ErrorId 'BackendUnavailable*'
