@@ -149,22 +149,9 @@ namespace AgentSandbox.HyperV
 
         private static Type ClrTypeOf(CimType type) => type switch
         {
-            CimType.Boolean => typeof(bool),
-            CimType.UInt8 => typeof(byte),
-            CimType.SInt8 => typeof(sbyte),
-            CimType.UInt16 => typeof(ushort),
-            CimType.SInt16 => typeof(short),
-            CimType.UInt32 => typeof(uint),
-            CimType.SInt32 => typeof(int),
-            CimType.UInt64 => typeof(ulong),
-            CimType.SInt64 => typeof(long),
-            CimType.Real32 => typeof(float),
-            CimType.Real64 => typeof(double),
-            CimType.Char16 => typeof(char),
-            CimType.String => typeof(string),
             CimType.DateTime => typeof(DateTime),
             CimType.Reference => typeof(CimInstance),
-            _ => throw new ArgumentOutOfRangeException(nameof(type), type, "not a CIM type"),
+            _ => CimXml.ClrType(type),
         };
 
         public static MmiType MmiTypeOf(CimType type, bool isArray) => type switch

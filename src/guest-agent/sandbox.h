@@ -147,19 +147,23 @@ static int enable_controllers(const char *root, const char *cgroup, const char *
     return 0;
 }
 
+/* Calls visit on each group directly below dir (depth + 1), up to max_depth below the first. */
+static void each_subgroup(const char *dir, int depth, int max_depth, void (*visit)(const char *, int)) {
+    DIR *d = depth < max_depth ? opendir(dir) : NULL;
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
+        char sub[600];
+        int n = snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+        if (n > 0 && (size_t)n < sizeof sub) visit(sub, depth + 1);
+    }
+    closedir(d);
+}
+
 /* A group and the groups below it, deepest first: rmdir takes only those no process is in. */
 static void remove_empty_groups(const char *dir, int depth) {
-    DIR *d = depth < 3 ? opendir(dir) : NULL;
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
-            char sub[600];
-            int n = snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-            if (n > 0 && (size_t)n < sizeof sub) remove_empty_groups(sub, depth + 1);
-        }
-        closedir(d);
-    }
+    each_subgroup(dir, depth, 3, remove_empty_groups);
     rmdir(dir);
 }
 
@@ -244,17 +248,7 @@ static int setup_sandbox_cgroup(const struct sandbox_options *o) {
 /* Kills every process in a group and those below it, then removes them, deepest first. */
 static void kill_and_remove(const char *dir, int depth) {
     if (depth > 8) return;
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
-            char sub[600];
-            int n = snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-            if (n > 0 && (size_t)n < sizeof sub) kill_and_remove(sub, depth + 1);
-        }
-        closedir(d);
-    }
+    each_subgroup(dir, depth, 9, kill_and_remove);
     char procs[640];
     snprintf(procs, sizeof procs, "%s/cgroup.kill", dir);
     write_file(procs, "1");

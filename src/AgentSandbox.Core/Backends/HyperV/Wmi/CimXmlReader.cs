@@ -96,7 +96,8 @@ namespace AgentSandbox.Backends.HyperV.Wmi
             return array;
         }
 
-        private static Type ClrType(CimType type) => type switch
+        /// <summary>The CLR type a CIM type's values are read as (object for datetime, whose timestamps and intervals may mix, and for references).</summary>
+        internal static Type ClrType(CimType type) => type switch
         {
             CimType.Boolean => typeof(bool),
             CimType.UInt8 => typeof(byte),
