@@ -307,11 +307,13 @@ namespace AgentSandbox.Core.Tests
             // Another process reads a sandbox nobody holds as abandoned (its maker died): that must never
             // be what it sees of one being made or removed.
             var seen = new List<string>();
+            // Two seconds and twenty cycles at least, whichever is later (a loaded host makes fewer cycles a second), a minute at most.
             var until = DateTime.UtcNow.AddSeconds(2);
+            var latest = DateTime.UtcNow.AddMinutes(1);
             int cycles = 0;
             var churn = new Thread(() =>
             {
-                while (DateTime.UtcNow < until)
+                while ((DateTime.UtcNow < until || cycles < 20) && DateTime.UtcNow < latest)
                 {
                     using (_store.Reserve("churn"))
                     {

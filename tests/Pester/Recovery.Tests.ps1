@@ -67,6 +67,16 @@ BeforeAll {
     # What one kill left, checked: absent, complete and working, or Interrupted and refusing commands.
     # Then the sweep (of this name only) must leave nothing. Returns the outcome's signature.
     function Assert-AfterKill([string] $Name, [string] $Backend, [string] $Id) {
+        # Judged once nothing holds the sandbox's lock any more: what the killed maker held goes with its
+        # last descriptor, which on a loaded host can outlive its waited-for exit by a moment.
+        foreach ($lock in "$stateHome/sandboxes/$Name/.lock", "$stateHome/docker/sandboxes/$Name/.lock") {
+            $deadline = (Get-Date).AddSeconds(10)
+            while ((Test-Path -LiteralPath $lock) -and (Get-Date) -lt $deadline) {
+                flock -n $lock true 2>$null
+                if ($LASTEXITCODE -eq 0) { break }
+                Start-Sleep -Milliseconds 100
+            }
+        }
         $s = Get-AgentSandbox -Name $Name -ErrorAction Ignore -WarningAction SilentlyContinue
         $seen = if ($s) { $s.Id } else { $Id }
         $kinds = @(Get-Remains -Name $Name -Id $seen | ForEach-Object { ($_ -split ' ')[0] } | Sort-Object -Unique) -join '+'
