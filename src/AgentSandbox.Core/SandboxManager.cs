@@ -215,6 +215,8 @@ namespace AgentSandbox
             var backend = spec.Isolation is IsolationLevel level ? ResolveForIsolation(spec.Backend, level, spec.Force) : ResolveBackend(spec.Backend);
             ValidateGuestPaths(spec, backend.Guest);
             RefuseUnsupported(spec, backend);
+            // A backend's default image is an image like any other: checked as -Image would be.
+            if (spec.Image == null && spec.FromCheckpoint == null && backend is IDefaultImage defaults && defaults.DefaultImage is string image) spec.Image = image;
             RefuseUnsafeImage(spec);
             backend.CheckSpec(spec);
             RefuseHostSockets(spec.Mounts);

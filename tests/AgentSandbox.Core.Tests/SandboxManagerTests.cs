@@ -294,8 +294,10 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(HostPlatform.Linux, platforms["Qemu"]);
             // Wsl is a Windows backend that Linux also makes, to run it against a wsl.exe stand-in.
             Assert.Equal(HostPlatform.Windows | HostPlatform.Linux, platforms["Wsl"]);
-            Assert.Equal(new[] { "Chroot", "Nspawn", "Docker", "Qemu", "Wsl" }, Manager(HostPlatform.Linux, BackendCatalog.Builtin.ToArray()).BackendNames);
-            Assert.Equal(new[] { "Docker", "Wsl" }, Manager(HostPlatform.Windows, BackendCatalog.Builtin.ToArray()).BackendNames);
+            // HyperV likewise, to run it against a model of Hyper-V's WMI namespace.
+            Assert.Equal(HostPlatform.Windows | HostPlatform.Linux, platforms["HyperV"]);
+            Assert.Equal(new[] { "Chroot", "Nspawn", "Docker", "Qemu", "Wsl", "HyperV" }, Manager(HostPlatform.Linux, BackendCatalog.Builtin.ToArray()).BackendNames);
+            Assert.Equal(new[] { "Docker", "Wsl", "HyperV" }, Manager(HostPlatform.Windows, BackendCatalog.Builtin.ToArray()).BackendNames);
         }
     }
 }

@@ -169,12 +169,22 @@ Describe 'HyperV: a Hyper-V virtual machine per sandbox (against the model of Hy
         (Get-AgentSandbox -Name $name).State | Should -Be 'Running'
     }
 
-    It 'Remove-AgentSandbox destroys the machine and its disks and leaves the image as it was' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
+    It 'Remove-AgentSandbox destroys the machine and its disks, never another sandbox''s machine, even with a failing snapshot merge, and leaves the image as it was' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
         $other = New-TestName -Tag 'hvrm'
         $s = New-AgentSandbox -Name $other -Backend HyperV -Image $image
+        $null = Checkpoint-AgentSandbox -InputObject $s -CheckpointName before-removal
         $m = Get-Machine $s
-        Remove-AgentSandbox -InputObject $s -Force -Confirm:$false
+        # A record that names another sandbox's machine (a copied state folder): that machine is not this one's.
+        $record = Join-Path $s.Location 'sandbox.json'
+        $text = Get-Content -Raw $record
+        Set-Content -NoNewline -LiteralPath $record -Value ($text -replace [regex]::Escape($m.Id), (Get-Machine $sb).Id)
+        # A merge that fails while the sandbox goes does not keep it: its snapshots go with its machine.
+        $env:HYPERV_MODEL_FAIL = 'DestroySnapshot'
+        try { Remove-AgentSandbox -Name $other -Force -Confirm:$false -ErrorAction Stop }
+        finally { Remove-Item Env:HYPERV_MODEL_FAIL -ErrorAction Ignore }
         Get-Machine $s | Should -BeNullOrEmpty
+        (Get-Machine $sb).EnabledState | Should -Be 2
+        Invoke-InSandbox -InputObject $sb -Command 'echo still' | Should -Be 'still'
         Test-Path $m.Disks[0] | Should -BeFalse
         Test-Path $s.Location | Should -BeFalse
         Get-FileHashText $image | Should -Be $imageHash
@@ -205,9 +215,22 @@ Describe 'HyperV: failures leave nothing behind and say what to do' -Skip:(-not 
     It 'is unavailable to a user Hyper-V refuses, and says when the Hyper-V role is missing' {
         $env:HYPERV_MODEL_UNAVAILABLE = 'access'
         (Get-AgentSandboxBackend HyperV).Reason | Should -Match 'Hyper-V Administrators'
-        { New-AgentSandbox -Name (New-TestName -Tag 'hvacc') -Backend HyperV -Image $image -ErrorAction Stop } | Should -Throw -ErrorId 'BackendUnavailable*'
+        # Refused before anything is made: as unavailable, or (where other HyperV sandboxes are looked at first) as refused access.
+        $e = { New-AgentSandbox -Name (New-TestName -Tag 'hvacc') -Backend HyperV -Image $image -ErrorAction Stop } | Should -Throw -PassThru
+        $e.FullyQualifiedErrorId | Should -Match '^(BackendUnavailable|HyperVAccessDenied),'
         $env:HYPERV_MODEL_UNAVAILABLE = 'role'
         (Get-AgentSandboxBackend HyperV).Reason | Should -Match 'Hyper-V role'
+    }
+
+    It 'checks the default image as it checks -Image: one reached through a link is refused' {
+        $link = Join-Path ([IO.Path]::GetTempPath()) "pt-hv-link-$PID.vhdx"
+        $saved = $env:AGENTSANDBOX_HYPERV_IMAGE
+        try {
+            $null = New-Item -ItemType SymbolicLink -Path $link -Target $image
+            $env:AGENTSANDBOX_HYPERV_IMAGE = $link
+            { New-AgentSandbox -Name (New-TestName -Tag 'hvlink') -Backend HyperV -ErrorAction Stop } | Should -Throw -ErrorId 'ImagePathRefused*'
+        }
+        finally { $env:AGENTSANDBOX_HYPERV_IMAGE = $saved; Remove-Item -LiteralPath $link -Force -ErrorAction Ignore }
     }
 
     It 'refuses a missing image, one that is no VHDX, -Mount and -Network Host before anything is made' {

@@ -71,6 +71,12 @@ namespace AgentSandbox.Backends
     }
 
     /// <summary>Milestones and progress of long work, for Write-Progress and Write-Verbose.</summary>
+    /// <summary>A backend whose sandboxes start from an image the host names when -Image is not given (HyperV's AGENTSANDBOX_HYPERV_IMAGE).</summary>
+    internal interface IDefaultImage
+    {
+        string? DefaultImage { get; }
+    }
+
     public interface IProgressSink
     {
         void Milestone(string message);

@@ -75,7 +75,7 @@ namespace AgentSandbox.Backends.Guest
                 try
                 {
                     using var connection = Connect(s, cancellation);
-                    var user = ResolveUser(s, connection, request.User);
+                    var user = ResolveUser(s, connection, request.User, linked.Token);
                     CheckUser(s, user.Uid, user.Gid, user.Groups);
                     var exec = new AgentExec
                     {
@@ -127,7 +127,7 @@ namespace AgentSandbox.Backends.Guest
             : agentMessage.EndsWith("Permission denied", StringComparison.Ordinal) ? "cannot be entered by this user"
             : "does not exist, or this user may not reach it";
 
-        private (int Uid, int Gid, uint[] Groups) ResolveUser(Sandbox s, AgentConnection connection, string? user)
+        private (int Uid, int Gid, uint[] Groups) ResolveUser(Sandbox s, AgentConnection connection, string? user, CancellationToken stop)
         {
             if (string.IsNullOrEmpty(user) || user == s.DefaultUser) return (AgentUid(s), AgentGid(s), new[] { (uint)AgentGid(s) });
             if (user == "root") return (0, 0, new uint[] { 0 });
@@ -141,37 +141,66 @@ namespace AgentSandbox.Backends.Guest
             // A name is the guest's to define: ask it (its id tool).
             var output = new StringBuilder();
             var (toolUid, toolGid) = ToolUser(s);
+            using var deadline = new CancellationTokenSource(ToolLimit);
+            using var both = CancellationTokenSource.CreateLinkedTokenSource(stop, deadline.Token);
+            var argv = Tool("sh", "-c", ToolVariable + "$B id -u \"$1\" && $B id -g \"$1\" && $B id -G \"$1\"", "sh", user);
             var outcome = connection.Run(new AgentExec
             {
-                Argv = Tool("sh", "-c", ToolVariable + "$B id -u \"$1\" && $B id -g \"$1\" && $B id -G \"$1\"", "sh", user),
+                Argv = argv,
                 Environment = new[] { "PATH=" + ExecChain.DefaultPath },
                 Uid = (uint)toolUid, Gid = (uint)toolGid, Groups = new[] { (uint)toolGid },
-            }, null, (b, n) => output.Append(Encoding.UTF8.GetString(b, 0, n)), (b, n) => { }, CancellationToken.None);
+            }, null, (b, n) => output.Append(Encoding.UTF8.GetString(b, 0, n)), (b, n) => { }, both.Token);
+            if (outcome.Stopped)
+            {
+                stop.ThrowIfCancellationRequested();
+                throw ToolTimedOut(s, argv, ToolLimit);
+            }
+            // What the guest's id said, read as numbers or not at all: the guest's tools are the guest's.
             var lines = output.ToString().Split(new[] { '\n' }, StringSplitOptions.RemoveEmptyEntries);
-            if (outcome.ExitCode != 0 || lines.Length < 3)
+            var groups = lines.Length < 3 ? null : lines[2].Split(' ').Where(g => g.Length > 0)
+                .Select(g => uint.TryParse(g, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : (uint?)null).ToList();
+            if (outcome.ExitCode != 0 || lines.Length < 3
+                || !int.TryParse(lines[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var foundUid)
+                || !int.TryParse(lines[1].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var foundGid)
+                || groups == null || groups.Any(g => g == null))
                 throw new SandboxException(ErrorIds.InvalidUser, SandboxErrorKind.InvalidArgument,
                     $"User '{user}' does not exist in the sandbox (its /etc/passwd); give a known name or a numeric uid[:gid].", user);
-            return (int.Parse(lines[0].Trim(), CultureInfo.InvariantCulture), int.Parse(lines[1].Trim(), CultureInfo.InvariantCulture),
-                lines[2].Split(' ').Where(g => g.Length > 0).Select(g => uint.Parse(g, CultureInfo.InvariantCulture)).ToArray());
+            return (foundUid, foundGid, groups.Select(g => g!.Value).ToArray());
         }
 
-        /// <summary>Runs a command of the module's own in the guest, as guest root; its output whole.</summary>
-        protected internal (int ExitCode, string StdOut, string StdErr) RunTool(Sandbox s, IReadOnlyList<string> argv, Stream? stdin, Action<byte[], int>? stdout, CancellationToken cancellation)
+        /// <summary>How long the module's own small tools (user lookups, stat, mkdir, touch) may take in the guest: a guest whose tools never answer must not hold the host.</summary>
+        protected static readonly TimeSpan ToolLimit = TimeSpan.FromSeconds(60);
+
+        /// <summary>
+        /// Runs a command of the module's own in the guest (as <see cref="ToolUser"/>); its output whole.
+        /// Past <paramref name="limit"/> it is killed and the call fails: the guest's own tools are the guest's to make hang.
+        /// </summary>
+        protected internal (int ExitCode, string StdOut, string StdErr) RunTool(Sandbox s, IReadOnlyList<string> argv, Stream? stdin, Action<byte[], int>? stdout, CancellationToken cancellation, TimeSpan? limit = null)
         {
-            using var connection = Connect(s, cancellation);
+            using var deadline = limit.HasValue ? new CancellationTokenSource(limit.Value) : new CancellationTokenSource();
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation, deadline.Token);
+            using var connection = Connect(s, stop.Token);
             var outText = new StringBuilder();
             var errText = new StringBuilder();
             var (uid, gid) = ToolUser(s);
             var outcome = connection.Run(new AgentExec { Argv = argv, Environment = new[] { "PATH=" + ExecChain.DefaultPath }, Uid = (uint)uid, Gid = (uint)gid, Groups = new[] { (uint)gid }, WorkingDirectory = "/" }, stdin,
-                stdout ?? ((b, n) => outText.Append(Encoding.UTF8.GetString(b, 0, n))), (b, n) => errText.Append(Encoding.UTF8.GetString(b, 0, n)), cancellation);
-            if (outcome.Stopped) cancellation.ThrowIfCancellationRequested();
+                stdout ?? ((b, n) => outText.Append(Encoding.UTF8.GetString(b, 0, n))), (b, n) => errText.Append(Encoding.UTF8.GetString(b, 0, n)), stop.Token);
+            if (outcome.Stopped)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                if (deadline.IsCancellationRequested) throw ToolTimedOut(s, argv, limit!.Value);
+            }
             return (outcome.ExitCode, outText.ToString(), errText.ToString());
         }
+
+        private static SandboxException ToolTimedOut(Sandbox s, IReadOnlyList<string> argv, TimeSpan limit) =>
+            new SandboxException(ErrorIds.SandboxCommandFailed, SandboxErrorKind.Timeout,
+                $"The guest of sandbox '{s.Name}' did not finish the module's own '{string.Join(" ", argv.Take(3))}' within {limit.TotalSeconds:0} s: its tools do not answer (was one replaced?).", s.Name);
 
         protected void MakeWorkingDirectory(Sandbox s)
         {
             var r = RunTool(s, Tool("sh", "-c",
-                ToolVariable + "[ -d \"$1\" ] || { $B mkdir -p -- \"$1\" && $B chown " + AgentUid(s) + ":" + AgentGid(s) + " -- \"$1\"; }", "sh", s.WorkingDirectory), null, null, CancellationToken.None);
+                ToolVariable + "[ -d \"$1\" ] || { $B mkdir -p -- \"$1\" && $B chown " + AgentUid(s) + ":" + AgentGid(s) + " -- \"$1\"; }", "sh", s.WorkingDirectory), null, null, CancellationToken.None, ToolLimit);
             if (r.ExitCode != 0)
                 throw new SandboxException(ErrorIds.WorkingDirectoryUnavailable, SandboxErrorKind.InvalidArgument,
                     $"The working directory {s.WorkingDirectory} could not be made in sandbox '{s.Name}': {r.StdErr.Trim()}", s.Name);
@@ -318,7 +347,7 @@ namespace AgentSandbox.Backends.Guest
                     argv.Add(((long)(time - Archives.TarFormat.Epoch).TotalSeconds).ToString(CultureInfo.InvariantCulture));
                     argv.Add(path);
                 }
-                var r = RunTool(s, argv, null, null, cancellation);
+                var r = RunTool(s, argv, null, null, cancellation, ToolLimit);
                 if (r.ExitCode != 0) throw CopyFailed(s, "setting the times of folders in", all[at].Path, r.StdErr);
             }
         }
@@ -348,19 +377,25 @@ namespace AgentSandbox.Backends.Guest
         /// <summary>What lstat says about a guest path (stat never follows a link without -L); a missing path is no error.</summary>
         private NodeInfo Stat(Sandbox s, string path)
         {
-            var r = RunTool(s, Tool("stat", "-c", "%f %s %u %g %Y", "--", path), null, null, CancellationToken.None);
+            var r = RunTool(s, Tool("stat", "-c", "%f %s %u %g %Y", "--", path), null, null, CancellationToken.None, ToolLimit);
             if (r.ExitCode != 0) return new NodeInfo();
             var f = r.StdOut.Trim().Split(' ');
-            int mode = int.Parse(f[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            // The guest's stat, read as numbers or refused: the guest's tools are the guest's.
+            if (f.Length != 5 || !int.TryParse(f[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var mode)
+                || !long.TryParse(f[1], NumberStyles.None, CultureInfo.InvariantCulture, out var size)
+                || !int.TryParse(f[2], NumberStyles.None, CultureInfo.InvariantCulture, out var uid)
+                || !int.TryParse(f[3], NumberStyles.None, CultureInfo.InvariantCulture, out var gid)
+                || !long.TryParse(f[4], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var mtime))
+                throw CopyFailed(s, "reading what stat says of", path, "the guest's stat answered '" + r.StdOut.Trim() + "'");
             return new NodeInfo
             {
                 Exists = true,
                 Type = mode & 0xF000,
                 Mode = mode & 0xFFF,
-                Size = long.Parse(f[1], CultureInfo.InvariantCulture),
-                Uid = int.Parse(f[2], CultureInfo.InvariantCulture),
-                Gid = int.Parse(f[3], CultureInfo.InvariantCulture),
-                MtimeSeconds = long.Parse(f[4], CultureInfo.InvariantCulture),
+                Size = size,
+                Uid = uid,
+                Gid = gid,
+                MtimeSeconds = mtime,
             };
         }
     }

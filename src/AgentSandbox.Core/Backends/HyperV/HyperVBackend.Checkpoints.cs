@@ -15,28 +15,29 @@ namespace AgentSandbox.Backends.HyperV
     /// </summary>
     internal sealed partial class HyperVBackend
     {
-        private const string SnapshotFile = "snapshot", KeptDisk = "disk.vhdx";
+        private const string SnapshotFile = "snapshot", MachineFile = "machine", KeptDisk = "disk.vhdx";
 
         protected override long CaptureCheckpoint(Sandbox s, string name, string dir, IProgressSink progress, CancellationToken cancellation)
         {
-            var id = VmId(s) ?? throw Missing(s);
             using var session = Open();
+            var id = OwnMachine(s, session) ?? throw Missing(s);
             var failure = Failure(s, ErrorIds.CheckpointFailed, $"Checkpoint '{name}'");
             progress.Milestone($"Taking a Hyper-V checkpoint of virtual machine {MachineName(s)}");
             var snapshot = session.Machines.Snapshot(id, failure, progress, cancellation);
+            File.WriteAllText(Path.Combine(dir, MachineFile), id.ToString());
             File.WriteAllText(Path.Combine(dir, SnapshotFile), snapshot.ToString());
             return 0;
         }
 
         protected override void RestoreCheckpoint(Sandbox s, SandboxCheckpoint checkpoint, IProgressSink progress, CancellationToken cancellation)
         {
-            var id = VmId(s) ?? throw Missing(s);
             bool wasRunning = IsRunning(s);
             using (OpenCheckpoint(checkpoint, out var dir))
             using (var session = Open())
             {
+                var id = OwnMachine(s, session) ?? throw Missing(s);
                 var failure = Failure(s, ErrorIds.RestoreFailed, $"Restoring checkpoint '{checkpoint.Name}'");
-                var snapshot = SnapshotOf(dir, session)
+                var snapshot = SnapshotOf(dir, session, id)
                     ?? throw failure.For("ApplySnapshot", null, "the checkpoint's Hyper-V snapshot is gone");
                 // Hyper-V applies a snapshot only to a machine that is off or saved.
                 if (session.Machines.State(id) is ushort state && state != VirtualMachines.Off && state != VirtualMachines.Saved && state != VirtualMachines.Suspended)
@@ -49,20 +50,39 @@ namespace AgentSandbox.Backends.HyperV
             StartSandbox(s, progress, cancellation);
         }
 
-        /// <summary>The snapshot a checkpoint's folder names, if it is still there.</summary>
-        private static WmiPath? SnapshotOf(string dir, Session session)
+        /// <summary>The snapshot a checkpoint's folder names, if it is still there and a snapshot of the machine the checkpoint was taken of.</summary>
+        private static WmiPath? SnapshotOf(string dir, Session session, Guid? vmId = null)
         {
             var file = Path.Combine(dir, SnapshotFile);
+            var idFile = Path.Combine(dir, MachineFile);
             if (!File.Exists(file) || WmiPath.Parse(File.ReadAllText(file).Trim()) is not WmiPath path) return null;
-            return session.Calls.Get(path) != null ? path : null;
+            var machine = vmId ?? (File.Exists(idFile) && Guid.TryParse(File.ReadAllText(idFile).Trim(), out var recorded) ? recorded : (Guid?)null);
+            return machine is Guid id && session.Calls.Get(path) is WmiObject snapshot && VirtualMachines.IsSnapshotOf(snapshot, id) ? path : null;
         }
 
         protected override void ReleaseCheckpointFiles(string dir)
         {
             if (HyperVHosts.Current(out _) == null) return;
+            // While its sandbox is being removed, a snapshot goes with the machine (DestroySystem): a merge
+            // that fails (a full host disk) must not keep the one command that frees the space from working.
+            if (SandboxBeingRemoved(dir)) return;
             using var session = Open();
             if (SnapshotOf(dir, session) is WmiPath snapshot)
                 session.Machines.DestroySnapshot(snapshot, new OperationFailure(ErrorIds.CheckpointRemoveFailed, Path.GetFileName(dir), $"Removing checkpoint '{Path.GetFileName(dir)}'"));
+        }
+
+        /// <summary>Whether the checkpoint's sandbox (its id is the folder above) has a removal under way in its record.</summary>
+        private bool SandboxBeingRemoved(string dir)
+        {
+            var sandboxId = Path.GetFileName(Path.GetDirectoryName(dir));
+            foreach (var name in Store.Names())
+            {
+                Sandbox? s;
+                try { s = Store.Load(name); }
+                catch (SandboxException) { continue; }
+                if (s != null && s.Id == sandboxId) return s.Pending?.Operation == State.SandboxOperation.Remove;
+            }
+            return false;
         }
 
         /// <summary>The disk a fork starts from, copied into <paramref name="target"/>: a kept checkpoint's own copy, or the snapshot's disk chain.</summary>
@@ -90,10 +110,16 @@ namespace AgentSandbox.Backends.HyperV
                 using (OpenCheckpoint(checkpoint, out var dir))
                 {
                     var kept = Path.Combine(dir, KeptDisk);
-                    if (File.Exists(kept) || SnapshotOf(dir, session) is not WmiPath snapshot) continue;
+                    if (File.Exists(kept)) continue;
                     var failure = Failure(s, ErrorIds.SandboxRemoveFailed, $"Keeping the disk of checkpoint '{checkpoint}'");
+                    // A kept checkpoint whose snapshot cannot be found would be lost with the machine: the removal stops instead.
+                    var snapshot = SnapshotOf(dir, session) ?? throw failure.For("CreateSnapshot", null, "the checkpoint's Hyper-V snapshot is not there to copy its disk from");
                     progress.Milestone($"Copying the disk of kept checkpoint '{checkpoint}' before its machine goes");
-                    session.Machines.ConvertDisk(session.Machines.DiskOf(snapshot, failure), kept, failure, progress, CancellationToken.None);
+                    // Under a name of its own first: a copy cut short is never taken for a whole one.
+                    var partial = Path.Combine(dir, "copying-" + KeptDisk);
+                    if (File.Exists(partial)) File.Delete(partial);
+                    session.Machines.ConvertDisk(session.Machines.DiskOf(snapshot, failure), partial, failure, progress, CancellationToken.None);
+                    File.Move(partial, kept);
                 }
             }
         }

@@ -4,12 +4,12 @@ using System.IO;
 namespace AgentSandbox.Backends.HyperV
 {
     /// <summary>What the backend claims, and whether it can work here.</summary>
-    internal sealed partial class HyperVBackend
+    internal sealed partial class HyperVBackend : IDefaultImage
     {
         /// <summary>The prepared image a sandbox made without -Image differences.</summary>
         public const string DefaultImageVariable = "AGENTSANDBOX_HYPERV_IMAGE";
 
-        private static string? DefaultImage => Environment.GetEnvironmentVariable(DefaultImageVariable) is string v && v.Length > 0 ? v : null;
+        public string? DefaultImage => Environment.GetEnvironmentVariable(DefaultImageVariable) is string v && v.Length > 0 ? v : null;
 
         /// <summary>Why Hyper-V itself cannot be driven here, or null.</summary>
         private static string? HostProblem()
@@ -48,7 +48,8 @@ namespace AgentSandbox.Backends.HyperV
                 {
                     "The base image is trusted: what it runs at boot (its init, its services, the module's agent in it) runs in every sandbox made from it, and its contents are readable to each.",
                     "Hyper-V administrators of the host control every virtual machine: they can read a sandbox's disk and memory, attach devices and connect to its guest.",
-                    "Commands run as root inside the guest when asked (-User root): root of the guest kernel, not of the host.",
+                    "Commands run as root inside the guest when asked (-User root): root of the guest kernel, not of the host. It can lift the process limit, which is a cgroup inside the guest; memory and vCPUs are the hypervisor's and hold.",
+                    "The guest has hv_sock (its agent's channel): root in it can connect to hvsocket services the host registers for every virtual machine. Hyper-V's Data Exchange integration service, on by default, tells the guest the host's name.",
                     "A guest that breaks out of the hypervisor (a flaw in Hyper-V's virtual devices or in the CPU, such as a side channel) reaches the host; Hyper-V's own boundary is what stands between.",
                 },
                 Weight = 70,

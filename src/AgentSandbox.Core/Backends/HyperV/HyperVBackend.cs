@@ -55,22 +55,40 @@ namespace AgentSandbox.Backends.HyperV
 
         protected override string FilesLocation(Sandbox s) => $"Hyper-V virtual machine {MachineName(s)}";
 
+        /// <summary>
+        /// The record's machine, if Hyper-V has one of that id with this sandbox's name: the record is
+        /// trusted only as far as the machine agrees (a copied or restored state folder names another's).
+        /// </summary>
+        private static Guid? OwnMachine(Sandbox s, Session session)
+        {
+            if (VmId(s) is not Guid id) return null;
+            var machine = session.Machines.Find(id);
+            return machine != null && string.Equals(machine.String("ElementName"), MachineName(s), StringComparison.Ordinal) ? id : (Guid?)null;
+        }
+
         protected override bool FilesExist(Sandbox s)
         {
-            if (VmId(s) is not Guid id) return false;
+            if (VmId(s) == null) return false;
             using var session = Open();
-            return session.Machines.Find(id) != null;
+            return OwnMachine(s, session) != null;
         }
 
         protected override bool IsRunning(Sandbox s)
         {
-            if (VmId(s) is not Guid id) return false;
+            if (VmId(s) == null) return false;
             using var session = Open();
-            return session.Machines.State(id) == VirtualMachines.Running;
+            return OwnMachine(s, session) is Guid id && session.Machines.State(id) == VirtualMachines.Running;
         }
 
         public override void CheckSpec(SandboxSpec spec)
         {
+            if (spec.Image != null && spec.FromCheckpoint == null)
+            {
+                if (!Path.IsPathRooted(spec.Image))
+                    throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument, $"Image '{spec.Image}' is not a full path: a HyperV sandbox differences a VHDX named by its full path.", spec.Image);
+                if (!spec.Image.EndsWith(".vhdx", StringComparison.OrdinalIgnoreCase))
+                    throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument, $"Image '{spec.Image}' is not a .vhdx file: a HyperV sandbox differences a VHDX.", spec.Image);
+            }
             if (spec.Network == SandboxNetwork.Host)
                 throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.InvalidArgument,
                     "-Network Host is not supported by the HyperV backend yet: its sandboxes have no network adapter.", spec.Name);
@@ -116,28 +134,30 @@ namespace AgentSandbox.Backends.HyperV
 
         public const long DefaultMemory = 512L << 20;
 
-        /// <summary>The image: a VHDX on this host (its full path), which the sandbox's disk differences and never writes.</summary>
+        /// <summary>
+        /// The image: a VHDX on this host, which the sandbox's disk differences and never writes. The
+        /// manager has checked it as any -Image (the default one too) and made it the real path, so
+        /// the parent the disk names is no link a sandbox could redirect.
+        /// </summary>
         private static string BaseImage(SandboxSpec spec, Sandbox s)
         {
-            var image = spec.Image ?? DefaultImage;
+            var image = spec.Image;
             if (string.IsNullOrEmpty(image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.InvalidArgument,
-                    "A HyperV sandbox is made from -Image: a prepared Linux guest VHDX with the module's guest agent (docs/backends.md, \"HyperV\", says how to prepare one).", s.Name);
-            var full = Path.GetFullPath(image);
-            if (!File.Exists(full))
+                    $"A HyperV sandbox is made from -Image: a prepared Linux guest VHDX with the module's guest agent (docs/backends.md, \"HyperV\", says how to prepare one), or one named by {DefaultImageVariable}.", s.Name);
+            if (!File.Exists(image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.NotFound, $"Image '{image}' is not a VHDX file on this host.", image);
-            if (!full.EndsWith(".vhdx", StringComparison.OrdinalIgnoreCase))
-                throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument, $"Image '{image}' is not a .vhdx file: a HyperV sandbox differences a VHDX.", image);
-            return full;
+            return image!;
         }
 
         protected override void StartSandbox(Sandbox s, IProgressSink progress) => StartSandbox(s, progress, CancellationToken.None);
 
         protected override void StartSandbox(Sandbox s, IProgressSink progress, CancellationToken cancellation)
         {
-            var id = VmId(s) ?? throw Missing(s);
+            Guid id;
             using (var session = Open())
             {
+                id = OwnMachine(s, session) ?? throw Missing(s);
                 if (session.Machines.State(id) != VirtualMachines.Running)
                 {
                     progress.Milestone($"Starting virtual machine {MachineName(s)}");
@@ -197,8 +217,8 @@ namespace AgentSandbox.Backends.HyperV
 
         protected override void StopSandbox(Sandbox s, IProgressSink progress)
         {
-            if (VmId(s) is not Guid id) return;
             using var session = Open();
+            if (OwnMachine(s, session) is not Guid id) return;
             var state = session.Machines.State(id);
             if (state == 0 || state == VirtualMachines.Off) return;
             var stop = Failure(s, ErrorIds.SandboxStopFailed, "Stopping the virtual machine");
@@ -226,7 +246,7 @@ namespace AgentSandbox.Backends.HyperV
             KeepCheckpointDisks(s, session, progress);
             // By id, and by name for a create that died before it noted the id.
             var ids = new System.Collections.Generic.HashSet<Guid>();
-            if (VmId(s) is Guid id && session.Machines.Find(id) != null) ids.Add(id);
+            if (OwnMachine(s, session) is Guid id) ids.Add(id);
             if (!string.IsNullOrEmpty(s.Id))
                 foreach (var m in session.Machines.FindByName(MachineName(s)))
                     if (Guid.TryParse(m.String("Name"), out var found)) ids.Add(found);

@@ -19,6 +19,8 @@ namespace AgentSandbox.Backends.HyperV
         /// <summary>Msvm_ConcreteJob.JobState values (CIM_ConcreteJob): 2 New … 6 Shutting Down run on; 7 Completed and 32768 Completed with warnings succeed.</summary>
         private const ushort JobCompleted = 7, JobCompletedWithWarnings = 32768;
         private static readonly TimeSpan PollFirst = TimeSpan.FromMilliseconds(50), PollMost = TimeSpan.FromMilliseconds(500);
+        /// <summary>The longest a job is waited for (a disk copy of tens of GB takes minutes): a job that never ends must not hold the sandbox's lock for ever.</summary>
+        private static readonly TimeSpan JobLimit = TimeSpan.FromMinutes(60);
 
         private readonly IWmiSession _wmi;
         private readonly Dictionary<string, WmiPath> _services = new Dictionary<string, WmiPath>(StringComparer.OrdinalIgnoreCase);
@@ -64,6 +66,7 @@ namespace AgentSandbox.Backends.HyperV
         {
             var pause = PollFirst;
             int lastPercent = -1;
+            var giveUp = DateTime.UtcNow + JobLimit;
             while (true)
             {
                 var state = Get(job)
@@ -79,6 +82,8 @@ namespace AgentSandbox.Backends.HyperV
                     lastPercent = percent;
                 }
                 cancellation.ThrowIfCancellationRequested();
+                if (DateTime.UtcNow > giveUp)
+                    throw failure.For(method, null, $"its job did not end within {JobLimit.TotalMinutes:0} minutes (it is in state {jobState.ToString(CultureInfo.InvariantCulture)}); Hyper-V may still finish it");
                 Thread.Sleep(pause);
                 if (pause < PollMost) pause = TimeSpan.FromTicks(pause.Ticks * 2);
             }

@@ -21,8 +21,9 @@ namespace AgentSandbox.Backends.HyperV
         /// <summary>The host, or null with why there is none.</summary>
         public static IHyperVHost? Current(out string problem)
         {
-            var model = Environment.GetEnvironmentVariable(ModelVariable);
-            var key = string.IsNullOrEmpty(model) ? "" : model;
+            // A model is a test tool of Linux hosts: on Windows the variable is not honoured (it would load any assembly it named).
+            var model = RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? null : Environment.GetEnvironmentVariable(ModelVariable);
+            var key = string.IsNullOrEmpty(model) ? "" : model!;
             lock (Gate)
             {
                 if (_loaded.Key != key)

@@ -20,12 +20,17 @@ namespace AgentSandbox.Backends.HyperV
                 WmiArgument.String("SnapshotSettings", ""),
                 WmiArgument.UInt16("SnapshotType", FullSnapshot),
             }, progress, cancellation);
-            if (result.OutReference("ResultingSnapshot") is WmiPath named) return named;
-            if (result.OutReference("Job") is WmiPath job
-                && _calls.Associators(job, "Msvm_AffectedJobElement", "Msvm_VirtualSystemSettingData").FirstOrDefault()?.Path is WmiPath affected)
-                return affected;
-            throw failure.For("CreateSnapshot", null, "it named no snapshot, nor did its job");
+            var candidates = result.OutReference("ResultingSnapshot") is WmiPath named ? new[] { _calls.Get(named) }
+                : result.OutReference("Job") is WmiPath job ? _calls.Associators(job, "Msvm_AffectedJobElement", "Msvm_VirtualSystemSettingData").ToArray()
+                : Array.Empty<WmiObject?>();
+            // A snapshot of this machine, not its realized settings, which the job may name too.
+            return candidates.FirstOrDefault(c => c?.Path != null && IsSnapshotOf(c, vmId))?.Path
+                ?? throw failure.For("CreateSnapshot", null, "it named no snapshot of the machine, nor did its job");
         }
+
+        public static bool IsSnapshotOf(WmiObject settings, Guid vmId) =>
+            settings.String("VirtualSystemType") == "Microsoft:Hyper-V:Snapshot:Realized"
+            && string.Equals(settings.String("VirtualSystemIdentifier"), Id(vmId), StringComparison.OrdinalIgnoreCase);
 
         public void Apply(WmiPath snapshot, OperationFailure failure, IProgressSink progress, CancellationToken cancellation) =>
             _calls.Call(_calls.Service(SnapshotService), "ApplySnapshot", failure, new[] { WmiArgument.Reference("Snapshot", snapshot) }, progress, cancellation);

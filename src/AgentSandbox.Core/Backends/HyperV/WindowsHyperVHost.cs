@@ -51,7 +51,12 @@ namespace AgentSandbox.Backends.HyperV
                 var factory = Type.GetType(MmiSessionsType, throwOnError: true)!
                     .GetMethod("Open", BindingFlags.Public | BindingFlags.Static, null, Type.EmptyTypes, null)
                     ?? throw new MissingMethodException("AgentSandbox.HyperV.MmiSessions", "Open");
-                _open = () => factory.Invoke(null, null)!;
+                // Reflection wraps what MMI threw: the session's own failures must come out as they are.
+                _open = () =>
+                {
+                    try { return factory.Invoke(null, null)!; }
+                    catch (TargetInvocationException e) when (e.InnerException is WmiException inner) { throw inner; }
+                };
             }
             return (IWmiSession)_open();
         }

@@ -89,7 +89,7 @@ namespace AgentSandbox.Backends.Qemu
             {
                 "A guest that breaks out of its kernel through a flaw in QEMU's emulated devices (virtio disk and serial, the serial console, RTC, PIT) runs as the sandbox's own unprivileged host uid, under QEMU's seccomp filter, in the sandbox's cgroup: contained, but on the host.",
                 "The base disk of an image is shared read-only by its sandboxes; its contents are readable to every sandbox made from it.",
-                "Commands run as root inside the guest when asked (-User root): root of the guest kernel, not of the host.",
+                "Commands run as root inside the guest when asked (-User root): root of the guest kernel, not of the host. It can lift the process limit, which is a cgroup inside the guest; memory and vCPUs are QEMU's and hold.",
                 "-Network Host gives the guest QEMU's user-mode network: it reaches whatever the host reaches, the host's own loopback services included (at 10.0.2.2), and its QEMU runs in the host's network namespace, where code that escapes QEMU reaches them too (and the host's abstract unix sockets).",
                 "Sandboxes made from one booted template start from the same guest kernel state: the same kernel address layout (KASLR) and whatever else the kernel chose at boot, so what a sandbox learns of its own kernel holds for its siblings. Each gets fresh entropy and a reseeded random generator, its own host name and the time; a sandbox stopped and started boots afresh.",
             };
