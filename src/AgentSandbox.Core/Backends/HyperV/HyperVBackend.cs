@@ -55,6 +55,10 @@ namespace AgentSandbox.Backends.HyperV
 
         protected override string FilesLocation(Sandbox s) => $"Hyper-V virtual machine {MachineName(s)}";
 
+        /// <summary>On Linux (a model's host) the records are root's, as the other Linux backends' are.</summary>
+        protected override string? ListingProblem =>
+            Linux.HostTools.IsLinux && !Linux.Native.IsRoot && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(HyperVHosts.ModelVariable)) ? "that needs root (sudo pwsh)" : null;
+
         /// <summary>
         /// The record's machine, if Hyper-V has one of that id with this sandbox's name: the record is
         /// trusted only as far as the machine agrees (a copied or restored state folder names another's).
