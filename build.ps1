@@ -256,9 +256,13 @@ Import-Module '$pester'
 `$config.Run.Path = '$path'
 `$config.Run.PassThru = `$true
 `$config.Output.Verbosity = 'Detailed'
-`$config.TestResult.Enabled = `$true
-`$config.TestResult.OutputPath = '$out/test-results/pester.xml'
 `$r = Invoke-Pester -Configuration `$config
+# The NUnit report is written after the counting, and its failure (a message with a character XML cannot hold) counts nothing away.
+try { `$r | Export-NUnitReport -Path '$out/test-results/pester.xml' } catch { Write-Warning "The NUnit report could not be written: `$_" }
+if (`$null -eq `$r -or `$null -eq `$r.PassedCount) {
+    [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; FailedNames = @('the Pester run ended without results') } | ConvertTo-Json | Set-Content '$summary'
+    exit 1
+}
 `$names = @(`$r.Failed | ForEach-Object { "`$(`$_.ExpandedPath): `$((`"`$(`$_.ErrorRecord | Select-Object -First 1)`" -split `"``n`")[0])" }) +
     @(`$r.FailedBlocks + `$r.FailedContainers | ForEach-Object { "`$(`$_.Name)`$(`$_.Item): setup failed" })
 [pscustomobject]@{ Passed = `$r.PassedCount; Failed = `$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount; Skipped = `$r.SkippedCount; FailedNames = `$names } |
@@ -267,8 +271,11 @@ Import-Module '$pester'
     Remove-Item $summary -ErrorAction Ignore
     $env:AGENTSANDBOX_MODULE = Join-Path $moduleOut 'AgentSandbox.psd1'
     & $pwsh -NoProfile -NonInteractive -Command $script | Out-Host
-    if (-not (Test-Path $summary)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
-    Get-Content $summary -Raw | ConvertFrom-Json
+    if (-not (Test-Path $summary)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; FailedNames = @('the Pester run wrote no summary') } }
+    $result = Get-Content $summary -Raw | ConvertFrom-Json
+    # Counts that are not there are a run that did not finish, never a pass.
+    if ($null -eq $result.Passed -or $null -eq $result.Failed) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; FailedNames = @('the Pester summary holds no counts') } }
+    $result
 }
 
 switch ($Task) {
