@@ -126,7 +126,7 @@ static class Archive
                         registry.Distros.RemoveAll(d => d.Id == id);
                         state.Save(registry);
                     }
-                    try { Directory.Delete(state.DistroDir(id), true); } catch (IOException) { }
+                    try { Helpers.DeleteTree(state.DistroDir(id)); } catch (IOException) { }
                     var vhdx = Path.Combine(dir, "ext4.vhdx");
                     if (File.Exists(vhdx)) File.Delete(vhdx);
                 }

@@ -308,7 +308,7 @@ sealed class Cli(Settings settings, Output output)
             if (registry.Default == id) registry.Default = registry.Enumerate().FirstOrDefault()?.Id;
             _state.Save(registry);
         }
-        Directory.Delete(_state.DistroDir(id), true);
+        Helpers.DeleteTree(_state.DistroDir(id));
         var vhd = Path.Combine(distro.BasePath, "ext4.vhdx");
         if (File.Exists(vhd)) File.Delete(vhd);
         output.Print(Messages.Success);

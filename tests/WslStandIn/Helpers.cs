@@ -13,6 +13,22 @@ namespace WslStandIn;
 
 static class Helpers
 {
+    /// <summary>
+    /// Deletes a distribution's folder as WSL deletes its disk: whatever names are in it. A folder a
+    /// guest wrote can hold names that are not UTF-8, which .NET's recursive delete cannot name; rm
+    /// can. --one-file-system: a mount left inside is not descended into.
+    /// </summary>
+    public static void DeleteTree(string dir)
+    {
+        if (!Directory.Exists(dir)) return;
+        var info = new System.Diagnostics.ProcessStartInfo("/bin/rm") { RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-rf", "--one-file-system", "--", dir }) info.ArgumentList.Add(a);
+        using var rm = System.Diagnostics.Process.Start(info)!;
+        var errors = rm.StandardError.ReadToEnd();
+        rm.WaitForExit();
+        if (rm.ExitCode != 0) throw new IOException($"rm -rf {dir} failed: {errors.Trim()}");
+    }
+
     // Syscall numbers for Perl's syscall(): pivot_root, umount2, setsid.
     public static (int PivotRoot, int Umount2, int Setsid) Syscalls => RuntimeInformation.OSArchitecture switch
     {

@@ -93,7 +93,7 @@ sealed class StateRoot
             else
             {
                 r.Distros.Remove(d);
-                try { Directory.Delete(DistroDir(d.Id), true); } catch (IOException) { }
+                try { Helpers.DeleteTree(DistroDir(d.Id)); } catch (IOException) { }
             }
         }
         if (r.Default is { } def && r.Distros.All(d => d.Id != def)) r.Default = null;
