@@ -109,17 +109,17 @@ namespace AgentSandbox.Guest
         /// channel is cut.
         /// </summary>
         public static AgentConnection OpenStarted(ProcessChannel channel, TimeSpan timeout, CancellationToken cancellation) =>
-            OpenFresh(channel, channel.Abort, timeout, cancellation);
+            OpenFresh(channel, timeout, cancellation);
 
         /// <summary>
         /// Greets the agent at the other end of a connection of its own (a socket the agent accepted):
         /// nothing came before, so one greeting and its answer. Past the deadline or on cancellation
-        /// <paramref name="cut"/> ends the stream.
+        /// the stream is cut.
         /// </summary>
-        public static AgentConnection OpenFresh(Stream stream, Action cut, TimeSpan timeout, CancellationToken cancellation)
+        public static AgentConnection OpenFresh(Stream stream, TimeSpan timeout, CancellationToken cancellation)
         {
-            using var timer = new Timer(_ => cut(), null, timeout, Timeout.InfiniteTimeSpan);
-            using var stop = cancellation.Register(cut);
+            using var timer = new Timer(_ => Cut(stream), null, timeout, Timeout.InfiniteTimeSpan);
+            using var stop = cancellation.Register(() => Cut(stream));
             var hello = AgentFrame.Hello().ToBytes();
             stream.Write(hello, 0, hello.Length);
             var frame = AgentFrame.Read(stream) ?? throw new IOException("The guest agent's channel closed before it answered.");
@@ -234,11 +234,14 @@ namespace AgentSandbox.Guest
         }
 
         /// <summary>Cuts the connection from any thread: a read under way returns the end.</summary>
-        public void Abort()
+        public void Abort() => Cut(_stream);
+
+        /// <summary>Ends a stream from any thread so that a read under way returns (closing a Unix socket's descriptor would not wake it).</summary>
+        private static void Cut(Stream stream)
         {
-            if (_stream is UnixStream unix) unix.Abort();
-            else if (_stream is ProcessChannel process) process.Abort();
-            else _stream.Dispose();
+            if (stream is UnixStream unix) unix.Abort();
+            else if (stream is ProcessChannel process) process.Abort();
+            else stream.Dispose();
         }
 
         /// <summary>Raised once when the connection is disposed (what was held for it can go).</summary>

@@ -71,18 +71,14 @@ namespace AgentSandbox.Backends.HyperV
                 session.Machines.DestroySnapshot(snapshot, new OperationFailure(ErrorIds.CheckpointRemoveFailed, Path.GetFileName(dir), $"Removing checkpoint '{Path.GetFileName(dir)}'"));
         }
 
-        /// <summary>Whether the checkpoint's sandbox (its id is the folder above) has a removal under way in its record.</summary>
+        /// <summary>Whether the checkpoint's sandbox, as its record names it, has a removal under way.</summary>
         private bool SandboxBeingRemoved(string dir)
         {
-            var sandboxId = Path.GetFileName(Path.GetDirectoryName(dir));
-            foreach (var name in Store.Names())
-            {
-                Sandbox? s;
-                try { s = Store.Load(name); }
-                catch (SandboxException) { continue; }
-                if (s != null && s.Id == sandboxId) return s.Pending?.Operation == State.SandboxOperation.Remove;
-            }
-            return false;
+            if (LoadCheckpoint(dir) is not SandboxCheckpoint checkpoint) return false;
+            Sandbox? s;
+            try { s = Store.Load(checkpoint.SandboxName); }
+            catch (SandboxException) { return false; }
+            return s != null && s.Id == checkpoint.SandboxId && s.Pending?.Operation == State.SandboxOperation.Remove;
         }
 
         /// <summary>The disk a fork starts from, copied into <paramref name="target"/>: a kept checkpoint's own copy, or the snapshot's disk chain.</summary>

@@ -208,15 +208,8 @@ namespace AgentSandbox.Backends.HyperV
         private AgentConnection Connect(Sandbox s, Guid id, CancellationToken cancellation)
         {
             var stream = Host.ConnectGuest(id, HyperVSocketAddress.ServiceIdForPort(HyperVGuest.AgentPort), ConnectTimeout, cancellation);
-            try { return AgentConnection.OpenFresh(stream, () => Cut(stream), GreetTimeout, cancellation); }
+            try { return AgentConnection.OpenFresh(stream, GreetTimeout, cancellation); }
             catch { stream.Dispose(); throw; }
-        }
-
-        /// <summary>Ends a stream from another thread so that a read under way returns (closing a Unix socket's descriptor would not wake it).</summary>
-        private static void Cut(Stream stream)
-        {
-            if (stream is Linux.UnixStream unix) unix.Abort();
-            else stream.Dispose();
         }
 
         protected override void StopSandbox(Sandbox s, IProgressSink progress)

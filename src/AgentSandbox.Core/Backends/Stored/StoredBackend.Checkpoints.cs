@@ -108,7 +108,7 @@ namespace AgentSandbox.Backends.Stored
             }
         }
 
-        private static SandboxCheckpoint? LoadCheckpoint(string dir)
+        protected static SandboxCheckpoint? LoadCheckpoint(string dir)
         {
             try
             {
