@@ -113,6 +113,10 @@ namespace AgentSandbox
         /// <summary>-User root in a sandbox whose backend gives root more than the sandbox (Wsl) and that was not made with -Force.</summary>
         public const string RootRefused = "RootRefused";
         public const string HyperVAccessDenied = "HyperVAccessDenied";
+        /// <summary>-Network Host on a backend that connects sandboxes to a virtual switch, without -SwitchName.</summary>
+        public const string NetworkSwitchRequired = "NetworkSwitchRequired";
+        /// <summary>-SwitchName names no virtual switch of the host (or more than one).</summary>
+        public const string NetworkSwitchNotFound = "NetworkSwitchNotFound";
         public const string VerificationUnsupported = "VerificationUnsupported";
         /// <summary>The files a sandbox starts with (a fork's checkpoint, an -Image) do not fit in its -DiskSize.</summary>
         public const string DiskTooSmall = "DiskTooSmall";

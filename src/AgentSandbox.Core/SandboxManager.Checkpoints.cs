@@ -133,6 +133,7 @@ namespace AgentSandbox
                 // A fork's files start as its checkpoint's, so it gets the room its source had.
                 DiskSizeBytes = source.DiskSizeBytes,
                 Network = source.Network,
+                SwitchName = source.SwitchName,
                 Environment = new Dictionary<string, string>(source.Environment ?? new Dictionary<string, string>()),
                 Mounts = (source.Mounts ?? new List<SandboxMount>()).Select(m => new SandboxMount { Source = m.Source, Destination = m.Destination, ReadWrite = m.ReadWrite, Identity = m.Identity }).ToList(),
                 WorkingDirectory = source.WorkingDirectory,

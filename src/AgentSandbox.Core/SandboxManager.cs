@@ -331,6 +331,10 @@ namespace AgentSandbox
                     $"Image '{spec.Image}' was not found: give a root filesystem directory or tarball.", spec.Image);
             foreach (var mount in spec.Mounts) ValidateMount(mount);
             ValidateEnvironment(spec.Environment);
+            if (spec.SwitchName != null && spec.Network != SandboxNetwork.Host)
+                throw Invalid(ErrorIds.NetworkSwitchRequired, $"-SwitchName '{spec.SwitchName}' connects a network adapter: give -Network Host with it, or leave it out for no network.", spec.SwitchName);
+            if (spec.SwitchName != null && (spec.SwitchName.Trim().Length == 0 || spec.SwitchName.Length > 100 || spec.SwitchName.Any(char.IsControl)))
+                throw Invalid(ErrorIds.NetworkSwitchNotFound, "-SwitchName must be a switch's name: 1 to 100 characters, none of them control characters.", spec.SwitchName);
         }
 
         private static readonly Regex EnvironmentName = new Regex(@"\A[A-Za-z_][A-Za-z0-9_]*\z", RegexOptions.CultureInvariant);

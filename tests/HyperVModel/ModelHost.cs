@@ -86,6 +86,8 @@ namespace AgentSandbox.HyperVModel
                 ["ProcessorLimit"] = Part("Msvm_ProcessorSettingData", "Limit"),
                 ["Disks"] = disks,
                 ["NetworkAdapters"] = wmi.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "Msvm_SyntheticEthernetPortSettingData").Count,
+                ["Switches"] = System.Linq.Enumerable.ToArray(System.Linq.Enumerable.Select(
+                    wmi.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "Msvm_EthernetPortAllocationSettingData"), c => c.String("LastKnownSwitchName") ?? "")),
                 ["Snapshots"] = wmi.Query($"SELECT * FROM Msvm_VirtualSystemSettingData WHERE VirtualSystemIdentifier = '{id}' AND VirtualSystemType = 'Microsoft:Hyper-V:Snapshot:Realized'").Count,
             };
         }

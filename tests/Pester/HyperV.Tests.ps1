@@ -233,11 +233,57 @@ Describe 'HyperV: failures leave nothing behind and say what to do' -Skip:(-not 
         finally { $env:AGENTSANDBOX_HYPERV_IMAGE = $saved; Remove-Item -LiteralPath $link -Force -ErrorAction Ignore }
     }
 
-    It 'refuses a missing image, one that is no VHDX, -Mount and -Network Host before anything is made' {
+    It 'refuses a missing image, one that is no VHDX, and -Network Host without a switch before anything is made' {
         $n = New-TestName -Tag 'hvimg'
         { New-AgentSandbox -Name $n -Backend HyperV -Image '/nonexistent/base.vhdx' -ErrorAction Stop } | Should -Throw -ErrorId 'ImageNotFound*'
         { New-AgentSandbox -Name $n -Backend HyperV -Image $PSCommandPath -ErrorAction Stop } | Should -Throw -ErrorId 'ImageInvalid*'
-        { New-AgentSandbox -Name $n -Backend HyperV -Image $image -Network Host -ErrorAction Stop } | Should -Throw -ErrorId 'FeatureUnsupported*'
+        { New-AgentSandbox -Name $n -Backend HyperV -Image $image -Network Host -ErrorAction Stop } | Should -Throw -ErrorId 'NetworkSwitchRequired*'
+        { New-AgentSandbox -Name $n -Backend HyperV -Image $image -Network None -SwitchName 'x' -ErrorAction Stop } | Should -Throw -ErrorId 'NetworkSwitchRequired*'
         Get-AgentSandbox -Name $n -ErrorAction Ignore | Should -BeNullOrEmpty
+    }
+}
+
+# A network adapter only on a switch the caller names: the model's switches are the names in its root's "switches" file.
+Describe 'HyperV: -SwitchName connects a network adapter to a named virtual switch' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
+    BeforeAll {
+        $switch = "pt-switch-$PID"
+        $switches = Join-Path $env:HYPERV_MODEL_ROOT 'switches'
+        $hadSwitches = Test-Path $switches
+        if ($hadSwitches) { $before = Get-Content -Raw $switches }
+        Add-Content -Path $switches -Value $switch
+        $name = New-TestName -Tag 'hvnet'
+        $fork = New-TestName -Tag 'hvnetfork'
+    }
+    AfterAll {
+        Remove-TestSandbox $fork, $name
+        if ($hadSwitches) { Set-Content -Path $switches -Value $before -NoNewline } else { Remove-Item $switches -ErrorAction Ignore }
+    }
+    BeforeEach { Assert-BackendOrSkip HyperV }
+
+    It 'gives the machine one adapter on that switch, and the sandbox says so; a fork keeps it' {
+        $sb = New-AgentSandbox -Name $name -Backend HyperV -Image $image -Memory 256MB -SwitchName $switch
+        $sb.Network | Should -Be 'Host'
+        $sb.SwitchName | Should -Be $switch
+        (Get-AgentSandbox $name).SwitchName | Should -Be $switch
+        $m = Get-Machine $sb
+        $m.NetworkAdapters | Should -Be 1
+        $m.Switches | Should -Be @($switch)
+        $cp = Checkpoint-AgentSandbox -Name $name -CheckpointName net
+        $f = New-AgentSandbox -Name $fork -FromCheckpoint $cp
+        $f.SwitchName | Should -Be $switch
+        (Get-Machine $f).Switches | Should -Be @($switch)
+    }
+
+    It 'refuses a switch the host does not have, naming the ones it has, and leaves nothing behind' {
+        $n = New-TestName -Tag 'hvnosw'
+        $err = { New-AgentSandbox -Name $n -Backend HyperV -Image $image -SwitchName 'pt-no-such-switch' -ErrorAction Stop } | Should -Throw -ErrorId 'NetworkSwitchNotFound*' -PassThru
+        $err.Exception.Message | Should -BeLike "*no virtual switch named 'pt-no-such-switch'*'$switch'*"
+        Get-AgentSandbox -Name $n -ErrorAction Ignore | Should -BeNullOrEmpty
+        Add-Type -Path $env:AGENTSANDBOX_HYPERV_MODEL
+        [AgentSandbox.HyperVModel.ModelHost]::MachineNames() | Where-Object { $_ -like "AgentSandbox-$n-*" } | Should -BeNullOrEmpty
+    }
+
+    It 'is refused on a backend without switches' {
+        { New-AgentSandbox -Name (New-TestName -Tag 'nosw') -Backend Chroot -SwitchName $switch -ErrorAction Stop } | Should -Throw -ErrorId 'FeatureUnsupported*'
     }
 }

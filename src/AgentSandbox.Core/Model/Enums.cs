@@ -68,6 +68,8 @@ namespace AgentSandbox
         Root,
         /// <summary>-Network Host.</summary>
         HostNetwork,
+        /// <summary>-SwitchName: the sandbox's network adapter on a virtual switch the caller names.</summary>
+        NamedSwitch,
         /// <summary>-Kernel: the sandbox boots a kernel of its own, which the caller may choose.</summary>
         GuestKernel,
     }

@@ -48,6 +48,9 @@ namespace AgentSandbox
         /// </summary>
         [DataMember(Order = 19, EmitDefaultValue = false)] internal State.SandboxOperation? Pending { get; set; }
 
+        /// <summary>The virtual switch the sandbox's network adapter is connected to (HyperV with -Network Host); null: no switch.</summary>
+        [DataMember(Order = 20, EmitDefaultValue = false)] public string? SwitchName { get; set; }
+
         /// <summary>A record read from JSON skips the initialisers above: absent collections become empty ones.</summary>
         [OnDeserialized]
         private void FillAbsentCollections(StreamingContext context)
@@ -100,6 +103,7 @@ namespace AgentSandbox
             ProcessLimit = spec.ProcessLimit,
             DiskSizeBytes = spec.DiskSizeBytes,
             Network = spec.Network,
+            SwitchName = spec.SwitchName,
             Environment = new Dictionary<string, string>(spec.Environment),
             Mounts = new List<SandboxMount>(spec.Mounts),
             WorkingDirectory = spec.WorkingDirectory ?? DefaultWorkspace,

@@ -16,6 +16,8 @@ namespace AgentSandbox
         /// <summary>The most bytes of host disk the sandbox's files may take; null: no limit.</summary>
         public long? DiskSizeBytes { get; set; }
         public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
+        /// <summary>The virtual switch to connect a network adapter to (backends with SandboxFeature.NamedSwitch); null: none.</summary>
+        public string? SwitchName { get; set; }
         public IDictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
         public IList<SandboxMount> Mounts { get; set; } = new List<SandboxMount>();
         /// <summary>Where commands start; null: the guest's default (/workspace on Linux).</summary>

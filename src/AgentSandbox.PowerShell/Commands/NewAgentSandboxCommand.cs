@@ -55,6 +55,11 @@ namespace AgentSandbox.PowerShell.Commands
         [Parameter]
         public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
 
+        /// <summary>The virtual switch a HyperV sandbox's network adapter is connected to; implies -Network Host.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? SwitchName { get; set; }
+
         /// <summary>The guest kernel of a backend that boots one (Qemu): a Debian kernel package (.deb) or a folder holding one unpacked.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
@@ -103,7 +108,8 @@ namespace AgentSandbox.PowerShell.Commands
                     ProcessLimit = Bound(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
                     DiskSizeBytes = Bound(nameof(DiskSize)) ? DiskSize : (long?)null,
                     Kernel = Kernel == null ? null : GetUnresolvedProviderPathFromPSPath(Kernel),
-                    Network = Network,
+                    Network = Bound(nameof(SwitchName)) && !Bound(nameof(Network)) ? SandboxNetwork.Host : Network,
+                    SwitchName = SwitchName,
                     Environment = Hashtables.ToStrings(Environment),
                     Mounts = HostMounts(),
                     WorkingDirectory = WorkingDirectory,
@@ -190,6 +196,13 @@ namespace AgentSandbox.PowerShell.Commands
             if (Bound(nameof(ProcessLimit))) spec.ProcessLimit = ProcessLimit;
             if (Bound(nameof(DiskSize))) spec.DiskSizeBytes = DiskSize;
             if (Bound(nameof(Network))) spec.Network = Network;
+            // No network drops the inherited switch; a switch given means a network adapter on it.
+            if (Bound(nameof(Network)) && Network == SandboxNetwork.None) spec.SwitchName = null;
+            if (Bound(nameof(SwitchName)))
+            {
+                spec.SwitchName = SwitchName;
+                if (!Bound(nameof(Network))) spec.Network = SandboxNetwork.Host;
+            }
             if (Bound(nameof(Environment)))
                 foreach (var kv in Hashtables.ToStrings(Environment)) spec.Environment[kv.Key] = kv.Value;
             if (Bound(nameof(Mount))) spec.Mounts = HostMounts();

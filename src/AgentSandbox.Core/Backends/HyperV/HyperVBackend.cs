@@ -29,7 +29,7 @@ namespace AgentSandbox.Backends.HyperV
 
         public override string Name => "HyperV";
         public override GuestConventions Guest => GuestConventions.Linux;
-        public override SandboxFeature[] Features { get; } = { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Root };
+        public override SandboxFeature[] Features { get; } = { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Root, SandboxFeature.HostNetwork, SandboxFeature.NamedSwitch };
         /// <summary>A prepared image's own tools, on its PATH.</summary>
         protected override string ToolPrefix => "";
 
@@ -93,9 +93,9 @@ namespace AgentSandbox.Backends.HyperV
                 if (!spec.Image.EndsWith(".vhdx", StringComparison.OrdinalIgnoreCase))
                     throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument, $"Image '{spec.Image}' is not a .vhdx file: a HyperV sandbox differences a VHDX.", spec.Image);
             }
-            if (spec.Network == SandboxNetwork.Host)
-                throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.InvalidArgument,
-                    "-Network Host is not supported by the HyperV backend yet: its sandboxes have no network adapter.", spec.Name);
+            if (spec.Network == SandboxNetwork.Host && spec.SwitchName == null)
+                throw new SandboxException(ErrorIds.NetworkSwitchRequired, SandboxErrorKind.InvalidArgument,
+                    "A HyperV sandbox with -Network Host has a network adapter on a virtual switch: name it with -SwitchName (Get-VMSwitch lists them; 'Default Switch' is the NAT switch of Windows clients).", spec.Name);
             if (spec.Mounts.Count > 0)
                 throw new SandboxException(ErrorIds.FeatureUnsupported, SandboxErrorKind.InvalidArgument,
                     "The HyperV backend does not support -Mount: a guest reaches no host folder. Copy files in and out with Copy-AgentSandboxItem.", spec.Name);
@@ -107,6 +107,8 @@ namespace AgentSandbox.Backends.HyperV
             Directory.CreateDirectory(s.Location!);
             using var session = Open();
             var create = Failure(s, ErrorIds.SandboxCreateFailed, "Creating the virtual machine");
+            // Found before anything is made: a switch that is not there leaves nothing to undo.
+            var networkSwitch = spec.Network == SandboxNetwork.Host ? session.Machines.FindSwitch(spec.SwitchName!, s.Name) : null;
             if (spec.FromCheckpoint != null)
             {
                 s.BackendData[ImageKey] = spec.FromCheckpoint.Source?.Data(ImageKey) ?? "";
@@ -127,6 +129,7 @@ namespace AgentSandbox.Backends.HyperV
                 Disk = DiskPath(s),
                 MemoryBytes = s.MemoryBytes ?? DefaultMemory,
                 Cpus = s.CpuCount ?? 1,
+                Switch = networkSwitch,
             };
             progress.Milestone($"Defining virtual machine {machine.Name}");
             var id = session.Machines.Define(machine, create, progress, cancellation);

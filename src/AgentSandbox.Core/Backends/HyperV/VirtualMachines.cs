@@ -10,7 +10,7 @@ namespace AgentSandbox.Backends.HyperV
     /// <summary>
     /// One sandbox's virtual machine, as root\virtualization\v2 knows it: defined (Generation 2,
     /// static memory, whole vCPUs with a cap for fractions, Secure Boot with the template Linux guests
-    /// need, no automatic checkpoints, no network adapter), its disk attached on SCSI, started,
+    /// need, no automatic checkpoints, no network adapter unless the sandbox names a switch), its disk attached on SCSI, started,
     /// stopped, destroyed. Settings start from Hyper-V's own defaults (the InstanceIDs ending in
     /// \Default) and change only what the sandbox asks.
     /// </summary>
@@ -108,6 +108,29 @@ namespace AgentSandbox.Backends.HyperV
             Add(settings.Path!, Default("Msvm_StorageAllocationSettingData", "Microsoft:Hyper-V:Virtual Hard Disk", failure)
                 .Set("Parent", CimType.String, drive.ToString())
                 .SetArray("HostResource", CimType.String, new[] { spec.Disk }), failure, progress, cancellation);
+            if (spec.Switch != null) Connect(settings.Path!, spec.Switch, failure, progress, cancellation);
+        }
+
+        /// <summary>A synthetic network adapter, and its connection to the switch.</summary>
+        private void Connect(WmiPath settings, WmiPath networkSwitch, OperationFailure failure, IProgressSink progress, CancellationToken cancellation)
+        {
+            var adapter = Add(settings, Default("Msvm_SyntheticEthernetPortSettingData", "Microsoft:Hyper-V:Synthetic Ethernet Port", failure)
+                .Set("ElementName", CimType.String, "Network Adapter")
+                .SetArray("VirtualSystemIdentifiers", CimType.String, new[] { Guid.NewGuid().ToString("B").ToUpperInvariant() }), failure, progress, cancellation);
+            Add(settings, Default("Msvm_EthernetPortAllocationSettingData", "Microsoft:Hyper-V:Ethernet Connection", failure)
+                .Set("Parent", CimType.String, adapter.ToString())
+                .SetArray("HostResource", CimType.String, new[] { networkSwitch.ToString() }), failure, progress, cancellation);
+        }
+
+        /// <summary>The one virtual switch of that name; its absence (or a name two switches share) names the switches there are.</summary>
+        public WmiPath FindSwitch(string name, string sandbox)
+        {
+            var found = _calls.Query($"SELECT * FROM Msvm_VirtualEthernetSwitch WHERE ElementName = '{Wql(name)}'");
+            if (found.Count == 1 && found[0].Path != null) return found[0].Path!;
+            var all = _calls.Query("SELECT * FROM Msvm_VirtualEthernetSwitch").Select(w => "'" + w.String("ElementName") + "'").ToList();
+            var known = all.Count == 0 ? "this host has no virtual switch" : "its switches are " + string.Join(", ", all);
+            var why = found.Count == 0 ? $"Hyper-V has no virtual switch named '{name}' ({known})" : $"{found.Count} virtual switches are named '{name}'; rename one so the name is unique";
+            throw new SandboxException(ErrorIds.NetworkSwitchNotFound, SandboxErrorKind.NotFound, $"Sandbox '{sandbox}' cannot be connected to a switch: {why}.", name);
         }
 
         private WmiObject Part(WmiObject settings, string className, OperationFailure failure) =>
@@ -181,5 +204,7 @@ namespace AgentSandbox.Backends.HyperV
         public string Disk { get; set; } = "";
         public long MemoryBytes { get; set; }
         public double Cpus { get; set; }
+        /// <summary>The switch of its network adapter; null: no adapter at all.</summary>
+        public WmiPath? Switch { get; set; }
     }
 }
