@@ -217,7 +217,9 @@ namespace AgentSandbox
             RefuseUnsupported(spec, backend);
             // A backend's default image is an image like any other: checked as -Image would be.
             if (spec.Image == null && spec.FromCheckpoint == null && backend is IDefaultImage defaults && defaults.DefaultImage is string image) spec.Image = image;
-            RefuseUnsafeImage(spec);
+            if (spec.Image != null && spec.FromCheckpoint == null && backend is IImageNames names && names.ImageFile(spec.Image, spec.Name) is string file)
+                spec.ImageFile = SafeImagePath(file, $"The disk {file} of template machine '{spec.Image}'", spec.Image);
+            else RefuseUnsafeImage(spec);
             backend.CheckSpec(spec);
             RefuseHostSockets(spec.Mounts);
             return backend;

@@ -92,6 +92,44 @@ namespace AgentSandbox.HyperVModel
             };
         }
 
+        /// <summary>
+        /// Defines a machine as a person would make a template: a differencing disk over
+        /// <paramref name="baseImage"/> at <paramref name="disk"/>, attached on SCSI, off; its id. For
+        /// tests of -Image naming a machine.
+        /// </summary>
+        public static Guid DefineTemplate(string name, string baseImage, string disk, long memoryBytes, double cpus)
+        {
+            using IWmiSession wmi = new Session(NewModel());
+            var machines = new VirtualMachines(new HyperVCalls(wmi));
+            var failure = new OperationFailure("TemplateFailed", name, $"Making template {name}");
+            machines.CreateDifferencingDisk(disk, baseImage, failure, AgentSandbox.Backends.NullProgress.Instance, CancellationToken.None);
+            var spec = new MachineSpec { Name = name, Notes = "a template", Folder = Path.GetDirectoryName(disk)!, Disk = disk, MemoryBytes = memoryBytes, Cpus = cpus };
+            var id = machines.Define(spec, failure, AgentSandbox.Backends.NullProgress.Instance, CancellationToken.None);
+            machines.Configure(id, spec, failure, AgentSandbox.Backends.NullProgress.Instance, CancellationToken.None);
+            return id;
+        }
+
+        /// <summary>Asks a machine for a state (2 running, 3 off), or takes a checkpoint of it (0), waiting for the job.</summary>
+        public static void Change(Guid vmId, ushort state)
+        {
+            using IWmiSession wmi = new Session(NewModel());
+            var machines = new VirtualMachines(new HyperVCalls(wmi));
+            var failure = new OperationFailure("ChangeFailed", vmId.ToString(), $"Changing {vmId}");
+            if (state == 0) machines.Snapshot(vmId, failure, AgentSandbox.Backends.NullProgress.Instance, CancellationToken.None);
+            else machines.RequestState(vmId, state, failure, AgentSandbox.Backends.NullProgress.Instance, CancellationToken.None);
+        }
+
+        /// <summary>Destroys a machine (turned off first) and its snapshots; its disks stay.</summary>
+        public static void Destroy(Guid vmId)
+        {
+            using IWmiSession wmi = new Session(NewModel());
+            var machines = new VirtualMachines(new HyperVCalls(wmi));
+            var failure = new OperationFailure("DestroyFailed", vmId.ToString(), $"Destroying {vmId}");
+            if (machines.State(vmId) is ushort s && s != VirtualMachines.Off && s != 0)
+                machines.RequestState(vmId, VirtualMachines.Off, failure, AgentSandbox.Backends.NullProgress.Instance, CancellationToken.None);
+            if (machines.Find(vmId) != null) machines.Destroy(vmId, failure, AgentSandbox.Backends.NullProgress.Instance, CancellationToken.None);
+        }
+
         /// <summary>The display names of every machine the model holds.</summary>
         public static string[] MachineNames()
         {

@@ -287,3 +287,55 @@ Describe 'HyperV: -SwitchName connects a network adapter to a named virtual swit
         { New-AgentSandbox -Name (New-TestName -Tag 'nosw') -Backend Chroot -SwitchName $switch -ErrorAction Stop } | Should -Throw -ErrorId 'FeatureUnsupported*'
     }
 }
+
+# -Image naming a machine: its one disk is the image, its memory and vCPUs the defaults; only a template that cannot change that disk is taken.
+Describe 'HyperV: -Image naming a template machine' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
+    BeforeAll {
+        Add-Type -Path $env:AGENTSANDBOX_HYPERV_MODEL
+        $folder = Join-Path ([IO.Path]::GetTempPath()) "pt-hvtpl-$PID"
+        $null = New-Item -ItemType Directory -Force -Path $folder
+        $template = "pt-tpl-$PID"
+        $checkpointed = "pt-tplcp-$PID"
+        $templateId = [AgentSandbox.HyperVModel.ModelHost]::DefineTemplate($template, $image, "$folder/template.vhdx", 384MB, 2)
+        $checkpointedId = [AgentSandbox.HyperVModel.ModelHost]::DefineTemplate($checkpointed, $image, "$folder/checkpointed.vhdx", 256MB, 1)
+        [AgentSandbox.HyperVModel.ModelHost]::Change($checkpointedId, 0)
+        $name = New-TestName -Tag 'hvtpl'
+    }
+    AfterAll {
+        Remove-TestSandbox $name
+        foreach ($id in $templateId, $checkpointedId) { if ($id) { [AgentSandbox.HyperVModel.ModelHost]::Destroy($id) } }
+        Remove-Item -LiteralPath $folder -Recurse -Force -ErrorAction Ignore
+    }
+    BeforeEach { Assert-BackendOrSkip HyperV }
+
+    It 'differences the template''s disk, takes its memory (and a -CpuCount given instead of its vCPUs), and never writes it' {
+        $hash = Get-FileHashText "$folder/template.vhdx"
+        $sb = New-AgentSandbox -Name $name -Backend HyperV -Image $template -CpuCount 1
+        $sb.Image | Should -Be $template
+        $sb.MemoryBytes | Should -Be 384MB
+        $m = Get-Machine $sb
+        $m.MemoryMB | Should -Be 384
+        $m.Processors | Should -Be 1
+        (qemu-img info --output=json -U $m.Disks[0] | ConvertFrom-Json).'backing-filename' | Should -Be "$folder/template.vhdx"
+        $sb | Invoke-InSandbox 'echo made from a template > /workspace/f; cat /workspace/f' | Should -Be 'made from a template'
+        Get-FileHashText "$folder/template.vhdx" | Should -Be $hash
+    }
+
+    It 'refuses a name no machine has, a sandbox''s own machine, a template with checkpoints and a running one, before anything is made' {
+        $n = New-TestName -Tag 'hvtplbad'
+        { New-AgentSandbox -Name $n -Backend HyperV -Image 'pt-no-such-template' -ErrorAction Stop } | Should -Throw -ErrorId 'ImageNotFound*'
+        $sb = Get-AgentSandbox $name
+        { New-AgentSandbox -Name $n -Backend HyperV -Image "AgentSandbox-$($sb.Name)-$($sb.Id)" -ErrorAction Stop } | Should -Throw -ErrorId 'ImagePathRefused*'
+        $err = { New-AgentSandbox -Name $n -Backend HyperV -Image $checkpointed -ErrorAction Stop } | Should -Throw -ErrorId 'ImageInvalid*' -PassThru
+        $err.Exception.Message | Should -BeLike '*has checkpoints*'
+        Remove-AgentSandbox $name -Force
+        [AgentSandbox.HyperVModel.ModelHost]::Change($templateId, 2)
+        try {
+            $err = { New-AgentSandbox -Name $n -Backend HyperV -Image $template -ErrorAction Stop } | Should -Throw -ErrorId 'ImageInvalid*' -PassThru
+            $err.Exception.Message | Should -BeLike '*is not off*'
+        }
+        finally { [AgentSandbox.HyperVModel.ModelHost]::Change($templateId, 3) }
+        Get-AgentSandbox -Name $n -ErrorAction Ignore | Should -BeNullOrEmpty
+        [AgentSandbox.HyperVModel.ModelHost]::MachineNames() | Where-Object { $_ -like "AgentSandbox-$n-*" } | Should -BeNullOrEmpty
+    }
+}

@@ -70,13 +70,23 @@ namespace AgentSandbox.Backends
         void RemoveCheckpoint(SandboxCheckpoint checkpoint, IProgressSink progress);
     }
 
-    /// <summary>Milestones and progress of long work, for Write-Progress and Write-Verbose.</summary>
     /// <summary>A backend whose sandboxes start from an image the host names when -Image is not given (HyperV's AGENTSANDBOX_HYPERV_IMAGE).</summary>
     internal interface IDefaultImage
     {
         string? DefaultImage { get; }
     }
 
+    /// <summary>
+    /// A backend whose -Image may also name a thing of its own that stands for a file (HyperV: a
+    /// template machine, for its disk). The manager checks that file as it checks any -Image path.
+    /// </summary>
+    internal interface IImageNames
+    {
+        /// <summary>The file <paramref name="image"/> stands for; null when it is a path.</summary>
+        string? ImageFile(string image, string sandbox);
+    }
+
+    /// <summary>Milestones and progress of long work, for Write-Progress and Write-Verbose.</summary>
     public interface IProgressSink
     {
         void Milestone(string message);

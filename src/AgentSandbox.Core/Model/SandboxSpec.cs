@@ -10,6 +10,8 @@ namespace AgentSandbox
         public string Backend { get; set; } = "Auto";
         /// <summary>Null for the backend's default root; else a root filesystem directory or tarball.</summary>
         public string? Image { get; set; }
+        /// <summary>The file a named image stands for (a HyperV template machine's disk), as the manager checked it; null for a path.</summary>
+        internal string? ImageFile { get; set; }
         public long? MemoryBytes { get; set; }
         public double? CpuCount { get; set; }
         public int? ProcessLimit { get; set; }

@@ -86,7 +86,7 @@ namespace AgentSandbox.Backends.HyperV
 
         public override void CheckSpec(SandboxSpec spec)
         {
-            if (spec.Image != null && spec.FromCheckpoint == null)
+            if (spec.Image != null && spec.FromCheckpoint == null && spec.ImageFile == null)
             {
                 if (!Path.IsPathRooted(spec.Image))
                     throw new SandboxException(ErrorIds.ImageInvalid, SandboxErrorKind.InvalidArgument, $"Image '{spec.Image}' is not a full path: a HyperV sandbox differences a VHDX named by its full path.", spec.Image);
@@ -118,6 +118,7 @@ namespace AgentSandbox.Backends.HyperV
             {
                 var parent = BaseImage(spec, s);
                 s.BackendData[ImageKey] = parent;
+                TakeTemplateSize(s, spec, session);
                 progress.Milestone($"Creating the differencing disk of sandbox '{s.Name}' over {parent}");
                 session.Machines.CreateDifferencingDisk(DiskPath(s), parent, create, progress, cancellation);
             }
@@ -148,7 +149,7 @@ namespace AgentSandbox.Backends.HyperV
         /// </summary>
         private static string BaseImage(SandboxSpec spec, Sandbox s)
         {
-            var image = spec.Image;
+            var image = spec.ImageFile ?? spec.Image;
             if (string.IsNullOrEmpty(image))
                 throw new SandboxException(ErrorIds.ImageNotFound, SandboxErrorKind.InvalidArgument,
                     $"A HyperV sandbox is made from -Image: a prepared Linux guest VHDX with the module's guest agent (docs/backends.md, \"HyperV\", says how to prepare one), or one named by {DefaultImageVariable}.", s.Name);

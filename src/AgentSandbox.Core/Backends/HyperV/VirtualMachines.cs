@@ -133,6 +133,20 @@ namespace AgentSandbox.Backends.HyperV
             throw new SandboxException(ErrorIds.NetworkSwitchNotFound, SandboxErrorKind.NotFound, $"Sandbox '{sandbox}' cannot be connected to a switch: {why}.", name);
         }
 
+        /// <summary>The virtual hard disks a machine's settings attach (not its DVDs), by path.</summary>
+        public IReadOnlyList<string> HardDisks(WmiObject settings) =>
+            _calls.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "Msvm_StorageAllocationSettingData")
+                .Where(d => d.String("ResourceSubType") == "Microsoft:Hyper-V:Virtual Hard Disk")
+                .SelectMany(d => d.Strings("HostResource")).Where(p => !string.IsNullOrEmpty(p)).ToList();
+
+        /// <summary>A machine's startup memory in MB and its vCPUs.</summary>
+        public (ulong MemoryMb, ulong Cpus) Size(WmiObject settings, OperationFailure failure) =>
+            ((ulong)(Part(settings, "Msvm_MemorySettingData", failure).Number("VirtualQuantity") ?? 0),
+             (ulong)(Part(settings, "Msvm_ProcessorSettingData", failure).Number("VirtualQuantity") ?? 1));
+
+        public int SnapshotCount(Guid vmId) =>
+            _calls.Query($"SELECT * FROM Msvm_VirtualSystemSettingData WHERE VirtualSystemIdentifier = '{Id(vmId)}' AND VirtualSystemType = 'Microsoft:Hyper-V:Snapshot:Realized'").Count;
+
         private WmiObject Part(WmiObject settings, string className, OperationFailure failure) =>
             _calls.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", className).FirstOrDefault()
             ?? throw failure.For("DefineSystem", null, $"the machine has no {className}");
