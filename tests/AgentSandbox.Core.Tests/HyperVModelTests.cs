@@ -278,6 +278,32 @@ namespace AgentSandbox.Core.Tests
             Assert.Throws<WmiException>(() => s.Invoke(r.OutReference("Job")!, "GetErrorEx", Array.Empty<WmiArgument>()));
         }
 
+        /// <summary>
+        /// A job that vanished before the backend polled it (held up past its TimeBeforeRemoval) is
+        /// done when what it was to do is there to see, and a failure that says so when it is not.
+        /// </summary>
+        [Fact]
+        public void AVanishedJobCountsOnlyWhenItsEffectIsThere()
+        {
+            using var s = Open();
+            var parent = NewDisk(s, Path.Combine(Dir("vanish"), "parent.vhdx"));
+            Environment.SetEnvironmentVariable("HYPERV_MODEL_JOB_MS", "1");
+            Environment.SetEnvironmentVariable("HYPERV_MODEL_JOB_REMOVAL_MS", "0");
+            var machines = new VirtualMachines(new HyperVCalls(s));
+            var failure = new OperationFailure("TestFailed", "t", "Testing");
+            var spec = new MachineSpec { Name = "vanish-" + Guid.NewGuid().ToString("N").Substring(0, 8), Folder = Dir("vanish"), MemoryBytes = 256L << 20, Cpus = 1 };
+            var id = machines.Define(spec, failure, Backends.NullProgress.Instance, CancellationToken.None);
+            Assert.NotNull(machines.Find(id));
+            machines.Destroy(id, failure, Backends.NullProgress.Instance, CancellationToken.None);
+            Assert.Null(machines.Find(id));
+            // A disk's job has no effect the backend trusts: its file may be there half made.
+            var e = Assert.Throws<SandboxException>(() => machines.CreateDifferencingDisk(Path.Combine(Dir("vanish"), "child.vhdx"), parent,
+                failure, Backends.NullProgress.Instance, CancellationToken.None));
+            Assert.Equal("TestFailed", e.ErrorId);
+            Assert.Contains("its job vanished before the module saw it end", e.Message);
+            Assert.Contains("it may have failed", e.Message);
+        }
+
         // ---- disks ----
 
         [Fact]

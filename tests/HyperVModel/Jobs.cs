@@ -103,6 +103,8 @@ namespace AgentSandbox.HyperVModel
                 }
                 if (now < end) { Progress(job, start, end, now, failing); continue; }
                 End(s, job, failing, end);
+                // Ended long enough ago that Hyper-V has removed it too: no one reading now sees it at all.
+                if (now > end + Knobs.JobRemoval) { s.Objects.Remove(job); s.Changed = true; }
             }
             foreach (var vm in s.OfClass("Msvm_ComputerSystem").Where(v => v.D("pid") != null && v.D("busy") == null).ToList())
             {

@@ -50,27 +50,36 @@ namespace AgentSandbox.Backends.HyperV
         /// Calls a method and waits for its job. <paramref name="failure"/> names the operation's ErrorId and
         /// the words for it ("creating the virtual machine of sandbox 'x'"); progress comes from the job's PercentComplete.
         /// </summary>
+        /// <param name="done">
+        /// Whether the method's effect is there to see (the machine defined, the state reached), asked
+        /// only when its job vanished unseen: Hyper-V removes a finished job after its
+        /// TimeBeforeRemoval, and a caller that was held up longer (a suspended host, a debugger)
+        /// cannot read how it ended. Without it, or when it says no, a vanished job is a failure.
+        /// </param>
         public WmiMethodResult Call(WmiPath target, string method, OperationFailure failure, IReadOnlyList<WmiArgument> arguments,
-            IProgressSink? progress = null, CancellationToken cancellation = default)
+            IProgressSink? progress = null, CancellationToken cancellation = default, Func<WmiMethodResult, bool>? done = null)
         {
             var result = Guarded(() => _wmi.Invoke(target, method, arguments), failure.Target);
             if (result.ReturnValue == 0) return result;
             if (result.ReturnValue != JobStarted) throw failure.For(method, result.ReturnValue, null);
             var job = result.OutReference("Job") ?? throw failure.For(method, JobStarted, "it started a job but named none");
-            Wait(job, method, failure, progress, cancellation);
+            Wait(job, method, failure, progress, cancellation, done == null ? null : () => done(result));
             return result;
         }
 
         /// <summary>Polls a job to its end; on cancellation the job is left to finish (Hyper-V offers no safe way to stop most of them).</summary>
-        public WmiObject Wait(WmiPath job, string method, OperationFailure failure, IProgressSink? progress, CancellationToken cancellation)
+        /// <returns>The ended job; null when it vanished and <paramref name="done"/> saw its effect.</returns>
+        public WmiObject? Wait(WmiPath job, string method, OperationFailure failure, IProgressSink? progress, CancellationToken cancellation, Func<bool>? done = null)
         {
             var pause = PollFirst;
             int lastPercent = -1;
             var giveUp = DateTime.UtcNow + JobLimit;
             while (true)
             {
-                var state = Get(job)
-                    ?? throw failure.For(method, JobStarted, "its job vanished before the module saw it end (Hyper-V removes a finished job after its TimeBeforeRemoval)");
+                var state = Get(job);
+                if (state == null && done != null && done()) return null;
+                if (state == null)
+                    throw failure.For(method, JobStarted, "its job vanished before the module saw it end (Hyper-V removes a finished job after its TimeBeforeRemoval), and what it was to do is not there; it may have failed");
                 ushort jobState = (ushort)(state.Number("JobState") ?? 0);
                 if (jobState == JobCompleted || jobState == JobCompletedWithWarnings) return state;
                 if (jobState < 2 || jobState > 6)

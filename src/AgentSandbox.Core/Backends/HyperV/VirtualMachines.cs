@@ -76,7 +76,7 @@ namespace AgentSandbox.Backends.HyperV
                 WmiArgument.String("SystemSettings", settings),
                 WmiArgument.Strings("ResourceSettings", Array.Empty<string>()),
                 WmiArgument.Reference("ReferenceConfiguration", null),
-            }, progress, cancellation);
+            }, progress, cancellation, done: _ => FindByName(spec.Name).Count > 0);
             var system = result.OutReference("ResultingSystem")
                 ?? FindByName(spec.Name).FirstOrDefault()?.Path
                 ?? throw failure.For("DefineSystem", null, "it named no machine");
@@ -167,7 +167,7 @@ namespace AgentSandbox.Backends.HyperV
             {
                 WmiArgument.Reference("AffectedConfiguration", settings),
                 WmiArgument.Strings("ResourceSettings", new[] { resource.ToXml() }),
-            }, progress, cancellation);
+            }, progress, cancellation, done: r => r.OutReferences("ResultingResourceSettings").FirstOrDefault() is WmiPath added && _calls.Get(added) != null);
             return result.OutReferences("ResultingResourceSettings").FirstOrDefault()
                 ?? throw failure.For("AddResourceSettings", null, "it named no resulting settings");
         }
@@ -186,7 +186,8 @@ namespace AgentSandbox.Backends.HyperV
 
         /// <summary>Asks for a state (2 start, 3 turn off, 6 save, 9 pause) and waits for its job.</summary>
         public void RequestState(Guid vmId, ushort state, OperationFailure failure, IProgressSink? progress, CancellationToken cancellation) =>
-            _calls.Call(SystemPath(vmId), "RequestStateChange", failure, new[] { WmiArgument.UInt16("RequestedState", state) }, progress, cancellation);
+            _calls.Call(SystemPath(vmId), "RequestStateChange", failure, new[] { WmiArgument.UInt16("RequestedState", state) }, progress, cancellation,
+                done: _ => State(vmId) == state);
 
         /// <summary>
         /// Asks the guest to shut down (its integration services' shutdown component); false when it
@@ -205,7 +206,8 @@ namespace AgentSandbox.Backends.HyperV
         }
 
         public void Destroy(Guid vmId, OperationFailure failure, IProgressSink progress, CancellationToken cancellation) =>
-            _calls.Call(_calls.Service(ManagementService), "DestroySystem", failure, new[] { WmiArgument.Reference("AffectedSystem", SystemPath(vmId)) }, progress, cancellation);
+            _calls.Call(_calls.Service(ManagementService), "DestroySystem", failure, new[] { WmiArgument.Reference("AffectedSystem", SystemPath(vmId)) }, progress, cancellation,
+                done: _ => Find(vmId) == null);
     }
 
     /// <summary>What a sandbox's machine is made of.</summary>
