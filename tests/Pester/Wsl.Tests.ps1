@@ -233,6 +233,28 @@ Describe 'Wsl: root and the host network, asked for knowingly' {
         @($violated) | Should -BeNullOrEmpty -Because ($violated -join "`n")
     }
 
+    # The guest's own tools are the guest's: root in it can make the module's user lookup hang, and the host gives up.
+    It 'a guest tool that never answers fails the call after the module''s limit, with the tool named' {
+        $limit = [AgentSandbox.SandboxManager].Assembly.GetType('AgentSandbox.Backends.Guest.AgentBackend').GetProperty('ToolLimit', [Reflection.BindingFlags]'NonPublic,Static')
+        $saved = $limit.GetValue($null)
+        # The first sh on the tools' PATH (busybox's sh runs id as its own applet, whatever the PATH).
+        Invoke-InSandbox -InputObject $sb -User root -Command 'mkdir -p /usr/local/bin && printf "#!/bin/sh\nexec sleep 30\n" > /usr/local/bin/sh && chmod 755 /usr/local/bin/sh'
+        try {
+            $limit.SetValue($null, [TimeSpan]::FromSeconds(2))
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            $err = { Invoke-InSandbox -InputObject $sb -User ptnouser -Command 'true' -ErrorAction Stop } | Should -Throw -ErrorId 'SandboxCommandFailed*' -PassThru
+            $watch.Elapsed.TotalSeconds | Should -BeLessThan 20
+            $err.Exception.Message | Should -BeLike "*did not finish the module's own 'sh -c*within 2 s*"
+            $err.CategoryInfo.Category | Should -Be 'OperationTimeout'
+        }
+        finally {
+            $limit.SetValue($null, $saved)
+            Invoke-InSandbox -InputObject $sb -User root -FilePath /bin/rm -ArgumentList '-f', '/usr/local/bin/sh'
+        }
+        # The lookup works again once the tool answers.
+        { Invoke-InSandbox -InputObject $sb -User ptnouser -Command 'true' -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidUser*'
+    }
+
     It '-Network Host shares the distributions'' network (the stand-in''s VM has eth0)' {
         (Invoke-InSandbox -InputObject $sb -Command "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '") | Should -Contain 'eth0'
         ($sb | Invoke-InSandbox -Command 'cat /etc/wsl.conf') | Should -Contain 'generateResolvConf=true'

@@ -168,8 +168,12 @@ namespace AgentSandbox.Backends.Guest
             return (foundUid, foundGid, groups.Select(g => g!.Value).ToArray());
         }
 
-        /// <summary>How long the module's own small tools (user lookups, stat, mkdir, touch) may take in the guest: a guest whose tools never answer must not hold the host.</summary>
-        protected static readonly TimeSpan ToolLimit = TimeSpan.FromSeconds(60);
+        /// <summary>
+        /// How long the module's own small tools (user lookups, stat, mkdir, touch) may take in the
+        /// guest: a guest whose tools never answer must not hold the host. Settable so that tests need
+        /// not wait a minute for it.
+        /// </summary>
+        internal static TimeSpan ToolLimit { get; set; } = TimeSpan.FromSeconds(60);
 
         /// <summary>
         /// Runs a command of the module's own in the guest (as <see cref="ToolUser"/>); its output whole.
