@@ -85,6 +85,7 @@ namespace AgentSandbox.HyperVModel
                 ["Processors"] = Part("Msvm_ProcessorSettingData", "VirtualQuantity"),
                 ["ProcessorLimit"] = Part("Msvm_ProcessorSettingData", "Limit"),
                 ["Disks"] = disks,
+                ["HostKvpItemsDisabled"] = Part("Msvm_KvpExchangeComponentSettingData", "DisableHostKVPItems"),
                 ["NetworkAdapters"] = wmi.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "Msvm_SyntheticEthernetPortSettingData").Count,
                 ["Switches"] = System.Linq.Enumerable.ToArray(System.Linq.Enumerable.Select(
                     wmi.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "Msvm_EthernetPortAllocationSettingData"), c => c.String("LastKnownSwitchName") ?? "")),

@@ -86,6 +86,9 @@ namespace AgentSandbox.HyperVModel
             new ClassDef("Msvm_EthernetPortAllocationSettingData", "CIM_EthernetPortAllocationSettingData", InstanceKey, Rasd +
                 "uint16 DesiredVLANEndpointMode; string OtherEndpointMode; uint16 EnabledState; string LastKnownSwitchName; string RequiredFeatures[];" +
                 "string RequiredFeatureHints[]; string TestReplicaPoolID; string TestReplicaSwitchName; string CompartmentGuid;"),
+            // msvm-kvpexchangecomponentsettingdata: DisableHostKVPItems (Windows 10 1703 and later) is its one writable property.
+            new ClassDef("Msvm_KvpExchangeComponentSettingData", "CIM_ResourceAllocationSettingData", InstanceKey, Rasd +
+                "boolean DisableHostKVPItems; uint16 EnabledState; string HostExchangeItems[]; string HostOnlyItems[];"),
             new ClassDef("CIM_VirtualSystemSettingData", "CIM_SettingData", InstanceKey, Element + "string VirtualSystemIdentifier; string VirtualSystemType;"),
             new ClassDef("Msvm_VirtualSystemSettingData", "CIM_VirtualSystemSettingData", InstanceKey, Element +
                 "string VirtualSystemIdentifier; string VirtualSystemType; string Notes[]; datetime CreationTime; string ConfigurationID; string ConfigurationDataRoot;" +

@@ -113,7 +113,11 @@ namespace AgentSandbox.HyperVModel
                 memory["InstanceID"] = $"Microsoft:{vmId}\\4764334D-E001-4176-82EE-5594EC9B530E";
                 var cpu = Templates.New("Msvm_ProcessorSettingData", 3, Templates.Processor, "Processor");
                 cpu["InstanceID"] = $"Microsoft:{vmId}\\B637F346-6A0E-4DEC-AF52-BD70CB80A21D\\0";
-                var made = new List<Obj> { new Obj(memory), new Obj(cpu) };
+                // Data Exchange, on by default, with the host's own items (its name, its OS) given to the guest.
+                var kvp = Templates.New("Msvm_KvpExchangeComponentSettingData", 1, Templates.Kvp, "Key-Value Pair Exchange");
+                kvp["InstanceID"] = $"Microsoft:{vmId}\\2A34B1C2-FD73-4043-9A5B-DD2159BC743F";
+                kvp["OtherResourceType"] = Templates.Kvp; kvp["EnabledState"] = (ushort)2; kvp["DisableHostKVPItems"] = false;
+                var made = new List<Obj> { new Obj(memory), new Obj(cpu), new Obj(kvp) };
                 foreach (var m in made) m.Set("owner", owner);
                 s.Objects.Add(vm); s.Objects.Add(settings); s.Objects.AddRange(made);
                 foreach (var r in resources)
@@ -259,7 +263,13 @@ namespace AgentSandbox.HyperVModel
                     var sub = stored.Inst.Str("ResourceSubType");
                     string? why = null;
                     uint refusal = 4;
-                    if (sub == Templates.Memory || sub == Templates.Processor)
+                    if (sub == Templates.Kvp)
+                    {
+                        // Only DisableHostKVPItems is read/write; EnabledState is read-only in the documentation.
+                        if (g.Num("EnabledState") is ulong e && e != stored.Inst.Num("EnabledState")) why = "EnabledState is read-only";
+                        else if (g.Bool("DisableHostKVPItems") is bool disable) stored.Inst["DisableHostKVPItems"] = disable;
+                    }
+                    else if (sub == Templates.Memory || sub == Templates.Processor)
                     {
                         // Memory and processors change while the machine is off (the model does not resize a running guest).
                         if (!off) { why = "the machine is not off"; refusal = 5; }

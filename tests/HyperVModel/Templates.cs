@@ -18,6 +18,8 @@ namespace AgentSandbox.HyperVModel
         public const string EthernetConnection = "Microsoft:Hyper-V:Ethernet Connection";
         public const string Memory = "Microsoft:Hyper-V:Memory";
         public const string Processor = "Microsoft:Hyper-V:Processor";
+        /// <summary>The Data Exchange integration service's settings (ResourceType 1, Other).</summary>
+        public const string Kvp = "Microsoft:Hyper-V:Key-Value Pair Exchange Component";
 
         /// <summary>Memory a machine starts with when DefineSystem is given none, in MB (UNCONFIRMED: New-VM's default since 2016).</summary>
         public const ulong DefaultMemoryMb = 1024;

@@ -60,7 +60,7 @@ Describe 'HyperV: a Hyper-V virtual machine per sandbox (against the model of Hy
     }
 
     # What the machine is, read from the model's WMI (on a real host, these read the model's inspection helper and are skipped).
-    It 'is a Generation 2 machine of the module''s name with Secure Boot for Linux, static memory, its vCPU capped, no adapter, on a differencing disk' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
+    It 'is a Generation 2 machine of the module''s name with Secure Boot for Linux, static memory, its vCPU capped, no adapter, no host items over Data Exchange, on a differencing disk' -Skip:(-not $env:AGENTSANDBOX_HYPERV_MODEL) {
         $m = Get-Machine $sb
         $m | Should -Not -BeNullOrEmpty
         $m.EnabledState | Should -Be 2
@@ -74,6 +74,8 @@ Describe 'HyperV: a Hyper-V virtual machine per sandbox (against the model of Hy
         $m.Processors | Should -Be 1
         $m.ProcessorLimit | Should -Be 50000
         $m.NetworkAdapters | Should -Be 0
+        # Data Exchange keeps the host's name and Windows version to itself.
+        $m.HostKvpItemsDisabled | Should -BeTrue
         $m.Disks | Should -HaveCount 1
         $m.Disks[0] | Should -BeLike "$($sb.Location)*"
         (qemu-img info --output=json -U $m.Disks[0] | ConvertFrom-Json).'backing-filename' | Should -Be $image

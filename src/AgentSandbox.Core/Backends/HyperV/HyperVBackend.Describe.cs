@@ -49,7 +49,7 @@ namespace AgentSandbox.Backends.HyperV
                     "The base image is trusted: what it runs at boot (its init, its services, the module's agent in it) runs in every sandbox made from it, and its contents are readable to each.",
                     "Hyper-V administrators of the host control every virtual machine: they can read a sandbox's disk and memory, attach devices and connect to its guest.",
                     "Commands run as root inside the guest when asked (-User root): root of the guest kernel, not of the host. It can lift the process limit, which is a cgroup inside the guest; memory and vCPUs are the hypervisor's and hold.",
-                    "The guest has hv_sock (its agent's channel): root in it can connect to hvsocket services the host registers for every virtual machine. Hyper-V's Data Exchange integration service, on by default, tells the guest the host's name.",
+                    "The guest has hv_sock (its agent's channel): root in it can connect to hvsocket services the host registers for every virtual machine. Hyper-V's Data Exchange integration service tells the guest the host's name and Windows version on hosts older than Windows 10 1703 and Windows Server 2019; on newer ones the module turns that off for each sandbox (DisableHostKVPItems).",
                     "A guest that breaks out of the hypervisor (a flaw in Hyper-V's virtual devices or in the CPU, such as a side channel) reaches the host; Hyper-V's own boundary is what stands between.",
                 },
                 Weight = 70,

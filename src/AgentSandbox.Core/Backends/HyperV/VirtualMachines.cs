@@ -101,6 +101,8 @@ namespace AgentSandbox.Backends.HyperV
             Modify(service, EmbeddedInstance.From(processor)
                 .Set("VirtualQuantity", CimType.UInt64, count).Set("Limit", CimType.UInt64, cap), failure, progress, cancellation);
 
+            KeepHostItemsFromGuest(settings, service, failure, progress, cancellation);
+
             var controller = Add(settings.Path!, Default("Msvm_ResourceAllocationSettingData", "Microsoft:Hyper-V:Synthetic SCSI Controller", failure), failure, progress, cancellation);
             var drive = Add(settings.Path!, Default("Msvm_ResourceAllocationSettingData", "Microsoft:Hyper-V:Synthetic Disk Drive", failure)
                 .Set("Parent", CimType.String, controller.ToString())
@@ -109,6 +111,22 @@ namespace AgentSandbox.Backends.HyperV
                 .Set("Parent", CimType.String, drive.ToString())
                 .SetArray("HostResource", CimType.String, new[] { spec.Disk }), failure, progress, cancellation);
             if (spec.Switch != null) Connect(settings.Path!, spec.Switch, failure, progress, cancellation);
+        }
+
+        /// <summary>
+        /// Data Exchange gives every guest the host's name and Windows version unless told not to
+        /// (DisableHostKVPItems, from Windows 10 1703 and Windows Server 2019); a host without the
+        /// setting is said so, and the backend's weaknesses name it.
+        /// </summary>
+        private void KeepHostItemsFromGuest(WmiObject settings, WmiPath service, OperationFailure failure, IProgressSink progress, CancellationToken cancellation)
+        {
+            var kvp = _calls.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "Msvm_KvpExchangeComponentSettingData").FirstOrDefault();
+            if (kvp == null || !kvp.Properties.ContainsKey("DisableHostKVPItems"))
+            {
+                progress.Milestone("This Hyper-V host cannot keep its name and Windows version from the guest (Data Exchange's DisableHostKVPItems needs Windows 10 1703 or Windows Server 2019)");
+                return;
+            }
+            Modify(service, EmbeddedInstance.From(kvp).Set("DisableHostKVPItems", CimType.Boolean, true), failure, progress, cancellation);
         }
 
         /// <summary>A synthetic network adapter, and its connection to the switch.</summary>
