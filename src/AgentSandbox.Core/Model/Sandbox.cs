@@ -48,6 +48,10 @@ namespace AgentSandbox
         /// </summary>
         [DataMember(Order = 19, EmitDefaultValue = false)] internal State.SandboxOperation? Pending { get; set; }
 
+        /// <summary>The record's format: what is written is always this version's; what is read was checked before (State.RecordFormat).</summary>
+        [DataMember(Order = 20, Name = "Format")]
+        internal int Format { get => AgentSandbox.State.RecordFormat.Current; set { } }
+
         /// <summary>A record read from JSON skips the initialisers above: absent collections become empty ones.</summary>
         [OnDeserialized]
         private void FillAbsentCollections(StreamingContext context)
