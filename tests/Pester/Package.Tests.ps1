@@ -28,17 +28,19 @@ BeforeAll {
 
     function Invoke-Child {
         <# Runs the script in a new `pwsh -NoProfile` whose HOME (modules, repositories) is $DataHome; returns what it left in $Result (JSON). #>
-        param([Parameter(Mandatory)] [string] $DataHome, [Parameter(Mandatory)] [string] $Script, [switch] $AllowFailure)
+        param([Parameter(Mandatory)] [string] $DataHome, [Parameter(Mandatory)] [string] $Script, [hashtable] $Environment = @{}, [switch] $AllowFailure)
         $result = Join-Path $work "result-$([guid]::NewGuid().ToString('N')).json"
         $file = "$result.ps1"
         Set-Content -Path $file -Value "param([string] `$Result)`n`$ErrorActionPreference = 'Stop'`n$Script"
         $null = New-Item -ItemType Directory -Force -Path $DataHome
-        $saved = $env:HOME, $env:XDG_DATA_HOME, $env:PSModulePath
+        $saved = @{}
+        foreach ($k in @('HOME', 'XDG_DATA_HOME', 'PSModulePath') + @($Environment.Keys)) { $saved[$k] = [Environment]::GetEnvironmentVariable($k) }
         # No PSModulePath of this process's: the child's is pwsh's default, with the fresh user path first.
         $env:HOME = $DataHome
         Remove-Item Env:XDG_DATA_HOME, Env:PSModulePath -ErrorAction Ignore
+        foreach ($k in $Environment.Keys) { [Environment]::SetEnvironmentVariable($k, $Environment[$k]) }
         try { $said = & $pwsh @pwshArgs -NoProfile -NonInteractive -File $file -Result $result 2>&1 | Out-String }
-        finally { $env:HOME, $env:XDG_DATA_HOME, $env:PSModulePath = $saved }
+        finally { foreach ($k in $saved.Keys) { [Environment]::SetEnvironmentVariable($k, $saved[$k]) } }
         if ($LASTEXITCODE -ne 0 -and -not $AllowFailure) { throw "The child pwsh failed ($LASTEXITCODE):`n$said" }
         if (Test-Path $result) { Get-Content $result -Raw | ConvertFrom-Json } else { [pscustomobject]@{ Said = $said } }
     }
@@ -195,10 +197,19 @@ $runs = foreach ($b in $backends) {
 Describe 'Updated with Update-PSResource while sandboxes of the older version exist' {
     BeforeAll {
         $updateHome = Join-Path $work 'update'
+        # The model of Hyper-V that stands for it here is built against the core it serves (it reaches the core's
+        # internals): the older build gets one of its own version, over the same model state.
+        $olderEnvironment = @{}
+        if ($env:AGENTSANDBOX_HYPERV_MODEL) {
+            $model = Join-Path $work "hyperv-model-$older"
+            & dotnet build "$repoRoot/tests/HyperVModel/HyperVModel.csproj" -c Release -o $model "-p:Version=$older" --nologo -v quiet -clp:ErrorsOnly | Out-Host
+            if ($LASTEXITCODE -ne 0) { throw "The Hyper-V model for version $older could not be built." }
+            $olderEnvironment.AGENTSANDBOX_HYPERV_MODEL = Join-Path $model 'AgentSandbox.HyperVModel.dll'
+        }
         $before = Invoke-Gallery $updateHome @"
 Install-PSResource -Name AgentSandbox -Version '$older' -Repository '$repoName' -TrustRepository -Scope CurrentUser
 "@
-        $made = Invoke-Child -DataHome $updateHome -Script ($prelude + @'
+        $made = Invoke-Child -DataHome $updateHome -Environment $olderEnvironment -Script ($prelude + @'
 Import-Module AgentSandbox
 $runs = foreach ($b in $backends) {
     if (-not (Get-AgentSandboxBackend -Name $b.Backend).Available) { continue }
