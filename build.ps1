@@ -6,25 +6,36 @@
     dotnet tool restore && dotnet pwsh ./build.ps1 demo
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 test
+.EXAMPLE
+    dotnet tool restore && dotnet pwsh ./build.ps1 package
 #>
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('build', 'test', 'demo', 'bench', 'isolation', 'clean')]
+    [ValidateSet('build', 'test', 'demo', 'bench', 'isolation', 'clean', 'package')]
     [string] $Task = 'build',
 
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
 
     # Pester tests to run (file or folder); all of tests/Pester by default.
-    [string] $PesterPath
+    [string] $PesterPath,
+
+    # A version to build instead of Directory.Build.props's (a build of another version, as the package tests
+    # make); it is built apart, under out/versions/<version>, and its package goes beside the others.
+    [ValidatePattern('^\d+\.\d+\.\d+$')]
+    [string] $Version
 )
 
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 $root = $PSScriptRoot
 $out = Join-Path $root 'out'
-$moduleOut = Join-Path $out 'AgentSandbox'
+# The version is set in one place, Directory.Build.props: the assemblies take it from there, the manifest from here.
+$releaseVersion = (Select-Xml -Path "$root/Directory.Build.props" -XPath '//Version').Node.InnerText
+$moduleVersion = if ($Version) { $Version } else { $releaseVersion }
+$moduleOut = if ($moduleVersion -eq $releaseVersion) { Join-Path $out 'AgentSandbox' } else { Join-Path $out "versions/$moduleVersion/AgentSandbox" }
+$galleryOut = Join-Path $out 'gallery'
 $PesterVersion = '5.7.1'
 # The running PowerShell (under `dotnet pwsh` the process itself is dotnet).
 $pwsh = Join-Path $PSHOME ($IsWindows ? 'pwsh.exe' : 'pwsh')
@@ -36,9 +47,9 @@ function Invoke-Native {
 }
 
 function Invoke-Build {
-    Write-Host "Building the module ($Configuration)" -ForegroundColor Cyan
-    $bin = Join-Path $out 'bin'
-    Invoke-Native dotnet @('build', "$root/src/AgentSandbox.PowerShell/AgentSandbox.PowerShell.csproj", '-c', $Configuration, '-o', $bin, '--nologo', '-v', 'quiet', '-clp:ErrorsOnly')
+    Write-Host "Building the module $moduleVersion ($Configuration)" -ForegroundColor Cyan
+    $bin = Join-Path (Split-Path $moduleOut) 'bin'
+    Invoke-Native dotnet @('build', "$root/src/AgentSandbox.PowerShell/AgentSandbox.PowerShell.csproj", '-c', $Configuration, '-o', $bin, "-p:Version=$moduleVersion", '--nologo', '-v', 'quiet', '-clp:ErrorsOnly')
     if (Test-Path $moduleOut) { Remove-Item $moduleOut -Recurse -Force }
     New-Item -ItemType Directory -Path $moduleOut | Out-Null
     # The cmdlets and the core beside the manifest; the Docker backend and the libraries it uses (Docker.DotNet,
@@ -49,11 +60,40 @@ function Invoke-Build {
     Get-ChildItem "$bin/*.dll" | Where-Object Name -notin $own | Copy-Item -Destination $dependencies
     $own | ForEach-Object { Copy-Item "$bin/$_" -Destination $moduleOut }
     Copy-Item "$root/module/*" -Destination $moduleOut -Recurse
+    Write-ManifestVersion (Join-Path $moduleOut 'AgentSandbox.psd1')
     Build-GuestAgent (Join-Path $moduleOut 'guest')
     # Help is written as markdown in docs/help and turned into MAML here (platyPS is not needed).
     $helpBuilder = Join-Path $root 'docs/help/Build-Help.ps1'
     if (Test-Path $helpBuilder) { & $helpBuilder -OutputPath $moduleOut }
     Write-Host "Module ready: $moduleOut/AgentSandbox.psd1"
+}
+
+# The version and its release notes (its section of CHANGELOG.md) into the built manifest.
+function Write-ManifestVersion([string] $Manifest) {
+    $changelog = Get-Content "$root/CHANGELOG.md" -Raw
+    $section = [regex]::Match($changelog, "(?ms)^## $([regex]::Escape($moduleVersion))[ \t]*\r?\n(.*?)(?=^## |\z)")
+    $notes = if ($section.Success) { $section.Groups[1].Value.Trim() }
+    elseif ($moduleVersion -eq $releaseVersion) { throw "CHANGELOG.md has no section '## $moduleVersion': the release notes of the version in Directory.Build.props come from there." }
+    else { "A build of version $moduleVersion from source; CHANGELOG.md has no section for it." }
+    $text = (Get-Content $Manifest -Raw) -replace "(?m)^(\s*ModuleVersion\s*=\s*)'[^']*'", "`${1}'$moduleVersion'"
+    $text = $text.Replace("ReleaseNotes = ''", "ReleaseNotes = '$($notes.Replace("'", "''"))'")
+    # With a BOM: Windows PowerShell reads a manifest without one in the system's ANSI code page.
+    Set-Content -LiteralPath $Manifest -Value $text -Encoding utf8BOM -NoNewline
+    $written = Import-PowerShellDataFile $Manifest
+    if ($written.ModuleVersion -ne $moduleVersion -or $written.PrivateData.PSData.ReleaseNotes -ne $notes) { throw "The version and release notes were not written into $Manifest." }
+}
+
+# The PowerShell Gallery package of the built module, after checking that every assembly it loads stays
+# within netstandard2.0 (Windows PowerShell 5.1 runs the same files). Returns the .nupkg's path.
+function New-ModulePackage {
+    & "$root/build/Test-ModuleSurface.ps1" -ModuleDirectory $moduleOut
+    $null = New-Item -ItemType Directory -Force -Path $galleryOut
+    $nupkg = Join-Path $galleryOut "AgentSandbox.$moduleVersion.nupkg"
+    Remove-Item $nupkg -ErrorAction Ignore
+    Compress-PSResource -Path $moduleOut -DestinationPath $galleryOut
+    if (-not (Test-Path $nupkg)) { throw "Compress-PSResource made no $nupkg." }
+    Write-Host "Package ready: $nupkg"
+    $nupkg
 }
 
 # The guest agent of the virtual machine backends: one static binary that runs in any Linux guest.
@@ -284,9 +324,15 @@ switch ($Task) {
         Get-ChildItem $root -Recurse -Directory -Include bin, obj | Remove-Item -Recurse -Force
     }
     'build' { Invoke-Build }
+    'package' {
+        Invoke-Build
+        $null = New-ModulePackage
+    }
     'test' {
         Install-TestPrerequisites
         Invoke-Build
+        # tests/Pester/Package.Tests.ps1 installs this package as a user would.
+        $env:AGENTSANDBOX_PACKAGE = New-ModulePackage
         $core = Invoke-CoreTests
         $daemon = Start-TestDocker
         $wsl = Start-TestWsl

@@ -86,6 +86,8 @@ namespace AgentSandbox
         public const string InvalidTimeout = "InvalidTimeout";
         public const string NoCommand = "NoCommand";
         public const string StateCorrupt = "StateCorrupt";
+        /// <summary>A record written by a newer version of the module, in a format this version does not read.</summary>
+        public const string StateFormatUnsupported = "StateFormatUnsupported";
         public const string SandboxItemNotFound = "SandboxItemNotFound";
         public const string SandboxItemExists = "SandboxItemExists";
         public const string UnsafeSandboxPath = "UnsafeSandboxPath";

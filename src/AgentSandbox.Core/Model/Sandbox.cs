@@ -48,8 +48,12 @@ namespace AgentSandbox
         /// </summary>
         [DataMember(Order = 19, EmitDefaultValue = false)] internal State.SandboxOperation? Pending { get; set; }
 
+        /// <summary>The record's format: what is written is always this version's; what is read was checked before (State.RecordFormat).</summary>
+        [DataMember(Order = 20, Name = "Format")]
+        internal int Format { get => AgentSandbox.State.RecordFormat.Current; set { } }
+
         /// <summary>The virtual switch the sandbox's network adapter is connected to (HyperV with -Network Host); null: no switch.</summary>
-        [DataMember(Order = 20, EmitDefaultValue = false)] public string? SwitchName { get; set; }
+        [DataMember(Order = 21, EmitDefaultValue = false)] public string? SwitchName { get; set; }
 
         /// <summary>A record read from JSON skips the initialisers above: absent collections become empty ones.</summary>
         [OnDeserialized]

@@ -23,6 +23,10 @@ namespace AgentSandbox
         /// <summary>The sandbox's record when the checkpoint was taken: the settings a fork starts from.</summary>
         [DataMember(Order = 7, IsRequired = true)] public Sandbox Source { get; set; } = new Sandbox();
 
+        /// <summary>The record's format, as a sandbox record's (State.RecordFormat).</summary>
+        [DataMember(Order = 8, Name = "Format")]
+        internal int Format { get => AgentSandbox.State.RecordFormat.Current; set { } }
+
         /// <summary>Where the backend keeps it (a directory, an image…).</summary>
         public string? Location { get; set; }
 

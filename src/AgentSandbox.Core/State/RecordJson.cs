@@ -41,7 +41,17 @@ namespace AgentSandbox.State
             host.Replace(tmp, path);
         }
 
-        public static T? Read<T>(Stream stream) where T : class => (T?)SerializerFor<T>().ReadObject(stream);
+        /// <summary>
+        /// The record, upgraded from an older format; a newer format than this version knows is refused
+        /// (StateFormatUnsupported) before any of it is read.
+        /// </summary>
+        public static T? Read<T>(Stream stream) where T : class
+        {
+            using var all = new MemoryStream();
+            stream.CopyTo(all);
+            using var current = new MemoryStream(RecordFormat.ToCurrent(all.ToArray()), writable: false);
+            return (T?)SerializerFor<T>().ReadObject(current);
+        }
 
         public static string ToText<T>(T record) where T : class
         {

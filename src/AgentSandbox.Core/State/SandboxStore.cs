@@ -131,6 +131,10 @@ namespace AgentSandbox.State
                 throw new SandboxException(ErrorIds.StateCorrupt, SandboxErrorKind.Failed,
                     $"The record of sandbox '{name}' at {path} is unreadable: {e.Message}", name, e);
             }
+            catch (SandboxException e) when (e.ErrorId == ErrorIds.StateFormatUnsupported)
+            {
+                throw new SandboxException(e.ErrorId, e.Kind, $"Sandbox '{name}' ({path}): {e.Message}", name, e);
+            }
         }
 
         /// <summary>Names with a directory, including half-made sandboxes whose maker died.</summary>

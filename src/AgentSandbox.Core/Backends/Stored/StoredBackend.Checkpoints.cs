@@ -118,7 +118,9 @@ namespace AgentSandbox.Backends.Stored
                 checkpoint.Location = dir;
                 return checkpoint;
             }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is System.Runtime.Serialization.SerializationException)
+            // A newer version's checkpoint (StateFormatUnsupported) is not listed either: it is never misread as one of this version's.
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is System.Runtime.Serialization.SerializationException
+                || e is SandboxException { ErrorId: ErrorIds.StateFormatUnsupported })
             {
                 return null;
             }

@@ -89,7 +89,14 @@ namespace AgentSandbox.Backends.Stored
                     $"{Name} sandboxes cannot be listed: {problem}.", Name);
             foreach (var name in Store.Names())
             {
-                var s = Load(name);
+                Sandbox? s;
+                try { s = Load(name); }
+                // Listed, saying why, but never read: every use of it by name is refused with the same error.
+                catch (SandboxException e) when (e.ErrorId == ErrorIds.StateFormatUnsupported)
+                {
+                    s = ClaimsOrphans ? Orphan(name, SandboxState.Missing, null) : null;
+                    if (s != null) s.Problem = e.Message;
+                }
                 if (s != null) yield return s;
             }
         }
@@ -108,7 +115,7 @@ namespace AgentSandbox.Backends.Stored
             if (!Directory.Exists(Store.DirectoryOf(name))) return null;
             Sandbox? s;
             try { s = Store.Load(name); }
-            catch (SandboxException) { return ClaimsOrphans ? Orphan(name, SandboxState.Missing, null) : null; }
+            catch (SandboxException e) when (e.ErrorId != ErrorIds.StateFormatUnsupported) { return ClaimsOrphans ? Orphan(name, SandboxState.Missing, null) : null; }
             // No record: still being made, being removed by another process, or abandoned by a maker that died.
             if (s == null) return ClaimsOrphans && (!mayBeInProgress || Store.IsAbandoned(name)) ? Orphan(name, SandboxState.Interrupted, SandboxOperation.NoRecord) : null;
             if (s.Backend != Name) return null;
@@ -245,7 +252,7 @@ namespace AgentSandbox.Backends.Stored
             {
                 Sandbox s;
                 try { s = Store.Load(sandbox.Name) ?? sandbox; }
-                catch (SandboxException) { s = sandbox; }
+                catch (SandboxException e) when (e.ErrorId != ErrorIds.StateFormatUnsupported) { s = sandbox; }
                 s.Location ??= Store.DirectoryOf(s.Name);
                 try
                 {
@@ -323,7 +330,8 @@ namespace AgentSandbox.Backends.Stored
                     var other = Store.Load(name);
                     if (other?.Data(key) is string id) used.Add(int.Parse(id, CultureInfo.InvariantCulture));
                 }
-                catch (SandboxException) { }
+                // A newer version's record may hold an id of this kind too: refused, rather than chance handing it out again.
+                catch (SandboxException e) when (e.ErrorId != ErrorIds.StateFormatUnsupported) { }
             }
             int candidate = first;
             if (limit.HasValue && File.Exists(lastFile) &&

@@ -154,7 +154,8 @@ namespace AgentSandbox.Backends.Docker
             if (tags == null || !tags.Contains(tag)) return null;
             Sandbox? source;
             try { source = RecordJson.FromText(Label(CheckpointSourceLabel)); }
-            catch (System.Runtime.Serialization.SerializationException) { return null; }
+            // A newer version's checkpoint is not listed, never misread.
+            catch (Exception e) when (e is System.Runtime.Serialization.SerializationException || e is SandboxException { ErrorId: ErrorIds.StateFormatUnsupported }) { return null; }
             if (source == null || !DateTime.TryParse(Label(CheckpointCreatedLabel), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var created))
                 return null;
             return new SandboxCheckpoint

@@ -118,11 +118,21 @@ namespace AgentSandbox.Backends.Docker
                 All = true,
                 Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [SandboxLabel + "=1"] = true } },
             }), "Listing Docker sandboxes failed", null);
-            var sandboxes = containers.Select(c => FromLabels(c.Labels, c.ID, c.Names, c.State)).Where(s => s != null).Select(s => s!).ToList();
-            if (sandboxes.Count == 0) return WithOperations(sandboxes);
+            var sandboxes = new List<Sandbox>();
+            var newer = new List<Sandbox>();
+            foreach (var c in containers)
+            {
+                try { if (FromLabels(c.Labels, c.ID, c.Names, c.State) is Sandbox s) sandboxes.Add(s); }
+                // Listed, saying why, but never read: every use of it by name is refused with the same error.
+                catch (SandboxException e) when (e.ErrorId == ErrorIds.StateFormatUnsupported)
+                {
+                    newer.Add(new Sandbox { Name = e.Target ?? c.ID, Backend = Name, State = SandboxState.Missing, Problem = e.Message, Location = "container " + c.ID.Substring(0, Math.Min(12, c.ID.Length)) });
+                }
+            }
+            if (sandboxes.Count == 0) return WithOperations(sandboxes).Concat(newer);
             var lifetimes = Call(() => ReadLifetimesAsync(Client), "Reading sandbox lifetimes failed", null);
             foreach (var s in sandboxes) ApplyLifetime(s, lifetimes);
-            return WithOperations(sandboxes);
+            return WithOperations(sandboxes).Concat(newer);
         }
 
         private List<Sandbox> WithOperations(List<Sandbox> sandboxes)
@@ -157,6 +167,11 @@ namespace AgentSandbox.Backends.Docker
             Sandbox? s;
             try { s = RecordJson.FromText(json); }
             catch (System.Runtime.Serialization.SerializationException) { return null; }
+            catch (SandboxException e) when (e.ErrorId == ErrorIds.StateFormatUnsupported)
+            {
+                var name = containerNames?.FirstOrDefault()?.TrimStart('/') ?? id;
+                throw new SandboxException(e.ErrorId, e.Kind, $"Sandbox '{name}' (container {id.Substring(0, Math.Min(12, id.Length))}): {e.Message}", name, e);
+            }
             // The container must still bear the sandbox's name: the one a restore set aside is not the sandbox.
             if (s == null || containerNames?.Any(n => n?.TrimStart('/') == s.Name) != true) return null;
             s.Location = "container " + id.Substring(0, Math.Min(12, id.Length));
