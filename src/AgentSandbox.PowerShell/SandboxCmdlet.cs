@@ -157,13 +157,22 @@ namespace AgentSandbox.PowerShell
         internal new void WriteWarning(string text)
         {
             base.WriteWarning(text);
-            if (AzurePipelinesLog.Enabled) WriteLogLine(AzurePipelinesLog.Issue("warning", text));
+            if (AzurePipelinesLog.Enabled && Shown("WarningAction", "WarningPreference")) WriteLogLine(AzurePipelinesLog.Issue("warning", text));
         }
 
         internal new void WriteError(ErrorRecord record)
         {
+            // Under Stop this throws: the error is then the caller's to catch or to fail with, not a logged issue.
             base.WriteError(record);
-            if (AzurePipelinesLog.Enabled) WriteLogLine(AzurePipelinesLog.Issue(record));
+            if (AzurePipelinesLog.Enabled && Shown("ErrorAction", "ErrorActionPreference")) WriteLogLine(AzurePipelinesLog.Issue(record));
+        }
+
+        /// <summary>Whether the caller sees warnings or errors: one silenced (SilentlyContinue, Ignore) is not an issue of the run either.</summary>
+        private bool Shown(string parameter, string preference)
+        {
+            object? value = MyInvocation.BoundParameters.TryGetValue(parameter, out var bound) ? bound : SessionState.PSVariable.GetValue(preference);
+            var action = value is ActionPreference a ? a : LanguagePrimitives.TryConvertTo(value, out ActionPreference converted) ? converted : ActionPreference.Continue;
+            return action != ActionPreference.SilentlyContinue && action != ActionPreference.Ignore;
         }
 
         internal new void WriteProgress(ProgressRecord record)

@@ -23,6 +23,9 @@ Describe 'Under Azure Pipelines (TF_BUILD set)' {
 `$sb = New-AgentSandbox -Name $name -Backend Chroot -Isolation Process -Force -WarningAction Continue
 Get-AgentSandbox 'pt-none-$([guid]::NewGuid().ToString('N').Substring(0, 6))' -ErrorAction Continue
 `$sb | Invoke-InSandbox 'sleep 5' -TimeoutSec 1 -ErrorAction Continue
+Get-AgentSandbox 'pt-quiet-1' -ErrorAction SilentlyContinue
+& { `$ErrorActionPreference = 'Ignore'; Get-AgentSandbox 'pt-quiet-2' }
+New-AgentSandbox -Name $name-2 -Backend Chroot -Isolation Process -Force -WhatIf -WarningAction SilentlyContinue
 Remove-AgentSandbox -Name $name -Force
 "@
         $lines = Invoke-Child $script @{ TF_BUILD = 'True' }
@@ -40,6 +43,11 @@ Remove-AgentSandbox -Name $name -Force
         ($lines -match "^##vso\[task\.logissue type=error;code=SandboxNotFound\]No sandbox named 'pt-none-\w+' exists on this host\.$") | Should -HaveCount 1
         ($lines -match "^##vso\[task\.logissue type=error;code=SandboxCommandTimedOut\]The command in sandbox '$name' ran past 1 s") | Should -HaveCount 1
         ($lines -match "No sandbox named 'pt-none-" | Where-Object { $_ -notlike '##vso*' }) | Should -Not -BeNullOrEmpty
+    }
+
+    It 'errors and warnings the caller silenced are not issues of the run' {
+        ($lines -match 'pt-quiet') | Should -BeNullOrEmpty
+        ($lines -match '^##vso\[task\.logissue type=warning\]') | Should -HaveCount 1
     }
 
     It 'progress is written as log lines: milestones and the end of each activity' {
