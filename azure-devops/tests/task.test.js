@@ -21,6 +21,8 @@ const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'agentsandbox-task-test-'));
 // is moved out of the way, so that a copy installed for the user is not the one tested.
 if (process.env.AGENTSANDBOX_TEST_MODULES) process.env.PSModulePath = process.env.AGENTSANDBOX_TEST_MODULES;
 process.env.XDG_DATA_HOME = path.join(temp, 'xdg');
+// As on an agent: the module then writes its own warnings and errors as logging commands too.
+process.env.TF_BUILD = 'True';
 
 const newName = () => `pt-task-${crypto.randomBytes(4).toString('hex')}`;
 const inputsFor = (name, inputs) => JSON.stringify({ pwshPath: pwsh, backend, sandboxName: name, artifactName: '', ...inputs });
@@ -112,6 +114,7 @@ describe('AgentSandboxRun', () => {
     assert.equal(tr.succeeded, false);
     assert.deepEqual(tr.errorIssues, [`The script ran past 2 s in sandbox '${name}'; it and every process it started were killed.`]);
     assert.ok(tr.stdout.includes('before') && !lines(tr).includes('after'));
+    assert.ok(lines(tr).some(l => l.startsWith(`##vso[task.logissue type=error;code=SandboxCommandTimedOut]The command in sandbox '${name}' ran past 2 s`)), tr.stdout);
     assert.equal(sandboxExists(name), false);
   });
 
