@@ -150,9 +150,9 @@ function Invoke-Extension {
     $extension | ConvertTo-Json -Depth 20 | Set-Content $manifest
     $taskJson = Join-Path $stage 'tasks/AgentSandboxRun/task.json'
     # As a hashtable: a pick list offers an option whose value is empty.
-    $task = Get-Content $taskJson -Raw | ConvertFrom-Json -AsHashtable
-    $task['version'] = [ordered]@{ Major = $parts.Major; Minor = $parts.Minor; Patch = [math]::Max($parts.Build, 0) }
-    $task | ConvertTo-Json -Depth 20 | Set-Content $taskJson
+    $taskManifest = Get-Content $taskJson -Raw | ConvertFrom-Json -AsHashtable
+    $taskManifest['version'] = [ordered]@{ Major = $parts.Major; Minor = $parts.Minor; Patch = [math]::Max($parts.Build, 0) }
+    $taskManifest | ConvertTo-Json -Depth 20 | Set-Content $taskJson
     $vsix = Join-Path $out "extension/AgentSandbox-$version.vsix"
     Remove-Item $vsix -ErrorAction Ignore
     Write-Host "Packaging the Azure DevOps extension $version with tfx-cli" -ForegroundColor Cyan
@@ -367,19 +367,19 @@ switch ($Task) {
         # The .vsix that tests/Pester/Extension.Tests.ps1 opens.
         if (Get-Command npm -ErrorAction Ignore) { $null = Invoke-Extension }
         $core = Invoke-CoreTests
-        $task = Invoke-TaskTests
+        $taskTests = Invoke-TaskTests
         $daemon = Start-TestDocker
         $wsl = Start-TestWsl
         $hyperV = Start-TestHyperV
         try { $module = Invoke-PesterTests }
         finally { Stop-TestHyperV $hyperV; Stop-TestWsl $wsl; Stop-TestDocker $daemon }
-        $passed = $core.Passed + $task.Passed + $module.Passed
-        $failed = $core.Failed + $task.Failed + $module.Failed
-        $skipped = $core.Skipped + $task.Skipped + $module.Skipped
+        $passed = $core.Passed + $taskTests.Passed + $module.Passed
+        $failed = $core.Failed + $taskTests.Failed + $module.Failed
+        $skipped = $core.Skipped + $taskTests.Skipped + $module.Skipped
         Write-Host ''
         # Repeated at the end: a log is often read from its tail only.
-        foreach ($name in @($core.FailedNames) + @($task.FailedNames) + @($module.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
-        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; task: $($task.Passed) passed, $($task.Failed) failed, $($task.Skipped) skipped; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
+        foreach ($name in @($core.FailedNames) + @($taskTests.FailedNames) + @($module.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
+        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; task: $($taskTests.Passed) passed, $($taskTests.Failed) failed, $($taskTests.Skipped) skipped; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
         $line = "$passed passed, $failed failed"
         if ($skipped -gt 0) { $line += ", $skipped skipped" }
         Write-Output $line
