@@ -8,11 +8,13 @@
     dotnet tool restore && dotnet pwsh ./build.ps1 test
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 package
+.EXAMPLE
+    dotnet tool restore && dotnet pwsh ./build.ps1 extension
 #>
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('build', 'test', 'demo', 'bench', 'isolation', 'clean', 'package')]
+    [ValidateSet('build', 'test', 'demo', 'bench', 'isolation', 'package', 'extension', 'clean')]
     [string] $Task = 'build',
 
     [ValidateSet('Debug', 'Release')]
@@ -120,6 +122,7 @@ function Get-PesterModule {
 # What the integration tests need on Linux; installed when missing (as root with apt), else named precisely.
 function Install-TestPrerequisites {
     if (-not $IsLinux) { return }
+    Install-NodePackages
     $needed = [ordered]@{
         'systemd-nspawn' = 'systemd-container'
         'busybox'        = 'busybox-static'
@@ -154,6 +157,50 @@ function Install-TestPrerequisites {
     else {
         Write-Warning "The integration tests need: $($missing -join ', '). Install them (as root: apt-get install $($missing -join ' ')) and run the tests as root."
     }
+}
+
+# The Azure DevOps task's packages and the extension's tools (tfx-cli), from the lock files; npm ci again
+# only when a lock file changed since the last install.
+$azureDevOps = Join-Path $root 'azure-devops'
+function Install-NodePackages {
+    if (-not (Get-Command npm -ErrorAction Ignore)) { Write-Warning 'npm is missing (Node.js 20 or later): the Azure DevOps task is neither tested nor packaged.'; return }
+    foreach ($folder in $azureDevOps, (Join-Path $azureDevOps 'tasks/AgentSandboxRun')) {
+        $installed = Join-Path $folder 'node_modules/.package-lock.json'
+        if ((Test-Path $installed) -and (Get-Item -Force $installed).LastWriteTimeUtc -ge (Get-Item (Join-Path $folder 'package-lock.json')).LastWriteTimeUtc) { continue }
+        Write-Host "npm ci in $folder" -ForegroundColor Cyan
+        Push-Location $folder
+        try { Invoke-Native npm @('ci', '--omit=dev', '--no-audit', '--no-fund', '--loglevel=error') | Out-Host }
+        finally { Pop-Location }
+    }
+}
+
+# The Azure DevOps extension (.vsix) with tfx-cli: the extension's and the task's versions are the module's.
+function Invoke-Extension {
+    Install-NodePackages
+    $version = (Import-PowerShellDataFile (Join-Path $root 'module/AgentSandbox.psd1')).ModuleVersion
+    $parts = ([version]$version)
+    $stage = Join-Path $out 'extension/stage'
+    Remove-Item $stage -Recurse -Force -ErrorAction Ignore
+    $null = New-Item -ItemType Directory -Force -Path (Join-Path $stage 'tasks')
+    Copy-Item (Join-Path $azureDevOps 'vss-extension.json'), (Join-Path $azureDevOps 'overview.md'), (Join-Path $azureDevOps 'images') -Destination $stage -Recurse
+    Copy-Item (Join-Path $azureDevOps 'tasks/AgentSandboxRun') -Destination (Join-Path $stage 'tasks') -Recurse
+    $manifest = Join-Path $stage 'vss-extension.json'
+    $extension = Get-Content $manifest -Raw | ConvertFrom-Json -AsHashtable
+    $extension['version'] = $version
+    $extension | ConvertTo-Json -Depth 20 | Set-Content $manifest
+    $taskJson = Join-Path $stage 'tasks/AgentSandboxRun/task.json'
+    # As a hashtable: a pick list offers an option whose value is empty.
+    $taskManifest = Get-Content $taskJson -Raw | ConvertFrom-Json -AsHashtable
+    $taskManifest['version'] = [ordered]@{ Major = $parts.Major; Minor = $parts.Minor; Patch = [math]::Max($parts.Build, 0) }
+    $taskManifest | ConvertTo-Json -Depth 20 | Set-Content $taskJson
+    $vsix = Join-Path $out "extension/AgentSandbox-$version.vsix"
+    Remove-Item $vsix -ErrorAction Ignore
+    Write-Host "Packaging the Azure DevOps extension $version with tfx-cli" -ForegroundColor Cyan
+    Push-Location $azureDevOps
+    try { Invoke-Native npx @('--no-install', 'tfx', 'extension', 'create', '--root', $stage, '--manifest-globs', 'vss-extension.json', '--output-path', $vsix, '--no-prompt', '--no-color') | Out-Host }
+    finally { Pop-Location }
+    Write-Host "Extension ready: $vsix"
+    $vsix
 }
 
 # A private dockerd for the run when none answers; returns what Stop-TestDocker needs. Its data root is
@@ -283,6 +330,35 @@ function Invoke-CoreTests {
     }
 }
 
+# The Azure DevOps task under the task library's mock runner (node's test runner), against the module just
+# built, importable by name from out/, and real sandboxes.
+function Invoke-TaskTests {
+    $none = [pscustomobject]@{ Passed = 0; Failed = 0; Skipped = 0; FailedNames = @() }
+    if (-not (Get-Command node -ErrorAction Ignore) -or -not (Test-Path (Join-Path $azureDevOps 'tasks/AgentSandboxRun/node_modules'))) {
+        if ($env:CI -eq 'true') { $none.Failed = 1; $none.FailedNames = @('the Azure DevOps task tests: Node.js or its packages are missing') }
+        else { Write-Warning 'Node.js or its packages are missing: the Azure DevOps task is not tested.'; $none.Skipped = 1 }
+        return $none
+    }
+    Write-Host 'Running the Azure DevOps task tests (node --test, the task library''s mock runner)' -ForegroundColor Cyan
+    $tap = Join-Path $out 'test-results/task.tap'
+    Remove-Item $tap -ErrorAction Ignore
+    $env:AGENTSANDBOX_TEST_PWSH = $pwsh
+    $env:AGENTSANDBOX_TEST_MODULES = $out
+    Push-Location $azureDevOps
+    try { & node --test --test-reporter=spec --test-reporter-destination=stdout --test-reporter=tap "--test-reporter-destination=$tap" tests/ | Out-Host }
+    finally { Pop-Location; Remove-Item Env:AGENTSANDBOX_TEST_PWSH, Env:AGENTSANDBOX_TEST_MODULES -ErrorAction Ignore }
+    $text = if (Test-Path $tap) { Get-Content $tap -Raw } else { '' }
+    $count = { param($what) if ($text -match "(?m)^# $what (\d+)") { [int]$Matches[1] } else { $null } }
+    $passed = & $count 'pass'; $failed = & $count 'fail'
+    if ($null -eq $passed -or $null -eq $failed) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; FailedNames = @('the Azure DevOps task tests wrote no counts') } }
+    [pscustomobject]@{
+        Passed = $passed
+        Failed = $failed + [int](& $count 'cancelled')
+        Skipped = [int](& $count 'skipped') + [int](& $count 'todo')
+        FailedNames = @([regex]::Matches($text, '(?m)^ {4}not ok \d+ - (.+)$') | ForEach-Object { "task: $($_.Groups[1].Value)" })
+    }
+}
+
 function Invoke-PesterTests {
     $pester = Get-PesterModule
     Write-Host "Running the module tests (Pester $PesterVersion)" -ForegroundColor Cyan
@@ -328,24 +404,28 @@ switch ($Task) {
         Invoke-Build
         $null = New-ModulePackage
     }
+    'extension' { $null = Invoke-Extension }
     'test' {
         Install-TestPrerequisites
         Invoke-Build
         # tests/Pester/Package.Tests.ps1 installs this package as a user would.
         $env:AGENTSANDBOX_PACKAGE = New-ModulePackage
+        # The .vsix that tests/Pester/Extension.Tests.ps1 opens.
+        if (Get-Command npm -ErrorAction Ignore) { $null = Invoke-Extension }
         $core = Invoke-CoreTests
+        $taskTests = Invoke-TaskTests
         $daemon = Start-TestDocker
         $wsl = Start-TestWsl
         $hyperV = Start-TestHyperV
         try { $module = Invoke-PesterTests }
         finally { Stop-TestHyperV $hyperV; Stop-TestWsl $wsl; Stop-TestDocker $daemon }
-        $passed = $core.Passed + $module.Passed
-        $failed = $core.Failed + $module.Failed
-        $skipped = $core.Skipped + $module.Skipped
+        $passed = $core.Passed + $taskTests.Passed + $module.Passed
+        $failed = $core.Failed + $taskTests.Failed + $module.Failed
+        $skipped = $core.Skipped + $taskTests.Skipped + $module.Skipped
         Write-Host ''
         # Repeated at the end: a log is often read from its tail only.
-        foreach ($name in @($core.FailedNames) + @($module.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
-        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
+        foreach ($name in @($core.FailedNames) + @($taskTests.FailedNames) + @($module.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
+        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; task: $($taskTests.Passed) passed, $($taskTests.Failed) failed, $($taskTests.Skipped) skipped; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
         $line = "$passed passed, $failed failed"
         if ($skipped -gt 0) { $line += ", $skipped skipped" }
         Write-Output $line

@@ -150,6 +150,45 @@ namespace AgentSandbox.PowerShell
             MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) ? ((SwitchParameter)w).IsPresent
                 : LanguagePrimitives.IsTrue(SessionState.PSVariable.GetValue("WhatIfPreference"));
 
+        private AzurePipelinesLog? _pipelinesLog;
+
+        // These hide Cmdlet's own for every cmdlet of the module, so that under Azure Pipelines each also
+        // goes to the log in the form it reads (AzurePipelinesLog); the ordinary streams get them as before.
+        internal new void WriteWarning(string text)
+        {
+            base.WriteWarning(text);
+            if (AzurePipelinesLog.Enabled && Shown("WarningAction", "WarningPreference")) WriteLogLine(AzurePipelinesLog.Issue("warning", text));
+        }
+
+        internal new void WriteError(ErrorRecord record)
+        {
+            // Under Stop this throws: the error is then the caller's to catch or to fail with, not a logged issue.
+            base.WriteError(record);
+            if (AzurePipelinesLog.Enabled && Shown("ErrorAction", "ErrorActionPreference")) WriteLogLine(AzurePipelinesLog.Issue(record));
+        }
+
+        /// <summary>Whether the caller sees warnings or errors: one silenced (SilentlyContinue, Ignore) is not an issue of the run either.</summary>
+        private bool Shown(string parameter, string preference)
+        {
+            object? value = MyInvocation.BoundParameters.TryGetValue(parameter, out var bound) ? bound : SessionState.PSVariable.GetValue(preference);
+            var action = value is ActionPreference a ? a : LanguagePrimitives.TryConvertTo(value, out ActionPreference converted) ? converted : ActionPreference.Continue;
+            return action != ActionPreference.SilentlyContinue && action != ActionPreference.Ignore;
+        }
+
+        internal new void WriteProgress(ProgressRecord record)
+        {
+            base.WriteProgress(record);
+            if (!AzurePipelinesLog.Enabled) return;
+            if ((_pipelinesLog ??= new AzurePipelinesLog()).ProgressLine(record) is string line) WriteLogLine(line);
+        }
+
+        /// <summary>To the host, which is the log: never into the output or information streams a caller may capture.</summary>
+        private void WriteLogLine(string line)
+        {
+            try { Host?.UI?.WriteLine(line); }
+            catch (Exception e) when (e is System.Management.Automation.Host.HostException || e is NotImplementedException || e is System.IO.IOException) { /* a host without a UI has no log */ }
+        }
+
         /// <summary>Core milestones become verbose messages (automation hides progress bars) and progress records.</summary>
         internal IProgressSink Progress(string activity) => new CmdletProgress(this, activity);
 
