@@ -164,12 +164,14 @@ function Install-TestPrerequisites {
 $azureDevOps = Join-Path $root 'azure-devops'
 function Install-NodePackages {
     if (-not (Get-Command npm -ErrorAction Ignore)) { Write-Warning 'npm is missing (Node.js 20 or later): the Azure DevOps task is neither tested nor packaged.'; return }
-    foreach ($folder in $azureDevOps, (Join-Path $azureDevOps 'tasks/AgentSandboxRun')) {
+    # The extension's folder holds its tools (tfx-cli, a dev dependency); the task's, only what ships in the .vsix.
+    foreach ($install in @{ Folder = $azureDevOps; Omit = @() }, @{ Folder = (Join-Path $azureDevOps 'tasks/AgentSandboxRun'); Omit = @('--omit=dev') }) {
+        $folder = $install.Folder
         $installed = Join-Path $folder 'node_modules/.package-lock.json'
         if ((Test-Path $installed) -and (Get-Item -Force $installed).LastWriteTimeUtc -ge (Get-Item (Join-Path $folder 'package-lock.json')).LastWriteTimeUtc) { continue }
         Write-Host "npm ci in $folder" -ForegroundColor Cyan
         Push-Location $folder
-        try { Invoke-Native npm @('ci', '--omit=dev', '--no-audit', '--no-fund', '--loglevel=error') | Out-Host }
+        try { Invoke-Native npm (@('ci') + $install.Omit + @('--no-audit', '--no-fund', '--loglevel=error')) | Out-Host }
         finally { Pop-Location }
     }
 }
@@ -177,7 +179,7 @@ function Install-NodePackages {
 # The Azure DevOps extension (.vsix) with tfx-cli: the extension's and the task's versions are the module's.
 function Invoke-Extension {
     Install-NodePackages
-    $version = (Import-PowerShellDataFile (Join-Path $root 'module/AgentSandbox.psd1')).ModuleVersion
+    $version = $moduleVersion
     $parts = ([version]$version)
     $stage = Join-Path $out 'extension/stage'
     Remove-Item $stage -Recurse -Force -ErrorAction Ignore

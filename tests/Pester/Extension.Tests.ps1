@@ -4,7 +4,8 @@ Describe 'The Azure DevOps extension package' {
         Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
         Add-Type -AssemblyName System.IO.Compression.FileSystem
         $root = Get-TestRepoRoot
-        $version = (Import-PowerShellDataFile (Join-Path $root 'module/AgentSandbox.psd1')).ModuleVersion
+        # The built module's version, which is the one Directory.Build.props sets.
+        $version = (Select-Xml -Path (Join-Path $root 'Directory.Build.props') -XPath '//Version').Node.InnerText
         $vsix = Join-Path $root "out/extension/AgentSandbox-$version.vsix"
         $zip = if (Test-Path $vsix) { [IO.Compression.ZipFile]::OpenRead($vsix) }
         function Read-Entry([string] $Path) {
