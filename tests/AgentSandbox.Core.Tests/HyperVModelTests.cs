@@ -420,7 +420,8 @@ namespace AgentSandbox.Core.Tests
             var connection = Add(s, vm, Instance("Msvm_EthernetPortAllocationSettingData", ("ResourceSubType", "string", "Microsoft:Hyper-V:Ethernet Connection"),
                 ("Parent", "string", nic.ToString()), ("HostResource", "string", new[] { lab.ToString() })));
             Assert.Equal(lab, WmiPath.Parse(s.Get(connection)!.Strings("HostResource").Single()));
-            Assert.Equal(8, s.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "CIM_ResourceAllocationSettingData").Count);
+            // Memory, processor and Data Exchange (every machine has them), the controller, two drives, a disk, the adapter and its connection.
+            Assert.Equal(9, s.Associators(settings.Path!, "Msvm_VirtualSystemSettingDataComponent", "CIM_ResourceAllocationSettingData").Count);
 
             // Memory changes while off; notes stay when given none (ModifySystemSettings ignores an empty Notes array).
             Done(s, s.Invoke(vsms, "ModifyResourceSettings", new[] { WmiArgument.Strings("ResourceSettings", new[] { Instance("Msvm_MemorySettingData",
