@@ -144,6 +144,32 @@ describe('AgentSandboxRun', () => {
     assert.ok(lines(allowed).includes('##vso[task.setvariable variable=Allowed]yes'), allowed.stdout);
   });
 
+  // The commands an agent would obey: its parser takes the first '##vso[' of a line, wherever it is.
+  // Its stderr too: the agent reads both streams for them.
+  const obeyed = tr => `${tr.stdout}\n${tr.stderr}`.split(/\r?\n/).map(l => l.indexOf('##vso[') < 0 ? null : l.slice(l.indexOf('##vso[') + 6).split(/[\] ]/)[0]).filter(Boolean);
+
+  test('text of the sandbox in an error of the module is not a logging command', async () => {
+    // The entry's refusal marker, written by the script itself, becomes the module's error, words and all.
+    const tr = await runMocked(newName(), { script: 'echo "agentsandbox-entry: workdir: ##vso[task.uploadfile]/etc/passwd" >&2\nexit 125' });
+    assert.equal(tr.succeeded, false);
+    assert.ok(!obeyed(tr).includes('task.uploadfile'), `${tr.stdout}\n${tr.stderr}`);
+    assert.ok(tr.stdout.includes('#\u200B#vso[task.uploadfile]/etc/passwd'), tr.stdout);
+  });
+
+  test('symbolic links the sandbox copies out are not published: the upload would follow them on the host', async () => {
+    const name = newName();
+    const out = path.join(temp, `out-${name}`);
+    const tr = await runMocked(name, {
+      script: 'mkdir -p out/sub && echo kept > out/report.txt && ln -s /etc/passwd out/leak.txt && ln -s /etc out/sub/etc',
+      outputPaths: 'out', outputDirectory: out, artifactName: 'links',
+    });
+    assert.ok(tr.succeeded, tr.stdout);
+    assert.equal(fs.readFileSync(path.join(out, 'out', 'report.txt'), 'utf8'), 'kept\n');
+    for (const link of ['leak.txt', 'sub/etc']) assert.equal(fs.lstatSync(path.join(out, 'out', link), { throwIfNoEntry: false }), undefined, link);
+    assert.ok(tr.stdout.includes('leak.txt'), 'the removal is said');
+    assert.ok(lines(tr).includes(`##vso[artifact.upload containerfolder=links;artifactname=links;]${out}`), tr.stdout);
+  });
+
   test('runs a script file', async () => {
     const file = path.join(temp, 'step.sh');
     fs.writeFileSync(file, 'echo "from a file: $0"\n');

@@ -19,6 +19,25 @@ function Protect([string] $Line) {
     $Line -replace '##(?=vso\[|\[)', "#$([char]0x200B)#"
 }
 
+# Errors of the module can hold the sandbox's words (a file name, a line it wrote): pwsh would print them as
+# they are, so they are shown through Protect instead (the module still logs each as an escaped logissue).
+function Show-Errors {
+    process { if ($_ -is [System.Management.Automation.ErrorRecord]) { Write-Line (Protect "$_") } else { $_ } }
+}
+
+# A symbolic link copied out leads where the sandbox chose (/etc/shadow, the agent's credentials): the artifact
+# upload, and any later step, would read through it on the host. So none is left in what was copied out.
+function Remove-Links([string] $Path) {
+    $top = Get-Item -LiteralPath $Path -Force -ErrorAction Ignore
+    if (-not $top) { return }
+    $links = @(if ($top.LinkType) { $top } elseif ($top.PSIsContainer) {
+        Get-ChildItem -LiteralPath $Path -Recurse -Force | Where-Object { $_.LinkType -or $_.Attributes -band [IO.FileAttributes]::ReparsePoint } })
+    foreach ($link in $links) {
+        Write-Line (Protect "Not kept: $($link.FullName) is a symbolic link (to $($link.Target)); links copied out of the sandbox are removed.")
+        if ($link -is [IO.DirectoryInfo]) { [IO.Directory]::Delete($link.FullName, $false) } else { [IO.File]::Delete($link.FullName) }
+    }
+}
+
 function ConvertTo-Bytes([string] $Text) {
     if ($Text -notmatch '^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB)?\s*$') { throw "Memory '$Text' is not a size: write bytes, or a number with KB, MB, GB or TB (512MB)." }
     $unit = @{ '' = 1; KB = 1KB; MB = 1MB; GB = 1GB; TB = 1TB }[[string]$Matches[2]]
@@ -74,7 +93,7 @@ try {
     $run = @{ InputObject = $sandbox; FilePath = $c.interpreter; ArgumentList = @($inside) }
     if ($c.timeoutSeconds) { $run.TimeoutSec = [int]$c.timeoutSeconds }
     # stderr comes as information records (tag stderr): both streams go to the log in the order they came.
-    Invoke-InSandbox @run -ErrorAction Continue -ErrorVariable runErrors 6>&1 | ForEach-Object { Write-Line (Protect "$_") }
+    Invoke-InSandbox @run -ErrorAction Continue -ErrorVariable runErrors 2>&1 6>&1 | ForEach-Object { Write-Line (Protect "$_") }
     $result.exitCode = $LASTEXITCODE
     $result.timedOut = [bool]($runErrors | Where-Object FullyQualifiedErrorId -like 'SandboxCommandTimedOut*')
     Stop-Group
@@ -93,7 +112,8 @@ finally {
         Start-Group "Copying out to $($c.outputDirectory)"
         $null = New-Item -ItemType Directory -Force -Path $c.outputDirectory
         foreach ($path in $c.outputPaths) {
-            Copy-AgentSandboxItem -InputObject $sandbox -FromSandbox -Path $path -Destination $c.outputDirectory -Force -ErrorAction Continue -ErrorVariable copyErrors
+            $copies = @(Copy-AgentSandboxItem -InputObject $sandbox -FromSandbox -Path $path -Destination $c.outputDirectory -Force -PassThru -ErrorAction Continue -ErrorVariable copyErrors 2>&1 | Show-Errors)
+            foreach ($copy in $copies) { Remove-Links $copy.Destination }
             if (-not $copyErrors) { $result.copied += $path }
         }
         Stop-Group
@@ -106,7 +126,7 @@ finally {
         # A creation that failed or was interrupted may have left part of one behind, or nothing.
         $left = if ($sandbox) { $sandbox } else { Get-AgentSandbox -Name $c.name -ErrorAction Ignore }
         $removeErrors = @()
-        if ($left) { Remove-AgentSandbox -Name $c.name -Force -ErrorAction Continue -ErrorVariable removeErrors }
+        if ($left) { Remove-AgentSandbox -Name $c.name -Force -ErrorAction Continue -ErrorVariable removeErrors 2>&1 | Show-Errors }
         $result.removed = -not $removeErrors
         Stop-Group
     }
