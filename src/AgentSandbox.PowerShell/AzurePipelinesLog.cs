@@ -39,7 +39,7 @@ namespace AgentSandbox.PowerShell
             if (record.RecordType == ProgressRecordType.Completed)
             {
                 _shown.Remove(record.ActivityId);
-                return known ? $"{last.Activity}: done" : null;
+                return known ? Inert($"{last.Activity}: done") : null;
             }
             int tenth = record.PercentComplete >= 0 ? record.PercentComplete / 10 : -1;
             string? status = string.IsNullOrEmpty(record.StatusDescription) ? null : record.StatusDescription;
@@ -48,8 +48,15 @@ namespace AgentSandbox.PowerShell
             if (!news) return null;
             _shown[record.ActivityId] = (record.Activity, tenth < 0 ? status : null, tenth);
             var percent = tenth >= 0 ? $" ({record.PercentComplete}%)" : "";
-            return $"{record.Activity}{(status == null ? "" : ": " + status)}{percent}";
+            return Inert($"{record.Activity}{(status == null ? "" : ": " + status)}{percent}");
         }
+
+        /// <summary>
+        /// A plain log line that can hold a guest's words (a guest reports its own system name) must not be
+        /// read as a logging command: the agent obeys ##vso[ anywhere on a line, and ##[ at its start.
+        /// </summary>
+        internal static string Inert(string line) =>
+            System.Text.RegularExpressions.Regex.Replace(line, @"##(?=vso\[|\[)", "#\u200B#", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
 
         // The rules of azure-pipelines-task-lib's taskcommand: '%' first, as %AZP25, which agents decode.
         internal static string EscapeData(string s) =>

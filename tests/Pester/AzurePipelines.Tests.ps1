@@ -84,4 +84,16 @@ Describe 'Logging-command text' {
         $out += $method.Invoke($log, @($done))
         @($out | Where-Object { $_ }) | Should -Be @((0..10 | ForEach-Object { "Copy: $($_ * 10) of 100 ($($_ * 10)%)" }) + 'Copy: done')
     }
+
+    # A guest names its own system in a milestone ("Guest ... is up: <its uname>"): that text is never a logging command.
+    It 'a progress line holding a guest''s logging command is shown inert' {
+        $type = [AgentSandbox.PowerShell.SandboxCmdlet].Assembly.GetType('AgentSandbox.PowerShell.AzurePipelinesLog')
+        $log = [Activator]::CreateInstance($type, $true)
+        $method = $type.GetMethod('ProgressLine', [Reflection.BindingFlags]'NonPublic,Instance')
+        $record = [Management.Automation.ProgressRecord]::new(3, 'Starting sandbox', 'Guest is up: x ##VSO[task.setvariable variable=A]b ##[group]g')
+        $line = $method.Invoke($log, @($record))
+        $line | Should -BeLike 'Starting sandbox: Guest is up: x *'
+        $line | Should -Not -Match '##(vso)?\['
+        $line.Replace([string][char]0x200B, '') | Should -Be 'Starting sandbox: Guest is up: x ##VSO[task.setvariable variable=A]b ##[group]g'
+    }
 }

@@ -93,8 +93,10 @@ try {
     $run = @{ InputObject = $sandbox; FilePath = $c.interpreter; ArgumentList = @($inside) }
     if ($c.timeoutSeconds) { $run.TimeoutSec = [int]$c.timeoutSeconds }
     # stderr comes as information records (tag stderr): both streams go to the log in the order they came.
+    # A command that never started sets no exit code: the error says why, not strict mode's complaint about it.
+    $global:LASTEXITCODE = $null
     Invoke-InSandbox @run -ErrorAction Continue -ErrorVariable runErrors 2>&1 6>&1 | ForEach-Object { Write-Line (Protect "$_") }
-    $result.exitCode = $LASTEXITCODE
+    $result.exitCode = $global:LASTEXITCODE
     $result.timedOut = [bool]($runErrors | Where-Object FullyQualifiedErrorId -like 'SandboxCommandTimedOut*')
     Stop-Group
     $stage = 'ran'
