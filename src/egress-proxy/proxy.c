@@ -599,8 +599,9 @@ int main(int argc, char **argv) {
                 stats.busy++;
                 stats.dirty = 1;
                 pthread_mutex_unlock(&lock);
-                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 42\r\nConnection: close\r\n\r\n"
-                                           "The sandbox's egress proxy is too busy.\n\n\n";
+                /* One send, never a wait: a new socket's buffer takes it. */
+                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\n"
+                                           "Connection: close\r\n\r\nThe sandbox's egress proxy is too busy.\n";
                 ssize_t ignored = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
                 (void)ignored;
                 close(fd);

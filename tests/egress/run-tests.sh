@@ -193,14 +193,14 @@ check "... by host and port" python3 -c "
 h = $per_host
 assert h['allowed.test:$http'] == 31 and h['allowed.test:$https'] == 28 and h['denied.test:$http'] == 2 and h['127.0.0.1:$http'] == 1, h"
 
-echo "Unprivileged user, its own port and a watched process"
+echo "Another user, a namespace by descriptor, a port of the kernel's choice, a connection limit, a watched process"
 mkdir "$work/nobody" && chown 65534:65534 "$work/nobody"
 printf 'allowed.test\n127.0.0.1\n' >"$work/nobody/policy"
 sleep 300 & watched=$!
 pids+=("$watched")
 unshare --mount --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$work/hosts" \
-    "$proxy_bin" --netns "/run/netns/$ns" --port 0 --policy "$work/nobody/policy" --log "$work/nobody/log" \
-    --state "$work/nobody/state.json" --user 65534:65534 --watch-pid "$watched" 2>>"$work/proxy.err" &
+    "$proxy_bin" --netns-fd 3 --port 0 --policy "$work/nobody/policy" --log "$work/nobody/log" --state "$work/nobody/state.json" \
+    --user 65534:65534 --max-connections 2 --watch-pid "$watched" 2>>"$work/proxy.err" 3<"/run/netns/$ns" &
 second=$!
 pids+=("$second")
 for _ in $(seq 50); do [ -s "$work/nobody/state.json" ] && break; sleep 0.1; done
@@ -209,6 +209,11 @@ check "it runs as 65534" grep -q '^Uid:[[:space:]]*65534' "/proc/$second/status"
 check "it serves on the port the kernel chose ($port2)" test "$(inside curl -s -m 10 -o /dev/null -w '%{http_code}' -x "http://127.0.0.1:$port2" "http://allowed.test:$http/")" = 200
 check "it refuses as the other" test "$(inside curl -s -m 10 -o /dev/null -w '%{http_code}' -x "http://127.0.0.1:$port2" "http://denied.test:$http/")" = 403
 check "... and logs as the other" test "$(wc -l <"$work/nobody/log")" = 1
+out=$(inside bash -c "exec 3<>/dev/tcp/127.0.0.1/$port2 4<>/dev/tcp/127.0.0.1/$port2; sleep 0.3
+    curl -s -m 10 -w ' %{http_code}' -x http://127.0.0.1:$port2 http://allowed.test:$http/")
+check "past --max-connections a connection is answered 503" test "$out" = "The sandbox's egress proxy is too busy.
+ 503"
+check "... and counted" python3 -c "import json; assert json.load(open('$work/nobody/state.json'))['busy'] == 1" 
 kill "$watched"
 for _ in $(seq 30); do kill -0 "$second" 2>/dev/null || break; sleep 0.1; done
 check "it ends when the watched process does" test ! -d "/proc/$second/fd"
