@@ -581,7 +581,11 @@ int main(int argc, char **argv) {
                         usleep(100000); /* the connections waiting keep: there is no room for them yet */
                         break;
                     }
-                    die("accept (the listening socket is gone)");
+                    /* Only root inside with CAP_NET_ADMIN over the namespace can do this (SOCK_DESTROY):
+                       without a listener there is nothing to serve, and the exit status says why. */
+                    fprintf(stderr, "agentsandbox-egress: the listening socket was destroyed: %s\n", strerror(errno));
+                    write_state();
+                    exit(3);
                 }
                 struct session *s = NULL;
                 pthread_t thread;

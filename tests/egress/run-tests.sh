@@ -49,16 +49,19 @@ python3 "$here/servers.py" "$http" "$https" "$work/cert.pem" "$work/key.pem" "$w
 printf '127.0.0.1 localhost\n::1 localhost\n127.0.0.1 allowed.test denied.test other.test\n' >"$work/hosts"
 printf '# the test servers\nallowed.test\n127.0.0.1\n' >"$work/policy"
 
-start_proxy() { # the proxy sees the test's /etc/hosts, and only it does
+start_proxy() { # DIR: its policy, log and state; the proxy sees the test's /etc/hosts, and only it does
+    local dir=$1
+    shift
     unshare --mount --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$work/hosts" \
-        "$proxy_bin" --netns "/run/netns/$ns" --port "$port" --policy "$work/policy" --log "$work/refused.log" \
-        --state "$work/state.json" "$@" 2>>"$work/proxy.err" &
+        "$proxy_bin" --netns "/run/netns/$ns" --port "$port" --policy "$dir/policy" --log "$dir/refused.log" \
+        --state "$dir/state.json" "$@" 2>>"$work/proxy.err" &
     proxy=$!
     pids+=("$proxy")
-    for _ in $(seq 50); do [ -s "$work/state.json" ] && return 0; sleep 0.1; done
+    for _ in $(seq 50); do [ -s "$dir/state.json" ] && return 0; sleep 0.1; done
     echo "the proxy did not start:"; cat "$work/proxy.err"; exit 1
 }
-start_proxy
+start_proxy "$work"
+main_proxy=$proxy
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$http/" && break; sleep 0.1; done
 
 proxied() { inside curl -sS -m 10 -x "http://127.0.0.1:$port" --cacert "$work/cert.pem" "$@"; }
@@ -168,6 +171,9 @@ check "the proxy is not in the namespace" test "$(stat -L -c %i "/proc/$proxy/ns
 check "it still serves" test "$(code "http://allowed.test:$http/")" = 200
 out=$(inside python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', $port))" 2>&1)
 check "its port cannot be taken inside" grep -q 'Address already in use' <<<"$out"
+out=$(inside setpriv --inh-caps=-net_admin --bounding-set=-net_admin ss -K state listening "( sport = :$port )" 2>&1)
+check "root inside without CAP_NET_ADMIN cannot destroy its socket (ss -K)" grep -q 'SOCK_DESTROY answers: Operation not permitted' <<<"$out"
+check "... and it still serves" test "$(code "http://allowed.test:$http/")" = 200
 check "it has no capabilities left" grep -q '^CapEff:[[:space:]]*0*$' "/proc/$proxy/status"
 check "it runs with no_new_privs" grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$proxy/status"
 
@@ -188,10 +194,10 @@ assert all(re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z', l['time']) an
 assert json.load(open('$work/state.json'))['refused'] == len(lines)"
 allowed=$(state "['allowed']")
 per_host=$(state "['hosts']")
-check "allowed connections counted ($allowed)" test "$allowed" = 62
+check "allowed connections counted ($allowed)" test "$allowed" = 63
 check "... by host and port" python3 -c "
 h = $per_host
-assert h['allowed.test:$http'] == 31 and h['allowed.test:$https'] == 28 and h['denied.test:$http'] == 2 and h['127.0.0.1:$http'] == 1, h"
+assert h['allowed.test:$http'] == 32 and h['allowed.test:$https'] == 28 and h['denied.test:$http'] == 2 and h['127.0.0.1:$http'] == 1, h"
 
 echo "Another user, a namespace by descriptor, a port of the kernel's choice, a connection limit, a watched process"
 mkdir "$work/nobody" && chown 65534:65534 "$work/nobody"
@@ -218,15 +224,26 @@ kill "$watched"
 for _ in $(seq 30); do kill -0 "$second" 2>/dev/null || break; sleep 0.1; done
 check "it ends when the watched process does" test ! -d "/proc/$second/fd"
 
+echo "Root inside with CAP_NET_ADMIN"
+port=3129
+mkdir "$work/third" && cp "$work/policy" "$work/third/"
+start_proxy "$work/third"
+inside ss -K state listening "( sport = :$port )" >/dev/null 2>&1
+wait "$proxy"
+check "can destroy the listening socket (SOCK_DESTROY): the proxy then ends with status 3" test $? = 3
+check "... saying why" grep -q 'the listening socket was destroyed' "$work/proxy.err"
+port=3128 proxy=$main_proxy
+
 echo "SIGTERM"
 kill -TERM "$proxy"
 wait "$proxy"
 check "the proxy exits 0 on SIGTERM" test $? = 0
 check "nothing listens in the namespace any more" test -z "$(inside ss -Htln)"
-check "it left its state, log and policy only" test "$(ls "$work" | grep -v -e '^nobody$' | tr '\n' ' ')" = \
+check "it left its state, log and policy only" test "$(ls "$work" | grep -v -e '^nobody$' -e '^third$' | tr '\n' ' ')" = \
     "agentsandbox-egress body cert.pem codes hosts key.pem policy proxy.err refused.log requests.log state.json "
 check "the final state says nothing is active" state_is "['active']" 0
-check "it wrote nothing to standard error but the refused policy" test "$(grep -vc 'policy in force is kept' "$work/proxy.err")" = 0
+check "it wrote nothing to standard error but the refused policy and the destroyed socket" \
+    test "$(grep -vc -e 'policy in force is kept' -e 'listening socket was destroyed' "$work/proxy.err")" = 0
 
 echo
 echo "$passed passed, $failed failed"
