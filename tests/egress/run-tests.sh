@@ -35,8 +35,10 @@ state_is() { for _ in $(seq 40); do [ "$(state "$1" 2>/dev/null)" = "$2" ] && re
 log_has() { grep -F "\"host\":\"$1\",\"port\":$2," "$work/refused.log" | grep -qF "$3"; }
 
 echo "Building"
-compiler=$(command -v musl-gcc || command -v cc)
-"$compiler" -static -Os -Wall -Werror -o "$work/agentsandbox-egress" "$root/src/egress-proxy/proxy.c" -lpthread || exit 1
+# As build.ps1 builds the guest agent; CC and CFLAGS replace that, e.g. for a sanitizer build.
+compiler=${CC:-$(command -v musl-gcc || command -v cc)}
+# shellcheck disable=SC2086
+"$compiler" ${CFLAGS:--static -Os} -Wall -Werror -o "$work/agentsandbox-egress" "$root/src/egress-proxy/proxy.c" -lpthread || exit 1
 proxy_bin="$work/agentsandbox-egress"
 
 echo "Setting up"
