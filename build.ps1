@@ -143,6 +143,10 @@ function Install-TestPrerequisites {
         'musl-gcc'       = 'musl-tools'
         'xz'             = 'xz-utils'
         'dpkg-deb'       = 'dpkg'
+        # The egress proxy's tests: real HTTP and HTTPS servers and clients on loopback.
+        'curl'           = 'curl'
+        'openssl'        = 'openssl'
+        'python3'        = 'python3'
     }
     $missing = @($needed.Keys | Where-Object { -not (Get-Command $_ -CommandType Application -ErrorAction Ignore) } |
         ForEach-Object { $needed[$_] } | Select-Object -Unique)
@@ -361,6 +365,25 @@ function Invoke-TaskTests {
     }
 }
 
+# The egress proxy (src/egress-proxy) against real servers in a loopback-only namespace: tests/egress/run-tests.sh,
+# which ends with its own "N passed, N failed".
+function Invoke-EgressTests {
+    if (-not $IsLinux) { return [pscustomobject]@{ Passed = 0; Failed = 0; Skipped = 0; FailedNames = @() } }
+    Write-Host 'Running the egress proxy tests' -ForegroundColor Cyan
+    $lines = & bash (Join-Path $root 'tests/egress/run-tests.sh') 2>&1 | ForEach-Object { "$_" }
+    $lines | Out-Host
+    $summary = $lines | Where-Object { $_ -match '^(\d+) passed, (\d+) failed$' } | Select-Object -Last 1
+    if (-not $summary -or $summary -notmatch '^(\d+) passed, (\d+) failed$') {
+        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; FailedNames = @('the egress proxy tests wrote no counts') }
+    }
+    [pscustomobject]@{
+        Passed = [int]$Matches[1]
+        Failed = [int]$Matches[2]
+        Skipped = 0
+        FailedNames = @($lines | Where-Object { $_ -match '^\s+FAIL\s+(.+)$' } | ForEach-Object { "egress: $($Matches[1])" })
+    }
+}
+
 function Invoke-PesterTests {
     $pester = Get-PesterModule
     Write-Host "Running the module tests (Pester $PesterVersion)" -ForegroundColor Cyan
@@ -416,18 +439,19 @@ switch ($Task) {
         if (Get-Command npm -ErrorAction Ignore) { $null = Invoke-Extension }
         $core = Invoke-CoreTests
         $taskTests = Invoke-TaskTests
+        $egress = Invoke-EgressTests
         $daemon = Start-TestDocker
         $wsl = Start-TestWsl
         $hyperV = Start-TestHyperV
         try { $module = Invoke-PesterTests }
         finally { Stop-TestHyperV $hyperV; Stop-TestWsl $wsl; Stop-TestDocker $daemon }
-        $passed = $core.Passed + $taskTests.Passed + $module.Passed
-        $failed = $core.Failed + $taskTests.Failed + $module.Failed
-        $skipped = $core.Skipped + $taskTests.Skipped + $module.Skipped
+        $passed = $core.Passed + $taskTests.Passed + $egress.Passed + $module.Passed
+        $failed = $core.Failed + $taskTests.Failed + $egress.Failed + $module.Failed
+        $skipped = $core.Skipped + $taskTests.Skipped + $egress.Skipped + $module.Skipped
         Write-Host ''
         # Repeated at the end: a log is often read from its tail only.
-        foreach ($name in @($core.FailedNames) + @($taskTests.FailedNames) + @($module.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
-        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; task: $($taskTests.Passed) passed, $($taskTests.Failed) failed, $($taskTests.Skipped) skipped; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
+        foreach ($name in @($core.FailedNames) + @($taskTests.FailedNames) + @($egress.FailedNames) + @($module.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
+        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; task: $($taskTests.Passed) passed, $($taskTests.Failed) failed, $($taskTests.Skipped) skipped; egress: $($egress.Passed) passed, $($egress.Failed) failed; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
         $line = "$passed passed, $failed failed"
         if ($skipped -gt 0) { $line += ", $skipped skipped" }
         Write-Output $line
