@@ -183,6 +183,7 @@ struct target {
     char host[MAX_NAME + 3]; /* normalized name, or the address as text */
     int count;
     struct address address[16];
+    unsigned char listed[16]; /* allowed by an address entry, not only as public */
 };
 
 /* The policy's decision for host:port and, for a name, its addresses; NULL or the refusal's reason. */
@@ -203,6 +204,7 @@ static const char *decide(const struct request *r, struct target *t, char *why, 
         t->count = 1;
         address_text(&t->address[0], t->host, sizeof t->host);
         int allowed = policy_allows_address(p, &t->address[0], r->port);
+        t->listed[0] = allowed == 1;
         if (allowed <= 0) reason = allowed < 0 ? "this port is not allowed for the address" : "the address is not in the allowed hosts";
         goto done;
     }
@@ -232,7 +234,8 @@ static const char *decide(const struct request *r, struct target *t, char *why, 
         int seen = 0;
         for (int i = 0; i < t->count; i++) seen |= memcmp(&t->address[i], &x, sizeof x) == 0;
         if (seen) continue;
-        if (address_public(&x) || policy_allows_address(p, &x, r->port) == 1) t->address[t->count++] = x;
+        int listed = policy_allows_address(p, &x, r->port) == 1;
+        if (listed || address_public(&x)) t->listed[t->count] = (unsigned char)listed, t->address[t->count++] = x;
         else if (!*refused) address_text(&x, refused, sizeof refused);
     }
     freeaddrinfo(list);
@@ -245,7 +248,21 @@ done:
     return reason;
 }
 
-static int connect_target(const struct target *t, int port, char *error, size_t size) {
+/* Whether a connection is to this host itself: to a public address of its own (bound to any
+   interface), the kernel routes it locally and picks that address as the source, so both ends
+   are the same address. Such a connection reaches services the host's firewall hides. */
+static int to_itself(int fd) {
+    struct sockaddr_storage a, b;
+    socklen_t la = sizeof a, lb = sizeof b;
+    struct address x, y;
+    if (getsockname(fd, (struct sockaddr *)&a, &la) != 0 || getpeername(fd, (struct sockaddr *)&b, &lb) != 0) return 1;
+    if (address_from_sockaddr((struct sockaddr *)&a, &x) != 0 || address_from_sockaddr((struct sockaddr *)&b, &y) != 0) return 1;
+    return memcmp(&x, &y, sizeof x) == 0;
+}
+
+/* The first address that connects; -1 with error. An address not listed as such that turns out to
+   be this host's own is not used: *own then names it. */
+static int connect_target(const struct target *t, int port, char *error, size_t size, char *own, size_t own_size) {
     int64_t overall = now_ms() + 3 * CONNECT_TIMEOUT_MS;
     for (int i = 0; i < t->count; i++) {
         struct sockaddr_storage ss = {0};
@@ -265,9 +282,14 @@ static int connect_target(const struct target *t, int port, char *error, size_t 
         }
         int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
         int fd = connect_by((struct sockaddr *)&ss, len, deadline < overall ? deadline : overall);
-        if (fd >= 0) return fd;
         char text[INET6_ADDRSTRLEN];
         address_text(&t->address[i], text, sizeof text);
+        if (fd >= 0 && !t->listed[i] && to_itself(fd)) {
+            close(fd);
+            if (!*own) snprintf(own, own_size, "%s", text);
+            continue;
+        }
+        if (fd >= 0) return fd;
         snprintf(error, size, "%s: %s", text, strerror(errno));
     }
     return -1;
@@ -321,8 +343,12 @@ static void serve(struct session *s) {
     if (reason && strncmp(reason, "resolve:", 8) == 0)
         return fail(s->client, 502, "Bad Gateway", "The sandbox's egress proxy could not resolve %s: %s.", t.host, reason + 8);
     if (reason) return refuse(s->client, t.host, r->port, reason, 0);
-    char error[256];
-    int server = connect_target(&t, r->port, error, sizeof error);
+    char error[256] = "", own[INET6_ADDRSTRLEN] = "";
+    int server = connect_target(&t, r->port, error, sizeof error, own, sizeof own);
+    if (server < 0 && *own) {
+        snprintf(why, sizeof why, "it resolves to %s, which is this host's own address and not in the allowed hosts", own);
+        return refuse(s->client, t.host, r->port, why, 0);
+    }
     if (server < 0) return fail(s->client, 502, "Bad Gateway", "The sandbox's egress proxy could not connect to %s:%d (%s).", t.host, r->port, error);
 
     s->up = (struct direction){.from = s->client, .to = server};

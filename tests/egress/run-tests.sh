@@ -19,6 +19,7 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
     wait 2>/dev/null
     ip netns del "$ns" 2>/dev/null
+    ip netns del "$ns-own" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -121,7 +122,6 @@ check "a percent-encoded host is not a host name" grep -q ' 403 ' <<<"$(raw "GET
 : >"$work/requests.log"
 raw "GET http://allowed.test:$http/first HTTP/1.1\r\n\r\nGET http://allowed.test:$http/second HTTP/1.1\r\nHost: denied.test\r\n\r\n" >/dev/null
 check "a second request pipelined on one connection does not reach the server" test "$(cat "$work/requests.log")" = "GET /first HTTP/1.1"
-
 echo "No other way out"
 check "without the proxy, the host's server on 127.0.0.1 is not there" test "$(inside curl -s -m 3 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/")" = 000
 address=$(ip -4 -o addr show scope global | awk '{split($4, a, "/"); print a[1]; exit}')
@@ -236,12 +236,35 @@ check "can destroy the listening socket (SOCK_DESTROY): the proxy then ends with
 check "... saying why" grep -q 'the listening socket was destroyed' "$work/proxy.err"
 port=3128 proxy=$main_proxy
 
+echo "The host's own public address"
+# A host with a public address of its own reaches itself there, past the firewall that hides its
+# services from the world. A namespace of the test's own plays that host: only loopback, with a
+# public address on it; the proxy runs there and a server listens on all its addresses.
+mkdir "$work/own" && echo secret >"$work/own/page"
+ip netns add "$ns-own" && ip -n "$ns-own" link set lo up && ip -n "$ns-own" addr add 203.0.114.1/32 dev lo
+nsenter --net="/run/netns/$ns-own" python3 -m http.server --bind 0.0.0.0 --directory "$work/own" "$http" >/dev/null 2>&1 & pids+=($!)
+printf '127.0.0.1 localhost\n203.0.114.1 own.test\n' >"$work/own/hosts"
+printf 'own.test\n' >"$work/own/policy"
+nsenter --net="/run/netns/$ns-own" unshare --mount --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$work/own/hosts" \
+    "$proxy_bin" --netns "/run/netns/$ns" --port 3130 --policy "$work/own/policy" --log "$work/own/log" --state "$work/own/state.json" 2>>"$work/own/err" &
+own_proxy=$!
+pids+=("$own_proxy")
+for _ in $(seq 50); do [ -s "$work/own/state.json" ] && nsenter --net="/run/netns/$ns-own" curl -s -o /dev/null "http://127.0.0.1:$http/page" && break; sleep 0.1; done
+own() { inside curl -s -m 10 -x http://127.0.0.1:3130 "http://own.test:$http/page"; }
+check "an allowed name resolving to the host's own public address is refused" grep -qF "it resolves to 203.0.114.1, which is this host's own address" <<<"$(own)"
+check "... and logged" grep -qF "this host's own address" "$work/own/log"
+printf 'own.test\n203.0.114.1\n' >"$work/own/policy"
+kill -HUP "$own_proxy"
+sleep 0.5
+check "... and reached when the address is listed as such" test "$(own)" = secret
+kill -TERM "$own_proxy"
+
 echo "SIGTERM"
 kill -TERM "$proxy"
 wait "$proxy"
 check "the proxy exits 0 on SIGTERM" test $? = 0
 check "nothing listens in the namespace any more" test -z "$(inside ss -Htln)"
-check "it left its state, log and policy only" test "$(ls "$work" | grep -v -e '^nobody$' -e '^third$' | tr '\n' ' ')" = \
+check "it left its state, log and policy only" test "$(ls "$work" | grep -v -e '^nobody$' -e '^third$' -e '^own$' | tr '\n' ' ')" = \
     "agentsandbox-egress body cert.pem codes hosts key.pem policy proxy.err refused.log requests.log state.json "
 check "the final state says nothing is active" state_is "['active']" 0
 check "it wrote nothing to standard error but the refused policy and the destroyed socket" \
