@@ -139,6 +139,9 @@ static int hop_by_hop(const struct request *r, const char *name) {
                                         "Proxy-Authenticate", "TE", "Trailer", "Upgrade"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (strcasecmp(name, fixed[i]) == 0) return 1;
+    /* The body's framing goes with the body, whatever Connection says: without it the server would
+       take the body for the next request, one whose Host the client chose. */
+    if (strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0) return 0;
     size_t n = strlen(name);
     for (int i = 0; i < r->fields; i++) {
         if (strcasecmp(r->field[i].name, "Connection") != 0) continue;

@@ -122,6 +122,13 @@ check "a percent-encoded host is not a host name" grep -q ' 403 ' <<<"$(raw "GET
 : >"$work/requests.log"
 raw "GET http://allowed.test:$http/first HTTP/1.1\r\n\r\nGET http://allowed.test:$http/second HTTP/1.1\r\nHost: denied.test\r\n\r\n" >/dev/null
 check "a second request pipelined on one connection does not reach the server" test "$(cat "$work/requests.log")" = "GET /first HTTP/1.1"
+whole() { inside bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; printf '$1' >&3; timeout 5 cat <&3" 2>/dev/null; }
+sum5=$(printf hello | sha256sum | cut -d' ' -f1)
+check "Connection naming Content-Length does not take the body's framing away" grep -qF "got 5 bytes sha256 $sum5" \
+    <<<"$(whole "POST http://allowed.test:$http/post HTTP/1.1\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello")"
+check "... nor naming Transfer-Encoding" grep -qF "got 5 bytes sha256 $sum5" \
+    <<<"$(whole "POST http://allowed.test:$http/post HTTP/1.1\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")"
+
 echo "No other way out"
 check "without the proxy, the host's server on 127.0.0.1 is not there" test "$(inside curl -s -m 3 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/")" = 000
 address=$(ip -4 -o addr show scope global | awk '{split($4, a, "/"); print a[1]; exit}')
@@ -196,10 +203,10 @@ assert all(re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z', l['time']) an
 assert json.load(open('$work/state.json'))['refused'] == len(lines)"
 allowed=$(state "['allowed']")
 per_host=$(state "['hosts']")
-check "allowed connections counted ($allowed)" test "$allowed" = 63
+check "allowed connections counted ($allowed)" test "$allowed" = 65
 check "... by host and port" python3 -c "
 h = $per_host
-assert h['allowed.test:$http'] == 32 and h['allowed.test:$https'] == 28 and h['denied.test:$http'] == 2 and h['127.0.0.1:$http'] == 1, h"
+assert h['allowed.test:$http'] == 34 and h['allowed.test:$https'] == 28 and h['denied.test:$http'] == 2 and h['127.0.0.1:$http'] == 1, h"
 
 echo "Another user, a namespace by descriptor, a port of the kernel's choice, a connection limit, a watched process"
 mkdir "$work/nobody" && chown 65534:65534 "$work/nobody"
