@@ -165,15 +165,17 @@ static void fail(int fd, int code, const char *status, const char *fmt, ...) {
 /* The head, up to its empty line; its length, 0 when refused (answered here). */
 static size_t read_head(int fd, char *buf, size_t *got) {
     int64_t deadline = now_ms() + HEAD_TIMEOUT_MS;
+    size_t from = 0; /* what came before was looked at: only the new bytes (and 3 before) are */
     *got = 0;
     for (;;) {
         buf[*got] = 0;
-        char *end = strstr(buf, "\r\n\r\n");
+        char *end = strstr(buf + from, "\r\n\r\n");
         if (end) return (size_t)(end - buf) + 4;
-        if (*got && (memchr(buf, 0, *got) || strstr(buf, "\n\n"))) return fail(fd, 400, "Bad Request", "Malformed request head."), 0;
+        if (*got && (memchr(buf + from, 0, *got - from) || strstr(buf + from, "\n\n"))) return fail(fd, 400, "Bad Request", "Malformed request head."), 0;
         if (*got == MAX_HEAD) return fail(fd, 431, "Request Header Fields Too Large", "The request head is over %d bytes.", MAX_HEAD), 0;
         ssize_t n = read_some(fd, buf + *got, MAX_HEAD - *got, deadline);
         if (n <= 0) return 0; /* gone, or silent too long: nobody to answer */
+        from = *got > 3 ? *got - 3 : 0;
         *got += (size_t)n;
     }
 }
@@ -299,8 +301,9 @@ static int connect_target(const struct target *t, int port, char *error, size_t 
 static int check_hello(int client, const struct target *t, int port, unsigned char *hello, size_t *n) {
     int64_t deadline = now_ms() + HELLO_TIMEOUT_MS;
     char name[MAX_NAME + 2], why[MAX_NAME + 96];
+    struct hello_scan scan = {0};
     for (;;) {
-        int r = hello_server_name(hello, *n, name, sizeof name);
+        int r = hello_ready(&scan, hello, *n) ? hello_server_name(hello, *n, name, sizeof name) : 0;
         if (r == 1) {
             if (name_normalize(name) == 0 && strcmp(name, t->host) == 0) return 0;
             snprintf(why, sizeof why, "the TLS server name (SNI) %s is not the CONNECT host",

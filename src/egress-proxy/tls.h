@@ -30,6 +30,34 @@ static long hello_handshake(const unsigned char *raw, size_t n, unsigned char *o
     return (long)len;
 }
 
+/* Where the reading of a ClientHello has got to, for hello_ready; all zero at first. */
+struct hello_scan {
+    size_t records_end, handshake;
+    unsigned char head[4];
+};
+
+/*
+ * Whether raw[0..n) is worth taking apart with hello_server_name: 1 when it would answer
+ * something other than "more bytes are needed", 0 when it would not. Each call resumes where the
+ * last stopped and reads record headers only, so a hello trickled in a byte at a time costs the
+ * proxy no more than one sent whole (not a copy and parse of all of it for every byte).
+ */
+static int hello_ready(struct hello_scan *s, const unsigned char *raw, size_t n) {
+    while (s->records_end + 5 <= n) {
+        const unsigned char *r = raw + s->records_end;
+        size_t rlen = be16(r + 3);
+        if (r[0] != 22 || r[1] != 3 || rlen == 0 || rlen > 16384) return 1;
+        if (s->records_end + 5 + rlen > n) break;
+        for (size_t k = 0; s->handshake + k < 4 && k < rlen; k++) s->head[s->handshake + k] = r[5 + k];
+        s->handshake += rlen;
+        s->records_end += 5 + rlen;
+    }
+    if (s->handshake < 4) return 0;
+    if (s->head[0] != 1) return 1;
+    size_t body = (size_t)s->head[1] << 16 | (size_t)s->head[2] << 8 | s->head[3];
+    return body > MAX_HELLO || s->handshake >= 4 + body;
+}
+
 /*
  * 1 with the name (lower case) when raw[0..n) holds a whole ClientHello; 0 when more bytes are
  * needed; -1 not a ClientHello or malformed; -2 a ClientHello without a host name.

@@ -107,6 +107,18 @@ check "curl --connect-to (CONNECT allowed.test, SNI other.test) fails" test "$(p
 check "... logged" log_has allowed.test "$https" 'SNI) other.test is not'
 check "a ClientHello without SNI is cut off" grep -q 'alert access denied' <<<"$(sni -noservername)"
 check "... logged" log_has allowed.test "$https" 'names no server (SNI)'
+out=$(inside python3 -c "
+import socket, ssl, time
+o = ssl.MemoryBIO()
+tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), o, server_hostname='allowed.test')
+try: tls.do_handshake()
+except ssl.SSLWantReadError: pass
+hello = o.read()
+s = socket.create_connection(('127.0.0.1', $port)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.sendall(b'CONNECT allowed.test:$https HTTP/1.1\r\n\r\n'); s.recv(100)
+for b in hello: s.send(bytes([b])); time.sleep(0.001)
+s.settimeout(5); print(s.recv(1)[0])" 2>&1)
+check "a ClientHello trickled in a byte at a time is read (and answered by the server)" test "$out" = 22
 out=$(inside bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; printf 'CONNECT allowed.test:$http HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n' >&3; timeout 5 cat <&3" | tr -d '\0')
 check "plain HTTP inside a CONNECT tunnel to a name is cut off" grep -q '^HTTP/1.1 200 Connection established' <<<"$out"
 check "... logged" log_has allowed.test "$http" 'not a TLS ClientHello'
@@ -203,10 +215,10 @@ assert all(re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z', l['time']) an
 assert json.load(open('$work/state.json'))['refused'] == len(lines)"
 allowed=$(state "['allowed']")
 per_host=$(state "['hosts']")
-check "allowed connections counted ($allowed)" test "$allowed" = 65
+check "allowed connections counted ($allowed)" test "$allowed" = 66
 check "... by host and port" python3 -c "
 h = $per_host
-assert h['allowed.test:$http'] == 34 and h['allowed.test:$https'] == 28 and h['denied.test:$http'] == 2 and h['127.0.0.1:$http'] == 1, h"
+assert h['allowed.test:$http'] == 34 and h['allowed.test:$https'] == 29 and h['denied.test:$http'] == 2 and h['127.0.0.1:$http'] == 1, h"
 
 echo "Another user, a namespace by descriptor, a port of the kernel's choice, a connection limit, a watched process"
 mkdir "$work/nobody" && chown 65534:65534 "$work/nobody"
