@@ -63,7 +63,7 @@ function Invoke-Build {
     $own | ForEach-Object { Copy-Item "$bin/$_" -Destination $moduleOut }
     Copy-Item "$root/module/*" -Destination $moduleOut -Recurse
     Write-ManifestVersion (Join-Path $moduleOut 'AgentSandbox.psd1')
-    Build-GuestAgent (Join-Path $moduleOut 'guest')
+    Build-StaticPrograms $moduleOut
     # Help is written as markdown in docs/help and turned into MAML here (platyPS is not needed).
     $helpBuilder = Join-Path $root 'docs/help/Build-Help.ps1'
     if (Test-Path $helpBuilder) { & $helpBuilder -OutputPath $moduleOut }
@@ -98,15 +98,20 @@ function New-ModulePackage {
     $nupkg
 }
 
-# The guest agent of the virtual machine backends: one static binary that runs in any Linux guest.
-# musl keeps it small (about 70 KB); glibc's static build works too (about 900 KB).
-function Build-GuestAgent([string] $Destination) {
-    if (-not $IsLinux) { Write-Warning 'The guest agent is built on Linux only; the Qemu backend needs it.'; return }
+# The static programs the module ships, each one C file built with musl (glibc's static build works too):
+# the guest agent of the virtual machine backends (guest/, about 70 KB), which runs in any Linux guest, and
+# the egress proxy of -Network Allow (egress/, about 120 KB), which runs on the host (docs/egress-proxy.md).
+function Build-StaticPrograms([string] $ModuleDirectory) {
+    if (-not $IsLinux) { Write-Warning 'The guest agent and the egress proxy are built on Linux only; the Qemu backend and -Network Allow need them.'; return }
     $compiler = @('musl-gcc', 'cc', 'gcc') | Where-Object { Get-Command $_ -CommandType Application -ErrorAction Ignore } | Select-Object -First 1
-    if (-not $compiler) { Write-Warning 'No C compiler (apt-get install musl-tools): the guest agent, and so the Qemu backend, is missing.'; return }
-    New-Item -ItemType Directory -Path $Destination -Force | Out-Null
-    $agent = Join-Path $Destination 'agentsandbox-agent'
-    Invoke-Native $compiler @('-static', '-Os', '-Wall', '-Werror', '-s', '-o', $agent, "$root/src/guest-agent/agent.c")
+    if (-not $compiler) { Write-Warning 'No C compiler (apt-get install musl-tools): the guest agent and the egress proxy, and so the Qemu backend and -Network Allow, are missing.'; return }
+    foreach ($program in @(
+            @{ Folder = 'guest'; Name = 'agentsandbox-agent'; Source = 'src/guest-agent/agent.c'; Libraries = @() },
+            @{ Folder = 'egress'; Name = 'agentsandbox-egress'; Source = 'src/egress-proxy/proxy.c'; Libraries = @('-lpthread') })) {
+        $folder = New-Item -ItemType Directory -Path (Join-Path $ModuleDirectory $program.Folder) -Force
+        $binary = Join-Path $folder $program.Name
+        Invoke-Native $compiler (@('-static', '-Os', '-Wall', '-Werror', '-s', '-o', $binary, "$root/$($program.Source)") + $program.Libraries)
+    }
 }
 
 function Get-PesterModule {

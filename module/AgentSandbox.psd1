@@ -27,6 +27,8 @@
         'Get-AgentSandboxCheckpoint'
         'Restore-AgentSandbox'
         'Remove-AgentSandboxCheckpoint'
+        'Get-AgentSandboxEgress'
+        'Get-AgentSandboxEgressRefusal'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

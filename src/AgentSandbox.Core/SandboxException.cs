@@ -117,6 +117,12 @@ namespace AgentSandbox
         public const string HyperVAccessDenied = "HyperVAccessDenied";
         /// <summary>-Network Host on a backend that connects sandboxes to a virtual switch, without -SwitchName.</summary>
         public const string NetworkSwitchRequired = "NetworkSwitchRequired";
+        /// <summary>An -AllowHost entry the egress policy cannot take.</summary>
+        public const string InvalidAllowHost = "InvalidAllowHost";
+        /// <summary>-Network Allow without -AllowHost, -AllowHost without -Network Allow, or a policy change on a sandbox that has none.</summary>
+        public const string AllowHostRequired = "AllowHostRequired";
+        /// <summary>The sandbox's egress proxy could not be started, reached or told of a new policy.</summary>
+        public const string EgressProxyFailed = "EgressProxyFailed";
         /// <summary>-SwitchName names no virtual switch of the host (or more than one).</summary>
         public const string NetworkSwitchNotFound = "NetworkSwitchNotFound";
         public const string VerificationUnsupported = "VerificationUnsupported";

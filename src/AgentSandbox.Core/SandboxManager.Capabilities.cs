@@ -33,6 +33,7 @@ namespace AgentSandbox
             if (spec.Mounts.Any(m => m.ReadWrite)) RequireFeature(info, SandboxFeature.WritableMounts, "a writable -Mount (:rw)", spec.Name);
             if (spec.Network == SandboxNetwork.Host) RequireFeature(info, SandboxFeature.HostNetwork, "-Network Host", spec.Name);
             if (spec.SwitchName != null) RequireFeature(info, SandboxFeature.NamedSwitch, "-SwitchName", spec.Name);
+            if (spec.Network == SandboxNetwork.Allow) RequireFeature(info, SandboxFeature.AllowedHosts, "-Network Allow", spec.Name);
             if (spec.FromCheckpoint != null) RequireFeature(info, SandboxFeature.Checkpoints, "-FromCheckpoint", spec.Name);
             if (spec.Kernel != null) RequireFeature(info, SandboxFeature.GuestKernel, "-Kernel", spec.Name);
             return backend;

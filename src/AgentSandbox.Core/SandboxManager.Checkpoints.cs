@@ -134,6 +134,8 @@ namespace AgentSandbox
                 DiskSizeBytes = source.DiskSizeBytes,
                 Network = source.Network,
                 SwitchName = source.SwitchName,
+                // The policy in force when the checkpoint was taken (the checkpoint's record is read with it).
+                AllowHosts = new List<string>(source.AllowHosts ?? new List<string>()),
                 Environment = new Dictionary<string, string>(source.Environment ?? new Dictionary<string, string>()),
                 Mounts = (source.Mounts ?? new List<SandboxMount>()).Select(m => new SandboxMount { Source = m.Source, Destination = m.Destination, ReadWrite = m.ReadWrite, Identity = m.Identity }).ToList(),
                 WorkingDirectory = source.WorkingDirectory,

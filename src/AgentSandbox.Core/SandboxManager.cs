@@ -333,6 +333,7 @@ namespace AgentSandbox
                     $"Image '{spec.Image}' was not found: give a root filesystem directory or tarball.", spec.Image);
             foreach (var mount in spec.Mounts) ValidateMount(mount);
             ValidateEnvironment(spec.Environment);
+            ValidateEgress(spec);
             if (spec.SwitchName != null && spec.Network != SandboxNetwork.Host)
                 throw Invalid(ErrorIds.NetworkSwitchRequired, $"-SwitchName '{spec.SwitchName}' connects a network adapter: give -Network Host with it, or leave it out for no network.", spec.SwitchName);
             if (spec.SwitchName != null && (spec.SwitchName.Trim().Length == 0 || spec.SwitchName.Length > 100 || spec.SwitchName.Any(char.IsControl)))
@@ -410,7 +411,7 @@ namespace AgentSandbox
             var result = new List<Sandbox>();
             foreach (var b in backend == null ? _backends : new List<ISandboxBackend> { Backend(backend) })
             {
-                try { result.AddRange(b.List().Select(s => s.WithExpiry(DateTime.UtcNow))); }
+                try { result.AddRange(b.List().Select(s => WithPolicy(s.WithExpiry(DateTime.UtcNow)))); }
                 catch (SandboxException e) when (problems != null && e.ErrorId == ErrorIds.BackendUnavailable) { problems.Add(e.Message); }
             }
             return result.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
@@ -426,8 +427,8 @@ namespace AgentSandbox
             !string.IsNullOrEmpty(name) && name!.Length <= MaxNameLength && !name.Contains("..") && NamePattern.IsMatch(name);
 
         /// <summary>Docker looks a name up as an id prefix too: only the sandbox of exactly this name counts.</summary>
-        private static Sandbox? FindIn(ISandboxBackend backend, string name) =>
-            backend.Find(name) is Sandbox s && string.Equals(s.Name, name, StringComparison.Ordinal) ? s.WithExpiry(DateTime.UtcNow) : null;
+        private Sandbox? FindIn(ISandboxBackend backend, string name) =>
+            backend.Find(name) is Sandbox s && string.Equals(s.Name, name, StringComparison.Ordinal) ? WithPolicy(s.WithExpiry(DateTime.UtcNow)) : null;
 
         /// <summary>
         /// The live record of the sandbox an object names. Only the object's Name, and its Backend when
@@ -486,6 +487,7 @@ namespace AgentSandbox
             // Only the live record decides: the object may be stale (another process may have extended it) or made by hand.
             var current = Resolve(sandbox);
             if (AsksForRoot(request.User)) RequireFeature(current, SandboxFeature.Root, $"-User {request.User}");
+            AddProxyEnvironment(current, request);
             RefuseIfExpired(current);
             try { return Owner(current).Execute(current, request, output, cancellation); }
             catch (SandboxException e) when (e.ErrorId == ErrorIds.SandboxExpired)

@@ -96,12 +96,23 @@ static void policy_release(struct policy *p) {
     if (last) free(p);
 }
 
+/* With the lock held: something the state file shows changed. The first change since the last
+   write wakes the main thread, which writes it within 250 ms, not at its next idle poll. */
+static int wake_pipe[2] = {-1, -1};
+static void mark_dirty(void) {
+    if (!stats.dirty && wake_pipe[1] >= 0) {
+        ssize_t ignored = write(wake_pipe[1], "", 1);
+        (void)ignored;
+    }
+    stats.dirty = 1;
+}
+
 static void count_allowed(const char *host, int port) {
     char key[sizeof stats.host[0].key];
     snprintf(key, sizeof key, "%s:%d", host, port);
     pthread_mutex_lock(&lock);
     stats.allowed++;
-    stats.dirty = 1;
+    mark_dirty();
     int i = 0;
     while (i < stats.hosts && strcmp(stats.host[i].key, key) != 0) i++;
     if (i == stats.hosts && stats.hosts < MAX_HOST_COUNTERS) strcpy(stats.host[stats.hosts++].key, key);
@@ -119,7 +130,7 @@ static void log_refusal(const char *host, int port, const char *reason) {
     if (n < 0 || n >= (int)sizeof line) return;
     pthread_mutex_lock(&lock);
     stats.refused++;
-    stats.dirty = 1;
+    mark_dirty();
     struct stat st;
     if (log_fd < 0 || fstat(log_fd, &st) != 0 || st.st_size + n > config.log_max || write(log_fd, line, (size_t)n) != n)
         stats.log_dropped++;
@@ -157,7 +168,7 @@ static void fail(int fd, int code, const char *status, const char *fmt, ...) {
     strncat(text, "\n", sizeof text - strlen(text) - 1);
     pthread_mutex_lock(&lock);
     stats.failed++;
-    stats.dirty = 1;
+    mark_dirty();
     pthread_mutex_unlock(&lock);
     answer(fd, code, status, text);
 }
@@ -448,7 +459,7 @@ static int reload(int first) {
         policy = p;
         stats.entries = p->count;
         utc_now(stats.loaded, sizeof stats.loaded);
-        stats.dirty = 1;
+        mark_dirty();
     }
     if (fd >= 0) {
         if (log_fd >= 0) close(log_fd);
@@ -511,9 +522,47 @@ static void drop_privileges(const char *user) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("prctl");
 }
 
+static void join_cgroup(const char *dir) {
+    char path[4096], pid[16];
+    snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
+    if (fd < 0 || write(fd, pid, (size_t)n) != n) die(path);
+    close(fd);
+}
+
+/* --detach: the caller gets back a daemon's pid once it listens and its state file is written, and
+   nothing of the caller's (terminal, session, pipes) is kept: the proxy outlives the process that
+   started it. The parent returns the pid on standard output, or exits 2 if the child died first. */
+static int detach_from_caller(const char *error_file) {
+    int errors = open(error_file, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int ready[2];
+    if (errors < 0) die(error_file);
+    if (null < 0 || pipe2(ready, O_CLOEXEC) != 0) die("--detach");
+    pid_t child = fork();
+    if (child < 0) die("fork");
+    if (child > 0) {
+        close(ready[1]);
+        char byte;
+        if (read(ready[0], &byte, 1) != 1) {
+            fprintf(stderr, "agentsandbox-egress: the proxy ended before it was ready; see %s\n", error_file);
+            exit(2);
+        }
+        printf("%d\n", (int)child);
+        exit(0);
+    }
+    close(ready[0]);
+    if (setsid() < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(errors, 2) < 0) die("--detach");
+    close(null);
+    close(errors);
+    return ready[1];
+}
+
 static void usage(void) {
     fputs("usage: agentsandbox-egress (--netns PATH | --netns-fd FD) --port PORT --policy FILE --log FILE --state FILE\n"
-          "       [--ipv6] [--user UID:GID] [--max-connections N] [--idle-timeout SECONDS] [--log-max BYTES] [--watch-pid PID]\n",
+          "       [--ipv6] [--user UID:GID] [--max-connections N] [--idle-timeout SECONDS] [--log-max BYTES] [--watch-pid PID]\n"
+          "       [--cgroup DIR]... [--detach ERRORFILE]\n",
           stderr);
     exit(2);
 }
@@ -530,6 +579,8 @@ int main(int argc, char **argv) {
     const char *netns = NULL, *user = NULL;
     int netns_fd = -1, port = -1, ipv6 = 0;
     pid_t watch = 0;
+    const char *cgroups[8], *detach = NULL;
+    int ncgroups = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--ipv6") == 0) { ipv6 = 1; continue; }
@@ -546,6 +597,8 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--idle-timeout") == 0) config.idle_ms = (int)number(v, 1, 86400) * 1000;
         else if (strcmp(a, "--log-max") == 0) config.log_max = number(v, 0, 1L << 40);
         else if (strcmp(a, "--watch-pid") == 0) watch = (pid_t)number(v, 1, 1 << 22);
+        else if (strcmp(a, "--cgroup") == 0 && ncgroups < 8) cgroups[ncgroups++] = v;
+        else if (strcmp(a, "--detach") == 0) detach = v;
         else usage();
     }
     if ((!netns == (netns_fd < 0)) || port < 0 || !config.policy || !config.log || !config.state) usage();
@@ -571,6 +624,10 @@ int main(int argc, char **argv) {
     close(inside);
     close(own);
     snprintf(config.listening, sizeof config.listening, ipv6 ? "127.0.0.1:%d [::1]:%d" : "127.0.0.1:%d", port, port);
+    /* Its own cgroup, joined while still root and single-threaded: whoever stops it kills the cgroup,
+       never a pid that may have been reused, and may set limits there. */
+    for (int k = 0; k < ncgroups; k++) join_cgroup(cgroups[k]);
+    int ready = detach ? detach_from_caller(detach) : -1;
     drop_privileges(user);
 
     sigset_t signals;
@@ -588,12 +645,22 @@ int main(int argc, char **argv) {
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
+    if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) die("pipe");
     write_state();
+    if (ready >= 0) {
+        ssize_t ignored = write(ready, "1", 1); /* the caller may now rely on the state file */
+        (void)ignored;
+        close(ready);
+    }
     int64_t last_write = now_ms();
     for (;;) {
-        struct pollfd p[4] = {{.fd = sfd, .events = POLLIN}, {.fd = listener[0], .events = POLLIN},
-                              {.fd = listener[1], .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
-        if (poll(p, 4, 500) < 0 && errno != EINTR) die("poll");
+        struct pollfd p[5] = {{.fd = sfd, .events = POLLIN}, {.fd = listener[0], .events = POLLIN},
+                              {.fd = listener[1], .events = POLLIN}, {.fd = pidfd, .events = POLLIN},
+                              {.fd = wake_pipe[0], .events = POLLIN}};
+        int64_t due = 250 - (now_ms() - last_write);
+        if (poll(p, 5, stats.dirty ? (int)(due < 0 ? 0 : due) : 500) < 0 && errno != EINTR) die("poll");
+        char drained[64];
+        while (p[4].revents && read(wake_pipe[0], drained, sizeof drained) > 0) continue;
         struct signalfd_siginfo si;
         while (read(sfd, &si, sizeof si) == sizeof si) {
             if (si.ssi_signo == SIGHUP) reload(0);
@@ -630,7 +697,7 @@ int main(int argc, char **argv) {
                 pthread_mutex_lock(&lock);
                 if (room) stats.active--;
                 stats.busy++;
-                stats.dirty = 1;
+                mark_dirty();
                 pthread_mutex_unlock(&lock);
                 /* One send, never a wait: a new socket's buffer takes it. */
                 static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\n"

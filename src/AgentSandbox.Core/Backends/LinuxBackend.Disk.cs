@@ -79,11 +79,13 @@ namespace AgentSandbox.Backends
         {
             MountDisk(s);
             StartCore(s, progress);
+            StartEgress(s, progress);
         }
 
         /// <summary>StopCore, then the disk unmounted (its loop device goes with it).</summary>
         protected override void StopSandbox(Sandbox s, IProgressSink progress)
         {
+            EgressOf(s)?.Stop();
             StopCore(s, progress);
             UnmountDisk(s);
         }

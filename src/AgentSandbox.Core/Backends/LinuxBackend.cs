@@ -50,8 +50,34 @@ namespace AgentSandbox.Backends
         public override SandboxFeature[] Features { get; } =
         {
             SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts,
-            SandboxFeature.Root, SandboxFeature.HostNetwork,
+            SandboxFeature.Root, SandboxFeature.HostNetwork, SandboxFeature.AllowedHosts,
         };
+
+        /// <summary>
+        /// With -Network Allow: the sandbox's network namespace as a bind-mounted nsfs file (which names
+        /// that namespace for as long as it exists, unlike /proc/PID/ns/net), and a process whose end
+        /// means the sandbox's end (null: none), for its egress proxy.
+        /// </summary>
+        protected abstract (string Namespace, int? WatchPid) EgressNamespace(Sandbox sandbox);
+
+        /// <summary>The sandbox's egress proxy; null without -Network Allow.</summary>
+        protected Egress.EgressProxy? EgressOf(Sandbox s) =>
+            s.Network == SandboxNetwork.Allow && !string.IsNullOrEmpty(s.Id) ? new Egress.EgressProxy(Egress.EgressProxy.AreaOf(Store.Root), s) : null;
+
+        private void StartEgress(Sandbox s, IProgressSink progress)
+        {
+            if (!(EgressOf(s) is Egress.EgressProxy proxy)) return;
+            var (netns, watch) = EgressNamespace(s);
+            proxy.Start(netns, watch, s.AllowHosts ?? new List<string>());
+            progress.Milestone($"Egress proxy of '{s.Name}' is listening on 127.0.0.1:{Egress.EgressProxy.Port} inside it");
+        }
+
+        /// <summary>The egress proxy's files go with the sandbox (its policy outlives a stop, not a removal).</summary>
+        protected override void DeleteOutsideFiles(Sandbox s, IProgressSink progress)
+        {
+            base.DeleteOutsideFiles(s, progress);
+            EgressOf(s)?.Delete();
+        }
 
         public override BackendInfo Describe()
         {

@@ -141,10 +141,11 @@ namespace AgentSandbox.Linux
         }
 
         /// <summary>The inode number of what is at path (a link itself, not what it names).</summary>
-        public static ulong Inode(string path)
+        /// <param name="follow">Follow a final link: /proc/PID/ns/net names its namespace by that.</param>
+        public static ulong Inode(string path, bool follow = false)
         {
             var buffer = new byte[256];
-            if (statx(-100, path, 0x100 /* AT_SYMLINK_NOFOLLOW */, 0x100 /* STATX_INO */, buffer) != 0)
+            if (statx(-100, path, follow ? 0 : 0x100 /* AT_SYMLINK_NOFOLLOW */, 0x100 /* STATX_INO */, buffer) != 0)
                 throw Fail($"statx {path}", Marshal.GetLastWin32Error());
             return BitConverter.ToUInt64(buffer, 32);
         }

@@ -22,6 +22,11 @@ namespace AgentSandbox
         None,
         /// <summary>The host's network stack, shared.</summary>
         Host,
+        /// <summary>
+        /// A private network namespace holding only loopback, whose one way out is the host-side egress
+        /// proxy on 127.0.0.1:3128 inside it: HTTP and HTTPS to the hosts of -AllowHost, nothing else.
+        /// </summary>
+        Allow,
     }
 
     /// <summary>The boundaries a backend can enforce; each backend claims only those it really holds.</summary>
@@ -72,6 +77,8 @@ namespace AgentSandbox
         NamedSwitch,
         /// <summary>-Kernel: the sandbox boots a kernel of its own, which the caller may choose.</summary>
         GuestKernel,
+        /// <summary>-Network Allow with -AllowHost: egress by name through the host-side proxy.</summary>
+        AllowedHosts,
     }
 
     /// <summary>How a sandbox keeps untrusted commands away from host root.</summary>

@@ -55,6 +55,13 @@ namespace AgentSandbox
         /// <summary>The virtual switch the sandbox's network adapter is connected to (HyperV with -Network Host); null: no switch.</summary>
         [DataMember(Order = 21, EmitDefaultValue = false)] public string? SwitchName { get; set; }
 
+        /// <summary>
+        /// With -Network Allow: the hosts the sandbox may reach through its egress proxy. The record keeps
+        /// the policy it was made with; Set-AgentSandbox -AllowHost changes the proxy's policy file, which
+        /// is what every listing shows while the sandbox exists.
+        /// </summary>
+        [DataMember(Order = 22, EmitDefaultValue = false)] public List<string>? AllowHosts { get; set; }
+
         /// <summary>A record read from JSON skips the initialisers above: absent collections become empty ones.</summary>
         [OnDeserialized]
         private void FillAbsentCollections(StreamingContext context)
@@ -108,6 +115,7 @@ namespace AgentSandbox
             DiskSizeBytes = spec.DiskSizeBytes,
             Network = spec.Network,
             SwitchName = spec.SwitchName,
+            AllowHosts = spec.Network == SandboxNetwork.Allow ? new List<string>(spec.AllowHosts) : null,
             Environment = new Dictionary<string, string>(spec.Environment),
             Mounts = new List<SandboxMount>(spec.Mounts),
             WorkingDirectory = spec.WorkingDirectory ?? DefaultWorkspace,

@@ -20,6 +20,8 @@ namespace AgentSandbox
         public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
         /// <summary>The virtual switch to connect a network adapter to (backends with SandboxFeature.NamedSwitch); null: none.</summary>
         public string? SwitchName { get; set; }
+        /// <summary>With -Network Allow: the hosts the sandbox may reach (names, *.suffixes, addresses, ranges, each with an optional port); see EgressPolicy.</summary>
+        public IList<string> AllowHosts { get; set; } = new List<string>();
         public IDictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
         public IList<SandboxMount> Mounts { get; set; } = new List<SandboxMount>();
         /// <summary>Where commands start; null: the guest's default (/workspace on Linux).</summary>

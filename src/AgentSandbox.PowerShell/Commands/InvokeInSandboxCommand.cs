@@ -96,6 +96,9 @@ namespace AgentSandbox.PowerShell.Commands
                 Timeout = TimeoutSec > 0 ? TimeSpan.FromSeconds(TimeoutSec) : (TimeSpan?)null,
             };
             WriteVerbose($"Running in '{sandbox.Name}' ({sandbox.Backend}): {request.Command ?? string.Join(" ", new[] { request.FilePath }.Concat(request.Arguments))}");
+            // Where the egress proxy's refusal log ends before the command: what it refuses meanwhile is told after.
+            var live = sandbox.Network == SandboxNetwork.Allow ? Manager.Resolve(sandbox) : null;
+            var refusalsFrom = live == null ? null : Manager.EgressLogPosition(live);
 
             // Write* must happen on the pipeline thread. When the pipeline ends early (Select-Object -First,
             // an error that stops it), the command inside ends with it rather than run on.
@@ -104,6 +107,7 @@ namespace AgentSandbox.PowerShell.Commands
                 onCallerFailed: _cancel.Cancel);
 
             SessionState.PSVariable.Set("global:LASTEXITCODE", result.ExitCode);
+            if (live != null && refusalsFrom is long from) WarnOfRefusals(live, from);
             if (result.TimedOut)
             {
                 var e = new SandboxException(ErrorIds.SandboxCommandTimedOut, SandboxErrorKind.Timeout,
@@ -118,6 +122,18 @@ namespace AgentSandbox.PowerShell.Commands
                 WriteError(ToErrorRecord(e, sandbox));
             }
             if (PassThru) WriteObject(result);
+        }
+
+        private const int RefusalWarnings = 20;
+
+        /// <summary>One warning per connection the proxy refused while the command ran (the first 20, then a count).</summary>
+        private void WarnOfRefusals(Sandbox sandbox, long from)
+        {
+            var refusals = Manager.GetEgressRefusals(sandbox, from, RefusalWarnings + 1);
+            foreach (var r in refusals.Take(RefusalWarnings))
+                WriteWarning($"Sandbox '{sandbox.Name}' was refused a connection to {r.Host}:{r.Port}: {r.Reason}. Allow it with Set-AgentSandbox '{sandbox.Name}' -AllowHost.");
+            if (refusals.Count > RefusalWarnings)
+                WriteWarning($"Sandbox '{sandbox.Name}' was refused more connections during the command; Get-AgentSandboxEgressRefusal '{sandbox.Name}' lists them all.");
         }
 
         /// <summary>Shown like a native command's stderr, but never turned into an error record: tools write progress there.</summary>

@@ -55,6 +55,14 @@ namespace AgentSandbox.PowerShell.Commands
         [Parameter]
         public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
 
+        /// <summary>
+        /// The hosts a -Network Allow sandbox may reach through its egress proxy (implies -Network Allow):
+        /// 'pypi.org', '*.pythonhosted.org', 'github.com:443', '203.0.113.7', '198.51.100.0/24', '[2001:db8::1]:443'.
+        /// </summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string[]? AllowHost { get; set; }
+
         /// <summary>The virtual switch a HyperV sandbox's network adapter is connected to; implies -Network Host.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
@@ -108,7 +116,10 @@ namespace AgentSandbox.PowerShell.Commands
                     ProcessLimit = Bound(nameof(ProcessLimit)) ? ProcessLimit : (int?)null,
                     DiskSizeBytes = Bound(nameof(DiskSize)) ? DiskSize : (long?)null,
                     Kernel = Kernel == null ? null : GetUnresolvedProviderPathFromPSPath(Kernel),
-                    Network = Bound(nameof(SwitchName)) && !Bound(nameof(Network)) ? SandboxNetwork.Host : Network,
+                    Network = Bound(nameof(Network)) ? Network
+                        : Bound(nameof(SwitchName)) ? SandboxNetwork.Host
+                        : Bound(nameof(AllowHost)) ? SandboxNetwork.Allow : Network,
+                    AllowHosts = AllowHost?.ToList() ?? new List<string>(),
                     SwitchName = SwitchName,
                     Environment = Hashtables.ToStrings(Environment),
                     Mounts = HostMounts(),
@@ -202,6 +213,13 @@ namespace AgentSandbox.PowerShell.Commands
             {
                 spec.SwitchName = SwitchName;
                 if (!Bound(nameof(Network))) spec.Network = SandboxNetwork.Host;
+            }
+            // Another network drops the inherited policy; a policy given replaces it (and means -Network Allow).
+            if (Bound(nameof(Network)) && Network != SandboxNetwork.Allow) spec.AllowHosts.Clear();
+            if (Bound(nameof(AllowHost)))
+            {
+                spec.AllowHosts = AllowHost!.ToList();
+                if (!Bound(nameof(Network))) spec.Network = SandboxNetwork.Allow;
             }
             if (Bound(nameof(Environment)))
                 foreach (var kv in Hashtables.ToStrings(Environment)) spec.Environment[kv.Key] = kv.Value;

@@ -62,6 +62,9 @@ namespace AgentSandbox.Backends.Chroot
         private static string NetnsFile(Sandbox s) => Path.Combine(s.Location!, "netns");
         private static string IpcnsFile(Sandbox s) => Path.Combine(s.Location!, "ipcns");
 
+        // Nothing runs in a chroot sandbox between commands: the namespace lives as long as its file.
+        protected override (string Namespace, int? WatchPid) EgressNamespace(Sandbox s) => (NetnsFile(s), null);
+
         protected override void Prepare(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
         {
             s.Privilege = PrivilegeMode.UnprivilegedUser;
@@ -98,7 +101,7 @@ namespace AgentSandbox.Backends.Chroot
                 Native.Mount(null, target, null, m.ReadWrite ? Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NOSUID | Native.MS_NODEV : ReadOnlyBind);
             }
             MountDev(FileTree.ResolveInside(root, "/dev", createDirectories: true));
-            if (s.Network == SandboxNetwork.None)
+            if (s.Network != SandboxNetwork.Host)
             {
                 var netns = NetnsFile(s);
                 File.WriteAllText(netns, "");
@@ -146,7 +149,7 @@ namespace AgentSandbox.Backends.Chroot
         protected override IList<string> NsenterOptions(Sandbox s)
         {
             var options = new List<string>();
-            if (s.Network == SandboxNetwork.None) options.Add("--net=" + NetnsFile(s));
+            if (s.Network != SandboxNetwork.Host) options.Add("--net=" + NetnsFile(s));
             // A sandbox started before it had one runs in the host's until it is started again.
             if (File.Exists(IpcnsFile(s))) options.Add("--ipc=" + IpcnsFile(s));
             options.Add("--root=" + RootOf(s));

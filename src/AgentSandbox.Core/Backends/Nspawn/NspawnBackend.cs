@@ -88,6 +88,32 @@ namespace AgentSandbox.Backends.Nspawn
         }
 
         private static string LogFile(Sandbox s) => Path.Combine(s.Location!, "nspawn.log");
+
+        /// <summary>
+        /// With -Network Allow, the container's network namespace is made here first and handed to nspawn,
+        /// so the egress proxy listens in it by this file. The host's user namespace owns it: root in the
+        /// container's own user namespace has no CAP_NET_ADMIN over it (no routes, no SOCK_DESTROY).
+        /// </summary>
+        private static string NetnsFile(Sandbox s) => Path.Combine(s.Location!, "netns");
+
+        protected override (string Namespace, int? WatchPid) EgressNamespace(Sandbox s) =>
+            (NetnsFile(s), int.TryParse(s.Data("leader"), NumberStyles.None, CultureInfo.InvariantCulture, out var leader) ? leader : (int?)null);
+
+        private static void MakeNetns(Sandbox s)
+        {
+            var netns = NetnsFile(s);
+            RemoveNetns(s);
+            File.WriteAllText(netns, "");
+            // unshare keeps the namespace alive by binding it to the file; ip brings loopback up inside it.
+            ProcessRunner.Run(HostTools.Require("unshare", "util-linux"), "--net=" + netns, HostTools.Require("ip", "iproute2"), "link", "set", "lo", "up");
+        }
+
+        private static void RemoveNetns(Sandbox s)
+        {
+            var netns = NetnsFile(s);
+            if (Mounts.IsMountPoint(netns)) Native.Unmount(netns, detach: true);
+            if (File.Exists(netns)) File.Delete(netns);
+        }
         private static string MachineName(Sandbox s) => "agentsandbox-" + s.Id;
 
         protected override void Prepare(Sandbox s, SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
@@ -124,6 +150,7 @@ namespace AgentSandbox.Backends.Nspawn
             argv.Add(nspawn);
             argv.AddRange(NspawnArguments(s));
             File.WriteAllText(LogFile(s), "");
+            if (s.Network == SandboxNetwork.Allow) MakeNetns(s);
 
             var output = ProcessRunner.Run(argv[0], argv.Skip(1).ToList(), SpawnEnvironment(s));
             int nspawnPid = int.Parse(output.Trim(), CultureInfo.InvariantCulture);
@@ -154,6 +181,7 @@ namespace AgentSandbox.Backends.Nspawn
                 ? new[] { $"--private-users={UserBase(s).ToString(CultureInfo.InvariantCulture)}:{UserRange.ToString(CultureInfo.InvariantCulture)}", "--private-users-ownership=chown" }
                 : new[] { "--private-users=no" });
             if (s.Network == SandboxNetwork.None) args.Add("--private-network");
+            if (s.Network == SandboxNetwork.Allow) args.Add("--network-namespace-path=" + NetnsFile(s));
             foreach (var dir in (s.Data("binds") ?? "").Split(':').Where(d => d.Length > 0))
                 args.Add($"--bind-ro={dir}:{dir}");
             args.AddRange(BindArguments(s));
@@ -233,6 +261,7 @@ namespace AgentSandbox.Backends.Nspawn
             DeletePropagationDirectory(MachineName(s));
             RemoveStaging(s);
             UnsealRoot(s);
+            RemoveNetns(s);
             s.BackendData.Remove("leader");
             s.BackendData.Remove("leaderStart");
         }

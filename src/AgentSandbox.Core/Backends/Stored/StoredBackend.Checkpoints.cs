@@ -63,6 +63,8 @@ namespace AgentSandbox.Backends.Stored
         {
             using var held = Store.Lock(sandbox.Name);
             var s = ReloadWithFiles(sandbox);
+            // A fork gets the policy in force now, which Set-AgentSandbox -AllowHost may have changed.
+            s.AllowHosts = Egress.EgressProxy.PolicyInForce(Egress.EgressProxy.AreaOf(Store.Root), s);
             var dir = CheckpointDir(s.Id, name);
             using var claim = ClaimCheckpointDir(dir)
                 ?? throw SandboxException.CheckpointExists(s.Name, name);

@@ -30,6 +30,14 @@ namespace AgentSandbox.Backends.Docker
             var pins = ChecksMountSources ? _host.MountPins : null;
             if (pins != null) foreach (var m in s.Mounts) pins.Verify(m, s.Name);
             await client.Containers.StartContainerAsync(containerId, new ContainerStartParameters(), ct).ConfigureAwait(false);
+            try { await StartEgressAsync(client, s, containerId).ConfigureAwait(false); }
+            catch (SandboxException)
+            {
+                // No commands without the proxy: a sandbox that cannot reach what it may would fail confusingly.
+                try { await client.Containers.KillContainerAsync(containerId, new ContainerKillParameters { Signal = "KILL" }, CancellationToken.None).ConfigureAwait(false); }
+                catch (DockerApiException) { }
+                throw;
+            }
             if (pins == null || s.Mounts.Count == 0) return;
             var c = await client.Containers.InspectContainerAsync(containerId, CancellationToken.None).ConfigureAwait(false);
             // A daemon in a VM (Docker Desktop) shows no pid of this host: the check before the start is all there is.

@@ -51,7 +51,7 @@ namespace AgentSandbox.Backends.Docker
 
         /// <summary>Copies need the host's side done without following a planted link, which only the Linux host offers.</summary>
         public SandboxFeature[] Features => _host.Copies != null
-            ? new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork }
+            ? new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork, SandboxFeature.AllowedHosts }
             : new[] { SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork };
 
         public BackendInfo Describe()
@@ -188,6 +188,7 @@ namespace AgentSandbox.Backends.Docker
                     "Without -Image a Docker sandbox's root is derived from the host's own system directories, which only a Linux host has: " +
                     "give -Image (an image reference, or a root filesystem tarball or directory).", spec.Name);
             RefuseDaemonSocket(spec.Mounts);
+            RefuseEgressHere(spec);
         }
 
         public Sandbox Create(SandboxSpec spec, IProgressSink progress, CancellationToken cancellation)
@@ -289,7 +290,8 @@ namespace AgentSandbox.Backends.Docker
                 NetworkDisabled = s.Network == SandboxNetwork.None,
                 HostConfig = new HostConfig
                 {
-                    NetworkMode = s.Network == SandboxNetwork.None ? "none" : "host",
+                    // Allow: "none" too, whose namespace (loopback only) the egress proxy listens in.
+                    NetworkMode = s.Network == SandboxNetwork.Host ? "host" : "none",
                     // Nothing reads a container's log, and whatever reaches PID 1's output would grow it on the
                     // daemon's disk, past any -DiskSize.
                     LogConfig = new LogConfig { Type = "none" },
@@ -362,6 +364,7 @@ namespace AgentSandbox.Backends.Docker
             RefuseInterrupted(sandbox);
             OnContainer(sandbox, id => Call(() => Client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = 5 }),
                 $"Could not stop sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStopFailed));
+            EgressOf(sandbox)?.Stop();
         }
 
         public void Remove(Sandbox sandbox, IProgressSink progress)
@@ -388,6 +391,7 @@ namespace AgentSandbox.Backends.Docker
             if (!string.IsNullOrEmpty(sandbox.Id))
                 Call(() => RemoveLifetimesAsync(client, sandbox.Id), "Removing the sandbox's lifetime failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
             RemoveCheckpointsOf(sandbox, progress);
+            EgressOf(sandbox)?.Delete();
             // After a restore or as a fork, the container ran from a checkpoint image, which may have been waiting for it to go.
             if (container != null) Call(() => ReleaseImageAsync(client, container.Image), "Removing an unused checkpoint image failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
             if (operation != null) EndOperation(sandbox.Name);

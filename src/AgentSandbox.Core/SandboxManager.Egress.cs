@@ -1,0 +1,76 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using AgentSandbox.Egress;
+
+namespace AgentSandbox
+{
+    /// <summary>
+    /// Egress by name (-Network Allow -AllowHost): the policy checked before anything is made, shown as
+    /// the proxy enforces it, changed while the sandbox lives, and what the proxy let through and refused.
+    /// </summary>
+    public sealed partial class SandboxManager
+    {
+        private string EgressArea => EgressProxy.AreaOf(_context.StateRoot);
+
+        /// <summary>-Network Allow takes -AllowHost and the reverse; the entries are checked and normalized.</summary>
+        private static void ValidateEgress(SandboxSpec spec)
+        {
+            bool allow = spec.Network == SandboxNetwork.Allow;
+            if (allow && spec.AllowHosts.Count == 0)
+                throw Invalid(ErrorIds.AllowHostRequired, "-Network Allow needs -AllowHost: the hosts the sandbox may reach (for example -AllowHost 'pypi.org', '*.pythonhosted.org'). For no network at all, use -Network None.", spec.Name);
+            if (!allow && spec.AllowHosts.Count > 0)
+                throw Invalid(ErrorIds.AllowHostRequired, $"-AllowHost is a policy for -Network Allow, not -Network {spec.Network}: give -Network Allow with it, or leave -Network out.", spec.Name);
+            spec.AllowHosts = EgressPolicy.Normalize(spec.AllowHosts).ToList();
+        }
+
+        /// <summary>A listed sandbox shows the policy its proxy enforces (the file Set-AgentSandbox -AllowHost rewrites).</summary>
+        private Sandbox WithPolicy(Sandbox s)
+        {
+            if (s.Network == SandboxNetwork.Allow) s.AllowHosts = EgressProxy.PolicyInForce(EgressArea, s);
+            return s;
+        }
+
+        /// <summary>The proxy's address for the programs that honour HTTP(S)_PROXY, unless the sandbox or the command sets them.</summary>
+        private static void AddProxyEnvironment(Sandbox s, CommandRequest request)
+        {
+            if (s.Network != SandboxNetwork.Allow) return;
+            foreach (var kv in EgressProxy.ClientEnvironment)
+                if (!request.Environment.ContainsKey(kv.Key) && !s.Environment.ContainsKey(kv.Key)) request.Environment[kv.Key] = kv.Value;
+        }
+
+        private EgressProxy EgressOf(Sandbox current)
+        {
+            if (current.Network != SandboxNetwork.Allow)
+                throw Invalid(ErrorIds.AllowHostRequired, $"Sandbox '{current.Name}' has -Network {current.Network}, so no egress policy: make it with -Network Allow -AllowHost to have one.", current.Name);
+            return new EgressProxy(EgressArea, current);
+        }
+
+        /// <summary>
+        /// Replaces the sandbox's policy; a running proxy reads it before this returns, and applies it to
+        /// connections accepted from then on (open ones keep the policy they were allowed by).
+        /// </summary>
+        public Sandbox SetAllowedHosts(Sandbox sandbox, IEnumerable<string> allowHosts)
+        {
+            var entries = EgressPolicy.Normalize(allowHosts);
+            var current = Resolve(sandbox);
+            RefuseIfExpired(current);
+            var proxy = EgressOf(current);
+            if (entries.Count == 0)
+                throw Invalid(ErrorIds.AllowHostRequired, $"-AllowHost is empty: sandbox '{current.Name}' would reach nothing through its proxy. Give at least one host, or stop the sandbox.", current.Name);
+            proxy.ChangePolicy(entries);
+            return Get(current.Name);
+        }
+
+        /// <summary>The sandbox's policy, whether its proxy serves it, and what it let through and refused.</summary>
+        public SandboxEgress GetEgress(Sandbox sandbox) => EgressOf(Resolve(sandbox)).Describe();
+
+        /// <summary>The refusals logged for the sandbox from <paramref name="position"/> on (0: all kept), oldest first.</summary>
+        public IReadOnlyList<SandboxEgressRefusal> GetEgressRefusals(Sandbox sandbox, long position = 0, int limit = int.MaxValue) =>
+            EgressOf(Resolve(sandbox)).ReadRefusals(position, limit);
+
+        /// <summary>Where the sandbox's refusal log ends now; null for a sandbox without a policy. Invoke-InSandbox reads on from here.</summary>
+        public long? EgressLogPosition(Sandbox sandbox) =>
+            sandbox.Network == SandboxNetwork.Allow && !string.IsNullOrEmpty(sandbox.Id) ? new EgressProxy(EgressArea, sandbox).LogPosition() : (long?)null;
+    }
+}
