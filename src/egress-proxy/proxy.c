@@ -414,6 +414,7 @@ static void *connection(void *arg) {
     free(s);
     pthread_mutex_lock(&lock);
     stats.active--;
+    mark_dirty();
     pthread_mutex_unlock(&lock);
     return NULL;
 }
@@ -652,7 +653,7 @@ int main(int argc, char **argv) {
         (void)ignored;
         close(ready);
     }
-    int64_t last_write = now_ms();
+    int64_t last_write = 0; /* the first change is written at once, later ones at most every 250 ms */
     for (;;) {
         struct pollfd p[5] = {{.fd = sfd, .events = POLLIN}, {.fd = listener[0], .events = POLLIN},
                               {.fd = listener[1], .events = POLLIN}, {.fd = pidfd, .events = POLLIN},

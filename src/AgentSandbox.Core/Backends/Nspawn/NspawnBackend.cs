@@ -90,9 +90,10 @@ namespace AgentSandbox.Backends.Nspawn
         private static string LogFile(Sandbox s) => Path.Combine(s.Location!, "nspawn.log");
 
         /// <summary>
-        /// With -Network Allow, the container's network namespace is made here first and handed to nspawn,
-        /// so the egress proxy listens in it by this file. The host's user namespace owns it: root in the
-        /// container's own user namespace has no CAP_NET_ADMIN over it (no routes, no SOCK_DESTROY).
+        /// With -Network Allow, commands run in a network namespace made here (nsenter enters it before the
+        /// container's user namespace), where the egress proxy listens, not in the one nspawn made for the
+        /// container's own processes. The host's user namespace owns it: root in the container's user
+        /// namespace has no CAP_NET_ADMIN over it (no routes, no SOCK_DESTROY of the proxy's socket).
         /// </summary>
         private static string NetnsFile(Sandbox s) => Path.Combine(s.Location!, "netns");
 
@@ -180,8 +181,7 @@ namespace AgentSandbox.Backends.Nspawn
             args.AddRange(userns
                 ? new[] { $"--private-users={UserBase(s).ToString(CultureInfo.InvariantCulture)}:{UserRange.ToString(CultureInfo.InvariantCulture)}", "--private-users-ownership=chown" }
                 : new[] { "--private-users=no" });
-            if (s.Network == SandboxNetwork.None) args.Add("--private-network");
-            if (s.Network == SandboxNetwork.Allow) args.Add("--network-namespace-path=" + NetnsFile(s));
+            if (s.Network != SandboxNetwork.Host) args.Add("--private-network");
             foreach (var dir in (s.Data("binds") ?? "").Split(':').Where(d => d.Length > 0))
                 args.Add($"--bind-ro={dir}:{dir}");
             args.AddRange(BindArguments(s));
@@ -290,7 +290,8 @@ namespace AgentSandbox.Backends.Nspawn
 
         protected override IList<string> NsenterOptions(Sandbox s)
         {
-            var options = new List<string> { "--target=" + s.Data("leader"), "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--root" };
+            var net = s.Network == SandboxNetwork.Allow ? "--net=" + NetnsFile(s) : "--net";
+            var options = new List<string> { "--target=" + s.Data("leader"), "--mount", "--uts", "--ipc", net, "--pid", "--cgroup", "--root" };
             if (s.Privilege == PrivilegeMode.UserNamespace) options.Add("--user");
             return options;
         }
