@@ -28,9 +28,10 @@ BeforeAll {
 }
 
 Describe 'Module help' {
-    It 'exports the fourteen cmdlets' {
+    It 'exports the sixteen cmdlets' {
         $module.ExportedCmdlets.Keys | Sort-Object | Should -Be @(
             'Checkpoint-AgentSandbox', 'Copy-AgentSandboxItem', 'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Get-AgentSandboxCheckpoint',
+            'Get-AgentSandboxEgress', 'Get-AgentSandboxEgressRefusal',
             'Invoke-InSandbox', 'New-AgentSandbox', 'Remove-AgentSandbox', 'Remove-AgentSandboxCheckpoint', 'Restore-AgentSandbox',
             'Set-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Test-AgentSandbox')
     }

@@ -13,7 +13,9 @@ namespace AgentSandbox.PowerShell.Commands
     [OutputType(typeof(SandboxEgress))]
     public sealed class GetAgentSandboxEgressCommand : SandboxCmdlet
     {
+        // SandboxName: what SandboxEgress and SandboxEgressRefusal objects call it, so they pipe on.
         [Parameter(Position = 0, ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("SandboxName")]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(SandboxNameCompleter))]
         public string[]? Name { get; set; }
@@ -53,7 +55,9 @@ namespace AgentSandbox.PowerShell.Commands
     [OutputType(typeof(SandboxEgressRefusal))]
     public sealed class GetAgentSandboxEgressRefusalCommand : SandboxCmdlet
     {
+        // SandboxName: what SandboxEgress and SandboxEgressRefusal objects call it, so they pipe on.
         [Parameter(Position = 0, ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("SandboxName")]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(SandboxNameCompleter))]
         public string[]? Name { get; set; }
