@@ -31,6 +31,14 @@ namespace AgentSandbox.Egress
         private const int ProcessLimit = MaxConnections + 16;
         private static readonly TimeSpan ReloadPatience = TimeSpan.FromSeconds(5);
 
+        /// <summary>
+        /// The host uid (and gid) every proxy drops to once it listens: below the module's sandbox uids
+        /// (HostIdBase) and nspawn's ranges, so no sandbox process has it. Should a flaw in the proxy ever
+        /// let a client run code in it, that code is this uid with no capabilities, not root: it can write
+        /// only the proxies' own files.
+        /// </summary>
+        public const int ProxyUid = 0x6FFFFFF0;
+
         private readonly Sandbox _sandbox;
 
         public EgressProxy(string egressRoot, Sandbox sandbox)
@@ -88,6 +96,7 @@ namespace AgentSandbox.Egress
             MakePrivateDirectory(Directory);
             if (!File.Exists(PolicyFile)) WritePolicy(initialPolicy);
             File.Delete(StateFile);
+            GiveToProxy();
             var group = Group;
             group.Create();
             group.ApplyLimits(MemoryLimit, null, ProcessLimit);
@@ -96,6 +105,7 @@ namespace AgentSandbox.Egress
                 "--netns", netns, "--port", Port.ToString(CultureInfo.InvariantCulture),
                 "--policy", PolicyFile, "--log", LogFile, "--state", StateFile,
                 "--max-connections", MaxConnections.ToString(CultureInfo.InvariantCulture),
+                "--user", $"{ProxyUid}:{ProxyUid}",
                 "--detach", ErrorFile,
             };
             foreach (var dir in group.ProcsFiles.Select(f => Path.GetDirectoryName(f)!)) args.AddRange(new[] { "--cgroup", dir });
@@ -173,10 +183,29 @@ namespace AgentSandbox.Egress
 
         private void WritePolicy(IEnumerable<string> entries)
         {
-            var tmp = PolicyFile + ".new";
-            File.WriteAllText(tmp, EgressPolicy.FileText(entries), new UTF8Encoding(false));
-            Native.Chmod(tmp, 0x180 /* 0600 */);
+            // A fresh name, made exclusively: the directory is the proxy's uid's, and a link planted there must not lead root's write.
+            var tmp = $"{PolicyFile}.{Guid.NewGuid():N}.new";
+            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                var bytes = new UTF8Encoding(false).GetBytes(EgressPolicy.FileText(entries));
+                stream.Write(bytes, 0, bytes.Length);
+            }
+            // Readable by the proxy's uid (it reads it again on SIGHUP), writable by root only.
+            Native.Chmod(tmp, 0x1a4 /* 0644 */);
             Native.Rename(tmp, PolicyFile);
+        }
+
+        /// <summary>
+        /// The proxy's directory (where it replaces its state file) and the files it writes belong to its
+        /// uid; the area above is root's, traversable only. The policy stays root's, readable.
+        /// </summary>
+        private void GiveToProxy()
+        {
+            Native.Chmod(Root, 0x1c9 /* 0711 */);
+            Native.Chown(Directory, ProxyUid, ProxyUid, followLinks: false);
+            Native.Chmod(Directory, 0x1c0 /* 0700 */);
+            foreach (var file in new[] { LogFile, StateFile + ".tmp" })
+                if (File.Exists(file)) Native.Chown(file, ProxyUid, ProxyUid, followLinks: false);
         }
 
         /// <summary>What the proxy says of itself, or null when it has not written its state.</summary>
@@ -242,8 +271,9 @@ namespace AgentSandbox.Egress
         /// <summary>Everything the sandbox's egress shows: policy, counts, and whether the proxy serves it.</summary>
         public SandboxEgress Describe()
         {
-            var state = ReadState();
             bool running = IsRunning;
+            if (running) AwaitStateAfterLog();
+            var state = ReadState();
             var egress = new SandboxEgress
             {
                 SandboxName = _sandbox.Name,
@@ -266,6 +296,14 @@ namespace AgentSandbox.Egress
                 egress.Problem = "The sandbox runs but its egress proxy does not, so it reaches nothing" + (LastError() is string error ? ": " + error : ".") +
                     $" Restart it (Stop-AgentSandbox, Start-AgentSandbox) to start the proxy again.";
             return egress;
+        }
+
+        /// <summary>The proxy writes its counters at most every 250 ms: a refusal logged after its last write is waited for, briefly.</summary>
+        private void AwaitStateAfterLog()
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(500);
+            while (DateTime.UtcNow < deadline && File.Exists(LogFile) && File.GetLastWriteTimeUtc(LogFile) > File.GetLastWriteTimeUtc(StateFile))
+                Thread.Sleep(25);
         }
 
         private static void MakePrivateDirectory(string path)
