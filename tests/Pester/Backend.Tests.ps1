@@ -52,8 +52,8 @@ Describe 'Get-AgentSandboxBackend' {
 
     It '<_> has every feature, and Format-List shows them' -ForEach 'Chroot', 'Nspawn', 'Docker' {
         $b = Get-AgentSandboxBackend -Name $_
-        @($b.Features | ForEach-Object { "$_" } | Sort-Object) | Should -Be @('Checkpoints', 'Copy', 'HostNetwork', 'Mounts', 'Root', 'WritableMounts')
-        ($b | Format-List | Out-String) | Should -Match 'Features\s*: Copy, Checkpoints, Mounts, WritableMounts, Root, HostNetwork'
+        @($b.Features | ForEach-Object { "$_" } | Sort-Object) | Should -Be @('AllowedHosts', 'Checkpoints', 'Copy', 'HostNetwork', 'Mounts', 'Root', 'WritableMounts')
+        ($b | Format-List | Out-String) | Should -Match 'Features\s*: Copy, Checkpoints, Mounts, WritableMounts, Root, HostNetwork, AllowedHosts'
     }
 
     It 'only Qemu claims the Kernel boundary: the others share the host kernel, and say so' {
