@@ -164,8 +164,9 @@ namespace AgentSandbox.Egress
         /// </summary>
         public void ChangePolicy(IEnumerable<string> entries)
         {
-            MakePrivateDirectory(Root);
-            MakePrivateDirectory(Directory);
+            // Made at the sandbox's first start and gone only with it: never made again here, behind a removal.
+            if (!System.IO.Directory.Exists(Directory))
+                throw Failure("its egress files are gone (the sandbox is being removed, or they were deleted); make the sandbox again");
             var before = ReadState()?.PolicyLoaded;
             WritePolicy(entries);
             var pids = Group.Processes();

@@ -114,4 +114,21 @@ namespace AgentSandbox.Hosting
         /// <summary>Sets the inode limit of the project the directory belongs to; IOException when it cannot.</summary>
         void LimitInodes(string directory, long inodes);
     }
+
+    /// <summary>The egress proxies of -Network Allow sandboxes (Egress.EgressProxy), for the Docker backend.</summary>
+    internal interface IEgressProxies
+    {
+        /// <summary>
+        /// Starts the sandbox's proxy in its container's network namespace: the daemon's file for it, used only
+        /// once it is checked to be the namespace of the container's first process (which is checked to be the
+        /// container's); the proxy ends with that process. Throws EgressProxyFailed.
+        /// </summary>
+        void StartInContainer(string egressArea, Sandbox sandbox, string namespaceFile, int firstPid, string containerId);
+
+        /// <summary>Ends the sandbox's proxy, if it has one running.</summary>
+        void Stop(string egressArea, Sandbox sandbox);
+
+        /// <summary>Ends the sandbox's proxy and deletes its files.</summary>
+        void Delete(string egressArea, Sandbox sandbox);
+    }
 }

@@ -56,5 +56,8 @@ namespace AgentSandbox.Hosting
 
         /// <summary>Inode limits on XFS project quotas; null where the host has none.</summary>
         IProjectQuotas? ProjectQuotas { get; }
+
+        /// <summary>Egress proxies for sandboxes with -Network Allow; null where the host cannot run them (not Linux).</summary>
+        IEgressProxies? EgressProxies { get; }
     }
 }

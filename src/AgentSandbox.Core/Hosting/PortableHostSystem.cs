@@ -85,5 +85,6 @@ namespace AgentSandbox.Hosting
         public IHostCopies? Copies => null;
         public IHostRoots? HostRoots => null;
         public IProjectQuotas? ProjectQuotas => null;
+        public IEgressProxies? EgressProxies => null;
     }
 }

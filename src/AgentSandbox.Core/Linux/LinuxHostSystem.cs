@@ -42,6 +42,7 @@ namespace AgentSandbox.Linux
         public IHostRoots? HostRoots => this;
 
         public IProjectQuotas? ProjectQuotas => this;
+        public IEgressProxies? EgressProxies { get; } = new Egress.LinuxEgressProxies();
 
         void IMountPins.Pin(SandboxMount mount) => MountSources.Pin(mount);
 

@@ -51,7 +51,9 @@ namespace AgentSandbox.Backends.Docker
 
         /// <summary>Copies need the host's side done without following a planted link, which only the Linux host offers.</summary>
         public SandboxFeature[] Features => _host.Copies != null
-            ? new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork, SandboxFeature.AllowedHosts }
+            ? (_host.EgressProxies != null
+                ? new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork, SandboxFeature.AllowedHosts }
+                : new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork })
             : new[] { SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork };
 
         public BackendInfo Describe()
@@ -364,7 +366,7 @@ namespace AgentSandbox.Backends.Docker
             RefuseInterrupted(sandbox);
             OnContainer(sandbox, id => Call(() => Client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = 5 }),
                 $"Could not stop sandbox '{sandbox.Name}'", sandbox.Name, ErrorIds.SandboxStopFailed));
-            EgressOf(sandbox)?.Stop();
+            StopEgress(sandbox);
         }
 
         public void Remove(Sandbox sandbox, IProgressSink progress)
@@ -391,7 +393,7 @@ namespace AgentSandbox.Backends.Docker
             if (!string.IsNullOrEmpty(sandbox.Id))
                 Call(() => RemoveLifetimesAsync(client, sandbox.Id), "Removing the sandbox's lifetime failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
             RemoveCheckpointsOf(sandbox, progress);
-            EgressOf(sandbox)?.Delete();
+            DeleteEgress(sandbox);
             // After a restore or as a fork, the container ran from a checkpoint image, which may have been waiting for it to go.
             if (container != null) Call(() => ReleaseImageAsync(client, container.Image), "Removing an unused checkpoint image failed", sandbox.Name, ErrorIds.SandboxRemoveFailed);
             if (operation != null) EndOperation(sandbox.Name);
