@@ -261,7 +261,7 @@ namespace AgentSandbox.Backends.Docker
                 else if (e is OperationCanceledException || !(e is DockerApiException)) RemoveIfOwned(client, spec.Name, sandbox.Id);
                 DeleteDirectoryImport(client, sandbox);
                 // Nor egress files: the proxy's policy is written before it starts, and stays when it does not.
-                try { EgressOf(sandbox)?.Delete(); }
+                try { DeleteEgress(sandbox); }
                 catch (Exception x) when (x is IOException || x is UnauthorizedAccessException) { }
                 if (operation != null) EndOperation(spec.Name);
                 if (e is OperationCanceledException) throw;
