@@ -4,9 +4,10 @@
     floor, in one run, and writes docs/benchmarks.md.
 .DESCRIPTION
     Warm exec, the whole lifecycle, many sandboxes at once (with failures and leftovers), the memory
-    of an idle sandbox and the cost of Import-Module, each as median and 95th percentile beside what
-    a user would run instead. Run by `build.ps1 bench` (as root). Exits non-zero when a measure
-    failed, or when a parallel run had a failure or left anything behind.
+    of an idle sandbox, the cost of Import-Module and the time to first byte through the egress
+    proxy, each as median and 95th percentile beside what a user would run instead. Run by
+    `build.ps1 bench` (as root). Exits non-zero when a measure failed, or when a parallel run had a
+    failure or left anything behind.
 #>
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
@@ -14,7 +15,8 @@ param(
     [string] $OutFile,
     # Lists may also be given as one comma-separated word (pwsh -File passes them so).
     [string[]] $Backend = @('Chroot', 'Nspawn', 'Docker', 'Qemu'),
-    [string[]] $Measure = @('Exec', 'Lifecycle', 'Parallel', 'Memory', 'Import'),
+    # Egress: the time to first byte through a Chroot sandbox's egress proxy (Chroot only).
+    [string[]] $Measure = @('Exec', 'Lifecycle', 'Parallel', 'Memory', 'Import', 'Egress'),
     [string[]] $ParallelCount = @('16', '64'),
     [ValidateRange(1, 256)] [int] $IdleCount = 8,
     # Makes the module's sandboxes with -DiskSize (bytes) to measure what a disk costs; 0: none.
@@ -27,8 +29,8 @@ $Backend = @($Backend -split ',' | Where-Object { $_ })
 $Measure = @($Measure -split ',' | Where-Object { $_ })
 $ParallelCount = [int[]]@($ParallelCount -split ',' | Where-Object { $_ })
 foreach ($b in $Backend) { if ($b -notin 'Chroot', 'Nspawn', 'Docker', 'Qemu') { throw "-Backend: unknown backend '$b' (Chroot, Nspawn, Docker, Qemu)" } }
-foreach ($m in $Measure) { if ($m -notin 'Exec', 'Lifecycle', 'Parallel', 'Memory', 'Import') { throw "-Measure: unknown measure '$m' (Exec, Lifecycle, Parallel, Memory, Import)" } }
-foreach ($part in 'BenchSupport', 'BenchFixtures', 'Measure-Exec', 'Measure-Qemu', 'Measure-Parallel', 'Measure-Footprint', 'Write-BenchReport') {
+foreach ($m in $Measure) { if ($m -notin 'Exec', 'Lifecycle', 'Parallel', 'Memory', 'Import', 'Egress') { throw "-Measure: unknown measure '$m' (Exec, Lifecycle, Parallel, Memory, Import, Egress)" } }
+foreach ($part in 'BenchSupport', 'BenchFixtures', 'Measure-Exec', 'Measure-Qemu', 'Measure-Parallel', 'Measure-Footprint', 'Measure-Egress', 'Write-BenchReport') {
     . (Join-Path $PSScriptRoot "$part.ps1")
 }
 if ((id -u) -ne '0') { throw 'The benchmark needs root (the Linux backends and the raw tools do).' }
@@ -78,6 +80,7 @@ try {
             Parallel  = { Measure-Parallel $b 2 -WarmUp; foreach ($n in $ParallelCount) { Measure-Parallel $b $n } }
             Memory    = { Measure-IdleMemory $b }
         }
+        if ($b -eq 'Chroot') { $steps.Egress = { Measure-Egress } }
         if ($b -eq 'Qemu') {
             # Cold boots, warm exec and new-from-template together, against raw QEMU; at most 16 virtual machines at once.
             $steps.Exec = { Measure-Qemu }

@@ -78,7 +78,7 @@ function Write-BenchReport([string] $OutFile) {
     $lines.Add('# Benchmarks')
     $lines.Add('')
     $lines.Add("Measured $(Get-Date -Format 'yyyy-MM-dd') on $(Get-MachineLine).")
-    $lines.Add("Reproduce with ``dotnet pwsh ./build.ps1 bench`` (as root; it builds the module and starts a private ``dockerd`` when none answers). Each figure is the median and the 95th percentile: warm exec over $($Bench.Repetitions * 3) runs; paced exec, lifecycle and Import-Module over $($Bench.Repetitions); idle memory over 3 rounds; each parallel size once, after a warm-up. The module and its baselines are interleaved round by round in the same run. Ratios are module median ÷ baseline median.")
+    $lines.Add("Reproduce with ``dotnet pwsh ./build.ps1 bench`` (as root; it builds the module and starts a private ``dockerd`` when none answers). Each figure is the median and the 95th percentile: warm exec over $($Bench.Repetitions * 3) runs; paced exec, lifecycle and Import-Module over $($Bench.Repetitions); idle memory over 3 rounds; each parallel size once, after a warm-up; time to first byte over 4 × $($Bench.Repetitions * 3) requests. The module and its baselines are interleaved round by round in the same run. Ratios are module median ÷ baseline median.")
     $lines.Add('')
     foreach ($l in Get-ReportLines) { $lines.Add($l) }
     $notes = Join-Path $PSScriptRoot 'benchmark-notes.md'

@@ -3,7 +3,8 @@
 # (the sandbox), HTTP and HTTPS servers on the host's 127.0.0.1, test names in an /etc/hosts that
 # only the proxy sees (bind-mounted in a mount namespace of its own, so the resolver it uses in
 # production is the one tested). Needs root, musl-gcc (or cc), curl, openssl, python3, iproute2
-# and util-linux. No traffic leaves the machine. Ends with "N passed, N failed".
+# and util-linux; makes a cgroup of its own under each hierarchy's root (removed at the end). No
+# traffic leaves the machine. Ends with "N passed, N failed".
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -13,11 +14,15 @@ work=$(mktemp -d /tmp/agentsandbox-egress-test.XXXXXX)
 chmod 711 "$work" # the proxy run as another user reaches its directory
 ns="agentsandbox-egress-test-$$"
 pids=()
+cgroups=() # made by the test under a hierarchy's root, removed once empty
 passed=0 failed=0
 
 cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
     wait 2>/dev/null
+    for dir in "${cgroups[@]}"; do
+        for _ in $(seq 20); do rmdir "$dir" 2>/dev/null && break; [ -d "$dir" ] || break; sleep 0.1; done
+    done
     ip netns del "$ns" 2>/dev/null
     ip netns del "$ns-own" 2>/dev/null
     rm -rf "$work"
@@ -288,6 +293,64 @@ check "it left its state, log and policy only" test "$(ls "$work" | grep -v -e '
 check "the final state says nothing is active" state_is "['active']" 0
 check "it wrote nothing to standard error but the refused policy and the destroyed socket" \
     test "$(grep -vc -e 'policy in force is kept' -e 'listening socket was destroyed' "$work/proxy.err")" = 0
+
+echo "Detached (--detach), in cgroups of its own (--cgroup)"
+# How the module starts it: the caller waits for the pid, and the proxy keeps nothing of the caller's.
+mkdir "$work/detach" && printf '127.0.0.1\n' >"$work/detach/policy"
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    roots=(/sys/fs/cgroup) # cgroup v2 alone: one hierarchy
+else # v1 (or hybrid): one dir in each of two hierarchies, so --cgroup is given twice
+    roots=()
+    for c in pids freezer; do
+        r=$(findmnt -n -t cgroup -o TARGET,OPTIONS | awk -v c="$c" '$2 ~ "(^|,)" c "(,|$)" { print $1; exit }')
+        [ -n "$r" ] && roots+=("$r")
+    done
+fi
+cgroup_args=()
+for r in "${roots[@]}"; do
+    dir="$r/agentsandbox-egress-test-$$"
+    mkdir "$dir" && cgroups+=("$dir") && cgroup_args+=(--cgroup "$dir")
+done
+is() { [ "$1" = "$2" ] || { echo "got '$1', not '$2'"; return 1; }; }
+# Its output as $(...) takes it: past 10 s, cat is ended, so a pipe the proxy kept cannot hang the test.
+detached() {
+    { "$proxy_bin" --netns "/run/netns/$ns" --port 0 --log "$work/detach/log" --state "$work/detach/state.json" \
+        --detach "$work/detach/err" "$@"; echo "exit $?"; } 2>&1 | timeout 10 cat
+}
+started=$(date +%s%N)
+out=$(detached --policy "$work/detach/policy" "${cgroup_args[@]}")
+elapsed=$((($(date +%s%N) - started) / 1000000))
+state_then=$(cat "$work/detach/state.json" 2>/dev/null)
+daemon=$(head -1 <<<"$out")
+[[ "$daemon" =~ ^[0-9]+$ ]] && pids+=("$daemon")
+check "it returns at once (${elapsed} ms: the caller's pipes are closed)" test "$elapsed" -lt 5000
+check "... with status 0 and the pid of a running process" is "$(tail -1 <<<"$out") $([ -d "/proc/$daemon" ] && echo running)" "exit 0 running"
+check "its state file was there when it returned, naming that pid" grep -qF "{\"pid\":$daemon," <<<"$state_then"
+check "it leads a session of its own, not the caller's ($(ps -o sid= -p $$ | tr -d ' '))" is "$(ps -o sid= -p "$daemon" | tr -d ' ')" "$daemon"
+check "its standard input and output are /dev/null, its standard error the error file" \
+    is "$(readlink "/proc/$daemon/fd/0") $(readlink "/proc/$daemon/fd/1") $(readlink "/proc/$daemon/fd/2")" "/dev/null /dev/null $work/detach/err"
+for dir in "${cgroups[@]}"; do check "it is in $dir" grep -qx "$daemon" "$dir/cgroup.procs"; done
+check "the test made a cgroup for it in each hierarchy (${#cgroups[@]})" test "${#cgroups[@]}" -ge 1
+dport=$(python3 -c "import json; print(json.load(open('$work/detach/state.json'))['listening'].split(':')[1])" 2>/dev/null)
+check "it serves" test "$(inside curl -s -m 10 -o /dev/null -w '%{http_code}' -x "http://127.0.0.1:$dport" "http://127.0.0.1:$http/")" = 200
+kill -TERM "$daemon"
+# Not the test's child: once it exits, whoever adopted it reaps it (a zombie until then).
+for _ in $(seq 50); do [ ! -e "/proc/$daemon" ] || grep -q '^State:.*Z' "/proc/$daemon/status" 2>/dev/null && break; sleep 0.1; done
+check "SIGTERM to the pid ends it" eval '[ ! -e "/proc/$daemon" ] || grep -q "^State:.*Z" "/proc/$daemon/status"'
+check "... and its cgroups are empty" test -z "$(cat /dev/null "${cgroups[@]/%//cgroup.procs}" 2>/dev/null)"
+check "... and it wrote nothing to the error file" test ! -s "$work/detach/err"
+printf 'allowed.test\n10.0.0.0/33\n' >"$work/detach/bad"
+out=$(detached --policy "$work/detach/bad")
+check "a bad policy: the caller gets status 2 and the reason, and no pid" test "$out" = "agentsandbox-egress: $work/detach/bad:2: the prefix length is too long
+exit 2"
+out=$(detached --policy "$work/detach/policy" --cgroup "$work/detach/no-such-cgroup")
+check "a cgroup it cannot join: status 2, naming it" grep -qF "$work/detach/no-such-cgroup/cgroup.procs" <<<"$out"
+check "... with status 2" test "$(tail -1 <<<"$out")" = "exit 2"
+out=$(detached --policy "$work/detach/policy" --user nobody)
+check "a failure after the fork (--user not UID:GID): status 2, pointing at the error file" test "$out" = "agentsandbox-egress: the proxy ended before it was ready; see $work/detach/err
+exit 2"
+check "... which holds the reason" grep -qF -- '--user UID:GID' "$work/detach/err"
+check "none of these left a proxy running" test -z "$(pgrep -f -- "--detach $work/detach/err")"
 
 echo
 echo "$passed passed, $failed failed"

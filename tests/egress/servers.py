@@ -18,6 +18,9 @@ lock = threading.Lock()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: with Nagle, a TLS answer's second record waited out the client's delayed ACK (about
+    # 40 ms a request), which would swamp what the proxy costs in bench/Measure-Egress.ps1.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass

@@ -21,7 +21,11 @@ namespace AgentSandbox.Egress
         private const int MaxName = 253;
 
         private static readonly Regex Label = new Regex(@"\A[A-Za-z0-9_-]{1,63}\z", RegexOptions.CultureInvariant);
-        private static readonly Regex DottedQuad = new Regex(@"\A\d{1,3}(\.\d{1,3}){3}\z", RegexOptions.CultureInvariant);
+        // What inet_pton takes as IPv4: decimal, no leading zeros. .NET's parser would read 010.0.0.1 as
+        // octal (8.0.0.1), which the proxy refuses as a spelling other than a.b.c.d.
+        private static readonly Regex DottedQuad = new Regex(@"\A(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}\z", RegexOptions.CultureInvariant);
+        // The white space the proxy trims from a line (C's isspace); any other is refused with the entry.
+        private static readonly char[] LineSpace = { ' ', '\t', '\n', '\v', '\f', '\r' };
 
         /// <summary>The entries as the policy file holds them (names lower-cased, no trailing dot), duplicates dropped; throws InvalidAllowHost naming the first bad one.</summary>
         public static IReadOnlyList<string> Normalize(IEnumerable<string>? entries)
@@ -47,7 +51,7 @@ namespace AgentSandbox.Egress
 
         private static string NormalizeEntry(string raw)
         {
-            var entry = raw.Trim();
+            var entry = raw.Trim(LineSpace);
             if (entry.Length == 0) throw Invalid("An -AllowHost entry is empty.", raw);
             if (entry.Length > 1000 || entry.Any(c => char.IsWhiteSpace(c) || char.IsControl(c) || c == '#' || c > '~'))
                 throw Invalid($"-AllowHost '{raw}' holds a space, a control character, '#' or a non-ASCII character: give one name, address or range per entry (internationalized names in their xn-- form).", raw);
@@ -89,8 +93,11 @@ namespace AgentSandbox.Egress
             }
             if (bracketed) throw Invalid($"-AllowHost '{raw}': brackets hold an IPv6 address or range.", raw);
             bool wildcard = host.StartsWith("*.", StringComparison.Ordinal);
-            var name = (wildcard ? host.Substring(2) : host).TrimEnd('.');
-            if (name.Length == 0 || name.Length > MaxName || host.EndsWith("..", StringComparison.Ordinal) || !name.Split('.').All(Label.IsMatch))
+            // As the proxy: at most 253 characters before the trailing dot is dropped (its buffer's size).
+            var name = wildcard ? host.Substring(2) : host;
+            if (name.Length > MaxName) throw Invalid($"-AllowHost '{raw}': the name is over {MaxName} characters.", raw);
+            name = name.TrimEnd('.');
+            if (name.Length == 0 || host.EndsWith("..", StringComparison.Ordinal) || !name.Split('.').All(Label.IsMatch))
                 throw Invalid($"-AllowHost '{raw}' is not a host name, '*.' and a name, an address or a range (CIDR).", raw);
             // What the C library reads as an address (127.1, 0x7f.1, 2130706433) is never a name.
             if (IPAddress.TryParse(name, out _) || name.Split('.').All(l => l.All(char.IsDigit) || l.StartsWith("0x", StringComparison.OrdinalIgnoreCase)))
@@ -103,11 +110,14 @@ namespace AgentSandbox.Egress
             var parts = host.Split('/');
             var family = parts[0].Contains(":") ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
             int max = family == AddressFamily.InterNetwork ? 32 : 128;
-            if (parts.Length != 2 || !IPAddress.TryParse(parts[0], out var network) || network.AddressFamily != family
+            // No scope (fe80::1%eth0): .NET reads one, inet_pton does not, and the proxy would refuse the file.
+            if (parts.Length != 2 || parts[0].Contains("%") || !IPAddress.TryParse(parts[0], out var network) || network.AddressFamily != family
                 || (family == AddressFamily.InterNetwork && !(DottedQuad.IsMatch(parts[0]) && DottedQuadInRange(parts[0])))
-                || parts[1].Length == 0 || parts[1].Length > 3 || !parts[1].All(c => c >= '0' && c <= '9'))
+                || parts[1].Length == 0 || !parts[1].All(c => c >= '0' && c <= '9'))
                 throw Invalid($"-AllowHost '{raw}' is not an address range (CIDR), such as 203.0.113.0/24 or 2001:db8::/32.", raw);
-            int prefix = int.Parse(parts[1], CultureInfo.InvariantCulture);
+            // Any number of digits, as strtol reads them (/0024 is /24).
+            var digits = parts[1].TrimStart('0');
+            int prefix = digits.Length == 0 ? 0 : digits.Length > 3 ? int.MaxValue : int.Parse(digits, CultureInfo.InvariantCulture);
             if (prefix > max) throw Invalid($"-AllowHost '{raw}': the prefix length is over {max}.", raw);
             var text = network + "/" + prefix.ToString(CultureInfo.InvariantCulture);
             return family == AddressFamily.InterNetworkV6 && suffix.Length > 0 ? "[" + text + "]" + suffix : text + suffix;
