@@ -672,6 +672,7 @@ int main(int argc, char **argv) {
             if (listener[k] < 0 || !p[k + 1].revents) continue;
             for (;;) {
                 int fd = accept4(listener[k], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd >= 0) no_delay(fd);
                 if (fd < 0) {
                     if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) break;
                     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
