@@ -69,6 +69,10 @@ namespace AgentSandbox
         public IReadOnlyList<SandboxEgressRefusal> GetEgressRefusals(Sandbox sandbox, long position = 0, int limit = int.MaxValue) =>
             EgressOf(Resolve(sandbox)).ReadRefusals(position, limit);
 
+        /// <summary>The host path of the sandbox's policy file, for the battery's attempt to write it from inside; null without -Network Allow.</summary>
+        internal string? EgressPolicyPath(Sandbox sandbox) =>
+            sandbox.Network == SandboxNetwork.Allow && !string.IsNullOrEmpty(sandbox.Id) ? new EgressProxy(EgressArea, sandbox).PolicyFile : null;
+
         /// <summary>Where the sandbox's refusal log ends now; null for a sandbox without a policy. Invoke-InSandbox reads on from here.</summary>
         public long? EgressLogPosition(Sandbox sandbox) =>
             sandbox.Network == SandboxNetwork.Allow && !string.IsNullOrEmpty(sandbox.Id) ? new EgressProxy(EgressArea, sandbox).LogPosition() : (long?)null;

@@ -77,7 +77,7 @@ namespace AgentSandbox.Verification
                 $"on the host its virtual machine used {used:0.00} s of CPU in {wall:0.00} s; -CpuCount {c.Sandbox.CpuCount.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)} allows {allowed:0.00} s (the guest's own count, which cannot see the host's hold: {inside.Item2})");
         }
 
-        public static IReadOnlyList<Attempt> All { get; } = Scripted().Concat(StagedAttempts.All).Concat(LifetimeAttempts.All).Concat(VirtualMachineAttempts.All).Concat(WslAttempts.All).ToList();
+        public static IReadOnlyList<Attempt> All { get; } = Scripted().Concat(StagedAttempts.All).Concat(LifetimeAttempts.All).Concat(VirtualMachineAttempts.All).Concat(WslAttempts.All).Concat(EgressAttempts.All).ToList();
 
         private static IEnumerable<Attempt> Scripted() => new List<Attempt>
         {
