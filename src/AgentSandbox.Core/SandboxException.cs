@@ -112,7 +112,7 @@ namespace AgentSandbox
         public const string LimitUnsupported = "LimitUnsupported";
         /// <summary>An option or operation the sandbox's backend does not support (BackendInfo.Features).</summary>
         public const string FeatureUnsupported = "FeatureUnsupported";
-        /// <summary>-User root in a sandbox whose backend gives root more than the sandbox (Wsl) and that was not made with -Force.</summary>
+        /// <summary>-User root in a sandbox whose backend gives root more than the sandbox (Wsl) and that was not made with -Force, or in a Chroot sandbox with -Network Allow.</summary>
         public const string RootRefused = "RootRefused";
         public const string HyperVAccessDenied = "HyperVAccessDenied";
         /// <summary>-Network Host on a backend that connects sandboxes to a virtual switch, without -SwitchName.</summary>

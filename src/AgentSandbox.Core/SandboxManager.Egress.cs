@@ -73,8 +73,32 @@ namespace AgentSandbox
         internal string? EgressPolicyPath(Sandbox sandbox) =>
             sandbox.Network == SandboxNetwork.Allow && !string.IsNullOrEmpty(sandbox.Id) ? new EgressProxy(EgressArea, sandbox).PolicyFile : null;
 
-        /// <summary>Where the sandbox's refusal log ends now; null for a sandbox without a policy. Invoke-InSandbox reads on from here.</summary>
-        public long? EgressLogPosition(Sandbox sandbox) =>
-            sandbox.Network == SandboxNetwork.Allow && !string.IsNullOrEmpty(sandbox.Id) ? new EgressProxy(EgressArea, sandbox).LogPosition() : (long?)null;
+        /// <summary>Where the sandbox's refusal log and its count of unlogged refusals stand now; null without a policy. Invoke-InSandbox reads on from here.</summary>
+        internal EgressMark? MarkEgress(Sandbox live)
+        {
+            if (live.Network != SandboxNetwork.Allow || string.IsNullOrEmpty(live.Id)) return null;
+            var proxy = new EgressProxy(EgressArea, live);
+            return new EgressMark(proxy.LogPosition(), proxy.ReadState()?.LogDropped ?? 0);
+        }
+
+        /// <summary>
+        /// What the proxy refused since the mark: the refusals logged (at most <paramref name="limit"/>), how
+        /// many more it only counted, and whether its log is full (so later ones are counted only).
+        /// </summary>
+        internal (IReadOnlyList<SandboxEgressRefusal> Logged, long NotLogged, bool LogFull) RefusalsSince(Sandbox live, EgressMark mark, int limit)
+        {
+            var proxy = new EgressProxy(EgressArea, live);
+            var logged = proxy.ReadRefusals(mark.Position, limit);
+            var dropped = proxy.ReadState()?.LogDropped ?? 0;
+            return (logged, Math.Max(0, dropped - mark.Dropped), proxy.LogPosition() > EgressProxy.LogLimit - 2048);
+        }
+    }
+
+    /// <summary>A point in a sandbox's refusal log (Invoke-InSandbox's "before the command").</summary>
+    internal sealed class EgressMark
+    {
+        public EgressMark(long position, long dropped) { Position = position; Dropped = dropped; }
+        public long Position { get; }
+        public long Dropped { get; }
     }
 }

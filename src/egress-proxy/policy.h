@@ -82,13 +82,14 @@ static int address_in_text(const struct address *a, const char *net, int prefix)
 
 /* Reachable from anywhere: not loopback, link-local, private, shared, unique-local, multicast,
    unspecified, documentation, benchmarking or reserved, nor a tunnel or translation prefix that
-   embeds another address (6to4, Teredo, NAT64), which could lead back to one of those. */
+   embeds another address (6to4, Teredo, NAT64), which could lead back to one of those; nor
+   Azure's WireServer (168.63.129.16), which answers every VM there like a metadata service. */
 static int address_public(const struct address *a) {
     static const struct { const char *net; int prefix; } v4[] = {
         {"0.0.0.0", 8}, {"10.0.0.0", 8}, {"100.64.0.0", 10}, {"127.0.0.0", 8}, {"169.254.0.0", 16},
         {"172.16.0.0", 12}, {"192.0.0.0", 24}, {"192.0.2.0", 24}, {"192.88.99.0", 24},
         {"192.168.0.0", 16}, {"198.18.0.0", 15}, {"198.51.100.0", 24}, {"203.0.113.0", 24},
-        {"224.0.0.0", 4}, {"240.0.0.0", 4},
+        {"224.0.0.0", 4}, {"240.0.0.0", 4}, {"168.63.129.16", 32},
     };
     static const struct { const char *net; int prefix; } v6[] = {
         {"2001::", 23}, {"2001:db8::", 32}, {"2002::", 16}, {"3fff::", 20},

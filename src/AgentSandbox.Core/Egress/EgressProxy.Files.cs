@@ -28,8 +28,9 @@ namespace AgentSandbox.Egress
         /// ranges (below 0x70000000).
         /// </summary>
         private const int ProxyUidFirst = 0x7E000000, ProxyUidLimit = 0x7F000000;
-        /// <summary>The log and state of one start: 4 MiB of refusals at most (the proxy's --log-max).</summary>
-        private const int MaxLogBytes = 8 << 20, MaxStateBytes = 1 << 20;
+        /// <summary>The log of one start holds 4 MiB of refusals at most (the proxy's --log-max default); past it they are counted only.</summary>
+        public const int LogLimit = 4 << 20;
+        private const int MaxLogBytes = 2 * LogLimit, MaxStateBytes = 1 << 20;
 
         public string Root { get; }
         public string Directory { get; }

@@ -40,7 +40,7 @@ namespace AgentSandbox.Verification
             if (!egress.ProxyRunning) changed.Add("the companion's proxy no longer runs" + (egress.Problem != null ? ": " + egress.Problem : ""));
             if (!egress.AllowHosts.SequenceEqual(policy)) changed.Add($"the companion's policy is now: {string.Join(", ", egress.AllowHosts)}");
             var alive = $"agentsandbox-alive-{c.Fixtures.Token}.invalid";
-            var position = c.Manager.EgressLogPosition(companion) ?? 0;
+            var position = c.Manager.MarkEgress(companion)?.Position ?? 0;
             var asked = AttemptContext.Verdict(RunPerl(c, EgressPerl.Ask, new Dictionary<string, string> { ["P_ASK"] = $"GET http://{alive}/" }, asRoot: false, sandbox: companion));
             if (Refusals(c, companion, position, r => r.Host == alive).Count == 0)
                 changed.Add($"the proxy did not refuse {alive} for its log to show ({asked.Item2})");

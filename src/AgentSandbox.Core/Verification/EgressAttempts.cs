@@ -115,7 +115,7 @@ namespace AgentSandbox.Verification
             if (!(EgressTargets.FirstName(Policy(c)) is { } allowed))
                 return (AttemptOutcome.Inconclusive, "the policy names no host (only addresses or wildcards): no name to CONNECT to");
             var sni = $"agentsandbox-other-{c.Fixtures.Token}.invalid";
-            var position = c.Manager.EgressLogPosition(c.Sandbox) ?? 0;
+            var position = c.Manager.MarkEgress(c.Sandbox)?.Position ?? 0;
             var result = RunPerl(c, EgressPerl.Sni, new Dictionary<string, string>
             {
                 ["P_CONNECT"] = allowed.Name + ":" + (allowed.Port ?? 443).ToString(CultureInfo.InvariantCulture),
@@ -142,7 +142,7 @@ namespace AgentSandbox.Verification
         /// <summary>Asks the proxy; a refusal is confirmed by the proxy's own log, which nothing inside can write.</summary>
         private static (AttemptOutcome, string) Ask(AttemptContext c, string asks)
         {
-            var position = c.Manager.EgressLogPosition(c.Sandbox) ?? 0;
+            var position = c.Manager.MarkEgress(c.Sandbox)?.Position ?? 0;
             var (outcome, said) = AttemptContext.Verdict(RunPerl(c, EgressPerl.Ask, new Dictionary<string, string> { ["P_ASK"] = asks }));
             return outcome == AttemptOutcome.Blocked ? (outcome, said + Logged(c, c.Sandbox, position, null)) : (outcome, said);
         }

@@ -98,7 +98,7 @@ namespace AgentSandbox.PowerShell.Commands
             WriteVerbose($"Running in '{sandbox.Name}' ({sandbox.Backend}): {request.Command ?? string.Join(" ", new[] { request.FilePath }.Concat(request.Arguments))}");
             // Where the egress proxy's refusal log ends before the command: what it refuses meanwhile is told after.
             var live = sandbox.Network == SandboxNetwork.Allow ? Manager.Resolve(sandbox) : null;
-            var refusalsFrom = live == null ? null : Manager.EgressLogPosition(live);
+            var refusalsFrom = live == null ? null : Manager.MarkEgress(live);
 
             // Write* must happen on the pipeline thread. When the pipeline ends early (Select-Object -First,
             // an error that stops it), the command inside ends with it rather than run on.
@@ -107,7 +107,7 @@ namespace AgentSandbox.PowerShell.Commands
                 onCallerFailed: _cancel.Cancel);
 
             SessionState.PSVariable.Set("global:LASTEXITCODE", result.ExitCode);
-            if (live != null && refusalsFrom is long from) WarnOfRefusals(live, from);
+            if (live != null && refusalsFrom != null) WarnOfRefusals(live, refusalsFrom);
             if (result.TimedOut)
             {
                 var e = new SandboxException(ErrorIds.SandboxCommandTimedOut, SandboxErrorKind.Timeout,
@@ -126,14 +126,18 @@ namespace AgentSandbox.PowerShell.Commands
 
         private const int RefusalWarnings = 20;
 
-        /// <summary>One warning per connection the proxy refused while the command ran (the first 20, then a count).</summary>
-        private void WarnOfRefusals(Sandbox sandbox, long from)
+        /// <summary>One warning per connection the proxy refused while the command ran (the first 20, then a count), and of those it could not log.</summary>
+        private void WarnOfRefusals(Sandbox sandbox, EgressMark from)
         {
-            var refusals = Manager.GetEgressRefusals(sandbox, from, RefusalWarnings + 1);
+            var (refusals, notLogged, logFull) = Manager.RefusalsSince(sandbox, from, RefusalWarnings + 1);
             foreach (var r in refusals.Take(RefusalWarnings))
                 WriteWarning($"Sandbox '{sandbox.Name}' was refused a connection to {r.Host}:{r.Port}: {r.Reason}. Allow it with Set-AgentSandbox '{sandbox.Name}' -AllowHost.");
             if (refusals.Count > RefusalWarnings)
                 WriteWarning($"Sandbox '{sandbox.Name}' was refused more connections during the command; Get-AgentSandboxEgressRefusal '{sandbox.Name}' lists them all.");
+            if (notLogged > 0)
+                WriteWarning($"Sandbox '{sandbox.Name}' was refused {notLogged} more connection(s) during the command that its full refusal log could not hold (Get-AgentSandboxEgress counts them; the log starts again when the sandbox does).");
+            else if (logFull)
+                WriteWarning($"Sandbox '{sandbox.Name}''s refusal log is full: refusals from now on are only counted (Get-AgentSandboxEgress); it starts again when the sandbox does.");
         }
 
         /// <summary>Shown like a native command's stderr, but never turned into an error record: tools write progress there.</summary>

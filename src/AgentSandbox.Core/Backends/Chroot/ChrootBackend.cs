@@ -62,6 +62,20 @@ namespace AgentSandbox.Backends.Chroot
         private static string NetnsFile(Sandbox s) => Path.Combine(s.Location!, "netns");
         private static string IpcnsFile(Sandbox s) => Path.Combine(s.Location!, "ipcns");
 
+        /// <summary>
+        /// Root in a chroot is host root, who could enter the host's network namespace or reconfigure the
+        /// proxy: with -Network Allow, whose policy must hold even against root inside, it is refused.
+        /// </summary>
+        protected override (int Uid, int Gid) ResolveUser(Sandbox s, string? user)
+        {
+            var resolved = base.ResolveUser(s, user);
+            if ((resolved.Uid == 0 || resolved.Gid == 0) && s.Network == SandboxNetwork.Allow)
+                throw new SandboxException(ErrorIds.RootRefused, SandboxErrorKind.PermissionDenied,
+                    $"Sandbox '{s.Name}' has -Network Allow, and root in a Chroot sandbox is root on the host, who could bypass its egress policy: " +
+                    "run the command as the agent, or use a backend where root stays inside (Nspawn, Docker).", user);
+            return resolved;
+        }
+
         // Nothing runs in a chroot sandbox between commands: the namespace lives as long as its file.
         protected override (string Namespace, int? WatchPid) EgressNamespace(Sandbox s) => (NetnsFile(s), null);
 
