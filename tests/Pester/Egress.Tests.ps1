@@ -391,6 +391,18 @@ echo "interfaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | 
         $after | Should -Be @((Get-Body '/after-root'), 'direct: 7')
     }
 
+    It '-User root runs where root stays inside (Nspawn, Docker), and is RootRefused on Chroot, whose root is host root' {
+        $err = $null
+        $out = $sb | Invoke-InSandbox -Command 'id -u' -User root -ErrorVariable err -ErrorAction SilentlyContinue
+        if ($Backend -ne 'Chroot') {
+            $out | Should -Be '0'
+            return
+        }
+        $out | Should -BeNullOrEmpty -Because 'nothing may run as host root beside the egress policy'
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'RootRefused*'
+        "$err" | Should -Match 'root on the host'
+    }
+
     It 'Remove-AgentSandbox leaves no proxy, egress files or cgroup' {
         $id = $sb.Id
         @(Get-EgressLeftovers -Id $id).Count | Should -BeGreaterThan 0 -Because 'the check sees a live sandbox''s egress'

@@ -93,19 +93,14 @@ Describe 'Test-AgentSandbox on a -Network Allow sandbox on <Backend>' -ForEach @
         (Get-Outcome $attempts 'net-egress-direct').Evidence | Should -Match '127\.0\.0\.1:\d+: Connection refused'
     }
 
-    It 'net-egress-root-tamper: blocked as root where root is confined (Nspawn, Docker); inconclusive on Chroot, whose root is host root' {
+    It 'net-egress-root-tamper: blocked as root where root is confined (Nspawn, Docker), and as the agent on Chroot, which refuses root with -Network Allow' {
         $a = Get-Outcome $attempts 'net-egress-root-tamper'
-        $a.User | Should -Be 'root'
-        if ($Backend -eq 'Chroot') {
-            $a.Outcome | Should -Be 'Inconclusive'
-            $a.Evidence | Should -Match 'host root'
-        }
-        else {
-            $a.Outcome | Should -Be 'Blocked' -Because $a.Evidence
-            foreach ($step in 'add 192.0.2.9/24 to lo: Operation not permitted', 'SOCK_DESTROY\): Operation not permitted', 'take lo down: Operation not permitted',
-                'bind 127.0.0.1:3128 itself: Address already in use', 'the namespace is as it was', 'afterwards the proxy ran with the same policy') {
-                $a.Evidence | Should -Match $step
-            }
+        if ($Backend -eq 'Chroot') { $a.User | Should -Not -Be 'root' -Because 'root in a chroot is host root, refused in a sandbox with -Network Allow' }
+        else { $a.User | Should -Be 'root' }
+        $a.Outcome | Should -Be 'Blocked' -Because $a.Evidence
+        foreach ($step in 'add 192.0.2.9/24 to lo: Operation not permitted', 'SOCK_DESTROY\): Operation not permitted', 'take lo down: Operation not permitted',
+            'bind 127.0.0.1:3128 itself: Address already in use', 'the namespace is as it was', 'afterwards the proxy ran with the same policy') {
+            $a.Evidence | Should -Match $step
         }
         Get-ProbeCompanions | Should -BeNullOrEmpty -Because 'the companion goes when the attempt ends'
     }

@@ -54,7 +54,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -addext "subjectAltName=DNS:allowed.test,DNS:denied.test,DNS:other.test" \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null || exit 1
 python3 "$here/servers.py" "$http" "$https" "$work/cert.pem" "$work/key.pem" "$work/requests.log" & pids+=($!)
-printf '127.0.0.1 localhost\n::1 localhost\n127.0.0.1 allowed.test denied.test other.test\n' >"$work/hosts"
+printf '127.0.0.1 localhost\n::1 localhost\n127.0.0.1 allowed.test denied.test other.test\n168.63.129.16 wire.test\n' >"$work/hosts"
 printf '# the test servers\nallowed.test\n127.0.0.1\n' >"$work/policy"
 
 start_proxy() { # DIR: its policy, log and state; the proxy sees the test's /etc/hosts, and only it does
@@ -165,6 +165,11 @@ check "an allowed name resolving to loopback is refused when loopback is not lis
 check "... logged" log_has allowed.test "$http" 'resolves to 127.0.0.1'
 check "... over CONNECT too" test "$(connect_code "https://allowed.test:$https/")" = 403
 check "... and the address itself is refused" test "$(code "http://127.0.0.1:$http/")" = 403
+printf 'wire.test\n' >"$work/policy"
+kill -HUP "$proxy"
+check "a policy naming wire.test is in force" state_is "['policyEntries']" 1
+out=$(proxied "http://wire.test/")
+check "a name resolving to Azure's WireServer is refused, nothing sent" grep -qF 'it resolves to 168.63.129.16, which is not public and not in the allowed hosts' <<<"$out"
 printf '*.test:%s\n127.0.0.0/8:%s\n' "$http" "$http" >"$work/policy"
 kill -HUP "$proxy"
 check "the next policy is in force" state_is "['policyEntries']" 2
