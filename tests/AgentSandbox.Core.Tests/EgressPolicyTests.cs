@@ -203,17 +203,8 @@ namespace AgentSandbox.Core.Tests
 
         public static string Path => Built.Value;
 
-        private static string Build()
-        {
-            var source = System.IO.Path.GetFullPath(System.IO.Path.Combine(AppContext.BaseDirectory, "../../../../../src/egress-proxy/proxy.c"));
-            var output = System.IO.Path.Combine(AppContext.BaseDirectory, "agentsandbox-egress");
-            // musl as build.ps1 builds it: its inet_aton and inet_pton are what the shipped proxy parses with.
-            var compiler = File.Exists("/usr/bin/musl-gcc") ? "/usr/bin/musl-gcc" : "cc";
-            var cc = Process.Start(new ProcessStartInfo(compiler, $"-static -Os -Wall -Werror -o {output} {source} -lpthread") { RedirectStandardError = true, UseShellExecute = false })!;
-            var errors = cc.StandardError.ReadToEnd();
-            cc.WaitForExit();
-            Assert.True(cc.ExitCode == 0, "the egress proxy did not build: " + errors);
-            return output;
-        }
+        // musl as build.ps1 builds it: its inet_aton and inet_pton are what the shipped proxy parses with.
+        private static string Build() =>
+            StaticProgram.Build("src/egress-proxy/proxy.c", "agentsandbox-egress", File.Exists("/usr/bin/musl-gcc") ? "/usr/bin/musl-gcc" : "cc", "-lpthread");
     }
 }

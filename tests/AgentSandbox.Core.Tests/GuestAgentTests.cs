@@ -259,17 +259,24 @@ namespace AgentSandbox.Core.Tests
 
         public static string Path => Built.Value;
 
-        private static string Build()
+        private static string Build() => StaticProgram.Build("src/guest-agent/agent.c", "agentsandbox-agent", "cc", "");
+    }
+
+    /// <summary>
+    /// One of the module's static C programs built from this tree's source, beside the tests (not in the
+    /// temp folder: nothing is left behind there), so that what is tested is the source, not an older build.
+    /// </summary>
+    internal static class StaticProgram
+    {
+        public static string Build(string sourceInTree, string name, string compiler, string libraries)
         {
-            var source = System.IO.Path.GetFullPath(System.IO.Path.Combine(AppContext.BaseDirectory, "../../../../../src/guest-agent/agent.c"));
-            // Beside the tests, not in the temp folder: nothing is left behind there.
-            var output = System.IO.Path.Combine(AppContext.BaseDirectory, "agentsandbox-agent");
-            var cc = Process.Start(new ProcessStartInfo("cc", $"-static -Os -Wall -Werror -o {output} {source}") { RedirectStandardError = true, UseShellExecute = false })!;
+            var source = System.IO.Path.GetFullPath(System.IO.Path.Combine(AppContext.BaseDirectory, "../../../../..", sourceInTree));
+            var output = System.IO.Path.Combine(AppContext.BaseDirectory, name);
+            var cc = Process.Start(new ProcessStartInfo(compiler, $"-static -Os -Wall -Werror -o {output} {source} {libraries}") { RedirectStandardError = true, UseShellExecute = false })!;
             var errors = cc.StandardError.ReadToEnd();
             cc.WaitForExit();
-            Assert.True(cc.ExitCode == 0, "the agent did not build: " + errors);
+            Assert.True(cc.ExitCode == 0, $"{name} did not build: " + errors);
             return output;
         }
-
     }
 }

@@ -11,7 +11,23 @@ namespace AgentSandbox.PowerShell.Commands
     /// </summary>
     [Cmdlet(VerbsCommon.Get, "AgentSandboxEgress", DefaultParameterSetName = NameSet)]
     [OutputType(typeof(SandboxEgress))]
-    public sealed class GetAgentSandboxEgressCommand : SandboxCmdlet
+    public sealed class GetAgentSandboxEgressCommand : EgressTargetCmdlet
+    {
+        protected override void ProcessRecord()
+        {
+            foreach (var s in EgressTargets())
+                Try(s, () =>
+                {
+                    var egress = Manager.GetEgress(s);
+                    if (egress.Problem != null) WriteWarning($"Sandbox '{s.Name}': {egress.Problem}");
+                    WriteObject(egress);
+                });
+        }
+
+    }
+
+    /// <summary>The egress cmdlets' two ways to name sandboxes: -Name (optional, wildcards) or sandboxes from the pipeline.</summary>
+    public abstract class EgressTargetCmdlet : SandboxCmdlet
     {
         // SandboxName: what SandboxEgress and SandboxEgressRefusal objects call it, so they pipe on.
         [Parameter(Position = 0, ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
@@ -24,26 +40,15 @@ namespace AgentSandbox.PowerShell.Commands
         [SandboxTransformation]
         public Sandbox[] InputObject { get; set; } = new Sandbox[0];
 
-        protected override void ProcessRecord()
-        {
-            foreach (var s in EgressTargets(this, ParameterSetName == ObjectSet ? InputObject : null, Name))
-                Try(s, () =>
-                {
-                    var egress = Manager.GetEgress(s);
-                    if (egress.Problem != null) WriteWarning($"Sandbox '{s.Name}': {egress.Problem}");
-                    WriteObject(egress);
-                });
-        }
-
         /// <summary>
         /// Sandboxes given by object are taken as they are (one without a policy is an error); by name, a
         /// wildcard or no name at all passes over those without one, while an exact name without one is an error.
         /// </summary>
-        internal static IEnumerable<Sandbox> EgressTargets(SandboxCmdlet cmdlet, Sandbox[]? objects, string[]? names)
+        internal IEnumerable<Sandbox> EgressTargets()
         {
-            if (objects != null) return objects;
-            bool exact = names != null && names.Length > 0 && names.All(n => !WildcardPattern.ContainsWildcardCharacters(n));
-            return cmdlet.ResolveNames(names).Where(s => exact || s.Network == SandboxNetwork.Allow).ToList();
+            if (ParameterSetName == ObjectSet) return InputObject;
+            bool exact = Name != null && Name.Length > 0 && Name.All(n => !WildcardPattern.ContainsWildcardCharacters(n));
+            return ResolveNames(Name).Where(s => exact || s.Network == SandboxNetwork.Allow).ToList();
         }
     }
 
@@ -53,18 +58,8 @@ namespace AgentSandbox.PowerShell.Commands
     /// </summary>
     [Cmdlet(VerbsCommon.Get, "AgentSandboxEgressRefusal", DefaultParameterSetName = NameSet)]
     [OutputType(typeof(SandboxEgressRefusal))]
-    public sealed class GetAgentSandboxEgressRefusalCommand : SandboxCmdlet
+    public sealed class GetAgentSandboxEgressRefusalCommand : EgressTargetCmdlet
     {
-        // SandboxName: what SandboxEgress and SandboxEgressRefusal objects call it, so they pipe on.
-        [Parameter(Position = 0, ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
-        [Alias("SandboxName")]
-        [SupportsWildcards]
-        [ArgumentCompleter(typeof(SandboxNameCompleter))]
-        public string[]? Name { get; set; }
-
-        [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = ObjectSet)]
-        [SandboxTransformation]
-        public Sandbox[] InputObject { get; set; } = new Sandbox[0];
 
         /// <summary>Only refusals at or after this time (local time unless it says otherwise).</summary>
         [Parameter]
@@ -79,7 +74,7 @@ namespace AgentSandbox.PowerShell.Commands
         {
             bool since = MyInvocation.BoundParameters.ContainsKey(nameof(Since));
             var from = since ? Since.ToUniversalTime() : DateTime.MinValue;
-            foreach (var s in GetAgentSandboxEgressCommand.EgressTargets(this, ParameterSetName == ObjectSet ? InputObject : null, Name))
+            foreach (var s in EgressTargets())
                 Try(s, () =>
                 {
                     var refusals = Manager.GetEgressRefusals(s).Where(r => r.Time >= from).ToList();
