@@ -89,8 +89,11 @@ namespace AgentSandbox
         {
             var proxy = new EgressProxy(EgressArea, live);
             var logged = proxy.ReadRefusals(mark.Position, limit);
+            bool full = proxy.LogPosition() > EgressProxy.LogLimit - 2048;
+            // Refusals past a full log show only in the counters, which the proxy writes within 250 ms.
+            if (full) proxy.AwaitStateAfter(DateTime.UtcNow);
             var dropped = proxy.ReadState()?.LogDropped ?? 0;
-            return (logged, Math.Max(0, dropped - mark.Dropped), proxy.LogPosition() > EgressProxy.LogLimit - 2048);
+            return (logged, Math.Max(0, dropped - mark.Dropped), full);
         }
     }
 

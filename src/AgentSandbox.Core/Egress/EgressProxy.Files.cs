@@ -23,14 +23,14 @@ namespace AgentSandbox.Egress
     internal sealed partial class EgressProxy
     {
         /// <summary>
-        /// The proxies' uids: one per running proxy, from a band above the module's host ids (0x70000000 up)
-        /// and its nspawn ranges as far as thousands of sandboxes take them, and above systemd's container
-        /// ranges (below 0x70000000).
+        /// The proxies' uids: one per running proxy, from a band above systemd's container ranges (below
+        /// 0x70000000), the module's host ids (0x70000000 up) and its nspawn ranges (0x71000000 up, reaching
+        /// this band only past 3,328 nspawn sandboxes at once); a uid any running process has is skipped.
         /// </summary>
         private const int ProxyUidFirst = 0x7E000000, ProxyUidLimit = 0x7F000000;
         /// <summary>The log of one start holds 4 MiB of refusals at most (the proxy's --log-max default); past it they are counted only.</summary>
         public const int LogLimit = 4 << 20;
-        private const int MaxLogBytes = 2 * LogLimit, MaxStateBytes = 1 << 20;
+        private const int MaxLogBytes = 2 * LogLimit, MaxStateBytes = 1 << 20, MaxPolicyBytes = 8 << 20, ErrorTailBytes = 64 << 10;
 
         public string Root { get; }
         public string Directory { get; }
@@ -48,14 +48,16 @@ namespace AgentSandbox.Egress
         /// </summary>
         private int PrepareRunDirectory()
         {
-            using var held = Native.LockFile(Path.Combine(Root, ".uids.lock"));
+            // Host-wide, not per state directory: two homes (AGENTSANDBOX_HOME) must not hand out one uid.
+            System.IO.Directory.CreateDirectory(HostLockDirectory);
+            using var held = Native.LockFile(Path.Combine(HostLockDirectory, "egress-uids.lock"));
             if (System.IO.Directory.Exists(RunDirectory) || File.Exists(RunDirectory))
             {
                 var aside = Path.Combine(Directory, ".run-" + Guid.NewGuid().ToString("N"));
                 Native.Rename(RunDirectory, aside);
                 FileTree.DeleteTree(aside);
             }
-            var used = new HashSet<int>();
+            var used = RunningUids();
             foreach (var other in System.IO.Directory.GetDirectories(Root))
                 if (Native.Lstat(Path.Combine(other, "run")) is (int, int, int) st) used.Add(st.Uid);
             int uid = ProxyUidFirst;
@@ -68,6 +70,34 @@ namespace AgentSandbox.Egress
             return uid;
         }
 
+        private const string HostLockDirectory = "/run/agentsandbox";
+
+        /// <summary>
+        /// The real uids of every process on the host (from /proc/PID/status: a proxy is not dumpable, so its
+        /// /proc directory is root's): a uid in use by any proxy, of whichever state directory, is not handed out.
+        /// </summary>
+        private static HashSet<int> RunningUids()
+        {
+            var uids = new HashSet<int>();
+            foreach (var dir in System.IO.Directory.GetDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out _)) continue;
+                try
+                {
+                    foreach (var line in File.ReadLines(Path.Combine(dir, "status")))
+                    {
+                        if (!line.StartsWith("Uid:", StringComparison.Ordinal)) continue;
+                        var fields = line.Split(new[] { '\t', ' ' }, StringSplitOptions.RemoveEmptyEntries);
+                        for (int i = 1; i < fields.Length; i++)
+                            if (int.TryParse(fields[i], NumberStyles.None, CultureInfo.InvariantCulture, out var uid)) uids.Add(uid);
+                        break;
+                    }
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { } // ended meanwhile
+            }
+            return uids;
+        }
+
         /// <summary>Stops the proxy and deletes its files: the sandbox is going.</summary>
         public void Delete()
         {
@@ -76,11 +106,8 @@ namespace AgentSandbox.Egress
         }
 
         /// <summary>The policy in force: the file's entries, or null when the sandbox has no egress files (yet).</summary>
-        public List<string>? ReadPolicy()
-        {
-            try { return EgressPolicy.ParseFile(File.ReadAllText(PolicyFile)); }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
-        }
+        public List<string>? ReadPolicy() =>
+            UnfollowedFile.Read(PolicyFile, 0, MaxPolicyBytes) is byte[] bytes ? EgressPolicy.ParseFile(Encoding.UTF8.GetString(bytes)) : null;
 
         /// <summary>
         /// Replaces the policy and, when the proxy runs, has it read it (SIGHUP to its cgroup's processes),
@@ -130,8 +157,9 @@ namespace AgentSandbox.Egress
         /// <summary>The last line of the proxy's standard error, if any.</summary>
         public string? LastError()
         {
-            try { return Printable(File.ReadAllLines(ErrorFile).LastOrDefault(l => l.Trim().Length > 0)?.Trim()); }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { return null; }
+            var size = UnfollowedFile.Length(ErrorFile) ?? 0;
+            if (!(UnfollowedFile.Read(ErrorFile, Math.Max(0, size - ErrorTailBytes), ErrorTailBytes) is byte[] tail)) return null;
+            return Printable(Encoding.UTF8.GetString(tail).Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim());
         }
 
         /// <summary>The refusal log's length now: where refusals after this moment start.</summary>
@@ -169,14 +197,22 @@ namespace AgentSandbox.Egress
         }
 
         /// <summary>
-        /// The proxy escapes all but printable ASCII; whatever else a log line holds did not come from it,
-        /// and must not reach a terminal or a pipeline log as control characters or a new line.
+        /// The proxy writes printable ASCII only, and no '#' (names and its reasons have none): whatever else a
+        /// line holds did not come from it, and must reach no terminal or pipeline log as a control character,
+        /// a new line, a bidirectional override or a logging command (##vso[).
         /// </summary>
         private static string? Printable(string? text) =>
-            text == null ? null : new string(text.Select(c => c < ' ' || (c >= '\x7f' && c <= '\x9f') ? '?' : c).ToArray());
+            text == null ? null : new string(text.Select(c => c < ' ' || c > '~' || c == '#' ? '?' : c).ToArray());
 
         internal static DateTime? ParseTime(string? text) =>
             DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var t) ? t : (DateTime?)null;
+
+        /// <summary>Waits (300 ms at most) for a state written at or after <paramref name="moment"/>: the counters of what happened before it.</summary>
+        public void AwaitStateAfter(DateTime moment)
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(300);
+            while (DateTime.UtcNow < deadline && File.GetLastWriteTimeUtc(StateFile) < moment) Thread.Sleep(25);
+        }
 
         /// <summary>The proxy writes its counters at most every 250 ms: a refusal logged after its last write is waited for, briefly.</summary>
         private void AwaitStateAfterLog()
@@ -186,9 +222,22 @@ namespace AgentSandbox.Egress
                 Thread.Sleep(25);
         }
 
+        /// <summary>
+        /// The directory as root's own, 0711: one that is anything else (a link, another owner's, as an
+        /// earlier version left them) is moved aside and deleted first, and made again.
+        /// </summary>
         private static void MakeRootDirectory(string path)
         {
-            if (!System.IO.Directory.Exists(path)) Native.MakeDirectory(path, 0x1c9 /* 0711 */);
+            var st = Native.Lstat(path);
+            if (st is (int Mode, int Uid, int Gid) found && ((found.Mode & 0xF000) != 0x4000 || found.Uid != 0))
+            {
+                var aside = path + ".replaced-" + Guid.NewGuid().ToString("N");
+                Native.Rename(path, aside);
+                FileTree.DeleteTree(aside);
+                st = null;
+            }
+            if (st == null && !Native.MakeDirectory(path, 0x1c9 /* 0711 */) && !System.IO.Directory.Exists(path))
+                throw new IOException($"{path} could not be made");
             Native.Chmod(path, 0x1c9);
         }
 

@@ -79,6 +79,8 @@ namespace AgentSandbox.Egress
             MakeRootDirectory(Directory);
             if (!File.Exists(PolicyFile)) WritePolicy(initialPolicy);
             int uid = PrepareRunDirectory();
+            // Its standard error is this start's alone, like its log: an old line is never shown as its last error.
+            File.Delete(ErrorFile);
             var group = Group;
             group.Create();
             // The CPU it spends relaying for the sandbox is held to the sandbox's own -CpuCount (one CPU without one).
