@@ -27,7 +27,7 @@ namespace AgentSandbox
         /// <summary>A listed sandbox shows the policy its proxy enforces (the file Set-AgentSandbox -AllowHost rewrites).</summary>
         private Sandbox WithPolicy(Sandbox s)
         {
-            if (s.Network == SandboxNetwork.Allow) s.AllowHosts = EgressProxy.PolicyInForce(EgressArea, s);
+            s.AllowHosts = EgressProxy.PolicyInForce(EgressArea, s);
             return s;
         }
 
@@ -70,16 +70,11 @@ namespace AgentSandbox
             EgressOf(Resolve(sandbox)).ReadRefusals(position, limit);
 
         /// <summary>The host path of the sandbox's policy file, for the battery's attempt to write it from inside; null without -Network Allow.</summary>
-        internal string? EgressPolicyPath(Sandbox sandbox) =>
-            sandbox.Network == SandboxNetwork.Allow && !string.IsNullOrEmpty(sandbox.Id) ? new EgressProxy(EgressArea, sandbox).PolicyFile : null;
+        internal string? EgressPolicyPath(Sandbox sandbox) => EgressProxy.Of(EgressArea, sandbox)?.PolicyFile;
 
         /// <summary>Where the sandbox's refusal log and its count of unlogged refusals stand now; null without a policy. Invoke-InSandbox reads on from here.</summary>
-        internal EgressMark? MarkEgress(Sandbox live)
-        {
-            if (live.Network != SandboxNetwork.Allow || string.IsNullOrEmpty(live.Id)) return null;
-            var proxy = new EgressProxy(EgressArea, live);
-            return new EgressMark(proxy.LogPosition(), proxy.ReadState()?.LogDropped ?? 0);
-        }
+        internal EgressMark? MarkEgress(Sandbox live) =>
+            EgressProxy.Of(EgressArea, live) is EgressProxy proxy ? new EgressMark(proxy.LogPosition(), proxy.ReadState()?.LogDropped ?? 0) : null;
 
         /// <summary>
         /// What the proxy refused since the mark: the refusals logged (at most <paramref name="limit"/>), how

@@ -61,8 +61,14 @@ namespace AgentSandbox.Backends
         protected abstract (string Namespace, int? WatchPid) EgressNamespace(Sandbox sandbox);
 
         /// <summary>The sandbox's egress proxy; null without -Network Allow.</summary>
-        protected Egress.EgressProxy? EgressOf(Sandbox s) =>
-            s.Network == SandboxNetwork.Allow && !string.IsNullOrEmpty(s.Id) ? new Egress.EgressProxy(Egress.EgressProxy.AreaOf(Store.Root), s) : null;
+        protected Egress.EgressProxy? EgressOf(Sandbox s) => Egress.EgressProxy.Of(Egress.EgressProxy.AreaOf(Store.Root), s);
+
+        /// <summary>A network namespace holding only loopback, up, kept alive by being bound to <paramref name="file"/> (made here).</summary>
+        protected static void MakeNetworkNamespace(string file)
+        {
+            File.WriteAllText(file, "");
+            Processes.ProcessRunner.Run(HostTools.Require("unshare", "util-linux"), "--net=" + file, HostTools.Require("ip", "iproute2"), "link", "set", "lo", "up");
+        }
 
         private void StartEgress(Sandbox s, IProgressSink progress)
         {

@@ -44,7 +44,7 @@ namespace AgentSandbox.Egress
 
         /// <summary>
         /// A fresh run/ for this start, owned by a uid no other proxy has (chosen under a lock, from the
-        /// owners of the other run/ directories), with an empty refusal log: the log holds this start's refusals.
+        /// owners of the other run/ directories and every running process), with an empty refusal log: the log holds this start's refusals.
         /// </summary>
         private int PrepareRunDirectory()
         {
@@ -207,19 +207,20 @@ namespace AgentSandbox.Egress
         internal static DateTime? ParseTime(string? text) =>
             DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var t) ? t : (DateTime?)null;
 
-        /// <summary>Waits (300 ms at most) for a state written at or after <paramref name="moment"/>: the counters of what happened before it.</summary>
-        public void AwaitStateAfter(DateTime moment)
+        /// <summary>
+        /// Waits, briefly, for a state written at or after <paramref name="moment"/>: the proxy writes its
+        /// counters at most every 250 ms, so what happened before the moment may not be counted yet.
+        /// </summary>
+        public void AwaitStateAfter(DateTime moment, int patienceMilliseconds = 300)
         {
-            var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(300);
+            var deadline = DateTime.UtcNow.AddMilliseconds(patienceMilliseconds);
             while (DateTime.UtcNow < deadline && File.GetLastWriteTimeUtc(StateFile) < moment) Thread.Sleep(25);
         }
 
-        /// <summary>The proxy writes its counters at most every 250 ms: a refusal logged after its last write is waited for, briefly.</summary>
+        /// <summary>A refusal logged after the proxy last wrote its counters is waited for.</summary>
         private void AwaitStateAfterLog()
         {
-            var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(500);
-            while (DateTime.UtcNow < deadline && File.Exists(LogFile) && File.GetLastWriteTimeUtc(LogFile) > File.GetLastWriteTimeUtc(StateFile))
-                Thread.Sleep(25);
+            if (File.Exists(LogFile)) AwaitStateAfter(File.GetLastWriteTimeUtc(LogFile), 500);
         }
 
         /// <summary>
@@ -244,7 +245,6 @@ namespace AgentSandbox.Egress
         [DataContract]
         internal sealed class EgressState
         {
-            [DataMember(Name = "pid")] public int Pid { get; set; }
             [DataMember(Name = "listening")] public string? Listening { get; set; }
             [DataMember(Name = "policyLoaded")] public string? PolicyLoaded { get; set; }
             [DataMember(Name = "allowed")] public long Allowed { get; set; }

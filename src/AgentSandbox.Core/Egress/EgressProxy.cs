@@ -33,7 +33,7 @@ namespace AgentSandbox.Egress
 
         public EgressProxy(string egressRoot, Sandbox sandbox)
         {
-            if (string.IsNullOrEmpty(sandbox.Id) || sandbox.Id.Any(c => !char.IsLetterOrDigit(c)))
+            if (!HasUsableId(sandbox))
                 throw new ArgumentException($"sandbox '{sandbox.Name}' has no usable id for its egress files");
             _sandbox = sandbox;
             Root = egressRoot;
@@ -43,10 +43,15 @@ namespace AgentSandbox.Egress
         /// <summary>The module's egress area: egress/ in the state directory.</summary>
         public static string AreaOf(string stateRoot) => Path.Combine(stateRoot, "egress");
 
-        /// <summary>The policy a sandbox with -Network Allow has now: its file's, else its record's; null for other sandboxes.</summary>
-        public static List<string>? PolicyInForce(string egressRoot, Sandbox s) =>
-            s.Network != SandboxNetwork.Allow || string.IsNullOrEmpty(s.Id) || s.Id.Any(c => !char.IsLetterOrDigit(c)) ? s.AllowHosts
-            : new EgressProxy(egressRoot, s).ReadPolicy() ?? s.AllowHosts;
+        /// <summary>The sandbox's proxy; null for a sandbox without -Network Allow, or whose id names no egress files (a half-made record).</summary>
+        public static EgressProxy? Of(string egressRoot, Sandbox s) =>
+            s.Network == SandboxNetwork.Allow && HasUsableId(s) ? new EgressProxy(egressRoot, s) : null;
+
+        /// <summary>The id is a directory name below the egress area: letters and digits only, never a path.</summary>
+        private static bool HasUsableId(Sandbox s) => !string.IsNullOrEmpty(s.Id) && s.Id.All(char.IsLetterOrDigit);
+
+        /// <summary>The policy a sandbox with -Network Allow has now: its file's, else its record's; the record's for other sandboxes.</summary>
+        public static List<string>? PolicyInForce(string egressRoot, Sandbox s) => Of(egressRoot, s)?.ReadPolicy() ?? s.AllowHosts;
 
         /// <summary>Beside the module's assembly, in egress/ (build.ps1 puts it there).</summary>
         public static string BinaryPath =>

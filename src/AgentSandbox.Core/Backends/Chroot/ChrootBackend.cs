@@ -115,13 +115,7 @@ namespace AgentSandbox.Backends.Chroot
                 Native.Mount(null, target, null, m.ReadWrite ? Native.MS_REMOUNT | Native.MS_BIND | Native.MS_NOSUID | Native.MS_NODEV : ReadOnlyBind);
             }
             MountDev(FileTree.ResolveInside(root, "/dev", createDirectories: true));
-            if (s.Network != SandboxNetwork.Host)
-            {
-                var netns = NetnsFile(s);
-                File.WriteAllText(netns, "");
-                // unshare keeps the namespace alive by binding it to the file; ip brings loopback up inside it.
-                ProcessRunner.Run(HostTools.Require("unshare", "util-linux"), "--net=" + netns, HostTools.Require("ip", "iproute2"), "link", "set", "lo", "up");
-            }
+            if (s.Network != SandboxNetwork.Host) MakeNetworkNamespace(NetnsFile(s));
             // An IPC namespace of its own, kept alive by its file like the network's: System V objects and
             // message queues are the sandbox's, and go with it when it stops.
             File.WriteAllText(IpcnsFile(s), "");

@@ -100,15 +100,6 @@ namespace AgentSandbox.Backends.Nspawn
         protected override (string Namespace, int? WatchPid) EgressNamespace(Sandbox s) =>
             (NetnsFile(s), int.TryParse(s.Data("leader"), NumberStyles.None, CultureInfo.InvariantCulture, out var leader) ? leader : (int?)null);
 
-        private static void MakeNetns(Sandbox s)
-        {
-            var netns = NetnsFile(s);
-            RemoveNetns(s);
-            File.WriteAllText(netns, "");
-            // unshare keeps the namespace alive by binding it to the file; ip brings loopback up inside it.
-            ProcessRunner.Run(HostTools.Require("unshare", "util-linux"), "--net=" + netns, HostTools.Require("ip", "iproute2"), "link", "set", "lo", "up");
-        }
-
         private static void RemoveNetns(Sandbox s)
         {
             var netns = NetnsFile(s);
@@ -151,7 +142,11 @@ namespace AgentSandbox.Backends.Nspawn
             argv.Add(nspawn);
             argv.AddRange(NspawnArguments(s));
             File.WriteAllText(LogFile(s), "");
-            if (s.Network == SandboxNetwork.Allow) MakeNetns(s);
+            if (s.Network == SandboxNetwork.Allow)
+            {
+                RemoveNetns(s);
+                MakeNetworkNamespace(NetnsFile(s));
+            }
 
             var output = ProcessRunner.Run(argv[0], argv.Skip(1).ToList(), SpawnEnvironment(s));
             int nspawnPid = int.Parse(output.Trim(), CultureInfo.InvariantCulture);

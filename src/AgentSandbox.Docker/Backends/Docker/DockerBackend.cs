@@ -51,9 +51,8 @@ namespace AgentSandbox.Backends.Docker
 
         /// <summary>Copies need the host's side done without following a planted link, which only the Linux host offers.</summary>
         public SandboxFeature[] Features => _host.Copies != null
-            ? (_host.EgressProxies != null
-                ? new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork, SandboxFeature.AllowedHosts }
-                : new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork })
+            ? new[] { SandboxFeature.Copy, SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork }
+                .Concat(_host.EgressProxies != null ? new[] { SandboxFeature.AllowedHosts } : new SandboxFeature[0]).ToArray()
             : new[] { SandboxFeature.Checkpoints, SandboxFeature.Mounts, SandboxFeature.WritableMounts, SandboxFeature.Root, SandboxFeature.HostNetwork };
 
         public BackendInfo Describe()
