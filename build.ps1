@@ -61,6 +61,12 @@ function Invoke-Build {
     $own = 'AgentSandbox.Core.dll', 'AgentSandbox.PowerShell.dll'
     Get-ChildItem "$bin/*.dll" | Where-Object Name -notin $own | Copy-Item -Destination $dependencies
     $own | ForEach-Object { Copy-Item "$bin/$_" -Destination $moduleOut }
+    # The MCP server (Start-AgentSandboxMcpServer) and its SDK, built for .NET 8: PowerShell 7 alone loads
+    # them, from dependencies/mcp, into a load context of their own; the core stays the one beside the manifest.
+    $mcpBin = Join-Path (Split-Path $moduleOut) 'bin-mcp'
+    Invoke-Native dotnet @('build', "$root/src/AgentSandbox.Mcp/AgentSandbox.Mcp.csproj", '-c', $Configuration, '-o', $mcpBin, "-p:Version=$moduleVersion", '--nologo', '-v', 'quiet', '-clp:ErrorsOnly')
+    $mcp = New-Item -ItemType Directory -Path (Join-Path $dependencies 'mcp')
+    Get-ChildItem "$mcpBin/*.dll" | Where-Object Name -notin $own | Copy-Item -Destination $mcp
     Copy-Item "$root/module/*" -Destination $moduleOut -Recurse
     Write-ManifestVersion (Join-Path $moduleOut 'AgentSandbox.psd1')
     Build-StaticPrograms $moduleOut

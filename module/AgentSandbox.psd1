@@ -29,6 +29,7 @@
         'Remove-AgentSandboxCheckpoint'
         'Get-AgentSandboxEgress'
         'Get-AgentSandboxEgressRefusal'
+        'Start-AgentSandboxMcpServer'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -78,6 +78,16 @@ namespace AgentSandbox
         public const string IsolationUnavailable = "IsolationUnavailable";
         public const string SandboxExpired = "SandboxExpired";
         public const string InvalidTimeToLive = "InvalidTimeToLive";
+        // A sandbox policy (Start-AgentSandboxMcpServer) refused a request: what was asked is beyond what the person allowed.
+        public const string PolicyBackendNotAllowed = "PolicyBackendNotAllowed";
+        public const string PolicyLimitExceeded = "PolicyLimitExceeded";
+        public const string PolicyNetworkNotAllowed = "PolicyNetworkNotAllowed";
+        public const string PolicyPathNotAllowed = "PolicyPathNotAllowed";
+        public const string PolicyRootNotAllowed = "PolicyRootNotAllowed";
+        public const string PolicyTooManySandboxes = "PolicyTooManySandboxes";
+        public const string PolicyTimeToLiveExceeded = "PolicyTimeToLiveExceeded";
+        public const string InvalidPolicy = "InvalidPolicy";
+        public const string McpServerUnsupported = "McpServerUnsupported";
         public const string IsolationNotMet = "IsolationNotMet";
         public const string DockerSocketRefused = "DockerSocketRefused";
         public const string HostSocketRefused = "HostSocketRefused";

@@ -28,12 +28,12 @@ BeforeAll {
 }
 
 Describe 'Module help' {
-    It 'exports the sixteen cmdlets' {
+    It 'exports the seventeen cmdlets' {
         $module.ExportedCmdlets.Keys | Sort-Object | Should -Be @(
             'Checkpoint-AgentSandbox', 'Copy-AgentSandboxItem', 'Get-AgentSandbox', 'Get-AgentSandboxBackend', 'Get-AgentSandboxCheckpoint',
             'Get-AgentSandboxEgress', 'Get-AgentSandboxEgressRefusal',
             'Invoke-InSandbox', 'New-AgentSandbox', 'Remove-AgentSandbox', 'Remove-AgentSandboxCheckpoint', 'Restore-AgentSandbox',
-            'Set-AgentSandbox', 'Start-AgentSandbox', 'Stop-AgentSandbox', 'Test-AgentSandbox')
+            'Set-AgentSandbox', 'Start-AgentSandbox', 'Start-AgentSandboxMcpServer', 'Stop-AgentSandbox', 'Test-AgentSandbox')
     }
 
     It 'ships the MAML and about files next to the module' {

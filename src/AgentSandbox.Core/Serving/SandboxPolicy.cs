@@ -1,0 +1,181 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using AgentSandbox.Verification;
+
+namespace AgentSandbox.Serving
+{
+    /// <summary>
+    /// What a person allows sandboxes made on someone else's behalf (an agent's, through the MCP server):
+    /// set once when the server starts. Requests are checked against it and filled in from it, never the
+    /// other way round, so nothing an agent asks for can widen it.
+    /// </summary>
+    public sealed class SandboxPolicy
+    {
+        /// <summary>The backends sandboxes may use; empty: any available one that gives <see cref="MinimumIsolation"/>.</summary>
+        public IList<string> Backends { get; set; } = new List<string>();
+        public IsolationLevel MinimumIsolation { get; set; } = IsolationLevel.Process;
+        public int MaxSandboxes { get; set; } = 3;
+        /// <summary>Ceilings, which are also the limits of a sandbox that asks for none: every sandbox has limits.</summary>
+        public long MaxMemoryBytes { get; set; } = 1024L * 1024 * 1024;
+        public double MaxCpuCount { get; set; } = 2;
+        public int MaxProcessLimit { get; set; } = 256;
+        public TimeSpan DefaultTimeToLive { get; set; } = TimeSpan.FromHours(1);
+        public TimeSpan MaxTimeToLive { get; set; } = TimeSpan.FromHours(8);
+        /// <summary>None, or Allow with <see cref="AllowHosts"/>; the host's network is never offered.</summary>
+        public SandboxNetwork Network { get; set; } = SandboxNetwork.None;
+        public IList<string> AllowHosts { get; set; } = new List<string>();
+        /// <summary>Host folders that may be mounted (read-only), and those that may be mounted writable.</summary>
+        public IList<string> MountFolders { get; set; } = new List<string>();
+        public IList<string> WritableMountFolders { get; set; } = new List<string>();
+        /// <summary>Host folders that files may be copied out of a sandbox into.</summary>
+        public IList<string> CopyOutFolders { get; set; } = new List<string>();
+        /// <summary>Whether commands may run as root inside a sandbox (where the backend offers it).</summary>
+        public bool AllowRoot { get; set; }
+        /// <summary>The start of every sandbox name the server makes, so its sandboxes are recognisable on the host.</summary>
+        public string NamePrefix { get; set; } = "mcp-";
+
+        /// <summary>Refuses a policy that contradicts itself, before any request is weighed against it.</summary>
+        public void Validate()
+        {
+            if (MaxSandboxes < 1) throw Invalid("-MaxSandboxes must be at least 1.", MaxSandboxes.ToString(CultureInfo.InvariantCulture));
+            if (DefaultTimeToLive > MaxTimeToLive)
+                throw Invalid($"-DefaultTimeToLive {DefaultTimeToLive} is longer than -MaxTimeToLive {MaxTimeToLive}.", DefaultTimeToLive.ToString());
+            if (Network == SandboxNetwork.Host)
+                throw Invalid("The host's network is never offered to an agent's sandboxes: give -Network None or Allow with -AllowHost.", "Host");
+            if (Network == SandboxNetwork.Allow && AllowHosts.Count == 0)
+                throw Invalid("-Network Allow needs the hosts an agent may ask for (-AllowHost).", "Allow");
+            SandboxManager.ValidateName(NamePrefix + "x");
+            // The sandbox's own limits are checked as a spec would be: a ceiling must be one a sandbox can have.
+            SandboxManager.Validate(new SandboxSpec { Name = NamePrefix + "x", MemoryBytes = MaxMemoryBytes, CpuCount = MaxCpuCount, ProcessLimit = MaxProcessLimit, TimeToLive = MaxTimeToLive });
+        }
+
+        /// <summary>
+        /// The spec to create for a request, within the policy: limits and time to live filled in from its
+        /// defaults, isolation raised to its minimum, a backend it allows. Throws a Policy* SandboxException
+        /// for anything beyond it. <paramref name="live"/> is how many sandboxes the caller has now.
+        /// </summary>
+        public SandboxSpec Admit(SandboxSpec requested, int live, IReadOnlyList<BackendInfo> backends)
+        {
+            if (live >= MaxSandboxes)
+                throw Refused(ErrorIds.PolicyTooManySandboxes, $"The policy allows {MaxSandboxes} sandbox(es) at once and {live} exist; remove one first.", live.ToString(CultureInfo.InvariantCulture));
+            var spec = requested;
+            spec.Force = false;
+            spec.MemoryBytes = Ceiling(spec.MemoryBytes, MaxMemoryBytes, "memory", "bytes");
+            spec.CpuCount = spec.CpuCount is double c && c > MaxCpuCount
+                ? throw Refused(ErrorIds.PolicyLimitExceeded, $"The policy allows at most {MaxCpuCount} CPUs per sandbox; {c} were asked for.", c.ToString(CultureInfo.InvariantCulture))
+                : spec.CpuCount ?? MaxCpuCount;
+            spec.ProcessLimit = spec.ProcessLimit is int p && p > MaxProcessLimit
+                ? throw Refused(ErrorIds.PolicyLimitExceeded, $"The policy allows at most {MaxProcessLimit} processes per sandbox; {p} were asked for.", p.ToString(CultureInfo.InvariantCulture))
+                : spec.ProcessLimit ?? MaxProcessLimit;
+            spec.TimeToLive = spec.TimeToLive is TimeSpan t && t > MaxTimeToLive
+                ? throw Refused(ErrorIds.PolicyTimeToLiveExceeded, $"The policy allows a time to live of at most {MaxTimeToLive}; {t} was asked for.", t.ToString())
+                : spec.TimeToLive ?? DefaultTimeToLive;
+            spec.Isolation = spec.Isolation is IsolationLevel level && level > MinimumIsolation ? level : MinimumIsolation;
+            CheckNetwork(spec);
+            foreach (var mount in spec.Mounts)
+            {
+                var allowed = mount.ReadWrite ? WritableMountFolders : MountFolders.Concat(WritableMountFolders).ToList();
+                if (!IsUnderAny(mount.Source, allowed))
+                    throw Refused(ErrorIds.PolicyPathNotAllowed,
+                        $"The policy does not allow mounting '{mount.Source}'{(mount.ReadWrite ? " writable" : "")}. Allowed: {Describe(allowed)}.", mount.Source);
+            }
+            spec.Backend = ChooseBackend(spec, backends);
+            return spec;
+        }
+
+        /// <summary>The host path a copy out of a sandbox may write to, resolved; refused unless inside a <see cref="CopyOutFolders"/> folder.</summary>
+        public string AdmitCopyOut(string hostPath)
+        {
+            if (!IsUnderAny(hostPath, CopyOutFolders))
+                throw Refused(ErrorIds.PolicyPathNotAllowed, $"The policy does not allow copying to '{hostPath}'. Allowed: {Describe(CopyOutFolders)}.", hostPath);
+            return RealPath(hostPath);
+        }
+
+        /// <summary>Refuses a command as root (by name or uid 0) unless the policy allows it.</summary>
+        public void AdmitUser(string? user)
+        {
+            if (!AllowRoot && SandboxManager.AsksForRoot(user))
+                throw Refused(ErrorIds.PolicyRootNotAllowed, $"The policy does not allow commands as root ('{user}').", user);
+        }
+
+        /// <summary>Whether a backend may be used at all under this policy, and if not, why.</summary>
+        public string? Excludes(BackendInfo backend)
+        {
+            if (Backends.Count > 0 && !Backends.Contains(backend.Name, StringComparer.OrdinalIgnoreCase))
+                return $"not among the policy's backends ({string.Join(", ", Backends)})";
+            if (!IsolationLevels.Meets(backend.Boundaries, MinimumIsolation))
+                return $"gives {backend.Isolation?.ToString() ?? "no"} isolation, below the policy's minimum {MinimumIsolation}";
+            return null;
+        }
+
+        private void CheckNetwork(SandboxSpec spec)
+        {
+            switch (spec.Network)
+            {
+                case SandboxNetwork.None:
+                    if (spec.AllowHosts.Count > 0) throw Refused(ErrorIds.PolicyNetworkNotAllowed, "Hosts to allow need network Allow.", string.Join(",", spec.AllowHosts));
+                    return;
+                case SandboxNetwork.Allow when Network == SandboxNetwork.Allow:
+                    // A subset of the person's list, written as they wrote it: a broader pattern is not a subset.
+                    var beyond = spec.AllowHosts.Where(h => !AllowHosts.Contains(h, StringComparer.OrdinalIgnoreCase)).ToList();
+                    if (spec.AllowHosts.Count == 0) spec.AllowHosts = AllowHosts.ToList();
+                    else if (beyond.Count > 0)
+                        throw Refused(ErrorIds.PolicyNetworkNotAllowed, $"The policy does not allow the host(s) {string.Join(", ", beyond)}. Allowed: {string.Join(", ", AllowHosts)}.", string.Join(",", beyond));
+                    return;
+                default:
+                    throw Refused(ErrorIds.PolicyNetworkNotAllowed,
+                        $"The policy does not allow network {spec.Network}; it allows {(Network == SandboxNetwork.None ? "None only" : "None, or Allow with hosts among " + string.Join(", ", AllowHosts))}.", spec.Network.ToString());
+            }
+        }
+
+        private string ChooseBackend(SandboxSpec spec, IReadOnlyList<BackendInfo> backends)
+        {
+            var isAuto = string.IsNullOrEmpty(spec.Backend) || string.Equals(spec.Backend, SandboxManager.AutoBackend, StringComparison.OrdinalIgnoreCase);
+            if (!isAuto)
+            {
+                var named = backends.FirstOrDefault(b => string.Equals(b.Name, spec.Backend, StringComparison.OrdinalIgnoreCase));
+                if (named != null && Excludes(named) is string why)
+                    throw Refused(ErrorIds.PolicyBackendNotAllowed, $"The policy does not allow backend {named.Name}: it {why}.", named.Name);
+                // An unknown name is the manager's to refuse (BackendNotFound), as it is everywhere else.
+                return spec.Backend;
+            }
+            if (Backends.Count == 0) return SandboxManager.AutoBackend;
+            var level = spec.Isolation ?? MinimumIsolation;
+            var fit = backends.Where(b => b.Available && Excludes(b) == null && IsolationLevels.Meets(b.Boundaries, level)).OrderBy(b => b.Weight).FirstOrDefault();
+            return fit?.Name ?? throw new SandboxException(ErrorIds.IsolationUnavailable, SandboxErrorKind.NotAvailable,
+                $"None of the policy's backends ({string.Join(", ", Backends)}) is available here with {level} isolation.", string.Join(",", Backends));
+        }
+
+        private static long Ceiling(long? asked, long ceiling, string what, string unit) =>
+            asked is long v && v > ceiling
+                ? throw Refused(ErrorIds.PolicyLimitExceeded, $"The policy allows at most {ceiling} {unit} of {what} per sandbox; {v} were asked for.", v.ToString(CultureInfo.InvariantCulture))
+                : asked ?? ceiling;
+
+        // Both sides resolved to real paths: a link inside an allowed folder must not lead out of it.
+        private static bool IsUnderAny(string path, IEnumerable<string> folders)
+        {
+            if (string.IsNullOrEmpty(path) || !Path.IsPathRooted(path)) return false;
+            var real = RealPath(path);
+            return folders.Any(f => PathUnder(real, RealPath(f)));
+        }
+
+        private static string RealPath(string path) =>
+            Path.DirectorySeparatorChar == '/' ? Files.HostPaths.Resolve(path, new string[0]) : Path.GetFullPath(path);
+
+        private static bool PathUnder(string path, string folder) =>
+            Path.DirectorySeparatorChar == '/'
+                ? Hosting.PathPrefix.IsUnder(path, folder)
+                : path.Equals(folder.TrimEnd('\\'), StringComparison.OrdinalIgnoreCase) || path.StartsWith(folder.TrimEnd('\\') + "\\", StringComparison.OrdinalIgnoreCase);
+
+        private static string Describe(ICollection<string> folders) => folders.Count == 0 ? "none" : string.Join(", ", folders);
+
+        private static SandboxException Refused(string errorId, string message, string? target) =>
+            new SandboxException(errorId, SandboxErrorKind.PermissionDenied, message, target);
+
+        private static SandboxException Invalid(string message, string target) =>
+            new SandboxException(ErrorIds.InvalidPolicy, SandboxErrorKind.InvalidArgument, message, target);
+    }
+}

@@ -1,0 +1,98 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using AgentSandbox.Backends;
+using AgentSandbox.Serving;
+
+namespace AgentSandbox.Mcp
+{
+    /// <summary>
+    /// The sandboxes this server made: the only ones its tools see or touch (any other name is
+    /// SandboxNotFound, so a session learns nothing of the host's other sandboxes), and the ones it
+    /// removes when it ends.
+    /// </summary>
+    internal sealed class SandboxSession
+    {
+        private readonly object _gate = new object();
+        private readonly HashSet<string> _owned = new HashSet<string>(StringComparer.Ordinal);
+        // Names being created count against the policy's limit too: two creates at once must not both fit.
+        private int _pending;
+
+        public SandboxSession(McpServerSettings settings)
+        {
+            Settings = settings;
+        }
+
+        public McpServerSettings Settings { get; }
+        public SandboxManager Manager => Settings.Manager;
+        public SandboxPolicy Policy => Settings.Policy;
+
+        public IReadOnlyList<string> Names
+        {
+            get { lock (_gate) return _owned.OrderBy(n => n, StringComparer.Ordinal).ToList(); }
+        }
+
+        /// <summary>Creates a sandbox within the policy (<paramref name="requested"/> is checked and filled in by it).</summary>
+        public Sandbox Create(SandboxSpec requested, IProgressSink progress, CancellationToken cancellation)
+        {
+            SandboxSpec spec;
+            lock (_gate)
+            {
+                spec = Policy.Admit(requested, _owned.Count + _pending, Manager.DescribeBackends());
+                _pending++;
+            }
+            try
+            {
+                var sandbox = Manager.Create(spec, progress, cancellation);
+                lock (_gate) _owned.Add(sandbox.Name);
+                return sandbox;
+            }
+            finally
+            {
+                lock (_gate) _pending--;
+            }
+        }
+
+        /// <summary>The live sandbox of that name, if this server made it.</summary>
+        public Sandbox Get(string name)
+        {
+            lock (_gate)
+                if (!_owned.Contains(name)) throw NotFound(name);
+            return Manager.Find(name) ?? throw NotFound(name);
+        }
+
+        public void Remove(string name)
+        {
+            var sandbox = Get(name);
+            Manager.Remove(sandbox);
+            lock (_gate) _owned.Remove(name);
+        }
+
+        /// <summary>Removes every sandbox still here; returns one line per sandbox for the log.</summary>
+        public IReadOnlyList<string> RemoveAll()
+        {
+            var report = new List<string>();
+            foreach (var name in Names)
+            {
+                try
+                {
+                    if (Manager.Find(name) is Sandbox s) Manager.Remove(s);
+                    lock (_gate) _owned.Remove(name);
+                    report.Add($"removed {name}");
+                }
+                // Tidying must reach every sandbox; what failed is reported, and its time to live still ends it.
+                catch (Exception e) when (e is SandboxException || e is IOException || e is UnauthorizedAccessException || e is InvalidOperationException)
+                {
+                    report.Add($"could not remove {name}: {e.Message}");
+                }
+            }
+            return report;
+        }
+
+        private static SandboxException NotFound(string name) =>
+            new SandboxException(ErrorIds.SandboxNotFound, SandboxErrorKind.NotFound,
+                $"This server made no sandbox named '{name}' (or it was removed); list_sandboxes names those it has.", name);
+    }
+}
