@@ -25,7 +25,7 @@ namespace AgentSandbox.Mcp
                 }));
 
             yield return new ToolDefinition("list_checkpoints",
-                "Lists a sandbox's checkpoints.",
+                "Lists a sandbox's checkpoints (name, when made, size), the names restore_sandbox and fork_sandbox take.",
                 "{\"type\":\"object\",\"properties\":{" + SandboxArgument + "},\"required\":[\"sandbox\"]}",
                 call => Task.Run(() =>
                 {
