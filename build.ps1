@@ -177,10 +177,12 @@ function Install-TestPrerequisites {
 # The Azure DevOps task's packages and the extension's tools (tfx-cli), from the lock files; npm ci again
 # only when a lock file changed since the last install.
 $azureDevOps = Join-Path $root 'azure-devops'
+$mcpTests = Join-Path $root 'tests/mcp'
 function Install-NodePackages {
     if (-not (Get-Command npm -ErrorAction Ignore)) { Write-Warning 'npm is missing (Node.js 20 or later): the Azure DevOps task is neither tested nor packaged.'; return }
     # The extension's folder holds its tools (tfx-cli, a dev dependency); the task's, only what ships in the .vsix.
-    foreach ($install in @{ Folder = $azureDevOps; Omit = @() }, @{ Folder = (Join-Path $azureDevOps 'tasks/AgentSandboxRun'); Omit = @('--omit=dev') }) {
+    # The MCP tests' folder holds the official MCP TypeScript SDK, the client they drive the server with.
+    foreach ($install in @{ Folder = $azureDevOps; Omit = @() }, @{ Folder = (Join-Path $azureDevOps 'tasks/AgentSandboxRun'); Omit = @('--omit=dev') }, @{ Folder = $mcpTests; Omit = @() }) {
         $folder = $install.Folder
         $installed = Join-Path $folder 'node_modules/.package-lock.json'
         if ((Test-Path $installed) -and (Get-Item -Force $installed).LastWriteTimeUtc -ge (Get-Item (Join-Path $folder 'package-lock.json')).LastWriteTimeUtc) { continue }
@@ -364,15 +366,41 @@ function Invoke-TaskTests {
     Push-Location $azureDevOps
     try { & node --test --test-reporter=spec --test-reporter-destination=stdout --test-reporter=tap "--test-reporter-destination=$tap" tests/ | Out-Host }
     finally { Pop-Location; Remove-Item Env:AGENTSANDBOX_TEST_PWSH, Env:AGENTSANDBOX_TEST_MODULES -ErrorAction Ignore }
-    $text = if (Test-Path $tap) { Get-Content $tap -Raw } else { '' }
+    Read-TapCounts $tap 'task'
+}
+
+# Start-AgentSandboxMcpServer driven over stdio by the official MCP TypeScript SDK (tests/mcp, node's test
+# runner), against the module just built and real sandboxes on Nspawn and Docker.
+function Invoke-McpTests {
+    $none = [pscustomobject]@{ Passed = 0; Failed = 0; Skipped = 0; FailedNames = @() }
+    if (-not $IsLinux) { return $none }
+    if (-not (Get-Command node -ErrorAction Ignore) -or -not (Test-Path (Join-Path $mcpTests 'node_modules'))) {
+        if ($env:CI -eq 'true') { $none.Failed = 1; $none.FailedNames = @('the MCP server tests: Node.js or its packages are missing') }
+        else { Write-Warning 'Node.js or its packages are missing: the MCP server is not tested.'; $none.Skipped = 1 }
+        return $none
+    }
+    Write-Host 'Running the MCP server tests (node --test, the MCP TypeScript SDK over stdio)' -ForegroundColor Cyan
+    $tap = Join-Path $out 'test-results/mcp.tap'
+    Remove-Item $tap -ErrorAction Ignore
+    $env:AGENTSANDBOX_TEST_PWSH = $pwsh
+    $env:AGENTSANDBOX_TEST_MODULES = $out
+    Push-Location $mcpTests
+    try { & node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout --test-reporter=tap "--test-reporter-destination=$tap" tests/ | Out-Host }
+    finally { Pop-Location; Remove-Item Env:AGENTSANDBOX_TEST_PWSH, Env:AGENTSANDBOX_TEST_MODULES -ErrorAction Ignore }
+    Read-TapCounts $tap 'mcp'
+}
+
+# The counts of a node --test TAP report; no counts is a failure, never a pass.
+function Read-TapCounts([string] $Tap, [string] $Label) {
+    $text = if (Test-Path $Tap) { Get-Content $Tap -Raw } else { '' }
     $count = { param($what) if ($text -match "(?m)^# $what (\d+)") { [int]$Matches[1] } else { $null } }
     $passed = & $count 'pass'; $failed = & $count 'fail'
-    if ($null -eq $passed -or $null -eq $failed) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; FailedNames = @('the Azure DevOps task tests wrote no counts') } }
+    if ($null -eq $passed -or $null -eq $failed) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; FailedNames = @("the $Label tests wrote no counts") } }
     [pscustomobject]@{
         Passed = $passed
         Failed = $failed + [int](& $count 'cancelled')
         Skipped = [int](& $count 'skipped') + [int](& $count 'todo')
-        FailedNames = @([regex]::Matches($text, '(?m)^ {4}not ok \d+ - (.+)$') | ForEach-Object { "task: $($_.Groups[1].Value)" })
+        FailedNames = @([regex]::Matches($text, '(?m)^ {4}not ok \d+ - (.+)$') | ForEach-Object { "${Label}: $($_.Groups[1].Value)" })
     }
 }
 
@@ -454,15 +482,18 @@ switch ($Task) {
         $daemon = Start-TestDocker
         $wsl = Start-TestWsl
         $hyperV = Start-TestHyperV
-        try { $module = Invoke-PesterTests }
+        try {
+            $module = Invoke-PesterTests
+            $mcp = Invoke-McpTests
+        }
         finally { Stop-TestHyperV $hyperV; Stop-TestWsl $wsl; Stop-TestDocker $daemon }
-        $passed = $core.Passed + $taskTests.Passed + $egress.Passed + $module.Passed
-        $failed = $core.Failed + $taskTests.Failed + $egress.Failed + $module.Failed
-        $skipped = $core.Skipped + $taskTests.Skipped + $egress.Skipped + $module.Skipped
+        $passed = $core.Passed + $taskTests.Passed + $egress.Passed + $module.Passed + $mcp.Passed
+        $failed = $core.Failed + $taskTests.Failed + $egress.Failed + $module.Failed + $mcp.Failed
+        $skipped = $core.Skipped + $taskTests.Skipped + $egress.Skipped + $module.Skipped + $mcp.Skipped
         Write-Host ''
         # Repeated at the end: a log is often read from its tail only.
-        foreach ($name in @($core.FailedNames) + @($taskTests.FailedNames) + @($egress.FailedNames) + @($module.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
-        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; task: $($taskTests.Passed) passed, $($taskTests.Failed) failed, $($taskTests.Skipped) skipped; egress: $($egress.Passed) passed, $($egress.Failed) failed; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped"
+        foreach ($name in @($core.FailedNames) + @($taskTests.FailedNames) + @($egress.FailedNames) + @($module.FailedNames) + @($mcp.FailedNames) | Where-Object { $_ }) { Write-Host "FAILED $name" }
+        Write-Host "core: $($core.Passed) passed, $($core.Failed) failed, $($core.Skipped) skipped; task: $($taskTests.Passed) passed, $($taskTests.Failed) failed, $($taskTests.Skipped) skipped; egress: $($egress.Passed) passed, $($egress.Failed) failed; module: $($module.Passed) passed, $($module.Failed) failed, $($module.Skipped) skipped; mcp: $($mcp.Passed) passed, $($mcp.Failed) failed, $($mcp.Skipped) skipped"
         $line = "$passed passed, $failed failed"
         if ($skipped -gt 0) { $line += ", $skipped skipped" }
         Write-Output $line

@@ -22,13 +22,29 @@ namespace AgentSandbox.Build
         /// </param>
         /// <param name="hostAssemblies">Assemblies the hosting PowerShell supplies (never shipped), by name.</param>
         /// <returns>Every problem found, one line each; none when the module stays within netstandard2.0.</returns>
-        public static List<string> Check(string moduleDirectory, string netstandard, string[] hostAssemblies)
+        public static List<string> Check(string moduleDirectory, string netstandard, string[] hostAssemblies) =>
+            Check(moduleDirectory, netstandard, hostAssemblies, new string[0]);
+
+        /// <param name="powerShell7Only">
+        /// Folders (relative to the module) that only PowerShell 7 loads, such as the MCP server's: their
+        /// assemblies must run on PowerShell 7.4's runtime (netstandard, or .NET 8 at most) instead.
+        /// </param>
+        public static List<string> Check(string moduleDirectory, string netstandard, string[] hostAssemblies, string[] powerShell7Only)
         {
             var surface = new Surface(netstandard);
             var facades = new HashSet<string>(Directory.GetFiles(Path.GetDirectoryName(netstandard)!, "*.dll").Select(f => Path.GetFileNameWithoutExtension(f)!), StringComparer.OrdinalIgnoreCase);
-            var files = Directory.GetFiles(moduleDirectory, "*.dll", SearchOption.AllDirectories).OrderBy(f => f, StringComparer.Ordinal).ToList();
-            var shipped = new HashSet<string>(files.Select(f => Path.GetFileNameWithoutExtension(f)!), StringComparer.OrdinalIgnoreCase);
+            var all = Directory.GetFiles(moduleDirectory, "*.dll", SearchOption.AllDirectories).OrderBy(f => f, StringComparer.Ordinal).ToList();
             var problems = new List<string>();
+            bool Only7(string file) => powerShell7Only.Any(folder => Path.GetRelativePath(moduleDirectory, file).Replace('\\', '/').StartsWith(folder.TrimEnd('/') + "/", StringComparison.Ordinal));
+            foreach (var file in all.Where(Only7))
+            {
+                using var pe = new PEReader(File.OpenRead(file));
+                var target = TargetFramework(pe.GetMetadataReader());
+                if (target != null && target.StartsWith(".NETCoreApp,Version=v", StringComparison.Ordinal) && Version.Parse(target.Substring(".NETCoreApp,Version=v".Length)) > new Version(8, 0))
+                    problems.Add($"{Path.GetRelativePath(moduleDirectory, file)}: targets {target}, newer than PowerShell 7.4's .NET 8");
+            }
+            var files = all.Where(f => !Only7(f)).ToList();
+            var shipped = new HashSet<string>(files.Select(f => Path.GetFileNameWithoutExtension(f)!), StringComparer.OrdinalIgnoreCase);
             foreach (var file in files)
             {
                 using var pe = new PEReader(File.OpenRead(file));
