@@ -82,8 +82,9 @@ namespace AgentSandbox
         internal static bool AsksForRoot(string? user)
         {
             if (string.IsNullOrEmpty(user)) return false;
-            if (string.Equals(user, "root", StringComparison.Ordinal)) return true;
+            // user[:group]: the user part decides, by name or by uid.
             var uid = user!.Split(':')[0];
+            if (string.Equals(uid, "root", StringComparison.Ordinal)) return true;
             return uid.Length > 0 && uid.All(char.IsDigit) && long.TryParse(uid, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n == 0;
         }
     }

@@ -304,7 +304,7 @@ namespace AgentSandbox
         /// New -Mount sources are pinned (real path and identity); those a fork inherits must still be
         /// what their sandbox was made with.
         /// </summary>
-        private static void PinMountSources(SandboxSpec spec)
+        internal static void PinMountSources(SandboxSpec spec)
         {
             if (!(HostSystem.Current.MountPins is IMountPins pins)) return;
             foreach (var mount in spec.Mounts)

@@ -60,17 +60,18 @@ namespace AgentSandbox.Mcp
                 }));
 
             yield return new ToolDefinition("test_isolation",
-                "Tries a battery of escapes from inside a sandbox (reading host files, seeing host processes, reaching the network, gaining host root, exceeding limits) and reports, per boundary the backend claims, whether it held, with the evidence. Takes tens of seconds.",
+                "Tries a battery of escapes from inside a sandbox (reading host files, seeing host processes, reaching the network, gaining host root, exceeding limits) and reports, per boundary the backend claims, whether it held, with the evidence. Attempts meant for root run as root only if the policy allows root (asRoot says which). Takes tens of seconds.",
                 "{\"type\":\"object\",\"properties\":{" + SandboxArgument + "},\"required\":[\"sandbox\"]}",
                 call => Task.Run(() =>
                 {
                     var sandbox = session.Manager.Resolve(session.Get(call.Sandbox = call.Arguments.RequiredString("sandbox")));
-                    var attempts = new IsolationProbe(session.Manager).Run(sandbox, new ProgressRelay(call), call.Cancellation);
+                    // Root's attempts would run among the agent's files and environment: only where it may be root anyway.
+                    var attempts = new IsolationProbe(session.Manager).Run(sandbox, new ProgressRelay(call), call.Cancellation, asRootToo: session.Policy.AllowRoot);
                     var verdicts = IsolationProbe.Summarize(sandbox, session.Manager.ClaimsFor(sandbox), attempts);
                     var violated = verdicts.Count(v => v.Violated);
                     return ToolOutcome.Of(new
                     {
-                        Sandbox = sandbox.Name, sandbox.Backend, Violated = violated,
+                        Sandbox = sandbox.Name, sandbox.Backend, Violated = violated, AsRoot = session.Policy.AllowRoot,
                         Boundaries = verdicts.Select(v => new { v.Boundary, v.Claimed, v.Held, v.Evidence }).ToList(),
                     }, violated == 0 ? "all claims held" : $"{violated} claim(s) violated");
                 }), readOnly: true);

@@ -14,6 +14,12 @@ namespace AgentSandbox.Mcp
     internal static class FileTools
     {
         public const int MaxReadBytes = 1024 * 1024;
+        public const int MaxWriteBytes = 16 * 1024 * 1024;
+        // Every folder and file of the tree must be readable (and folders enterable) by the sandbox's user.
+        private const string CopyOutCheckScript =
+            "[ -e \"$1\" ] || exit 5\n" +
+            "find \"$1\" -exec sh -c 'for f; do if [ -d \"$f\" ] && { [ ! -r \"$f\" ] || [ ! -x \"$f\" ]; }; then echo \"$f: the sandbox user cannot read this folder\" >&2; exit 1; fi; " +
+            "if [ -f \"$f\" ] && [ ! -r \"$f\" ]; then echo \"$f: the sandbox user cannot read this file\" >&2; exit 1; fi; done' sh {} +";
         private const string SandboxArgument = "\"sandbox\":{\"type\":\"string\",\"description\":\"The sandbox's name, as create_sandbox returned it.\"}";
 
         public static IEnumerable<ToolDefinition> For(SandboxSession session)
@@ -41,20 +47,25 @@ namespace AgentSandbox.Mcp
                 call => Task.Run(() => CopyOut(session, call)));
         }
 
+        // Reads and writes run inside, as the sandbox's own user, so the kernel judges them as it judges the
+        // agent's commands: no root's file is read or replaced, and nothing reaches the host's disk on the way.
+        private const string ReadScript =
+            "[ -f \"$1\" ] || { if [ -e \"$1\" ]; then echo \"not a regular file (list_files lists a folder)\" >&2; else exit 5; fi; exit 3; }\n" +
+            "[ -r \"$1\" ] || { echo \"permission denied\" >&2; exit 4; }\n" +
+            "head -c \"$2\" -- \"$1\" | base64";
+        private const string WriteScript = "base64 -d > \"$1\"";
+
         private static ToolOutcome Read(SandboxSession session, ToolCall call)
         {
             var sandbox = session.Get(call.Sandbox = call.Arguments.RequiredString("sandbox"));
             var path = call.Arguments.RequiredString("path");
-            using var scratch = new Scratch();
-            var local = Path.Combine(scratch.Folder, "file");
-            session.Manager.CopyFromSandbox(sandbox, new SandboxCopyRequest { Source = path, Destination = local }, null, call.Cancellation);
-            if (Directory.Exists(local))
-                throw new SandboxException(ErrorIds.InvalidPath, SandboxErrorKind.InvalidArgument, $"'{path}' is a folder; list_files lists it.", path);
-            var length = new FileInfo(local).Length;
-            if (length > MaxReadBytes)
+            var output = RunAsAgent(session, sandbox, ReadScript, new[] { path, (MaxReadBytes + 1).ToString(System.Globalization.CultureInfo.InvariantCulture) }, null, call, "Reading");
+            byte[] bytes;
+            try { bytes = Convert.FromBase64String(output.Out.ToString().Replace("\n", "")); }
+            catch (FormatException) { throw Failed(path, "Reading", "what came back was not base64"); }
+            if (bytes.Length > MaxReadBytes)
                 throw new SandboxException(ErrorIds.InvalidPath, SandboxErrorKind.InvalidArgument,
-                    $"'{path}' holds {length} bytes, more than read_file returns ({MaxReadBytes}); read part of it with run_command (head, tail, sed) or copy it out.", path);
-            var bytes = File.ReadAllBytes(local);
+                    $"'{path}' holds more than the {MaxReadBytes} bytes read_file returns; read part of it with run_command (head, tail, sed) or copy it out.", path);
             string? text = null;
             try { text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes); }
             catch (DecoderFallbackException) { }
@@ -74,13 +85,37 @@ namespace AgentSandbox.Mcp
                 "base64" => Base64(content),
                 _ => throw new SandboxException(ToolErrors.InvalidToolArgument, SandboxErrorKind.InvalidArgument, "The argument 'encoding' must be utf8 or base64.", "encoding"),
             };
-            using var scratch = new Scratch();
-            // The copy takes the destination's name from the sandbox path; the host file's own name does not matter.
-            var local = Path.Combine(scratch.Folder, "file");
-            File.WriteAllBytes(local, bytes);
-            session.Manager.CopyToSandbox(sandbox, new SandboxCopyRequest { Source = local, Destination = path, Force = true }, null, call.Cancellation);
+            if (bytes.Length > MaxWriteBytes)
+                throw new SandboxException(ToolErrors.InvalidToolArgument, SandboxErrorKind.InvalidArgument, $"write_file writes at most {MaxWriteBytes} bytes; {bytes.Length} were given.", "content");
+            RunAsAgent(session, sandbox, WriteScript, new[] { path }, Convert.ToBase64String(bytes, Base64FormattingOptions.InsertLineBreaks), call, "Writing");
             return ToolOutcome.Of(new { Path = path, Bytes = bytes.Length }, $"wrote {bytes.Length} bytes");
         }
+
+        /// <summary>A script of the server's own run as the sandbox's user, the path an argument and never part of the command line.</summary>
+        private static Lines RunAsAgent(SandboxSession session, Sandbox sandbox, string script, string[] arguments, string? input, ToolCall call, string doing)
+        {
+            var output = new Lines();
+            var request = new CommandRequest { FilePath = "/bin/sh", Arguments = new List<string> { "-c", script, "sh" }, StandardInput = input, Timeout = TimeSpan.FromSeconds(60) };
+            foreach (var argument in arguments) request.Arguments.Add(argument);
+            // The sandbox's environment is the agent's to set: what it could make these tools lie with is reset.
+            foreach (var pair in TrustedEnvironment) request.Environment[pair.Key] = pair.Value;
+            var result = session.Manager.Execute(sandbox, request, output, call.Cancellation);
+            if (result.TimedOut) throw Failed(arguments[0], doing, "it took longer than 60 s");
+            if (result.ExitCode == NotThere) throw Files.SandboxPath.NotFound(arguments[0], $"in sandbox '{sandbox.Name}'");
+            if (result.ExitCode != 0) throw Failed(arguments[0], doing, output.Err.ToString().Trim().Replace("\n", "; "));
+            return output;
+        }
+
+        /// <summary>The scripts' exit code for a path that does not exist (the shell itself uses 1, 2 and 126-127).</summary>
+        private const int NotThere = 5;
+
+        private static readonly Dictionary<string, string> TrustedEnvironment = new Dictionary<string, string>
+        {
+            ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ["LD_PRELOAD"] = "", ["LD_LIBRARY_PATH"] = "", ["LD_AUDIT"] = "",
+        };
+
+        private static SandboxException Failed(string path, string doing, string why) =>
+            new SandboxException(ErrorIds.InvalidPath, SandboxErrorKind.InvalidArgument, $"{doing} '{path}' failed: {(why.Length == 0 ? "no reason given" : why)}.", path);
 
         private static ToolOutcome List(SandboxSession session, ToolCall call)
         {
@@ -100,6 +135,8 @@ namespace AgentSandbox.Mcp
             var a = call.Arguments;
             var sandbox = session.Get(call.Sandbox = a.RequiredString("sandbox"));
             var destination = session.Policy.AdmitCopyOut(a.RequiredString("hostDestination"));
+            // The copy itself is the host's, which reads anything: only what the agent can read itself goes out.
+            RunAsAgent(session, sandbox, CopyOutCheckScript, new[] { a.RequiredString("path") }, null, call, "Copying");
             var result = session.Manager.CopyFromSandbox(sandbox, new SandboxCopyRequest { Source = a.RequiredString("path"), Destination = destination, Force = a.Bool("overwrite") }, null, call.Cancellation);
             return ToolOutcome.Of(new { result.Source, result.Destination, result.Files, result.Bytes }, $"copied {result.Files} files");
         }
@@ -115,26 +152,6 @@ namespace AgentSandbox.Mcp
             public readonly StringBuilder Out = new StringBuilder(), Err = new StringBuilder();
             public void StandardOutput(string line) { lock (Out) Out.Append(line).Append('\n'); }
             public void StandardError(string line) { lock (Err) Err.Append(line).Append('\n'); }
-        }
-
-        /// <summary>A private folder (mode 700) for one transfer, removed afterwards.</summary>
-        private sealed class Scratch : IDisposable
-        {
-            public Scratch()
-            {
-                Folder = Path.Combine(Path.GetTempPath(), "agentsandbox-mcp-" + Guid.NewGuid().ToString("N"));
-                if (OperatingSystem.IsWindows()) Directory.CreateDirectory(Folder);
-                else Directory.CreateDirectory(Folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            }
-
-            public string Folder { get; }
-
-            public void Dispose()
-            {
-                try { Directory.Delete(Folder, recursive: true); }
-                catch (IOException) { }
-                catch (UnauthorizedAccessException) { }
-            }
         }
     }
 }

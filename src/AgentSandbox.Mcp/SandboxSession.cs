@@ -19,6 +19,8 @@ namespace AgentSandbox.Mcp
         private readonly HashSet<string> _owned = new HashSet<string>(StringComparer.Ordinal);
         // Names being created count against the policy's limit too: two creates at once must not both fit.
         private int _pending;
+        // Set when the session's sandboxes are removed: one a create still under way finishes later goes at once.
+        private bool _closed;
 
         public SandboxSession(McpServerSettings settings)
         {
@@ -46,7 +48,17 @@ namespace AgentSandbox.Mcp
             try
             {
                 var sandbox = Manager.Create(spec, progress, cancellation);
-                lock (_gate) _owned.Add(sandbox.Name);
+                bool closed;
+                lock (_gate)
+                {
+                    closed = _closed;
+                    if (!closed) _owned.Add(sandbox.Name);
+                }
+                if (closed)
+                {
+                    Manager.Remove(sandbox);
+                    throw new OperationCanceledException("The session ended while the sandbox was being made; it was removed.");
+                }
                 return sandbox;
             }
             finally
@@ -74,6 +86,7 @@ namespace AgentSandbox.Mcp
         public IReadOnlyList<string> RemoveAll()
         {
             var report = new List<string>();
+            lock (_gate) _closed = true;
             foreach (var name in Names)
             {
                 try

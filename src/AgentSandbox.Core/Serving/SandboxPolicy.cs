@@ -75,6 +75,9 @@ namespace AgentSandbox.Serving
                 : spec.TimeToLive ?? DefaultTimeToLive;
             spec.Isolation = spec.Isolation is IsolationLevel level && level > MinimumIsolation ? level : MinimumIsolation;
             CheckNetwork(spec);
+            // Pinned first (real path, identity, later opened with no link followed), so what is checked is
+            // what is mounted: a link swapped in after the check cannot lead the mount out of the folder.
+            SandboxManager.PinMountSources(spec);
             foreach (var mount in spec.Mounts)
             {
                 var allowed = mount.ReadWrite ? WritableMountFolders : MountFolders.Concat(WritableMountFolders).ToList();

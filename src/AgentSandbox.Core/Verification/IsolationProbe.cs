@@ -22,7 +22,11 @@ namespace AgentSandbox.Verification
         public static IReadOnlyList<(string Id, SandboxBoundary Boundary, string Description)> Battery =>
             Attempts.All.Select(a => (a.Id, a.Boundary, a.Description)).ToList();
 
-        public IReadOnlyList<IsolationAttempt> Run(Sandbox sandbox, IProgressSink? progress = null, CancellationToken cancellation = default)
+        /// <param name="asRootToo">
+        /// False runs every attempt as the sandbox's user: for a caller who may not act as root in it, whose
+        /// files and environment root's attempts would otherwise run among.
+        /// </param>
+        public IReadOnlyList<IsolationAttempt> Run(Sandbox sandbox, IProgressSink? progress = null, CancellationToken cancellation = default, bool asRootToo = true)
         {
             progress ??= NullProgress.Instance;
             // The attempts are Linux shell scripts judged against fixtures on a Linux host: say so, rather than fail on a missing libc.
@@ -34,7 +38,7 @@ namespace AgentSandbox.Verification
             RemoveOrphanCompanions();
             using var fixtures = new Fixtures();
             fixtures.UseMounts(sandbox.Mounts);
-            bool rootAllowed = RootAllowed(sandbox, cancellation);
+            bool rootAllowed = asRootToo && RootAllowed(sandbox, cancellation);
             var all = Attempts.All;
             for (int i = 0; i < all.Count; i++)
             {

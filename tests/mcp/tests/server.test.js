@@ -74,7 +74,11 @@ for (const backend of backends) {
       assert.match(ls.value.listing, /hello\.txt/);
       assert.match(ls.value.listing, /blob\.bin/);
       const missing = await call(server.client, 'read_file', { sandbox, path: 'nope.txt' });
-      assert.equal(missing.isError, true);
+      assert.match(missing.text, /^SandboxItemNotFound: 'nope.txt' does not exist/);
+      // Read inside, at most 1 MiB: a bigger file is refused without being copied anywhere first.
+      await call(server.client, 'run_command', { sandbox, command: 'head -c 2000000 /dev/zero > big.bin' });
+      const big = await call(server.client, 'read_file', { sandbox, path: 'big.bin' });
+      assert.match(big.text, /^InvalidPath: 'big.bin' holds more than the 1048576 bytes/);
     });
 
     it('kills a command that outlives its timeout and says so', async () => {
