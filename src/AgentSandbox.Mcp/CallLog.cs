@@ -23,13 +23,13 @@ namespace AgentSandbox.Mcp
         }
 
         public void Call(string tool, string? sandbox, string outcome, TimeSpan duration) =>
-            Write($"tool={tool} sandbox={sandbox ?? "-"} outcome={Inert(outcome)} duration={duration.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)}s");
+            Write($"tool={tool} sandbox={(string.IsNullOrEmpty(sandbox) ? "-" : sandbox!.Replace(' ', '_'))} outcome={outcome} duration={duration.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)}s");
 
-        public void Note(string message) => Write(Inert(message));
+        public void Note(string message) => Write(message);
 
         private void Write(string line)
         {
-            var text = $"{DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture)} agentsandbox-mcp {line}";
+            var text = $"{DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture)} agentsandbox-mcp {Inert(line)}";
             lock (_gate)
             {
                 try
@@ -44,8 +44,14 @@ namespace AgentSandbox.Mcp
             }
         }
 
-        // One line per call: a message carrying newlines (an agent's path, a command's error) stays on it.
-        private static string Inert(string text) => text.Replace('\r', ' ').Replace('\n', ' ');
+        // One line per call, shown as written: what an agent chose (a sandbox name, a path in an error) can
+        // neither start a forged line nor send a terminal its control sequences.
+        private static string Inert(string text)
+        {
+            var inert = new StringBuilder(text.Length);
+            foreach (var c in text) inert.Append(char.IsControl(c) || c == '\u2028' || c == '\u2029' ? '?' : c);
+            return inert.ToString();
+        }
 
         public void Dispose() => _file?.Dispose();
     }

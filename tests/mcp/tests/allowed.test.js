@@ -20,7 +20,7 @@ for (const backend of backends) {
       fs.writeFileSync(path.join(data, 'input.txt'), 'from the host\n');
       // A link inside the allowed folder that leads out of it.
       fs.symlinkSync(elsewhere, path.join(out, 'escape'));
-      server = await connect(`-Backend ${backend} -NamePrefix ${prefix} -MaxSandboxes 2 -MaxMemory 512MB -AllowMount '${data}' -AllowCopyTo '${out}'`);
+      server = await connect(`-Backend ${backend} -NamePrefix ${prefix} -MaxSandboxes 2 -MaxMemory 512MB -AllowMount '${data}' -AllowCopyTo '${out}' -LogPath '${path.join(host, 'calls.log')}'`);
     });
     after(async () => {
       await server?.client.close().catch(() => {});
@@ -102,6 +102,17 @@ for (const backend of backends) {
       assert.deepEqual(sandboxesOnHost(prefix).sort(), [`${prefix}fork`, sandbox].sort());
       const removed = await call(server.client, 'remove_sandbox', { sandbox: fork.value.name });
       assert.equal(removed.isError, false, removed.text);
+    });
+
+    it('logs every call to its file, one line each, which a name an agent gives cannot forge', async () => {
+      const forged = 'x\n2020-01-01T00:00:00.000Z agentsandbox-mcp tool=remove_sandbox sandbox=y outcome=ok \u001b[2J';
+      const r = await call(server.client, 'get_sandbox', { sandbox: forged });
+      assert.match(r.text, /^SandboxNotFound: /);
+      const lines = fs.readFileSync(path.join(host, 'calls.log'), 'utf8').trimEnd().split('\n');
+      for (const line of lines) assert.match(line, /^\d{4}-\d\d-\d\dT[\d:.]+Z agentsandbox-mcp [^\u0000-\u001f]*$/, line);
+      assert.ok(lines.some(l => l.includes(`tool=create_sandbox sandbox=${sandbox} outcome=created ${backend}`)), lines.join('\n'));
+      assert.ok(lines.some(l => l.includes('tool=copy_out') && l.includes('outcome=error PolicyPathNotAllowed')));
+      assert.ok(lines.at(-1).includes('tool=get_sandbox sandbox=x?2020-01-01T00:00:00.000Z_agentsandbox-mcp_tool=remove_sandbox_sandbox=y_outcome=ok_?[2J outcome=error SandboxNotFound'), lines.at(-1));
     });
 
     it('tests its isolation: every claim held, the attempts made as its own user', async () => {
