@@ -83,9 +83,19 @@ namespace AgentSandbox
         {
             if (string.IsNullOrEmpty(user)) return false;
             // user[:group]: the user part decides, by name or by uid.
-            var uid = user!.Split(':')[0];
-            if (string.Equals(uid, "root", StringComparison.Ordinal)) return true;
-            return uid.Length > 0 && uid.All(char.IsDigit) && long.TryParse(uid, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n == 0;
+            return IsRootId(user!.Split(':')[0]);
+        }
+
+        /// <summary>
+        /// Whether a user or group part names id 0 as any runtime might read it: "root", or a number with a
+        /// sign or spaces around it (which some parsers accept), or one that wraps to 0 as a 32-bit id.
+        /// </summary>
+        internal static bool IsRootId(string part)
+        {
+            var trimmed = part.Trim();
+            if (string.Equals(trimmed, "root", StringComparison.Ordinal)) return true;
+            return System.Numerics.BigInteger.TryParse(trimmed, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n)
+                && n % (System.Numerics.BigInteger.One << 32) == 0;
         }
     }
 }

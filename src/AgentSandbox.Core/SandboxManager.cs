@@ -518,7 +518,7 @@ namespace AgentSandbox
         /// The host folders any sandbox here can write, not only the one copied with: a sandbox may plant
         /// a link in its writable folder for a copy of another sandbox to follow.
         /// </summary>
-        private IReadOnlyCollection<string> SandboxWritableFolders() =>
+        internal IReadOnlyCollection<string> SandboxWritableFolders() =>
             SandboxWritableMounts().Select(m => m.Source).Distinct().ToList();
 
         private IEnumerable<SandboxMount> SandboxWritableMounts() =>

@@ -36,7 +36,7 @@ namespace AgentSandbox.Mcp
                 call => Task.Run(() => Write(session, call)));
 
             yield return new ToolDefinition("list_files",
-                "Lists a folder in a sandbox (ls -la: type, mode, owner, size, time, name). Relative paths are from the sandbox's working directory.",
+                "Lists a folder in a sandbox (ls -la: type, mode, owner, size, time, name), at most 2 MiB of it (truncated says when more was cut). Relative paths are from the sandbox's working directory.",
                 "{\"type\":\"object\",\"properties\":{" + SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"The folder inside the sandbox (default: the working directory).\"}},\"required\":[\"sandbox\"]}",
                 call => Task.Run(() => List(session, call)), readOnly: true);
 
@@ -61,6 +61,7 @@ namespace AgentSandbox.Mcp
             var path = call.Arguments.RequiredString("path");
             var output = RunAsAgent(session, sandbox, ReadScript, new[] { path, (MaxReadBytes + 1).ToString(System.Globalization.CultureInfo.InvariantCulture) }, null, call, "Reading");
             byte[] bytes;
+            if (output.Truncated) throw Failed(path, "Reading", "more came back than a file of 1 MiB gives");
             try { bytes = Convert.FromBase64String(output.Out.ToString().Replace("\n", "")); }
             catch (FormatException) { throw Failed(path, "Reading", "what came back was not base64"); }
             if (bytes.Length > MaxReadBytes)
@@ -127,14 +128,14 @@ namespace AgentSandbox.Mcp
             var result = session.Manager.Execute(sandbox, request, output, call.Cancellation);
             if (result.ExitCode != 0)
                 throw new SandboxException(ErrorIds.InvalidPath, SandboxErrorKind.InvalidArgument, $"Listing '{path}' failed: {output.Err.ToString().Trim()}", path);
-            return ToolOutcome.Of(new { Path = path, Listing = output.Out.ToString() });
+            return ToolOutcome.Of(new { Path = path, Listing = output.Out.ToString(), Truncated = output.Truncated ? true : (bool?)null });
         }
 
         private static ToolOutcome CopyOut(SandboxSession session, ToolCall call)
         {
             var a = call.Arguments;
             var sandbox = session.Get(call.Sandbox = a.RequiredString("sandbox"));
-            var destination = session.Policy.AdmitCopyOut(a.RequiredString("hostDestination"));
+            var destination = session.Policy.AdmitCopyOut(a.RequiredString("hostDestination"), session.Manager.SandboxWritableFolders());
             // The copy itself is the host's, which reads anything: only what the agent can read itself goes out.
             RunAsAgent(session, sandbox, CopyOutCheckScript, new[] { a.RequiredString("path") }, null, call, "Copying");
             var result = session.Manager.CopyFromSandbox(sandbox, new SandboxCopyRequest { Source = a.RequiredString("path"), Destination = destination, Force = a.Bool("overwrite") }, null, call.Cancellation);
@@ -147,11 +148,21 @@ namespace AgentSandbox.Mcp
             catch (FormatException) { throw new SandboxException(ToolErrors.InvalidToolArgument, SandboxErrorKind.InvalidArgument, "The argument 'content' is not valid base64.", "content"); }
         }
 
+        /// <summary>A script's output, kept to a bound: a folder of a million names must not fill the server's memory.</summary>
         private sealed class Lines : ICommandOutput
         {
+            // Room for read_file's base64 (1 MiB and a byte, with line breaks); a listing past it is cut.
+            private const int MaxOut = 2 * 1024 * 1024, MaxErr = 16 * 1024;
             public readonly StringBuilder Out = new StringBuilder(), Err = new StringBuilder();
-            public void StandardOutput(string line) { lock (Out) Out.Append(line).Append('\n'); }
-            public void StandardError(string line) { lock (Err) Err.Append(line).Append('\n'); }
+            public bool Truncated { get; private set; }
+            public void StandardOutput(string line) { lock (Out) Append(Out, line, MaxOut); }
+            public void StandardError(string line) { lock (Err) Append(Err, line, MaxErr); }
+
+            private void Append(StringBuilder to, string line, int max)
+            {
+                if (to.Length + line.Length + 1 > max) { Truncated = true; return; }
+                to.Append(line).Append('\n');
+            }
         }
     }
 }

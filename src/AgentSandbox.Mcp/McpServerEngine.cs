@@ -33,36 +33,43 @@ namespace AgentSandbox.Mcp
             // gets its sandboxes removed: the signal ends the session, as the end of the input does.
             using var signals = EndOnSignals(sessionEnd, log);
             log.Note($"serving MCP on standard input/output; policy: {settings.Policy.MaxSandboxes} sandbox(es), isolation {settings.Policy.MinimumIsolation} or more, network {settings.Policy.Network}");
+            var transport = new StreamServerTransport(input, output, "agentsandbox", loggerFactory);
+            McpServer? server = null;
             try
             {
-                var transport = new StreamServerTransport(input, output, "agentsandbox", loggerFactory);
-                await using (transport.ConfigureAwait(false))
-                {
-                    var server = McpServer.Create(transport, Options(settings, session, tools, log), loggerFactory);
-                    await using (server.ConfigureAwait(false))
-                    {
-                        // RunAsync returns once the input ends, but only after the calls under way finish, and it does
-                        // not cancel them: a client that dies mid-command would leave the server running until the
-                        // command ends. Ending the session when the reader completes cancels them.
-                        _ = transport.MessageReader.Completion.ContinueWith(_ => sessionEnd.Cancel(), TaskScheduler.Default);
-                        var run = server.RunAsync(sessionEnd.Token);
-                        try { await run.WaitAsync(sessionEnd.Token).ConfigureAwait(false); }
-                        catch (OperationCanceledException) { }
-                        // A call that ignores its cancellation must not keep the sandboxes alive: they go after a grace period.
-                        try { await run.WaitAsync(Grace).ConfigureAwait(false); }
-                        catch (Exception e) when (e is OperationCanceledException || e is TimeoutException) { }
-                    }
-                }
+                server = McpServer.Create(transport, Options(settings, session, tools, log), loggerFactory);
+                // RunAsync returns once the input ends, but only after the calls under way finish, and it does
+                // not cancel them: a client that dies mid-command would leave the server running until the
+                // command ends. Ending the session when the reader completes cancels them.
+                _ = transport.MessageReader.Completion.ContinueWith(_ => sessionEnd.Cancel(), TaskScheduler.Default);
+                var run = server.RunAsync(sessionEnd.Token);
+                try { await run.WaitAsync(sessionEnd.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) { }
+                // A call that ignores its cancellation must not keep the sandboxes alive: they go after a grace period.
+                try { await run.WaitAsync(Grace).ConfigureAwait(false); }
+                catch (Exception e) when (e is OperationCanceledException || e is TimeoutException) { }
             }
             finally
             {
+                // Sandboxes first, then the transport: after a signal its reader may still be blocked on an input
+                // the client holds open, and disposing it waits for that read, so it gets a bounded wait only.
                 if (settings.KeepSandboxes) log.Note($"session ended; keeping {session.Names.Count} sandbox(es): {string.Join(", ", session.Names)}");
-                else
-                {
-                    foreach (var line in session.RemoveAll()) log.Note(line);
-                    log.Note("session ended");
-                }
+                else foreach (var line in session.RemoveAll()) log.Note(line);
+                await DisposeWithin(server, transport).ConfigureAwait(false);
+                log.Note("session ended");
             }
+        }
+
+        private static async Task DisposeWithin(McpServer? server, StreamServerTransport transport)
+        {
+            var disposing = Task.Run(async () =>
+            {
+                if (server != null) await server.DisposeAsync().ConfigureAwait(false);
+                await transport.DisposeAsync().ConfigureAwait(false);
+            });
+            try { await disposing.WaitAsync(Grace).ConfigureAwait(false); }
+            // The process is ending: a read still blocked dies with it.
+            catch (TimeoutException) { }
         }
 
         private static McpServerOptions Options(McpServerSettings settings, SandboxSession session, Dictionary<string, ToolDefinition> tools, CallLog log) => new McpServerOptions

@@ -241,6 +241,24 @@ namespace AgentSandbox.Core.Tests
             Assert.EndsWith("was streamed but not kept]\n", result.StdOut);
         }
 
+        [Fact]
+        public void HandsOnALineWithoutEndInBoundedPieces()
+        {
+            var pieces = new PieceRecorder();
+            // 3.5 M characters and no newline: streamed as three whole pieces and the rest, never held as one line.
+            var result = ProcessRunner.Stream(new[] { "/bin/sh", "-c", "head -c 3670016 /dev/zero | tr '\\0' a" },
+                null, null, pieces, null, System.Threading.CancellationToken.None, null);
+            Assert.Equal(0, result.ExitCode);
+            Assert.Equal(new[] { LineAssembler.MaxLineCharacters, LineAssembler.MaxLineCharacters, LineAssembler.MaxLineCharacters, 3670016 - 3 * LineAssembler.MaxLineCharacters }, pieces.Lengths);
+        }
+
+        private sealed class PieceRecorder : ICommandOutput
+        {
+            public readonly List<int> Lengths = new List<int>();
+            public void StandardOutput(string line) { lock (Lengths) Lengths.Add(line.Length); }
+            public void StandardError(string line) { }
+        }
+
         private sealed class LineCounter : ICommandOutput
         {
             public int Count;

@@ -172,13 +172,28 @@ namespace AgentSandbox.Core.Tests
             File.CreateSymbolicLink(Path.Combine(target, "escape"), elsewhere);
             var policy = new SandboxPolicy { CopyOutFolders = new List<string> { target } };
 
-            Assert.Equal(Path.Combine(target, "new"), policy.AdmitCopyOut(Path.Combine(target, "new")));
-            Assert.Equal(target, policy.AdmitCopyOut(target + "/"));
-            Refused(ErrorIds.PolicyPathNotAllowed, () => policy.AdmitCopyOut(Path.Combine(target, "escape", "x")));
-            Refused(ErrorIds.PolicyPathNotAllowed, () => policy.AdmitCopyOut(elsewhere));
-            Refused(ErrorIds.PolicyPathNotAllowed, () => policy.AdmitCopyOut("relative/path"));
-            Assert.Contains("Allowed: none", Refused(ErrorIds.PolicyPathNotAllowed, () => new SandboxPolicy().AdmitCopyOut(target)));
+            Assert.Equal(Path.Combine(target, "new"), policy.AdmitCopyOut(Path.Combine(target, "new"), None));
+            Assert.Equal(target, policy.AdmitCopyOut(target + "/", None));
+            Refused(ErrorIds.PolicyPathNotAllowed, () => policy.AdmitCopyOut(Path.Combine(target, "escape", "x"), None));
+            Refused(ErrorIds.PolicyPathNotAllowed, () => policy.AdmitCopyOut(elsewhere, None));
+            Refused(ErrorIds.PolicyPathNotAllowed, () => policy.AdmitCopyOut("relative/path", None));
+            Assert.Contains("Allowed: none", Refused(ErrorIds.PolicyPathNotAllowed, () => new SandboxPolicy().AdmitCopyOut(target, None)));
         }
+
+        [Fact]
+        public void ACopyOutThroughALinkInAFolderASandboxCanWriteIsRefusedEvenWhereItLeadsNow()
+        {
+            // The link leads inside the allowed folder now; the sandbox that can write it could turn it elsewhere.
+            var shared = Directory.CreateDirectory(Path.Combine(_dir, "shared")).FullName;
+            var results = Directory.CreateDirectory(Path.Combine(shared, "results")).FullName;
+            File.CreateSymbolicLink(Path.Combine(shared, "flip"), results);
+            var policy = new SandboxPolicy { CopyOutFolders = new List<string> { shared } };
+            Assert.Equal(results, policy.AdmitCopyOut(Path.Combine(shared, "flip"), None));
+            Assert.Contains("symbolic link", Refused(ErrorIds.PolicyPathNotAllowed, () => policy.AdmitCopyOut(Path.Combine(shared, "flip"), new[] { shared })));
+            Assert.Equal(results, policy.AdmitCopyOut(results, new[] { shared }));
+        }
+
+        private static readonly string[] None = new string[0];
 
         [Theory]
         [InlineData("root")]
@@ -187,6 +202,15 @@ namespace AgentSandbox.Core.Tests
         [InlineData("0:0")]
         [InlineData("root:root")]
         [InlineData("root:1000")]
+        [InlineData("1000:0")]
+        [InlineData("1000:root")]
+        [InlineData("+0:0")]
+        [InlineData(" 0:0")]
+        [InlineData("0 :0")]
+        [InlineData("-0")]
+        [InlineData("4294967296")]
+        [InlineData("ROOT")]
+        [InlineData("a:b:c")]
         public void RootByAnyNameOrUidIsRefusedUnlessAllowed(string user)
         {
             Refused(ErrorIds.PolicyRootNotAllowed, () => new SandboxPolicy().AdmitUser(user));
@@ -197,9 +221,19 @@ namespace AgentSandbox.Core.Tests
         [InlineData(null)]
         [InlineData("agent")]
         [InlineData("1000")]
-        [InlineData("1000:0")]
+        [InlineData("1000:1000")]
+        [InlineData("agent:users")]
         [InlineData("rooty")]
         public void OtherUsersAreNotRoot(string? user) => new SandboxPolicy().AdmitUser(user);
+
+        [Theory]
+        [InlineData("+0", true)]
+        [InlineData(" 0 ", true)]
+        [InlineData("8589934592", true)]
+        [InlineData("root", true)]
+        [InlineData("1000", false)]
+        [InlineData("4294967295", false)]
+        public void TheManagerCountsEveryRuntimesReadingOfRootAsRoot(string user, bool root) => Assert.Equal(root, SandboxManager.AsksForRoot(user));
 
         [Fact]
         public void APolicyThatContradictsItselfIsRefusedBeforeUse()

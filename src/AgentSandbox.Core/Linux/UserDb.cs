@@ -15,7 +15,7 @@ namespace AgentSandbox.Linux
         public static (int Uid, int Gid) Resolve(string root, string user)
         {
             var parts = user.Split(':');
-            if (parts.Length == 2 && int.TryParse(parts[0], out var u2) && int.TryParse(parts[1], out var g2) && u2 >= 0 && g2 >= 0)
+            if (parts.Length == 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var u2) && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var g2))
                 return (u2, g2);
             if (parts.Length == 1 && int.TryParse(user, NumberStyles.None, CultureInfo.InvariantCulture, out var uid))
             {

@@ -18,6 +18,12 @@ namespace AgentSandbox.Processes
         /// <summary>How much of the whole text is kept for results; lines still stream past it.</summary>
         public const int KeptCharacters = 16 * 1024 * 1024;
 
+        /// <summary>
+        /// The longest line handed on whole; a longer one goes on in pieces of this size, so a command that
+        /// never writes a newline cannot grow the reader's memory without bound.
+        /// </summary>
+        public const int MaxLineCharacters = 1024 * 1024;
+
         public LineAssembler(Action<string>? onLine) { _onLine = onLine; }
 
         public string Text => _truncated ? _all + $"\n[output past {KeptCharacters} characters was streamed but not kept]\n" : _all.ToString();
@@ -35,7 +41,11 @@ namespace AgentSandbox.Processes
             for (int i = 0; i < n; i++)
             {
                 if (_chars[i] == '\n') Emit();
-                else _line.Append(_chars[i]);
+                else
+                {
+                    _line.Append(_chars[i]);
+                    if (_line.Length >= MaxLineCharacters) Emit();
+                }
             }
         }
 

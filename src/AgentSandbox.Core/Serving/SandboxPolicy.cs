@@ -89,20 +89,40 @@ namespace AgentSandbox.Serving
             return spec;
         }
 
-        /// <summary>The host path a copy out of a sandbox may write to, resolved; refused unless inside a <see cref="CopyOutFolders"/> folder.</summary>
-        public string AdmitCopyOut(string hostPath)
+        /// <summary>
+        /// The host path a copy out of a sandbox may write to, resolved once and returned as checked; refused
+        /// unless inside a <see cref="CopyOutFolders"/> folder, or when it passes a link in a folder a sandbox
+        /// can write (<paramref name="sandboxWritable"/>), which could lead elsewhere by the time the copy runs.
+        /// </summary>
+        public string AdmitCopyOut(string hostPath, IReadOnlyCollection<string> sandboxWritable)
         {
-            if (!IsUnderAny(hostPath, CopyOutFolders))
+            string? real = null;
+            try { if (!string.IsNullOrEmpty(hostPath) && Path.IsPathRooted(hostPath)) real = RealPath(hostPath, sandboxWritable); }
+            catch (Files.UnsafePathException e)
+            {
+                throw Refused(ErrorIds.PolicyPathNotAllowed, $"The policy does not allow copying to '{hostPath}': {e.Message}.", hostPath);
+            }
+            if (real == null || !CopyOutFolders.Any(f => PathUnder(real, RealPath(f))))
                 throw Refused(ErrorIds.PolicyPathNotAllowed, $"The policy does not allow copying to '{hostPath}'. Allowed: {Describe(CopyOutFolders)}.", hostPath);
-            return RealPath(hostPath);
+            return real;
         }
 
-        /// <summary>Refuses a command as root (by name or uid 0) unless the policy allows it.</summary>
+        /// <summary>
+        /// Refuses a command as root (user or group root or 0, however written) unless the policy allows it; any
+        /// user is then only a plain name or number, so no runtime's reading of it can come out as root.
+        /// </summary>
         public void AdmitUser(string? user)
         {
-            if (!AllowRoot && SandboxManager.AsksForRoot(user))
+            if (AllowRoot || user == null) return;
+            var parts = user.Split(':');
+            if (parts.Length > 2 || parts.Any(p => !PlainId.IsMatch(p)))
+                throw Refused(ErrorIds.PolicyRootNotAllowed, $"The policy does not allow root, so a user must be a plain name or number, with an optional :group ('{user}').", user);
+            if (parts.Any(SandboxManager.IsRootId))
                 throw Refused(ErrorIds.PolicyRootNotAllowed, $"The policy does not allow commands as root ('{user}').", user);
         }
+
+        private static readonly System.Text.RegularExpressions.Regex PlainId =
+            new System.Text.RegularExpressions.Regex("^(?:[a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10})$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
         /// <summary>Whether a backend may be used at all under this policy, and if not, why.</summary>
         public string? Excludes(BackendInfo backend)
@@ -165,8 +185,8 @@ namespace AgentSandbox.Serving
             return folders.Any(f => PathUnder(real, RealPath(f)));
         }
 
-        private static string RealPath(string path) =>
-            Path.DirectorySeparatorChar == '/' ? Files.HostPaths.Resolve(path, new string[0]) : Path.GetFullPath(path);
+        private static string RealPath(string path, IReadOnlyCollection<string>? sandboxWritable = null) =>
+            Path.DirectorySeparatorChar == '/' ? Files.HostPaths.Resolve(path, sandboxWritable ?? new string[0]) : Path.GetFullPath(path);
 
         private static bool PathUnder(string path, string folder) =>
             Path.DirectorySeparatorChar == '/'

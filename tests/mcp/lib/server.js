@@ -61,7 +61,7 @@ export function sandboxesOnHost(prefix) {
 
 /** Removes what a failed test may have left (never anything outside its own prefix). */
 export function removeLeftovers(prefix) {
-  const script = `Import-Module AgentSandbox; Get-AgentSandbox -Name '${prefix}*' -WarningAction SilentlyContinue | Remove-AgentSandbox`;
+  const script = `Import-Module AgentSandbox; Get-AgentSandbox -Name '${prefix}*' -WarningAction SilentlyContinue | Remove-AgentSandbox -Confirm:$false`;
   spawnSync(pwsh, ['-NoProfile', '-NonInteractive', '-Command', script], { env: { ...process.env, ...serverEnvironment() }, encoding: 'utf8' });
 }
 

@@ -59,7 +59,7 @@ for (const backend of backends) {
       assert.match(w.text, /^InvalidPath: Writing '\/etc\/passwd' failed: .*(Permission denied|Read-only file system)/);
       const passwd = await call(server.client, 'read_file', { sandbox, path: '/etc/passwd' });
       assert.match(passwd.value.content, /^root:x:0:0:/);
-      for (const user of ['root', '0', 'root:root', '0:0']) {
+      for (const user of ['root', '0', 'root:root', '0:0', '+0:0', ' 0', '1000:0']) {
         const r = await call(server.client, 'run_command', { sandbox, command: 'id -u', user });
         assert.match(r.text, /^PolicyRootNotAllowed: /, `user ${user}`);
       }
@@ -102,6 +102,17 @@ for (const backend of backends) {
       assert.deepEqual(sandboxesOnHost(prefix).sort(), [`${prefix}fork`, sandbox].sort());
       const removed = await call(server.client, 'remove_sandbox', { sandbox: fork.value.name });
       assert.equal(removed.isError, false, removed.text);
+    });
+
+    it('cuts a listing too long to return, and says so', async () => {
+      const made = await call(server.client, 'run_command', { sandbox, command: 'mkdir many && cd many && seq -w 1 40000 | sed s/^/a-file-with-a-rather-long-name-/ | xargs touch && ls | wc -l', timeoutSeconds: 300 });
+      assert.equal(made.value.stdOut.trim(), '40000', made.text);
+      const ls = await call(server.client, 'list_files', { sandbox, path: 'many' });
+      assert.equal(ls.value.truncated, true);
+      assert.ok(ls.value.listing.length <= 2 * 1024 * 1024 && ls.value.listing.length > 1024 * 1024, `${ls.value.listing.length} characters`);
+      const small = await call(server.client, 'list_files', { sandbox });
+      assert.equal(small.value.truncated, undefined);
+      await call(server.client, 'run_command', { sandbox, command: 'rm -rf many' });
     });
 
     it('logs every call to its file, one line each, which a name an agent gives cannot forge', async () => {

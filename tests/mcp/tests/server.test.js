@@ -158,6 +158,26 @@ for (const backend of backends) {
     });
   });
 
+  describe(`a signal to the server on ${backend}`, () => {
+    const prefix = uniquePrefix();
+    after(() => removeLeftovers(prefix));
+
+    it('ends the session and removes its sandboxes while the client still holds its input open', async () => {
+      const server = await connect(`-Backend ${backend} -NamePrefix ${prefix}`);
+      const pid = server.transport.pid;
+      try {
+        const created = await call(server.client, 'create_sandbox', {});
+        assert.equal(created.isError, false, created.text);
+        assert.deepEqual(sandboxesOnHost(prefix), [created.value.name]);
+        process.kill(pid, 'SIGTERM');
+        await waitFor('the server to exit', () => !alive(pid), 60000);
+        assert.deepEqual(sandboxesOnHost(prefix), []);
+        assert.match(server.log(), /SIGTERM: ending the session/);
+        assert.match(server.log(), new RegExp(`removed ${created.value.name}`));
+      } finally { if (alive(pid)) process.kill(pid, 'SIGKILL'); await server.client.close().catch(() => {}); }
+    });
+  });
+
   describe(`a client killed mid-command on ${backend}`, () => {
     const prefix = uniquePrefix();
     after(() => removeLeftovers(prefix));
