@@ -23,12 +23,12 @@ namespace AgentSandbox.Mcp
                 }).ToList())), readOnly: true);
 
             yield return new ToolDefinition("get_policy",
-                "Shows what the person who started this server allows: backends, minimum isolation, most sandboxes at once, memory/CPU/process ceilings (also the defaults), default and longest time to live, network (None, or Allow with a list of hosts), host folders that may be mounted or copied to, and whether commands may run as root. Requests beyond it are refused with a Policy* error.",
+                "Shows what the person who started this server allows: backends, minimum isolation, most sandboxes at once, memory/CPU/process/disk ceilings (also the defaults; disk only on backends whose limits include Disk), default and longest time to live, network (None, or Allow with a list of hosts), host folders that may be mounted or copied to, and whether commands may run as root. Requests beyond it are refused with a Policy* error.",
                 "{\"type\":\"object\",\"properties\":{}}",
                 call => Task.FromResult(ToolOutcome.Of(Describe(session))), readOnly: true);
 
             yield return new ToolDefinition("create_sandbox",
-                "Creates an isolated sandbox (a fresh Linux root with /workspace as working directory) and returns its details, including the name to pass to the other tools. Anything left out takes the policy's value: its ceilings for memory, CPUs and processes, its default time to live, no network. Asking for more than the policy allows is refused (Policy* errors); the sandbox is removed when the server ends.",
+                "Creates an isolated sandbox (a fresh Linux root with /workspace as working directory) and returns its details, including the name to pass to the other tools. Anything left out takes the policy's value: its ceilings for memory, CPUs, processes and (on backends that limit it) disk, its default time to live, no network. Asking for more than the policy allows is refused (Policy* errors); the sandbox is removed when the server ends.",
                 "{\"type\":\"object\",\"properties\":{" +
                 "\"name\":{\"type\":\"string\",\"description\":\"A name for the sandbox (letters, digits, '-'); the server's prefix is added. Default: a random one.\"}," +
                 "\"backend\":{\"type\":\"string\",\"description\":\"A backend from list_backends, or Auto (default): the lightest allowed one that gives the isolation.\"}," +
@@ -36,6 +36,7 @@ namespace AgentSandbox.Mcp
                 "\"memoryMB\":{\"type\":\"integer\",\"minimum\":8,\"description\":\"Memory limit in MiB (swap included).\"}," +
                 "\"cpuCount\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"description\":\"CPU limit, in CPUs (0.5 is half of one).\"}," +
                 "\"processLimit\":{\"type\":\"integer\",\"minimum\":8,\"description\":\"Most processes at once.\"}," +
+                "\"diskMB\":{\"type\":\"integer\",\"minimum\":16,\"description\":\"Host disk its files may take, in MiB (backends with the Disk limit; default: the policy's ceiling there).\"}," +
                 "\"timeToLiveMinutes\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"Minutes until the sandbox expires and is removed.\"}," +
                 "\"network\":{\"type\":\"string\",\"enum\":[\"None\",\"Allow\"],\"description\":\"None (default): loopback only. Allow: HTTP/HTTPS to allowHosts only, through a proxy (if the policy allows it).\"}," +
                 "\"allowHosts\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"With network Allow: hosts from the policy's list (default: all of it).\"}," +
@@ -79,6 +80,7 @@ namespace AgentSandbox.Mcp
                 MemoryBytes = a.Integer("memoryMB", 1, 1L << 30) * 1024 * 1024,
                 CpuCount = a.Number("cpuCount"),
                 ProcessLimit = (int?)a.Integer("processLimit", 1, int.MaxValue),
+                DiskSizeBytes = a.Integer("diskMB", 1, 1L << 30) * 1024 * 1024,
                 TimeToLive = a.Integer("timeToLiveMinutes", 1, 60L * 24 * 366) is long m ? TimeSpan.FromMinutes(m) : (TimeSpan?)null,
                 Network = a.Enum<SandboxNetwork>("network") ?? SandboxNetwork.None,
                 AllowHosts = a.StringList("allowHosts"),
@@ -108,7 +110,7 @@ namespace AgentSandbox.Mcp
             return new
             {
                 Backends = p.Backends.Count == 0 ? new List<string> { "any that gives the minimum isolation" } : p.Backends.ToList(),
-                MinimumIsolation = p.MinimumIsolation, p.MaxSandboxes, MaxMemoryMB = p.MaxMemoryBytes / (1024 * 1024), p.MaxCpuCount, p.MaxProcessLimit,
+                MinimumIsolation = p.MinimumIsolation, p.MaxSandboxes, MaxMemoryMB = p.MaxMemoryBytes / (1024 * 1024), p.MaxCpuCount, p.MaxProcessLimit, MaxDiskMB = p.MaxDiskBytes / (1024 * 1024),
                 DefaultTimeToLiveMinutes = (long)p.DefaultTimeToLive.TotalMinutes, MaxTimeToLiveMinutes = (long)p.MaxTimeToLive.TotalMinutes,
                 p.Network, p.AllowHosts, p.MountFolders, p.WritableMountFolders, p.CopyOutFolders, p.AllowRoot, p.NamePrefix,
                 SandboxesRemovedAtExit = !session.Settings.KeepSandboxes,

@@ -17,7 +17,7 @@ namespace AgentSandbox.Core.Tests
         private static readonly IReadOnlyList<BackendInfo> Backends = new[]
         {
             new BackendInfo { Name = "Chroot", Available = true, Weight = 10, Boundaries = new[] { SandboxBoundary.Filesystem } },
-            new BackendInfo { Name = "Nspawn", Available = true, Weight = 20, Boundaries = ProcessClaims },
+            new BackendInfo { Name = "Nspawn", Available = true, Weight = 20, Boundaries = ProcessClaims, Limits = new[] { SandboxLimit.Memory, SandboxLimit.Disk } },
             new BackendInfo { Name = "Docker", Available = true, Weight = 30, Boundaries = ProcessClaims },
             new BackendInfo { Name = "Qemu", Available = false, Weight = 60, Boundaries = ProcessClaims.Append(SandboxBoundary.Kernel).ToArray() },
         };
@@ -51,7 +51,20 @@ namespace AgentSandbox.Core.Tests
             Assert.Equal(TimeSpan.FromMinutes(20), spec.TimeToLive);
             Assert.Equal(IsolationLevel.Process, spec.Isolation);
             Assert.Equal(SandboxNetwork.None, spec.Network);
-            Assert.Equal(SandboxManager.AutoBackend, spec.Backend);
+            // Auto is chosen here, as the manager would: the lightest available backend that gives the isolation.
+            Assert.Equal("Nspawn", spec.Backend);
+            Assert.Equal(4L << 30, spec.DiskSizeBytes);
+        }
+
+        [Fact]
+        public void DiskIsLimitedByDefaultOnlyWhereTheBackendLimitsIt()
+        {
+            var policy = new SandboxPolicy { MaxDiskBytes = 1L << 30 };
+            Assert.Equal(1L << 30, policy.Admit(Ask(s => s.Backend = "Nspawn"), 0, Backends).DiskSizeBytes);
+            Assert.Null(policy.Admit(Ask(s => s.Backend = "Docker"), 0, Backends).DiskSizeBytes);
+            // Asked for where it cannot be limited, it is passed on for the manager to refuse (DiskLimitUnsupported).
+            Assert.Equal(64L << 20, policy.Admit(Ask(s => { s.Backend = "Docker"; s.DiskSizeBytes = 64L << 20; }), 0, Backends).DiskSizeBytes);
+            Refused(ErrorIds.PolicyLimitExceeded, () => policy.Admit(Ask(s => { s.Backend = "Docker"; s.DiskSizeBytes = (1L << 30) + 1; }), 0, Backends));
         }
 
         [Fact]
@@ -72,6 +85,7 @@ namespace AgentSandbox.Core.Tests
             Assert.Contains("at most 536870912 bytes of memory", Refused(ErrorIds.PolicyLimitExceeded, () => policy.Admit(Ask(s => s.MemoryBytes = (512L << 20) + 1), 0, Backends)));
             Refused(ErrorIds.PolicyLimitExceeded, () => policy.Admit(Ask(s => s.CpuCount = 1.01), 0, Backends));
             Refused(ErrorIds.PolicyLimitExceeded, () => policy.Admit(Ask(s => s.ProcessLimit = 65), 0, Backends));
+            Refused(ErrorIds.PolicyLimitExceeded, () => policy.Admit(Ask(s => s.DiskSizeBytes = (4L << 30) + 1), 0, Backends));
             Refused(ErrorIds.PolicyTimeToLiveExceeded, () => policy.Admit(Ask(s => s.TimeToLive = TimeSpan.FromMinutes(61)), 0, Backends));
         }
 
@@ -88,7 +102,10 @@ namespace AgentSandbox.Core.Tests
         {
             var policy = new SandboxPolicy { MinimumIsolation = IsolationLevel.Process };
             Assert.Equal(IsolationLevel.Process, policy.Admit(Ask(s => s.Isolation = IsolationLevel.Filesystem), 0, Backends).Isolation);
-            Assert.Equal(IsolationLevel.Kernel, policy.Admit(Ask(s => s.Isolation = IsolationLevel.Kernel), 0, Backends).Isolation);
+            Assert.Contains("No backend available here gives Kernel isolation", Refused(ErrorIds.IsolationUnavailable, () => policy.Admit(Ask(s => s.Isolation = IsolationLevel.Kernel), 0, Backends)));
+            var withQemu = Backends.Select(b => b.Name == "Qemu" ? new BackendInfo { Name = "Qemu", Available = true, Weight = 60, Boundaries = b.Boundaries } : b).ToList();
+            var kernel = policy.Admit(Ask(s => s.Isolation = IsolationLevel.Kernel), 0, withQemu);
+            Assert.Equal((IsolationLevel.Kernel, "Qemu"), (kernel.Isolation!.Value, kernel.Backend));
         }
 
         [Fact]

@@ -22,6 +22,11 @@ namespace AgentSandbox.Serving
         public long MaxMemoryBytes { get; set; } = 1024L * 1024 * 1024;
         public double MaxCpuCount { get; set; } = 2;
         public int MaxProcessLimit { get; set; } = 256;
+        /// <summary>
+        /// The host disk a sandbox's files may take, and the default, on backends that limit it (their Limits
+        /// hold Disk); elsewhere a sandbox that asks for none has none, as list_backends says.
+        /// </summary>
+        public long MaxDiskBytes { get; set; } = 4L * 1024 * 1024 * 1024;
         public TimeSpan DefaultTimeToLive { get; set; } = TimeSpan.FromHours(1);
         public TimeSpan MaxTimeToLive { get; set; } = TimeSpan.FromHours(8);
         /// <summary>None, or Allow with <see cref="AllowHosts"/>; the host's network is never offered.</summary>
@@ -49,7 +54,7 @@ namespace AgentSandbox.Serving
                 throw Invalid("-Network Allow needs the hosts an agent may ask for (-AllowHost).", "Allow");
             SandboxManager.ValidateName(NamePrefix + "x");
             // The sandbox's own limits are checked as a spec would be: a ceiling must be one a sandbox can have.
-            SandboxManager.Validate(new SandboxSpec { Name = NamePrefix + "x", MemoryBytes = MaxMemoryBytes, CpuCount = MaxCpuCount, ProcessLimit = MaxProcessLimit, TimeToLive = MaxTimeToLive });
+            SandboxManager.Validate(new SandboxSpec { Name = NamePrefix + "x", MemoryBytes = MaxMemoryBytes, CpuCount = MaxCpuCount, ProcessLimit = MaxProcessLimit, DiskSizeBytes = MaxDiskBytes, TimeToLive = MaxTimeToLive });
         }
 
         /// <summary>
@@ -86,6 +91,10 @@ namespace AgentSandbox.Serving
                         $"The policy does not allow mounting '{mount.Source}'{(mount.ReadWrite ? " writable" : "")}. Allowed: {Describe(allowed)}.", mount.Source);
             }
             spec.Backend = ChooseBackend(spec, backends);
+            var chosen = backends.FirstOrDefault(b => string.Equals(b.Name, spec.Backend, StringComparison.OrdinalIgnoreCase));
+            // Asked for on a backend that cannot limit disk, the manager refuses it (DiskLimitUnsupported), as anywhere.
+            if (spec.DiskSizeBytes != null || chosen?.Limits.Contains(SandboxLimit.Disk) == true)
+                spec.DiskSizeBytes = Ceiling(spec.DiskSizeBytes, MaxDiskBytes, "disk", "bytes");
             return spec;
         }
 
@@ -165,11 +174,14 @@ namespace AgentSandbox.Serving
                 // An unknown name is the manager's to refuse (BackendNotFound), as it is everywhere else.
                 return spec.Backend;
             }
-            if (Backends.Count == 0) return SandboxManager.AutoBackend;
+            // Auto as the manager reads it (the lightest available backend that gives the level), chosen here so
+            // that what the policy fills in can depend on the backend, and among the policy's backends only.
             var level = spec.Isolation ?? MinimumIsolation;
             var fit = backends.Where(b => b.Available && Excludes(b) == null && IsolationLevels.Meets(b.Boundaries, level)).OrderBy(b => b.Weight).FirstOrDefault();
             return fit?.Name ?? throw new SandboxException(ErrorIds.IsolationUnavailable, SandboxErrorKind.NotAvailable,
-                $"None of the policy's backends ({string.Join(", ", Backends)}) is available here with {level} isolation.", string.Join(",", Backends));
+                Backends.Count == 0
+                    ? $"No backend available here gives {level} isolation; list_backends shows what each gives."
+                    : $"None of the policy's backends ({string.Join(", ", Backends)}) is available here with {level} isolation.", string.Join(",", Backends));
         }
 
         private static long Ceiling(long? asked, long ceiling, string what, string unit) =>

@@ -44,6 +44,10 @@ namespace AgentSandbox.PowerShell.Commands
         public int MaxProcessLimit { get; set; } = 256;
 
         [Parameter]
+        [ValidateRange(16L * 1024 * 1024, long.MaxValue)]
+        public long MaxDiskSize { get; set; } = 4L * 1024 * 1024 * 1024;
+
+        [Parameter]
         public TimeSpan DefaultTimeToLive { get; set; } = TimeSpan.FromHours(1);
 
         [Parameter]
@@ -131,6 +135,7 @@ namespace AgentSandbox.PowerShell.Commands
             MaxMemoryBytes = MaxMemory,
             MaxCpuCount = MaxCpuCount,
             MaxProcessLimit = MaxProcessLimit,
+            MaxDiskBytes = MaxDiskSize,
             DefaultTimeToLive = DefaultTimeToLive,
             MaxTimeToLive = MaxTimeToLive,
             Network = Network,

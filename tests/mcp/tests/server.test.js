@@ -17,7 +17,7 @@ for (const backend of backends) {
   describe(`an MCP session on ${backend}`, { concurrency: false }, () => {
     const prefix = uniquePrefix();
     let server, sandbox;
-    before(async () => { server = await connect(`-Backend ${backend} -NamePrefix ${prefix} -MaxSandboxes 1 -MaxMemory 512MB -DefaultTimeToLive 00:20:00`); });
+    before(async () => { server = await connect(`-Backend ${backend} -NamePrefix ${prefix} -MaxSandboxes 1 -MaxMemory 512MB -MaxDiskSize 256MB -DefaultTimeToLive 00:20:00`); });
     after(async () => { await server?.client.close().catch(() => {}); removeLeftovers(prefix); });
 
     it('initializes and lists every tool with a description and an input schema', async () => {
@@ -41,6 +41,9 @@ for (const backend of backends) {
       assert.equal(sandbox, `${prefix}main`);
       assert.equal(created.value.backend, backend);
       assert.equal(created.value.memoryBytes, 512 * 1024 * 1024);
+      // The disk ceiling applies where the backend limits disk (Docker does only on some data roots).
+      const info = (await call(server.client, 'list_backends')).value.find(b => b.name === backend);
+      assert.equal(created.value.diskSizeBytes, info.limits.includes('Disk') ? 256 * 1024 * 1024 : undefined);
       assert.equal(created.value.network, 'None');
       assert.ok(Date.parse(created.value.expiresAt) - Date.now() <= 20 * 60 * 1000);
       assert.deepEqual(sandboxesOnHost(prefix), [sandbox]);
@@ -114,6 +117,7 @@ for (const backend of backends) {
         };
         await refused({ memoryMB: 4096 }, 'PolicyLimitExceeded');
         await refused({ cpuCount: 16 }, 'PolicyLimitExceeded');
+        await refused({ diskMB: 100000 }, 'PolicyLimitExceeded');
         await refused({ timeToLiveMinutes: 100000 }, 'PolicyTimeToLiveExceeded');
         await refused({ network: 'Allow', allowHosts: ['example.com'] }, 'PolicyNetworkNotAllowed');
         await refused({ mounts: [{ hostPath: '/etc', sandboxPath: '/mnt/etc' }] }, 'PolicyPathNotAllowed');
