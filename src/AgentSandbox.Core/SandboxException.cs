@@ -84,6 +84,8 @@ namespace AgentSandbox
         public const string PolicyNetworkNotAllowed = "PolicyNetworkNotAllowed";
         public const string PolicyPathNotAllowed = "PolicyPathNotAllowed";
         public const string PolicyRootNotAllowed = "PolicyRootNotAllowed";
+        public const string PolicyUserNotAllowed = "PolicyUserNotAllowed";
+        public const string CopyLimitExceeded = "CopyLimitExceeded";
         public const string PolicyTooManySandboxes = "PolicyTooManySandboxes";
         public const string PolicyTimeToLiveExceeded = "PolicyTimeToLiveExceeded";
         public const string InvalidPolicy = "InvalidPolicy";

@@ -46,7 +46,7 @@ namespace AgentSandbox.Mcp
 
         // One line per call, shown as written: what an agent chose (a sandbox name, a path in an error) can
         // neither start a forged line nor send a terminal its control sequences.
-        private static string Inert(string text)
+        public static string Inert(string text)
         {
             var inert = new StringBuilder(text.Length);
             foreach (var c in text) inert.Append(char.IsControl(c) || c == '\u2028' || c == '\u2029' ? '?' : c);

@@ -18,13 +18,13 @@ namespace AgentSandbox.Mcp
         public static ToolDefinition For(SandboxSession session) => new ToolDefinition("run_command",
             "Runs a shell command (/bin/sh -c) in a sandbox and returns its exit code, standard output and standard error (the last 64 KiB of each). It starts in the sandbox's working directory (/workspace) as its unprivileged user. A command still running after timeoutSeconds is killed and reported with timedOut true. Progress notifications carry the latest output line while it runs.",
             "{\"type\":\"object\",\"properties\":{" +
-            "\"sandbox\":{\"type\":\"string\",\"description\":\"The sandbox's name, as create_sandbox returned it.\"}," +
+            ToolDefinition.SandboxArgument + "," +
             "\"command\":{\"type\":\"string\",\"description\":\"The command line, run by /bin/sh -c.\"}," +
             $"\"timeoutSeconds\":{{\"type\":\"integer\",\"minimum\":1,\"maximum\":{MaxTimeoutSeconds},\"description\":\"Seconds before the command is killed (default {DefaultTimeoutSeconds}).\"}}," +
             "\"workingDirectory\":{\"type\":\"string\",\"description\":\"Where it starts, inside the sandbox (default: the sandbox's working directory).\"}," +
             "\"standardInput\":{\"type\":\"string\",\"description\":\"Text given to the command on its standard input.\"}," +
             "\"environment\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"}," +
-            "\"user\":{\"type\":\"string\",\"description\":\"Another user inside the sandbox (root only if the policy allows it).\"}}," +
+            "\"user\":{\"type\":\"string\",\"description\":\"Another user inside the sandbox: only if the policy allows root (get_policy: allowRoot); otherwise commands run as the sandbox's own user.\"}}," +
             "\"required\":[\"sandbox\",\"command\"]}",
             call => Run(session, call));
 
@@ -33,7 +33,7 @@ namespace AgentSandbox.Mcp
             var a = call.Arguments;
             var sandbox = session.Get(call.Sandbox = a.RequiredString("sandbox"));
             var user = a.String("user");
-            session.Policy.AdmitUser(user);
+            session.Policy.AdmitUser(user, sandbox.DefaultUser);
             var request = new CommandRequest
             {
                 Command = a.RequiredString("command"),

@@ -15,34 +15,36 @@ namespace AgentSandbox.Mcp
     {
         public const int MaxReadBytes = 1024 * 1024;
         public const int MaxWriteBytes = 16 * 1024 * 1024;
-        // Every folder and file of the tree must be readable (and folders enterable) by the sandbox's user.
+        // The path comes normalised (no '..', absolute), as the host's copy reads it: none of its parts may be a
+        // link, which the kernel would follow here and the copy would not. Then every folder and file of the
+        // tree must be readable (and folders enterable) by the sandbox's user.
         private const string CopyOutCheckScript =
+            "set -f; p=; IFS=/; for c in $1; do [ -n \"$c\" ] || continue; p=\"$p/$c\"; if [ -L \"$p\" ]; then echo \"$p is a symbolic link\" >&2; exit 1; fi; done; unset IFS\n" +
             "[ -e \"$1\" ] || exit 5\n" +
             "find \"$1\" -exec sh -c 'for f; do if [ -d \"$f\" ] && { [ ! -r \"$f\" ] || [ ! -x \"$f\" ]; }; then echo \"$f: the sandbox user cannot read this folder\" >&2; exit 1; fi; " +
             "if [ -f \"$f\" ] && [ ! -r \"$f\" ]; then echo \"$f: the sandbox user cannot read this file\" >&2; exit 1; fi; done' sh {} +";
-        private const string SandboxArgument = "\"sandbox\":{\"type\":\"string\",\"description\":\"The sandbox's name, as create_sandbox returned it.\"}";
 
         public static IEnumerable<ToolDefinition> For(SandboxSession session)
         {
             yield return new ToolDefinition("read_file",
                 "Reads a file in a sandbox (at most 1 MiB). Text that is valid UTF-8 comes back as text, anything else base64-encoded (encoding says which). Relative paths are from the sandbox's working directory.",
-                "{\"type\":\"object\",\"properties\":{" + SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"The file's path inside the sandbox.\"}},\"required\":[\"sandbox\",\"path\"]}",
+                "{\"type\":\"object\",\"properties\":{" + ToolDefinition.SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"The file's path inside the sandbox.\"}},\"required\":[\"sandbox\",\"path\"]}",
                 call => Task.Run(() => Read(session, call)), readOnly: true);
 
             yield return new ToolDefinition("write_file",
                 "Writes a file in a sandbox, replacing it if it exists; its folder must exist. Content is UTF-8 text, or base64 with encoding \"base64\". Relative paths are from the sandbox's working directory.",
-                "{\"type\":\"object\",\"properties\":{" + SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"The file's path inside the sandbox.\"}," +
+                "{\"type\":\"object\",\"properties\":{" + ToolDefinition.SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"The file's path inside the sandbox.\"}," +
                 "\"content\":{\"type\":\"string\"},\"encoding\":{\"type\":\"string\",\"enum\":[\"utf8\",\"base64\"],\"description\":\"How content is written (default utf8).\"}},\"required\":[\"sandbox\",\"path\",\"content\"]}",
                 call => Task.Run(() => Write(session, call)));
 
             yield return new ToolDefinition("list_files",
                 "Lists a folder in a sandbox (ls -la: type, mode, owner, size, time, name), at most 2 MiB of it (truncated says when more was cut). Relative paths are from the sandbox's working directory.",
-                "{\"type\":\"object\",\"properties\":{" + SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"The folder inside the sandbox (default: the working directory).\"}},\"required\":[\"sandbox\"]}",
+                "{\"type\":\"object\",\"properties\":{" + ToolDefinition.SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"The folder inside the sandbox (default: the working directory).\"}},\"required\":[\"sandbox\"]}",
                 call => Task.Run(() => List(session, call)), readOnly: true);
 
             yield return new ToolDefinition("copy_out",
-                "Copies a file or folder tree out of a sandbox into a host folder the policy allows (get_policy: copyOutFolders). An existing folder receives the copy inside it; existing files are replaced only with overwrite.",
-                "{\"type\":\"object\",\"properties\":{" + SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"What to copy, inside the sandbox.\"}," +
+                "Copies a file or folder tree out of a sandbox into a host folder the policy allows (get_policy: copyOutFolders). An existing folder receives the copy inside it; existing files are replaced only with overwrite. Only a tree the sandbox's user can read entirely, reached without symbolic links, of at most the policy's maxDiskMB.",
+                "{\"type\":\"object\",\"properties\":{" + ToolDefinition.SandboxArgument + ",\"path\":{\"type\":\"string\",\"description\":\"What to copy, inside the sandbox.\"}," +
                 "\"hostDestination\":{\"type\":\"string\",\"description\":\"An absolute host path inside an allowed folder.\"},\"overwrite\":{\"type\":\"boolean\"}},\"required\":[\"sandbox\",\"path\",\"hostDestination\"]}",
                 call => Task.Run(() => CopyOut(session, call)));
         }
@@ -137,8 +139,11 @@ namespace AgentSandbox.Mcp
             var sandbox = session.Get(call.Sandbox = a.RequiredString("sandbox"));
             var destination = session.Policy.AdmitCopyOut(a.RequiredString("hostDestination"), session.Manager.SandboxWritableFolders());
             // The copy itself is the host's, which reads anything: only what the agent can read itself goes out.
-            RunAsAgent(session, sandbox, CopyOutCheckScript, new[] { a.RequiredString("path") }, null, call, "Copying");
-            var result = session.Manager.CopyFromSandbox(sandbox, new SandboxCopyRequest { Source = a.RequiredString("path"), Destination = destination, Force = a.Bool("overwrite") }, null, call.Cancellation);
+            var source = Files.SandboxPath.Join(Files.SandboxPath.Split(a.RequiredString("path"), sandbox.WorkingDirectory));
+            RunAsAgent(session, sandbox, CopyOutCheckScript, new[] { source }, null, call, "Copying");
+            // No more than the sandbox's disk could hold: sparse files and hard links are written out in full.
+            var request = new SandboxCopyRequest { Source = source, Destination = destination, Force = a.Bool("overwrite"), MaxBytes = session.Policy.MaxDiskBytes };
+            var result = session.Manager.CopyFromSandbox(sandbox, request, null, call.Cancellation);
             return ToolOutcome.Of(new { result.Source, result.Destination, result.Files, result.Bytes }, $"copied {result.Files} files");
         }
 

@@ -28,6 +28,10 @@ namespace AgentSandbox.Mcp
         }
 
         public McpServerSettings Settings { get; }
+        /// <summary>Held while test_isolation runs: its companion sandboxes are not counted against the policy, so one run at a time.</summary>
+        public SemaphoreSlim IsolationTests { get; } = new SemaphoreSlim(1, 1);
+        /// <summary>Held while a checkpoint is counted against the policy and made.</summary>
+        public object Checkpoints { get; } = new object();
         public SandboxManager Manager => Settings.Manager;
         public SandboxPolicy Policy => Settings.Policy;
 

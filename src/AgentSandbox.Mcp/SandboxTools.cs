@@ -9,7 +9,6 @@ namespace AgentSandbox.Mcp
     /// <summary>The tools that make, describe and remove sandboxes.</summary>
     internal static class SandboxTools
     {
-        private const string SandboxArgument = "\"sandbox\":{\"type\":\"string\",\"description\":\"The sandbox's name, as create_sandbox returned it.\"}";
 
         public static IEnumerable<ToolDefinition> For(SandboxSession session)
         {
@@ -23,7 +22,7 @@ namespace AgentSandbox.Mcp
                 }).ToList())), readOnly: true);
 
             yield return new ToolDefinition("get_policy",
-                "Shows what the person who started this server allows: backends, minimum isolation, most sandboxes at once, memory/CPU/process/disk ceilings (also the defaults; disk only on backends whose limits include Disk), default and longest time to live, network (None, or Allow with a list of hosts), host folders that may be mounted or copied to, and whether commands may run as root. Requests beyond it are refused with a Policy* error.",
+                "Shows what the person who started this server allows: backends, minimum isolation, most sandboxes at once, memory/CPU/process/disk ceilings (also the defaults; disk only on backends whose limits include Disk), default and longest time to live, network (None, or Allow with a list of hosts), host folders that may be mounted or copied to, checkpoints per sandbox, and whether commands may run as root or another user. Requests beyond it are refused with a Policy* error.",
                 "{\"type\":\"object\",\"properties\":{}}",
                 call => Task.FromResult(ToolOutcome.Of(Describe(session))), readOnly: true);
 
@@ -51,7 +50,7 @@ namespace AgentSandbox.Mcp
 
             yield return new ToolDefinition("get_sandbox",
                 "Shows a sandbox's details: backend, state, limits, network, mounts, working directory, default user, when it expires, and what its backend isolates. The same is readable as the resource sandbox://<name>.",
-                "{\"type\":\"object\",\"properties\":{" + SandboxArgument + "},\"required\":[\"sandbox\"]}",
+                "{\"type\":\"object\",\"properties\":{" + ToolDefinition.SandboxArgument + "},\"required\":[\"sandbox\"]}",
                 call => Task.Run(() =>
                 {
                     var sandbox = session.Get(call.Sandbox = call.Arguments.RequiredString("sandbox"));
@@ -60,7 +59,7 @@ namespace AgentSandbox.Mcp
 
             yield return new ToolDefinition("remove_sandbox",
                 "Removes a sandbox and everything in it (its processes, files and checkpoints). It cannot be undone.",
-                "{\"type\":\"object\",\"properties\":{" + SandboxArgument + "},\"required\":[\"sandbox\"]}",
+                "{\"type\":\"object\",\"properties\":{" + ToolDefinition.SandboxArgument + "},\"required\":[\"sandbox\"]}",
                 call => Task.Run(() =>
                 {
                     session.Remove(call.Sandbox = call.Arguments.RequiredString("sandbox"));
@@ -110,7 +109,7 @@ namespace AgentSandbox.Mcp
             return new
             {
                 Backends = p.Backends.Count == 0 ? new List<string> { "any that gives the minimum isolation" } : p.Backends.ToList(),
-                MinimumIsolation = p.MinimumIsolation, p.MaxSandboxes, MaxMemoryMB = p.MaxMemoryBytes / (1024 * 1024), p.MaxCpuCount, p.MaxProcessLimit, MaxDiskMB = p.MaxDiskBytes / (1024 * 1024),
+                MinimumIsolation = p.MinimumIsolation, p.MaxSandboxes, MaxMemoryMB = p.MaxMemoryBytes / (1024 * 1024), p.MaxCpuCount, p.MaxProcessLimit, MaxDiskMB = p.MaxDiskBytes / (1024 * 1024), p.MaxCheckpoints,
                 DefaultTimeToLiveMinutes = (long)p.DefaultTimeToLive.TotalMinutes, MaxTimeToLiveMinutes = (long)p.MaxTimeToLive.TotalMinutes,
                 p.Network, p.AllowHosts, p.MountFolders, p.WritableMountFolders, p.CopyOutFolders, p.AllowRoot, p.NamePrefix,
                 SandboxesRemovedAtExit = !session.Settings.KeepSandboxes,

@@ -42,7 +42,8 @@ namespace AgentSandbox.Mcp
                 if (!IsEnabled(logLevel)) return;
                 try
                 {
-                    _factory._writer.WriteLine($"agentsandbox-mcp [{logLevel}] {_category}: {formatter(state, exception)}{(exception != null ? " (" + exception.GetType().Name + ": " + exception.Message + ")" : "")}");
+                    // The SDK's messages quote what a client sent (a tool's name, a URI): shown inert, as the call log is.
+                    _factory._writer.WriteLine(CallLog.Inert($"agentsandbox-mcp [{logLevel}] {_category}: {formatter(state, exception)}{(exception != null ? " (" + exception.GetType().Name + ": " + exception.Message + ")" : "")}"));
                     _factory._writer.Flush();
                 }
                 catch (IOException) { }

@@ -8,6 +8,9 @@ namespace AgentSandbox.Mcp
     /// <summary>One MCP tool: what an agent reads (name, description, input schema) and what runs.</summary>
     internal sealed class ToolDefinition
     {
+        /// <summary>The schema of the argument most tools take, the sandbox's name.</summary>
+        public const string SandboxArgument = "\"sandbox\":{\"type\":\"string\",\"description\":\"The sandbox's name, as create_sandbox returned it.\"}";
+
         public ToolDefinition(string name, string description, string inputSchema, Func<ToolCall, Task<ToolOutcome>> run, bool readOnly = false, bool destructive = false)
         {
             Name = name;

@@ -226,22 +226,39 @@ namespace AgentSandbox.Core.Tests
         [InlineData("0 :0")]
         [InlineData("-0")]
         [InlineData("4294967296")]
+        public void RootByAnyNameOrIdIsRefusedUnlessAllowed(string user)
+        {
+            Refused(ErrorIds.PolicyRootNotAllowed, () => new SandboxPolicy().AdmitUser(user, "agent"));
+            new SandboxPolicy { AllowRoot = true }.AdmitUser(user, "agent");
+        }
+
+        [Theory]
+        [InlineData("1000")]
+        [InlineData("1000:1000")]
+        [InlineData("agent:users")]
+        [InlineData("nobody")]
         [InlineData("ROOT")]
         [InlineData("a:b:c")]
-        public void RootByAnyNameOrUidIsRefusedUnlessAllowed(string user)
+        public void AnyOtherUserThanTheSandboxsOwnNeedsRootAllowedToo(string user)
         {
-            Refused(ErrorIds.PolicyRootNotAllowed, () => new SandboxPolicy().AdmitUser(user));
-            new SandboxPolicy { AllowRoot = true }.AdmitUser(user);
+            // A name is what the sandbox's files say, which a mount can change; a number may be a host uid.
+            Assert.Contains("'agent'", Refused(ErrorIds.PolicyUserNotAllowed, () => new SandboxPolicy().AdmitUser(user, "agent")));
+            new SandboxPolicy { AllowRoot = true }.AdmitUser(user, "agent");
         }
 
         [Theory]
         [InlineData(null)]
         [InlineData("agent")]
-        [InlineData("1000")]
-        [InlineData("1000:1000")]
-        [InlineData("agent:users")]
-        [InlineData("rooty")]
-        public void OtherUsersAreNotRoot(string? user) => new SandboxPolicy().AdmitUser(user);
+        public void TheSandboxsOwnUserIsAlwaysAdmitted(string? user) => new SandboxPolicy().AdmitUser(user, "agent");
+
+        [Fact]
+        public void CheckpointsAreCountedPerSandbox()
+        {
+            var policy = new SandboxPolicy { MaxCheckpoints = 2 };
+            policy.AdmitCheckpoint("mcp-a", 1);
+            Assert.Contains("2 checkpoint(s) per sandbox", Refused(ErrorIds.PolicyLimitExceeded, () => policy.AdmitCheckpoint("mcp-a", 2)));
+            Refused(ErrorIds.InvalidPolicy, () => new SandboxPolicy { MaxCheckpoints = -1 }.Validate());
+        }
 
         [Theory]
         [InlineData("+0", true)]

@@ -30,7 +30,7 @@ namespace AgentSandbox.Backends
                     var (dstDir, dstName, into) = OpenTarget(root, parts, srcName, handles);
                     var display = into ? (SandboxPath.Join(parts) + "/" + dstName).Replace("//", "/") : SandboxPath.Join(parts);
                     using var sink = new DirTreeSink(dstDir, dstName, uid, gid, request.Force);
-                    return CopyRunner.Run(s, "ToSandbox", srcDisplay, display, new DirTreeSource(srcDir, srcName), sink, request.Force, progress, cancellation);
+                    return CopyRunner.Run(s, "ToSandbox", srcDisplay, display, new DirTreeSource(srcDir, srcName), sink, request.Force, progress, cancellation, maxBytes: request.MaxBytes);
                 }
                 finally { foreach (var h in handles) h.Dispose(); }
             });
@@ -63,7 +63,7 @@ namespace AgentSandbox.Backends
                     var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, name, request.SandboxWritable);
                     handles.Add(hostDir);
                     using var sink = new DirTreeSink(hostDir, hostName, null, null, request.Force);
-                    return CopyRunner.Run(s, "FromSandbox", display, hostDisplay, new DirTreeSource(dir, name), sink, request.Force, progress, cancellation);
+                    return CopyRunner.Run(s, "FromSandbox", display, hostDisplay, new DirTreeSource(dir, name), sink, request.Force, progress, cancellation, maxBytes: request.MaxBytes);
                 }
                 finally { foreach (var h in handles) h.Dispose(); }
             });

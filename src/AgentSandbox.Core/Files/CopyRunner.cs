@@ -41,12 +41,13 @@ namespace AgentSandbox.Files
         /// <summary>Plans (nothing written when a target exists without force), then copies with progress.</summary>
         public static SandboxCopyResult Run(Sandbox s, string direction, string source, string destination,
             ITreeSource tree, ITreeSink sink, bool force, IProgressSink progress, CancellationToken ct,
-            (int Files, long Bytes)? knownTotals = null)
+            (int Files, long Bytes)? knownTotals = null, long? maxBytes = null)
         {
             var totals = knownTotals ?? TreeCopy.Plan(tree, sink, force, destination, ct);
+            if (maxBytes is long max && totals.Bytes > max) throw TooLarge(s, source, $"it holds {totals.Bytes} bytes", max);
             var activity = $"Copying {source} to {destination}";
             progress.Milestone($"{activity} ({totals.Files} files, {CopyMeter.Format(totals.Bytes)})");
-            var meter = new CopyMeter(progress, activity, totals.Bytes);
+            var meter = new CopyMeter(progress, activity, totals.Bytes) { Limit = maxBytes, OverLimit = written => TooLarge(s, source, $"more than {written} bytes came while it was copied", maxBytes!.Value) };
             TreeCopy.Copy(tree, sink, meter, ct);
             progress.Milestone($"Copied {meter.Files} files ({CopyMeter.Format(meter.Bytes)}) to {destination}");
             return new SandboxCopyResult
@@ -54,6 +55,10 @@ namespace AgentSandbox.Files
                 Sandbox = s.Name, Direction = direction, Source = source, Destination = destination, Files = meter.Files, Bytes = meter.Bytes,
             };
         }
+
+        private static SandboxException TooLarge(Sandbox s, string source, string why, long max) =>
+            new SandboxException(ErrorIds.CopyLimitExceeded, SandboxErrorKind.PermissionDenied,
+                $"Copying '{source}' from sandbox '{s.Name}' was refused: {why}, more than the {max} bytes this copy may write (what was written so far stays).", source);
 
         /// <summary>File-system failures as the module's errors: links refused, missing items, the rest as copy failures.</summary>
         public static T Guard<T>(Sandbox s, Func<T> work)

@@ -326,6 +326,9 @@ namespace AgentSandbox.Files
         private int _lastQuarter;
         public long Bytes { get; private set; }
         public int Files { get; set; }
+        /// <summary>The most bytes the copy may write; past it, <see cref="OverLimit"/> is thrown.</summary>
+        public long? Limit { get; set; }
+        public Func<long, Exception>? OverLimit { get; set; }
 
         public CopyMeter(IProgressSink sink, string activity, long total)
         {
@@ -335,6 +338,7 @@ namespace AgentSandbox.Files
         public void Add(long n)
         {
             Bytes += n;
+            if (Limit is long limit && Bytes > limit) throw OverLimit?.Invoke(limit) ?? new IOException($"more than {limit} bytes");
             if (_clock.ElapsedMilliseconds - _lastReport < 250) return;
             _lastReport = _clock.ElapsedMilliseconds;
             int percent = _total > 0 ? (int)Math.Min(100, Bytes * 100 / _total) : -1;

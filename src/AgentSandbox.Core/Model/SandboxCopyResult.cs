@@ -21,6 +21,11 @@ namespace AgentSandbox
         public string Source { get; set; } = "";
         public string Destination { get; set; } = "";
         public bool Force { get; set; }
+        /// <summary>
+        /// The most bytes the copy may write (null: no bound). A copy that would write more is refused before
+        /// anything is written, or stopped when its files grow past it while copied (CopyLimitExceeded).
+        /// </summary>
+        public long? MaxBytes { get; set; }
         /// <summary>The host folders sandboxes can write (their writable -Mount sources): links in them are never followed on the host.</summary>
         internal IReadOnlyCollection<string> SandboxWritable { get; set; } = new string[0];
     }

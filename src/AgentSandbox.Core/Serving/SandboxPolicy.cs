@@ -27,6 +27,8 @@ namespace AgentSandbox.Serving
         /// hold Disk); elsewhere a sandbox that asks for none has none, as list_backends says.
         /// </summary>
         public long MaxDiskBytes { get; set; } = 4L * 1024 * 1024 * 1024;
+        /// <summary>Checkpoints a sandbox may keep at once: each is a full copy of its files on the host's disk.</summary>
+        public int MaxCheckpoints { get; set; } = 5;
         public TimeSpan DefaultTimeToLive { get; set; } = TimeSpan.FromHours(1);
         public TimeSpan MaxTimeToLive { get; set; } = TimeSpan.FromHours(8);
         /// <summary>None, or Allow with <see cref="AllowHosts"/>; the host's network is never offered.</summary>
@@ -46,6 +48,7 @@ namespace AgentSandbox.Serving
         public void Validate()
         {
             if (MaxSandboxes < 1) throw Invalid("-MaxSandboxes must be at least 1.", MaxSandboxes.ToString(CultureInfo.InvariantCulture));
+            if (MaxCheckpoints < 0) throw Invalid("-MaxCheckpoints must be 0 or more.", MaxCheckpoints.ToString(CultureInfo.InvariantCulture));
             if (DefaultTimeToLive > MaxTimeToLive)
                 throw Invalid($"-DefaultTimeToLive {DefaultTimeToLive} is longer than -MaxTimeToLive {MaxTimeToLive}.", DefaultTimeToLive.ToString());
             if (Network == SandboxNetwork.Host)
@@ -117,21 +120,25 @@ namespace AgentSandbox.Serving
         }
 
         /// <summary>
-        /// Refuses a command as root (user or group root or 0, however written) unless the policy allows it; any
-        /// user is then only a plain name or number, so no runtime's reading of it can come out as root.
+        /// Without <see cref="AllowRoot"/>, commands run as the sandbox's own user only. Root is refused however
+        /// written (PolicyRootNotAllowed), and so is any other user (PolicyUserNotAllowed): a name means what the
+        /// sandbox's files say, which a mount can change, and on a backend without a user namespace a number
+        /// is a host uid, another sandbox's or a person's.
         /// </summary>
-        public void AdmitUser(string? user)
+        public void AdmitUser(string? user, string sandboxUser)
         {
-            if (AllowRoot || user == null) return;
-            var parts = user.Split(':');
-            if (parts.Length > 2 || parts.Any(p => !PlainId.IsMatch(p)))
-                throw Refused(ErrorIds.PolicyRootNotAllowed, $"The policy does not allow root, so a user must be a plain name or number, with an optional :group ('{user}').", user);
-            if (parts.Any(SandboxManager.IsRootId))
+            if (AllowRoot || user == null || user == sandboxUser) return;
+            if (user.Split(':').Any(SandboxManager.IsRootId))
                 throw Refused(ErrorIds.PolicyRootNotAllowed, $"The policy does not allow commands as root ('{user}').", user);
+            throw Refused(ErrorIds.PolicyUserNotAllowed, $"The policy runs commands as the sandbox's own user ('{sandboxUser}') only; '{user}' needs -AllowRoot.", user);
         }
 
-        private static readonly System.Text.RegularExpressions.Regex PlainId =
-            new System.Text.RegularExpressions.Regex("^(?:[a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10})$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+        /// <summary>Refuses one more checkpoint of a sandbox that has <see cref="MaxCheckpoints"/>.</summary>
+        public void AdmitCheckpoint(string sandbox, int existing)
+        {
+            if (existing >= MaxCheckpoints)
+                throw Refused(ErrorIds.PolicyLimitExceeded, $"The policy allows {MaxCheckpoints} checkpoint(s) per sandbox and '{sandbox}' has {existing}; restore or fork from one, or remove the sandbox.", sandbox);
+        }
 
         /// <summary>Whether a backend may be used at all under this policy, and if not, why.</summary>
         public string? Excludes(BackendInfo backend)

@@ -48,6 +48,10 @@ namespace AgentSandbox.PowerShell.Commands
         public long MaxDiskSize { get; set; } = 4L * 1024 * 1024 * 1024;
 
         [Parameter]
+        [ValidateRange(0, 1000)]
+        public int MaxCheckpoints { get; set; } = 5;
+
+        [Parameter]
         public TimeSpan DefaultTimeToLive { get; set; } = TimeSpan.FromHours(1);
 
         [Parameter]
@@ -136,6 +140,7 @@ namespace AgentSandbox.PowerShell.Commands
             MaxCpuCount = MaxCpuCount,
             MaxProcessLimit = MaxProcessLimit,
             MaxDiskBytes = MaxDiskSize,
+            MaxCheckpoints = MaxCheckpoints,
             DefaultTimeToLive = DefaultTimeToLive,
             MaxTimeToLive = MaxTimeToLive,
             Network = Network,

@@ -20,7 +20,7 @@ for (const backend of backends) {
       fs.writeFileSync(path.join(data, 'input.txt'), 'from the host\n');
       // A link inside the allowed folder that leads out of it.
       fs.symlinkSync(elsewhere, path.join(out, 'escape'));
-      server = await connect(`-Backend ${backend} -NamePrefix ${prefix} -MaxSandboxes 2 -MaxMemory 512MB -AllowMount '${data}' -AllowCopyTo '${out}' -LogPath '${path.join(host, 'calls.log')}'`);
+      server = await connect(`-Backend ${backend} -NamePrefix ${prefix} -MaxSandboxes 2 -MaxMemory 512MB -MaxDiskSize 512MB -MaxCheckpoints 1 -AllowMount '${data}' -AllowCopyTo '${out}' -LogPath '${path.join(host, 'calls.log')}'`);
     });
     after(async () => {
       await server?.client.close().catch(() => {});
@@ -33,6 +33,8 @@ for (const backend of backends) {
       assert.deepEqual(p.mountFolders, [data]);
       assert.deepEqual(p.copyOutFolders, [out]);
       assert.equal(p.maxSandboxes, 2);
+      assert.equal(p.maxDiskMB, 512);
+      assert.equal(p.maxCheckpoints, 1);
       assert.equal(p.allowRoot, false);
       assert.equal(p.sandboxesRemovedAtExit, true);
     });
@@ -63,6 +65,13 @@ for (const backend of backends) {
         const r = await call(server.client, 'run_command', { sandbox, command: 'id -u', user });
         assert.match(r.text, /^PolicyRootNotAllowed: /, `user ${user}`);
       }
+      // Any other user too: a name is what the sandbox's files say, and a number may be a host uid.
+      for (const user of ['nobody', '1000', '65534:65534']) {
+        const r = await call(server.client, 'run_command', { sandbox, command: 'id -u', user });
+        assert.match(r.text, /^PolicyUserNotAllowed: /, `user ${user}`);
+      }
+      const own = await call(server.client, 'run_command', { sandbox, command: 'id -un', user: 'agent' });
+      assert.equal(own.value.stdOut, 'agent\n');
     });
 
     it('copies a tree out into an allowed folder, never through a link out of it', async () => {
@@ -79,6 +88,18 @@ for (const backend of backends) {
       const rootOnly = await call(server.client, 'copy_out', { sandbox, path: '/root', hostDestination: out });
       assert.match(rootOnly.text, /^InvalidPath: .*the sandbox user cannot read this folder/);
       assert.equal(fs.existsSync(path.join(out, 'root')), false);
+      // A link and '..' cannot make the check look at one file and the copy take another.
+      await call(server.client, 'run_command', { sandbox, command: 'mkdir -p /tmp/a/b /tmp/root && echo decoy > /tmp/root/x && ln -s /tmp/a/b link' });
+      const dotted = await call(server.client, 'copy_out', { sandbox, path: 'link/../../root', hostDestination: out });
+      assert.match(dotted.text, /^InvalidPath: .*\/root: the sandbox user cannot read this folder/);
+      const linked = await call(server.client, 'copy_out', { sandbox, path: 'link/x', hostDestination: out });
+      assert.match(linked.text, /^InvalidPath: .*\/workspace\/link is a symbolic link/);
+      // At most what the sandbox's disk could hold: a sparse file is written out in full.
+      await call(server.client, 'run_command', { sandbox, command: 'truncate -s 600M sparse' });
+      const sparse = await call(server.client, 'copy_out', { sandbox, path: 'sparse', hostDestination: out });
+      assert.match(sparse.text, /^CopyLimitExceeded: .*holds 629145600 bytes, more than the 536870912 bytes/);
+      assert.equal(fs.existsSync(path.join(out, 'sparse')), false);
+      await call(server.client, 'run_command', { sandbox, command: 'rm sparse' });
       const outside = await call(server.client, 'copy_out', { sandbox, path: 'result', hostDestination: elsewhere });
       assert.match(outside.text, /^PolicyPathNotAllowed: /);
       assert.deepEqual(fs.readdirSync(elsewhere), []);
@@ -90,6 +111,8 @@ for (const backend of backends) {
       assert.equal(c.isError, false, c.text);
       const listed = await call(server.client, 'list_checkpoints', { sandbox });
       assert.deepEqual(listed.value.map(x => x.name), ['base']);
+      const second = await call(server.client, 'checkpoint_sandbox', { sandbox, checkpoint: 'more' });
+      assert.match(second.text, /^PolicyLimitExceeded: The policy allows 1 checkpoint\(s\) per sandbox/);
       const fork = await call(server.client, 'fork_sandbox', { sandbox, checkpoint: 'base', name: 'fork' });
       assert.equal(fork.isError, false, fork.text);
       assert.equal(fork.value.name, `${prefix}fork`);

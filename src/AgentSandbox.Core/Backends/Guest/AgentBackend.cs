@@ -260,7 +260,7 @@ namespace AgentSandbox.Backends.Guest
                         {
                             using var buffered = new BufferedStream(pipe, 64 * 1024);
                             return CopyRunner.Run(s, "ToSandbox", source.Display, target, source.Tree,
-                                directories = new DirectoryTimes(new TarTreeSink(buffered, top, AgentUid(s), AgentGid(s), stat), putDir, top), request.Force, relay, cancellation, totals);
+                                directories = new DirectoryTimes(new TarTreeSink(buffered, top, AgentUid(s), AgentGid(s), stat), putDir, top), request.Force, relay, cancellation, totals, request.MaxBytes);
                         }
                         finally { pipe.Dispose(); }
                     });
@@ -300,7 +300,7 @@ namespace AgentSandbox.Backends.Guest
                 else if (!info.IsDirectory) totals = (1, info.Size);
                 return CallerThread.Run(progress, relay => Task.Run(() =>
                     WithArchive(s, parent, name, cancellation, stream =>
-                        CopyRunner.Run(s, "FromSandbox", source, target.Display, new TarTreeSource(stream), target.Sink, request.Force, relay, cancellation, totals ?? (0, 0)))));
+                        CopyRunner.Run(s, "FromSandbox", source, target.Display, new TarTreeSource(stream), target.Sink, request.Force, relay, cancellation, totals ?? (0, 0), request.MaxBytes))));
             });
         }
 

@@ -87,7 +87,15 @@ namespace AgentSandbox.Backends.Stored
             if (ListingProblem is string problem)
                 throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
                     $"{Name} sandboxes cannot be listed: {problem}.", Name);
-            foreach (var name in Store.Names())
+            List<string> names;
+            // A store left by another user's run (root's, say) that this user cannot read is the same problem.
+            try { names = new List<string>(Store.Names()); }
+            catch (UnauthorizedAccessException)
+            {
+                throw new SandboxException(ErrorIds.BackendUnavailable, SandboxErrorKind.NotAvailable,
+                    $"{Name} sandboxes cannot be listed: their records are not readable by this user (that needs root, sudo pwsh).", Name);
+            }
+            foreach (var name in names)
             {
                 Sandbox? s;
                 try { s = Load(name); }

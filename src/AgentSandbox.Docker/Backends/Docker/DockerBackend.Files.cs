@@ -48,7 +48,7 @@ namespace AgentSandbox.Backends.Docker
                             {
                                 using var buffered = new BufferedStream(pipe, 64 * 1024);
                                 return CopyRunner.Run(s, "ToSandbox", srcDisplay, target, tree,
-                                    new TarTreeSink(buffered, top, AgentOf(s), AgentOf(s), stat), request.Force, relay, cancellation, totals);
+                                    new TarTreeSink(buffered, top, AgentOf(s), AgentOf(s), stat), request.Force, relay, cancellation, totals, request.MaxBytes);
                             }
                             finally { pipe.Dispose(); }
                         });
@@ -104,7 +104,7 @@ namespace AgentSandbox.Backends.Docker
                             throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Reading '{source}' in sandbox '{s.Name}' failed", s.Name);
                         }
                         using var stream = new BufferedStream(new EndTolerantStream(response.Stream), 64 * 1024);
-                        return CopyRunner.Run(s, "FromSandbox", source, hostDisplay, new TarTreeSource(stream), sink, request.Force, relay, cancellation, totals ?? (0, 0));
+                        return CopyRunner.Run(s, "FromSandbox", source, hostDisplay, new TarTreeSource(stream), sink, request.Force, relay, cancellation, totals ?? (0, 0), request.MaxBytes);
                     });
                 }
             });
