@@ -7,9 +7,8 @@ using System.Threading.Tasks;
 namespace AgentSandbox.Mcp
 {
     /// <summary>
-    /// Files in a sandbox: read, write and list, and a tree copied out to a host folder the policy allows.
-    /// Reads and writes go through the module's copies (which never follow a sandbox's links on the host)
-    /// by way of a private host folder of the server's.
+    /// Files in a sandbox: read, write and list, run inside as the sandbox's own user, and a tree copied out
+    /// to a host folder the policy allows (by the module's copy, which never follows a sandbox's links).
     /// </summary>
     internal static class FileTools
     {
@@ -90,7 +89,7 @@ namespace AgentSandbox.Mcp
             };
             if (bytes.Length > MaxWriteBytes)
                 throw new SandboxException(ToolErrors.InvalidToolArgument, SandboxErrorKind.InvalidArgument, $"write_file writes at most {MaxWriteBytes} bytes; {bytes.Length} were given.", "content");
-            RunAsAgent(session, sandbox, WriteScript, new[] { path }, Convert.ToBase64String(bytes, Base64FormattingOptions.InsertLineBreaks), call, "Writing");
+            RunAsAgent(session, sandbox, WriteScript, new[] { path }, Lines76(Convert.ToBase64String(bytes)), call, "Writing");
             return ToolOutcome.Of(new { Path = path, Bytes = bytes.Length }, $"wrote {bytes.Length} bytes");
         }
 
@@ -141,10 +140,28 @@ namespace AgentSandbox.Mcp
             // The copy itself is the host's, which reads anything: only what the agent can read itself goes out.
             var source = Files.SandboxPath.Join(Files.SandboxPath.Split(a.RequiredString("path"), sandbox.WorkingDirectory));
             RunAsAgent(session, sandbox, CopyOutCheckScript, new[] { source }, null, call, "Copying");
-            // No more than the sandbox's disk could hold: sparse files and hard links are written out in full.
-            var request = new SandboxCopyRequest { Source = source, Destination = destination, Force = a.Bool("overwrite"), MaxBytes = session.Policy.MaxDiskBytes };
-            var result = session.Manager.CopyFromSandbox(sandbox, request, null, call.Cancellation);
+            // No more, over all of a sandbox's copies, than its disk could hold: sparse files and hard links are
+            // written out in full, so a sandbox's few bytes could otherwise fill the host's disk copy after copy.
+            var budget = session.CopyOutBudget(sandbox.Name);
+            var request = new SandboxCopyRequest { Source = source, Destination = destination, Force = a.Bool("overwrite"), MaxBytes = budget, ReadableBySandboxUser = true };
+            SandboxCopyResult result;
+            try { result = session.Manager.CopyFromSandbox(sandbox, request, null, call.Cancellation); }
+            catch (SandboxException e) when (e.ErrorId == ErrorIds.CopyLimitExceeded)
+            {
+                // What a copy stopped midway wrote stays on the host and counts.
+                session.CopiedOut(sandbox.Name, e.Data["BytesWritten"] is long written ? written : 0);
+                throw;
+            }
+            session.CopiedOut(sandbox.Name, result.Bytes);
             return ToolOutcome.Of(new { result.Source, result.Destination, result.Files, result.Bytes }, $"copied {result.Files} files");
+        }
+
+        // Lines ended by '\n' alone: base64 -d takes any line length but refuses the '\r' of .NET's own line breaks.
+        private static string Lines76(string base64)
+        {
+            var text = new StringBuilder(base64.Length + base64.Length / 76 + 1);
+            for (int i = 0; i < base64.Length; i += 76) text.Append(base64, i, Math.Min(76, base64.Length - i)).Append('\n');
+            return text.ToString();
         }
 
         private static byte[] Base64(string content)

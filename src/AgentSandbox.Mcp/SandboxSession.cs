@@ -30,6 +30,19 @@ namespace AgentSandbox.Mcp
         public McpServerSettings Settings { get; }
         /// <summary>Held while test_isolation runs: its companion sandboxes are not counted against the policy, so one run at a time.</summary>
         public SemaphoreSlim IsolationTests { get; } = new SemaphoreSlim(1, 1);
+        private readonly Dictionary<string, long> _copiedOut = new Dictionary<string, long>(StringComparer.Ordinal);
+
+        /// <summary>What copy_out may still write for a sandbox: the policy's disk ceiling less what its copies wrote.</summary>
+        public long CopyOutBudget(string name)
+        {
+            lock (_gate) return Math.Max(0, Policy.MaxDiskBytes - (_copiedOut.TryGetValue(name, out var used) ? used : 0));
+        }
+
+        public void CopiedOut(string name, long bytes)
+        {
+            lock (_gate) _copiedOut[name] = (_copiedOut.TryGetValue(name, out var used) ? used : 0) + bytes;
+        }
+
         /// <summary>Held while a checkpoint is counted against the policy and made.</summary>
         public object Checkpoints { get; } = new object();
         public SandboxManager Manager => Settings.Manager;

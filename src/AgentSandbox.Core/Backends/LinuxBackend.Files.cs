@@ -50,9 +50,14 @@ namespace AgentSandbox.Backends
                 {
                     var dir = DirHandle.OpenTrusted(FilesRoot(s));
                     handles.Add(dir);
+                    var (agentUid, agentGid) = AgentOwner(s, dir);
                     for (int i = 0; i < parts.Length - 1; i++)
                     {
-                        if (!dir.Stat(parts[i]).Exists) throw SandboxPath.NotFound(display, $"in sandbox '{s.Name}'");
+                        var step = dir.Stat(parts[i]);
+                        if (!step.Exists) throw SandboxPath.NotFound(display, $"in sandbox '{s.Name}'");
+                        // A folder on the way the sandbox's user may not enter hides what is below it from that user.
+                        if (request.ReadableBySandboxUser && step.IsDirectory && !ReadableTree.May(step.Mode, step.Uid, step.Gid, agentUid, agentGid, 1))
+                            throw ReadableTree.Unreadable(SandboxPath.Join(parts, i));
                         dir = dir.OpenDirectory(parts[i]);
                         handles.Add(dir);
                     }
@@ -63,7 +68,9 @@ namespace AgentSandbox.Backends
                     var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, name, request.SandboxWritable);
                     handles.Add(hostDir);
                     using var sink = new DirTreeSink(hostDir, hostName, null, null, request.Force);
-                    return CopyRunner.Run(s, "FromSandbox", display, hostDisplay, new DirTreeSource(dir, name), sink, request.Force, progress, cancellation, maxBytes: request.MaxBytes);
+                    ITreeSource tree = new DirTreeSource(dir, name);
+                    if (request.ReadableBySandboxUser) tree = new ReadableTree(tree, agentUid, agentGid, display);
+                    return CopyRunner.Run(s, "FromSandbox", display, hostDisplay, tree, sink, request.Force, progress, cancellation, maxBytes: request.MaxBytes);
                 }
                 finally { foreach (var h in handles) h.Dispose(); }
             });

@@ -44,10 +44,10 @@ namespace AgentSandbox.Files
             (int Files, long Bytes)? knownTotals = null, long? maxBytes = null)
         {
             var totals = knownTotals ?? TreeCopy.Plan(tree, sink, force, destination, ct);
-            if (maxBytes is long max && totals.Bytes > max) throw TooLarge(s, source, $"it holds {totals.Bytes} bytes", max);
+            if (maxBytes is long max && totals.Bytes > max) throw TooLarge(s, source, $"it holds {totals.Bytes} bytes", max, 0);
             var activity = $"Copying {source} to {destination}";
             progress.Milestone($"{activity} ({totals.Files} files, {CopyMeter.Format(totals.Bytes)})");
-            var meter = new CopyMeter(progress, activity, totals.Bytes) { Limit = maxBytes, OverLimit = written => TooLarge(s, source, $"more than {written} bytes came while it was copied", maxBytes!.Value) };
+            var meter = new CopyMeter(progress, activity, totals.Bytes) { Limit = maxBytes, OverLimit = written => TooLarge(s, source, $"{written} bytes came while it was copied", maxBytes!.Value, written) };
             TreeCopy.Copy(tree, sink, meter, ct);
             progress.Milestone($"Copied {meter.Files} files ({CopyMeter.Format(meter.Bytes)}) to {destination}");
             return new SandboxCopyResult
@@ -56,9 +56,15 @@ namespace AgentSandbox.Files
             };
         }
 
-        private static SandboxException TooLarge(Sandbox s, string source, string why, long max) =>
-            new SandboxException(ErrorIds.CopyLimitExceeded, SandboxErrorKind.PermissionDenied,
-                $"Copying '{source}' from sandbox '{s.Name}' was refused: {why}, more than the {max} bytes this copy may write (what was written so far stays).", source);
+        /// <remarks>Data["BytesWritten"]: what was written before the copy stopped (it stays).</remarks>
+        private static SandboxException TooLarge(Sandbox s, string source, string why, long max, long written)
+        {
+            var e = new SandboxException(ErrorIds.CopyLimitExceeded, SandboxErrorKind.PermissionDenied,
+                $"Copying '{source}' from sandbox '{s.Name}' was refused: {why}, more than the {max} bytes this copy may write" +
+                (written > 0 ? $" ({written} bytes written so far stay)." : "; nothing was written."), source);
+            e.Data["BytesWritten"] = written;
+            return e;
+        }
 
         /// <summary>File-system failures as the module's errors: links refused, missing items, the rest as copy failures.</summary>
         public static T Guard<T>(Sandbox s, Func<T> work)

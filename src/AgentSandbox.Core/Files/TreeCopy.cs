@@ -338,7 +338,7 @@ namespace AgentSandbox.Files
         public void Add(long n)
         {
             Bytes += n;
-            if (Limit is long limit && Bytes > limit) throw OverLimit?.Invoke(limit) ?? new IOException($"more than {limit} bytes");
+            if (Limit is long limit && Bytes > limit) throw OverLimit?.Invoke(Bytes) ?? new IOException($"more than {limit} bytes");
             if (_clock.ElapsedMilliseconds - _lastReport < 250) return;
             _lastReport = _clock.ElapsedMilliseconds;
             int percent = _total > 0 ? (int)Math.Min(100, Bytes * 100 / _total) : -1;

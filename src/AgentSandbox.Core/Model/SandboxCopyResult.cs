@@ -26,6 +26,11 @@ namespace AgentSandbox
         /// anything is written, or stopped when its files grow past it while copied (CopyLimitExceeded).
         /// </summary>
         public long? MaxBytes { get; set; }
+        /// <summary>
+        /// Copy out only what the sandbox's own user may read (and the folders on the way it may enter), judged
+        /// on the host from owners and modes; anything else stops the copy (UnsafeSandboxPath).
+        /// </summary>
+        public bool ReadableBySandboxUser { get; set; }
         /// <summary>The host folders sandboxes can write (their writable -Mount sources): links in them are never followed on the host.</summary>
         internal IReadOnlyCollection<string> SandboxWritable { get; set; } = new string[0];
     }

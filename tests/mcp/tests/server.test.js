@@ -3,6 +3,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, call, uniquePrefix, sandboxesOnHost, removeLeftovers, alive, waitFor } from '../lib/server.js';
@@ -73,6 +74,14 @@ for (const backend of backends) {
       const rb = await call(server.client, 'read_file', { sandbox, path: 'blob.bin' });
       assert.equal(rb.value.encoding, 'base64');
       assert.equal(rb.value.content, Buffer.from([0, 255, 1, 254]).toString('base64'));
+      // Larger files, text and binary, come back byte for byte.
+      const random = randomBytes(300000);
+      const wb = await call(server.client, 'write_file', { sandbox, path: 'random.bin', content: random.toString('base64'), encoding: 'base64' });
+      assert.equal(wb.value.bytes, 300000, wb.text);
+      assert.equal((await call(server.client, 'read_file', { sandbox, path: 'random.bin' })).value.content, random.toString('base64'));
+      const lines = Array.from({ length: 2000 }, (_, i) => `line ${i} ünïcode`).join('\n') + '\n';
+      await call(server.client, 'write_file', { sandbox, path: 'lines.txt', content: lines });
+      assert.equal((await call(server.client, 'read_file', { sandbox, path: 'lines.txt' })).value.content, lines);
       const ls = await call(server.client, 'list_files', { sandbox });
       assert.match(ls.value.listing, /hello\.txt/);
       assert.match(ls.value.listing, /blob\.bin/);

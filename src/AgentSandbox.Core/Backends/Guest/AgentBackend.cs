@@ -280,6 +280,10 @@ namespace AgentSandbox.Backends.Guest
         public sealed override SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation) =>
             WithGuest(sandbox, progress, s => CopyOut(s, request, progress, cancellation));
 
+        /// <summary>The guest's archive as the copy asked for it: all of it, or what the sandbox's user may read.</summary>
+        private static ITreeSource AsAsked(Sandbox s, SandboxCopyRequest request, ITreeSource tree, string display) =>
+            request.ReadableBySandboxUser ? new ReadableTree(tree, AgentUid(s), AgentGid(s), display) : tree;
+
         private SandboxCopyResult CopyOut(Sandbox s, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
             var parts = SandboxPath.Split(request.Source, s.WorkingDirectory);
@@ -296,11 +300,11 @@ namespace AgentSandbox.Backends.Guest
                 using var target = copies.OpenTarget(request.Destination, name, request.SandboxWritable, request.Force);
                 (int, long)? totals = null;
                 if (target.Sink.Stat("").Exists)
-                    totals = WithArchive(s, parent, name, cancellation, stream => TreeCopy.Plan(new TarTreeSource(stream), target.Sink, request.Force, target.Display, cancellation));
+                    totals = WithArchive(s, parent, name, cancellation, stream => TreeCopy.Plan(AsAsked(s, request, new TarTreeSource(stream), source), target.Sink, request.Force, target.Display, cancellation));
                 else if (!info.IsDirectory) totals = (1, info.Size);
                 return CallerThread.Run(progress, relay => Task.Run(() =>
                     WithArchive(s, parent, name, cancellation, stream =>
-                        CopyRunner.Run(s, "FromSandbox", source, target.Display, new TarTreeSource(stream), target.Sink, request.Force, relay, cancellation, totals ?? (0, 0), request.MaxBytes))));
+                        CopyRunner.Run(s, "FromSandbox", source, target.Display, AsAsked(s, request, new TarTreeSource(stream), source), target.Sink, request.Force, relay, cancellation, totals ?? (0, 0), request.MaxBytes))));
             });
         }
 

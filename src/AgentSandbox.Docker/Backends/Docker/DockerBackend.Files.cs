@@ -72,6 +72,12 @@ namespace AgentSandbox.Backends.Docker
             });
         }
 
+        /// <summary>The container's archive as the copy asked for it: all of it, or what the sandbox's user may read.</summary>
+        private static ITreeSource AsAsked(Sandbox s, SandboxCopyRequest request, ITreeSource tree, string display) =>
+            request.ReadableBySandboxUser
+                ? new ReadableTree(tree, AgentOf(s), int.Parse(s.Data("gid") ?? s.Data("uid") ?? "1000", System.Globalization.CultureInfo.InvariantCulture), display)
+                : tree;
+
         public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
             // The manager passes the live record it found by name.
@@ -93,7 +99,7 @@ namespace AgentSandbox.Backends.Docker
                     // Nothing is written when a target exists without -Force: a first pass reads only the headers.
                     (int, long)? totals = null;
                     if (sink.Stat("").Exists)
-                        totals = WithArchive(id, source, s, stream => TreeCopy.Plan(new TarTreeSource(stream), sink, request.Force, hostDisplay, cancellation));
+                        totals = WithArchive(id, source, s, stream => TreeCopy.Plan(AsAsked(s, request, new TarTreeSource(stream), source), sink, request.Force, hostDisplay, cancellation));
                     else if (!info.IsDirectory) totals = (1, info.Size);
                     return CallerThread.Run(progress, async relay =>
                     {
@@ -104,7 +110,7 @@ namespace AgentSandbox.Backends.Docker
                             throw DockerErrors.Wrap(e, ErrorIds.SandboxCopyFailed, $"Reading '{source}' in sandbox '{s.Name}' failed", s.Name);
                         }
                         using var stream = new BufferedStream(new EndTolerantStream(response.Stream), 64 * 1024);
-                        return CopyRunner.Run(s, "FromSandbox", source, hostDisplay, new TarTreeSource(stream), sink, request.Force, relay, cancellation, totals ?? (0, 0), request.MaxBytes);
+                        return CopyRunner.Run(s, "FromSandbox", source, hostDisplay, AsAsked(s, request, new TarTreeSource(stream), source), sink, request.Force, relay, cancellation, totals ?? (0, 0), request.MaxBytes);
                     });
                 }
             });
