@@ -200,8 +200,10 @@ describe('AgentSandboxRun', () => {
     const marker = `marker-${crypto.randomBytes(6).toString('hex')}`;
     const run = startRaw(name, { script: `echo started; sleep 120 # ${marker}` });
     const deadline = Date.now() + 60000;
-    while (!run.output().includes('started') && Date.now() < deadline) await new Promise(r => setTimeout(r, 100));
-    assert.ok(run.output().includes('started'), run.output());
+    // The script's own line, not a word in some other message: the signal must come once the script runs.
+    const started = () => /(^|\n)started\r?\n/.test(run.output());
+    while (!started() && Date.now() < deadline) await new Promise(r => setTimeout(r, 100));
+    assert.ok(started(), run.output());
     const onCommandLines = fs.readdirSync('/proc').filter(p => /^\d+$/.test(p)).filter(p => {
       try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker); } catch { return false; }
     });
