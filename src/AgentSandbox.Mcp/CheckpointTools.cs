@@ -55,8 +55,7 @@ namespace AgentSandbox.Mcp
                 {
                     var source = session.Get(call.Arguments.RequiredString("sandbox"));
                     var checkpoint = session.Manager.GetCheckpoint(source, call.Arguments.RequiredString("checkpoint"));
-                    var name = call.Arguments.String("name");
-                    var spec = SandboxManager.SpecFromCheckpoint(checkpoint, session.Policy.NamePrefix + (string.IsNullOrEmpty(name) ? Guid.NewGuid().ToString("N").Substring(0, 8) : name));
+                    var spec = SandboxManager.SpecFromCheckpoint(checkpoint, session.NameFor(call.Arguments.String("name")));
                     // The source's limits and time to live, weighed again: the new sandbox is admitted as any other.
                     spec.TimeToLive = null;
                     call.Sandbox = spec.Name;

@@ -123,12 +123,7 @@ namespace AgentSandbox.Mcp
         {
             var sandbox = session.Get(call.Sandbox = call.Arguments.RequiredString("sandbox"));
             var path = call.Arguments.String("path") ?? ".";
-            var output = new Lines();
-            // The path as an argument of its own, never part of the shell's command line.
-            var request = new CommandRequest { FilePath = "/bin/sh", Arguments = new List<string> { "-c", "exec ls -la -- \"$1\"", "sh", path }, Timeout = TimeSpan.FromSeconds(30) };
-            var result = session.Manager.Execute(sandbox, request, output, call.Cancellation);
-            if (result.ExitCode != 0)
-                throw new SandboxException(ErrorIds.InvalidPath, SandboxErrorKind.InvalidArgument, $"Listing '{path}' failed: {output.Err.ToString().Trim()}", path);
+            var output = RunAsAgent(session, sandbox, "exec ls -la -- \"$1\"", new[] { path }, null, call, "Listing");
             return ToolOutcome.Of(new { Path = path, Listing = output.Out.ToString(), Truncated = output.Truncated ? true : (bool?)null });
         }
 

@@ -53,6 +53,9 @@ namespace AgentSandbox.Mcp
             get { lock (_gate) return _owned.OrderBy(n => n, StringComparer.Ordinal).ToList(); }
         }
 
+        /// <summary>The name of a new sandbox: the server's prefix, then the one asked for or a random one.</summary>
+        public string NameFor(string? asked) => Policy.NamePrefix + (string.IsNullOrEmpty(asked) ? Guid.NewGuid().ToString("N").Substring(0, 8) : asked);
+
         /// <summary>Creates a sandbox within the policy (<paramref name="requested"/> is checked and filled in by it).</summary>
         public Sandbox Create(SandboxSpec requested, IProgressSink progress, CancellationToken cancellation)
         {

@@ -73,7 +73,7 @@ namespace AgentSandbox.Mcp
             var name = a.String("name");
             var spec = new SandboxSpec
             {
-                Name = session.Policy.NamePrefix + (string.IsNullOrEmpty(name) ? Guid.NewGuid().ToString("N").Substring(0, 8) : name),
+                Name = session.NameFor(name),
                 Backend = a.String("backend") ?? SandboxManager.AutoBackend,
                 Isolation = a.Enum<IsolationLevel>("isolation"),
                 MemoryBytes = a.Integer("memoryMB", 1, 1L << 30) * 1024 * 1024,

@@ -102,7 +102,5 @@ namespace AgentSandbox.Mcp
     internal static class ToolErrors
     {
         public const string InvalidToolArgument = "InvalidToolArgument";
-        /// <summary>A sandbox another process made, or none: the server sees only its own.</summary>
-        public const string SandboxNotFound = ErrorIds.SandboxNotFound;
     }
 }

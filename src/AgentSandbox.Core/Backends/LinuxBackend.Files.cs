@@ -68,8 +68,7 @@ namespace AgentSandbox.Backends
                     var (hostDir, hostName, hostDisplay) = CopyRunner.OpenHostTarget(request.Destination, name, request.SandboxWritable);
                     handles.Add(hostDir);
                     using var sink = new DirTreeSink(hostDir, hostName, null, null, request.Force);
-                    ITreeSource tree = new DirTreeSource(dir, name);
-                    if (request.ReadableBySandboxUser) tree = new ReadableTree(tree, agentUid, agentGid, display);
+                    var tree = ReadableTree.For(request, new DirTreeSource(dir, name), agentUid, agentGid, display);
                     return CopyRunner.Run(s, "FromSandbox", display, hostDisplay, tree, sink, request.Force, progress, cancellation, maxBytes: request.MaxBytes);
                 }
                 finally { foreach (var h in handles) h.Dispose(); }

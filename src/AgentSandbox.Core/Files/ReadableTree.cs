@@ -22,6 +22,10 @@ namespace AgentSandbox.Files
             _inner = inner; _uid = uid; _gid = gid; _display = display;
         }
 
+        /// <summary>The tree a copy reads: all of it, or what uid:gid may read when the request asks for that.</summary>
+        public static ITreeSource For(SandboxCopyRequest request, ITreeSource tree, int uid, int gid, string display) =>
+            request.ReadableBySandboxUser ? new ReadableTree(tree, uid, gid, display) : tree;
+
         public IEnumerable<(TarEntry Entry, Func<Stream>? Open)> Walk()
         {
             foreach (var (entry, open) in _inner.Walk())

@@ -282,7 +282,7 @@ namespace AgentSandbox.Backends.Guest
 
         /// <summary>The guest's archive as the copy asked for it: all of it, or what the sandbox's user may read.</summary>
         private static ITreeSource AsAsked(Sandbox s, SandboxCopyRequest request, ITreeSource tree, string display) =>
-            request.ReadableBySandboxUser ? new ReadableTree(tree, AgentUid(s), AgentGid(s), display) : tree;
+            ReadableTree.For(request, tree, AgentUid(s), AgentGid(s), display);
 
         private SandboxCopyResult CopyOut(Sandbox s, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {

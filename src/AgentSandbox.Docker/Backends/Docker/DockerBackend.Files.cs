@@ -74,9 +74,7 @@ namespace AgentSandbox.Backends.Docker
 
         /// <summary>The container's archive as the copy asked for it: all of it, or what the sandbox's user may read.</summary>
         private static ITreeSource AsAsked(Sandbox s, SandboxCopyRequest request, ITreeSource tree, string display) =>
-            request.ReadableBySandboxUser
-                ? new ReadableTree(tree, AgentOf(s), int.Parse(s.Data("gid") ?? s.Data("uid") ?? "1000", System.Globalization.CultureInfo.InvariantCulture), display)
-                : tree;
+            ReadableTree.For(request, tree, AgentOf(s), int.Parse(s.Data("gid") ?? s.Data("uid") ?? "1000", System.Globalization.CultureInfo.InvariantCulture), display);
 
         public SandboxCopyResult CopyFromSandbox(Sandbox sandbox, SandboxCopyRequest request, IProgressSink progress, CancellationToken cancellation)
         {
